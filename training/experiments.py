@@ -1,0 +1,119 @@
+"""Experiments built from the pieces: k-fold cross-validation, leave-one-source-out, fit-and-save."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slideiqa.models.checkpoint import ModelCard, save_checkpoint
+from slideiqa.models.registry import QualityNet
+
+from .datasets import ImageFolder
+from .metrics import classification_metrics, good_vs_bad_auc
+from .splits import five_fold_splits
+from .trainer import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, TransformedSubset, initialise_model, predict, train
+from .transforms import build_transform
+
+UNIT_MEAN, UNIT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+
+@dataclass
+class ModelSpec:
+    """What to train: base, initialisation, head dropout, input size, normalisation, augmentation.
+
+    ``normalisation`` is ``unit`` (the paper's plain 0–1 scaling) or ``imagenet`` (the statistics
+    ImageNet-pretrained torchvision bases were trained with).
+    """
+
+    architecture: str = "iqanet"
+    init: str = "random"
+    dropout: float = 0.2
+    input_size: int = 224
+    normalisation: str = "unit"
+    augment: str = "paper"
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return (IMAGENET_MEAN, IMAGENET_STD) if self.normalisation == "imagenet" else (UNIT_MEAN, UNIT_STD)
+
+
+def _subsets(dataset: ImageFolder, spec: ModelSpec, train_idx, val_idx, test_idx):
+    mean, std = spec.mean_std
+    augmented = build_transform(spec.input_size, mean, std, spec.augment)
+    plain = build_transform(spec.input_size, mean, std, "none")
+    return (
+        TransformedSubset(dataset, train_idx, augmented),
+        TransformedSubset(dataset, val_idx, plain),
+        TransformedSubset(dataset, test_idx, plain),
+    )
+
+
+def fit_split(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, train_idx, val_idx, test_idx):
+    """Train on one split; returns (model, history result, test probabilities, test labels)."""
+    train_set, val_set, test_set = _subsets(dataset, spec, train_idx, val_idx, test_idx)
+    model = initialise_model(spec.architecture, len(dataset.classes), spec.dropout, spec.init)
+    result = train(model, train_set, val_set, config)
+    probabilities, labels = predict(model, test_set, device=config.device)
+    return model, result, probabilities, labels
+
+
+def cross_validate(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, n_folds: int = 5) -> list[dict]:
+    """The paper's protocol: one record of test metrics (plus training history) per fold."""
+    records = []
+    for split in five_fold_splits(dataset.targets, dataset.groups, n_folds, config.seed):
+        _, result, probabilities, labels = fit_split(dataset, spec, config, split.train, split.val, split.test)
+        records.append({"fold": split.fold, **classification_metrics(labels, probabilities),
+                        "best_epoch": result.best_epoch, "history": result.history})
+    return records
+
+
+def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, good_class: str = "good") -> list[dict]:
+    """Generalisation to an unseen image: train on every other source, test on the held-out one.
+
+    Validation (for choosing the epoch) is a grouped fifth of the training sources, never the
+    held-out source.
+    """
+    sources = dataset.sources
+    good_index = dataset.classes.index(good_class)
+    records = []
+    for held_out in sorted(set(sources)):
+        test_idx = np.flatnonzero(sources == held_out)
+        rest = np.flatnonzero(sources != held_out)
+        inner = five_fold_splits(dataset.targets[rest], dataset.groups[rest], 5, config.seed)[0]
+        train_idx, val_idx = rest[np.concatenate([inner.train, inner.test])], rest[inner.val]
+        _, result, probabilities, labels = fit_split(dataset, spec, config, train_idx, val_idx, test_idx)
+        metrics = classification_metrics(labels, probabilities)
+        records.append({
+            "held_out": held_out,
+            "images": int(len(test_idx)),
+            "auc_good_vs_bad": good_vs_bad_auc(labels, probabilities, good_index),
+            "accuracy_good_vs_bad": float(np.mean((labels == good_index) == (probabilities.argmax(1) == good_index))),
+            "accuracy_classes": metrics["accuracy"],
+            "best_epoch": result.best_epoch,
+        })
+    return records
+
+
+def make_card(spec: ModelSpec, dataset: ImageFolder, *, mpp: float, tile_size: int, name: str = "",
+              description: str = "", training_data: dict | None = None, metrics: dict | None = None) -> ModelCard:
+    mean, std = spec.mean_std
+    return ModelCard(
+        architecture=spec.architecture, classes=list(dataset.classes), input_size=spec.input_size, mpp=mpp,
+        tile_size=tile_size, mean=list(mean), std=list(std), dropout=spec.dropout,
+        good_class="good" if "good" in dataset.classes else dataset.classes[-1], name=name,
+        description=description, training_data=training_data or {}, metrics=metrics or {},
+    )
+
+
+def fit_all_and_save(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, out: str | Path,
+                     card: ModelCard) -> tuple[QualityNet, dict]:
+    """Train on 80 % of the data (grouped), choose the epoch on the other 20 %, save with ``card``."""
+    split = five_fold_splits(dataset.targets, dataset.groups, 5, config.seed)[0]
+    train_idx = np.concatenate([split.train, split.test])
+    model, result, probabilities, labels = fit_split(dataset, spec, config, train_idx, split.val, split.val)
+    card.metrics.setdefault("validation", classification_metrics(labels, probabilities))
+    card.training_data.setdefault("best_epoch", result.best_epoch)
+    save_checkpoint(model, card, out)
+    return model, {"history": result.history, "validation": card.metrics["validation"]}
