@@ -18,7 +18,8 @@ Mappings from severity to physical parameters (``mpp`` is the image's µm per pi
 * ``noise``    – sensor noise: Poisson shot noise with ``10 ** (4 - 3 × severity)`` photons at full
   white (10 000 photons: negligible; 10 photons: very dim acquisition), plus Gaussian read noise of
   ``σ = 20 × severity`` grey levels.
-* ``jpeg``     – lossy compression: JPEG quality ``95 - 90 × severity`` (95 … 5).
+* ``jpeg``     – lossy compression: JPEG quality ``5 + 90 × (1 - severity)²`` (95 … 5). Quadratic,
+  because artefacts only become visible below quality ~40: severity 0.5 is quality 27.
 * ``exposure`` – wrong exposure and contrast: an exposure change of ``±2 EV × severity`` (direction
   drawn from the seed unless given) with contrast reduced by ``60 % × severity``.
 """
@@ -139,8 +140,9 @@ def noise(image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = 
 
 
 def jpeg_quality_for(severity: float) -> int:
-    """JPEG quality factor for a severity: 95 at 0 down to 5 at 1."""
-    return int(round(JPEG_BEST_QUALITY - (JPEG_BEST_QUALITY - JPEG_WORST_QUALITY) * _check_severity(severity)))
+    """JPEG quality factor for a severity: 95 at 0, 27 at 0.5, 5 at 1."""
+    remaining = 1.0 - _check_severity(severity)
+    return int(round(JPEG_WORST_QUALITY + (JPEG_BEST_QUALITY - JPEG_WORST_QUALITY) * remaining**2))
 
 
 def jpeg(image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None) -> np.ndarray:

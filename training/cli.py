@@ -109,8 +109,8 @@ def reproduce_default(
     arch: Architecture = "iqanet",
     init: Init = "random",
     normalisation: str = "unit",
-    crops: int = 100,
-    epochs: int = 12,
+    crops: int = 150,
+    epochs: int = 15,
     lr: float = 1e-3,
     batch_size: int = 32,
     mpp: float = 0.5,
@@ -121,16 +121,17 @@ def reproduce_default(
     started = time.perf_counter()
     data = workdir / "defects"
     if not (data / "manifest.csv").exists():
-        build_dataset("defects", find_sources(sources), data, BuildConfig(crops, 224, mpp, seed=seed))
+        build_dataset("defects", find_sources(sources), data, BuildConfig(crops, 224, mpp, seed=seed, vary_references=True))
     dataset = ImageFolder(data)
     spec = ModelSpec(arch, init, 0.2, 224, normalisation, "lossless")
-    config = TrainConfig(epochs, batch_size, lr, seed=seed)
+    config = TrainConfig(epochs, batch_size, lr, seed=seed, schedule="cosine")
     metrics = {}
     if not skip_loso:
-        metrics["leave_one_source_out"] = leave_one_source_out(dataset, spec, config)
-        for row in metrics["leave_one_source_out"]:
+        def report(row: dict) -> None:
             typer.echo(f"held out {row['held_out']:>20}: AUC good-vs-bad {row['auc_good_vs_bad']:.4f}, "
                        f"accuracy good-vs-bad {row['accuracy_good_vs_bad']:.4f}, classes {row['accuracy_classes']:.4f}")
+
+        metrics["leave_one_source_out"] = leave_one_source_out(dataset, spec, config, on_result=report)
     card = make_card(
         spec, dataset, mpp=mpp, tile_size=224, name=out.name,
         description="Tile quality: good, or the defect family that makes it bad. Score = P(good).",

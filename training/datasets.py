@@ -10,6 +10,7 @@ the same fold as the reference, which the seed's random split did not guarantee.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,10 @@ from .sources import IMAGE_SUFFIXES, Source, SourceError, open_source, tissue_fr
 BLOOD_CLASSES = ("bad", "fair", "good", "excellent")
 #: Severity band of each blood-style class: ordered, with gaps so neighbouring grades stay separable.
 BLOOD_SEVERITY = {"excellent": (0.0, 0.05), "good": (0.1, 0.25), "fair": (0.3, 0.55), "bad": (0.6, 1.0)}
-#: Severities of a "bad" copy in the binary and defect datasets: every copy is a clear defect.
-BAD_SEVERITY = (0.3, 1.0)
+#: Severities of a "bad" copy in the binary and defect datasets: every copy must be a clear defect,
+#: also on sources that are already JPEG-compressed (scanners write quality 30–90) or pale or dark.
+BAD_SEVERITY = {"defocus": (0.3, 1.0), "motion": (0.3, 1.0), "noise": (0.3, 1.0),
+                "jpeg": (0.5, 1.0), "exposure": (0.4, 1.0)}
 MANIFEST_FIELDS = ("path", "label", "source", "reference", "family", "severity", "x", "y")
 
 
@@ -44,6 +47,22 @@ class BuildConfig:
     mpp: float = 0.5
     min_tissue: float = 0.3
     seed: int = 0
+    #: Vary each reference (scale, stain, mild compression) before distorting it, so that a model
+    #: learns the defects rather than the look of the few sources it was trained on.
+    vary_references: bool = False
+
+
+def vary_appearance(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Stain and illumination variation that is *not* a defect, plus, half the time, the mild JPEG
+    compression (quality 60–95) that scanners write: the model must accept both as good."""
+    values = crop.astype(np.float64) / 255.0
+    values = values ** rng.uniform(0.85, 1.15) * rng.uniform(0.92, 1.08, size=3)
+    varied = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        buffer = io.BytesIO()
+        Image.fromarray(varied).save(buffer, format="JPEG", quality=int(rng.integers(60, 96)))
+        varied = np.asarray(Image.open(buffer).convert("RGB"))
+    return varied
 
 
 def random_crops(source: Source, config: BuildConfig, rng: np.random.Generator) -> list[tuple[int, int, np.ndarray]]:
@@ -54,8 +73,16 @@ def random_crops(source: Source, config: BuildConfig, rng: np.random.Generator) 
     crops, attempts = [], 0
     while len(crops) < config.crops_per_source and attempts < 50 * config.crops_per_source:
         attempts += 1
-        x, y = int(rng.integers(0, source.width - size + 1)), int(rng.integers(0, source.height - size + 1))
-        crop = source.crop(x, y, size)
+        # Varied references are also seen at a random coarser scale (down to half): downsampling with
+        # an antialiasing filter keeps them sharp, and widens the range of object sizes.
+        scale = rng.uniform(0.5, 1.0) if config.vary_references else 1.0
+        read = min(int(round(size / scale)), source.width, source.height)
+        x, y = int(rng.integers(0, source.width - read + 1)), int(rng.integers(0, source.height - read + 1))
+        crop = source.crop(x, y, read)
+        if read != size:
+            crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
+        if config.vary_references:
+            crop = vary_appearance(crop, rng)
         if tissue_fraction(crop) >= config.min_tissue:
             crops.append((x, y, crop))
     if not crops:
@@ -77,7 +104,7 @@ def _blood_plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
 def _copies_plan(families: Sequence[str], bad_label: Callable[[str], str]) -> Plan:
     def plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
         copies = [("good", "none", 0.0)]
-        copies += [(bad_label(family), family, float(rng.uniform(*BAD_SEVERITY))) for family in families]
+        copies += [(bad_label(family), family, float(rng.uniform(*BAD_SEVERITY[family]))) for family in families]
         return copies
 
     return plan

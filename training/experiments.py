@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+from sklearn.metrics import confusion_matrix
 
 from slideiqa.models.checkpoint import ModelCard, save_checkpoint
 from slideiqa.models.registry import QualityNet
@@ -69,7 +71,8 @@ def cross_validate(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, n
     return records
 
 
-def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, good_class: str = "good") -> list[dict]:
+def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, good_class: str = "good",
+                         on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Generalisation to an unseen image: train on every other source, test on the held-out one.
 
     Validation (for choosing the epoch) is a grouped fifth of the training sources, never the
@@ -92,7 +95,11 @@ def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainCon
             "accuracy_good_vs_bad": float(np.mean((labels == good_index) == (probabilities.argmax(1) == good_index))),
             "accuracy_classes": metrics["accuracy"],
             "best_epoch": result.best_epoch,
+            # rows: true class, columns: predicted class, in dataset.classes order
+            "confusion": confusion_matrix(labels, probabilities.argmax(1), labels=range(len(dataset.classes))).tolist(),
         })
+        if on_result is not None:
+            on_result(records[-1])
     return records
 
 

@@ -13,6 +13,8 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from slideiqa.tissue import NOMINAL_GLASS, tissue_pixels
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SLIDE_SUFFIXES = {".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".dcm"}
 
@@ -79,12 +81,8 @@ def find_sources(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def tissue_fraction(crop: np.ndarray) -> float:
-    """Share of pixels that are stained matter rather than bright empty glass.
+    """Share of stained pixels in a crop, by the slide mapper's tissue rule with glass at full white.
 
-    Glass is bright and grey; stain is darker or coloured. The same rule the slide mapper uses at
-    low resolution keeps crops of empty background (whose quality is undefined) out of datasets.
+    Crops of empty background have no defined quality and are kept out of datasets.
     """
-    rgb = crop.astype(np.float32)
-    brightness = rgb.mean(axis=-1)
-    saturation = rgb.max(axis=-1) - rgb.min(axis=-1)
-    return float(((brightness < 215) | (saturation > 25)).mean())
+    return float(tissue_pixels(crop, glass_level=NOMINAL_GLASS).mean())

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from slideiqa.models.checkpoint import load_card, load_state, transfer_state
@@ -63,6 +63,7 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     class_weights: list[float] | None = None
+    schedule: str = "constant"  # the paper's; "cosine" anneals the learning rate to zero
     progress: bool = True
 
 
@@ -104,11 +105,14 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device) if config.class_weights else None
     criterion = nn.CrossEntropyLoss(weight=weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs) if config.schedule == "cosine" else None
     train_loader = _loader(train_set, config.batch_size, True, config.num_workers, config.seed)
     val_loader = _loader(val_set, config.batch_size, False, config.num_workers, config.seed) if val_set else None
     result, best_loss, best_state = TrainResult(), float("inf"), None
     for epoch in range(1, config.epochs + 1):
         loss, accuracy = _run_epoch(model, train_loader, criterion, device, optimizer, f"epoch {epoch}", config.progress)
+        if scheduler is not None:
+            scheduler.step()
         record = {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy}
         if val_loader is not None:
             val_loss, val_accuracy = _run_epoch(model, val_loader, criterion, device, None, "validate", config.progress)
@@ -137,12 +141,14 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: st
     return np.concatenate(probabilities), np.concatenate(labels)
 
 
-class TransformedSubset(Subset):
-    """A subset of an ImageFolder seen through its own transform (train and test differ)."""
+class TransformedSubset(Dataset):
+    """Some images of an ImageFolder seen through their own transform (train and test differ)."""
 
     def __init__(self, dataset, indices, transform) -> None:
-        super().__init__(dataset, indices)
-        self.transform = transform
+        self.dataset, self.indices, self.transform = dataset, list(indices), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
     def __getitem__(self, index: int):
         real = self.indices[index]

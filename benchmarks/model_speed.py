@@ -1,0 +1,71 @@
+"""Tiles per second of each quality-model architecture alone, by inference engine.
+
+Measures, at batch 32 and the model input size, PyTorch eager (NCHW), PyTorch channels_last and
+ONNX Runtime (the engine ``slideiqa.inference.Predictor`` uses on CPU), all fp32, with the same
+uint8-in / probabilities-out graph the predictor runs. Weights are random: speed does not depend on
+them.
+
+    python benchmarks/model_speed.py [--archs iqanet mobilenet_v3_small mobilenet_v2] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from slideiqa.inference import TileClassifier, export_onnx
+from slideiqa.models import ModelCard, build_model
+
+
+def rate(run, batch: int, seconds: float) -> float:
+    run()  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
+def measure(architecture: str, batch: int, size: int, seconds: float) -> dict[str, float]:
+    card = ModelCard(architecture, ["good", "bad"], input_size=size)
+    classifier = TileClassifier(build_model(architecture, 6), card).eval()
+    tiles = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    tensor = torch.from_numpy(tiles)
+    result = {}
+    with torch.inference_mode():
+        result["torch"] = rate(lambda: classifier(tensor), batch, seconds)
+        classifier_cl = classifier.to(memory_format=torch.channels_last)
+        result["torch channels_last"] = rate(lambda: classifier_cl(tensor), batch, seconds)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(TileClassifier(build_model(architecture, 6), card).eval(), card, path)
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        result["onnxruntime"] = rate(lambda: session.run(None, {"tiles": tiles}), batch, seconds)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=["iqanet", "mobilenet_v3_small", "mobilenet_v2"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print(f"# {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"onnxruntime {onnxruntime.__version__}, batch {args.batch}, {args.size} px, fp32")
+    print("| architecture | torch eager | torch channels_last | ONNX Runtime |")
+    print("|---|---|---|---|")
+    for architecture in args.archs:
+        r = measure(architecture, args.batch, args.size, args.seconds)
+        print(f"| {architecture} | {r['torch']:.0f} | {r['torch channels_last']:.0f} | {r['onnxruntime']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""Opening slides of any kind behind one small interface.
+
+Three readers, tried in this order:
+
+* **OpenSlide** for every format it knows (Aperio SVS, Hamamatsu NDPI/VMS, MIRAX, Leica SCN, Ventana
+  BIF, Philips TIFF, DICOM WSI, generic tiled TIFF).
+* **tifffile** for OME-TIFF and pyramidal TIFFs OpenSlide does not open (strip-based, SubIFD pyramids,
+  unusual compression); regions are read through tifffile's Zarr view, so only the touched tiles or
+  strips are decoded.
+* **Pillow** for plain field images (PNG, JPEG, small TIFF): a cytology or smear field is a one-level slide.
+
+Every reader returns uint8 RGB regions addressed in level-0 coordinates, as OpenSlide does, and knows
+its pixel size in µm/px when the file says it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import SlideIQAError
+
+Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # plain field images larger than this must be tiled formats
+FIELD_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+_UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "nm": 1e-3}
+
+
+class SlideError(SlideIQAError):
+    """A slide cannot be opened or read; the message names the file and the cause."""
+
+
+@dataclass
+class SlideInfo:
+    """What ``slideiqa info`` prints and what a quality map records about its slide."""
+
+    path: str
+    reader: str
+    vendor: str
+    level_dimensions: list[tuple[int, int]]
+    level_downsamples: list[float]
+    mpp: tuple[float, float] | None
+    objective_power: float | None
+    associated_images: list[str] = field(default_factory=list)
+
+
+class Reader(Protocol):
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+class Slide:
+    """An open slide: levels, pixel size, and region reads in level-0 coordinates."""
+
+    def __init__(self, path: Path, reader: Reader, info: SlideInfo) -> None:
+        self.path = path
+        self._reader = reader
+        self.info = info
+
+    # -- geometry ---------------------------------------------------------------------------------
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return self.info.level_dimensions[0]
+
+    @property
+    def level_count(self) -> int:
+        return len(self.info.level_dimensions)
+
+    @property
+    def mpp(self) -> float | None:
+        """Level-0 µm per pixel (the mean of x and y), or None when the file does not say."""
+        return None if self.info.mpp is None else float(np.mean(self.info.mpp))
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The smallest level that is still at least as fine as ``downsample`` (so we only ever
+        shrink when resizing, never enlarge)."""
+        candidates = [i for i, d in enumerate(self.info.level_downsamples) if d <= downsample * 1.001]
+        return max(candidates, key=lambda i: self.info.level_downsamples[i]) if candidates else 0
+
+    # -- pixels ---------------------------------------------------------------------------------
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """(height, width, 3) uint8 RGB; ``location`` in level-0 pixels, ``size`` in level pixels.
+        Outside the image is white, as glass."""
+        try:
+            return self._reader.read_region(location, level, size)
+        except SlideError:
+            raise
+        except Exception as error:  # corrupt tiles surface only when decoded
+            raise SlideError(f"{self.path}: cannot read region {location} at level {level} ({error})") from None
+
+    def thumbnail(self, max_size: int) -> np.ndarray:
+        """The whole slide shrunk to fit ``max_size``, read from the coarsest sufficient level."""
+        width, height = self.dimensions
+        downsample = max(width, height) / max_size
+        level = self.best_level_for_downsample(max(downsample, 1.0))
+        level_width, level_height = self.info.level_dimensions[level]
+        region = self.read_region((0, 0), level, (level_width, level_height))
+        scale = max(level_width, level_height) / max_size
+        if scale > 1:
+            target = (max(1, round(level_width / scale)), max(1, round(level_height / scale)))
+            region = np.asarray(Image.fromarray(region).resize(target, Image.Resampling.BOX))
+        return region
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> "Slide":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- OpenSlide --------------------------------------------------------------------------------------
+class _OpenSlideReader:
+    def __init__(self, handle) -> None:
+        self.handle = handle
+
+    def read_region(self, location, level, size):
+        region = self.handle.read_region(location, level, size)
+        # OpenSlide returns premultiplied RGBA with transparent outside the scanned area: make it glass.
+        white = Image.new("RGBA", region.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, region).convert("RGB"))
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+#: Coarser than this is no microscope pixel: writers put 72 dpi (352 µm/px) in files that have no size.
+MAX_PLAUSIBLE_MPP = 50.0
+
+
+def _plausible(mpp: tuple[float | None, float | None] | None) -> tuple[float, float] | None:
+    if mpp is None or mpp[0] is None or not 0 < mpp[0] < MAX_PLAUSIBLE_MPP:
+        return None
+    return float(mpp[0]), float(mpp[1] or mpp[0])
+
+
+def _float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _open_with_openslide(path: Path) -> Slide | None:
+    import openslide
+
+    if openslide.OpenSlide.detect_format(str(path)) is None:
+        return None
+    try:
+        handle = openslide.OpenSlide(str(path))
+    except openslide.OpenSlideError as error:
+        raise SlideError(f"{path}: OpenSlide cannot open it ({error})") from None
+    properties = handle.properties
+    mpp_x, mpp_y = _float(properties.get("openslide.mpp-x")), _float(properties.get("openslide.mpp-y"))
+    info = SlideInfo(
+        path=str(path),
+        reader="openslide",
+        vendor=properties.get("openslide.vendor", "unknown"),
+        level_dimensions=[tuple(d) for d in handle.level_dimensions],
+        level_downsamples=[float(d) for d in handle.level_downsamples],
+        mpp=_plausible((mpp_x, mpp_y)),
+        objective_power=_float(properties.get("openslide.objective-power")),
+        associated_images=sorted(handle.associated_images),
+    )
+    slide = Slide(path, _OpenSlideReader(handle), info)
+    # Decode one pixel now: a file whose header parses but whose tiles are corrupt fails here, at open.
+    slide.read_region((0, 0), 0, (1, 1))
+    return slide
+
+
+# -- tifffile ---------------------------------------------------------------------------------------
+class _TiffReader:
+    def __init__(self, tiff, levels: list, axes: str) -> None:
+        import zarr
+
+        self.tiff = tiff
+        self.axes = axes
+        self.arrays = [zarr.open(level.aszarr(), mode="r") for level in levels]
+        self.downsamples = [levels[0].shape[axes.index("X")] / level.shape[axes.index("X")] for level in levels]
+
+    def read_region(self, location, level, size):
+        array, downsample = self.arrays[level], self.downsamples[level]
+        x0, y0 = int(round(location[0] / downsample)), int(round(location[1] / downsample))
+        width, height = size
+        height_all, width_all = array.shape[self.axes.index("Y")], array.shape[self.axes.index("X")]
+        out = np.full((height, width, 3), 255, np.uint8)
+        xs, ys = max(x0, 0), max(y0, 0)
+        xe, ye = min(x0 + width, width_all), min(y0 + height, height_all)
+        if xe > xs and ye > ys:
+            index = tuple(slice(ys, ye) if a == "Y" else slice(xs, xe) if a == "X" else slice(None) for a in self.axes)
+            block = _to_rgb(np.asarray(array[index]), self.axes)
+            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = block
+        return out
+
+    def close(self) -> None:
+        self.tiff.close()
+
+
+def _to_rgb(block: np.ndarray, axes: str) -> np.ndarray:
+    """A YX, YXS or CYX block as uint8 RGB (grey is repeated, extra channels dropped)."""
+    if "C" in axes and "S" not in axes:
+        block = np.moveaxis(block, axes.index("C"), -1)
+    elif "S" not in axes:
+        block = block[..., None]
+    if block.dtype != np.uint8:
+        peak = float(np.iinfo(block.dtype).max) if np.issubdtype(block.dtype, np.integer) else float(block.max() or 1)
+        block = np.clip(block.astype(np.float64) / peak * 255.0, 0, 255).astype(np.uint8)
+    if block.shape[-1] == 1:
+        block = np.repeat(block, 3, axis=-1)
+    return np.ascontiguousarray(block[..., :3])
+
+
+def _ome_mpp(ome_xml: str) -> tuple[float, float] | None:
+    root = ElementTree.fromstring(ome_xml)
+    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+    if pixels is None:
+        return None
+    values = []
+    for axis in ("X", "Y"):
+        size = _float(pixels.get(f"PhysicalSize{axis}"))
+        unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
+        values.append(None if size is None or unit not in _UNIT_TO_UM else size * _UNIT_TO_UM[unit])
+    return _plausible((values[0], values[1]))
+
+
+def _resolution_mpp(page) -> tuple[float, float] | None:
+    """µm/px from the TIFF XResolution/YResolution tags (pixels per inch or per centimetre)."""
+    tags = page.tags
+    unit = tags.get("ResolutionUnit")
+    unit_um = {2: 25_400.0, 3: 10_000.0}.get(int(unit.value) if unit else 2)
+    values = []
+    for name in ("XResolution", "YResolution"):
+        tag = tags.get(name)
+        if tag is None or unit_um is None:
+            return None
+        numerator, denominator = tag.value
+        per_unit = numerator / denominator if denominator else 0
+        values.append(unit_um / per_unit if per_unit > 0 else None)
+    return _plausible((values[0], values[1]))
+
+
+def _open_with_tifffile(path: Path) -> Slide | None:
+    import tifffile
+
+    try:
+        tiff = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, OSError, ValueError):
+        return None
+    try:
+        series = tiff.series[0]
+        levels = list(series.levels)
+        axes = series.axes.replace("I", "").replace("Q", "")
+        if "Y" not in axes or "X" not in axes or any(a not in "YXSC" for a in axes):
+            raise SlideError(f"{path}: TIFF with axes {series.axes} is not a 2-D image")
+        if any(len(level.axes.replace("I", "").replace("Q", "")) != len(axes) for level in levels):
+            levels = levels[:1]
+        mpp = _ome_mpp(tiff.ome_metadata) if tiff.is_ome and tiff.ome_metadata else None
+        mpp = mpp or _resolution_mpp(series.pages[0] if series.pages else tiff.pages[0])
+        reader = _TiffReader(tiff, levels, axes)
+        width, height = (levels[0].shape[axes.index("X")], levels[0].shape[axes.index("Y")])
+        info = SlideInfo(
+            path=str(path),
+            reader="tifffile",
+            vendor="ome-tiff" if tiff.is_ome else "tiff",
+            level_dimensions=[(int(l.shape[axes.index("X")]), int(l.shape[axes.index("Y")])) for l in levels],
+            level_downsamples=reader.downsamples,
+            mpp=mpp,
+            objective_power=None,
+        )
+        slide = Slide(path, reader, info)
+        slide.read_region((0, 0), 0, (min(width, 16), min(height, 16)))
+        return slide
+    except SlideError:
+        tiff.close()
+        raise
+    except Exception as error:
+        tiff.close()
+        raise SlideError(f"{path}: tifffile cannot read it ({error})") from None
+
+
+# -- plain images -----------------------------------------------------------------------------------
+class _ArrayReader:
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
+
+    def read_region(self, location, level, size):
+        x0, y0 = location
+        width, height = size
+        out = np.full((height, width, 3), 255, np.uint8)
+        h, w = self.pixels.shape[:2]
+        xs, ys, xe, ye = max(x0, 0), max(y0, 0), min(x0 + width, w), min(y0 + height, h)
+        if xe > xs and ye > ys:
+            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = self.pixels[ys:ye, xs:xe]
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _open_with_pillow(path: Path) -> Slide:
+    try:
+        with Image.open(path) as image:
+            dpi = image.info.get("dpi")
+            pixels = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise SlideError(f"{path}: not a slide or image that slideiqa can read ({error})") from None
+    mpp = _plausible((25_400.0 / float(dpi[0]), 25_400.0 / float(dpi[1] or dpi[0]))) if dpi and dpi[0] else None
+    info = SlideInfo(str(path), "pillow", "image", [(pixels.shape[1], pixels.shape[0])], [1.0], mpp, None)
+    return Slide(path, _ArrayReader(pixels), info)
+
+
+def open_slide(path: str | Path) -> Slide:
+    """Open ``path`` with the first reader that understands it; a clear :class:`SlideError` if none does."""
+    path = Path(path)
+    if not path.exists():
+        raise SlideError(f"{path}: no such file")
+    if path.is_dir():
+        raise SlideError(f"{path}: is a folder, not a slide file")
+    if path.stat().st_size == 0:
+        raise SlideError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() not in FIELD_SUFFIXES:
+        slide = _open_with_openslide(path) or _open_with_tifffile(path)
+        if slide is not None:
+            return slide
+    return _open_with_pillow(path)
+
+
+def file_checksum(path: str | Path, limit: int = 64 << 20) -> str:
+    """SHA-256 of the file's first ``limit`` bytes and its size: identifies a slide cheaply, even a 5 GB one."""
+    path = Path(path)
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(limit))
+    return digest.hexdigest()

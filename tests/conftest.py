@@ -1,0 +1,33 @@
+"""Shared fixtures: real microscopy pixels from examples/data and OpenSlide's own test files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "data"
+FIELDS = EXAMPLES / "fields"
+CMU_SLIDE = EXAMPLES / "cmu_small_region.svs"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def tumour_field() -> np.ndarray:
+    """A sharp 1000×1000 H&E field."""
+    return np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def tissue_crop(tumour_field: np.ndarray) -> np.ndarray:
+    """A 224 px crop full of tissue detail."""
+    return np.ascontiguousarray(tumour_field[300:524, 300:524])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Exported ONNX graphs go to a per-session temporary cache, never the user's home."""
+    monkeypatch.setenv("SLIDEIQA_CACHE", str(tmp_path_factory.getbasetemp() / "slideiqa-cache"))
