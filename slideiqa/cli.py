@@ -73,6 +73,75 @@ def predict(
     console.print(table)
 
 
+@app.command()
+def info(slide: Annotated[Path, typer.Argument(help="slide or field image")]) -> None:
+    """Format, vendor, pyramid levels, pixel size, objective power and associated images of a slide."""
+    from .slide import open_slide
+
+    with open_slide(slide) as opened:
+        meta = opened.info
+    table = Table(show_header=False, box=None)
+    table.add_row("file", str(slide))
+    table.add_row("reader / vendor", f"{meta.reader} / {meta.vendor}")
+    table.add_row("µm/px", "unknown (pass --mpp to map it)" if meta.mpp is None else f"{meta.mpp[0]:.4g} × {meta.mpp[1]:.4g}")
+    table.add_row("objective power", "unknown" if meta.objective_power is None else f"{meta.objective_power:g}×")
+    for level, ((w, h), d) in enumerate(zip(meta.level_dimensions, meta.level_downsamples)):
+        table.add_row(f"level {level}", f"{w} × {h} px, downsample {d:.4g}")
+    table.add_row("associated images", ", ".join(meta.associated_images) or "none")
+    console.print(table)
+
+
+@app.command("map")
+def map_command(
+    slide: Annotated[Path, typer.Argument(help="whole-slide image or field image")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output map (default: <slide>.quality.zarr)")] = None,
+    model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
+    mpp: Annotated[Optional[float], typer.Option(help="slide µm/px, overriding (or supplying) the metadata")] = None,
+    batch_size: Annotated[int, typer.Option(help="tiles per inference batch")] = 32,
+    workers: Annotated[Optional[int], typer.Option(help="worker processes (default: threads in this process)")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    threshold: Annotated[float, typer.Option(help="tiles scoring below this are low quality")] = 0.5,
+    max_bad_share: Annotated[float, typer.Option(help="a slide fails when more tissue than this is low quality")] = 0.1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing map instead of resuming it")] = False,
+    no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
+) -> None:
+    """Map the image quality of every tissue tile of a slide into a Zarr quality map."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .mapping import map_slide
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} tiles/s"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(slide.name, total=None, rate="–")
+        started = {}
+
+        def update(done: int, total: int) -> None:
+            import time
+
+            now = time.perf_counter()
+            started.setdefault("t", (now, done))
+            t0, d0 = started["t"]
+            rate = f"{(done - d0) / (now - t0):.0f}" if now > t0 and done > d0 else "–"
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        result = map_slide(slide, out, model=model, mpp=mpp, batch_size=batch_size, workers=workers,
+                           scheduler=scheduler, device=device, threshold=threshold, max_bad_share=max_bad_share,
+                           overwrite=overwrite, use_tissue_mask=not no_tissue_mask, progress=update)
+    summary = result.summary
+    table = Table("", "", title=f"{result.path}" + (" (already complete)" if result.skipped else ""))
+    table.add_row("verdict", f"[bold]{summary['verdict']}[/] ({summary['verdict_rule']})")
+    table.add_row("tissue tiles", str(summary["tissue_tiles"]))
+    table.add_row("mean score", f"{summary['mean_score']:.3f}")
+    table.add_row("below threshold", f"{summary['share_below_threshold']:.1%}")
+    for name, share in summary["share_per_class"].items():
+        table.add_row(f"  {name}", f"{share:.1%}")
+    if summary.get("tiles_per_s"):
+        table.add_row("speed", f"{summary['tiles_per_s']:.0f} tiles/s, {summary['runtime_s']:.1f} s in all")
+    console.print(table)
+
+
 def main() -> None:
     run_cli(app)
 

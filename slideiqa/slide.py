@@ -94,18 +94,32 @@ class Slide:
         except Exception as error:  # corrupt tiles surface only when decoded
             raise SlideError(f"{self.path}: cannot read region {location} at level {level} ({error})") from None
 
-    def thumbnail(self, max_size: int) -> np.ndarray:
-        """The whole slide shrunk to fit ``max_size``, read from the coarsest sufficient level."""
+    def thumbnail(self, max_size: int, block: int = 4096) -> np.ndarray:
+        """The whole slide shrunk to fit ``max_size`` px, from the coarsest sufficient level.
+
+        The level is read in ``block``-sized pieces, each shrunk before the next is read, so memory
+        stays bounded even when the slide has no pyramid and the only level is gigapixel-sized.
+        """
         width, height = self.dimensions
-        downsample = max(width, height) / max_size
-        level = self.best_level_for_downsample(max(downsample, 1.0))
+        level = self.best_level_for_downsample(max(max(width, height) / max_size, 1.0))
         level_width, level_height = self.info.level_dimensions[level]
-        region = self.read_region((0, 0), level, (level_width, level_height))
-        scale = max(level_width, level_height) / max_size
-        if scale > 1:
-            target = (max(1, round(level_width / scale)), max(1, round(level_height / scale)))
-            region = np.asarray(Image.fromarray(region).resize(target, Image.Resampling.BOX))
-        return region
+        scale = max(1.0, max(level_width, level_height) / max_size)
+        out_width, out_height = max(1, round(level_width / scale)), max(1, round(level_height / scale))
+        thumbnail = np.empty((out_height, out_width, 3), np.uint8)
+        downsample = self.info.level_downsamples[level]
+        for top in range(0, level_height, block):
+            for left in range(0, level_width, block):
+                bottom, right = min(top + block, level_height), min(left + block, level_width)
+                pixels = self.read_region(
+                    (int(left * downsample), int(top * downsample)), level, (right - left, bottom - top)
+                )
+                y0, y1 = round(top / scale), round(bottom / scale)
+                x0, x1 = round(left / scale), round(right / scale)
+                if y1 > y0 and x1 > x0:
+                    if (y1 - y0, x1 - x0) != pixels.shape[:2]:
+                        pixels = np.asarray(Image.fromarray(pixels).resize((x1 - x0, y1 - y0), Image.Resampling.BOX))
+                    thumbnail[y0:y1, x0:x1] = pixels
+        return thumbnail
 
     def close(self) -> None:
         self._reader.close()
@@ -184,7 +198,7 @@ class _TiffReader:
 
         self.tiff = tiff
         self.axes = axes
-        self.arrays = [zarr.open(level.aszarr(), mode="r") for level in levels]
+        self.arrays = [zarr.open_array(tiff.aszarr(series=0, level=i), mode="r") for i in range(len(levels))]
         self.downsamples = [levels[0].shape[axes.index("X")] / level.shape[axes.index("X")] for level in levels]
 
     def read_region(self, location, level, size):
@@ -318,6 +332,16 @@ def _open_with_pillow(path: Path) -> Slide:
     return Slide(path, _ArrayReader(pixels), info)
 
 
+def _is_ome_tiff(path: Path) -> bool:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            return tiff.is_ome
+    except Exception:
+        return False
+
+
 def open_slide(path: str | Path) -> Slide:
     """Open ``path`` with the first reader that understands it; a clear :class:`SlideError` if none does."""
     path = Path(path)
@@ -328,7 +352,10 @@ def open_slide(path: str | Path) -> Slide:
     if path.stat().st_size == 0:
         raise SlideError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() not in FIELD_SUFFIXES:
-        slide = _open_with_openslide(path) or _open_with_tifffile(path)
+        # OME-TIFF keeps its pyramid in SubIFDs, which OpenSlide does not see: tifffile reads it whole.
+        readers = (_open_with_tifffile, _open_with_openslide) if _is_ome_tiff(path) else (
+            _open_with_openslide, _open_with_tifffile)
+        slide = readers[0](path) or readers[1](path)
         if slide is not None:
             return slide
     return _open_with_pillow(path)

@@ -1,0 +1,100 @@
+"""The tile grid: where each model-sized field lies on the slide, and how to read it.
+
+The grid is laid at the model card's pixel size: a tile is ``tile_size`` model pixels of
+``model_mpp`` µm, i.e. ``tile_size × model_mpp`` µm on the glass, whatever the scanner's resolution.
+Tiles are aligned to level-0 pixel (0, 0); tile (row, col) starts at level-0 pixel
+``(round(col × step), round(row × step))`` with ``step = tile_size × model_mpp / slide_mpp``.
+
+Edge tiles: the grid covers the whole slide (``ceil`` of width/step columns), so the last row and
+column may extend past the image. Pixels beyond it read as white glass, so such a tile's tissue
+fraction counts only what is really there, and it is assessed only if that passes the threshold.
+
+Each tile is read from the coarsest pyramid level that is still at least as fine as the model
+(never upsampled), then shrunk to ``tile_size`` with an antialiasing filter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from .slide import Slide
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    width: int  # level-0 pixels
+    height: int
+    slide_mpp: float
+    model_mpp: float
+    tile_size: int
+
+    @property
+    def step(self) -> float:
+        """Tile side in level-0 pixels."""
+        return self.tile_size * self.model_mpp / self.slide_mpp
+
+    @property
+    def tile_um(self) -> float:
+        """Tile side on the glass in micrometres."""
+        return self.tile_size * self.model_mpp
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns)."""
+        return math.ceil(self.height / self.step - 1e-9), math.ceil(self.width / self.step - 1e-9)
+
+    def origin(self, row: int, col: int) -> tuple[int, int]:
+        """Level-0 (x, y) of a tile's top-left corner."""
+        return int(round(col * self.step)), int(round(row * self.step))
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"step": self.step, "tile_um": self.tile_um, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Which pyramid level to read a tile from and how many of its pixels make one tile."""
+
+    level: int
+    level_downsample: float
+    read_size: int
+
+
+def read_plan(slide: Slide, grid: TileGrid) -> ReadPlan:
+    level = slide.best_level_for_downsample(grid.step / grid.tile_size)
+    downsample = slide.info.level_downsamples[level]
+    return ReadPlan(level, downsample, max(1, int(round(grid.step / downsample))))
+
+
+def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) -> np.ndarray:
+    """One (tile_size, tile_size, 3) uint8 tile."""
+    pixels = slide.read_region(grid.origin(row, col), plan.level, (plan.read_size, plan.read_size))
+    if plan.read_size != grid.tile_size:
+        pixels = np.asarray(
+            Image.fromarray(pixels).resize((grid.tile_size, grid.tile_size), Image.Resampling.LANCZOS)
+        )
+    return pixels
+
+
+def tile_fractions(mask: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """Per-tile mean of a low-resolution boolean mask covering the whole slide.
+
+    Uses an integral image, so each tile's fraction is exact for the mask pixels its footprint
+    covers, with any mask resolution and any (fractional) tile step.
+    """
+    rows, cols = grid.shape
+    scale_y, scale_x = mask.shape[0] / grid.height, mask.shape[1] / grid.width
+    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1))
+    integral[1:, 1:] = np.cumsum(np.cumsum(mask.astype(np.float64), axis=0), axis=1)
+    edges_y = np.clip(np.rint(np.arange(rows + 1) * grid.step * scale_y).astype(int), 0, mask.shape[0])
+    edges_x = np.clip(np.rint(np.arange(cols + 1) * grid.step * scale_x).astype(int), 0, mask.shape[1])
+    y0, y1 = edges_y[:-1, None], edges_y[1:, None]
+    x0, x1 = edges_x[None, :-1], edges_x[None, 1:]
+    sums = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    # A tile's full footprint, including any part beyond the slide edge, is the denominator.
+    footprint = (grid.step * scale_y) * (grid.step * scale_x)
+    return np.clip(sums / max(footprint, 1e-9), 0.0, 1.0).astype(np.float32)

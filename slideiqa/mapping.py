@@ -1,0 +1,247 @@
+"""``map_slide``: a whole slide through the quality model into a resumable Zarr quality map.
+
+Flow: open the slide → tile grid at the model's µm/px → tissue mask from a thumbnail → blocks of
+tiles as Dask tasks (one task = one block = one chunk of every output array) → each finished block
+written by this process as it arrives → summary, overview and regions → status "complete".
+
+Scheduling: by default an in-process Dask cluster whose threads share one slide handle and one model
+(OpenSlide and ONNX Runtime release the GIL, so threads decode and infer in parallel with no start-up
+or transfer cost); ``workers=N`` starts N worker processes instead, and ``scheduler=ADDRESS`` uses an
+existing Dask distributed cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .grid import TileGrid, tile_fractions
+from .models.checkpoint import load_card
+from .models.zoo import resolve_model
+from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, low_quality_regions, overview_image, summarize
+from .slide import Slide, SlideError, file_checksum, open_slide
+from .store import (STATUS_COMPLETE, MapError, MapLayout, QualityMap, blocks_done, class_colour, create_map,
+                    is_quality_map, open_map, update_attributes, write_block)
+from .tissue import tissue_mask
+from .worker import BlockTask, assess_block, worker_threads
+
+DEFAULT_MIN_TISSUE = 0.25
+DEFAULT_BLOCK = 16
+MASK_PIXELS_PER_TILE = 8
+MAX_MASK_SIDE = 8192
+OVERVIEW_SIDE = 1200
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class MapSettings:
+    """Everything that determines a map's numbers: a map is resumed only under identical settings."""
+
+    model_sha256: str
+    slide_checksum: str
+    slide_mpp: float
+    tissue_mask: bool
+    min_tissue: float
+    block: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class MapResult:
+    path: Path
+    summary: dict[str, Any]
+    resumed_blocks: int = 0
+    skipped: bool = False
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def default_output(slide_path: Path) -> Path:
+    return slide_path.with_name(slide_path.stem + ".quality.zarr")
+
+
+def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
+    if mpp is not None:
+        if mpp <= 0:
+            raise SlideError(f"{slide.path}: --mpp must be positive, got {mpp}")
+        return float(mpp)
+    if slide.mpp is None:
+        raise SlideError(f"{slide.path}: pixel size unknown (no µm/px in its metadata); pass it with --mpp")
+    return slide.mpp
+
+
+def tissue_map(slide: Slide, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
+    """(thumbnail, per-tile tissue fraction). The thumbnail is sized so every tile spans several mask pixels."""
+    rows, cols = grid.shape
+    side = int(min(MAX_MASK_SIDE, max(256, MASK_PIXELS_PER_TILE * max(rows, cols))))
+    thumbnail = slide.thumbnail(side)
+    return thumbnail, tile_fractions(tissue_mask(thumbnail), grid)
+
+
+def _client(workers: int | None, scheduler: str | None):
+    """A Dask client and the inference threads each task should use."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout="30s"), None, None
+    if workers:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster), cluster, worker_threads(workers)
+    threads = os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=None)
+    return Client(cluster), cluster, 1
+
+
+def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> QualityMap | None:
+    """The existing map to resume (or to report as complete), or None to start a new one."""
+    if not out.exists() or overwrite:
+        if out.exists() and not is_quality_map(out):
+            raise MapError(f"{out}: exists and is not a slideiqa quality map; refusing to overwrite it")
+        return None
+    if not is_quality_map(out):
+        raise MapError(f"{out}: exists and is not a slideiqa quality map; refusing to overwrite it")
+    existing = open_map(out)
+    if existing.attributes.get("settings") != settings.to_dict():
+        raise MapError(f"{out}: an existing map made with other settings or another model; use --overwrite to replace it")
+    return existing
+
+
+def map_slide(
+    slide_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    model: str | Path = "default",
+    mpp: float | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    device: str = "auto",
+    threshold: float = DEFAULT_THRESHOLD,
+    max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
+    overwrite: bool = False,
+    use_tissue_mask: bool = True,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
+    block: int = DEFAULT_BLOCK,
+    progress: Progress | None = None,
+) -> MapResult:
+    """Map the quality of every tissue tile of a slide; see the module docstring for the flow."""
+    started = time.perf_counter()
+    slide_path = Path(slide_path)
+    out = Path(out) if out else default_output(slide_path)
+    checkpoint = resolve_model(model)
+    card = load_card(checkpoint)
+    with open_slide(slide_path) as slide:
+        slide_mpp = slide_pixel_size(slide, mpp)
+        grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
+        thumbnail, tissue = tissue_map(slide, grid)
+        slide_info = slide.info
+    to_assess = tissue >= min_tissue if use_tissue_mask else np.ones_like(tissue, bool)
+    if not to_assess.any():
+        raise MapError(f"{slide_path}: no tissue found (no tile ≥ {min_tissue:.0%} tissue); "
+                       "use --no-tissue-mask to assess every tile")
+    settings = MapSettings(card.weights_sha256, file_checksum(slide_path), slide_mpp, use_tissue_mask,
+                           min_tissue if use_tissue_mask else 0.0, block)
+    existing = _prepare_output(out, settings, overwrite)
+    if existing is not None and existing.complete:
+        return MapResult(out, existing.summary or {}, skipped=True)
+
+    layout = MapLayout(*grid.shape, card.classes, block, grid.tile_um)
+    if existing is None:
+        root = create_map(out, layout, {
+            "version": __version__, "model": card.to_dict() | {"checkpoint": str(checkpoint)},
+            "slide": {"path": str(slide_path.resolve()), "size_bytes": slide_path.stat().st_size,
+                      "checksum": settings.slide_checksum, "mpp": slide_mpp,
+                      "dimensions": list(slide_info.level_dimensions[0]), "vendor": slide_info.vendor},
+            "grid": grid.to_dict(), "settings": settings.to_dict(),
+        })
+    else:
+        import zarr
+
+        root = zarr.open_group(str(out), mode="r+")
+    done = blocks_done(root)
+    resumed = int(done.sum())
+    block_rows, block_cols = layout.block_shape
+    pending = []
+    for br in range(block_rows):
+        for bc in range(block_cols):
+            if done[br, bc]:
+                continue
+            rows, cols = layout.block_slices(br, bc)
+            if not to_assess[rows, cols].any():  # nothing to assess: write the background block now
+                empty = np.full((len(card.classes), rows.stop - rows.start, cols.stop - cols.start), np.nan, np.float32)
+                write_block(root, layout, br, bc, empty, tissue[rows, cols], card.good_index)
+            else:
+                pending.append((br, bc, rows, cols))
+
+    total = int(to_assess.sum())
+    finished = total - sum(int(to_assess[r, c].sum()) for _, _, r, c in pending)
+    if progress:
+        progress(finished, total)
+    compute_started = time.perf_counter()
+    if pending:
+        _run_blocks(root, layout, card.good_index, pending, tissue, to_assess, str(slide_path), str(checkpoint),
+                    device, grid, batch_size, workers, scheduler, progress, finished, total)
+    compute_s = time.perf_counter() - compute_started
+
+    score, label = np.asarray(root["score/0"][...]), np.asarray(root["label/0"][...])
+    summary = summarize(score, label, card.classes, threshold, max_bad_share)
+    runtime = time.perf_counter() - started
+    assessed_now = total - finished
+    summary |= {"slide": str(slide_path), "model": card.name or str(checkpoint), "runtime_s": runtime,
+                "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
+                "resumed_blocks": resumed}
+    _write_reports(out, thumbnail, score, label, card.classes, grid, threshold, summary)
+    update_attributes(root, status=STATUS_COMPLETE, summary=summary,
+                      timing={"runtime_s": runtime, "compute_s": compute_s})
+    return MapResult(out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
+
+
+def _run_blocks(root, layout: MapLayout, good_index: int, pending, tissue, to_assess, slide_path: str, model: str,
+                device: str, grid: TileGrid, batch_size: int, workers, scheduler, progress, finished: int,
+                total: int) -> None:
+    from distributed import as_completed
+
+    client, cluster, threads = _client(workers, scheduler)
+    try:
+        futures = {}
+        for br, bc, rows, cols in pending:
+            task = BlockTask(slide_path, model, device, grid, (rows.start, rows.stop), (cols.start, cols.stop),
+                             batch_size, threads)
+            future = client.submit(assess_block, task, to_assess[rows, cols], pure=False)
+            futures[future] = (br, bc, rows, cols)
+        for future in as_completed(futures):
+            br, bc, rows, cols = futures[future]
+            try:
+                probabilities = future.result()
+            except SlideError as error:
+                update_attributes(root, status="failed", error=str(error))
+                raise
+            write_block(root, layout, br, bc, probabilities, tissue[rows, cols], good_index)
+            finished += int(to_assess[rows, cols].sum())
+            if progress:
+                progress(finished, total)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _write_reports(out: Path, thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, classes: list[str],
+                   grid: TileGrid, threshold: float, summary: dict[str, Any]) -> None:
+    step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
+    title = f"{Path(summary['slide']).name}: {summary['verdict']} — mean score {summary['mean_score']:.2f}, " \
+            f"{summary['share_below_threshold']:.0%} of tissue below {threshold}"
+    overview_image(thumbnail, score, step_thumbnail, threshold, title).save(out / "overview.png")
+    colours = {name: class_colour(name, i) for i, name in enumerate(classes)}
+    regions = low_quality_regions(score, label, classes, threshold, grid.step, colours)
+    (out / "regions.geojson").write_text(json.dumps(regions) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

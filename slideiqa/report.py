@@ -1,0 +1,98 @@
+"""What a finished map tells a person: summary figures, an overview picture, low-quality regions.
+
+Verdict rule (documented in the README): a slide **passes** when at most ``max_bad_share`` (default
+10 %) of its assessed tissue tiles score below ``threshold`` (default 0.5, i.e. the model thinks a
+defect is more likely than not).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MAX_BAD_SHARE = 0.10
+
+
+def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
+              max_bad_share: float) -> dict[str, Any]:
+    """Figures over assessed (tissue) tiles: per-class shares, mean score, share below threshold, verdict."""
+    assessed = ~np.isnan(score)
+    tiles = int(assessed.sum())
+    shares = {c: float((label[assessed] == i + 1).mean()) if tiles else 0.0 for i, c in enumerate(classes)}
+    bad_share = float((score[assessed] < threshold).mean()) if tiles else 0.0
+    return {
+        "tissue_tiles": tiles,
+        "grid_tiles": int(score.size),
+        "share_per_class": shares,
+        "mean_score": float(np.nanmean(score)) if tiles else None,
+        "share_below_threshold": bad_share,
+        "threshold": threshold,
+        "max_bad_share": max_bad_share,
+        "verdict": "pass" if bad_share <= max_bad_share else "fail",
+        "verdict_rule": f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold}",
+    }
+
+
+def overview_image(thumbnail: np.ndarray, score: np.ndarray, tile_step: float, threshold: float,
+                   title: str) -> Image.Image:
+    """The slide thumbnail with tile scores overlaid (red = bad → green = good) and a legend.
+
+    ``tile_step`` is a tile's side in thumbnail pixels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    height, width = thumbnail.shape[:2]
+    rows, cols = score.shape
+    figure, axis = plt.subplots(figsize=(8, 8 * height / max(width, 1) + 0.8), dpi=100)
+    axis.imshow(thumbnail)
+    overlay = axis.imshow(np.ma.masked_invalid(score), cmap="RdYlGn", vmin=0, vmax=1, alpha=0.55,
+                          extent=(0, cols * tile_step, rows * tile_step, 0), interpolation="nearest")
+    axis.set_xlim(0, width)
+    axis.set_ylim(height, 0)
+    axis.set_axis_off()
+    axis.set_title(title, fontsize=10)
+    bar = figure.colorbar(overlay, ax=axis, fraction=0.04, pad=0.02)
+    bar.set_label("quality score P(good)")
+    bar.ax.axhline(threshold, color="black", linewidth=1.5)
+    figure.tight_layout()
+    figure.canvas.draw()
+    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
+    plt.close(figure)
+    return image
+
+
+def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
+                        tile_step: float, colours: dict[str, list[int]]) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection (level-0 pixel coordinates, as QuPath expects) of contiguous
+    low-quality tiles of the same class, each with its class, tile count and mean score."""
+    from shapely.geometry import box, mapping
+    from shapely.ops import unary_union
+
+    features = []
+    bad = ~np.isnan(score) & (score < threshold)
+    for index, name in enumerate(classes):
+        components, count = ndimage.label(bad & (label == index + 1))
+        for component in range(1, count + 1):
+            rows, cols = np.nonzero(components == component)
+            shape = unary_union([box(c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step)
+                                 for r, c in zip(rows, cols)])
+            mean = float(score[rows, cols].mean())
+            features.append({
+                "type": "Feature",
+                "geometry": mapping(shape),
+                "properties": {
+                    "objectType": "annotation",
+                    "name": f"{name} ({len(rows)} tiles, mean score {mean:.2f})",
+                    "classification": {"name": name, "color": colours.get(name, [200, 0, 0, 255])[:3]},
+                    "class": name,
+                    "tiles": int(len(rows)),
+                    "mean_score": mean,
+                },
+            })
+    return {"type": "FeatureCollection", "features": features}

@@ -1,0 +1,190 @@
+"""The quality map on disk: a Zarr v3 group with OME-NGFF 0.5 metadata in micrometres.
+
+Layout of ``<slide>.quality.zarr``::
+
+    zarr.json        attributes["slideiqa"]: version, model card, slide (path, size, checksum, µm/px),
+                     tile grid, settings, status ("running" → "complete"), timing
+    score/0          float32 (y, x)      P(good); NaN on background
+    probs/0          float32 (c, y, x)   class probabilities; NaN on background
+    label/0          uint8   (y, x)      0 = background, k = class k-1 of the model card + 1
+    tissue/0         float32 (y, x)      tissue fraction of each tile
+    progress         uint8   (block rows, block cols)   1 = block written completely
+
+Each of ``score``, ``probs``, ``label`` and ``tissue`` is an NGFF image (``label`` also an NGFF
+image-label with one colour and class name per value) whose scale is the tile size in µm, so any NGFF
+viewer overlays it on the slide in physical units.
+
+Blocks of tiles are the unit of work, of writing and of resuming: a block covers exactly one chunk of
+every array, it is written whole by one writer, and its ``progress`` flag is set only after its data.
+A run killed at any moment therefore leaves only whole blocks, and the next run redoes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .errors import SlideIQAError
+
+NGFF_VERSION = "0.5"
+ARRAYS = ("score", "probs", "label", "tissue")
+FORMAT = "slideiqa-quality-map"
+STATUS_RUNNING, STATUS_COMPLETE = "running", "complete"
+BACKGROUND = 0
+
+#: RGBA of each label value: background transparent, good green, defects warm colours.
+CLASS_COLOURS = {
+    "good": [26, 152, 80, 255], "defocus": [215, 48, 39, 255], "motion": [244, 109, 67, 255],
+    "noise": [153, 112, 171, 255], "jpeg": [253, 174, 97, 255], "exposure": [69, 117, 180, 255],
+    "bad": [215, 48, 39, 255], "fair": [253, 174, 97, 255], "excellent": [0, 104, 55, 255],
+}
+FALLBACK_COLOURS = [[102, 102, 102, 255], [166, 86, 40, 255], [247, 129, 191, 255], [77, 175, 74, 255]]
+
+
+class MapError(SlideIQAError):
+    """A quality map cannot be created, resumed or opened; the message names the path and the cause."""
+
+
+def class_colour(name: str, index: int) -> list[int]:
+    return CLASS_COLOURS.get(name, FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)])
+
+
+def _ngff_image(name: str, axes: list[str], scale_um: float, translation_um: float) -> dict[str, Any]:
+    """NGFF 0.5 ``ome`` attributes of a one-level image: y/x in micrometres, c as a channel axis."""
+    axes_meta = [{"name": a, "type": "channel"} if a == "c" else {"name": a, "type": "space", "unit": "micrometer"}
+                 for a in axes]
+    scale = [1.0 if a == "c" else scale_um for a in axes]
+    translation = [0.0 if a == "c" else translation_um for a in axes]
+    return {"version": NGFF_VERSION, "multiscales": [{
+        "name": name, "axes": axes_meta,
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": scale}, {"type": "translation", "translation": translation}]}],
+    }]}
+
+
+@dataclass(frozen=True)
+class MapLayout:
+    rows: int
+    cols: int
+    classes: list[str]
+    block: int
+    tile_um: float
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        return -(-self.rows // self.block), -(-self.cols // self.block)
+
+    def block_slices(self, block_row: int, block_col: int) -> tuple[slice, slice]:
+        y0, x0 = block_row * self.block, block_col * self.block
+        return slice(y0, min(y0 + self.block, self.rows)), slice(x0, min(x0 + self.block, self.cols))
+
+
+def is_quality_map(path: Path) -> bool:
+    try:
+        return zarr.open_group(str(path), mode="r").attrs.get("slideiqa", {}).get("format") == FORMAT
+    except Exception:
+        return False
+
+
+def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zarr.Group:
+    """A new, empty map (status running). An existing map is replaced only by the caller's choice."""
+    if path.exists():
+        if not is_quality_map(path):
+            raise MapError(f"{path}: exists and is not a slideiqa quality map; refusing to overwrite it")
+        shutil.rmtree(path)
+    # Tiles are centred on their grid cells: NGFF places pixel centres at translation + index × scale.
+    translation = layout.tile_um / 2
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    root.attrs["slideiqa"] = {"format": FORMAT, "status": STATUS_RUNNING, **attributes}
+    chunks2d = (layout.block, layout.block)
+    specs = {
+        "score": (["y", "x"], (layout.rows, layout.cols), "float32", np.nan),
+        "probs": (["c", "y", "x"], (len(layout.classes), layout.rows, layout.cols), "float32", np.nan),
+        "label": (["y", "x"], (layout.rows, layout.cols), "uint8", BACKGROUND),
+        "tissue": (["y", "x"], (layout.rows, layout.cols), "float32", 0.0),
+    }
+    for name, (axes, shape, dtype, fill) in specs.items():
+        group = root.create_group(name)
+        group.attrs["ome"] = _ngff_image(name, axes, layout.tile_um, translation)
+        chunks = (len(layout.classes), *chunks2d) if name == "probs" else chunks2d
+        group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=axes)
+    root["label"].attrs["ome"] = root["label"].attrs["ome"] | {"image-label": {
+        "version": NGFF_VERSION,
+        "colors": [{"label-value": BACKGROUND, "rgba": [0, 0, 0, 0]}]
+        + [{"label-value": i + 1, "rgba": class_colour(c, i)} for i, c in enumerate(layout.classes)],
+        "properties": [{"label-value": BACKGROUND, "class": "background"}]
+        + [{"label-value": i + 1, "class": c} for i, c in enumerate(layout.classes)],
+    }}
+    root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
+    return root
+
+
+def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
+                probabilities: np.ndarray, tissue: np.ndarray, good_index: int) -> None:
+    """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue."""
+    rows, cols = layout.block_slices(block_row, block_col)
+    assessed = ~np.isnan(probabilities[0])
+    label = np.where(assessed, np.nan_to_num(probabilities).argmax(axis=0) + 1, BACKGROUND).astype(np.uint8)
+    root["probs/0"][:, rows, cols] = probabilities
+    root["score/0"][rows, cols] = probabilities[good_index]
+    root["label/0"][rows, cols] = label
+    root["tissue/0"][rows, cols] = tissue
+    root["progress"][block_row, block_col] = 1
+
+
+def blocks_done(root: zarr.Group) -> np.ndarray:
+    return np.asarray(root["progress"][...], dtype=bool)
+
+
+def update_attributes(root: zarr.Group, **changes: Any) -> None:
+    root.attrs["slideiqa"] = dict(root.attrs["slideiqa"]) | changes
+
+
+@dataclass
+class QualityMap:
+    """A map read back: its arrays (lazily, as Zarr arrays) and its metadata."""
+
+    path: Path
+    group: zarr.Group
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return dict(self.group.attrs["slideiqa"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.attributes["model"]["classes"])
+
+    @property
+    def complete(self) -> bool:
+        return self.attributes.get("status") == STATUS_COMPLETE
+
+    @property
+    def tile_um(self) -> float:
+        return float(self.attributes["grid"]["tile_um"])
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in ARRAYS:
+            raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAYS)}")
+        return np.asarray(self.group[f"{name}/0"][...])
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        path = self.path / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+def open_map(path: str | Path) -> QualityMap:
+    """Open a quality map written by :func:`slideiqa.map_slide`."""
+    path = Path(path)
+    if not path.exists():
+        raise MapError(f"{path}: no such quality map")
+    if not is_quality_map(path):
+        raise MapError(f"{path}: not a slideiqa quality map")
+    return QualityMap(path, zarr.open_group(str(path), mode="r"))

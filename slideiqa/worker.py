@@ -1,0 +1,67 @@
+"""What one Dask task does: assess one block of tiles of one slide.
+
+Task functions live here, in an importable module, so that every worker process keeps its slide
+handles and its loaded model between tasks (the caches below). A task receives only small things —
+paths, the grid, the block index and the block's tissue fractions — and returns the block's class
+probabilities: never a pickled slide handle or model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .grid import TileGrid, read_plan, read_tile
+from .inference import Predictor
+from .slide import Slide, open_slide
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    slide_path: str
+    model: str
+    device: str
+    grid: TileGrid
+    row_slice: tuple[int, int]
+    col_slice: tuple[int, int]
+    batch_size: int
+    threads: int | None = None
+
+
+@lru_cache(maxsize=4)
+def cached_slide(path: str) -> Slide:
+    """One open handle per slide per process (OpenSlide keeps its own tile cache inside)."""
+    return open_slide(path)
+
+
+@lru_cache(maxsize=2)
+def cached_predictor(model: str, device: str, threads: int | None) -> Predictor:
+    return Predictor(model, device=device, threads=threads)
+
+
+def assess_block(task: BlockTask, assess: np.ndarray) -> np.ndarray:
+    """(classes, rows, cols) probabilities of a block; NaN where ``assess`` is False (background).
+
+    Tiles are read and classified ``batch_size`` at a time, so memory holds one batch of pixels.
+    """
+    slide = cached_slide(task.slide_path)
+    predictor = cached_predictor(task.model, task.device, task.threads)
+    plan = read_plan(slide, task.grid)
+    (r0, r1), (c0, c1) = task.row_slice, task.col_slice
+    probabilities = np.full((len(predictor.classes), r1 - r0, c1 - c0), np.nan, np.float32)
+    cells = [(r, c) for r in range(r1 - r0) for c in range(c1 - c0) if assess[r, c]]
+    for start in range(0, len(cells), task.batch_size):
+        batch = cells[start : start + task.batch_size]
+        tiles = np.stack([read_tile(slide, task.grid, plan, r0 + r, c0 + c) for r, c in batch])
+        predicted = predictor.predict(tiles)
+        for (r, c), p in zip(batch, predicted):
+            probabilities[:, r, c] = p
+    return probabilities
+
+
+def worker_threads(workers: int) -> int:
+    """Inference threads per worker: the machine's cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))

@@ -1,0 +1,46 @@
+"""Test slides written from real pixels: pyramidal TIFF, OME-TIFF, truncated copies, spatial phantoms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+
+def pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
+    out = [image]
+    for _ in range(levels - 1):
+        previous = out[-1]
+        out.append(np.asarray(Image.fromarray(previous).resize(
+            (max(1, previous.shape[1] // 2), max(1, previous.shape[0] // 2)), Image.Resampling.BOX)))
+    return out
+
+
+def write_pyramidal_tiff(path: Path, image: np.ndarray, mpp: float, levels: int = 3, tile: int = 256,
+                         ome: bool = False, compression: str = "jpeg") -> Path:
+    """A tiled pyramidal TIFF as scanners write it: reduced levels as separate pages with
+    ``subfiletype=1`` (OpenSlide does not see SubIFD pyramids), resolution tags in pixels per cm."""
+    images = pyramid(image, levels)
+    with tifffile.TiffWriter(path, bigtiff=False, ome=ome) as tif:
+        for index, level in enumerate(images):
+            scale = 2 ** index
+            options = dict(tile=(tile, tile), photometric="rgb", compression=compression,
+                           resolution=(1e4 / (mpp * scale), 1e4 / (mpp * scale)), resolutionunit="CENTIMETER")
+            if ome and index == 0:
+                options["metadata"] = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp,
+                                       "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
+                options["subifds"] = levels - 1
+                tif.write(level, **options)
+            elif ome:
+                tif.write(level, subfiletype=1, **options)
+            else:
+                tif.write(level, subfiletype=1 if index else 0, metadata=None, **options)
+    return path
+
+
+def truncated_copy(source: Path, destination: Path, fraction: float) -> Path:
+    data = source.read_bytes()
+    destination.write_bytes(data[: int(len(data) * fraction)])
+    return destination
