@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import SlideIQAError, run_cli
+from .errors import run_cli
+from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
 
 app = typer.Typer(help="Image-quality maps for microscope fields and whole-slide images.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -97,12 +98,12 @@ def map_command(
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output map (default: <slide>.quality.zarr)")] = None,
     model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
     mpp: Annotated[Optional[float], typer.Option(help="slide µm/px, overriding (or supplying) the metadata")] = None,
-    batch_size: Annotated[int, typer.Option(help="tiles per inference batch")] = 32,
-    workers: Annotated[Optional[int], typer.Option(help="worker processes (default: threads in this process)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="tiles per inference batch")] = 32,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: threads in this process)")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    threshold: Annotated[float, typer.Option(help="tiles scoring below this are low quality")] = 0.5,
-    max_bad_share: Annotated[float, typer.Option(help="a slide fails when more tissue than this is low quality")] = 0.1,
+    threshold: Annotated[float, typer.Option(min=0, max=1, help="tiles scoring below this are low quality")] = DEFAULT_THRESHOLD,
+    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help="a slide fails when more tissue than this is low quality")] = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing map instead of resuming it")] = False,
     no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
 ) -> None:

@@ -90,11 +90,13 @@ def tile_fractions(mask: np.ndarray, grid: TileGrid) -> np.ndarray:
     scale_y, scale_x = mask.shape[0] / grid.height, mask.shape[1] / grid.width
     integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1))
     integral[1:, 1:] = np.cumsum(np.cumsum(mask.astype(np.float64), axis=0), axis=1)
-    edges_y = np.clip(np.rint(np.arange(rows + 1) * grid.step * scale_y).astype(int), 0, mask.shape[0])
-    edges_x = np.clip(np.rint(np.arange(cols + 1) * grid.step * scale_x).astype(int), 0, mask.shape[1])
-    y0, y1 = edges_y[:-1, None], edges_y[1:, None]
-    x0, x1 = edges_x[None, :-1], edges_x[None, 1:]
+    edges_y = np.rint(np.arange(rows + 1) * grid.step * scale_y).astype(int)
+    edges_x = np.rint(np.arange(cols + 1) * grid.step * scale_x).astype(int)
+    clipped_y, clipped_x = np.clip(edges_y, 0, mask.shape[0]), np.clip(edges_x, 0, mask.shape[1])
+    y0, y1 = clipped_y[:-1, None], clipped_y[1:, None]
+    x0, x1 = clipped_x[None, :-1], clipped_x[None, 1:]
     sums = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    # A tile's full footprint, including any part beyond the slide edge, is the denominator.
-    footprint = (grid.step * scale_y) * (grid.step * scale_x)
-    return np.clip(sums / max(footprint, 1e-9), 0.0, 1.0).astype(np.float32)
+    # The denominator is the tile's whole footprint in mask pixels, including any part beyond the
+    # slide edge (which is glass), with the same rounding as the sums.
+    footprint = np.diff(edges_y)[:, None] * np.diff(edges_x)[None, :]
+    return np.clip(sums / np.maximum(footprint, 1), 0.0, 1.0).astype(np.float32)

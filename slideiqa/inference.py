@@ -9,8 +9,11 @@ them. Inference is fp32: bf16 is far slower on CPUs without AMX and int8 gains n
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import SlideIQAError
 from .models.checkpoint import ModelCard, load_checkpoint
 from .models.zoo import resolve_model
 
@@ -31,9 +35,11 @@ class TileClassifier(nn.Module):
     def __init__(self, model: nn.Module, card: ModelCard) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)))
-        self.register_buffer("offset", self.mean / torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1))
+        mean = torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std, folded into one multiply and one subtract.
+        self.register_buffer("scale", 1.0 / (255.0 * std))
+        self.register_buffer("offset", mean / std)
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         x = tiles.permute(0, 3, 1, 2).float() * self.scale - self.offset
@@ -62,9 +68,28 @@ def export_onnx(classifier: TileClassifier, card: ModelCard, path: Path) -> None
             dynamo=False,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
     temporary.write_bytes(buffer.getvalue())
     os.replace(temporary, path)
+
+
+def choose_device(device: str) -> torch.device:
+    """``auto`` is CUDA when there is a GPU, else the CPU; asking for a missing GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise SlideIQAError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SlideIQAError(f"device {device!r} asked for, but no CUDA GPU is available here")
+    return torch.device(device)
+
+
+def onnx_cache_key(card: ModelCard) -> str:
+    """The exported graph depends on the weights, on the card fields baked into it (normalisation,
+    input size) and on the exporter: all of them name the cached file."""
+    identity = json.dumps([card.weights_sha256, card.architecture, len(card.classes), card.input_size,
+                           card.mean, card.std, torch.__version__], sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
 class Predictor:
@@ -81,9 +106,7 @@ class Predictor:
         self.checkpoint = resolve_model(model)
         network, self.card = load_checkpoint(self.checkpoint)
         self.classifier = TileClassifier(network, self.card).eval()
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = choose_device(device)
         if engine == "auto":
             engine = "torch" if self.device.type == "cuda" else "onnx"
         self.engine = engine
@@ -98,7 +121,7 @@ class Predictor:
     def _onnx_session(self, threads: int | None):
         import onnxruntime
 
-        path = cache_dir() / "onnx" / f"{self.card.weights_sha256 or self.card.name}.onnx"
+        path = cache_dir() / "onnx" / f"{onnx_cache_key(self.card)}.onnx"
         if not path.exists():
             export_onnx(self.classifier, self.card, path)
         options = onnxruntime.SessionOptions()

@@ -13,6 +13,7 @@ existing Dask distributed cluster.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ import numpy as np
 
 from . import __version__
 from .grid import TileGrid, tile_fractions
-from .models.checkpoint import load_card
+from .inference import Predictor
+from .models.checkpoint import checkpoint_paths
 from .models.zoo import resolve_model
 from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, low_quality_regions, overview_image, summarize
 from .slide import Slide, SlideError, file_checksum, open_slide
@@ -36,6 +38,8 @@ DEFAULT_MIN_TISSUE = 0.25
 DEFAULT_BLOCK = 16
 MASK_PIXELS_PER_TILE = 8
 MAX_MASK_SIDE = 8192
+#: A slide may be this much coarser than the model before tiles would have to be upsampled.
+COARSEST_RATIO = 1.05
 OVERVIEW_SIDE = 1200
 
 Progress = Callable[[int, int], None]
@@ -94,10 +98,12 @@ def _client(workers: int | None, scheduler: str | None):
     if scheduler:
         return Client(scheduler, timeout="30s"), None, None
     if workers:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
         return Client(cluster), cluster, worker_threads(workers)
     threads = os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=None)
+    cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=None,
+                           silence_logs=logging.ERROR)
     return Client(cluster), cluster, 1
 
 
@@ -135,12 +141,18 @@ def map_slide(
 ) -> MapResult:
     """Map the quality of every tissue tile of a slide; see the module docstring for the flow."""
     started = time.perf_counter()
-    slide_path = Path(slide_path)
+    slide_path = Path(slide_path).resolve()  # workers, possibly on other machines, get absolute paths
     out = Path(out) if out else default_output(slide_path)
     checkpoint = resolve_model(model)
-    card = load_card(checkpoint)
+    tensors = str(checkpoint_paths(checkpoint)[0].resolve())
+    # Loading once here checks the checkpoint against its card and prepares the ONNX graph, so
+    # that a bad model fails before any output exists and workers only read the cached graph.
+    card = Predictor(checkpoint, device=device).card
     with open_slide(slide_path) as slide:
         slide_mpp = slide_pixel_size(slide, mpp)
+        if slide_mpp > card.mpp * COARSEST_RATIO:
+            raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is coarser than the {card.mpp:g} µm/px the model "
+                           "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
         grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
         thumbnail, tissue = tissue_map(slide, grid)
         slide_info = slide.info
@@ -152,7 +164,11 @@ def map_slide(
                            min_tissue if use_tissue_mask else 0.0, block)
     existing = _prepare_output(out, settings, overwrite)
     if existing is not None and existing.complete:
-        return MapResult(out, existing.summary or {}, skipped=True)
+        # Same numbers; the verdict is recomputed because threshold and rule may differ from last time.
+        score, label = existing.array("score"), existing.array("label")
+        summary = (existing.summary or {}) | summarize(score, label, card.classes, threshold, max_bad_share)
+        _write_reports(out, thumbnail, score, label, card.classes, grid, threshold, summary)
+        return MapResult(out, summary, skipped=True)
 
     layout = MapLayout(*grid.shape, card.classes, block, grid.tile_um)
     if existing is None:
@@ -188,7 +204,7 @@ def map_slide(
         progress(finished, total)
     compute_started = time.perf_counter()
     if pending:
-        _run_blocks(root, layout, card.good_index, pending, tissue, to_assess, str(slide_path), str(checkpoint),
+        _run_blocks(root, layout, card.good_index, pending, tissue, to_assess, str(slide_path), tensors,
                     device, grid, batch_size, workers, scheduler, progress, finished, total)
     compute_s = time.perf_counter() - compute_started
 
@@ -200,7 +216,7 @@ def map_slide(
                 "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
                 "resumed_blocks": resumed}
     _write_reports(out, thumbnail, score, label, card.classes, grid, threshold, summary)
-    update_attributes(root, status=STATUS_COMPLETE, summary=summary,
+    update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       timing={"runtime_s": runtime, "compute_s": compute_s})
     return MapResult(out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
 

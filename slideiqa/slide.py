@@ -138,7 +138,7 @@ class _OpenSlideReader:
 
     def read_region(self, location, level, size):
         region = self.handle.read_region(location, level, size)
-        # OpenSlide returns premultiplied RGBA with transparent outside the scanned area: make it glass.
+        # OpenSlide returns RGBA, transparent outside the scanned area: composite it onto white glass.
         white = Image.new("RGBA", region.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, region).convert("RGB"))
 
@@ -193,13 +193,21 @@ def _open_with_openslide(path: Path) -> Slide | None:
 
 # -- tifffile ---------------------------------------------------------------------------------------
 class _TiffReader:
+    """Regions of a tifffile series through its Zarr view: only the touched tiles are decoded.
+
+    Axes other than Y, X and samples/channels (pages, time, z) are read at index 0: the first plane.
+    """
+
     def __init__(self, tiff, levels: list, axes: str) -> None:
         import zarr
 
         self.tiff = tiff
         self.axes = axes
+        self.kept_axes = "".join(a for a in axes if a in "YXSC")
         self.arrays = [zarr.open_array(tiff.aszarr(series=0, level=i), mode="r") for i in range(len(levels))]
-        self.downsamples = [levels[0].shape[axes.index("X")] / level.shape[axes.index("X")] for level in levels]
+        x = axes.index("X")
+        self.downsamples = [levels[0].shape[x] / level.shape[x] for level in levels]
+        self.dtype = self.arrays[0].dtype
 
     def read_region(self, location, level, size):
         array, downsample = self.arrays[level], self.downsamples[level]
@@ -210,9 +218,9 @@ class _TiffReader:
         xs, ys = max(x0, 0), max(y0, 0)
         xe, ye = min(x0 + width, width_all), min(y0 + height, height_all)
         if xe > xs and ye > ys:
-            index = tuple(slice(ys, ye) if a == "Y" else slice(xs, xe) if a == "X" else slice(None) for a in self.axes)
-            block = _to_rgb(np.asarray(array[index]), self.axes)
-            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = block
+            index = tuple(slice(ys, ye) if a == "Y" else slice(xs, xe) if a == "X" else
+                          slice(None) if a in "SC" else 0 for a in self.axes)
+            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = _to_rgb(np.asarray(array[index]), self.kept_axes)
         return out
 
     def close(self) -> None:
@@ -220,13 +228,16 @@ class _TiffReader:
 
 
 def _to_rgb(block: np.ndarray, axes: str) -> np.ndarray:
-    """A YX, YXS or CYX block as uint8 RGB (grey is repeated, extra channels dropped)."""
+    """A YX, YXS or CYX block as uint8 RGB (grey repeated, extra channels dropped).
+
+    Integer images are scaled by their type's full range and float images are taken as 0–1, the
+    same for every region, so tiles of one slide are comparable."""
     if "C" in axes and "S" not in axes:
         block = np.moveaxis(block, axes.index("C"), -1)
     elif "S" not in axes:
         block = block[..., None]
     if block.dtype != np.uint8:
-        peak = float(np.iinfo(block.dtype).max) if np.issubdtype(block.dtype, np.integer) else float(block.max() or 1)
+        peak = float(np.iinfo(block.dtype).max) if np.issubdtype(block.dtype, np.integer) else 1.0
         block = np.clip(block.astype(np.float64) / peak * 255.0, 0, 255).astype(np.uint8)
     if block.shape[-1] == 1:
         block = np.repeat(block, 3, axis=-1)
@@ -272,10 +283,10 @@ def _open_with_tifffile(path: Path) -> Slide | None:
     try:
         series = tiff.series[0]
         levels = list(series.levels)
-        axes = series.axes.replace("I", "").replace("Q", "")
-        if "Y" not in axes or "X" not in axes or any(a not in "YXSC" for a in axes):
+        axes = series.axes
+        if "Y" not in axes or "X" not in axes:
             raise SlideError(f"{path}: TIFF with axes {series.axes} is not a 2-D image")
-        if any(len(level.axes.replace("I", "").replace("Q", "")) != len(axes) for level in levels):
+        if any(level.axes != axes for level in levels):
             levels = levels[:1]
         mpp = _ome_mpp(tiff.ome_metadata) if tiff.is_ome and tiff.ome_metadata else None
         mpp = mpp or _resolution_mpp(series.pages[0] if series.pages else tiff.pages[0])
@@ -355,9 +366,17 @@ def open_slide(path: str | Path) -> Slide:
         # OME-TIFF keeps its pyramid in SubIFDs, which OpenSlide does not see: tifffile reads it whole.
         readers = (_open_with_tifffile, _open_with_openslide) if _is_ome_tiff(path) else (
             _open_with_openslide, _open_with_tifffile)
-        slide = readers[0](path) or readers[1](path)
-        if slide is not None:
-            return slide
+        first_error: SlideError | None = None
+        for reader in readers:
+            try:
+                slide = reader(path)
+            except SlideError as error:  # the other reader may still manage (unusual compression, say)
+                first_error = first_error or error
+                continue
+            if slide is not None:
+                return slide
+        if first_error is not None:
+            raise first_error
     return _open_with_pillow(path)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,16 +93,26 @@ def is_quality_map(path: Path) -> bool:
         return False
 
 
+def remove_map(path: Path) -> None:
+    """Delete a map so that a kill half-way never leaves something that passes for one: it is
+    renamed away first (atomic), then deleted."""
+    if not is_quality_map(path):
+        raise MapError(f"{path}: exists and is not a slideiqa quality map; refusing to overwrite it")
+    doomed = path.with_name(f".{path.name}.deleting-{uuid.uuid4().hex}")
+    path.rename(doomed)
+    shutil.rmtree(doomed)
+
+
 def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zarr.Group:
-    """A new, empty map (status running). An existing map is replaced only by the caller's choice."""
+    """A new, empty map (status running). An existing map is replaced only by the caller's choice.
+
+    The identifying attributes are written last: until then the folder is not a quality map, so a run
+    killed during creation leaves nothing that could be mistaken for one and resumed."""
     if path.exists():
-        if not is_quality_map(path):
-            raise MapError(f"{path}: exists and is not a slideiqa quality map; refusing to overwrite it")
-        shutil.rmtree(path)
+        remove_map(path)
     # Tiles are centred on their grid cells: NGFF places pixel centres at translation + index × scale.
     translation = layout.tile_um / 2
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    root.attrs["slideiqa"] = {"format": FORMAT, "status": STATUS_RUNNING, **attributes}
     chunks2d = (layout.block, layout.block)
     specs = {
         "score": (["y", "x"], (layout.rows, layout.cols), "float32", np.nan),
@@ -122,6 +133,7 @@ def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zar
         + [{"label-value": i + 1, "class": c} for i, c in enumerate(layout.classes)],
     }}
     root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
+    root.attrs["slideiqa"] = {"format": FORMAT, "status": STATUS_RUNNING, **attributes}
     return root
 
 
@@ -142,8 +154,9 @@ def blocks_done(root: zarr.Group) -> np.ndarray:
     return np.asarray(root["progress"][...], dtype=bool)
 
 
-def update_attributes(root: zarr.Group, **changes: Any) -> None:
-    root.attrs["slideiqa"] = dict(root.attrs["slideiqa"]) | changes
+def update_attributes(root: zarr.Group, remove: tuple[str, ...] = (), **changes: Any) -> None:
+    attributes = dict(root.attrs["slideiqa"]) | changes
+    root.attrs["slideiqa"] = {key: value for key, value in attributes.items() if key not in remove}
 
 
 @dataclass

@@ -9,6 +9,7 @@ probabilities: never a pickled slide handle or model.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,15 +32,36 @@ class BlockTask:
     threads: int | None = None
 
 
+_cache_lock = threading.Lock()
+
+
+def _file_identity(path: str) -> tuple[str, int, int]:
+    """A file as it is now: a slide or model rewritten under the same name is a new cache entry."""
+    status = os.stat(path)
+    return path, status.st_mtime_ns, status.st_size
+
+
 @lru_cache(maxsize=4)
-def cached_slide(path: str) -> Slide:
-    """One open handle per slide per process (OpenSlide keeps its own tile cache inside)."""
-    return open_slide(path)
+def _open_slide(identity: tuple[str, int, int]) -> Slide:
+    return open_slide(identity[0])
 
 
 @lru_cache(maxsize=2)
+def _load_predictor(identity: tuple[str, int, int], device: str, threads: int | None) -> Predictor:
+    return Predictor(identity[0], device=device, threads=threads)
+
+
+def cached_slide(path: str) -> Slide:
+    """One open handle per slide per process (OpenSlide keeps its own tile cache inside)."""
+    with _cache_lock:
+        return _open_slide(_file_identity(path))
+
+
 def cached_predictor(model: str, device: str, threads: int | None) -> Predictor:
-    return Predictor(model, device=device, threads=threads)
+    """One model per process, shared by its threads; the lock stops two threads loading (and
+    exporting) it at once. ``model`` is a checkpoint path (``.safetensors``)."""
+    with _cache_lock:
+        return _load_predictor(_file_identity(model), device, threads)
 
 
 def assess_block(task: BlockTask, assess: np.ndarray) -> np.ndarray:

@@ -44,3 +44,21 @@ def truncated_copy(source: Path, destination: Path, fraction: float) -> Path:
     data = source.read_bytes()
     destination.write_bytes(data[: int(len(data) * fraction)])
     return destination
+
+
+def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: int,
+                  defocus_box: tuple[int, int, int, int], noise_box: tuple[int, int, int, int],
+                  mpp: float = 0.5) -> Path:
+    """A 2000×2000 px slide of real tissue (a 2×2 mosaic of the H&E tumour field and the CMU slide)
+    with a defocused and a noisy rectangle, given in tile units (row0, col0, row1, col1), tile-aligned."""
+    from slideiqa.distortions import defocus, noise
+
+    mosaic = np.concatenate([
+        np.concatenate([tumour, cmu_region[:1000, :1000]], axis=1),
+        np.concatenate([cmu_region[1000:2000, :1000], tumour[::-1]], axis=1),
+    ], axis=0)
+    mosaic = np.ascontiguousarray(mosaic)
+    for box, distortion in ((defocus_box, lambda a: defocus(a, 0.6, mpp=mpp)), (noise_box, lambda a: noise(a, 0.7, seed=0))):
+        r0, c0, r1, c1 = (v * tile for v in box)
+        mosaic[r0:r1, c0:c1] = distortion(np.ascontiguousarray(mosaic[r0:r1, c0:c1]))
+    return write_pyramidal_tiff(path, mosaic, mpp=mpp, levels=3, compression="zlib")

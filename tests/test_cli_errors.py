@@ -38,9 +38,9 @@ def test_folder_with_no_images(tmp_path):
 def test_unreadable_image(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image at all")
-    _one_error_line(_run("slideiqa.cli", "predict", bad), "bad.png", "not a readable image")
+    _one_error_line(_run("slideiqa.cli", "predict", bad), "bad.png", "not a slide or image")
     _one_error_line(_run("slideiqa_training", "build-dataset", "defects", bad, "-o", tmp_path / "d"),
-                    "bad.png", "not a readable image")
+                    "bad.png", "not a slide or image")
 
 
 def test_unknown_architecture(tmp_path):

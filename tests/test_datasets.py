@@ -78,7 +78,7 @@ def test_bad_inputs_name_the_thing_and_the_cause(tmp_path):
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(DatasetError, match="broken.png: unreadable image"):
         ImageFolder(tmp_path / "data")[0]
-    with pytest.raises(SourceError, match="broken.png: not a readable image"):
+    with pytest.raises(SourceError, match="broken.png: not a slide or image"):
         open_source(broken)
     with pytest.raises(DatasetError, match="unknown dataset kind 'xray'"):
         build_dataset("xray", [], tmp_path / "x", SMALL)

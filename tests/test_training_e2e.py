@@ -47,7 +47,7 @@ def test_checkpoint_card_records_what_the_model_needs(trained):
     assert card["architecture"] == "iqanet" and card["input_size"] == 96
     assert card["classes"] == ["good", "defocus", "motion", "noise", "jpeg", "exposure"]
     assert card["mpp"] == 0.5 and len(card["weights_sha256"]) == 64
-    assert 0 <= card["metrics"]["validation"]["accuracy"] <= 1
+    assert card["metrics"]["validation"]["accuracy"] > 2 / 6  # six classes: chance is 1/6
 
 
 def test_cross_validation_reports_mean_and_std(trained, tmp_path):

@@ -13,7 +13,9 @@ import typer
 from slideiqa.errors import run_cli
 
 from .datasets import KINDS, BuildConfig, ImageFolder, build_dataset
-from .experiments import ModelSpec, cross_validate, fit_all_and_save, leave_one_source_out, make_card
+from slideiqa.models.registry import architecture
+
+from .experiments import NORMALISATIONS, ModelSpec, cross_validate, fit_all_and_save, leave_one_source_out, make_card
 from .metrics import METRICS, format_mean_std, summarize
 from .sources import find_sources
 from .trainer import TrainConfig
@@ -26,9 +28,22 @@ Init = Annotated[str, typer.Option(help="imagenet, random, or a slideiqa checkpo
 
 
 def _spec(arch: str, init: str, dropout: float, input_size: int, normalisation: str, augment: str) -> ModelSpec:
+    """Check every choice before any work starts, so a typo costs seconds, not a training run."""
+    architecture(arch)
     if augment not in AUGMENTATIONS:
         raise typer.BadParameter(f"--augment must be one of {', '.join(AUGMENTATIONS)}")
+    if normalisation not in NORMALISATIONS:
+        raise typer.BadParameter(f"--normalisation must be one of {', '.join(NORMALISATIONS)}")
     return ModelSpec(arch, init, dropout, input_size, normalisation, augment)
+
+
+def _card_mpp(data: Path, mpp: float, input_size: int) -> float:
+    """µm/px the model really sees: crops of ``crop_size`` source pixels are resized to ``input_size``."""
+    index = data / "classes.json"
+    if index.exists():
+        built = json.loads(index.read_text())
+        return float(built.get("mpp", mpp)) * float(built.get("crop_size", input_size)) / input_size
+    return mpp
 
 
 @app.command("build-dataset")
@@ -88,14 +103,14 @@ def train_command(
     input_size: int = 224,
     normalisation: Annotated[str, typer.Option(help="unit (0–1) or imagenet")] = "unit",
     augment: Annotated[str, typer.Option(help="paper, lossless or none")] = "paper",
-    mpp: Annotated[float, typer.Option(help="µm/px of the training pixels (recorded in the card)")] = 0.5,
+    mpp: Annotated[float, typer.Option(help="µm/px of your own images (datasets built here record theirs)")] = 0.5,
     seed: int = 0,
     device: str = "auto",
 ) -> None:
     """Train one model on 80 % of a dataset (epoch chosen on the other 20 %) and save a checkpoint."""
     dataset = ImageFolder(data)
     spec = _spec(arch, init, dropout, input_size, normalisation, augment)
-    card = make_card(spec, dataset, mpp=mpp, tile_size=input_size, name=out.name,
+    card = make_card(spec, dataset, mpp=_card_mpp(data, mpp, input_size), tile_size=input_size, name=out.name,
                      training_data={"dataset": str(data), "images": len(dataset)})
     _, report = fit_all_and_save(dataset, spec, TrainConfig(epochs, batch_size, lr, seed=seed, device=device), out, card)
     typer.echo(f"saved {out}.safetensors; validation accuracy {report['validation']['accuracy']:.4f}")
@@ -118,6 +133,7 @@ def reproduce_default(
     skip_loso: Annotated[bool, typer.Option(help="skip the leave-one-source-out evaluation")] = False,
 ) -> None:
     """Build the defect dataset, measure leave-one-source-out generalisation, train and save the model."""
+    _spec(arch, init, 0.2, 224, normalisation, "lossless")
     started = time.perf_counter()
     data = workdir / "defects"
     if not (data / "manifest.csv").exists():

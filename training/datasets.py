@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from slideiqa.errors import SlideIQAError
 from slideiqa.distortions import FAMILIES, SEED_FAMILIES, distort
 
 from .sources import IMAGE_SUFFIXES, Source, SourceError, open_source, tissue_fraction
@@ -36,7 +37,7 @@ BAD_SEVERITY = {"defocus": (0.3, 1.0), "motion": (0.3, 1.0), "noise": (0.3, 1.0)
 MANIFEST_FIELDS = ("path", "label", "source", "reference", "family", "severity", "x", "y")
 
 
-class DatasetError(Exception):
+class DatasetError(SlideIQAError):
     """A dataset cannot be built or read; the message names the folder or file and the cause."""
 
 
@@ -126,28 +127,38 @@ def build_dataset(kind: str, sources: Sequence[str | Path], out: str | Path, con
         raise DatasetError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
     classes, plan = KINDS[kind]
     out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out}: exists and is not empty; choose a new folder (old images would mix in)")
+    sources = list(sources)
+    names = _unique_names(sources)
     for label in classes:
         (out / label).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     rows = []
-    for source_path in tqdm(list(sources), desc=f"{kind} dataset", unit="source"):
+    for source_path, name in tqdm(list(zip(sources, names)), desc=f"{kind} dataset", unit="source"):
         source = open_source(source_path)
         for index, (x, y, crop) in enumerate(random_crops(source, config, rng)):
-            reference = f"{source.name}_{index:05d}"
+            reference = f"{name}_{index:05d}"
             for label, family, severity in plan(rng):
                 image = crop if family == "none" else distort(crop, family, severity, mpp=config.mpp, seed=rng)
                 relative = f"{label}/{reference}_{family}_{severity:.2f}.png"
                 Image.fromarray(image).save(out / relative)
-                rows.append((relative, label, source.name, reference, family, f"{severity:.4f}", x, y))
+                rows.append((relative, label, name, reference, family, f"{severity:.4f}", x, y))
     with open(out / "manifest.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_FIELDS)
         writer.writerows(rows)
-    summary = {"kind": kind, "classes": list(classes), "sources": [Path(s).name for s in sources],
+    summary = {"kind": kind, "classes": list(classes), "sources": names,
                "crop_size": config.crop_size, "crops_per_source": config.crops_per_source,
                "mpp": config.mpp, "seed": config.seed, "images": len(rows)}
     (out / "classes.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out
+
+
+def _unique_names(sources: Sequence[str | Path]) -> list[str]:
+    """File stems, made unique with the parent folder's name where two sources share one."""
+    stems = [Path(s).stem for s in sources]
+    return [f"{Path(s).parent.name}-{stem}" if stems.count(stem) > 1 else stem for s, stem in zip(sources, stems)]
 
 
 @dataclass

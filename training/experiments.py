@@ -19,6 +19,7 @@ from .trainer import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, TransformedSubset
 from .transforms import build_transform
 
 UNIT_MEAN, UNIT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+NORMALISATIONS = ("unit", "imagenet")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Sharp source images to cut training crops from: microscope fields and whole-slide regions.
 
-A field (PNG/JPEG/TIFF) is small and is decoded once; a slide is read crop by crop through
-OpenSlide so that a gigapixel scan never has to fit in memory.
+Sources are opened with slideiqa's own slide readers, so a training crop is read exactly as a map
+tile is (level 0, unscanned areas as white glass), and a gigapixel scan is read crop by crop.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from slideiqa.errors import SlideIQAError
+from slideiqa.slide import Slide, SlideError, open_slide
 from slideiqa.tissue import NOMINAL_GLASS, tissue_pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SLIDE_SUFFIXES = {".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".dcm"}
 
 
-class SourceError(Exception):
+class SourceError(SlideIQAError):
     """A source image cannot be used; the message names the file and the cause."""
 
 
@@ -28,45 +29,35 @@ class Source:
     """One sharp image (or slide level 0) from which crops are cut."""
 
     path: Path
-    width: int
-    height: int
-    _pixels: np.ndarray | None = None
-    _slide: object | None = None
+    slide: Slide
 
     @property
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def width(self) -> int:
+        return self.slide.dimensions[0]
+
+    @property
+    def height(self) -> int:
+        return self.slide.dimensions[1]
+
     def crop(self, x: int, y: int, size: int) -> np.ndarray:
-        if self._pixels is not None:
-            return np.ascontiguousarray(self._pixels[y : y + size, x : x + size])
-        region = self._slide.read_region((x, y), 0, (size, size))  # type: ignore[union-attr]
-        return np.asarray(region.convert("RGB"))
+        return self.slide.read_region((x, y), 0, (size, size))
 
 
 def open_source(path: str | Path) -> Source:
     path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
-    if path.suffix.lower() in SLIDE_SUFFIXES:
-        import openslide
-
-        try:
-            slide = openslide.OpenSlide(str(path))
-        except (openslide.OpenSlideError, OSError) as error:
-            raise SourceError(f"{path}: OpenSlide cannot read it ({error})") from None
-        width, height = slide.dimensions
-        return Source(path, width, height, _slide=slide)
     try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise SourceError(f"{path}: not a readable image ({error})") from None
-    return Source(path, pixels.shape[1], pixels.shape[0], _pixels=pixels)
+        return Source(path, open_slide(path))
+    except SlideError as error:
+        raise SourceError(str(error)) from None
 
 
 def find_sources(paths: Iterable[str | Path]) -> list[Path]:
     """Image and slide files among ``paths`` (folders are searched one level deep), sorted."""
+    paths = list(paths)
     found: list[Path] = []
     for entry in map(Path, paths):
         if entry.is_dir():

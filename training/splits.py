@@ -12,6 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from slideiqa.errors import SlideIQAError
+
+
+class SplitError(SlideIQAError):
+    """The data cannot be split as asked; the message says why."""
+
 
 @dataclass(frozen=True)
 class Split:
@@ -25,6 +31,10 @@ def five_fold_splits(
     labels: np.ndarray, groups: np.ndarray | None = None, n_folds: int = 5, seed: int = 0
 ) -> list[Split]:
     labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() < n_folds:
+        raise SplitError(f"{n_folds}-fold splits need at least {n_folds} images of every class; "
+                         f"the smallest class has {counts[counts > 0].min()}")
     placeholder = np.zeros(len(labels))
     if groups is not None and len(set(groups)) < len(groups):
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)

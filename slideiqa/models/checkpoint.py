@@ -107,8 +107,11 @@ def load_state(path: str | Path, card: ModelCard) -> dict[str, torch.Tensor]:
     tensors_path, card_path = checkpoint_paths(path)
     if not tensors_path.exists():
         raise ModelError(f"{tensors_path}: checkpoint tensors not found")
-    if card.weights_sha256 and card.weights_sha256 != _sha256(tensors_path):
+    actual = _sha256(tensors_path)
+    if card.weights_sha256 and card.weights_sha256 != actual:
         raise ModelError(f"{card_path}: card does not match {tensors_path.name} (SHA-256 differs)")
+    # A hand-written card without a checksum still identifies its tensors from here on (resume, caches).
+    card.weights_sha256 = actual
     try:
         return load_file(str(tensors_path))
     except (SafetensorError, OSError) as error:

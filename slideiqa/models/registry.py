@@ -21,11 +21,13 @@ import torch
 from torch import nn
 import torchvision
 
+from ..errors import SlideIQAError
+
 #: Name of the module that transfer learning replaces.
 LAST_LAYER_PREFIX = "head.1."
 
 
-class ModelError(Exception):
+class ModelError(SlideIQAError):
     """A model cannot be built or loaded; the message names what and why."""
 
 

@@ -1,0 +1,146 @@
+"""End-to-end ``slideiqa map`` against plain OpenSlide decoding of the same tissue tiles.
+
+Builds once (cached under ``benchmarks/cache/``) a 40 960 × 30 720 px pyramidal JPEG TIFF at 0.5 µm/px
+from the real pixels in ``examples/data`` (512 px pieces of the H&E, IHC and CMU fields, flipped and
+turned, inside an elliptical tissue area on glass), then in one run measures:
+
+(a) read-only: OpenSlide decoding exactly the tissue tiles of the map's grid, with as many threads
+    as there are cores (OpenSlide releases the GIL), nothing else;
+(b) ``map_slide`` end to end on the same slide with the default model and settings;
+
+and prints tiles/s of each, their ratio, and peak RSS of the mapping process (with its children).
+
+    python benchmarks/map_speed.py [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "examples" / "data"
+CACHE = HERE / "cache"
+WIDTH, HEIGHT, TILE, MPP, LEVELS = 40_960, 30_720, 512, 0.5, 4
+
+
+def source_pieces() -> list[np.ndarray]:
+    """512 px pieces of every real field and of the CMU slide's tissue."""
+    from slideiqa.slide import open_slide
+    from slideiqa.tissue import tissue_pixels
+
+    pieces = []
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((DATA / "fields").iterdir())]
+    with open_slide(DATA / "cmu_small_region.svs") as cmu:
+        images.append(cmu.read_region((0, 0), 0, cmu.dimensions))  # a 2220 × 2967 crop, small enough
+    for image in images:
+        for y in range(0, image.shape[0] - TILE + 1, TILE // 2):
+            for x in range(0, image.shape[1] - TILE + 1, TILE // 2):
+                piece = image[y : y + TILE, x : x + TILE]
+                if tissue_pixels(piece, glass_level=245).mean() > 0.6:
+                    pieces.append(np.ascontiguousarray(piece))
+    return pieces
+
+
+def level0_tile(pieces: list[np.ndarray], ty: int, tx: int) -> np.ndarray:
+    """Tile (ty, tx) of level 0: a real piece inside the ellipse, glass outside."""
+    cy, cx = (ty + 0.5) * TILE / HEIGHT - 0.5, (tx + 0.5) * TILE / WIDTH - 0.5
+    if (cx / 0.45) ** 2 + (cy / 0.42) ** 2 > 1:
+        return np.full((TILE, TILE, 3), (242, 241, 244), np.uint8)
+    rng = np.random.default_rng(ty * 10_007 + tx)
+    piece = pieces[int(rng.integers(len(pieces)))]
+    return np.ascontiguousarray(np.rot90(piece, int(rng.integers(4)))[:, :: rng.choice([-1, 1])])
+
+
+def level_tiles(pieces: list[np.ndarray], level: int):
+    """Tiles of a reduced level, each averaged down from the level-0 tiles beneath it."""
+    factor = 2**level
+    rows, cols = -(-HEIGHT // factor // TILE), -(-WIDTH // factor // TILE)
+    for ty in range(rows):
+        for tx in range(cols):
+            block = np.concatenate([
+                np.concatenate([level0_tile(pieces, ty * factor + i, tx * factor + j) for j in range(factor)], axis=1)
+                for i in range(factor)], axis=0)
+            yield np.asarray(Image.fromarray(block).resize((TILE, TILE), Image.Resampling.BOX))
+
+
+def build_slide(path: Path) -> Path:
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pieces = source_pieces()
+    temporary = path.with_suffix(".partial.tif")
+    started = time.perf_counter()
+    with tifffile.TiffWriter(temporary, bigtiff=True) as tif:
+        for level in range(LEVELS):
+            factor = 2**level
+            shape = (HEIGHT // factor, WIDTH // factor, 3)
+            tif.write(level_tiles(pieces, level), shape=shape, dtype=np.uint8, tile=(TILE, TILE),
+                      photometric="rgb", compression="jpeg", compressionargs={"level": 80},
+                      subfiletype=1 if level else 0,
+                      resolution=(1e4 / (MPP * factor), 1e4 / (MPP * factor)), resolutionunit="CENTIMETER")
+    temporary.rename(path)
+    print(f"built {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return path
+
+
+def read_only(path: Path, threads: int) -> tuple[int, float]:
+    """Decode exactly the map's tissue tiles with OpenSlide; returns (tiles, seconds)."""
+    from slideiqa.grid import TileGrid, read_plan, read_tile
+    from slideiqa.inference import Predictor
+    from slideiqa.mapping import DEFAULT_MIN_TISSUE, tissue_map
+    from slideiqa.slide import open_slide
+
+    card = Predictor("default").card
+    with open_slide(path) as slide:
+        grid = TileGrid(*slide.dimensions, slide.mpp, card.mpp, card.tile_size)
+        _, tissue = tissue_map(slide, grid)
+        cells = np.argwhere(tissue >= DEFAULT_MIN_TISSUE)
+        plan = read_plan(slide, grid)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            chunks = np.array_split(cells, threads * 16)
+            list(pool.map(lambda chunk: [read_tile(slide, grid, plan, r, c) for r, c in chunk], chunks))
+        return len(cells), time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=None, help="map with N worker processes")
+    args = parser.parse_args()
+    from slideiqa import map_slide
+
+    slide = build_slide(CACHE / "benchmark_40960x30720.tif")
+    cores = os.cpu_count() or 1
+    tiles, seconds = read_only(slide, cores)
+    read_rate = tiles / seconds
+    print(f"(a) read-only OpenSlide, {cores} threads: {tiles} tissue tiles in {seconds:.1f} s = {read_rate:.0f} tiles/s",
+          flush=True)
+    out = Path(tempfile.mkdtemp()) / "benchmark.quality.zarr"
+    started = time.perf_counter()
+    result = map_slide(slide, out, workers=args.workers)
+    wall = time.perf_counter() - started
+    assessed = result.summary["tissue_tiles"]
+    map_rate = result.summary["tiles_per_s"]
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(f"(b) slideiqa map ({'threads' if args.workers is None else f'{args.workers} workers'}): {assessed} tiles, "
+          f"{map_rate:.0f} tiles/s while computing, {assessed / wall:.0f} tiles/s over {wall:.1f} s in all")
+    print(f"ratio map / read-only: {map_rate / read_rate:.2f} (computing), {assessed / wall / read_rate:.2f} (in all)")
+    print(f"peak RSS: {rss / 1024:.0f} MB (largest of this process and of its children)")
+    shutil.rmtree(out.parent)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

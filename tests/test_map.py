@@ -1,0 +1,215 @@
+"""slideiqa map end to end: real slides, real OpenSlide, real Dask, real Zarr."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+from PIL import Image
+
+from slideiqa import map_slide, open_map
+from slideiqa.slide import open_slide
+from slideiqa.store import MapError
+
+from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
+from slides import phantom_slide, truncated_copy, write_pyramidal_tiff
+
+DEFOCUS_BOX, NOISE_BOX = (1, 1, 4, 4), (5, 4, 8, 8)  # tile units (row0, col0, row1, col1)
+ARRAYS = ("score", "probs", "label", "tissue")
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    tumour = np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
+    with open_slide(CMU_SLIDE) as cmu:
+        region = cmu.read_region((650, 250), 0, (1000, 2000))
+    path = tmp_path_factory.mktemp("phantom") / "phantom.tif"
+    return phantom_slide(path, tumour, region, 224, DEFOCUS_BOX, NOISE_BOX)
+
+
+@pytest.fixture(scope="module")
+def phantom_map(phantom, tmp_path_factory):
+    out = tmp_path_factory.mktemp("maps") / "phantom.quality.zarr"
+    result = map_slide(phantom, out, block=4)
+    return result
+
+
+def _box_mask(shape, box):
+    mask = np.zeros(shape, bool)
+    mask[box[0]:box[2], box[1]:box[3]] = True
+    return mask
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def test_spatial_fidelity_of_defocus_and_noise_rectangles(phantom_map):
+    quality = open_map(phantom_map.path)
+    label, classes = quality.array("label"), quality.classes
+    tissue = label > 0
+    assert tissue.mean() > 0.8
+    defocus = _box_mask(label.shape, DEFOCUS_BOX)
+    noise = _box_mask(label.shape, NOISE_BOX)
+    predicted = {name: label == classes.index(name) + 1 for name in classes}
+    assert _iou(predicted["defocus"] & tissue, defocus & tissue) >= 0.7
+    assert _iou(predicted["noise"] & tissue, noise & tissue) >= 0.7
+    outside = tissue & ~defocus & ~noise
+    assert _iou(predicted["good"] & tissue, outside) >= 0.7
+    score = quality.array("score")
+    assert np.nanmean(score[outside]) > 0.5 > np.nanmean(score[defocus | noise])
+
+
+def test_map_metadata_summary_and_reports(phantom_map, phantom):
+    quality = open_map(phantom_map.path)
+    attributes = quality.attributes
+    assert quality.complete and attributes["status"] == "complete"
+    assert attributes["slide"]["mpp"] == pytest.approx(0.5) and len(attributes["slide"]["checksum"]) == 64
+    assert attributes["grid"]["shape"] == [9, 9] and attributes["grid"]["tile_um"] == pytest.approx(112)
+    assert attributes["model"]["classes"][0] == "good" and attributes["version"]
+    summary = json.loads((phantom_map.path / "summary.json").read_text())
+    assert summary["tissue_tiles"] == int((quality.array("label") > 0).sum())
+    assert sum(summary["share_per_class"].values()) == pytest.approx(1.0)
+    assert summary["verdict"] == "fail"  # 25 of ~81 tiles are defective
+    assert summary["tiles_per_s"] > 0
+    regions = json.loads((phantom_map.path / "regions.geojson").read_text())
+    classes = {f["properties"]["class"] for f in regions["features"]}
+    assert {"defocus", "noise"} <= classes
+    biggest = max((f for f in regions["features"] if f["properties"]["class"] == "defocus"),
+                  key=lambda f: f["properties"]["tiles"])
+    xs = [x for x, _ in biggest["geometry"]["coordinates"][0]]
+    assert min(xs) == pytest.approx(224) and max(xs) == pytest.approx(4 * 224)  # level-0 pixels
+    overview = Image.open(phantom_map.path / "overview.png")
+    assert overview.size[0] >= 600
+
+
+def test_ngff_metadata_is_read_back_by_ome_zarr_with_physical_scale(phantom_map):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    for name, scale in (("score", [112.0, 112.0]), ("probs", [1.0, 112.0, 112.0]), ("label", [112.0, 112.0])):
+        location = parse_url(str(phantom_map.path / name))
+        assert location.version == "0.5"
+        node = next(iter(Reader(location)()))
+        transforms = node.metadata["coordinateTransformations"][0]
+        assert transforms[0] == {"type": "scale", "scale": pytest.approx(scale)}
+        assert [axis.get("unit") for axis in node.metadata["axes"] if axis["type"] == "space"] == ["micrometer"] * 2
+
+
+def test_plain_png_field_needs_mpp_and_then_maps(tmp_path):
+    field = FIELDS / "he_tumour_target.png"
+    with pytest.raises(Exception, match="pixel size unknown.*--mpp"):
+        map_slide(field, tmp_path / "a.quality.zarr")
+    assert not (tmp_path / "a.quality.zarr").exists()
+    result = map_slide(field, tmp_path / "b.quality.zarr", mpp=0.5)
+    assert open_map(result.path).array("score").shape == (5, 5)
+
+
+def test_resume_after_kill_gives_identical_arrays(phantom, phantom_map, tmp_path):
+    out = tmp_path / "killed.quality.zarr"
+    script = (
+        "import time, sys\n"
+        "from slideiqa import map_slide\n"
+        "map_slide(sys.argv[1], sys.argv[2], block=4, progress=lambda done, total: time.sleep(1.0))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(phantom), str(out)])
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "progress").exists() and np.asarray(zarr.open_group(str(out), mode="r")["progress"][...]).sum() >= 2:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = open_map(out)
+    assert not partial.complete and not (out / "summary.json").exists()
+    done_before = int(np.asarray(partial.group["progress"][...]).sum())
+    assert 2 <= done_before < 9
+    resumed = map_slide(phantom, out, block=4)
+    assert resumed.resumed_blocks == done_before
+    reference = open_map(phantom_map.path)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(open_map(out).array(name), reference.array(name), err_msg=name)
+
+
+def test_complete_map_is_not_recomputed_and_other_settings_need_overwrite(phantom, phantom_map, tmp_path):
+    again = map_slide(phantom, phantom_map.path, block=4)
+    assert again.skipped
+    with pytest.raises(MapError, match="other settings.*--overwrite"):
+        map_slide(phantom, phantom_map.path, block=4, use_tissue_mask=False)
+
+
+def test_never_clobbers_something_that_is_not_a_map(tmp_path):
+    precious = tmp_path / "precious.quality.zarr"
+    precious.mkdir()
+    (precious / "data.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(MapError, match="not a slideiqa quality map"):
+            map_slide(CMU_SLIDE, precious, overwrite=overwrite)
+    assert (precious / "data.txt").read_text() == "keep me"
+
+
+def _one_error_line(result, *fragments):
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+
+
+def test_cli_maps_the_sample_slide(tmp_path):
+    result = _cli("map", CMU_SLIDE, "-o", tmp_path / "cmu.quality.zarr", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "verdict" in result.stdout and "tissue tiles" in result.stdout
+    quality = open_map(tmp_path / "cmu.quality.zarr")
+    assert quality.complete and quality.array("score").shape == (14, 10)
+
+
+@pytest.mark.parametrize("make, cause", [
+    (lambda d: d / "missing.svs", "no such file"),
+    (lambda d: FIXTURES / "unreadable.svs", "cannot read region"),
+    (lambda d: FIXTURES / "unopenable.tiff", "Unsupported TIFF compression"),
+    (lambda d: (d / "zero.svs").write_bytes(b"") or d / "zero.svs", "empty file"),
+    (lambda d: (d / "blank.png", Image.new("RGB", (900, 900), (243, 243, 241)).save(d / "blank.png"))[0],
+     "no tissue found"),
+])
+def test_bad_input_one_line_error_and_no_output(tmp_path, make, cause):
+    slide = make(tmp_path)
+    out = tmp_path / "out.quality.zarr"
+    _one_error_line(_cli("map", slide, "-o", out, "--mpp", "0.5"), cause, slide.name)
+    assert not out.exists()
+
+
+def test_truncated_slide_fails_and_leaves_no_complete_looking_map(tmp_path, phantom):
+    cut = truncated_copy(phantom, tmp_path / "cut.tif", 0.5)
+    out = tmp_path / "cut.quality.zarr"
+    result = _cli("map", cut, "-o", out)
+    _one_error_line(result, "cut.tif")
+    assert not (out / "summary.json").exists()
+    if out.exists():
+        assert not open_map(out).complete
+
+
+def test_existing_cluster_by_scheduler_address(phantom, phantom_map, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+        result = map_slide(phantom, tmp_path / "remote.quality.zarr", block=4, scheduler=cluster.scheduler_address)
+    reference = open_map(phantom_map.path)
+    for name in ARRAYS:
+        np.testing.assert_allclose(open_map(result.path).array(name), reference.array(name), atol=1e-5, err_msg=name)
+
+
+def test_slide_coarser_than_the_model_is_refused(tmp_path):
+    with pytest.raises(MapError, match="coarser than the 0.5 µm/px"):
+        map_slide(FIELDS / "ihc_colon.png", tmp_path / "x.quality.zarr", mpp=1.0)
+    assert not (tmp_path / "x.quality.zarr").exists()
