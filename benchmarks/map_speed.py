@@ -118,10 +118,13 @@ def read_only(path: Path, threads: int) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=None, help="map with N worker processes")
+    parser.add_argument("--build-only", action="store_true", help="only build (and cache) the benchmark slide")
     args = parser.parse_args()
     from slideiqa import map_slide
 
     slide = build_slide(CACHE / "benchmark_40960x30720.tif")
+    if args.build_only:
+        return
     cores = os.cpu_count() or 1
     tiles, seconds = read_only(slide, cores)
     read_rate = tiles / seconds

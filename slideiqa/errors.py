@@ -8,6 +8,7 @@ imports nothing heavy, so ``slideiqa --version`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -25,6 +26,11 @@ def run_cli(app: typer.Typer) -> None:
     debug = "--debug" in sys.argv or os.environ.get("SLIDEIQA_DEBUG") == "1"
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
+    if not debug:
+        # A corrupt file makes libraries log their own partial reports (tifffile's warnings, zarr's
+        # abandoned asyncio reads) before slideiqa's one-line error; --debug shows them.
+        for name in ("asyncio", "tifffile", "distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         code = app(standalone_mode=False)
     except (SlideIQAError, FileNotFoundError) as error:

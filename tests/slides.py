@@ -49,13 +49,15 @@ def truncated_copy(source: Path, destination: Path, fraction: float) -> Path:
 def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: int,
                   defocus_box: tuple[int, int, int, int], noise_box: tuple[int, int, int, int],
                   mpp: float = 0.5) -> Path:
-    """A 2000×2000 px slide of real tissue (a 2×2 mosaic of the H&E tumour field and the CMU slide)
-    with a defocused and a noisy rectangle, given in tile units (row0, col0, row1, col1), tile-aligned."""
+    """A slide of real tissue — a 2×2 mosaic of 4×4-tile pieces of the H&E tumour field and of the CMU
+    slide, seams on tile borders — with a defocused and a noisy rectangle given in tile units
+    (row0, col0, row1, col1)."""
     from slideiqa.distortions import defocus, noise
 
+    piece = 4 * tile
     mosaic = np.concatenate([
-        np.concatenate([tumour, cmu_region[:1000, :1000]], axis=1),
-        np.concatenate([cmu_region[1000:2000, :1000], tumour[::-1]], axis=1),
+        np.concatenate([tumour[:piece, :piece], cmu_region[:piece, :piece]], axis=1),
+        np.concatenate([cmu_region[piece : 2 * piece, :piece], tumour[::-1][:piece, :piece]], axis=1),
     ], axis=0)
     mosaic = np.ascontiguousarray(mosaic)
     for box, distortion in ((defocus_box, lambda a: defocus(a, 0.6, mpp=mpp)), (noise_box, lambda a: noise(a, 0.7, seed=0))):

@@ -82,3 +82,15 @@ def test_bad_inputs_name_the_thing_and_the_cause(tmp_path):
         open_source(broken)
     with pytest.raises(DatasetError, match="unknown dataset kind 'xray'"):
         build_dataset("xray", [], tmp_path / "x", SMALL)
+
+
+def test_fine_sources_are_shrunk_towards_the_dataset_scale():
+    from slideiqa_training.datasets import source_downsample
+
+    blood = open_source(FIELDS / "blood_smear.jpg")  # 1226×652 px at about 0.08 µm/px
+    config = BuildConfig(crop_size=224, mpp=0.5, source_mpp={"blood_smear": 0.08})
+    # 0.5 / 0.08 = 6.25×, but a 652 px high field only allows 652 / (1.25 × 224) = 2.33×.
+    assert source_downsample(blood, config) == pytest.approx(652 / 280)
+    assert source_downsample(open_source(CMU_SLIDE), config) == pytest.approx(1.0, abs=0.01)  # 0.499 from metadata
+    coarse = BuildConfig(crop_size=224, mpp=0.5, source_mpp={"blood_smear": 1.0})
+    assert source_downsample(blood, coarse) == 1.0  # never upsampled

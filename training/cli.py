@@ -27,6 +27,22 @@ Architecture = Annotated[str, typer.Option("--arch", help="iqanet, mobilenet_v3_
 Init = Annotated[str, typer.Option(help="imagenet, random, or a slideiqa checkpoint to transfer from (last layer discarded)")]
 
 
+Schedule = Annotated[str, typer.Option(help="learning rate: constant (the paper's) or cosine decay to zero")]
+SourceMpp = Annotated[Optional[list[str]], typer.Option(
+    help="NAME=MPP: µm/px of a source whose file does not say (NAME = file name without extension); repeatable")]
+
+
+def _parse_mpp(values: list[str] | None) -> dict[str, float]:
+    parsed = {}
+    for value in values or []:
+        name, _, number = value.partition("=")
+        try:
+            parsed[name] = float(number)
+        except ValueError:
+            raise typer.BadParameter(f"--source-mpp takes NAME=MPP, got {value!r}") from None
+    return parsed
+
+
 def _spec(arch: str, init: str, dropout: float, input_size: int, normalisation: str, augment: str) -> ModelSpec:
     """Check every choice before any work starts, so a typo costs seconds, not a training run."""
     architecture(arch)
@@ -55,10 +71,11 @@ def build_dataset_command(
     crop_size: Annotated[int, typer.Option(help="crop size in pixels")] = 224,
     mpp: Annotated[float, typer.Option(help="µm/px of the sources, for the physical distortion scale")] = 0.5,
     seed: int = 0,
+    source_mpp: SourceMpp = None,
 ) -> None:
     """Cut random crops from sharp sources and write a labelled image-folder dataset."""
     paths = find_sources(sources)
-    build_dataset(kind, paths, out, BuildConfig(crops, crop_size, mpp, seed=seed))
+    build_dataset(kind, paths, out, BuildConfig(crops, crop_size, mpp, seed=seed, source_mpp=_parse_mpp(source_mpp)))
     typer.echo(f"wrote {out}")
 
 
@@ -75,14 +92,16 @@ def cross_validate_command(
     normalisation: Annotated[str, typer.Option(help="unit (0–1) or imagenet")] = "unit",
     augment: Annotated[str, typer.Option(help="paper, lossless or none")] = "paper",
     folds: int = 5,
+    schedule: Schedule = "constant",
     seed: int = 0,
     device: str = "auto",
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="write per-fold metrics as JSON")] = None,
 ) -> None:
     """The paper's protocol: stratified 5-fold 60/20/20, test metrics mean ± std."""
-    dataset = ImageFolder(data)
     spec = _spec(arch, init, dropout, input_size, normalisation, augment)
-    records = cross_validate(dataset, spec, TrainConfig(epochs, batch_size, lr, seed=seed, device=device), folds)
+    dataset = ImageFolder(data)
+    config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule)
+    records = cross_validate(dataset, spec, config, folds)
     summary = summarize(records)
     for metric in METRICS:
         typer.echo(f"{metric:>9}: {format_mean_std(*summary[metric])}")
@@ -104,15 +123,17 @@ def train_command(
     normalisation: Annotated[str, typer.Option(help="unit (0–1) or imagenet")] = "unit",
     augment: Annotated[str, typer.Option(help="paper, lossless or none")] = "paper",
     mpp: Annotated[float, typer.Option(help="µm/px of your own images (datasets built here record theirs)")] = 0.5,
+    schedule: Schedule = "constant",
     seed: int = 0,
     device: str = "auto",
 ) -> None:
     """Train one model on 80 % of a dataset (epoch chosen on the other 20 %) and save a checkpoint."""
-    dataset = ImageFolder(data)
     spec = _spec(arch, init, dropout, input_size, normalisation, augment)
+    dataset = ImageFolder(data)
     card = make_card(spec, dataset, mpp=_card_mpp(data, mpp, input_size), tile_size=input_size, name=out.name,
                      training_data={"dataset": str(data), "images": len(dataset)})
-    _, report = fit_all_and_save(dataset, spec, TrainConfig(epochs, batch_size, lr, seed=seed, device=device), out, card)
+    config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule)
+    _, report = fit_all_and_save(dataset, spec, config, out, card)
     typer.echo(f"saved {out}.safetensors; validation accuracy {report['validation']['accuracy']:.4f}")
 
 
@@ -130,6 +151,7 @@ def reproduce_default(
     batch_size: int = 32,
     mpp: float = 0.5,
     seed: int = 0,
+    source_mpp: SourceMpp = None,
     skip_loso: Annotated[bool, typer.Option(help="skip the leave-one-source-out evaluation")] = False,
 ) -> None:
     """Build the defect dataset, measure leave-one-source-out generalisation, train and save the model."""
@@ -137,7 +159,8 @@ def reproduce_default(
     started = time.perf_counter()
     data = workdir / "defects"
     if not (data / "manifest.csv").exists():
-        build_dataset("defects", find_sources(sources), data, BuildConfig(crops, 224, mpp, seed=seed, vary_references=True))
+        config = BuildConfig(crops, 224, mpp, seed=seed, vary_references=True, source_mpp=_parse_mpp(source_mpp))
+        build_dataset("defects", find_sources(sources), data, config)
     dataset = ImageFolder(data)
     spec = ModelSpec(arch, init, 0.2, 224, normalisation, "lossless")
     config = TrainConfig(epochs, batch_size, lr, seed=seed, schedule="cosine")

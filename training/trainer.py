@@ -13,9 +13,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from slideiqa.errors import SlideIQAError
 from slideiqa.models.checkpoint import load_card, load_state, transfer_state
 from slideiqa.models.registry import LAST_LAYER_PREFIX, ModelError, QualityNet, build_model, load_imagenet_backbone
 
+SCHEDULES = ("constant", "cosine")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -99,6 +101,8 @@ def _run_epoch(model, loader, criterion, device, optimizer=None, desc: str = "",
 
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig) -> TrainResult:
     """Adam on cross-entropy; keeps the weights of the epoch with the lowest validation loss."""
+    if config.schedule not in SCHEDULES:
+        raise SlideIQAError(f"unknown learning-rate schedule {config.schedule!r}; use {' or '.join(SCHEDULES)}")
     seed_everything(config.seed)
     device = auto_device(config.device)
     model.to(device)
