@@ -146,7 +146,7 @@ def reproduce_default(
     init: Init = "random",
     normalisation: str = "unit",
     crops: int = 150,
-    epochs: int = 15,
+    epochs: int = 12,
     lr: float = 1e-3,
     batch_size: int = 32,
     mpp: float = 0.5,

@@ -89,9 +89,11 @@ def random_crops(source: Source, config: BuildConfig, rng: np.random.Generator) 
     crops, attempts = [], 0
     while len(crops) < config.crops_per_source and attempts < 50 * config.crops_per_source:
         attempts += 1
-        # Varied references are also seen at a random coarser scale (down to half): downsampling with
-        # an antialiasing filter keeps them sharp, and widens the range of object sizes.
-        extra = rng.uniform(1.0, 2.0) if config.vary_references else 1.0
+        # Half the varied references are also seen at a random coarser scale (down to half):
+        # downsampling with an antialiasing filter keeps them sharp and widens the range of object
+        # sizes. The other half stay at the source's own scale, where the scanner's compression
+        # artefacts are as a map will see them (resampling would smooth them away).
+        extra = rng.uniform(1.0, 2.0) if config.vary_references and rng.random() < 0.5 else 1.0
         read = min(int(round(size * base * extra)), source.width, source.height)
         x, y = int(rng.integers(0, source.width - read + 1)), int(rng.integers(0, source.height - read + 1))
         crop = source.crop(x, y, read)
@@ -146,12 +148,12 @@ def build_dataset(kind: str, sources: Sequence[str | Path], out: str | Path, con
         raise DatasetError(f"{out}: exists and is not empty; choose a new folder (old images would mix in)")
     sources = list(sources)
     names = _unique_names(sources)
+    opened = [open_source(path) for path in sources]  # every source must open before anything is written
     for label in classes:
         (out / label).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     rows = []
-    for source_path, name in tqdm(list(zip(sources, names)), desc=f"{kind} dataset", unit="source"):
-        source = open_source(source_path)
+    for source, name in tqdm(list(zip(opened, names)), desc=f"{kind} dataset", unit="source"):
         for index, (x, y, crop) in enumerate(random_crops(source, config, rng)):
             reference = f"{name}_{index:05d}"
             for label, family, severity in plan(rng):

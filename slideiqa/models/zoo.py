@@ -13,7 +13,6 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PRETRAINED: dict[str, str] = {
     "default": "iqanet-fast",
     "fast": "iqanet-fast",
-    "accurate": "mobilenet_v2-accurate",
 }
 
 
