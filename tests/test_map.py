@@ -213,3 +213,13 @@ def test_slide_coarser_than_the_model_is_refused(tmp_path):
     with pytest.raises(MapError, match="coarser than the 0.5 µm/px"):
         map_slide(FIELDS / "ihc_colon.png", tmp_path / "x.quality.zarr", mpp=1.0)
     assert not (tmp_path / "x.quality.zarr").exists()
+
+
+def test_openslide_fixtures_multilevel_tiff_and_two_file_dicom(tmp_path):
+    boxes = map_slide(FIXTURES / "boxes.tiff", tmp_path / "boxes.quality.zarr", mpp=0.5, use_tissue_mask=False)
+    quality = open_map(boxes.path)
+    assert quality.array("score").shape == (2, 2) and quality.complete  # 300×250 px at 0.5 µm/px, 224 px tiles
+    assert (quality.array("label") > 0).all() and not np.isnan(quality.array("score")).any()
+    dicom = map_slide(FIXTURES / "boxes_0.dcm", tmp_path / "dicom.quality.zarr", use_tissue_mask=False)
+    assert open_map(dicom.path).attributes["slide"]["mpp"] == pytest.approx(0.499)
+    assert open_map(dicom.path).array("probs").shape[1:] == (1, 1)
