@@ -179,6 +179,7 @@ def test_cli_maps_the_sample_slide(tmp_path):
     (lambda d: FIXTURES / "unreadable.svs", "cannot read region"),
     (lambda d: FIXTURES / "unopenable.tiff", "Unsupported TIFF compression"),
     (lambda d: (d / "zero.svs").write_bytes(b"") or d / "zero.svs", "empty file"),
+    (lambda d: (d / "notes.txt").write_text("not a slide") and d / "notes.txt", "not a slide or image"),
     (lambda d: (d / "blank.png", Image.new("RGB", (900, 900), (243, 243, 241)).save(d / "blank.png"))[0],
      "no tissue found"),
 ])
@@ -223,3 +224,9 @@ def test_openslide_fixtures_multilevel_tiff_and_two_file_dicom(tmp_path):
     dicom = map_slide(FIXTURES / "boxes_0.dcm", tmp_path / "dicom.quality.zarr", use_tissue_mask=False)
     assert open_map(dicom.path).attributes["slide"]["mpp"] == pytest.approx(0.499)
     assert open_map(dicom.path).array("probs").shape[1:] == (1, 1)
+
+
+def test_unknown_model_is_one_line_and_leaves_no_output(tmp_path):
+    out = tmp_path / "out.quality.zarr"
+    _one_error_line(_cli("map", CMU_SLIDE, "-o", out, "--model", "no-such-model"), "unknown model 'no-such-model'")
+    assert not out.exists()
