@@ -16,7 +16,6 @@ its pixel size in µm/px when the file says it.
 from __future__ import annotations
 
 import hashlib
-import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path

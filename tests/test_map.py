@@ -17,7 +17,7 @@ from slideiqa.slide import open_slide
 from slideiqa.store import MapError
 
 from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
-from slides import phantom_slide, truncated_copy, write_pyramidal_tiff
+from slides import phantom_slide, truncated_copy
 
 DEFOCUS_BOX, NOISE_BOX = (1, 1, 4, 4), (5, 4, 8, 7)  # tile units (row0, col0, row1, col1) on an 8×8 grid
 ARRAYS = ("score", "probs", "label", "tissue")
@@ -230,3 +230,11 @@ def test_unknown_model_is_one_line_and_leaves_no_output(tmp_path):
     out = tmp_path / "out.quality.zarr"
     _one_error_line(_cli("map", CMU_SLIDE, "-o", out, "--model", "no-such-model"), "unknown model 'no-such-model'")
     assert not out.exists()
+
+
+def test_overwrite_recomputes_a_complete_map(phantom, phantom_map, tmp_path):
+    out = tmp_path / "again.quality.zarr"
+    map_slide(phantom, out, block=4)
+    redone = map_slide(phantom, out, block=4, overwrite=True)
+    assert not redone.skipped and redone.resumed_blocks == 0 and open_map(out).complete
+    np.testing.assert_array_equal(open_map(out).array("label"), open_map(phantom_map.path).array("label"))

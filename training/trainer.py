@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
