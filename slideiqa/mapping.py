@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import __version__
+from .errors import SlideIQAError
 from .grid import TileGrid, tile_fractions
 from .inference import Predictor
 from .models.checkpoint import checkpoint_paths
@@ -43,6 +44,10 @@ COARSEST_RATIO = 1.05
 OVERVIEW_SIDE = 1200
 
 Progress = Callable[[int, int], None]
+
+
+class MapCancelled(SlideIQAError):
+    """The caller asked a running map to stop; the map stays resumable (status "running")."""
 
 
 @dataclass
@@ -138,8 +143,18 @@ def map_slide(
     min_tissue: float = DEFAULT_MIN_TISSUE,
     block: int = DEFAULT_BLOCK,
     progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    client: Any = None,
+    inference_threads: int | None = None,
 ) -> MapResult:
-    """Map the quality of every tissue tile of a slide; see the module docstring for the flow."""
+    """Map the quality of every tissue tile of a slide; see the module docstring for the flow.
+
+    ``progress(done, total)`` is called as tiles finish. ``should_stop()`` is polled as blocks finish;
+    when it returns True the pending tasks are cancelled and :class:`MapCancelled` is raised, leaving
+    a resumable map. ``client`` is a Dask client to run on instead of creating one (several maps can then
+    share one cluster, as ``slideiqa batch`` does); it is not closed here. ``inference_threads`` sets
+    each task's inference threads on such a client (default: the inference engine's own choice).
+    """
     started = time.perf_counter()
     slide_path = Path(slide_path).resolve()  # workers, possibly on other machines, get absolute paths
     out = Path(out) if out else default_output(slide_path)
@@ -204,8 +219,19 @@ def map_slide(
         progress(finished, total)
     compute_started = time.perf_counter()
     if pending:
-        _run_blocks(root, layout, card.good_index, pending, tissue, to_assess, str(slide_path), tensors,
-                    device, grid, batch_size, workers, scheduler, progress, finished, total)
+        run = BlockRun(out, root, layout, card.good_index, tissue, to_assess, progress, should_stop, finished, total)
+        tasks = [(BlockTask(str(slide_path), tensors, device, grid, (rows.start, rows.stop), (cols.start, cols.stop),
+                            batch_size), br, bc, rows, cols) for br, bc, rows, cols in pending]
+        if client is not None:
+            run.execute(client, tasks, inference_threads)
+        else:
+            own_client, cluster, threads = _client(workers, scheduler)
+            try:
+                run.execute(own_client, tasks, threads)
+            finally:
+                own_client.close()
+                if cluster is not None:
+                    cluster.close()
     compute_s = time.perf_counter() - compute_started
 
     score, label = np.asarray(root["score/0"][...]), np.asarray(root["label/0"][...])
@@ -221,34 +247,47 @@ def map_slide(
     return MapResult(out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
 
 
-def _run_blocks(root, layout: MapLayout, good_index: int, pending, tissue, to_assess, slide_path: str, model: str,
-                device: str, grid: TileGrid, batch_size: int, workers, scheduler, progress, finished: int,
-                total: int) -> None:
-    from distributed import as_completed
+@dataclass
+class BlockRun:
+    """Submits a slide's pending blocks to a Dask client and writes each one as it arrives."""
 
-    client, cluster, threads = _client(workers, scheduler)
-    try:
-        futures = {}
-        for br, bc, rows, cols in pending:
-            task = BlockTask(slide_path, model, device, grid, (rows.start, rows.stop), (cols.start, cols.stop),
-                             batch_size, threads)
-            future = client.submit(assess_block, task, to_assess[rows, cols], pure=False)
-            futures[future] = (br, bc, rows, cols)
-        for future in as_completed(futures):
-            br, bc, rows, cols = futures[future]
-            try:
-                probabilities = future.result()
-            except SlideError as error:
-                update_attributes(root, status="failed", error=str(error))
-                raise
-            write_block(root, layout, br, bc, probabilities, tissue[rows, cols], good_index)
-            finished += int(to_assess[rows, cols].sum())
-            if progress:
-                progress(finished, total)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    path: Path
+    root: Any
+    layout: MapLayout
+    good_index: int
+    tissue: np.ndarray
+    to_assess: np.ndarray
+    progress: Progress | None
+    should_stop: Callable[[], bool] | None
+    finished: int
+    total: int
+
+    def execute(self, client, tasks: list[tuple[BlockTask, int, int, slice, slice]], threads: int | None) -> None:
+        from dataclasses import replace
+
+        from distributed import as_completed
+
+        futures = {client.submit(assess_block, replace(task, threads=threads), self.to_assess[rows, cols],
+                                 pure=False): (br, bc, rows, cols)
+                   for task, br, bc, rows, cols in tasks}
+        try:
+            for future in as_completed(futures):
+                br, bc, rows, cols = futures[future]
+                try:
+                    probabilities = future.result()
+                except SlideError as error:
+                    update_attributes(self.root, status="failed", error=str(error))
+                    raise
+                write_block(self.root, self.layout, br, bc, probabilities, self.tissue[rows, cols], self.good_index)
+                self.finished += int(self.to_assess[rows, cols].sum())
+                if self.progress:
+                    self.progress(self.finished, self.total)
+                if self.should_stop and self.should_stop():
+                    raise MapCancelled(f"{self.path}: stopped on request after {self.finished} of "
+                                       f"{self.total} tiles; run again to resume")
+        finally:
+            # Whatever ends the loop early (cancel, error), no orphan task keeps a shared cluster busy.
+            client.cancel([f for f in futures if not f.done()])
 
 
 def _write_reports(out: Path, thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, classes: list[str],
