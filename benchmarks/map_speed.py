@@ -26,73 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import tifffile
-from PIL import Image
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "examples" / "data"
-CACHE = HERE / "cache"
-WIDTH, HEIGHT, TILE, MPP, LEVELS = 40_960, 30_720, 512, 0.5, 4
+from synthetic_slides import CACHE, build_slide
 
-
-def source_pieces() -> list[np.ndarray]:
-    """512 px pieces of every real field and of the CMU slide's tissue."""
-    from slideiqa.slide import open_slide
-    from slideiqa.tissue import tissue_pixels
-
-    pieces = []
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((DATA / "fields").iterdir())]
-    with open_slide(DATA / "cmu_small_region.svs") as cmu:
-        images.append(cmu.read_region((0, 0), 0, cmu.dimensions))  # a 2220 × 2967 crop, small enough
-    for image in images:
-        for y in range(0, image.shape[0] - TILE + 1, TILE // 2):
-            for x in range(0, image.shape[1] - TILE + 1, TILE // 2):
-                piece = image[y : y + TILE, x : x + TILE]
-                if tissue_pixels(piece, glass_level=245).mean() > 0.6:
-                    pieces.append(np.ascontiguousarray(piece))
-    return pieces
-
-
-def level0_tile(pieces: list[np.ndarray], ty: int, tx: int) -> np.ndarray:
-    """Tile (ty, tx) of level 0: a real piece inside the ellipse, glass outside."""
-    cy, cx = (ty + 0.5) * TILE / HEIGHT - 0.5, (tx + 0.5) * TILE / WIDTH - 0.5
-    if (cx / 0.45) ** 2 + (cy / 0.42) ** 2 > 1:
-        return np.full((TILE, TILE, 3), (242, 241, 244), np.uint8)
-    rng = np.random.default_rng(ty * 10_007 + tx)
-    piece = pieces[int(rng.integers(len(pieces)))]
-    return np.ascontiguousarray(np.rot90(piece, int(rng.integers(4)))[:, :: rng.choice([-1, 1])])
-
-
-def level_tiles(pieces: list[np.ndarray], level: int):
-    """Tiles of a reduced level, each averaged down from the level-0 tiles beneath it."""
-    factor = 2**level
-    rows, cols = -(-HEIGHT // factor // TILE), -(-WIDTH // factor // TILE)
-    for ty in range(rows):
-        for tx in range(cols):
-            block = np.concatenate([
-                np.concatenate([level0_tile(pieces, ty * factor + i, tx * factor + j) for j in range(factor)], axis=1)
-                for i in range(factor)], axis=0)
-            yield np.asarray(Image.fromarray(block).resize((TILE, TILE), Image.Resampling.BOX))
-
-
-def build_slide(path: Path) -> Path:
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pieces = source_pieces()
-    temporary = path.with_suffix(".partial.tif")
-    started = time.perf_counter()
-    with tifffile.TiffWriter(temporary, bigtiff=True) as tif:
-        for level in range(LEVELS):
-            factor = 2**level
-            shape = (HEIGHT // factor, WIDTH // factor, 3)
-            tif.write(level_tiles(pieces, level), shape=shape, dtype=np.uint8, tile=(TILE, TILE),
-                      photometric="rgb", compression="jpeg", compressionargs={"level": 80},
-                      subfiletype=1 if level else 0,
-                      resolution=(1e4 / (MPP * factor), 1e4 / (MPP * factor)), resolutionunit="CENTIMETER")
-    temporary.rename(path)
-    print(f"built {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
-    return path
+WIDTH, HEIGHT, LEVELS = 40_960, 30_720, 4
 
 
 def read_only(path: Path, threads: int) -> tuple[int, float]:
@@ -123,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     from slideiqa import map_slide
 
-    slide = build_slide(CACHE / "benchmark_40960x30720.tif")
+    slide = build_slide(CACHE / "benchmark_40960x30720.tif", WIDTH, HEIGHT, LEVELS)
     if args.build_only:
         return
     cores = os.cpu_count() or 1

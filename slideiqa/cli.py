@@ -142,6 +142,52 @@ def map_command(
     console.print(table)
 
 
+@app.command()
+def batch(
+    paths: Annotated[list[Path], typer.Argument(help="slide files and folders of slides")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output folder: one map per slide and the batch report")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look for slides in sub-folders too")] = False,
+    model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
+    workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes of the local cluster (default: one per core)")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler (e.g. tcp://head:8786)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="tiles per inference batch")] = 32,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    threshold: Annotated[float, typer.Option(min=0, max=1, help="tiles scoring below this are low quality")] = DEFAULT_THRESHOLD,
+    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help="a slide fails when more tissue than this is low quality")] = DEFAULT_MAX_BAD_SHARE,
+    overwrite: Annotated[bool, typer.Option("--overwrite/--resume", help="replace existing maps / resume them and skip complete ones")] = False,
+    no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
+    slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides prepared and mapped at once (default: 2 per cluster thread)")] = None,
+) -> int:
+    """Map every slide under folders on a Dask cluster; write report.csv, report.json and report.html.
+
+    Exit status: 0 when every slide has a complete map, 1 when any slide failed (its error is in the
+    report; the other slides are mapped), 2 on a usage error.
+    """
+    from .batch import MapOptions, run_batch
+
+    if workers and scheduler:
+        raise typer.BadParameter("give either --workers or --scheduler, not both")
+    options = MapOptions(model=model, threshold=threshold, max_bad_share=max_bad_share, overwrite=overwrite,
+                         batch_size=batch_size, device=device, use_tissue_mask=not no_tissue_mask)
+
+    def started(jobs, dashboard) -> None:
+        console.print(f"{len(jobs)} slides → {out}" + (f"; Dask dashboard: {dashboard}" if dashboard else ""))
+
+    def finished(record) -> None:
+        figures = record.error if record.failed else (
+            f"{record.verdict}, mean score {record.mean_score:.3f}, {record.share_below_threshold:.0%} below "
+            f"{threshold}, {record.tissue_tiles} tissue tiles")
+        console.print(f"[{'red' if record.failed else 'green'}]{record.status:>8}[/] {record.slide}: {figures}",
+                      highlight=False)
+
+    result = run_batch(paths, out, recursive=recursive, workers=workers, scheduler=scheduler, options=options,
+                       slides_in_flight=slides_in_flight, on_start=started, on_slide=finished)
+    mapped_now = sum(record.status in ("mapped", "resumed") for record in result.records)
+    console.print(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "
+                  f"({mapped_now} mapped now) in {result.runtime_s:.0f} s; report: {out / 'report.html'}")
+    return result.exit_code
+
+
 def main() -> None:
     run_cli(app)
 

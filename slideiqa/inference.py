@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -27,6 +28,11 @@ from .models.checkpoint import ModelCard, load_checkpoint
 from .models.zoo import resolve_model
 
 Engine = Literal["auto", "torch", "onnx"]
+
+#: torch.onnx.export keeps global state and fails when two threads export at once (a batch prepares
+#: several slides in threads): exports in one process take turns; processes are kept apart by the
+#: write-then-rename in export_onnx.
+_export_lock = threading.Lock()
 
 
 class TileClassifier(nn.Module):
@@ -122,8 +128,9 @@ class Predictor:
         import onnxruntime
 
         path = cache_dir() / "onnx" / f"{onnx_cache_key(self.card)}.onnx"
-        if not path.exists():
-            export_onnx(self.classifier, self.card, path)
+        with _export_lock:
+            if not path.exists():
+                export_onnx(self.classifier, self.card, path)
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -96,20 +96,33 @@ def tissue_map(slide: Slide, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
     return thumbnail, tile_fractions(tissue_mask(thumbnail), grid)
 
 
-def _client(workers: int | None, scheduler: str | None):
-    """A Dask client and the inference threads each task should use."""
+def start_client(workers: int | None, scheduler: str | None, dashboard: bool = False):
+    """A Dask client, the cluster it owns (None for a running scheduler) and the inference threads
+    each task should use (None: the engine's own choice, for a cluster of unknown machines).
+
+    ``workers=N`` starts N single-threaded worker processes sharing the cores out for inference; no
+    ``workers`` starts one in-process worker with a thread per core. ``dashboard`` serves Dask's
+    dashboard on a free port when its web dependency (bokeh) is installed.
+    """
     from distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler, timeout="30s"), None, None
+    address = ":0" if dashboard and _dashboard_available() else None
     if workers:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=address,
                                silence_logs=logging.ERROR)
         return Client(cluster), cluster, worker_threads(workers)
     threads = os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=None,
+    cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=address,
                            silence_logs=logging.ERROR)
     return Client(cluster), cluster, 1
+
+
+def _dashboard_available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("bokeh") is not None
 
 
 def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> QualityMap | None:
@@ -225,7 +238,7 @@ def map_slide(
         if client is not None:
             run.execute(client, tasks, inference_threads)
         else:
-            own_client, cluster, threads = _client(workers, scheduler)
+            own_client, cluster, threads = start_client(workers, scheduler)
             try:
                 run.execute(own_client, tasks, threads)
             finally:

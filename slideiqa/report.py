@@ -42,14 +42,16 @@ def overview_image(thumbnail: np.ndarray, score: np.ndarray, tile_step: float, t
     """The slide thumbnail with tile scores overlaid (red = bad → green = good) and a legend.
 
     ``tile_step`` is a tile's side in thumbnail pixels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    # The object-oriented API with an Agg canvas, not pyplot: pyplot's global figure state is not
+    # thread-safe, and a batch renders the overviews of several slides at once.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     height, width = thumbnail.shape[:2]
     rows, cols = score.shape
-    figure, axis = plt.subplots(figsize=(8, 8 * height / max(width, 1) + 0.8), dpi=100)
+    figure = Figure(figsize=(8, 8 * height / max(width, 1) + 0.8), dpi=100)
+    canvas = FigureCanvasAgg(figure)
+    axis = figure.add_subplot()
     axis.imshow(thumbnail)
     overlay = axis.imshow(np.ma.masked_invalid(score), cmap="RdYlGn", vmin=0, vmax=1, alpha=0.55,
                           extent=(0, cols * tile_step, rows * tile_step, 0), interpolation="nearest")
@@ -61,9 +63,8 @@ def overview_image(thumbnail: np.ndarray, score: np.ndarray, tile_step: float, t
     bar.set_label("quality score P(good)")
     bar.ax.axhline(threshold, color="black", linewidth=1.5)
     figure.tight_layout()
-    figure.canvas.draw()
-    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
-    plt.close(figure)
+    canvas.draw()
+    image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     return image
 
 

@@ -64,3 +64,26 @@ def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: 
         r0, c0, r1, c1 = (v * tile for v in box)
         mosaic[r0:r1, c0:c1] = distortion(np.ascontiguousarray(mosaic[r0:r1, c0:c1]))
     return write_pyramidal_tiff(path, mosaic, mpp=mpp, levels=3, compression="zlib")
+
+
+def mosaic_slide(path: Path, sources: list[np.ndarray], tiles: int, tile: int, seed: int,
+                 defocus_share: float = 0.0, mpp: float = 0.5) -> Path:
+    """A ``tiles`` × ``tiles`` slide of real tissue (random ``tile``-px crops of ``sources``, one per
+    grid cell) whose top ``defocus_share`` of rows is defocused: slides that pass or fail the quality
+    rule, as large as a test needs."""
+    from slideiqa.distortions import defocus
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(tiles):
+        row = []
+        for _ in range(tiles):
+            source = sources[rng.integers(len(sources))]
+            y, x = rng.integers(0, source.shape[0] - tile), rng.integers(0, source.shape[1] - tile)
+            row.append(source[y : y + tile, x : x + tile])
+        rows.append(np.concatenate(row, axis=1))
+    mosaic = np.ascontiguousarray(np.concatenate(rows, axis=0))
+    blurred = int(round(defocus_share * tiles)) * tile
+    if blurred:
+        mosaic[:blurred] = defocus(np.ascontiguousarray(mosaic[:blurred]), 0.6, mpp=mpp)
+    return write_pyramidal_tiff(path, mosaic, mpp=mpp, levels=3, compression="zlib")

@@ -1,0 +1,86 @@
+"""``slideiqa batch`` on a LocalCluster against mapping the same slides one after another.
+
+Builds once (cached under ``benchmarks/cache/batch/``) eight different 8192 × 8192 px pyramidal JPEG
+TIFFs of real pixels, then maps all of them three ways, each into a fresh output folder:
+
+(a) one by one: ``map_slide`` on each slide in turn in this process (its default in-process threads);
+(b) ``run_batch`` on an embedded LocalCluster of 1 worker process;
+(c) ``run_batch`` on an embedded LocalCluster of 2 worker processes (the default on 2 cores);
+
+and prints slides/hour, tissue tiles/s and the speed of each against (a), plus the peak RSS of the
+workers (the per-worker memory bound).
+
+    python benchmarks/batch_speed.py [--slides 8] [--side 8192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from synthetic_slides import CACHE, build_slide
+
+
+def worker_peak_rss_mb(client) -> float:
+    import resource
+
+    return max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()) / 1024
+
+
+def one_by_one(slides: list[Path], out: Path) -> tuple[int, float]:
+    from slideiqa import map_slide
+
+    started, tiles = time.perf_counter(), 0
+    for slide in slides:
+        tiles += map_slide(slide, out / f"{slide.stem}.quality.zarr").summary["tissue_tiles"]
+    return tiles, time.perf_counter() - started
+
+
+def batched(slides: list[Path], out: Path, workers: int) -> tuple[int, float, float]:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from slideiqa.batch import run_batch
+    from slideiqa.mapping import worker_threads
+
+    # The same cluster run_batch starts by itself, opened here so that the workers' memory can be read.
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        started = time.perf_counter()
+        result = run_batch(slides, out, client=client, inference_threads=worker_threads(workers))
+        seconds = time.perf_counter() - started
+        assert not result.failed, [r.error for r in result.failed]
+        return sum(r.tissue_tiles for r in result.records), seconds, worker_peak_rss_mb(client)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slides", type=int, default=8)
+    parser.add_argument("--side", type=int, default=8192, help="slide width and height in pixels")
+    args = parser.parse_args()
+    slides = [build_slide(CACHE / "batch" / f"slide_{i}_{args.side}.tif", args.side, args.side, 3, seed=i + 1)
+              for i in range(args.slides)]
+    scratch = Path(tempfile.mkdtemp())
+    try:
+        tiles, base = one_by_one(slides, scratch / "one_by_one")
+        rows = [("(a) one by one, in-process threads", tiles, base, None)]
+        for workers in (1, 2):
+            tiles_b, seconds, rss = batched(slides, scratch / f"batch_{workers}", workers)
+            assert tiles_b == tiles
+            rows.append((f"({'b' if workers == 1 else 'c'}) batch, LocalCluster of {workers} worker process"
+                         f"{'es' if workers > 1 else ''}", tiles, seconds, rss))
+    finally:
+        shutil.rmtree(scratch)
+    print(f"{len(slides)} slides of {args.side} × {args.side} px, {tiles} tissue tiles in all")
+    print(f"{'mode':<48} {'s':>6} {'slides/h':>9} {'tiles/s':>8} {'vs (a)':>7} {'worker peak RSS':>16}")
+    for name, count, seconds, rss in rows:
+        print(f"{name:<48} {seconds:6.1f} {len(slides) * 3600 / seconds:9.0f} {count / seconds:8.0f} "
+              f"{base / seconds:7.2f} {'' if rss is None else f'{rss:.0f} MB':>16}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""``run_batch``: map every slide under folders on one Dask cluster, each slide failing alone.
+
+Every slide goes through :func:`slideiqa.mapping.map_slide` — the very code path of ``slideiqa map`` —
+with one shared client. The driver prepares a few slides at a time (open, tissue mask, checksum) in
+threads, and their blocks of tiles all run as tasks on the same cluster: slides run in parallel and so
+do the blocks within a slide, while each worker holds only one batch of tiles, a few open slide
+handles and one model (bounded memory). A block lost with a dying worker is recomputed elsewhere by
+Dask, and since a block's result does not depend on where it ran, the map comes out the same.
+
+Failure isolation: anything that goes wrong with one slide (unreadable, truncated, no tissue, a
+worker that keeps dying on it, a map made with other settings) becomes that slide's ``failed`` row in
+the report; the batch goes on. Resume is map_slide's: a complete map with the same model and settings
+is skipped, a partial one is finished, another one is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .batch_report import (STATUS_FAILED, STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, SlideRecord,
+                           write_reports)
+from .discovery import SlideJob, discover_slides
+from .errors import SlideIQAError
+from .mapping import DEFAULT_BLOCK, map_slide, start_client
+from .models.zoo import resolve_model
+from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
+
+log = logging.getLogger(__name__)
+
+#: Exit status of ``slideiqa batch``: every slide has a complete map / at least one slide failed.
+EXIT_OK, EXIT_SLIDE_FAILED = 0, 1
+
+
+@dataclass
+class MapOptions:
+    """The per-slide settings, identical for every slide of a batch."""
+
+    model: str = "default"
+    threshold: float = DEFAULT_THRESHOLD
+    max_bad_share: float = DEFAULT_MAX_BAD_SHARE
+    overwrite: bool = False
+    batch_size: int = 32
+    device: str = "auto"
+    block: int = DEFAULT_BLOCK
+    use_tissue_mask: bool = True
+
+
+@dataclass
+class BatchResult:
+    out: Path
+    records: list[SlideRecord]
+    ignored: list[Path] = field(default_factory=list)
+    dashboard: str | None = None
+    runtime_s: float = 0.0
+
+    @property
+    def failed(self) -> list[SlideRecord]:
+        return [record for record in self.records if record.failed]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SLIDE_FAILED if self.failed else EXIT_OK
+
+
+def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads: int | None) -> SlideRecord:
+    """Map one slide of the batch; any failure becomes the slide's ``failed`` record, never an exception."""
+    started = time.perf_counter()
+    target = out / job.map_name
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = map_slide(job.path, target, model=options.model, batch_size=options.batch_size,
+                           device=options.device, threshold=options.threshold, max_bad_share=options.max_bad_share,
+                           overwrite=options.overwrite, use_tissue_mask=options.use_tissue_mask, block=options.block,
+                           client=client, inference_threads=threads)
+    except Exception as error:  # one slide's failure, whatever it is, must not end the batch
+        if not isinstance(error, SlideIQAError):
+            log.debug("slide %s failed", job.path, exc_info=True)
+        message = str(error) if isinstance(error, SlideIQAError) else f"{job.path}: {type(error).__name__}: {error}"
+        return SlideRecord(str(job.path), str(target), STATUS_FAILED, runtime_s=time.perf_counter() - started,
+                           error=message)
+    summary = result.summary
+    status = STATUS_SKIPPED if result.skipped else STATUS_RESUMED if result.resumed_blocks else STATUS_MAPPED
+    return SlideRecord(str(job.path), str(target), status, tissue_tiles=summary["tissue_tiles"],
+                       mean_score=summary["mean_score"], share_below_threshold=summary["share_below_threshold"],
+                       share_per_class=summary["share_per_class"], verdict=summary["verdict"],
+                       runtime_s=time.perf_counter() - started)
+
+
+def run_batch(
+    inputs: list[str | Path],
+    out: str | Path,
+    *,
+    recursive: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    options: MapOptions | None = None,
+    slides_in_flight: int | None = None,
+    client: Any = None,
+    inference_threads: int | None = None,
+    on_start: Callable[[list[SlideJob], str | None], None] | None = None,
+    on_slide: Callable[[SlideRecord], None] | None = None,
+) -> BatchResult:
+    """Map every slide found under ``inputs`` into ``out`` and write the batch report there.
+
+    Cluster: ``client`` if given (not closed here), else the scheduler at ``scheduler``, else a
+    LocalCluster of ``workers`` processes (default: one per core); ``inference_threads`` is each task's
+    share of a given client's cores (default: the engine's choice). ``slides_in_flight`` slides are
+    prepared and mapped at once (default: twice the cluster's threads, so workers never wait for the
+    driver). ``on_start(jobs, dashboard)`` and ``on_slide(record)`` report progress.
+    """
+    started = time.perf_counter()
+    options = options or MapOptions()
+    out = Path(out)
+    discovery = discover_slides([Path(p) for p in inputs], recursive, output=out)
+    checkpoint = resolve_model(options.model)  # an unknown model fails the batch before any slide
+    out.mkdir(parents=True, exist_ok=True)
+    header = {"version": __version__, "model": options.model, "checkpoint": str(checkpoint),
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
+                              f"{options.threshold}", "inputs": [str(p) for p in inputs]}
+    own_client, cluster = client is None, None
+    threads = inference_threads
+    if own_client:
+        client, cluster, threads = start_client(workers or os.cpu_count() or 1, scheduler, dashboard=True)
+    dashboard = _dashboard_link(client)
+    if on_start:
+        on_start(discovery.jobs, dashboard)
+    records: list[SlideRecord] = []
+    try:
+        in_flight = slides_in_flight or max(2, 2 * sum(client.nthreads().values()))
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="slide") as pool:
+            futures = [pool.submit(map_one, job, out, options, client, threads) for job in discovery.jobs]
+            for future in as_completed(futures):
+                record = future.result()
+                records.append(record)
+                write_reports(records, out, header | _totals(records, started))
+                if on_slide:
+                    on_slide(record)
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return BatchResult(out, records, discovery.ignored, dashboard, time.perf_counter() - started)
+
+
+def _totals(records: list[SlideRecord], started: float) -> dict[str, Any]:
+    return {"slides": len(records), "failed": sum(r.failed for r in records),
+            "runtime_s": time.perf_counter() - started,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _dashboard_link(client: Any) -> str | None:
+    try:
+        return client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
+    except Exception:  # no dashboard is not an error
+        return None

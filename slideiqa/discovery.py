@@ -1,0 +1,144 @@
+"""Finding the slides of a batch under folders, and giving each one a unique map name.
+
+A file is a slide candidate by extension (the whole-slide formats OpenSlide and tifffile read) or, for
+any other extension, by content (TIFF magic bytes, or a vendor format OpenSlide recognises), so scans
+renamed without an extension are not missed. Whether a candidate really opens is decided later, when it
+is mapped: a broken candidate then fails alone and is reported. Plain images (PNG, JPEG) are fields,
+not slides, and are left out — so are the JPEG tiles beside a Hamamatsu VMS and the data files of a
+MIRAX slide, which belong to their slide's index file.
+
+Map names mirror each file's path from its input folder (``<folder name>/<sub-folders>/<stem>``), so
+two folders holding the same file name get distinct maps, and a slide keeps its map name whichever
+other inputs a later run is given (which is what resuming relies on). Slide files given directly are
+named by their stem.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SlideIQAError
+
+SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif",
+                            ".svslide", ".dcm", ".qptiff"})
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+MAP_SUFFIX = ".quality.zarr"
+
+
+class DiscoveryError(SlideIQAError):
+    """An input path of a batch does not exist or holds no slide."""
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """One slide of a batch and where its map goes (relative to the batch's output folder)."""
+
+    path: Path
+    map_name: str
+
+
+@dataclass
+class Discovery:
+    jobs: list[SlideJob]
+    ignored: list[Path] = field(default_factory=list)
+
+
+def looks_like_slide(path: Path) -> bool:
+    """Content check for files whose extension says nothing: TIFF magic or an OpenSlide vendor format."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) in TIFF_MAGIC:
+                return True
+        import openslide
+
+        return openslide.OpenSlide.detect_format(str(path)) is not None
+    except Exception:  # unreadable or unrecognised files are simply not slides here
+        return False
+
+
+def _is_candidate(path: Path) -> bool:
+    if path.suffix.lower() in SLIDE_SUFFIXES:
+        return True
+    if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".txt", ".csv", ".json", ".md", ".xml", ".dat", ".ini"}:
+        return False
+    return looks_like_slide(path)
+
+
+def _walk(folder: Path, recursive: bool, skip: set[Path]) -> list[Path]:
+    """Files under ``folder``; quality maps, hidden folders and the batch's own output are not entered."""
+    files = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.resolve() in skip:
+            continue
+        if entry.is_dir():
+            if recursive and not entry.name.endswith(".zarr"):
+                files.extend(_walk(entry, recursive, skip))
+        elif entry.is_file():
+            files.append(entry)
+    return files
+
+
+def _one_dicom_per_folder(files: list[Path]) -> list[Path]:
+    """OpenSlide opens a DICOM slide from any of its files: keep the first ``.dcm`` of each folder."""
+    seen: set[Path] = set()
+    kept = []
+    for path in files:
+        if path.suffix.lower() == ".dcm":
+            if path.parent in seen:
+                continue
+            seen.add(path.parent)
+        kept.append(path)
+    return kept
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | None = None) -> Discovery:
+    """The slides under ``inputs`` (files or folders), each with a unique, reproducible map name."""
+    skip = {output.resolve()} if output else set()
+    found: list[tuple[Path, Path]] = []  # (slide, its path relative to the output folder, without suffix)
+    ignored: list[Path] = []
+    for root in inputs:
+        if not root.exists():
+            raise DiscoveryError(f"{root}: no such file or folder")
+        if root.is_file():
+            found.append((root, Path(_stem(root))))
+            continue
+        candidates = []
+        for path in _walk(root, recursive, skip):
+            (candidates if _is_candidate(path) else ignored).append(path)
+        for path in _one_dicom_per_folder(candidates):
+            relative = path.relative_to(root).parent / _stem(path)
+            found.append((path, Path(root.resolve().name) / relative))
+    if not found:
+        raise DiscoveryError(f"{', '.join(map(str, inputs))}: no slides found"
+                             + ("" if recursive else " (add --recursive to look into sub-folders)"))
+    return Discovery(_unique_names(found), ignored)
+
+
+def _unique_names(found: list[tuple[Path, Path]]) -> list[SlideJob]:
+    """Map names, keeping the full file name where two slides share a stem (``a.svs`` and ``a.tif``),
+    and a numeric suffix as the last resort; each slide appears once even if given twice."""
+    unique: dict[Path, Path] = {}
+    for path, relative in found:
+        unique.setdefault(path.resolve(), relative)
+    counts = Counter(str(relative).lower() for relative in unique.values())
+    jobs, taken = [], set()
+    for path, relative in unique.items():
+        if counts[str(relative).lower()] > 1:
+            relative = relative.with_name(path.name)
+        name = str(relative) + MAP_SUFFIX
+        number = 2
+        while name.lower() in taken:
+            name, number = f"{relative}-{number}{MAP_SUFFIX}", number + 1
+        taken.add(name.lower())
+        jobs.append(SlideJob(path, name))
+    return jobs

@@ -1,0 +1,234 @@
+"""slideiqa batch on a real LocalCluster with worker processes: discovery, isolation, faults, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slideiqa.batch import MapOptions, run_batch
+from slideiqa.discovery import DiscoveryError, discover_slides
+from slideiqa.slide import open_slide
+from slideiqa.store import open_map
+
+from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
+from slides import mosaic_slide, truncated_copy
+
+ARRAYS = ("score", "probs", "label", "tissue")
+TILE = 224
+BLOCK = 4  # small blocks: several tasks per slide, so a fault or an interruption lands mid-slide
+
+
+@pytest.fixture(scope="module")
+def sources():
+    images = [np.asarray(Image.open(FIELDS / name).convert("RGB")) for name in ("he_tumour_target.png", "ihc_colon.png")]
+    with open_slide(CMU_SLIDE) as cmu:
+        images.append(cmu.read_region((650, 250), 0, (896, 1792)))
+    return images
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, sources):
+    """A folder tree as a lab has it: real slides, synthetic slides of real pixels (one failing the
+    quality rule), a duplicate file name in two sub-folders, a slide without extension, a truncated
+    slide, a text file posing as a TIFF, and a file that is no slide at all."""
+    root = tmp_path_factory.mktemp("tree") / COHORT
+    for folder in ("run1", "run2", "run2/deeper"):
+        (root / folder).mkdir(parents=True)
+    (root / "run1" / "cmu.svs").write_bytes(CMU_SLIDE.read_bytes())
+    mosaic_slide(root / "run1" / "case.tif", sources, 10, TILE, seed=1)
+    mosaic_slide(root / "run2" / "case.tif", sources, 10, TILE, seed=2, defocus_share=0.5)  # same name, fails
+    mosaic_slide(root / "run2" / "deeper" / "scan_without_extension", sources, 8, TILE, seed=3)
+    truncated_copy(root / "run1" / "case.tif", root / "run2" / "truncated.tif", 0.4)
+    (root / "run2" / "fake.tif").write_text("not a slide, whatever the name says\n")
+    (root / "run1" / "notes.txt").write_text("scanner log\n")
+    return root
+
+
+COHORT = "cohort"  # the tree's folder name, which starts every map name
+GOOD = {"run1/cmu.svs": f"{COHORT}/run1/cmu.quality.zarr", "run1/case.tif": f"{COHORT}/run1/case.quality.zarr",
+        "run2/case.tif": f"{COHORT}/run2/case.quality.zarr",
+        "run2/deeper/scan_without_extension": f"{COHORT}/run2/deeper/scan_without_extension.quality.zarr"}
+BROKEN = {"run2/truncated.tif": "truncated.tif", "run2/fake.tif": "fake.tif"}
+
+
+@pytest.fixture(scope="module")
+def batch(cohort, tmp_path_factory):
+    """The uninterrupted reference batch on an embedded LocalCluster of two worker processes."""
+    out = tmp_path_factory.mktemp("batch") / "maps"
+    result = run_batch([cohort], out, recursive=True, workers=2, options=MapOptions(block=BLOCK))
+    return result
+
+
+def _records(result, root: Path):
+    return {str(Path(r.slide).relative_to(root)): r for r in result.records}
+
+
+def _same_maps(out_a: Path, out_b: Path, atol: float = 0.0) -> None:
+    for relative in GOOD.values():
+        a, b = open_map(out_a / relative), open_map(out_b / relative)
+        assert a.complete and b.complete, relative
+        for name in ARRAYS:
+            np.testing.assert_allclose(a.array(name), b.array(name), atol=atol, err_msg=f"{relative} {name}")
+
+
+def test_discovery_finds_slides_by_extension_and_content_with_unique_names(cohort, tmp_path):
+    found = discover_slides([cohort], recursive=True)
+    names = {str(job.path.relative_to(cohort)): job.map_name for job in found.jobs}
+    assert names == GOOD | {"run2/truncated.tif": f"{COHORT}/run2/truncated.quality.zarr",
+                            "run2/fake.tif": f"{COHORT}/run2/fake.quality.zarr"}
+    assert [p.name for p in found.ignored] == ["notes.txt"]
+    shallow = discover_slides([cohort / "run1", cohort / "run2" / "case.tif"])
+    assert sorted(job.map_name for job in shallow.jobs) == ["case.quality.zarr", "run1/case.quality.zarr",
+                                                            "run1/cmu.quality.zarr"]
+
+
+def test_discovery_keeps_one_file_of_a_dicom_slide_and_full_names_for_shared_stems(tmp_path):
+    (tmp_path / "dicom").mkdir()
+    for name in ("boxes_0.dcm", "boxes_1.dcm"):
+        (tmp_path / "dicom" / name).write_bytes((FIXTURES / name).read_bytes())
+    (tmp_path / "a.svs").write_bytes((FIXTURES / "small.svs").read_bytes())
+    (tmp_path / "a.tiff").write_bytes((FIXTURES / "boxes.tiff").read_bytes())
+    names = sorted(job.map_name for job in discover_slides([tmp_path], recursive=True).jobs)
+    top = tmp_path.name
+    assert names == [f"{top}/a.svs.quality.zarr", f"{top}/a.tiff.quality.zarr", f"{top}/dicom/boxes_0.quality.zarr"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("nothing here\n")
+    with pytest.raises(DiscoveryError, match="no slides found.*--recursive"):
+        discover_slides([tmp_path / "empty"])
+
+
+def test_batch_maps_every_good_slide_and_reports_the_broken_ones(batch, cohort):
+    records = _records(batch, cohort)
+    assert set(records) == set(GOOD) | set(BROKEN)
+    for relative, map_name in GOOD.items():
+        record = records[relative]
+        assert record.status == "mapped" and record.error is None, (relative, record.error)
+        assert Path(record.map) == batch.out / map_name and open_map(record.map).complete
+        assert record.tissue_tiles == int(np.sum(~np.isnan(open_map(record.map).array("score"))))
+    for relative, name in BROKEN.items():
+        record = records[relative]
+        assert record.status == "failed" and name in record.error
+        assert not (Path(record.map) / "summary.json").exists()
+    assert records["run1/case.tif"].verdict == "pass" and records["run2/case.tif"].verdict == "fail"
+    assert records["run2/case.tif"].share_per_class["defocus"] > 0.3
+    assert batch.exit_code == 1 and [p.name for p in batch.ignored] == ["notes.txt"]
+
+
+def test_batch_maps_equal_single_slide_maps(batch, cohort, tmp_path):
+    from slideiqa import map_slide
+
+    alone = map_slide(cohort / "run2" / "case.tif", tmp_path / "alone.quality.zarr", block=BLOCK)
+    reference = open_map(batch.out / GOOD["run2/case.tif"])
+    for name in ARRAYS:
+        np.testing.assert_allclose(open_map(alone.path).array(name), reference.array(name), atol=1e-6, err_msg=name)
+
+
+def test_reports_csv_json_html_sorted_worst_first(batch):
+    report = json.loads((batch.out / "report.json").read_text())
+    statuses = [row["status"] for row in report["slides"]]
+    assert statuses[:2] == ["failed", "failed"] and report["failed"] == 2 and report["slides"][2]["verdict"] == "fail"
+    lines = (batch.out / "report.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert len(lines) == 1 + len(GOOD) + len(BROKEN)
+    for column in ("slide", "status", "tissue_tiles", "mean_score", "share_defocus", "verdict", "runtime_s", "error"):
+        assert column in header
+    page = (batch.out / "report.html").read_text()
+    assert page.count('<section class="card') == len(GOOD) + len(BROKEN)
+    assert page.count("data:image/png;base64,") == len(GOOD)  # self-contained: thumbnails inline
+    assert page.index("truncated.tif") < page.index("run2/case.tif") < page.index("run1/case.tif")
+
+
+def _cli_batch(*arguments) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", *map(str, arguments)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+
+
+def test_cli_exit_status_and_rerun_skips_complete_maps(cohort, tmp_path):
+    out = tmp_path / "cli"
+    first = _cli_batch(cohort / "run1", cohort / "run2" / "fake.tif", "-o", out, "--workers", "1")
+    assert first.returncode == 1, first.stderr
+    assert "2 of 3 slides have complete maps (2 mapped now)" in " ".join(first.stdout.split())
+    maps = [out / "run1" / "cmu.quality.zarr", out / "run1" / "case.quality.zarr"]
+    before = [(m / "zarr.json").stat().st_mtime_ns for m in maps]
+    again = _cli_batch(cohort / "run1", "-o", out, "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [row["status"] for row in report["slides"]] == ["skipped", "skipped"]
+    assert before == [(m / "zarr.json").stat().st_mtime_ns for m in maps]
+
+
+def test_other_settings_need_overwrite(batch, cohort):
+    again = run_batch([cohort / "run1"], batch.out / COHORT, options=MapOptions(block=8), workers=1)
+    assert {r.status for r in again.records} == {"failed"}
+    assert all("--overwrite" in r.error for r in again.records)
+
+
+def _worker_pids(client) -> dict[str, int]:
+    return client.run(os.getpid)
+
+
+def test_killing_a_worker_mid_batch_still_gives_identical_maps(batch, cohort, tmp_path):
+    from distributed import Client, LocalCluster
+
+    out = tmp_path / "faulty"
+    killed: dict[str, object] = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        def kill_when_work_is_under_way() -> None:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                progress = list(out.glob("**/progress/c/*/*"))
+                if progress:
+                    pid = next(iter(_worker_pids(client).values()))
+                    killed["pid"], killed["flags_at_kill"] = pid, len(progress)
+                    os.kill(pid, signal.SIGKILL)
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_when_work_is_under_way)
+        killer.start()
+        result = run_batch([cohort], out, recursive=True, scheduler=cluster.scheduler_address,
+                           options=MapOptions(block=BLOCK), slides_in_flight=2)
+        killer.join()
+        assert killed, "no worker was killed"
+        assert killed["pid"] not in _worker_pids(client).values()
+    assert {r.status for r in result.records} == {"mapped", "failed"}, [r.error for r in result.failed]
+    assert len(result.failed) == 2
+    blocks = sum(int(np.prod(open_map(out / m).group["progress"].shape)) for m in GOOD.values())
+    assert killed["flags_at_kill"] < blocks / 2  # the kill came early in the batch
+    _same_maps(out, batch.out, atol=1e-6)
+
+
+def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, cohort, tmp_path):
+    out = tmp_path / "interrupted"
+    script = ("import sys\nfrom slideiqa.batch import MapOptions, run_batch\n"
+              f"run_batch([sys.argv[1]], sys.argv[2], recursive=True, workers=1, slides_in_flight=1, "
+              f"options=MapOptions(block={BLOCK}))\n")
+    process = subprocess.Popen([sys.executable, "-c", script, str(cohort), str(out)], start_new_session=True)
+    deadline, finished = time.time() + 180, []
+    while time.time() < deadline and process.poll() is None:
+        report = out / "report.json"
+        if report.exists():
+            finished = [row for row in json.loads(report.read_text())["slides"] if row["status"] == "mapped"]
+            if finished:
+                break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert finished, "the batch ended before it could be interrupted"
+    stamps = {row["map"]: (Path(row["map"]) / "zarr.json").stat().st_mtime_ns for row in finished}
+    resumed = run_batch([cohort], out, recursive=True, workers=1, options=MapOptions(block=BLOCK))
+    by_map = {r.map: r for r in resumed.records}
+    for path, stamp in stamps.items():
+        assert by_map[path].status == "skipped" and (Path(path) / "zarr.json").stat().st_mtime_ns == stamp
+    assert len(stamps) < len(GOOD)  # the interruption did leave work to do
+    assert sum(r.status in ("mapped", "resumed") for r in resumed.records) == len(GOOD) - len(stamps)
+    _same_maps(out, batch.out, atol=1e-6)
