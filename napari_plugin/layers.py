@@ -1,0 +1,141 @@
+"""Layer data (napari's ``(data, kwargs, type)`` tuples) for a slide and for a quality map.
+
+Everything is placed in micrometres, so the slide and its map align at every zoom level:
+
+* the slide's level 0 has a scale of its µm/px, and a translation of half a pixel so that pixel
+  ``j`` spans ``[j, j + 1) × µm/px`` — the convention of the map's tile grid, which starts at the
+  outer corner of level-0 pixel (0, 0);
+* the map's arrays have a scale of one tile in µm and a translation of half a tile, exactly as in the
+  NGFF metadata that :mod:`slideiqa.store` writes, so tile ``c`` spans ``[c, c + 1) × tile µm``.
+
+A layer's ``metadata["slideiqa"]`` says what it is (``role``) and which map or slide it comes from;
+the hover status and the widget find the layers of one map through it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slideiqa.report import DEFAULT_THRESHOLD
+from slideiqa.slide import Slide
+from slideiqa.store import BACKGROUND, QualityMap, class_colour
+
+from .pyramid import slide_pyramid
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+UNITS = ("micrometer", "micrometer")
+#: Diverging red → yellow → green, so bad tiles stand out red and good ones green, yellow near 0.5.
+SCORE_COLORMAP = "RdYlGn"
+#: Light enough to read the tissue through the overlay, strong enough to see the colours on H&E.
+SCORE_OPACITY = 0.5
+LABEL_OPACITY = 0.6
+#: Regions of tiles below the threshold are outlined, not filled, so the score colours stay readable;
+#: each tile is drawn as this many sub-pixels per side so the outline is an eighth of a tile wide.
+HIGHLIGHT_SUBDIVISION = 8
+HIGHLIGHT_COLOUR = (0.0, 1.0, 1.0, 1.0)  # cyan: in no class colour and not on the red–green scale
+
+ROLE_SLIDE, ROLE_SCORE, ROLE_LABEL, ROLE_HIGHLIGHT = "slide", "score", "label", "below threshold"
+
+
+def tag(role: str, map_path: Path | None, slide_path: Path | str | None) -> dict[str, Any]:
+    """The ``metadata`` of a slideiqa layer."""
+    return {"slideiqa": {"role": role, "map": str(map_path) if map_path else None,
+                         "slide": str(slide_path) if slide_path else None}}
+
+
+def role_of(layer: Any) -> tuple[str | None, str | None]:
+    """(role, map path) of a napari layer; (None, None) for layers that are not slideiqa's."""
+    info = getattr(layer, "metadata", {}).get("slideiqa") or {}
+    return info.get("role"), info.get("map")
+
+
+def slide_layer(slide: Slide, mpp: float | None, map_path: Path | None = None) -> LayerData:
+    """The slide as a lazy multiscale RGB layer; ``mpp`` None places it in pixels (no µm scale known)."""
+    levels = slide_pyramid(slide)
+    pixel = mpp or 1.0
+    kwargs = {
+        "name": slide.path.name,
+        "rgb": True,
+        "multiscale": len(levels) > 1,
+        "scale": (pixel, pixel),
+        "translate": (pixel / 2, pixel / 2),
+        "metadata": tag(ROLE_SLIDE, map_path, slide.path),
+    }
+    if mpp:
+        kwargs["units"] = UNITS
+    return (levels if len(levels) > 1 else levels[0], kwargs, "image")
+
+
+def _grid_placement(tile_um: float, subdivision: int = 1) -> dict[str, Any]:
+    step = tile_um / subdivision
+    return {"scale": (step, step), "translate": (step / 2, step / 2), "units": UNITS}
+
+
+def label_colormap(classes: list[str]) -> Any:
+    """One colour per class (those of the map's NGFF image-label), background transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours: dict[int | None, np.ndarray] = {None: np.zeros(4), BACKGROUND: np.zeros(4)}
+    for index, name in enumerate(classes):
+        colours[index + 1] = np.asarray(class_colour(name, index), float) / 255
+    return DirectLabelColormap(color_dict=colours)
+
+
+def legend(classes: list[str]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(class name, RGB) of each label value after background, as the label layer draws them."""
+    return [(name, tuple(class_colour(name, index)[:3])) for index, name in enumerate(classes)]
+
+
+def below_threshold(score: np.ndarray, threshold: float, subdivision: int = HIGHLIGHT_SUBDIVISION) -> np.ndarray:
+    """1 on the outline of each region of assessed tiles scoring below ``threshold``, 0 elsewhere;
+    each tile is ``subdivision`` px wide, the outline one px."""
+    from scipy import ndimage
+
+    mask = ~np.isnan(score) & (score < threshold)
+    fine = np.repeat(np.repeat(mask, subdivision, axis=0), subdivision, axis=1)
+    return (fine & ~ndimage.binary_erosion(fine, border_value=0)).astype(np.uint8)
+
+
+def highlight_layer(score: np.ndarray, threshold: float, tile_um: float, map_path: Path,
+                    slide_path: str | None) -> LayerData:
+    """Outlines of the tiles below ``threshold``; the widget's slider rewrites its data."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colormap = DirectLabelColormap(color_dict={None: np.zeros(4), 0: np.zeros(4), 1: np.asarray(HIGHLIGHT_COLOUR)})
+    return (below_threshold(score, threshold), {
+        "name": f"below {threshold:.2f}", "colormap": colormap, "opacity": 1.0,
+        "metadata": tag(ROLE_HIGHLIGHT, map_path, slide_path) | {"threshold": threshold},
+        **_grid_placement(tile_um, HIGHLIGHT_SUBDIVISION),
+    }, "labels")
+
+
+def map_threshold(quality: QualityMap) -> float:
+    """The threshold the map's verdict was made with (the default for maps without a summary)."""
+    summary = quality.attributes.get("summary") or quality.summary or {}
+    return float(summary.get("threshold", DEFAULT_THRESHOLD))
+
+
+def map_layers(quality: QualityMap, threshold: float | None = None) -> list[LayerData]:
+    """The map's overlays, bottom to top: score (diverging colours), class labels (hidden until
+    asked for, since two colour overlays at once blur each other) and below-threshold outlines."""
+    score, label = quality.array("score"), quality.array("label")
+    slide_path = quality.attributes.get("slide", {}).get("path")
+    stem = quality.path.name.removesuffix(".zarr").removesuffix(".quality")
+    threshold = map_threshold(quality) if threshold is None else threshold
+    placement = _grid_placement(quality.tile_um)
+    classes = quality.classes
+    score_layer = (score, {
+        "name": f"{stem} score", "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 1.0),
+        "opacity": SCORE_OPACITY, "blending": "translucent", "interpolation2d": "nearest",
+        "metadata": tag(ROLE_SCORE, quality.path, slide_path), **placement,
+    }, "image")
+    label_layer = (label, {
+        "name": f"{stem} class", "colormap": label_colormap(classes), "opacity": LABEL_OPACITY, "visible": False,
+        "features": {"index": list(range(len(classes) + 1)), "class": ["background", *classes]},
+        "metadata": tag(ROLE_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
+    }, "labels")
+    return [score_layer, label_layer, highlight_layer(score, threshold, quality.tile_um, quality.path, slide_path)]

@@ -1,0 +1,56 @@
+"""Sample data under *File → Open Sample → slideiqa*: the bundled slide, alone or with its quality map.
+
+The slide is the repository's real Aperio crop (``examples/data/cmu_small_region.svs``). Its map is
+the one ``slideiqa map`` writes beside it when complete; otherwise it is mapped once (about ten
+seconds) into slideiqa's cache folder and reused from there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slideiqa.inference import cache_dir
+from slideiqa.mapping import map_slide
+from slideiqa.slide import open_slide
+from slideiqa.store import is_quality_map, open_map
+
+from .hover import watch_viewer
+from .layers import LayerData, map_layers, slide_layer
+
+SAMPLE_SLIDE = Path(__file__).resolve().parents[1] / "examples" / "data" / "cmu_small_region.svs"
+
+
+def sample_slide_path() -> Path:
+    if not SAMPLE_SLIDE.is_file():
+        raise FileNotFoundError(f"the sample slide {SAMPLE_SLIDE} is missing: it comes with a clone of the "
+                                "slideiqa repository, installed with `pip install -e`")
+    return SAMPLE_SLIDE
+
+
+def sample_map_path() -> Path:
+    """A complete map of the sample slide, made now if none exists yet."""
+    slide = sample_slide_path()
+    beside = slide.with_name(slide.stem + ".quality.zarr")
+    if is_quality_map(beside) and open_map(beside).complete:
+        return beside
+    cached = cache_dir() / "napari-sample" / beside.name
+    if is_quality_map(cached) and open_map(cached).complete:
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    return map_slide(slide, cached).path  # an interrupted earlier run is resumed
+
+
+def cmu_slide() -> list[LayerData]:
+    """The sample slide as a lazy multiscale layer in µm."""
+    slide = open_slide(sample_slide_path())
+    return [slide_layer(slide, slide.mpp)]
+
+
+def cmu_quality_map() -> list[LayerData]:
+    """The sample slide with its quality map over it."""
+    from napari import current_viewer
+
+    quality = open_map(sample_map_path())
+    slide = open_slide(sample_slide_path())
+    watch_viewer(current_viewer())
+    return [slide_layer(slide, float(quality.attributes["slide"]["mpp"]), quality.path), *map_layers(quality)]

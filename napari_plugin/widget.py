@@ -1,0 +1,316 @@
+"""The *Slide quality* dock widget: run a quality map from the viewer and read its summary.
+
+The map runs in a background thread (napari's worker), so the viewer stays responsive; the mapping
+reports progress through a Qt signal, which Qt delivers in the GUI thread. *Cancel* asks the run
+to stop at the next finished block: the map stays on disk, resumable, and *Run* continues it.
+
+The threshold slider changes only what is shown — the outlines of tiles below it and the verdict in
+the summary — without recomputing the map; the threshold is also passed to a run, for the verdict
+written into the map's ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                            QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
+
+from slideiqa.errors import SlideIQAError
+from slideiqa.mapping import MapCancelled, MapResult, map_slide
+from slideiqa.models.zoo import available_pretrained
+from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
+from slideiqa.store import open_map
+
+from .hover import watch_viewer
+from .layers import (ROLE_HIGHLIGHT, ROLE_LABEL, ROLE_SCORE, ROLE_SLIDE, below_threshold, map_layers, role_of,
+                     slide_layer)
+
+SLIDER_STEPS = 100  # threshold resolution 0.01
+
+
+class _Progress(QObject):
+    """Carries ``map_slide``'s progress callback, called in the worker thread, to the GUI thread."""
+
+    changed = Signal(int, int)
+
+
+class QualityWidget(QWidget):
+    """Choose a slide (a slide layer or a file), model, threshold and workers; *Run* maps it."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.map_path: Path | None = None
+        self._stop = threading.Event()
+        self._files: list[Path] = []
+        self._progress = _Progress(self)
+        self._progress.changed.connect(self._on_progress)
+        self._build()
+        watch_viewer(napari_viewer)
+        napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
+        napari_viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._on_layers_changed()
+
+    # -- construction -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.slide_box = QComboBox()
+        self.browse_button = QPushButton("File…")
+        self.browse_button.clicked.connect(self._browse)
+        slide_row = QHBoxLayout()
+        slide_row.addWidget(self.slide_box, 1)
+        slide_row.addWidget(self.browse_button)
+
+        self.model_box = QComboBox()
+        self.model_box.setEditable(True)  # a checkpoint path may be typed in
+        self.model_box.addItems(list(available_pretrained()) or ["default"])
+        self.model_box.setToolTip("a shipped model or the path of a .safetensors checkpoint")
+
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(0, SLIDER_STEPS)
+        self.threshold_slider.setValue(round(DEFAULT_THRESHOLD * SLIDER_STEPS))
+        self.threshold_label = QLabel()
+        self.threshold_slider.valueChanged.connect(self._on_threshold)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(self.threshold_slider, 1)
+        threshold_row.addWidget(self.threshold_label)
+
+        self.workers_box = QSpinBox()
+        self.workers_box.setRange(0, max(1, os.cpu_count() or 1))
+        self.workers_box.setSpecialValueText("threads in napari")
+        self.workers_box.setToolTip("0: threads of this process; N: N worker processes")
+
+        self.output_edit = QLineEdit()
+        self.output_edit.setPlaceholderText("beside the slide: <slide>.quality.zarr")
+        self.overwrite_box = QCheckBox("replace a map made with other settings")
+
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setFormat("%v / %m tiles")
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.summary_label = QLabel("")
+        self.summary_label.setTextFormat(Qt.TextFormat.RichText)
+        self.summary_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Slide", slide_row)
+        form.addRow("Model", self.model_box)
+        form.addRow("Threshold", threshold_row)
+        form.addRow("Workers", self.workers_box)
+        form.addRow("Output", self.output_edit)
+        form.addRow("", self.overwrite_box)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.summary_label)
+        layout.addStretch(1)
+        self._on_threshold()
+
+    # -- slide choice -----------------------------------------------------------------------------
+    def _slide_layers(self) -> list[Any]:
+        return [layer for layer in self.viewer.layers if role_of(layer)[0] == ROLE_SLIDE]
+
+    def _refresh_slides(self) -> None:
+        current = self.slide_path()
+        self.slide_box.blockSignals(True)
+        self.slide_box.clear()
+        for layer in self._slide_layers():
+            self.slide_box.addItem(f"layer: {layer.name}", layer.metadata["slideiqa"]["slide"])
+        for path in self._files:
+            self.slide_box.addItem(f"file: {path.name}", str(path))
+        index = self.slide_box.findData(str(current)) if current else -1
+        self.slide_box.setCurrentIndex(index if index >= 0 else self.slide_box.count() - 1)
+        self.slide_box.blockSignals(False)
+
+    def add_slide_file(self, path: str | Path) -> None:
+        """Offer ``path`` in the slide list and select it (what *File…* does after its dialog)."""
+        path = Path(path).resolve()
+        if path not in self._files:
+            self._files.append(path)
+        self._refresh_slides()
+        self.slide_box.setCurrentIndex(self.slide_box.findData(str(path)))
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Slide to map")
+        if path:
+            self.add_slide_file(path)
+
+    def slide_path(self) -> Path | None:
+        data = self.slide_box.currentData()
+        return Path(data) if data else None
+
+    # -- threshold and summary --------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.threshold_slider.value() / SLIDER_STEPS
+
+    def _map_layer(self, role: str) -> Any:
+        return next((layer for layer in self.viewer.layers
+                     if self.map_path and role_of(layer) == (role, str(self.map_path))), None)
+
+    def _on_threshold(self, *_: Any) -> None:
+        threshold = self.threshold
+        self.threshold_label.setText(f"{threshold:.2f}")
+        score_layer, highlight = self._map_layer(ROLE_SCORE), self._map_layer(ROLE_HIGHLIGHT)
+        if score_layer is not None and highlight is not None:
+            highlight.data = below_threshold(np.asarray(score_layer.data), threshold)
+            highlight.name = f"below {threshold:.2f}"
+            highlight.metadata["threshold"] = threshold
+        self._show_summary()
+
+    def summary(self) -> dict[str, Any] | None:
+        """The shown map's figures at the slider's threshold (``slideiqa.report.summarize``)."""
+        score_layer, label_layer = self._map_layer(ROLE_SCORE), self._map_layer(ROLE_LABEL)
+        if score_layer is None or label_layer is None:
+            return None
+        classes = list(label_layer.features["class"])[1:]
+        saved = open_map(self.map_path).attributes.get("summary") or {}
+        return summarize(np.asarray(score_layer.data), np.asarray(label_layer.data), classes, self.threshold,
+                         float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)))
+
+    def _show_summary(self) -> None:
+        summary = self.summary()
+        if summary is None:
+            self.summary_label.setText("")
+            return
+        label_layer = self._map_layer(ROLE_LABEL)
+        colours = dict(label_layer.metadata.get("legend", []))
+        verdict_colour = "#1a9850" if summary["verdict"] == "pass" else "#d73027"
+        mean = summary["mean_score"]
+        rows = "".join(
+            f"<tr><td><span style='color: rgb{tuple(colours.get(name, (128, 128, 128)))}'>■</span> "
+            f"{html.escape(name)}</td><td align='right'>{share:.1%}</td></tr>"
+            for name, share in summary["share_per_class"].items())
+        self.summary_label.setText(
+            f"<b>{html.escape(self.map_path.name)}</b><br>"
+            f"<b style='color: {verdict_colour}'>{summary['verdict'].upper()}</b> — {summary['verdict_rule']}<br>"
+            f"{summary['share_below_threshold']:.1%} of {summary['tissue_tiles']} tissue tiles below "
+            f"{summary['threshold']:.2f}; mean score {'–' if mean is None else f'{mean:.2f}'}<br>"
+            f"<table><tr><th align='left'>class (legend)</th><th align='right'>share of tissue</th></tr>{rows}</table>")
+
+    # -- layers -----------------------------------------------------------------------------------
+    def _on_layers_changed(self, event: Any = None) -> None:
+        self._refresh_slides()
+        if event is None or event.type == "inserted":
+            # A map opened by the reader, the sample or a run (or already there when the widget
+            # opens): the newest one is the one summarised and thresholded.
+            candidates = [event.value] if event is not None else list(self.viewer.layers)[::-1]
+            for layer in candidates:
+                role, map_path = role_of(layer)
+                if map_path and role != ROLE_SLIDE:  # its layers arrive one by one: refresh on each
+                    self.map_path = Path(map_path)
+                    self._on_threshold()
+                    return
+        if self.map_path is not None and self._map_layer(ROLE_SCORE) is None:
+            self.map_path = None
+            self._show_summary()
+
+    def show_map(self, map_path: Path, slide_path: Path) -> None:
+        """Put the map's layers in the viewer (replacing an earlier version) over its slide."""
+        from napari.layers import Layer
+
+        quality = open_map(map_path)
+        for layer in [layer for layer in self.viewer.layers if role_of(layer)[1] == str(quality.path)
+                      and role_of(layer)[0] != ROLE_SLIDE]:
+            self.viewer.layers.remove(layer)
+        slide_layers = [layer for layer in self._slide_layers()
+                        if Path(layer.metadata["slideiqa"]["slide"]).resolve() == slide_path.resolve()]
+        if slide_layers:  # the slide on screen now lies under this map: its tiles describe themselves
+            slide_layers[0].metadata["slideiqa"]["map"] = str(quality.path)
+        else:
+            from slideiqa.slide import open_slide
+
+            mpp = float(quality.attributes["slide"]["mpp"])
+            self.viewer.add_layer(Layer.create(*slide_layer(open_slide(slide_path), mpp, quality.path)))
+        for data in map_layers(quality, self.threshold):
+            self.viewer.add_layer(Layer.create(*data))
+        self.viewer.canvas.overlays.scale_bar.visible = True
+        self.viewer.reset_view()
+
+    # -- running ----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self) -> None:
+        """Map the chosen slide in a background thread."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_warning
+
+        slide = self.slide_path()
+        if self.running:
+            return
+        if slide is None:
+            show_warning("Slide quality: choose a slide layer or a file first")
+            return
+        self._stop.clear()
+        output = self.output_edit.text().strip()
+        self.worker = create_worker(
+            map_slide, slide, Path(output) if output else None,
+            model=self.model_box.currentText().strip() or "default", workers=self.workers_box.value() or None,
+            threshold=self.threshold, overwrite=self.overwrite_box.isChecked(),
+            progress=self._progress.changed.emit, should_stop=self._stop.is_set,
+            _start_thread=False, _ignore_errors=True)
+        self.worker.returned.connect(lambda result: self._on_done(result, slide))
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress_bar.setRange(0, 0)  # busy until the first progress report gives the total
+        self.status_label.setText(f"Mapping {slide.name}…")
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Ask the run to stop when its current block is written; the map stays resumable."""
+        if self.running:
+            self._stop.set()
+            self.cancel_button.setEnabled(False)
+            self.status_label.setText("Cancelling after the current block…")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+
+    def _on_done(self, result: MapResult, slide: Path) -> None:
+        state = "already complete" if result.skipped else f"done in {result.summary.get('runtime_s', 0):.1f} s"
+        self.status_label.setText(f"{result.path.name}: {state}")
+        self.show_map(result.path, slide)
+
+    def _on_error(self, error: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        if isinstance(error, MapCancelled):
+            self.status_label.setText(f"Cancelled: {error}")
+            return
+        message = str(error) if isinstance(error, SlideIQAError) else f"{type(error).__name__}: {error}"
+        self.status_label.setText(f"Failed: {message}")
+        show_error(f"Slide quality: {message}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 1)
+
+    def closeEvent(self, event: Any) -> None:  # Qt's name
+        self._stop.set()  # a run left behind would hold the slide and a Dask cluster
+        super().closeEvent(event)
