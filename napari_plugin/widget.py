@@ -51,12 +51,16 @@ class QualityWidget(QWidget):
         self.map_path: Path | None = None
         self._stop = threading.Event()
         self._files: list[Path] = []
+        self._rule: tuple[Path | None, float] | None = None
         self._progress = _Progress(self)
         self._progress.changed.connect(self._on_progress)
         self._build()
         watch_viewer(napari_viewer)
         napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
         napari_viewer.layers.events.removed.connect(self._on_layers_changed)
+        # closeEvent is not always delivered to a dock widget (removed dock, closed viewer): a run
+        # left behind would keep mapping and report to a deleted widget, so stop it on destruction.
+        self.destroyed.connect(self._stop.set)
         self._on_layers_changed()
 
     # -- construction -----------------------------------------------------------------------------
@@ -182,9 +186,18 @@ class QualityWidget(QWidget):
         if score_layer is None or label_layer is None:
             return None
         classes = list(label_layer.features["class"])[1:]
-        saved = open_map(self.map_path).attributes.get("summary") or {}
         return summarize(np.asarray(score_layer.data), np.asarray(label_layer.data), classes, self.threshold,
-                         float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)))
+                         self._max_bad_share())
+
+    def _max_bad_share(self) -> float:
+        """The shown map's verdict rule, read once per map (the slider calls for it at every step)."""
+        if self._rule is None or self._rule[0] != self.map_path:
+            try:
+                saved = open_map(self.map_path).attributes.get("summary") or {}
+            except SlideIQAError:  # the map was moved or deleted since it was shown
+                saved = {}
+            self._rule = (self.map_path, float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)))
+        return self._rule[1]
 
     def _show_summary(self) -> None:
         summary = self.summary()
@@ -292,7 +305,12 @@ class QualityWidget(QWidget):
     def _on_done(self, result: MapResult, slide: Path) -> None:
         state = "already complete" if result.skipped else f"done in {result.summary.get('runtime_s', 0):.1f} s"
         self.status_label.setText(f"{result.path.name}: {state}")
-        self.show_map(result.path, slide)
+        try:
+            self.show_map(result.path, slide)
+        except Exception as error:  # a notification, never a traceback dialog from a Qt slot
+            from napari.utils.notifications import show_error
+
+            show_error(f"Slide quality: the map was made but cannot be shown: {error}")
 
     def _on_error(self, error: Exception) -> None:
         from napari.utils.notifications import show_error

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,9 +33,14 @@ from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
 from .mapping import DEFAULT_BLOCK, map_slide, start_client
 from .models.zoo import resolve_model
+from .worker import SLIDE_CACHE_SIZE
 from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
 
 log = logging.getLogger(__name__)
+
+#: Default cap on slides prepared at once: the driver holds each one's tissue thumbnail (up to
+#: 8192 px wide, ~150 MB), and a few large slides already give a big cluster thousands of blocks.
+MAX_SLIDES_IN_FLIGHT = SLIDE_CACHE_SIZE
 
 #: Exit status of ``slideiqa batch``: every slide has a complete map / at least one slide failed.
 EXIT_OK, EXIT_SLIDE_FAILED = 0, 1
@@ -71,7 +77,8 @@ class BatchResult:
         return EXIT_SLIDE_FAILED if self.failed else EXIT_OK
 
 
-def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads: int | None) -> SlideRecord:
+def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads: int | None,
+            should_stop: Callable[[], bool] | None = None) -> SlideRecord:
     """Map one slide of the batch; any failure becomes the slide's ``failed`` record, never an exception."""
     started = time.perf_counter()
     target = out / job.map_name
@@ -80,7 +87,7 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
         result = map_slide(job.path, target, model=options.model, batch_size=options.batch_size,
                            device=options.device, threshold=options.threshold, max_bad_share=options.max_bad_share,
                            overwrite=options.overwrite, use_tissue_mask=options.use_tissue_mask, block=options.block,
-                           client=client, inference_threads=threads)
+                           client=client, inference_threads=threads, should_stop=should_stop)
     except Exception as error:  # one slide's failure, whatever it is, must not end the batch
         if not isinstance(error, SlideIQAError):
             log.debug("slide %s failed", job.path, exc_info=True)
@@ -115,7 +122,7 @@ def run_batch(
     LocalCluster of ``workers`` processes (default: one per core); ``inference_threads`` is each task's
     share of a given client's cores (default: the engine's choice). ``slides_in_flight`` slides are
     prepared and mapped at once (default: twice the cluster's threads, so workers never wait for the
-    driver). ``on_start(jobs, dashboard)`` and ``on_slide(record)`` report progress.
+    driver, at most ``MAX_SLIDES_IN_FLIGHT``). ``on_start(jobs, dashboard)`` and ``on_slide(record)`` report progress.
     """
     started = time.perf_counter()
     options = options or MapOptions()
@@ -131,26 +138,54 @@ def run_batch(
     threads = inference_threads
     if own_client:
         client, cluster, threads = start_client(workers or os.cpu_count() or 1, scheduler, dashboard=True)
-    dashboard = _dashboard_link(client)
-    if on_start:
-        on_start(discovery.jobs, dashboard)
     records: list[SlideRecord] = []
+    stop = threading.Event()
+    reports = ReportWriter(out, header, started)
     try:
-        in_flight = slides_in_flight or max(2, 2 * sum(client.nthreads().values()))
-        with ThreadPoolExecutor(in_flight, thread_name_prefix="slide") as pool:
-            futures = [pool.submit(map_one, job, out, options, client, threads) for job in discovery.jobs]
+        dashboard = _dashboard_link(client)
+        if on_start:
+            on_start(discovery.jobs, dashboard)
+        in_flight = slides_in_flight or min(MAX_SLIDES_IN_FLIGHT, max(2, 2 * sum(client.nthreads().values())))
+        pool = ThreadPoolExecutor(in_flight, thread_name_prefix="slide")
+        try:
+            futures = [pool.submit(map_one, job, out, options, client, threads, stop.is_set)
+                       for job in discovery.jobs]
             for future in as_completed(futures):
                 record = future.result()
                 records.append(record)
-                write_reports(records, out, header | _totals(records, started))
+                reports.update(records)
                 if on_slide:
                     on_slide(record)
+        except BaseException:
+            # Ctrl-C or a failing callback: slides not started are dropped, running ones stop after
+            # their current block (their maps stay resumable), and the report says what was done.
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            reports.update(records, final=True)
     finally:
         if own_client:
             client.close()
         if cluster is not None:
             cluster.close()
     return BatchResult(out, records, discovery.ignored, dashboard, time.perf_counter() - started)
+
+
+class ReportWriter:
+    """Rewrites the batch report as slides finish: at most every ``interval`` seconds (the HTML page
+    of a large cohort is megabytes), and always at the end."""
+
+    def __init__(self, out: Path, header: dict[str, Any], started: float, interval: float = 10.0) -> None:
+        self.out, self.header, self.started, self.interval = out, header, started, interval
+        self.last = 0.0
+
+    def update(self, records: list[SlideRecord], final: bool = False) -> None:
+        now = time.perf_counter()
+        if records and (final or now - self.last >= self.interval or len(records) == 1):
+            write_reports(records, self.out, self.header | _totals(records, self.started))
+            self.last = now
 
 
 def _totals(records: list[SlideRecord], started: float) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +82,24 @@ def _csv(records: list[SlideRecord]) -> str:
 
 
 def _thumbnail(map_path: Path) -> str | None:
-    """The map's overview (slide thumbnail with the score overlaid) as an inline PNG data URL."""
+    """The map's overview (slide thumbnail with the score overlaid) as an inline JPEG data URL, or
+    None when there is none or it cannot be read (a report must not fail for a picture)."""
     overview = map_path / "overview.png"
-    if not overview.exists():
+    try:
+        return _encoded(str(overview), overview.stat().st_mtime_ns)
+    except (OSError, ValueError):  # missing, truncated or not an image
         return None
-    with Image.open(overview) as image:
+
+
+@lru_cache(maxsize=4096)
+def _encoded(path: str, mtime_ns: int) -> str:
+    """Encoded once per overview version: the report is rewritten many times during a batch."""
+    with Image.open(path) as image:
         image = image.convert("RGB")
         image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        image.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _figure(value: float | None, as_share: bool = False) -> str:

@@ -156,14 +156,17 @@ def batch(
     max_bad_share: Annotated[float, typer.Option(min=0, max=1, help="a slide fails when more tissue than this is low quality")] = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite/--resume", help="replace existing maps / resume them and skip complete ones")] = False,
     no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
-    slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides prepared and mapped at once (default: 2 per cluster thread)")] = None,
+    slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides prepared and mapped at once (default: 2 per cluster thread, at most 8)")] = None,
 ) -> int:
     """Map every slide under folders on a Dask cluster; write report.csv, report.json and report.html.
 
     Exit status: 0 when every slide has a complete map, 1 when any slide failed (its error is in the
     report; the other slides are mapped), 2 on a usage error.
     """
+    import click
+
     from .batch import MapOptions, run_batch
+    from .discovery import DiscoveryError
 
     if workers and scheduler:
         raise typer.BadParameter("give either --workers or --scheduler, not both")
@@ -180,8 +183,11 @@ def batch(
         console.print(f"[{'red' if record.failed else 'green'}]{record.status:>8}[/] {record.slide}: {figures}",
                       highlight=False)
 
-    result = run_batch(paths, out, recursive=recursive, workers=workers, scheduler=scheduler, options=options,
-                       slides_in_flight=slides_in_flight, on_start=started, on_slide=finished)
+    try:
+        result = run_batch(paths, out, recursive=recursive, workers=workers, scheduler=scheduler, options=options,
+                           slides_in_flight=slides_in_flight, on_start=started, on_slide=finished)
+    except DiscoveryError as error:  # what was asked for makes no batch: a usage error, exit status 2
+        raise click.UsageError(str(error)) from error
     mapped_now = sum(record.status in ("mapped", "resumed") for record in result.records)
     console.print(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "
                   f"({mapped_now} mapped now) in {result.runtime_s:.0f} s; report: {out / 'report.html'}")

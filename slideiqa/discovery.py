@@ -15,7 +15,6 @@ named by their stem.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +46,8 @@ class Discovery:
 
 def looks_like_slide(path: Path) -> bool:
     """Content check for files whose extension says nothing: TIFF magic or an OpenSlide vendor format."""
+    if _is_dicom(path):
+        return True
     try:
         with open(path, "rb") as handle:
             if handle.read(4) in TIFF_MAGIC:
@@ -66,26 +67,49 @@ def _is_candidate(path: Path) -> bool:
     return looks_like_slide(path)
 
 
-def _walk(folder: Path, recursive: bool, skip: set[Path]) -> list[Path]:
-    """Files under ``folder``; quality maps, hidden folders and the batch's own output are not entered."""
+def _walk(folder: Path, recursive: bool, skip: set[Path], ignored: list[Path], seen: set[Path] | None = None) -> list[Path]:
+    """Files under ``folder``; quality maps, hidden folders and the batch's own output are not entered,
+    a folder reached twice (through a symbolic link) is read once, and one that cannot be listed is
+    reported among the ignored paths rather than ending the batch."""
+    seen = set() if seen is None else seen
+    if folder.resolve() in seen:
+        return []
+    seen.add(folder.resolve())
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        ignored.append(folder)
+        return []
     files = []
-    for entry in sorted(folder.iterdir()):
+    for entry in entries:
         if entry.name.startswith(".") or entry.resolve() in skip:
             continue
         if entry.is_dir():
             if recursive and not entry.name.endswith(".zarr"):
-                files.extend(_walk(entry, recursive, skip))
+                files.extend(_walk(entry, recursive, skip, ignored, seen))
         elif entry.is_file():
             files.append(entry)
     return files
 
 
+def _is_dicom(path: Path) -> bool:
+    """DICOM by extension or by its ``DICM`` preamble (WSI series are often written without one)."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def _one_dicom_per_folder(files: list[Path]) -> list[Path]:
-    """OpenSlide opens a DICOM slide from any of its files: keep the first ``.dcm`` of each folder."""
+    """OpenSlide opens a DICOM slide from any of its files: keep the first DICOM file of each folder."""
     seen: set[Path] = set()
     kept = []
     for path in files:
-        if path.suffix.lower() == ".dcm":
+        if _is_dicom(path):
             if path.parent in seen:
                 continue
             seen.add(path.parent)
@@ -113,7 +137,7 @@ def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | 
             found.append((root, Path(_stem(root))))
             continue
         candidates = []
-        for path in _walk(root, recursive, skip):
+        for path in _walk(root, recursive, skip, ignored):
             (candidates if _is_candidate(path) else ignored).append(path)
         for path in _one_dicom_per_folder(candidates):
             relative = path.relative_to(root).parent / _stem(path)
@@ -125,20 +149,24 @@ def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | 
 
 
 def _unique_names(found: list[tuple[Path, Path]]) -> list[SlideJob]:
-    """Map names, keeping the full file name where two slides share a stem (``a.svs`` and ``a.tif``),
-    and a numeric suffix as the last resort; each slide appears once even if given twice."""
+    """Map names from the slides alone: the full file name where two slides in one folder share a stem
+    (``a.svs`` and ``a.tif``). Two different inputs that would share a name (folders of the same name
+    given together) are an error rather than a numbered guess, since a later run given only one of
+    them would then resume, or overwrite, the other's map."""
     unique: dict[Path, Path] = {}
     for path, relative in found:
         unique.setdefault(path.resolve(), relative)
-    counts = Counter(str(relative).lower() for relative in unique.values())
-    jobs, taken = [], set()
+    by_name: dict[str, list[Path]] = {}
     for path, relative in unique.items():
-        if counts[str(relative).lower()] > 1:
+        by_name.setdefault(str(relative).lower(), []).append(path)
+    jobs, taken = [], {}
+    for path, relative in unique.items():
+        if len(by_name[str(relative).lower()]) > 1 and len({p.parent for p in by_name[str(relative).lower()]}) == 1:
             relative = relative.with_name(path.name)
         name = str(relative) + MAP_SUFFIX
-        number = 2
-        while name.lower() in taken:
-            name, number = f"{relative}-{number}{MAP_SUFFIX}", number + 1
-        taken.add(name.lower())
+        if name.lower() in taken:
+            raise DiscoveryError(f"{taken[name.lower()]} and {path} would both be mapped to {name}; give folders "
+                                 "with different names, or run them as separate batches with different outputs")
+        taken[name.lower()] = path
         jobs.append(SlideJob(path, name))
     return jobs

@@ -12,6 +12,7 @@ existing Dask distributed cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -196,6 +197,10 @@ def map_slide(
         score, label = existing.array("score"), existing.array("label")
         summary = (existing.summary or {}) | summarize(score, label, card.classes, threshold, max_bad_share)
         _write_reports(out, thumbnail, score, label, card.classes, grid, threshold, summary)
+        if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
+            import zarr
+
+            update_attributes(zarr.open_group(str(out), mode="r+"), summary=summary)
         return MapResult(out, summary, skipped=True)
 
     layout = MapLayout(*grid.shape, card.classes, block, grid.tile_um)
@@ -280,10 +285,12 @@ class BlockRun:
 
         from distributed import as_completed
 
-        futures = {client.submit(assess_block, replace(task, threads=threads), self.to_assess[rows, cols],
-                                 pure=False): (br, bc, rows, cols)
-                   for task, br, bc, rows, cols in tasks}
+        futures: dict[Any, tuple[int, int, slice, slice]] = {}
         try:
+            for task, br, bc, rows, cols in tasks:
+                future = client.submit(assess_block, replace(task, threads=threads), self.to_assess[rows, cols],
+                                       pure=False)
+                futures[future] = (br, bc, rows, cols)
             for future in as_completed(futures):
                 br, bc, rows, cols = futures[future]
                 try:
@@ -299,8 +306,10 @@ class BlockRun:
                     raise MapCancelled(f"{self.path}: stopped on request after {self.finished} of "
                                        f"{self.total} tiles; run again to resume")
         finally:
-            # Whatever ends the loop early (cancel, error), no orphan task keeps a shared cluster busy.
-            client.cancel([f for f in futures if not f.done()])
+            # Whatever ends the loop early (cancel, error), no orphan task keeps a shared cluster busy;
+            # a client that is itself gone must not hide the error that ended the loop.
+            with contextlib.suppress(Exception):
+                client.cancel([f for f in futures if not f.done()])
 
 
 def _write_reports(out: Path, thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, classes: list[str],

@@ -41,7 +41,12 @@ def _file_identity(path: str) -> tuple[str, int, int]:
     return path, status.st_mtime_ns, status.st_size
 
 
-@lru_cache(maxsize=4)
+#: As many as a batch maps at once (``slideiqa.batch.MAX_SLIDES_IN_FLIGHT``): blocks of those slides
+#: interleave on every worker, and a smaller cache would reopen slides task after task.
+SLIDE_CACHE_SIZE = 8
+
+
+@lru_cache(maxsize=SLIDE_CACHE_SIZE)
 def _open_slide(identity: tuple[str, int, int]) -> Slide:
     return open_slide(identity[0])
 

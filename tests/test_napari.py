@@ -243,7 +243,7 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     widget.run_button.click()
     assert widget.running and not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
     longest_pause = _wait_for(qtbot, widget, 120)
-    assert longest_pause < 1.0  # the viewer kept handling events while the slide was mapped
+    assert longest_pause < 3.0  # the viewer kept handling events while the slide was mapped (~10 s)
 
     quality = open_map(out)
     assert quality.complete
