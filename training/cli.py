@@ -187,6 +187,36 @@ def reproduce_default(
     typer.echo(f"saved {out}.safetensors in {report['runtime_s']:.0f} s")
 
 
+@app.command("reproduce")
+def reproduce_command(
+    profile: Annotated[str, typer.Option(help="paper (exact, GPU), cpu (scaled for a 2-core CPU), smoke (CI), "
+                                              "or a folder with model1.toml, ablations.toml and model2.toml")] = "cpu",
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="results folder [default: results/PROFILE]")] = None,
+    device: str = "auto",
+    only_model1: Annotated[bool, typer.Option(help="run model 1 (grid search, Table 1) only")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        help="CPU threads for PyTorch; 1 is fastest on a CPU other jobs are using too")] = None,
+) -> None:
+    """The seed paper's experiments: model 1 grid search (Table 1), its ablations, model 2 transfer (Table 2).
+
+    Writes tables with the paper's numbers beside ours, per-fold CSV, learning curves, the chosen
+    hyper-parameters and checkpoints; finished folds are skipped when run again.
+    """
+    from .reproduction import EXPERIMENTS, reproduce
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    target = out or Path("results") / Path(profile).name
+    stages = ("model1",) if only_model1 else EXPERIMENTS
+    files = reproduce(profile, target, device, stages, log=lambda line: typer.echo(line),
+                      command=" ".join(["slideiqa-train", *sys.argv[1:]]))
+    typer.echo(files["tables"].read_text())
+    typer.echo(f"results in {target}")
+
+
 def main() -> None:
     run_cli(app)
 

@@ -53,6 +53,9 @@ class BuildConfig:
     vary_references: bool = False
     #: µm/px of sources by file stem, for fields whose files do not say (slides usually do).
     source_mpp: dict[str, float] = field(default_factory=dict)
+    #: ``blood`` only: share of each grade in BLOOD_CLASSES order. The seed's blood dataset is
+    #: imbalanced, which its oversampling ablation needs; None draws the grades uniformly.
+    class_shares: tuple[float, ...] | None = None
 
 
 def vary_appearance(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -119,6 +122,23 @@ def _blood_plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
     return [(label, family, float(rng.uniform(low, high)))]
 
 
+def _blood_plan_with_shares(shares: Sequence[float]) -> Plan:
+    """The blood plan with grades drawn in the given proportions instead of uniformly."""
+    probabilities = np.asarray(shares, dtype=np.float64)
+    if probabilities.shape != (len(BLOOD_CLASSES),) or (probabilities < 0).any() or probabilities.sum() <= 0:
+        raise DatasetError(f"class shares must be {len(BLOOD_CLASSES)} non-negative numbers "
+                           f"({', '.join(BLOOD_CLASSES)}), got {list(shares)}")
+    probabilities = probabilities / probabilities.sum()
+
+    def plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
+        label = BLOOD_CLASSES[int(rng.choice(len(BLOOD_CLASSES), p=probabilities))]
+        low, high = BLOOD_SEVERITY[label]
+        family = SEED_FAMILIES[int(rng.integers(len(SEED_FAMILIES)))]
+        return [(label, family, float(rng.uniform(low, high)))]
+
+    return plan
+
+
 def _copies_plan(families: Sequence[str], bad_label: Callable[[str], str]) -> Plan:
     def plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
         copies = [("good", "none", 0.0)]
@@ -143,6 +163,10 @@ def build_dataset(kind: str, sources: Sequence[str | Path], out: str | Path, con
     if kind not in KINDS:
         raise DatasetError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
     classes, plan = KINDS[kind]
+    if config.class_shares is not None:
+        if kind != "blood":
+            raise DatasetError(f"class shares apply to the blood dataset only, not {kind!r}")
+        plan = _blood_plan_with_shares(config.class_shares)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out}: exists and is not empty; choose a new folder (old images would mix in)")

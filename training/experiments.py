@@ -53,6 +53,12 @@ def _subsets(dataset: ImageFolder, spec: ModelSpec, train_idx, val_idx, test_idx
     )
 
 
+def evaluation_set(dataset: ImageFolder, spec: ModelSpec, indices) -> TransformedSubset:
+    """Images of ``dataset`` as a model of ``spec`` is evaluated on them (no augmentation)."""
+    mean, std = spec.mean_std
+    return TransformedSubset(dataset, indices, build_transform(spec.input_size, mean, std, "none"))
+
+
 def fit_split(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, train_idx, val_idx, test_idx):
     """Train on one split; returns (model, history result, test probabilities, test labels)."""
     train_set, val_set, test_set = _subsets(dataset, spec, train_idx, val_idx, test_idx)

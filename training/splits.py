@@ -48,3 +48,18 @@ def five_fold_splits(
         train = np.concatenate([folds[j] for j in range(n_folds) if j not in (k, val_fold)])
         splits.append(Split(k, np.sort(train), np.sort(folds[val_fold]), np.sort(folds[k])))
     return splits
+
+
+def oversample(indices: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Training indices with minority classes repeated (drawn with replacement) up to the largest class.
+
+    The seed's second ablation: every class is then seen equally often per epoch. Only training
+    indices are oversampled; validation and test folds keep the true class balance.
+    """
+    indices = np.asarray(indices)
+    labels = np.asarray(labels)[indices]
+    rng = np.random.default_rng(seed)
+    largest = np.bincount(labels).max()
+    extra = [rng.choice(indices[labels == label], largest - count, replace=True)
+             for label, count in zip(*np.unique(labels, return_counts=True)) if count < largest]
+    return np.sort(np.concatenate([indices, *extra])) if extra else np.sort(indices)
