@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 import typer
 
@@ -31,6 +32,9 @@ def run_cli(app: typer.Typer) -> None:
         # abandoned asyncio reads) before slideiqa's one-line error; --debug shows them.
         for name in ("asyncio", "tifffile", "distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        # ...and zarr's event loop, stopped at exit with a read or write still queued, warns that a
+        # coroutine was never awaited: noise after an error that has already been reported.
+        warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
     try:
         code = app(standalone_mode=False)
     except (SlideIQAError, FileNotFoundError) as error:
