@@ -22,16 +22,20 @@ def cmu_tiles() -> np.ndarray:
     return np.stack(tissue)
 
 
+SHIPPED = ["default", "accurate"]
+
+
 def test_default_model_is_shipped_and_describes_itself():
-    assert {"default", "fast"} <= set(available_pretrained())
+    assert {"default", "fast", "accurate"} <= set(available_pretrained())
     card = Predictor("default").card
     assert card.classes[0] == "good" and {"defocus", "motion", "noise", "jpeg", "exposure"} <= set(card.classes)
     assert card.mpp == 0.5 and card.tile_size == 224
     assert card.metrics["leave_one_source_out"], "the card must carry its generalisation measurements"
 
 
-def test_default_model_separates_sharp_from_defocused_cmu_tiles(cmu_tiles):
-    predictor = Predictor("default")
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_models_separate_sharp_from_defocused_cmu_tiles(cmu_tiles, model):
+    predictor = Predictor(model)
     blurred = np.stack([defocus(tile, 0.5, mpp=0.5) for tile in cmu_tiles])
     scores = predictor.score(predictor.predict(np.concatenate([cmu_tiles, blurred])))
     sharp_scores, blurred_scores = scores[: len(cmu_tiles)], scores[len(cmu_tiles):]
@@ -43,8 +47,9 @@ def test_default_model_separates_sharp_from_defocused_cmu_tiles(cmu_tiles):
     assert np.mean(np.array(predictor.classes)[labels] == "defocus") > 0.7
 
 
-def test_default_model_names_the_defect(cmu_tiles):
-    predictor = Predictor("default")
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_models_name_the_defect(cmu_tiles, model):
+    predictor = Predictor(model)
     noisy = np.stack([noise(tile, 0.7, seed=i) for i, tile in enumerate(cmu_tiles)])
     labels = np.array(predictor.classes)[predictor.predict(noisy).argmax(1)]
     assert np.mean(labels == "noise") > 0.7

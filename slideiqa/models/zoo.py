@@ -9,10 +9,13 @@ from .registry import ModelError
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
-#: Shipped model names → checkpoint stem in ``pretrained/``. ``default`` is what ``slideiqa map`` uses.
+#: Shipped model names → checkpoint stem in ``pretrained/``. ``default`` is what ``slideiqa map`` uses:
+#: the fast model, about 7× the tiles per second of ``accurate`` on a CPU (benchmarks/README.md);
+#: ``accurate`` is MobileNetV2 fine-tuned from ImageNet, for GPUs or when time is no object.
 PRETRAINED: dict[str, str] = {
     "default": "iqanet-fast",
     "fast": "iqanet-fast",
+    "accurate": "mobilenet_v2-accurate",
 }
 
 
