@@ -8,11 +8,12 @@ the cause, and returns napari's "read, but nothing to add" value, so the viewer 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from slideiqa.slide import Slide, file_checksum, open_slide
+from slideiqa.discovery import SLIDE_SUFFIXES as DISCOVERED_SUFFIXES
+from slideiqa.slide import FIELD_SUFFIXES, Slide, file_checksum, open_slide
 from slideiqa.store import QualityMap, blocks_done, open_map
 
 from .hover import watch_viewer
@@ -23,9 +24,8 @@ NOTHING: list[tuple[None]] = [(None,)]
 #: Maps are named ``*.quality.zarr``; any other Zarr is claimed too, so that one opened with this reader
 #: gets a clear "not a slideiqa quality map" rather than napari's generic failure.
 MAP_SUFFIXES = (".quality.zarr", ".zarr")
-#: What the slideiqa readers open (see ``slideiqa.slide``); napari.yaml lists the same patterns.
-SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".bif", ".svslide",
-                  ".dcm", ".btf", ".png", ".jpg", ".jpeg", ".bmp")
+#: What the slideiqa readers open (``slideiqa.slide``); napari.yaml lists the same patterns.
+SLIDE_SUFFIXES = tuple(sorted(DISCOVERED_SUFFIXES | FIELD_SUFFIXES | {".btf"}))
 
 ReaderFunction = Callable[[str | list[str]], list[Any]]
 

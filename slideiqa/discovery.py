@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SlideIQAError
+from .slide import FIELD_SUFFIXES
 
 SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif",
                             ".svslide", ".dcm", ".qptiff"})
+#: Never worth opening to find out: text, tables, and the data files that belong to a slide's index file.
+NOT_SLIDE_SUFFIXES = frozenset({".txt", ".csv", ".json", ".md", ".xml", ".dat", ".ini"})
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 MAP_SUFFIX = ".quality.zarr"
 
@@ -62,7 +65,7 @@ def looks_like_slide(path: Path) -> bool:
 def _is_candidate(path: Path) -> bool:
     if path.suffix.lower() in SLIDE_SUFFIXES:
         return True
-    if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".txt", ".csv", ".json", ".md", ".xml", ".dat", ".ini"}:
+    if path.suffix.lower() in FIELD_SUFFIXES | NOT_SLIDE_SUFFIXES:
         return False
     return looks_like_slide(path)
 

@@ -22,8 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from slideiqa.errors import SlideIQAError
 from slideiqa.distortions import FAMILIES, SEED_FAMILIES, distort
+from slideiqa.errors import SlideIQAError
 
 from .sources import IMAGE_SUFFIXES, Source, SourceError, open_source, tissue_fraction
 
@@ -115,11 +115,15 @@ def random_crops(source: Source, config: BuildConfig, rng: np.random.Generator) 
 Plan = Callable[[np.random.Generator], list[tuple[str, str, float]]]
 
 
-def _blood_plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
-    label = BLOOD_CLASSES[int(rng.integers(len(BLOOD_CLASSES)))]
+def _graded_copy(label: str, rng: np.random.Generator) -> list[tuple[str, str, float]]:
+    """One copy of grade ``label``: a random seed family at a severity inside the grade's band."""
     low, high = BLOOD_SEVERITY[label]
     family = SEED_FAMILIES[int(rng.integers(len(SEED_FAMILIES)))]
     return [(label, family, float(rng.uniform(low, high)))]
+
+
+def _blood_plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
+    return _graded_copy(BLOOD_CLASSES[int(rng.integers(len(BLOOD_CLASSES)))], rng)
 
 
 def _blood_plan_with_shares(shares: Sequence[float]) -> Plan:
@@ -131,10 +135,7 @@ def _blood_plan_with_shares(shares: Sequence[float]) -> Plan:
     probabilities = probabilities / probabilities.sum()
 
     def plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
-        label = BLOOD_CLASSES[int(rng.choice(len(BLOOD_CLASSES), p=probabilities))]
-        low, high = BLOOD_SEVERITY[label]
-        family = SEED_FAMILIES[int(rng.integers(len(SEED_FAMILIES)))]
-        return [(label, family, float(rng.uniform(low, high)))]
+        return _graded_copy(BLOOD_CLASSES[int(rng.choice(len(BLOOD_CLASSES), p=probabilities))], rng)
 
     return plan
 
