@@ -65,3 +65,17 @@ def test_unknown_model_and_mismatched_card(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = _run("slideiqa.cli", "--debug", "predict", tmp_path / "missing.png")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_missing_or_unfitting_teacher(tmp_path):
+    from slideiqa.models import ModelCard, build_model, save_checkpoint
+
+    for label in ("bad", "good"):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(tmp_path / label / f"{i}.png")
+    train = ("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m", "--input-size", 32, "--epochs", 1)
+    _one_error_line(_run(*train, "--teacher", tmp_path / "nowhere"), "nowhere")
+    save_checkpoint(build_model("iqanet", 3), ModelCard("iqanet", ["good", "a", "b"], input_size=32), tmp_path / "t")
+    _one_error_line(_run(*train, "--teacher", tmp_path / "t"), "t", "classes")
+    assert not (tmp_path / "m.safetensors").exists()

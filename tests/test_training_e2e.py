@@ -60,3 +60,21 @@ def test_cross_validation_reports_mean_and_std(trained, tmp_path):
     assert "accuracy:" in result.stdout and "±" in result.stdout
     report = json.loads((tmp_path / "cv.json").read_text())
     assert len(report["folds"]) == 3 and set(report["summary"]) == {"accuracy", "precision", "recall", "auc"}
+
+
+def test_student_distilled_from_the_trained_model_agrees_with_it(trained):
+    # The first model teaches a fresh one through the command line, from its predictions alone
+    # (weight 1: the labels play no part), on the same crops; on unseen crops the two must agree.
+    result = _cli("train", trained / "train", "-o", trained / "student", "--epochs", 4, "--lr", "0.003",
+                  "--input-size", 96, "--augment", "lossless", "--schedule", "cosine", "--seed", 1,
+                  "--teacher", trained / "model", "--distill-weight", 1.0, "--temperature", 2.0)
+    assert result.returncode == 0, result.stderr
+    card = json.loads((trained / "student.json").read_text())
+    assert card["training_data"]["teacher"] == str(trained / "model")
+    sources = [FIELDS / "he_tumour_target.png", CMU_SLIDE]
+    unseen = ImageFolder(build_dataset("defects", sources, trained / "unseen", BuildConfig(10, 96, seed=11)))
+    tiles = np.stack([unseen.load(i) for i in range(len(unseen))])
+    teacher_says = Predictor(trained / "model").predict(tiles).argmax(1)
+    student_says = Predictor(trained / "student").predict(tiles).argmax(1)
+    majority = np.bincount(teacher_says).max() / len(teacher_says)
+    assert (student_says == teacher_says).mean() > max(0.5, majority + 0.15)

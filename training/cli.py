@@ -13,12 +13,16 @@ import typer
 from slideiqa.errors import run_cli
 
 from .datasets import KINDS, BuildConfig, ImageFolder, build_dataset
+from slideiqa.models.checkpoint import load_card
 from slideiqa.models.registry import architecture
 
-from .experiments import NORMALISATIONS, ModelSpec, cross_validate, fit_all_and_save, leave_one_source_out, make_card
+from .experiments import (
+    NORMALISATIONS, ModelSpec, Teaching, cross_validate, fit_all_and_save, leave_one_source_out, make_card,
+    train_fold_teacher,
+)
 from .metrics import METRICS, format_mean_std, summarize
 from .sources import find_sources
-from .trainer import TrainConfig
+from .trainer import IMAGENET_MEAN, TrainConfig
 from .transforms import AUGMENTATIONS
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,6 +32,11 @@ Init = Annotated[str, typer.Option(help="imagenet, random, or a slideiqa checkpo
 
 
 Schedule = Annotated[str, typer.Option(help="learning rate: constant (the paper's) or cosine decay to zero")]
+Teacher = Annotated[Optional[Path], typer.Option(
+    help="distil from this checkpoint (e.g. slideiqa/models/pretrained/mobilenet_v2-accurate): "
+         "the student learns from the teacher's softened predictions as well as the labels")]
+DistillWeight = Annotated[float, typer.Option(help="share of the teacher's term in the loss (0–1)")]
+Temperature = Annotated[float, typer.Option(help="softmax temperature of the distillation term")]
 SourceMpp = Annotated[Optional[list[str]], typer.Option(
     help="NAME=MPP: µm/px of a source whose file does not say (NAME = file name without extension); repeatable")]
 
@@ -126,6 +135,9 @@ def train_command(
     schedule: Schedule = "constant",
     seed: int = 0,
     device: str = "auto",
+    teacher: Teacher = None,
+    distill_weight: DistillWeight = 0.7,
+    temperature: Temperature = 4.0,
 ) -> None:
     """Train one model on 80 % of a dataset (epoch chosen on the other 20 %) and save a checkpoint."""
     spec = _spec(arch, init, dropout, input_size, normalisation, augment)
@@ -133,7 +145,10 @@ def train_command(
     card = make_card(spec, dataset, mpp=_card_mpp(data, mpp, input_size), tile_size=input_size, name=out.name,
                      training_data={"dataset": str(data), "images": len(dataset)})
     config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule)
-    _, report = fit_all_and_save(dataset, spec, config, out, card)
+    teaching = Teaching(teacher, distill_weight, temperature) if teacher else None
+    if teaching:
+        card.training_data["teacher"] = str(teacher)
+    _, report = fit_all_and_save(dataset, spec, config, out, card, teaching)
     typer.echo(f"saved {out}.safetensors; validation accuracy {report['validation']['accuracy']:.4f}")
 
 
@@ -153,8 +168,18 @@ def reproduce_default(
     seed: int = 0,
     source_mpp: SourceMpp = None,
     skip_loso: Annotated[bool, typer.Option(help="skip the leave-one-source-out evaluation")] = False,
+    teacher: Teacher = None,
+    teacher_epochs: Annotated[int, typer.Option(help="epochs of each leave-one-source-out teacher")] = 3,
+    teacher_lr: Annotated[float, typer.Option(help="learning rate of each leave-one-source-out teacher")] = 1e-4,
+    distill_weight: DistillWeight = 0.7,
+    temperature: Temperature = 4.0,
 ) -> None:
-    """Build the defect dataset, measure leave-one-source-out generalisation, train and save the model."""
+    """Build the defect dataset, measure leave-one-source-out generalisation, train and save the model.
+
+    With ``--teacher`` the model is distilled from that checkpoint, and each leave-one-source-out
+    student gets a teacher of the same architecture trained from ImageNet without its held-out
+    source (``--teacher-epochs``, ``--teacher-lr``; kept in WORKDIR/teachers and reused).
+    """
     _spec(arch, init, 0.2, 224, normalisation, "lossless")
     started = time.perf_counter()
     data = workdir / "defects"
@@ -165,12 +190,24 @@ def reproduce_default(
     spec = ModelSpec(arch, init, 0.2, 224, normalisation, "lossless")
     config = TrainConfig(epochs, batch_size, lr, seed=seed, schedule="cosine")
     metrics = {}
+    teaching_for = None
+    if teacher:
+        teacher_card = load_card(teacher)
+        teacher_spec = ModelSpec(teacher_card.architecture, "imagenet", teacher_card.dropout, teacher_card.input_size,
+                                 "imagenet" if tuple(teacher_card.mean) == IMAGENET_MEAN else "unit", "lossless")
+        teacher_config = TrainConfig(teacher_epochs, batch_size, teacher_lr, seed=seed, schedule="cosine")
+
+        def teaching_for(held_out: str) -> Teaching:
+            path = train_fold_teacher(dataset, held_out, teacher_spec, teacher_config,
+                                      workdir / "teachers" / f"without-{held_out}", mpp)
+            return Teaching(path, distill_weight, temperature)
     if not skip_loso:
         def report(row: dict) -> None:
             typer.echo(f"held out {row['held_out']:>20}: AUC good-vs-bad {row['auc_good_vs_bad']:.4f}, "
                        f"accuracy good-vs-bad {row['accuracy_good_vs_bad']:.4f}, classes {row['accuracy_classes']:.4f}")
 
-        metrics["leave_one_source_out"] = leave_one_source_out(dataset, spec, config, on_result=report)
+        metrics["leave_one_source_out"] = leave_one_source_out(dataset, spec, config, on_result=report,
+                                                               teaching_for=teaching_for)
     card = make_card(
         spec, dataset, mpp=mpp, tile_size=224, name=out.name,
         description="Tile quality: good, or the defect family that makes it bad. Score = P(good).",
@@ -179,7 +216,10 @@ def reproduce_default(
                        "command": " ".join(["slideiqa-train", *sys.argv[1:]])},
         metrics=metrics,
     )
-    _, report = fit_all_and_save(dataset, spec, config, out, card)
+    if teacher:
+        card.training_data["teacher"] = {"checkpoint": str(teacher), "weight": distill_weight, "temperature": temperature}
+    final_teaching = Teaching(teacher, distill_weight, temperature) if teacher else None
+    _, report = fit_all_and_save(dataset, spec, config, out, card, final_teaching)
     report["leave_one_source_out"] = metrics.get("leave_one_source_out", [])
     report["runtime_s"] = time.perf_counter() - started
     workdir.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,11 @@ from typing import Callable
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from slideiqa.models.checkpoint import ModelCard, save_checkpoint
+from slideiqa.models.checkpoint import ModelCard, checkpoint_paths, save_checkpoint
 from slideiqa.models.registry import QualityNet
 
 from .datasets import ImageFolder
+from .distillation import DistillationLoss, WithTeacher, teacher_logits
 from .metrics import classification_metrics, good_vs_bad_auc
 from .splits import five_fold_splits
 from .trainer import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, TransformedSubset, initialise_model, predict, train
@@ -42,6 +43,15 @@ class ModelSpec:
         return (IMAGENET_MEAN, IMAGENET_STD) if self.normalisation == "imagenet" else (UNIT_MEAN, UNIT_STD)
 
 
+@dataclass
+class Teaching:
+    """Train as a student of ``teacher`` (a checkpoint): see ``distillation.py``."""
+
+    teacher: str | Path
+    weight: float = 0.7
+    temperature: float = 4.0
+
+
 def _subsets(dataset: ImageFolder, spec: ModelSpec, train_idx, val_idx, test_idx):
     mean, std = spec.mean_std
     augmented = build_transform(spec.input_size, mean, std, spec.augment)
@@ -59,11 +69,16 @@ def evaluation_set(dataset: ImageFolder, spec: ModelSpec, indices) -> Transforme
     return TransformedSubset(dataset, indices, build_transform(spec.input_size, mean, std, "none"))
 
 
-def fit_split(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, train_idx, val_idx, test_idx):
+def fit_split(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, train_idx, val_idx, test_idx,
+              teaching: Teaching | None = None):
     """Train on one split; returns (model, history result, test probabilities, test labels)."""
     train_set, val_set, test_set = _subsets(dataset, spec, train_idx, val_idx, test_idx)
     model = initialise_model(spec.architecture, len(dataset.classes), spec.dropout, spec.init)
-    result = train(model, train_set, val_set, config)
+    criterion = None
+    if teaching is not None:
+        train_set = WithTeacher(train_set, teacher_logits(teaching.teacher, dataset, train_idx, device=config.device))
+        criterion = DistillationLoss(teaching.weight, teaching.temperature)
+    result = train(model, train_set, val_set, config, criterion)
     probabilities, labels = predict(model, test_set, device=config.device)
     return model, result, probabilities, labels
 
@@ -78,22 +93,49 @@ def cross_validate(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, n
     return records
 
 
-def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, good_class: str = "good",
-                         on_result: Callable[[dict], None] | None = None) -> list[dict]:
-    """Generalisation to an unseen image: train on every other source, test on the held-out one.
+def source_split(dataset: ImageFolder, held_out: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indices with every image of source ``held_out`` in test.
 
-    Validation (for choosing the epoch) is a grouped fifth of the training sources, never the
-    held-out source.
+    Validation (for choosing the epoch) is a grouped fifth of the other sources, never the held-out
+    one; a student and its teacher get the same split from the same seed.
     """
     sources = dataset.sources
+    test_idx = np.flatnonzero(sources == held_out)
+    rest = np.flatnonzero(sources != held_out)
+    inner = five_fold_splits(dataset.targets[rest], dataset.groups[rest], 5, seed)[0]
+    return rest[np.concatenate([inner.train, inner.test])], rest[inner.val], test_idx
+
+
+def train_fold_teacher(dataset: ImageFolder, held_out: str, spec: ModelSpec, config: TrainConfig,
+                       path: str | Path, mpp: float = 0.5) -> Path:
+    """A teacher for the student that is tested on ``held_out``: it must not have seen that source
+    either, or the student's held-out score would carry the teacher's view of it. Kept at ``path``
+    and reused when it is already there (a teacher takes minutes to train on a CPU)."""
+    path = Path(path)
+    if checkpoint_paths(path)[0].exists():
+        return path
+    train_idx, val_idx, _ = source_split(dataset, held_out, config.seed)
+    model, result, _, _ = fit_split(dataset, spec, config, train_idx, val_idx, val_idx)
+    card = make_card(spec, dataset, mpp=mpp, tile_size=spec.input_size, name=path.name,
+                     description=f"distillation teacher trained without {held_out}",
+                     training_data={"held_out": held_out, "best_epoch": result.best_epoch})
+    save_checkpoint(model, card, path)
+    return path
+
+
+def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, good_class: str = "good",
+                         on_result: Callable[[dict], None] | None = None,
+                         teaching_for: Callable[[str], Teaching] | None = None) -> list[dict]:
+    """Generalisation to an unseen image: train on every other source, test on the held-out one
+    (split by ``source_split``). ``teaching_for(held_out)`` gives a student its teacher, which must not have
+    seen the held-out source either.
+    """
     good_index = dataset.classes.index(good_class)
     records = []
-    for held_out in sorted(set(sources)):
-        test_idx = np.flatnonzero(sources == held_out)
-        rest = np.flatnonzero(sources != held_out)
-        inner = five_fold_splits(dataset.targets[rest], dataset.groups[rest], 5, config.seed)[0]
-        train_idx, val_idx = rest[np.concatenate([inner.train, inner.test])], rest[inner.val]
-        _, result, probabilities, labels = fit_split(dataset, spec, config, train_idx, val_idx, test_idx)
+    for held_out in sorted(set(dataset.sources)):
+        train_idx, val_idx, test_idx = source_split(dataset, held_out, config.seed)
+        teaching = teaching_for(held_out) if teaching_for is not None else None
+        _, result, probabilities, labels = fit_split(dataset, spec, config, train_idx, val_idx, test_idx, teaching)
         metrics = classification_metrics(labels, probabilities)
         records.append({
             "held_out": held_out,
@@ -122,11 +164,11 @@ def make_card(spec: ModelSpec, dataset: ImageFolder, *, mpp: float, tile_size: i
 
 
 def fit_all_and_save(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, out: str | Path,
-                     card: ModelCard) -> tuple[QualityNet, dict]:
+                     card: ModelCard, teaching: Teaching | None = None) -> tuple[QualityNet, dict]:
     """Train on 80 % of the data (grouped), choose the epoch on the other 20 %, save with ``card``."""
     split = five_fold_splits(dataset.targets, dataset.groups, 5, config.seed)[0]
     train_idx = np.concatenate([split.train, split.test])
-    model, result, probabilities, labels = fit_split(dataset, spec, config, train_idx, split.val, split.val)
+    model, result, probabilities, labels = fit_split(dataset, spec, config, train_idx, split.val, split.val, teaching)
     card.metrics.setdefault("validation", classification_metrics(labels, probabilities))
     card.training_data.setdefault("best_epoch", result.best_epoch)
     save_checkpoint(model, card, out)

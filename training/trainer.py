@@ -79,34 +79,46 @@ def _loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, seed
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator)
 
 
+def _to_device(target, device):
+    if isinstance(target, (tuple, list)):
+        return tuple(_to_device(part, device) for part in target)
+    return target.to(device)
+
+
 def _run_epoch(model, loader, criterion, device, optimizer=None, desc: str = "", progress: bool = True):
+    """One pass over ``loader``; a target may be a label or a tuple whose first item is the label
+    (the rest is for the criterion, e.g. a teacher's logits)."""
     training = optimizer is not None
     model.train(training)
     total_loss, correct, count = 0.0, 0, 0
     with torch.set_grad_enabled(training):
-        for images, labels in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
-            images, labels = images.to(device), labels.to(device)
+        for images, target in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+            images, target = images.to(device), _to_device(target, device)
+            labels = target[0] if isinstance(target, tuple) else target
             logits = model(images)
-            loss = criterion(logits, labels)
+            loss = criterion(logits, target)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            total_loss += float(loss) * len(labels)
+            total_loss += float(loss.detach()) * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             count += len(labels)
     return total_loss / count, correct / count
 
 
-def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig) -> TrainResult:
-    """Adam on cross-entropy; keeps the weights of the epoch with the lowest validation loss."""
+def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
+          criterion: nn.Module | None = None) -> TrainResult:
+    """Adam on cross-entropy (or ``criterion``, e.g. a distillation loss); keeps the weights of the
+    epoch with the lowest validation cross-entropy."""
     if config.schedule not in SCHEDULES:
         raise SlideIQAError(f"unknown learning-rate schedule {config.schedule!r}; use {' or '.join(SCHEDULES)}")
     seed_everything(config.seed)
     device = auto_device(config.device)
     model.to(device)
     weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device) if config.class_weights else None
-    criterion = nn.CrossEntropyLoss(weight=weights)
+    val_criterion = nn.CrossEntropyLoss(weight=weights)
+    criterion = criterion.to(device) if criterion is not None else val_criterion
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs) if config.schedule == "cosine" else None
     train_loader = _loader(train_set, config.batch_size, True, config.num_workers, config.seed)
@@ -118,7 +130,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
             scheduler.step()
         record = {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy}
         if val_loader is not None:
-            val_loss, val_accuracy = _run_epoch(model, val_loader, criterion, device, None, "validate", config.progress)
+            val_loss, val_accuracy = _run_epoch(model, val_loader, val_criterion, device, None, "validate", config.progress)
             record |= {"val_loss": val_loss, "val_accuracy": val_accuracy}
             if val_loss < best_loss:
                 best_loss, best_state, result.best_epoch = val_loss, copy.deepcopy(model.state_dict()), epoch
