@@ -207,7 +207,8 @@ def reproduce_default(
                        f"accuracy good-vs-bad {row['accuracy_good_vs_bad']:.4f}, classes {row['accuracy_classes']:.4f}")
 
         metrics["leave_one_source_out"] = leave_one_source_out(dataset, spec, config, on_result=report,
-                                                               teaching_for=teaching_for)
+                                                               teaching_for=teaching_for,
+                                                               predictions_dir=workdir / "predictions")
     card = make_card(
         spec, dataset, mpp=mpp, tile_size=224, name=out.name,
         description="Tile quality: good, or the defect family that makes it bad. Score = P(good).",

@@ -125,10 +125,12 @@ def train_fold_teacher(dataset: ImageFolder, held_out: str, spec: ModelSpec, con
 
 def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, good_class: str = "good",
                          on_result: Callable[[dict], None] | None = None,
-                         teaching_for: Callable[[str], Teaching] | None = None) -> list[dict]:
+                         teaching_for: Callable[[str], Teaching] | None = None,
+                         predictions_dir: Path | None = None) -> list[dict]:
     """Generalisation to an unseen image: train on every other source, test on the held-out one
     (split by ``source_split``). ``teaching_for(held_out)`` gives a student its teacher, which must not have
-    seen the held-out source either.
+    seen the held-out source either. ``predictions_dir`` keeps each fold's test probabilities and
+    labels (``<held out>.npz``) for analysis beyond the summary metrics.
     """
     good_index = dataset.classes.index(good_class)
     records = []
@@ -137,6 +139,10 @@ def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainCon
         teaching = teaching_for(held_out) if teaching_for is not None else None
         _, result, probabilities, labels = fit_split(dataset, spec, config, train_idx, val_idx, test_idx, teaching)
         metrics = classification_metrics(labels, probabilities)
+        if predictions_dir is not None:
+            Path(predictions_dir).mkdir(parents=True, exist_ok=True)
+            np.savez(Path(predictions_dir) / f"{held_out}.npz", probabilities=probabilities, labels=labels,
+                     indices=test_idx)
         records.append({
             "held_out": held_out,
             "images": int(len(test_idx)),
