@@ -32,6 +32,8 @@ Init = Annotated[str, typer.Option(help="imagenet, random, or a slideiqa checkpo
 
 
 Schedule = Annotated[str, typer.Option(help="learning rate: constant (the paper's) or cosine decay to zero")]
+Augment = Annotated[str, typer.Option(help="paper, lossless (flips, quarter turns), stain (lossless + stain jitter) or none")]
+LabelSmoothing = Annotated[float, typer.Option(help="share of each training label spread over the other classes")]
 Teacher = Annotated[Optional[Path], typer.Option(
     help="distil from this checkpoint (e.g. slideiqa/models/pretrained/mobilenet_v2-accurate): "
          "the student learns from the teacher's softened predictions as well as the labels")]
@@ -99,7 +101,8 @@ def cross_validate_command(
     dropout: float = 0.2,
     input_size: int = 224,
     normalisation: Annotated[str, typer.Option(help="unit (0–1) or imagenet")] = "unit",
-    augment: Annotated[str, typer.Option(help="paper, lossless or none")] = "paper",
+    augment: Augment = "paper",
+    label_smoothing: LabelSmoothing = 0.0,
     folds: int = 5,
     schedule: Schedule = "constant",
     seed: int = 0,
@@ -109,7 +112,8 @@ def cross_validate_command(
     """The paper's protocol: stratified 5-fold 60/20/20, test metrics mean ± std."""
     spec = _spec(arch, init, dropout, input_size, normalisation, augment)
     dataset = ImageFolder(data)
-    config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule)
+    config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule,
+                         label_smoothing=label_smoothing)
     records = cross_validate(dataset, spec, config, folds)
     summary = summarize(records)
     for metric in METRICS:
@@ -130,7 +134,8 @@ def train_command(
     dropout: float = 0.2,
     input_size: int = 224,
     normalisation: Annotated[str, typer.Option(help="unit (0–1) or imagenet")] = "unit",
-    augment: Annotated[str, typer.Option(help="paper, lossless or none")] = "paper",
+    augment: Augment = "paper",
+    label_smoothing: LabelSmoothing = 0.0,
     mpp: Annotated[float, typer.Option(help="µm/px of your own images (datasets built here record theirs)")] = 0.5,
     schedule: Schedule = "constant",
     seed: int = 0,
@@ -144,7 +149,8 @@ def train_command(
     dataset = ImageFolder(data)
     card = make_card(spec, dataset, mpp=_card_mpp(data, mpp, input_size), tile_size=input_size, name=out.name,
                      training_data={"dataset": str(data), "images": len(dataset)})
-    config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule)
+    config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule,
+                         label_smoothing=label_smoothing)
     teaching = Teaching(teacher, distill_weight, temperature) if teacher else None
     if teaching:
         card.training_data["teacher"] = str(teacher)
@@ -160,6 +166,8 @@ def reproduce_default(
     arch: Architecture = "iqanet",
     init: Init = "random",
     normalisation: str = "unit",
+    augment: Augment = "lossless",
+    label_smoothing: LabelSmoothing = 0.0,
     crops: int = 150,
     epochs: int = 12,
     lr: float = 1e-3,
@@ -180,15 +188,14 @@ def reproduce_default(
     student gets a teacher of the same architecture trained from ImageNet without its held-out
     source (``--teacher-epochs``, ``--teacher-lr``; kept in WORKDIR/teachers and reused).
     """
-    _spec(arch, init, 0.2, 224, normalisation, "lossless")
+    spec = _spec(arch, init, 0.2, 224, normalisation, augment)
     started = time.perf_counter()
     data = workdir / "defects"
     if not (data / "manifest.csv").exists():
         config = BuildConfig(crops, 224, mpp, seed=seed, vary_references=True, source_mpp=_parse_mpp(source_mpp))
         build_dataset("defects", find_sources(sources), data, config)
     dataset = ImageFolder(data)
-    spec = ModelSpec(arch, init, 0.2, 224, normalisation, "lossless")
-    config = TrainConfig(epochs, batch_size, lr, seed=seed, schedule="cosine")
+    config = TrainConfig(epochs, batch_size, lr, seed=seed, schedule="cosine", label_smoothing=label_smoothing)
     metrics = {}
     teaching_for = None
     if teacher:

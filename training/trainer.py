@@ -64,6 +64,9 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     class_weights: list[float] | None = None
+    #: Share of each training target spread over the other classes: softer targets keep the net from
+    #: becoming certain on cues particular to its few training sources. Validation stays unsmoothed.
+    label_smoothing: float = 0.0
     schedule: str = "constant"  # the paper's; "cosine" anneals the learning rate to zero
     progress: bool = True
 
@@ -118,7 +121,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     model.to(device)
     weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device) if config.class_weights else None
     val_criterion = nn.CrossEntropyLoss(weight=weights)
-    criterion = criterion.to(device) if criterion is not None else val_criterion
+    if criterion is None:
+        criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+    criterion = criterion.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs) if config.schedule == "cosine" else None
     train_loader = _loader(train_set, config.batch_size, True, config.num_workers, config.seed)

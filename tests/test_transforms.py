@@ -1,0 +1,65 @@
+import numpy as np
+import torch
+from skimage.color import hed_from_rgb
+from slideiqa_training.trainer import TrainConfig, train
+from slideiqa_training.transforms import RandomStainJitter, build_transform
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+def _as_float(crop: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _stain_densities(image: torch.Tensor) -> np.ndarray:
+    density = -np.log((image.numpy() * 255.0 + 1.0) / 256.0)
+    return np.einsum("chw,cs->shw", density, hed_from_rgb)
+
+
+def test_stain_jitter_without_strength_leaves_the_image_unchanged(tissue_crop):
+    image = _as_float(tissue_crop)
+    assert torch.allclose(RandomStainJitter(0.0)(image), image, atol=1e-4)
+
+
+def test_stain_jitter_is_an_affine_change_of_each_stain_within_its_bounds(tissue_crop):
+    image = _as_float(tissue_crop)
+    torch.manual_seed(1)
+    jittered = RandomStainJitter(0.05)(image)
+    assert (jittered - image).abs().mean() * 255 > 1.0  # it does change the colour
+    unclipped = ((jittered > 0) & (jittered < 1)).all(dim=0).numpy()
+    before, after = _stain_densities(image), _stain_densities(jittered)
+    for stain in range(3):
+        x, y = before[stain][unclipped], after[stain][unclipped]
+        scale, shift = np.polyfit(x, y, 1)
+        assert np.abs(y - (scale * x + shift)).max() < 1e-3
+        assert 0.95 <= scale <= 1.05 and -0.05 <= shift <= 0.05
+
+
+def test_stain_profile_is_lossless_geometry_plus_colour(tissue_crop):
+    transform = build_transform(224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "stain")
+    torch.manual_seed(0)
+    first = transform(tissue_crop)
+    torch.manual_seed(0)
+    assert torch.equal(transform(tissue_crop), first)
+    assert first.shape == (3, 224, 224) and 0.0 <= float(first.min()) and float(first.max()) <= 1.0
+    # Sorted values of the grey image are nearly unchanged: no blur, no resampling, only colour.
+    grey_in = np.sort(_as_float(tissue_crop).mean(0).ravel())
+    grey_out = np.sort(first.mean(0).numpy().ravel())
+    assert np.abs(grey_in - grey_out).mean() < 0.05
+
+
+def test_label_smoothing_keeps_the_model_from_certainty():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(256, 4, generator=generator)
+    labels = (features[:, 0] > 0).long()
+    features[:, 0] *= 20  # separable: plain cross-entropy drives P(true class) to 1
+    data = TensorDataset(features, labels)
+
+    def confidence(smoothing: float) -> float:
+        model = nn.Linear(4, 2)
+        train(model, data, None, TrainConfig(epochs=40, lr=0.1, label_smoothing=smoothing, progress=False))
+        with torch.no_grad():
+            return float(torch.softmax(model(features), 1).max(1).values.mean())
+
+    assert confidence(0.0) > 0.98
+    assert confidence(0.2) < 0.93
