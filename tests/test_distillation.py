@@ -26,6 +26,10 @@ def test_loss_is_cross_entropy_at_weight_zero_and_scaled_kl_at_weight_one():
     assert torch.allclose(DistillationLoss(1.0, 4.0)(student, (labels, teacher)), 16 * kl, atol=1e-6)
     # A student that already says what the teacher says has nothing left to learn from it.
     assert float(DistillationLoss(1.0, 4.0)(teacher, (labels, teacher))) == pytest.approx(0.0, abs=1e-6)
+    # Label smoothing reaches the label term: one-hot targets softened by 0.1 over the six classes.
+    smoothed = (-(torch.full((8, 6), 0.1 / 6) + 0.9 * nn.functional.one_hot(labels, 6))
+                * torch.log_softmax(student, 1)).sum(1).mean()
+    assert torch.allclose(DistillationLoss(0.0, 4.0, label_smoothing=0.1)(student, (labels, teacher)), smoothed)
 
 
 def test_bad_settings_are_errors():

@@ -33,7 +33,8 @@ Init = Annotated[str, typer.Option(help="imagenet, random, or a slideiqa checkpo
 
 Schedule = Annotated[str, typer.Option(help="learning rate: constant (the paper's) or cosine decay to zero")]
 Augment = Annotated[str, typer.Option(help="paper, lossless (flips, quarter turns), stain (lossless + stain jitter) or none")]
-LabelSmoothing = Annotated[float, typer.Option(help="share of each training label spread over the other classes")]
+LabelSmoothing = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="share of each training label replaced by a uniform spread over all classes")]
 Teacher = Annotated[Optional[Path], typer.Option(
     help="distil from this checkpoint (e.g. slideiqa/models/pretrained/mobilenet_v2-accurate): "
          "the student learns from the teacher's softened predictions as well as the labels")]

@@ -69,16 +69,17 @@ class DistillationLoss(nn.Module):
 
     The temperature T softens both distributions so that the teacher's small probabilities (how
     much a motion-blurred crop also looks defocused) carry weight; T² keeps the gradient scale of
-    the soft term independent of T.
+    the soft term independent of T. ``label_smoothing`` applies to the cross-entropy term, as it
+    would without a teacher.
     """
 
-    def __init__(self, weight: float = 0.7, temperature: float = 4.0) -> None:
+    def __init__(self, weight: float = 0.7, temperature: float = 4.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0 or temperature <= 0:
             raise DistillationError(f"distillation weight must lie in [0, 1] and temperature be > 0, "
                                     f"not {weight} and {temperature}")
         self.weight, self.temperature = weight, temperature
-        self.cross_entropy = nn.CrossEntropyLoss()
+        self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
     def forward(self, logits: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         labels, teacher = target

@@ -77,7 +77,7 @@ def fit_split(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, train_
     criterion = None
     if teaching is not None:
         train_set = WithTeacher(train_set, teacher_logits(teaching.teacher, dataset, train_idx, device=config.device))
-        criterion = DistillationLoss(teaching.weight, teaching.temperature)
+        criterion = DistillationLoss(teaching.weight, teaching.temperature, config.label_smoothing)
     result = train(model, train_set, val_set, config, criterion)
     probabilities, labels = predict(model, test_set, device=config.device)
     return model, result, probabilities, labels

@@ -64,8 +64,9 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     class_weights: list[float] | None = None
-    #: Share of each training target spread over the other classes: softer targets keep the net from
-    #: becoming certain on cues particular to its few training sources. Validation stays unsmoothed.
+    #: Share ε of each training target replaced by the uniform distribution over all classes (the true
+    #: class keeps 1 − ε + ε/C): softer targets keep the net from becoming certain on cues particular
+    #: to its few training sources. Validation, which picks the epoch, stays unsmoothed.
     label_smoothing: float = 0.0
     schedule: str = "constant"  # the paper's; "cosine" anneals the learning rate to zero
     progress: bool = True

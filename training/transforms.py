@@ -26,9 +26,11 @@ AUGMENTATIONS = ("paper", "lossless", "stain", "none")
 
 
 class RandomStainJitter(torch.nn.Module):
-    """Scale and shift the haematoxylin, eosin and DAB densities of a 0–1 float image by random
-    factors in ``1 ± sigma`` and offsets in ``± sigma`` (the HED augmentation of Tellez et al.,
-    2018, which makes tissue classifiers robust to stain differences between centres).
+    """Scale and shift the haematoxylin, eosin and DAB densities of a 0–1 float image (or a batch,
+    each image with its own draw) by random factors in ``1 ± sigma`` and offsets in ``± sigma``
+    (the HED augmentation of Tellez et al., 2018, which makes tissue classifiers robust to stain
+    differences between centres). Offsets are in natural-log optical density, about 14 times the
+    units of ``skimage.color.rgb2hed`` (which divides by −ln 10⁻⁶), so σ = 0.05 here is a mild jitter.
 
     The image is taken to optical density (OD = −ln I, with I = (255·x + 1) / 256 so that white
     glass stays finite), unmixed with scikit-image's Ruifrok–Johnston HED matrix, perturbed, and
@@ -46,11 +48,11 @@ class RandomStainJitter(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         intensity = (image * 255.0 + 1.0) / 256.0
         density = -torch.log(intensity)
-        stains = torch.einsum("...chw,cs->...shw", density, self.to_stains)
+        stains = torch.einsum("...chw,cs->...shw", density, self.to_stains.to(image.dtype))
         shape = (*image.shape[:-3], 3, 1, 1)
-        scale = 1.0 + (torch.rand(shape, device=image.device) * 2.0 - 1.0) * self.sigma
-        shift = (torch.rand(shape, device=image.device) * 2.0 - 1.0) * self.sigma
-        density = torch.einsum("...shw,sc->...chw", stains * scale + shift, self.to_rgb)
+        scale = 1.0 + (torch.rand(shape, device=image.device, dtype=image.dtype) * 2.0 - 1.0) * self.sigma
+        shift = (torch.rand(shape, device=image.device, dtype=image.dtype) * 2.0 - 1.0) * self.sigma
+        density = torch.einsum("...shw,sc->...chw", stains * scale + shift, self.to_rgb.to(image.dtype))
         return ((torch.exp(-density) * 256.0 - 1.0) / 255.0).clamp(0.0, 1.0)
 
 

@@ -5,9 +5,10 @@ CPU, and fold AUCs move by ±0.02 between seeds, so telling recipes apart needs 
 seed) runs. The library's trainer decodes PNGs batch by batch on the CPU, which would starve a GPU;
 here the defect dataset is built once (one process per source), decoded into one uint8 array, copied
 to the GPU, and several worker processes share the job list. The recipe is the library's
-(``training/trainer.py``): Adam, cosine decay stepped per epoch, batch 32, flips and quarter turns,
+(``training/trainer.py``): Adam (AdamW in the ``wd`` variant: decoupled weight decay, unlike the
+library's L2 ``weight_decay``), cosine decay stepped per epoch, batch 32, flips and quarter turns,
 the epoch with the lowest validation cross-entropy on a grouped fifth of the training sources,
-tested on every reference of the held-out source (the first 150, whatever ``crops`` says).
+tested on the held-out source's first 150 references and their distorted copies, whatever ``crops`` says.
 
     python training/sweeps/loso_sweep.py build /tmp/defects --crops 300
     python training/sweeps/loso_sweep.py run /tmp/defects/pack.npz results.jsonl --workers 8 --seeds 3
@@ -176,7 +177,7 @@ def run_job(data: dict, job: dict, device) -> dict:
     model.eval()
 
     good = list(data["classes"]).index("good")
-    views = []  # P(good) under the 8 flips/turns; view 5 (quarter turn, then flip) is the transpose
+    views = []  # P(good) under the 8 flips/turns; view 5 (quarter turn, then flip) mirrors about the anti-diagonal
     with torch.no_grad():
         for flip in (False, True):
             for k in range(4):
@@ -205,8 +206,10 @@ def worker(rank: int, world: int, pack: Path, jobs: list[dict], results: Path, d
     data["references"] = np.array([int(group.rsplit("_", 1)[1]) for group in data["groups"]])
     data["images"] = torch.from_numpy(raw["images"]).to(device).permute(0, 3, 1, 2).contiguous()
     data["targets"] = torch.from_numpy(data["labels"]).to(device)
-    for job in jobs[rank::world]:
+    mine = jobs[rank::world]
+    for done, job in enumerate(mine):
         if time.time() > deadline:
+            print(f"[{rank}] budget spent: {len(mine) - done} jobs not started", flush=True)
             break
         started = time.time()
         result = run_job(data, job, device) | {"seconds": round(time.time() - started, 1)}
