@@ -20,10 +20,20 @@ class SlideIQAError(Exception):
     """Base of slideiqa's user-facing errors: the message is the whole story."""
 
 
-def run_cli(app: typer.Typer) -> None:
-    """Run a typer app, turning expected errors into one line on stderr and exit status 1."""
+def _aborts_and_usage_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """click's Abort and ClickException, and those of the copy of click that newer typer releases
+    bundle: a separate class hierarchy, so catching click's classes alone lets typer's usage errors
+    (a bad option value) through as tracebacks. With older typer both pairs are the same classes."""
     import click
 
+    bundled_click_exception = sys.modules[typer.BadParameter.__module__].ClickException
+    return (click.exceptions.Abort, typer.Abort), (click.ClickException, bundled_click_exception)
+
+
+def run_cli(app: typer.Typer) -> None:
+    """Run a typer app, turning expected errors into one line on stderr and exit status 1, and usage
+    errors into click's message and exit status 2."""
+    aborts, usage_errors = _aborts_and_usage_errors()
     debug = "--debug" in sys.argv or os.environ.get("SLIDEIQA_DEBUG") == "1"
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
@@ -42,10 +52,10 @@ def run_cli(app: typer.Typer) -> None:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except aborts:
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as error:  # usage errors: click's own message and exit code 2
+    except usage_errors as error:  # usage errors: click's own message and exit code 2
         error.show()
         sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

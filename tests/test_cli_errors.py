@@ -62,6 +62,14 @@ def test_unknown_model_and_mismatched_card(tmp_path):
     _one_error_line(_run("slideiqa.cli", "predict", field, "--model", tmp_path / "m.json"), "m.json", "SHA-256 differs")
 
 
+def test_bad_option_values_are_usage_errors_without_traceback(tmp_path):
+    for module, *args in (("slideiqa.cli", "map", tmp_path / "slide.svs", "--workers", "abc"),
+                          ("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m", "--label-smoothing", 2)):
+        result = _run(module, *args)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and "Invalid value" in result.stderr
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = _run("slideiqa.cli", "--debug", "predict", tmp_path / "missing.png")
     assert result.returncode != 0 and "Traceback" in result.stderr
