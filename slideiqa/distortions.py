@@ -22,6 +22,25 @@ Mappings from severity to physical parameters (``mpp`` is the image's µm per pi
   because artefacts only become visible below quality ~40: severity 0.5 is quality 27.
 * ``exposure`` – wrong exposure and contrast: an exposure change of ``±2 EV × severity`` (direction
   drawn from the seed unless given) with contrast reduced by ``60 % × severity``.
+
+Real defects vary far more than one formula per family, and a model that knows one PSF shape learns
+that shape rather than "blur". Each family therefore has *kinds* (``KINDS``), all on one severity
+scale so that a severity floor means the same strength whatever the kind; the first kind of each
+family is the formula above (the default, so datasets built before kinds existed are unchanged):
+
+* ``defocus``: ``disk``; ``gaussian`` (σ = ``2 µm × severity``, the Gaussian of the same RMS radius
+  as the disk: σ√2 = R/√2); ``aberrated`` (the disk with a bright rim, as spherical aberration gives
+  on one side of focus, stretched up to 1.5× along a random axis, as astigmatism does).
+* ``motion``: ``linear`` (uniform speed); ``ramp`` (accelerating stage: the PSF's weight grows
+  linearly along the streak). Length ``12 µm × severity`` and any angle for both.
+* ``noise``: ``poisson_gaussian``; ``gaussian`` (white noise of σ = ``30 × severity`` grey levels,
+  σ 15 at severity 0.5); ``sensor`` (a camera's fixed pattern: column and row offsets of
+  σ = ``12 × severity`` plus white noise of σ = ``27 × severity`` and hot or dead pixels in
+  ``0.4 % × severity`` of the field; about σ 15 in all at severity 0.5).
+* ``jpeg``: ``420`` (4:2:0 chroma subsampling) and ``444`` (none), at the same quality.
+* ``exposure``: ``flat`` (the formula above); ``gain`` (a pure exposure change of ``±2 EV × severity``,
+  clipping at white); ``gamma`` (a wrong tone curve, ``I ** 2 ** (∓2 × severity)``); ``clip`` (black and
+  white points moved in by ``25 % × severity`` each, clipping shadows and highlights).
 """
 
 from __future__ import annotations
@@ -47,6 +66,7 @@ JPEG_BEST_QUALITY = 95
 JPEG_WORST_QUALITY = 5
 EXPOSURE_MAX_STOPS = 2.0
 EXPOSURE_MAX_CONTRAST_LOSS = 0.6
+EXPOSURE_CLIP_INSET = 0.25
 
 
 def _rng(seed: Seed) -> np.random.Generator:
@@ -90,53 +110,112 @@ def disk_psf(radius_px: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def line_psf(length_px: float, angle_deg: float) -> np.ndarray:
-    """A motion PSF: a line of ``length_px`` at ``angle_deg``, drawn by dense sampling."""
+def line_psf(length_px: float, angle_deg: float, ramp: bool = False) -> np.ndarray:
+    """A motion PSF: a line of ``length_px`` at ``angle_deg``, drawn by dense sampling. With ``ramp``
+    the weight grows linearly along the line (an accelerating stage spends less time at the start)."""
     half = int(np.ceil(length_px / 2)) + 1
     kernel = np.zeros((2 * half + 1, 2 * half + 1), np.float64)
     t = np.linspace(-length_px / 2, length_px / 2, max(int(length_px * 8), 2))
+    weight = np.linspace(0.2, 1.8, len(t)) if ramp else np.ones(len(t))
     theta = np.deg2rad(angle_deg)
     ys, xs = half + t * np.sin(theta), half + t * np.cos(theta)
     # Bilinear splat keeps the kernel smooth for fractional lengths.
     y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
     fy, fx = ys - y0, xs - x0
     for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (1, 0, fy * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 1, fy * fx)):
-        np.add.at(kernel, (y0 + dy, x0 + dx), w)
+        np.add.at(kernel, (y0 + dy, x0 + dx), w * weight)
     return kernel / kernel.sum()
 
 
-def defocus(image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None) -> np.ndarray:
-    """Defocus blur: disk PSF of radius ``DEFOCUS_MAX_RADIUS_UM × severity`` µm."""
-    image, severity = _check_image(image), _check_severity(severity)
+def gaussian_psf(sigma_px: float) -> np.ndarray:
+    """A normalised 2-D Gaussian PSF cut at 4 σ."""
+    half = max(1, int(np.ceil(4 * sigma_px)))
+    y, x = np.mgrid[-half : half + 1, -half : half + 1]
+    kernel = np.exp(-(x**2 + y**2) / (2 * sigma_px**2))
+    return kernel / kernel.sum()
+
+
+def aberrated_psf(radius_px: float, stretch: float, angle_deg: float) -> np.ndarray:
+    """A defocus disk whose weight grows towards the rim (``0.5 + r²/R²``), as spherical aberration
+    gives on one side of focus, stretched by ``stretch`` along ``angle_deg`` (astigmatism)."""
+    half = int(np.ceil(radius_px * stretch)) + 1
+    y, x = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
+    sub = (np.arange(4) + 0.5) / 4 - 0.5
+    yy, xx = y[..., None, None] + sub[:, None], x[..., None, None] + sub[None, :]
+    theta = np.deg2rad(angle_deg)
+    along = (xx * np.cos(theta) + yy * np.sin(theta)) / stretch
+    across = -xx * np.sin(theta) + yy * np.cos(theta)
+    r2 = (along**2 + across**2) / radius_px**2
+    kernel = np.where(r2 <= 1.0, 0.5 + r2, 0.0).mean(axis=(-1, -2))
+    if kernel.sum() == 0:
+        kernel[half, half] = 1.0
+    return kernel / kernel.sum()
+
+
+def defocus(
+    image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None, kind: str | None = None
+) -> np.ndarray:
+    """Defocus blur of RMS radius ``DEFOCUS_MAX_RADIUS_UM × severity / √2`` µm, as a ``disk`` (radius
+    ``DEFOCUS_MAX_RADIUS_UM × severity``), a ``gaussian`` of the same RMS radius, or ``aberrated``."""
+    image, severity, kind = _check_image(image), _check_severity(severity), _check_kind("defocus", kind)
     radius_px = DEFOCUS_MAX_RADIUS_UM * severity / mpp
     if radius_px <= 0:
         return image.copy()
+    if kind == "gaussian":
+        return _convolve_rgb(image, gaussian_psf(radius_px / 2))
+    if kind == "aberrated":
+        rng = _rng(seed)
+        return _convolve_rgb(image, aberrated_psf(radius_px, rng.uniform(1.0, 1.5), rng.uniform(0, 180)))
     return _convolve_rgb(image, disk_psf(radius_px))
 
 
 def motion(
-    image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None, angle_deg: float | None = None
+    image: np.ndarray,
+    severity: float,
+    *,
+    mpp: float = 0.5,
+    seed: Seed = None,
+    angle_deg: float | None = None,
+    kind: str | None = None,
 ) -> np.ndarray:
-    """Motion blur: line PSF of ``MOTION_MAX_LENGTH_UM × severity`` µm at a seeded random angle."""
-    image, severity = _check_image(image), _check_severity(severity)
+    """Motion blur: line PSF of ``MOTION_MAX_LENGTH_UM × severity`` µm at a seeded random angle,
+    swept at uniform speed (``linear``) or accelerating (``ramp``)."""
+    image, severity, kind = _check_image(image), _check_severity(severity), _check_kind("motion", kind)
     length_px = MOTION_MAX_LENGTH_UM * severity / mpp
     if length_px <= 0:
         return image.copy()
     angle = _rng(seed).uniform(0, 180) if angle_deg is None else angle_deg
-    return _convolve_rgb(image, line_psf(length_px, angle))
+    return _convolve_rgb(image, line_psf(length_px, angle, ramp=kind == "ramp"))
 
 
-def noise(image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None) -> np.ndarray:
-    """Shot (Poisson) plus read (Gaussian) noise; photon budget falls log-linearly with severity."""
-    image, severity = _check_image(image), _check_severity(severity)
+NOISE_GAUSSIAN_SIGMA = 30.0
+SENSOR_PATTERN_SIGMA, SENSOR_WHITE_SIGMA, SENSOR_BAD_PIXEL_SHARE = 12.0, 27.0, 0.004
+
+
+def noise(
+    image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None, kind: str | None = None
+) -> np.ndarray:
+    """Sensor noise: shot (Poisson) plus read (Gaussian) noise whose photon budget falls log-linearly
+    with severity (``poisson_gaussian``), white ``gaussian`` noise, or a ``sensor`` fixed pattern."""
+    image, severity, kind = _check_image(image), _check_severity(severity), _check_kind("noise", kind)
     if severity == 0:
         return image.copy()
     rng = _rng(seed)
-    photons_at_white = 10 ** (4 - 3 * severity)
-    signal_photons = image.astype(np.float64) / 255.0 * photons_at_white
-    shot = rng.poisson(signal_photons) / photons_at_white * 255.0
-    read = rng.normal(0.0, NOISE_MAX_READ_SIGMA * severity, image.shape)
-    return np.clip(np.rint(shot + read), 0, 255).astype(np.uint8)
+    values = image.astype(np.float64)
+    if kind == "gaussian":
+        values = values + rng.normal(0.0, NOISE_GAUSSIAN_SIGMA * severity, image.shape)
+    elif kind == "sensor":
+        height, width = image.shape[:2]
+        pattern = SENSOR_PATTERN_SIGMA * severity / np.sqrt(2)
+        values = (values + rng.normal(0.0, pattern, (1, width, 1)) + rng.normal(0.0, pattern, (height, 1, 1))
+                  + rng.normal(0.0, SENSOR_WHITE_SIGMA * severity, image.shape))
+        bad = rng.random((height, width)) < SENSOR_BAD_PIXEL_SHARE * severity
+        values[bad] = rng.choice([0.0, 255.0], size=(int(bad.sum()), 1))
+    else:
+        photons_at_white = 10 ** (4 - 3 * severity)
+        shot = rng.poisson(values / 255.0 * photons_at_white) / photons_at_white * 255.0
+        values = shot + rng.normal(0.0, NOISE_MAX_READ_SIGMA * severity, image.shape)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def jpeg_quality_for(severity: float) -> int:
@@ -145,13 +224,17 @@ def jpeg_quality_for(severity: float) -> int:
     return int(round(JPEG_WORST_QUALITY + (JPEG_BEST_QUALITY - JPEG_WORST_QUALITY) * remaining**2))
 
 
-def jpeg(image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None) -> np.ndarray:
-    """JPEG compression round trip (4:2:0 chroma subsampling, as scanners and cameras write)."""
-    image, severity = _check_image(image), _check_severity(severity)
+def jpeg(
+    image: np.ndarray, severity: float, *, mpp: float = 0.5, seed: Seed = None, kind: str | None = None
+) -> np.ndarray:
+    """JPEG compression round trip, with 4:2:0 chroma subsampling (``420``, as most scanners and
+    cameras write) or without (``444``)."""
+    image, severity, kind = _check_image(image), _check_severity(severity), _check_kind("jpeg", kind)
     if severity == 0:
         return image.copy()
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=jpeg_quality_for(severity), subsampling=2)
+    Image.fromarray(image).save(buffer, format="JPEG", quality=jpeg_quality_for(severity),
+                                subsampling=2 if kind == "420" else 0)
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
@@ -162,20 +245,55 @@ def exposure(
     mpp: float = 0.5,
     seed: Seed = None,
     direction: Literal[-1, 1] | None = None,
+    kind: str | None = None,
 ) -> np.ndarray:
-    """Exposure error of ``±EXPOSURE_MAX_STOPS × severity`` EV and a loss of contrast.
+    """Exposure error of ``±EXPOSURE_MAX_STOPS × severity`` EV and a loss of contrast (``flat``), a
+    pure exposure change (``gain``), a wrong tone curve (``gamma``), or clipped black and white
+    points (``clip``, which has no direction).
 
-    Contrast is squeezed towards mid-grey first, then the exposure gain is applied, so an
+    In ``flat``, contrast is squeezed towards mid-grey first, then the exposure gain is applied, so an
     under-exposed field is dark *and* flat, as when the lamp is dimmed or the condenser misaligned.
     """
-    image, severity = _check_image(image), _check_severity(severity)
+    image, severity, kind = _check_image(image), _check_severity(severity), _check_kind("exposure", kind)
     if severity == 0:
         return image.copy()
     sign = direction if direction is not None else (1 if _rng(seed).random() < 0.5 else -1)
-    contrast = 1.0 - EXPOSURE_MAX_CONTRAST_LOSS * severity
-    gain = 2.0 ** (sign * EXPOSURE_MAX_STOPS * severity)
-    values = ((image.astype(np.float64) / 255.0 - 0.5) * contrast + 0.5) * gain
+    stops = sign * EXPOSURE_MAX_STOPS * severity
+    values = image.astype(np.float64) / 255.0
+    if kind == "flat":
+        values = ((values - 0.5) * (1.0 - EXPOSURE_MAX_CONTRAST_LOSS * severity) + 0.5) * 2.0**stops
+    elif kind == "gain":
+        values = values * 2.0**stops
+    elif kind == "gamma":
+        values = values ** (2.0 ** -stops)
+    else:
+        inset = EXPOSURE_CLIP_INSET * severity
+        values = (values - inset) / (1.0 - 2.0 * inset)
     return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+#: The kinds of each family; the first is the default. See the module docstring for their parameters.
+KINDS: dict[str, tuple[str, ...]] = {
+    "defocus": ("disk", "gaussian", "aberrated"),
+    "motion": ("linear", "ramp"),
+    "noise": ("poisson_gaussian", "gaussian", "sensor"),
+    "jpeg": ("420", "444"),
+    "exposure": ("flat", "gain", "gamma", "clip"),
+}
+
+
+def _check_kind(family: str, kind: str | None) -> str:
+    if kind is None:
+        return KINDS[family][0]
+    if kind not in KINDS[family]:
+        raise ValueError(f"unknown {family} kind {kind!r}; known: {', '.join(KINDS[family])}")
+    return kind
+
+
+def random_kind(family: str, seed: Seed = None) -> str:
+    """A kind of ``family`` drawn uniformly, for datasets that must cover every kind."""
+    kinds = KINDS[family]
+    return kinds[int(_rng(seed).integers(len(kinds)))]
 
 
 DISTORTIONS: dict[str, Callable[..., np.ndarray]] = {
@@ -187,17 +305,26 @@ DISTORTIONS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def distort(image: np.ndarray, family: str, severity: float, *, mpp: float = 0.5, seed: Seed = None) -> np.ndarray:
-    """Apply one distortion family by name."""
+def distort(
+    image: np.ndarray, family: str, severity: float, *, mpp: float = 0.5, seed: Seed = None, kind: str | None = None
+) -> np.ndarray:
+    """Apply one distortion family by name, of ``kind`` (None: the family's default kind)."""
     try:
         function = DISTORTIONS[family]
     except KeyError:
         raise ValueError(f"unknown distortion family {family!r}; known: {', '.join(DISTORTIONS)}") from None
-    return function(image, severity, mpp=mpp, seed=seed)
+    return function(image, severity, mpp=mpp, seed=seed, kind=kind)
 
 
 def distort_local(
-    image: np.ndarray, mask: np.ndarray, family: str, severity: float, *, mpp: float = 0.5, seed: Seed = None
+    image: np.ndarray,
+    mask: np.ndarray,
+    family: str,
+    severity: float,
+    *,
+    mpp: float = 0.5,
+    seed: Seed = None,
+    kind: str | None = None,
 ) -> np.ndarray:
     """Apply a distortion inside ``mask`` only (the seed's "noise in only part of the image").
 
@@ -209,7 +336,7 @@ def distort_local(
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
-    distorted = distort(image, family, severity, mpp=mpp, seed=seed)
+    distorted = distort(image, family, severity, mpp=mpp, seed=seed, kind=kind)
     return np.where(mask[..., None], distorted, image)
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
+
+from slideiqa.distortions import sharpness
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "data"
@@ -31,3 +34,13 @@ def tissue_crop(tumour_field: np.ndarray) -> np.ndarray:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Exported ONNX graphs go to a per-session temporary cache, never the user's home."""
     monkeypatch.setenv("SLIDEIQA_CACHE", str(tmp_path_factory.getbasetemp() / "slideiqa-cache"))
+
+
+def degradation_strength(family: str, original: np.ndarray, degraded: np.ndarray) -> float:
+    """How far a degraded image is from the original, by the measure that suits the family:
+    lost Laplacian energy for blur, lost PSNR for noise and compression, moved grey levels for exposure."""
+    if family in ("defocus", "motion"):
+        return sharpness(original) - sharpness(degraded)
+    if family in ("noise", "jpeg"):
+        return -peak_signal_noise_ratio(original, degraded)
+    return float(np.abs(degraded.astype(np.float64) - original).mean())

@@ -7,6 +7,8 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from slideiqa import distortions as d
 
+from conftest import degradation_strength
+
 SEVERITIES = [0.1, 0.3, 0.5, 0.7, 1.0]
 
 
@@ -94,3 +96,59 @@ def test_bad_arguments_are_rejected(tissue_crop):
         d.noise(tissue_crop.astype(np.float32), 0.5)
     with pytest.raises(ValueError, match="mask shape"):
         d.distort_local(tissue_crop, np.ones((3, 3), bool), "noise", 0.5)
+
+
+FAMILY_KINDS = [(family, kind) for family, kinds in d.KINDS.items() for kind in kinds]
+
+
+@pytest.mark.parametrize("family, kind", FAMILY_KINDS)
+def test_every_kind_is_deterministic_and_identity_at_zero(tissue_crop, family, kind):
+    first = d.distort(tissue_crop, family, 0.6, seed=11, kind=kind)
+    assert np.array_equal(first, d.distort(tissue_crop, family, 0.6, seed=11, kind=kind))
+    assert first.dtype == np.uint8 and first.shape == tissue_crop.shape
+    assert np.array_equal(d.distort(tissue_crop, family, 0.0, seed=11, kind=kind), tissue_crop)
+
+
+@pytest.mark.parametrize("family, kind", FAMILY_KINDS)
+def test_every_kind_grows_with_severity(tissue_crop, family, kind):
+    # One seed for every severity: the random parts (angle, noise field, direction) stay the same,
+    # so only the strength changes.
+    strengths = [degradation_strength(family, tissue_crop, d.distort(tissue_crop, family, s, seed=3, kind=kind))
+                 for s in SEVERITIES]
+    assert all(a < b for a, b in zip(strengths, strengths[1:])), strengths
+
+
+def test_the_first_kind_is_the_original_formula(tissue_crop):
+    for family, kinds in d.KINDS.items():
+        assert np.array_equal(d.distort(tissue_crop, family, 0.7, seed=4),
+                              d.distort(tissue_crop, family, 0.7, seed=4, kind=kinds[0]))
+
+
+def test_kinds_of_a_family_differ(tissue_crop):
+    for family, kinds in d.KINDS.items():
+        outputs = [d.distort(tissue_crop, family, 0.7, seed=4, kind=kind) for kind in kinds]
+        assert all(not np.array_equal(a, b) for i, a in enumerate(outputs) for b in outputs[i + 1:]), family
+
+
+def test_gaussian_defocus_has_the_disks_rms_radius():
+    # σ√2 of the Gaussian equals R/√2 of the disk: a pathologist's "1 µm σ" is the 2 µm disk.
+    radius = 8.0
+    disk, gauss = d.disk_psf(radius), d.gaussian_psf(radius / 2)
+
+    def rms(kernel):
+        y, x = np.mgrid[: kernel.shape[0], : kernel.shape[1]] - kernel.shape[0] // 2
+        return float(np.sqrt((kernel * (x**2 + y**2)).sum()))
+
+    assert rms(gauss) == pytest.approx(rms(disk), rel=0.03)
+
+
+def test_noise_kinds_reach_sigma_15_at_severity_half():
+    grey = np.full((256, 256, 3), 128, np.uint8)
+    for kind in d.KINDS["noise"]:
+        sigma = d.noise(grey, 0.5, seed=0, kind=kind).astype(np.float64).std()
+        assert sigma >= 14.0, (kind, sigma)
+
+
+def test_unknown_kind_is_rejected(tissue_crop):
+    with pytest.raises(ValueError, match="unknown defocus kind 'square'"):
+        d.defocus(tissue_crop, 0.5, kind="square")
