@@ -46,12 +46,16 @@ class RandomStainJitter(torch.nn.Module):
         self.register_buffer("to_rgb", torch.tensor(rgb_from_hed, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        intensity = (image * 255.0 + 1.0) / 256.0
-        density = -torch.log(intensity)
-        stains = torch.einsum("...chw,cs->...shw", density, self.to_stains.to(image.dtype))
         shape = (*image.shape[:-3], 3, 1, 1)
         scale = 1.0 + (torch.rand(shape, device=image.device, dtype=image.dtype) * 2.0 - 1.0) * self.sigma
         shift = (torch.rand(shape, device=image.device, dtype=image.dtype) * 2.0 - 1.0) * self.sigma
+        return self.apply(image, scale, shift)
+
+    def apply(self, image: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """The jitter with given per-stain ``scale`` and ``shift`` (shape ``(..., 3, 1, 1)``)."""
+        intensity = (image * 255.0 + 1.0) / 256.0
+        density = -torch.log(intensity)
+        stains = torch.einsum("...chw,cs->...shw", density, self.to_stains.to(image.dtype))
         density = torch.einsum("...shw,sc->...chw", stains * scale + shift, self.to_rgb.to(image.dtype))
         return ((torch.exp(-density) * 256.0 - 1.0) / 255.0).clamp(0.0, 1.0)
 
