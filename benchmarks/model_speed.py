@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from slideiqa.inference import TileClassifier, export_onnx
+from slideiqa.models.export import TileClassifier, export_onnx
 from slideiqa.models import ModelCard, build_model
 
 

@@ -14,9 +14,4 @@ The contributions are declared in ``napari.yaml``.
 
 from __future__ import annotations
 
-from ._triton_guard import load_torch_before_opengl
-
-# Before any submodule imports slideiqa's model code (which imports PyTorch): see _triton_guard.
-load_torch_before_opengl()
-
 __all__: list[str] = []

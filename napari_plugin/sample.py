@@ -1,6 +1,7 @@
 """Sample data under *File → Open Sample → slideiqa*: the bundled slide, alone or with its quality map.
 
-The slide is the repository's real Aperio crop (``examples/data/cmu_small_region.svs``). Its map is
+The slide is the repository's real Aperio crop (``examples/data/cmu_small_region.svs``), packaged with
+the plugin as ``data/cmu_small_region.svs`` (a link in the repository, a copy in a wheel). Its map is
 the one ``slideiqa map`` writes beside it when complete; otherwise it is mapped once (about ten
 seconds) into slideiqa's cache folder and reused from there.
 """
@@ -17,14 +18,13 @@ from slideiqa.store import is_quality_map, open_map
 from .hover import watch_viewer
 from .layers import LayerData, map_layers, slide_layer
 
-SAMPLE_SLIDE = Path(__file__).resolve().parents[1] / "examples" / "data" / "cmu_small_region.svs"
+SAMPLE_SLIDE = Path(__file__).parent / "data" / "cmu_small_region.svs"
 
 
 def sample_slide_path() -> Path:
     if not SAMPLE_SLIDE.is_file():
-        raise FileNotFoundError(f"the sample slide {SAMPLE_SLIDE} is missing: it comes with a clone of the "
-                                "slideiqa repository, installed with `pip install -e`")
-    return SAMPLE_SLIDE
+        raise FileNotFoundError(f"the sample slide {SAMPLE_SLIDE} is missing from this installation of slideiqa")
+    return SAMPLE_SLIDE.resolve()
 
 
 def sample_map_path() -> Path:

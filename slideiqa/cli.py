@@ -36,7 +36,7 @@ def main_options(
 @app.command()
 def models() -> None:
     """List the shipped quality models and what they were trained for."""
-    from .models.checkpoint import load_card
+    from .models.card import load_card
     from .models.zoo import PRETRAINED, available_pretrained
 
     table = Table("name", "architecture", "classes", "µm/px", "tile", "checkpoint")

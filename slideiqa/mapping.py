@@ -27,7 +27,7 @@ from . import __version__
 from .errors import SlideIQAError
 from .grid import TileGrid, tile_fractions
 from .inference import Predictor
-from .models.checkpoint import checkpoint_paths
+from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
 from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, low_quality_regions, overview_image, summarize
 from .slide import Slide, SlideError, file_checksum, open_slide

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from slideiqa.models.checkpoint import ModelCard, checkpoint_paths, save_checkpoint
+from slideiqa.models.export import write_graph
 from slideiqa.models.registry import QualityNet
 
 from .datasets import ImageFolder
@@ -178,4 +179,5 @@ def fit_all_and_save(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig,
     card.metrics.setdefault("validation", classification_metrics(labels, probabilities))
     card.training_data.setdefault("best_epoch", result.best_epoch)
     save_checkpoint(model, card, out)
+    write_graph(out)  # so that mapping with it on a CPU needs no PyTorch
     return model, {"history": result.history, "validation": card.metrics["validation"]}

@@ -1,17 +1,22 @@
-"""Quality models: architectures, checkpoints with model cards, and the shipped pretrained models."""
+"""Quality models: architectures, checkpoints with model cards, and the shipped pretrained models.
 
-from .checkpoint import ModelCard, load_checkpoint, save_checkpoint
-from .registry import ARCHITECTURES, ModelError, QualityNet, build_model
-from .zoo import PRETRAINED, resolve_model
+Names are imported on first use: the card and the shipped models' files need no PyTorch, and
+mapping on a CPU must not pay for importing it.
+"""
 
-__all__ = [
-    "ARCHITECTURES",
-    "ModelCard",
-    "ModelError",
-    "PRETRAINED",
-    "QualityNet",
-    "build_model",
-    "load_checkpoint",
-    "resolve_model",
-    "save_checkpoint",
-]
+from importlib import import_module
+
+_WHERE = {
+    "ModelCard": "card", "ModelError": "card", "load_card": "card",
+    "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "ARCHITECTURES": "registry", "QualityNet": "registry", "build_model": "registry",
+    "PRETRAINED": "zoo", "resolve_model": "zoo",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'slideiqa.models' has no attribute {name!r}")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)

@@ -10,96 +10,29 @@ silently wrong model.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .registry import ModelError, QualityNet, build_model
+from .card import ModelCard, ModelError, checkpoint_paths, file_sha256, load_card, write_card
+from .registry import QualityNet, build_model
 
-CARD_SUFFIX = ".json"
-TENSORS_SUFFIX = ".safetensors"
-
-
-@dataclass
-class ModelCard:
-    """What a quality model is and how it must be fed. Scores are P(``good_class``)."""
-
-    architecture: str
-    classes: list[str]
-    input_size: int = 224
-    mpp: float = 0.5
-    tile_size: int = 224
-    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
-    dropout: float = 0.2
-    good_class: str = "good"
-    name: str = ""
-    description: str = ""
-    training_data: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    weights_sha256: str = ""
-
-    @property
-    def good_index(self) -> int:
-        return self.classes.index(self.good_class)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "model card") -> "ModelCard":
-        known = set(cls.__dataclass_fields__)
-        missing = {"architecture", "classes"} - set(data)
-        if missing:
-            raise ModelError(f"{source}: missing field(s) {', '.join(sorted(missing))}")
-        card = cls(**{key: value for key, value in data.items() if key in known})
-        if card.good_class not in card.classes:
-            raise ModelError(f"{source}: good_class {card.good_class!r} is not one of the classes {card.classes}")
-        return card
-
-
-def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """(tensors, card) for a checkpoint given by either file or by their common stem."""
-    path = Path(path)
-    if path.suffix in (CARD_SUFFIX, TENSORS_SUFFIX):
-        path = path.with_suffix("")
-    return path.with_name(path.name + TENSORS_SUFFIX), path.with_name(path.name + CARD_SUFFIX)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["ModelCard", "ModelError", "checkpoint_paths", "load_card", "load_checkpoint", "load_state",
+           "save_checkpoint", "transfer_state"]
 
 
 def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | Path) -> Path:
     """Write ``<path>.safetensors`` and ``<path>.json``; returns the tensors path."""
-    tensors_path, card_path = checkpoint_paths(path)
+    tensors_path, _ = checkpoint_paths(path)
     tensors_path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(tensors_path), metadata={"architecture": card.architecture})
-    card.weights_sha256 = _sha256(tensors_path)
-    card_path.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    card.weights_sha256 = file_sha256(tensors_path)
+    card.graph_sha256 = ""  # new weights: any graph exported from the old ones no longer belongs to them
+    write_card(card, path)
     return tensors_path
-
-
-def load_card(path: str | Path) -> ModelCard:
-    _, card_path = checkpoint_paths(path)
-    if not card_path.exists():
-        raise ModelError(f"{card_path}: model card not found")
-    try:
-        data = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"{card_path}: not a JSON model card ({error})") from None
-    return ModelCard.from_dict(data, str(card_path))
 
 
 def load_state(path: str | Path, card: ModelCard) -> dict[str, torch.Tensor]:
@@ -107,7 +40,7 @@ def load_state(path: str | Path, card: ModelCard) -> dict[str, torch.Tensor]:
     tensors_path, card_path = checkpoint_paths(path)
     if not tensors_path.exists():
         raise ModelError(f"{tensors_path}: checkpoint tensors not found")
-    actual = _sha256(tensors_path)
+    actual = file_sha256(tensors_path)
     if card.weights_sha256 and card.weights_sha256 != actual:
         raise ModelError(f"{card_path}: card does not match {tensors_path.name} (SHA-256 differs)")
     # A hand-written card without a checksum still identifies its tensors from here on (resume, caches).

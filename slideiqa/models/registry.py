@@ -19,16 +19,11 @@ from typing import Callable
 
 import torch
 from torch import nn
-import torchvision
 
-from ..errors import SlideIQAError
+from .card import ModelError
 
 #: Name of the module that transfer learning replaces.
 LAST_LAYER_PREFIX = "head.1."
-
-
-class ModelError(SlideIQAError):
-    """A model cannot be built or loaded; the message names what and why."""
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -69,19 +64,26 @@ class QualityNet(nn.Module):
 class Architecture:
     """A base network: how to build it and how to cut its convolutional backbone out.
 
-    ``torchvision_builder`` is None for slideiqa's own networks; for torchvision's, the backbone is
+    ``torchvision_name`` is empty for slideiqa's own networks; for torchvision's, the backbone is
     cut from the full torchvision model so that its ImageNet state dict loads with strict key checks.
+    torchvision is imported only when such a model is built: its import pulls in ``torch._dynamo``
+    and Triton, which iqanet never needs (and which crash next to Mesa's LLVM under napari).
     """
 
     num_features: int
     backbone_of: Callable[[nn.Module], nn.Module]
-    torchvision_builder: Callable[..., nn.Module] | None = None
+    torchvision_name: str = ""
     imagenet_weights: str | None = None
 
+    def torchvision_model(self) -> nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, self.torchvision_name)(weights=None)
+
     def build_backbone(self) -> nn.Module:
-        if self.torchvision_builder is None:
+        if not self.torchvision_name:
             return self.backbone_of(None)
-        return self.backbone_of(self.torchvision_builder(weights=None))
+        return self.backbone_of(self.torchvision_model())
 
 
 def _features(model: nn.Module) -> nn.Module:
@@ -95,14 +97,10 @@ def _resnet_trunk(model: nn.Module) -> nn.Module:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "iqanet": Architecture(128, lambda _: _iqanet_backbone((16, 32, 64, 96, 128))),
-    "mobilenet_v3_small": Architecture(
-        576, _features, torchvision.models.mobilenet_v3_small, "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
-    ),
-    "mobilenet_v2": Architecture(
-        1280, _features, torchvision.models.mobilenet_v2, "MobileNet_V2_Weights.IMAGENET1K_V1"
-    ),
-    "vgg16": Architecture(512, _features, torchvision.models.vgg16, "VGG16_Weights.IMAGENET1K_V1"),
-    "resnet50": Architecture(2048, _resnet_trunk, torchvision.models.resnet50, "ResNet50_Weights.IMAGENET1K_V1"),
+    "mobilenet_v3_small": Architecture(576, _features, "mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1"),
+    "mobilenet_v2": Architecture(1280, _features, "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1"),
+    "vgg16": Architecture(512, _features, "vgg16", "VGG16_Weights.IMAGENET1K_V1"),
+    "resnet50": Architecture(2048, _resnet_trunk, "resnet50", "ResNet50_Weights.IMAGENET1K_V1"),
 }
 
 
@@ -124,6 +122,8 @@ def imagenet_weights_file(name: str) -> str:
     weights_name = architecture(name).imagenet_weights
     if weights_name is None:
         raise ModelError(f"architecture {name!r} has no ImageNet weights; use random initialisation")
+    import torchvision
+
     url = torchvision.models.get_weight(weights_name).url
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
 
@@ -141,8 +141,10 @@ def load_imagenet_backbone(model: QualityNet, name: str) -> None:
             f"ImageNet weights for {name} not found: copy {os.path.basename(path)} to {os.path.dirname(path)} "
             "(set TORCH_HOME to use another cache), or initialise at random"
         )
+    import torchvision
+
     arch = architecture(name)
     state = torchvision.models.get_weight(arch.imagenet_weights).get_state_dict(progress=False, weights_only=True)
-    reference = arch.torchvision_builder(weights=None)
+    reference = arch.torchvision_model()
     reference.load_state_dict(state)
     model.backbone.load_state_dict(arch.backbone_of(reference).state_dict())

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import checkpoint_paths
-from .registry import ModelError
+from .card import ModelError, checkpoint_paths
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
