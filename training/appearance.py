@@ -2,7 +2,7 @@
 
 Labs and scanners differ in staining (intensity and hue of haematoxylin, eosin, DAB or Giemsa),
 in colour calibration, in the sharpening filter the scanner applies and in the compression it writes
-(JPEG at quality 60–95, JPEG 2000 in Aperio files). A quality model that has seen only a few sources
+(JPEG at quality 30–95, Aperio's default being 30; JPEG 2000). A quality model that has seen only a few sources
 takes any unfamiliar look for a defect, so every reference crop is shown to it in many such looks,
 all labelled good, while the defects (``slideiqa.distortions``) are applied on top of them.
 
@@ -30,7 +30,7 @@ from .transforms import RandomStainJitter
 STAIN_SCALE, STAIN_SHIFT = 0.3, 0.04
 CHANNEL_GAIN, EXPOSURE_EV = 0.04, 0.15
 SHARPEN_RADIUS, SHARPEN_AMOUNT = (0.5, 1.2), (0.2, 0.9)
-JPEG_QUALITY, JPEG2000_PSNR = (60, 96), (38.0, 50.0)
+JPEG_QUALITY, JPEG2000_PSNR = (30, 96), (38.0, 50.0)
 #: How often each variation is applied.
 P_SHARPEN, P_JPEG, P_JPEG2000 = 0.35, 0.35, 0.15
 

@@ -4,9 +4,9 @@ For every source group of the catalogue (``sources.toml``) sharp reference crops
 model's scale, and two tile sets are made from them:
 
 * **training tiles** — each reference in ``GOOD_LOOKS`` good looks (``appearance.vary_good``: stain,
-  calibration, sharpening, scanner compression) and one copy per defect family, of a random kind
-  (``slideiqa.distortions.KINDS``), at a severity from ``TRAIN_FLOOR_SHARE`` × the family's floor up
-  to 1, applied to a good look;
+  calibration, sharpening, scanner compression) and ``COPIES[family]`` copies per defect family, each
+  of a random kind (``slideiqa.distortions.KINDS``), at a severity from ``TRAIN_FLOOR_SHARE[family]``
+  × the family's floor up to 1, applied to a good look;
 * **test tiles** — other references of the group *as they are* (the real sharp look, which is
   what a lab's scans are), one copy per family by slideiqa's code at a severity from the floor to 1,
   and one per family by another library (``cross_implementation``) at the same strengths.
@@ -42,8 +42,12 @@ CLASSES: tuple[str, ...] = ("good", *FAMILIES)
 #: streak, noise σ 15 grey levels, JPEG quality 15, ±1 EV.
 FLOORS: dict[str, float] = {"defocus": 0.5, "motion": 5.0 / 12.0, "noise": 0.5, "jpeg": 1.0 - (10 / 90) ** 0.5,
                             "exposure": 0.5}
-#: Training defects start a little below the floor, so that the floor itself is inside the class.
-TRAIN_FLOOR_SHARE = 0.8
+#: Training defects start a little below the floor, so that the floor itself is inside the class;
+#: JPEG starts at the floor (quality 15), because scanners write quality 30 and that must pass.
+TRAIN_FLOOR_SHARE: dict[str, float] = {"defocus": 0.8, "motion": 0.8, "noise": 0.8, "jpeg": 1.0, "exposure": 0.8}
+#: Copies per reference: motion (any angle and length, easily mistaken for a scan's own softness
+#: along one axis) and exposure (four kinds, two directions) need more examples than the rest.
+COPIES: dict[str, int] = {"defocus": 1, "motion": 2, "noise": 1, "jpeg": 1, "exposure": 2}
 GOOD_LOOKS = 2
 THRESHOLD = 0.5
 MIN_TISSUE = 0.3
@@ -131,10 +135,11 @@ def training_tiles(group: SourceGroup, crops: list[np.ndarray], first_reference:
             images.append(vary_good(crop, rng))
             rows.append((0, group.name, reference, "none", "none", 0.0, "none"))
         for label, family in enumerate(FAMILIES, start=1):
-            severity = float(rng.uniform(TRAIN_FLOOR_SHARE * FLOORS[family], 1.0))
-            kind = random_kind(family, rng)
-            images.append(distort(vary_good(crop, rng), family, severity, mpp=plan.mpp, seed=rng, kind=kind))
-            rows.append((label, group.name, reference, family, kind, severity, "slideiqa"))
+            for _ in range(COPIES[family]):
+                severity = float(rng.uniform(TRAIN_FLOOR_SHARE[family] * FLOORS[family], 1.0))
+                kind = random_kind(family, rng)
+                images.append(distort(vary_good(crop, rng), family, severity, mpp=plan.mpp, seed=rng, kind=kind))
+                rows.append((label, group.name, reference, family, kind, severity, "slideiqa"))
     return images, rows
 
 
@@ -158,18 +163,20 @@ def test_tiles(group_name: str, crops: list[np.ndarray], first_reference: int, m
 
 
 def build_tile_sets(groups: list[SourceGroup], data: Path, plan: CropPlan) -> tuple[TileSet, TileSet]:
-    """(training tiles, test tiles) of every group; each group draws from its own seeded stream."""
+    """(training tiles, test tiles) of every group. Crops, training copies and test copies each draw
+    from their own seeded stream per group, so a change of the training recipe leaves the test
+    tiles as they were and two recipes are measured on the same tiles."""
     train_images, train_rows, test_images, test_rows = [], [], [], []
     for number, group in enumerate(groups):
-        rng = np.random.default_rng([plan.seed, number])
+        crop_rng, train_rng, test_rng = (np.random.default_rng([plan.seed, number, k]) for k in range(3))
         paths = group.paths(data, plan.cache)
         first = number * 10_000
-        crops = cut_references(group, paths, plan.train_references + plan.test_references, plan, rng)
-        images, rows = training_tiles(group, crops[: plan.train_references], first, plan, rng)
+        crops = cut_references(group, paths, plan.train_references + plan.test_references, plan, crop_rng)
+        images, rows = training_tiles(group, crops[: plan.train_references], first, plan, train_rng)
         train_images += images
         train_rows += rows
         images, rows = test_tiles(group.name, crops[plan.train_references:], first + plan.train_references,
-                                  plan.mpp, rng)
+                                  plan.mpp, test_rng)
         test_images += images
         test_rows += rows
     return TileSet.from_rows(train_images, train_rows), TileSet.from_rows(test_images, test_rows)

@@ -17,6 +17,7 @@ import numpy as np
 
 from slideiqa.distortions import FAMILIES
 from slideiqa.models.checkpoint import ModelCard, load_card, load_state, save_checkpoint
+from slideiqa.models.export import write_graph
 from slideiqa.models.registry import build_model
 
 from .catalogue import SourceGroup
@@ -59,7 +60,9 @@ def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out:
         started = time.perf_counter()
         model, result = fit(train.subset(train.groups != group), config)
         held = test.subset(test.groups == group)
-        row = _record(measure(group, held, predict_tiles(model, held, device=config.device)),
+        probabilities = predict_tiles(model, held, device=config.device)
+        np.save(out / f"probabilities-{group}.npy", probabilities)  # for analyses beyond the summary
+        row = _record(measure(group, held, probabilities),
                       best_epoch=result.best_epoch, runtime_s=round(time.perf_counter() - started))
         with open(results_path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
@@ -103,6 +106,7 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
         metrics={"leave_one_source_out": loso, "severity_floors": FLOORS},
     )
     save_checkpoint(model, card, out_stem)
+    write_graph(out_stem)
 
 
 def table(rows: list[dict], title: str) -> str:
