@@ -13,7 +13,7 @@ from slideiqa.distortions import FAMILIES, distort, random_kind
 from slideiqa.inference import Predictor
 from slideiqa_training.catalogue import load_catalogue
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
-from slideiqa_training.generalisation import CLASSES, FLOORS, TileSet, class_weights, measure
+from slideiqa_training.generalisation import CLASSES, FLOORS, TileSet, class_weights, evaluation_tiles, measure
 
 from conftest import ROOT, degradation_strength
 
@@ -94,3 +94,15 @@ def test_regression_set_is_what_provenance_says():
     assert len(HELDOUT) == 10
     held = {f"{g.name}__{Path(p).stem}" for g in load_catalogue() for p in g.holdout}
     assert {path.stem.rsplit("__", 1)[0] for path in HELDOUT} <= held
+
+
+def test_invisible_defects_are_left_out(tissue_crop):
+    # A featureless field looks the same defocused: such a copy is no defect anyone could see, and
+    # labelled as one it would teach the model that featureless tissue is blurred.
+    flat = np.full_like(tissue_crop, (231, 170, 205))
+    images, rows = evaluation_tiles("g", [tissue_crop, flat], 0, 0.5, np.random.default_rng(0))
+    families = {reference: {row[3] for row in rows if row[2] == reference} for reference in (0, 1)}
+    assert families[0] == {"none", *FAMILIES}
+    assert "defocus" not in families[1] and "motion" not in families[1]
+    assert {"noise", "exposure"} <= families[1]
+    assert len(images) == len(rows)
