@@ -65,6 +65,7 @@ class BatchResult:
     out: Path
     records: list[SlideRecord]
     ignored: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     dashboard: str | None = None
     runtime_s: float = 0.0
 
@@ -133,7 +134,8 @@ def run_batch(
     header = {"version": __version__, "model": options.model, "checkpoint": str(checkpoint),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
-                              f"{options.threshold}", "inputs": [str(p) for p in inputs]}
+                              f"{options.threshold}", "inputs": [str(p) for p in inputs],
+              "warnings": discovery.warnings}
     own_client, cluster = client is None, None
     threads = inference_threads
     if own_client:
@@ -170,7 +172,7 @@ def run_batch(
             client.close()
         if cluster is not None:
             cluster.close()
-    return BatchResult(out, records, discovery.ignored, dashboard, time.perf_counter() - started)
+    return BatchResult(out, records, discovery.ignored, discovery.warnings, dashboard, time.perf_counter() - started)
 
 
 class ReportWriter:

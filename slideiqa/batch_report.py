@@ -142,6 +142,8 @@ def _html(records: list[SlideRecord], header: dict[str, Any]) -> str:
     facts = (f"{len(records)} slides: {passing} pass, {failing} fail the quality rule, {failed} could not be mapped. "
              f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}.")
     cards = "".join(_card(record) for record in records)
+    warnings = "".join(f"<li>{html.escape(text)}</li>" for text in header.get("warnings", []))
+    skipped = f"<p>Not looked at:</p><ul class='error'>{warnings}</ul>" if warnings else ""
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>slideiqa batch report</title>"
-            f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p>{facts}</p>"
+            f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p>{facts}</p>{skipped}"
             f"<div class='cards'>{cards}</div></body></html>\n")

@@ -188,6 +188,8 @@ def batch(
                            slides_in_flight=slides_in_flight, on_start=started, on_slide=finished)
     except DiscoveryError as error:  # what was asked for makes no batch: a usage error, exit status 2
         raise click.UsageError(str(error)) from error
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     mapped_now = sum(record.status in ("mapped", "resumed") for record in result.records)
     console.print(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "
                   f"({mapped_now} mapped now) in {result.runtime_s:.0f} s; report: {out / 'report.html'}")

@@ -15,6 +15,8 @@ named by their stem.
 
 from __future__ import annotations
 
+import errno
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +45,12 @@ class SlideJob:
 
 @dataclass
 class Discovery:
+    """The slides found, the files looked at and left out, and the paths that could not be looked at
+    (a symbolic link loop, a dangling link, an unreadable folder), each as ``"<path>: <why>"``."""
+
     jobs: list[SlideJob]
     ignored: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def looks_like_slide(path: Path) -> bool:
@@ -70,27 +76,47 @@ def _is_candidate(path: Path) -> bool:
     return looks_like_slide(path)
 
 
-def _walk(folder: Path, recursive: bool, skip: set[Path], ignored: list[Path], seen: set[Path] | None = None) -> list[Path]:
+def _resolved(entry: Path, warnings: list[str]) -> Path | None:
+    """Where ``entry`` really is, or None (with a warning) for a link that leads nowhere."""
+    try:
+        target = entry.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13 reports a symbolic link loop this way
+        warnings.append(f"{entry}: symbolic link loop, skipped")
+        return None
+    except OSError as error:
+        reason = "symbolic link loop" if error.errno == errno.ELOOP else (
+            "dangling symbolic link" if entry.is_symlink() else error.strerror or type(error).__name__)
+        warnings.append(f"{entry}: {reason}, skipped")
+        return None
+    return target
+
+
+def _walk(folder: Path, recursive: bool, skip: set[Path], ignored: list[Path], warnings: list[str],
+          seen: set[Path] | None = None) -> list[Path]:
     """Files under ``folder``; quality maps, hidden folders and the batch's own output are not entered,
-    a folder reached twice (through a symbolic link) is read once, and one that cannot be listed is
-    reported among the ignored paths rather than ending the batch."""
+    a folder reached twice (through a symbolic link) is read once, and a link loop, a dangling link or
+    a folder that cannot be listed is skipped with a warning rather than ending the batch."""
     seen = set() if seen is None else seen
     if folder.resolve() in seen:
         return []
     seen.add(folder.resolve())
     try:
         entries = sorted(folder.iterdir())
-    except OSError:
+    except OSError as error:
         ignored.append(folder)
+        warnings.append(f"{folder}: cannot be listed ({error.strerror or type(error).__name__}), skipped")
         return []
     files = []
     for entry in entries:
-        if entry.name.startswith(".") or entry.resolve() in skip:
+        if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        target = _resolved(entry, warnings)
+        if target is None or target in skip:
+            continue
+        if target.is_dir():
             if recursive and not entry.name.endswith(".zarr"):
-                files.extend(_walk(entry, recursive, skip, ignored, seen))
-        elif entry.is_file():
+                files.extend(_walk(entry, recursive, skip, ignored, warnings, seen))
+        elif target.is_file():
             files.append(entry)
     return files
 
@@ -133,6 +159,7 @@ def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | 
     skip = {output.resolve()} if output else set()
     found: list[tuple[Path, Path]] = []  # (slide, its path relative to the output folder, without suffix)
     ignored: list[Path] = []
+    warnings: list[str] = []
     for root in inputs:
         if not root.exists():
             raise DiscoveryError(f"{root}: no such file or folder")
@@ -140,7 +167,7 @@ def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | 
             found.append((root, Path(_stem(root))))
             continue
         candidates = []
-        for path in _walk(root, recursive, skip, ignored):
+        for path in _walk(root, recursive, skip, ignored, warnings):
             (candidates if _is_candidate(path) else ignored).append(path)
         for path in _one_dicom_per_folder(candidates):
             relative = path.relative_to(root).parent / _stem(path)
@@ -148,7 +175,7 @@ def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | 
     if not found:
         raise DiscoveryError(f"{', '.join(map(str, inputs))}: no slides found"
                              + ("" if recursive else " (add --recursive to look into sub-folders)"))
-    return Discovery(_unique_names(found), ignored)
+    return Discovery(_unique_names(found), ignored, warnings)
 
 
 def _unique_names(found: list[tuple[Path, Path]]) -> list[SlideJob]:

@@ -264,3 +264,22 @@ def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, co
     assert "resumed" in {r.status for r in resumed.records}  # the slide cut short was finished, not redone
     assert sum(r.status in ("mapped", "resumed") for r in resumed.records) == len(GOOD) - len(stamps)
     _same_maps(out, batch.out, atol=1e-6)
+
+
+def test_link_loops_and_dangling_links_are_skipped_with_a_warning(tmp_path):
+    folder = tmp_path / "scans"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "cmu.svs").write_bytes(CMU_SLIDE.read_bytes())
+    (folder / "loop.svs").symlink_to(folder / "loop.svs")  # refers to itself
+    (folder / "gone.svs").symlink_to(folder / "never-there.svs")
+    (folder / "sub" / "up").symlink_to(folder)  # a folder loop: read once
+    out = tmp_path / "out"
+    done = _cli_batch(folder, "-o", out, "-r", "--workers", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert open_map(out / "scans" / "sub" / "cmu.quality.zarr").complete
+    warnings = json.loads((out / "report.json").read_text())["warnings"]
+    assert warnings == [f"{folder / 'gone.svs'}: dangling symbolic link, skipped",
+                        f"{folder / 'loop.svs'}: symbolic link loop, skipped"]
+    text = " ".join(done.stdout.split())
+    assert "warning: " in text and "symbolic link loop" in text
+    assert "loop.svs" in (out / "report.html").read_text()
