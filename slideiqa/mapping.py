@@ -135,9 +135,20 @@ def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> Qualit
     if not is_quality_map(out):
         raise MapError(f"{out}: exists and is not a slideiqa quality map; refusing to overwrite it")
     existing = open_map(out)
-    if existing.attributes.get("settings") != settings.to_dict():
-        raise MapError(f"{out}: an existing map made with other settings or another model; use --overwrite to replace it")
+    stored = existing.attributes.get("settings") or {}
+    if stored != settings.to_dict():
+        raise MapError(f"{out}: an existing map {_difference(stored, settings.to_dict())}; use --overwrite to replace it")
     return existing
+
+
+def _difference(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """What makes an existing map not this run's, in words: the slide, the model, or a setting."""
+    if stored.get("slide_checksum") != wanted["slide_checksum"]:
+        return "of this slide as it was before: the slide file has changed since"
+    if stored.get("model_sha256") != wanted["model_sha256"]:
+        return "made with another model"
+    changed = sorted(key for key in wanted if stored.get(key) != wanted[key])
+    return f"made with other settings ({', '.join(changed)})"
 
 
 def map_slide(

@@ -13,7 +13,7 @@ import zarr
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa.slide import open_slide
+from slideiqa.slide import file_checksum, open_slide
 from slideiqa.store import MapError
 
 from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
@@ -139,8 +139,37 @@ def test_resume_after_kill_gives_identical_arrays(phantom, phantom_map, tmp_path
 def test_complete_map_is_not_recomputed_and_other_settings_need_overwrite(phantom, phantom_map, tmp_path):
     again = map_slide(phantom, phantom_map.path, block=4)
     assert again.skipped
-    with pytest.raises(MapError, match="other settings.*--overwrite"):
+    with pytest.raises(MapError, match=r"other settings \(min_tissue, tissue_mask\); use --overwrite"):
         map_slide(phantom, phantom_map.path, block=4, use_tissue_mask=False)
+
+
+def test_a_slide_changed_past_its_first_64_mib_is_noticed(tmp_path):
+    # The same size, the same first 64 MiB: only the end differs, as when a scanner rewrites a slide's
+    # last tiles or a copy was cut short and padded. The map must not be taken as complete.
+    slide = tmp_path / "big.svs"
+    slide.write_bytes(CMU_SLIDE.read_bytes() + bytes(70 << 20))
+    out = tmp_path / "big.quality.zarr"
+    assert map_slide(slide, out).summary["tissue_tiles"] > 0
+    with open(slide, "r+b") as handle:
+        handle.seek(68 << 20)
+        handle.write(b"changed")
+    with pytest.raises(MapError, match="the slide file has changed since; use --overwrite"):
+        map_slide(slide, out)
+    assert map_slide(slide, out, overwrite=True).summary["tissue_tiles"] > 0
+
+
+def test_checksum_of_a_large_file_samples_it_end_to_end(tmp_path):
+    path = tmp_path / "large.bin"
+    path.write_bytes(bytes(10 << 20))
+    sampled = dict(whole_below=1 << 20, blocks=11, block_size=64 << 10)
+    before = file_checksum(path, **sampled)
+    for offset in (0, 5 << 20, (10 << 20) - 1):  # first, a middle sampled block, last byte
+        data = bytearray(path.read_bytes())
+        data[offset] = 1
+        path.write_bytes(bytes(data))
+        assert file_checksum(path, **sampled) != before
+        path.write_bytes(bytes(10 << 20))
+    assert file_checksum(path, **sampled) == before
 
 
 def test_never_clobbers_something_that_is_not_a_map(tmp_path):
