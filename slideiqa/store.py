@@ -106,10 +106,30 @@ def remove_map(path: Path) -> None:
 def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zarr.Group:
     """A new, empty map (status running). An existing map is replaced only by the caller's choice.
 
-    The identifying attributes are written last: until then the folder is not a quality map, so a run
-    killed during creation leaves nothing that could be mistaken for one and resumed."""
-    if path.exists():
-        remove_map(path)
+    The map is built in a hidden sibling folder and renamed into place when whole, so a run killed
+    (or a disk filled) during creation leaves nothing under ``path`` — only a hidden leftover that the
+    next creation clears away — and a rerun, with or without ``--overwrite``, is never blocked."""
+    _clear_leftovers(path)
+    building = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
+    try:
+        _build_map(building, layout, attributes)
+        if path.exists():
+            remove_map(path)
+        building.rename(path)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return zarr.open_group(str(path), mode="r+")
+
+
+def _clear_leftovers(path: Path) -> None:
+    """Hidden folders of creations and removals that a killed run left beside ``path``."""
+    for pattern in (f".{path.name}.creating-*", f".{path.name}.deleting-*"):
+        for leftover in path.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> None:
     # Tiles are centred on their grid cells: NGFF places pixel centres at translation + index × scale.
     translation = layout.tile_um / 2
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
@@ -134,7 +154,6 @@ def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zar
     }}
     root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
     root.attrs["slideiqa"] = {"format": FORMAT, "status": STATUS_RUNNING, **attributes}
-    return root
 
 
 def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,

@@ -14,7 +14,7 @@ from PIL import Image
 
 from slideiqa import map_slide, open_map
 from slideiqa.slide import file_checksum, open_slide
-from slideiqa.store import MapError
+from slideiqa.store import MapError, is_quality_map
 
 from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
 from slides import phantom_slide, truncated_copy
@@ -267,3 +267,20 @@ def test_overwrite_recomputes_a_complete_map(phantom, phantom_map, tmp_path):
     redone = map_slide(phantom, out, block=4, overwrite=True)
     assert not redone.skipped and redone.resumed_blocks == 0 and open_map(out).complete
     np.testing.assert_array_equal(open_map(out).array("label"), open_map(phantom_map.path).array("label"))
+
+
+def test_a_map_killed_while_its_store_is_created_never_blocks_a_rerun(tmp_path):
+    # kill -9 the moment anything appears in the output folder, i.e. while the store is being made:
+    # the output path is then absent or a slideiqa map, never a half-made folder that blocks reruns.
+    out = tmp_path / "cmu.quality.zarr"
+    process = subprocess.Popen([sys.executable, "-m", "slideiqa.cli", "map", str(CMU_SLIDE), "-o", str(out)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.iterdir()) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists() or is_quality_map(out), sorted(os.listdir(out))
+    for overwrite in (False, True):
+        assert map_slide(CMU_SLIDE, out, overwrite=overwrite).summary["tissue_tiles"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == [out.name], "the killed run's leftovers are cleared"
