@@ -30,6 +30,14 @@ def _aborts_and_usage_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return (click.exceptions.Abort, typer.Abort), (click.ClickException, bundled_click_exception)
 
 
+def describe(error: BaseException) -> str:
+    """One line: slideiqa's own message, or for a filesystem error (read-only folder, full disk, a
+    path under a regular file, permissions) the path and the system's reason."""
+    if isinstance(error, OSError) and not isinstance(error, SlideIQAError) and error.filename:
+        return f"{error.filename}: {error.strerror or type(error).__name__}"
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def run_cli(app: typer.Typer) -> None:
     """Run a typer app, turning expected errors into one line on stderr and exit status 1, and usage
     errors into click's message and exit status 2."""
@@ -47,10 +55,10 @@ def run_cli(app: typer.Typer) -> None:
         warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
     try:
         code = app(standalone_mode=False)
-    except (SlideIQAError, FileNotFoundError) as error:
+    except (SlideIQAError, OSError) as error:
         if debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {describe(error)}", file=sys.stderr)
         sys.exit(1)
     except aborts:
         print("aborted", file=sys.stderr)

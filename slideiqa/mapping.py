@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ MASK_PIXELS_PER_TILE = 8
 MAX_MASK_SIDE = 8192
 #: A slide may be this much coarser than the model before tiles would have to be upsampled.
 COARSEST_RATIO = 1.05
+#: How long to wait for a ``--scheduler`` before giving up with a one-line error.
+SCHEDULER_TIMEOUT_S = 10
 OVERVIEW_SIDE = 1200
 
 Progress = Callable[[int, int], None]
@@ -81,8 +84,8 @@ def default_output(slide_path: Path) -> Path:
 
 def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
     if mpp is not None:
-        if mpp <= 0:
-            raise SlideError(f"{slide.path}: --mpp must be positive, got {mpp}")
+        if not math.isfinite(mpp) or mpp <= 0:
+            raise SlideError(f"{slide.path}: --mpp must be a positive number, got {mpp}")
         return float(mpp)
     if slide.mpp is None:
         raise SlideError(f"{slide.path}: pixel size unknown (no µm/px in its metadata); pass it with --mpp")
@@ -108,7 +111,11 @@ def start_client(workers: int | None, scheduler: str | None, dashboard: bool = F
     from distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler, timeout="30s"), None, None
+        try:
+            return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s"), None, None
+        except (OSError, TimeoutError) as error:
+            raise MapError(f"{scheduler}: cannot reach the Dask scheduler within {SCHEDULER_TIMEOUT_S} s "
+                           f"({type(error).__name__})") from None
     address = ":0" if dashboard and _dashboard_available() else None
     if workers:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=address,
@@ -215,52 +222,53 @@ def map_slide(
         return MapResult(out, summary, skipped=True)
 
     layout = MapLayout(*grid.shape, card.classes, block, grid.tile_um)
-    if existing is None:
-        root = create_map(out, layout, {
-            "version": __version__, "model": card.to_dict() | {"checkpoint": str(checkpoint)},
-            "slide": {"path": str(slide_path.resolve()), "size_bytes": slide_path.stat().st_size,
-                      "checksum": settings.slide_checksum, "mpp": slide_mpp,
-                      "dimensions": list(slide_info.level_dimensions[0]), "vendor": slide_info.vendor},
-            "grid": grid.to_dict(), "settings": settings.to_dict(),
-        })
-    else:
-        import zarr
-
-        root = zarr.open_group(str(out), mode="r+")
-    done = blocks_done(root)
-    resumed = int(done.sum())
-    block_rows, block_cols = layout.block_shape
-    pending = []
-    for br in range(block_rows):
-        for bc in range(block_cols):
-            if done[br, bc]:
-                continue
-            rows, cols = layout.block_slices(br, bc)
-            if not to_assess[rows, cols].any():  # nothing to assess: write the background block now
-                empty = np.full((len(card.classes), rows.stop - rows.start, cols.stop - cols.start), np.nan, np.float32)
-                write_block(root, layout, br, bc, empty, tissue[rows, cols], card.good_index)
-            else:
-                pending.append((br, bc, rows, cols))
-
-    total = int(to_assess.sum())
-    finished = total - sum(int(to_assess[r, c].sum()) for _, _, r, c in pending)
-    if progress:
-        progress(finished, total)
-    compute_started = time.perf_counter()
-    if pending:
-        run = BlockRun(out, root, layout, card.good_index, tissue, to_assess, progress, should_stop, finished, total)
-        tasks = [(BlockTask(str(slide_path), tensors, device, grid, (rows.start, rows.stop), (cols.start, cols.stop),
-                            batch_size), br, bc, rows, cols) for br, bc, rows, cols in pending]
-        if client is not None:
-            run.execute(client, tasks, inference_threads)
+    # The cluster first: an unreachable scheduler must fail before any output exists.
+    own_client, cluster, own_threads = (None, None, None) if client is not None else start_client(workers, scheduler)
+    try:
+        if existing is None:
+            root = create_map(out, layout, {
+                "version": __version__, "model": card.to_dict() | {"checkpoint": str(checkpoint)},
+                "slide": {"path": str(slide_path.resolve()), "size_bytes": slide_path.stat().st_size,
+                          "checksum": settings.slide_checksum, "mpp": slide_mpp,
+                          "dimensions": list(slide_info.level_dimensions[0]), "vendor": slide_info.vendor},
+                "grid": grid.to_dict(), "settings": settings.to_dict(),
+            })
         else:
-            own_client, cluster, threads = start_client(workers, scheduler)
-            try:
-                run.execute(own_client, tasks, threads)
-            finally:
-                own_client.close()
-                if cluster is not None:
-                    cluster.close()
+            import zarr
+
+            root = zarr.open_group(str(out), mode="r+")
+        done = blocks_done(root)
+        resumed = int(done.sum())
+        block_rows, block_cols = layout.block_shape
+        pending = []
+        for br in range(block_rows):
+            for bc in range(block_cols):
+                if done[br, bc]:
+                    continue
+                rows, cols = layout.block_slices(br, bc)
+                if not to_assess[rows, cols].any():  # nothing to assess: write the background block now
+                    empty = np.full((len(card.classes), rows.stop - rows.start, cols.stop - cols.start), np.nan,
+                                    np.float32)
+                    write_block(root, layout, br, bc, empty, tissue[rows, cols], card.good_index)
+                else:
+                    pending.append((br, bc, rows, cols))
+
+        total = int(to_assess.sum())
+        finished = total - sum(int(to_assess[r, c].sum()) for _, _, r, c in pending)
+        if progress:
+            progress(finished, total)
+        compute_started = time.perf_counter()
+        if pending:
+            run = BlockRun(out, root, layout, card.good_index, tissue, to_assess, progress, should_stop, finished, total)
+            tasks = [(BlockTask(str(slide_path), tensors, device, grid, (rows.start, rows.stop),
+                                (cols.start, cols.stop), batch_size), br, bc, rows, cols)
+                     for br, bc, rows, cols in pending]
+            run.execute(client or own_client, tasks, inference_threads if client is not None else own_threads)
+    finally:
+        if own_client is not None:
+            own_client.close()
+        if cluster is not None:
+            cluster.close()
     compute_s = time.perf_counter() - compute_started
 
     score, label = np.asarray(root["score/0"][...]), np.asarray(root["label/0"][...])

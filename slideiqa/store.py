@@ -21,6 +21,7 @@ A run killed at any moment therefore leaves only whole blocks, and the next run 
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import uuid
@@ -116,6 +117,12 @@ def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zar
         if path.exists():
             remove_map(path)
         building.rename(path)
+    except OSError as error:
+        shutil.rmtree(building, ignore_errors=True)
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY):  # a rename race lost to a run started at the same time
+            raise MapError(f"{path}: another run created this map at the same moment; let it finish, then "
+                           "run again to check or resume it") from None
+        raise MapError(f"{path}: cannot create the map here ({error.strerror or type(error).__name__})") from None
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

@@ -1,12 +1,18 @@
 """Bad input on the command line: one line naming the thing and the cause, non-zero exit."""
 
+import json
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import slideiqa
+from slideiqa.models.zoo import resolve_model
 
 
 def _run(module, *args):
@@ -87,3 +93,57 @@ def test_missing_or_unfitting_teacher(tmp_path):
     save_checkpoint(build_model("iqanet", 3), ModelCard("iqanet", ["good", "a", "b"], input_size=32), tmp_path / "t")
     _one_error_line(_run(*train, "--teacher", tmp_path / "t"), "t", "classes")
     assert not (tmp_path / "m.safetensors").exists()
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "cmu_small_region.svs"
+
+
+def test_environment_errors_are_one_line_and_leave_nothing(tmp_path):
+    regular = tmp_path / "a-file"
+    regular.write_text("not a folder")
+    out = tmp_path / "out.quality.zarr"
+    _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", regular / "x.quality.zarr"),
+                    str(regular / "x.quality.zarr"), "Not a directory")
+    _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out, "--mpp", "nan"), "--mpp must be a positive number")
+    stem = tmp_path / "model"
+    for suffix in (".safetensors", ".onnx"):
+        shutil.copy(resolve_model("default").with_suffix(suffix), stem.with_suffix(suffix))
+    card = json.loads(resolve_model("default").with_suffix(".json").read_text()) | {"tile_size": 0}
+    stem.with_suffix(".json").write_text(json.dumps(card))
+    _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out, "--model", stem), "model.json",
+                    "tile_size must be a positive number, got 0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.json", "model.onnx", "model.safetensors"]
+
+
+def test_unreachable_scheduler_fails_in_one_line_before_any_output(tmp_path):
+    out = tmp_path / "out.quality.zarr"
+    started = time.monotonic()
+    _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out, "--scheduler", "tcp://127.0.0.1:9"),
+                    "tcp://127.0.0.1:9: cannot reach the Dask scheduler within 10 s")
+    assert time.monotonic() - started < 60
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 256 KiB tmpfs (needs root and permission to mount; skipped otherwise)."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_and_read_only_filesystems_fail_in_one_line_and_block_nothing(small_filesystem, tmp_path):
+    out = small_filesystem / "cmu.quality.zarr"
+    (small_filesystem / "filler").write_bytes(bytes(250 << 10))  # leaves a few KiB: the store does not fit
+    _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out), str(out), "No space left on device")
+    assert sorted(p.name for p in small_filesystem.iterdir()) == ["filler"]
+    (small_filesystem / "filler").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out), str(out), "Read-only file system")
+    subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
+    done = _run("slideiqa.cli", "map", SAMPLE, "-o", out)
+    assert done.returncode == 0, done.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,10 @@ class ModelCard:
         if missing:
             raise ModelError(f"{source}: missing field(s) {', '.join(sorted(missing))}")
         card = cls(**{key: value for key, value in data.items() if key in known})
+        for name in ("input_size", "tile_size", "mpp"):
+            value = getattr(card, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ModelError(f"{source}: {name} must be a positive number, got {value!r}")
         if card.good_class not in card.classes:
             raise ModelError(f"{source}: good_class {card.good_class!r} is not one of the classes {card.classes}")
         return card
