@@ -20,18 +20,19 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .batch_report import (STATUS_FAILED, STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, SlideRecord,
+from .batch_report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED,
+                           SlideRecord,
                            write_reports)
 from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
-from .mapping import DEFAULT_BLOCK, map_slide, start_client
+from .mapping import DEFAULT_BLOCK, MapCancelled, map_slide, start_client
 from .models.zoo import resolve_model
 from .worker import SLIDE_CACHE_SIZE
 from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
@@ -89,6 +90,9 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
                            device=options.device, threshold=options.threshold, max_bad_share=options.max_bad_share,
                            overwrite=options.overwrite, use_tissue_mask=options.use_tissue_mask, block=options.block,
                            client=client, inference_threads=threads, should_stop=should_stop)
+    except MapCancelled as error:  # the batch is stopping: the map stays resumable
+        return SlideRecord(str(job.path), str(target), STATUS_INTERRUPTED, runtime_s=time.perf_counter() - started,
+                           error=str(error))
     except Exception as error:  # one slide's failure, whatever it is, must not end the batch
         if not isinstance(error, SlideIQAError):
             log.debug("slide %s failed", job.path, exc_info=True)
@@ -149,8 +153,9 @@ def run_batch(
             on_start(discovery.jobs, dashboard)
         in_flight = slides_in_flight or min(MAX_SLIDES_IN_FLIGHT, max(2, 2 * sum(client.nthreads().values())))
         pool = ThreadPoolExecutor(in_flight, thread_name_prefix="slide")
+        futures: list[Future] = []
         try:
-            futures = [pool.submit(map_one, job, out, options, client, threads, stop.is_set)
+            futures += [pool.submit(map_one, job, out, options, client, threads, stop.is_set)
                        for job in discovery.jobs]
             for future in as_completed(futures):
                 record = future.result()
@@ -160,9 +165,11 @@ def run_batch(
                     on_slide(record)
         except BaseException:
             # Ctrl-C or a failing callback: slides not started are dropped, running ones stop after
-            # their current block (their maps stay resumable), and the report says what was done.
+            # their current block (their maps stay resumable), and the report says what was done
+            # and what was not.
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            records += _unfinished(discovery.jobs, futures, records, out)
             raise
         finally:
             pool.shutdown(wait=True)
@@ -173,6 +180,22 @@ def run_batch(
         if cluster is not None:
             cluster.close()
     return BatchResult(out, records, discovery.ignored, discovery.warnings, dashboard, time.perf_counter() - started)
+
+
+def _unfinished(jobs: list[SlideJob], futures: list[Future], records: list[SlideRecord], out: Path) -> list[SlideRecord]:
+    """Records of the slides an interrupted batch had not reported: what their tasks returned while
+    stopping, or ``interrupted`` for those that never started."""
+    reported = {record.slide for record in records}
+    late = []
+    for job, future in zip(jobs, futures):
+        if str(job.path) in reported:
+            continue
+        if future.done() and not future.cancelled() and future.exception() is None:
+            late.append(future.result())
+        else:
+            late.append(SlideRecord(str(job.path), str(out / job.map_name), STATUS_INTERRUPTED,
+                                    error=f"{job.path}: not mapped, the batch was interrupted; run it again to map it"))
+    return late
 
 
 class ReportWriter:

@@ -23,13 +23,15 @@ from typing import Any
 from PIL import Image
 
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
+#: A slide the batch was stopped before finishing (Ctrl-C): its map, if begun, resumes on the next run.
+STATUS_INTERRUPTED = "interrupted"
 THUMBNAIL_WIDTH = 420
 
 
 @dataclass
 class SlideRecord:
     """What the batch did with one slide. ``status``: mapped, resumed (finished a partial map),
-    skipped (its map was already complete) or failed (``error`` says why)."""
+    skipped (its map was already complete), failed (``error`` says why) or interrupted."""
 
     slide: str
     map: str
@@ -47,9 +49,11 @@ class SlideRecord:
         return self.status == STATUS_FAILED
 
     def severity(self) -> tuple:
-        """Sort key, worst first."""
+        """Sort key, worst first: failures, interrupted slides, failing verdicts, passes."""
         if self.failed:
             return (0, 0.0, self.slide)
+        if self.status == STATUS_INTERRUPTED:
+            return (0.5, 0.0, self.slide)
         return (1 if self.verdict == "fail" else 2, -(self.share_below_threshold or 0.0), self.slide)
 
 

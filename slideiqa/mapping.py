@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,13 +119,34 @@ def start_client(workers: int | None, scheduler: str | None, dashboard: bool = F
                            f"({type(error).__name__})") from None
     address = ":0" if dashboard and _dashboard_available() else None
     if workers:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=address,
-                               silence_logs=logging.ERROR)
+        with _interrupts_ignored_by_children():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=address, silence_logs=logging.ERROR)
         return Client(cluster), cluster, worker_threads(workers)
     threads = os.cpu_count() or 1
     cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=address,
                            silence_logs=logging.ERROR)
     return Client(cluster), cluster, 1
+
+
+@contextlib.contextmanager
+def _interrupts_ignored_by_children():
+    """Start worker processes with SIGINT ignored (children keep an ignored signal across exec, and
+    Python installs its KeyboardInterrupt handler only where SIGINT is at its default).
+
+    Ctrl-C in a terminal reaches the whole foreground process group; worker processes that took it
+    died mid-task and left the driver waiting on a cluster that kept restarting them, for minutes.
+    Only the driver must hear Ctrl-C: it cancels the work and closes the cluster itself. Where
+    signals cannot be set (a thread other than the main one, e.g. napari's), nothing changes."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _dashboard_available() -> bool:

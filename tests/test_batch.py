@@ -1,5 +1,6 @@
 """slideiqa batch on a real LocalCluster with worker processes: discovery, isolation, faults, resume."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -283,3 +284,33 @@ def test_link_loops_and_dangling_links_are_skipped_with_a_warning(tmp_path):
     text = " ".join(done.stdout.split())
     assert "warning: " in text and "symbolic link loop" in text
     assert "loop.svs" in (out / "report.html").read_text()
+
+
+def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources, tmp_path):
+    # A terminal's Ctrl-C reaches the whole foreground process group, worker processes included.
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for seed in range(3):
+        mosaic_slide(folder / f"slide{seed}.tif", sources, 24, TILE, seed=seed)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "slideiqa.cli", "batch", str(folder), "-o", str(out), "--workers", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    assert "slides →" in process.stdout.readline()  # the cluster is up and the slides are submitted
+    time.sleep(2.0)
+    os.killpg(process.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    try:
+        process.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert time.monotonic() - interrupted < 20
+    assert process.returncode == 130
+    rows = json.loads((out / "report.json").read_text())["slides"]
+    assert sorted(Path(row["slide"]).name for row in rows) == ["slide0.tif", "slide1.tif", "slide2.tif"]
+    assert "interrupted" in {row["status"] for row in rows}
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = json.loads((out / "report.json").read_text())["slides"]
+    assert {row["status"] for row in rows} <= {"skipped", "resumed", "mapped"} and "resumed" in {r["status"] for r in rows}
