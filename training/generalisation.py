@@ -13,8 +13,9 @@ model's scale, and two tile sets are made from them:
 
 The floors (``FLOORS``) are the weakest defects a pathologist notices, which a model must flag. A
 copy whose luminance changes by less than ``VISIBLE_CHANGE`` grey levels on average is not a defect
-anyone could see — a featureless field of eosin or mucin looks the same defocused — and is left out
-of both sets: labelled as a defect it would teach the model that featureless tissue is blurred.
+anyone could see — a featureless field of eosin or mucin looks the same defocused: such a copy is
+labelled good in the training tiles (labelled as a defect it would teach that featureless tissue is
+blurred; dropped, nothing would teach that smooth tissue can be sharp) and left out of the test tiles.
 Leave-one-source-out trains on every group but one and measures on the held-out group's test tiles:
 the share of sharp tiles that pass the shipped threshold, AUC good vs defect, the share of defective
 tiles flagged per family and, of those, the share given the right family — for slideiqa's defects
@@ -149,9 +150,11 @@ def training_tiles(group: SourceGroup, crops: list[np.ndarray], first_reference:
                 kind = random_kind(family, rng)
                 look = vary_good(crop, rng)
                 degraded = distort(look, family, severity, mpp=plan.mpp, seed=rng, kind=kind)
+                images.append(degraded)
                 if visible_change(look, degraded) >= VISIBLE_CHANGE:
-                    images.append(degraded)
                     rows.append((label, group.name, reference, family, kind, severity, "slideiqa"))
+                else:  # no one could tell it from its source: as good as the source
+                    rows.append((0, group.name, reference, "none", f"invisible-{family}", 0.0, "none"))
     return images, rows
 
 
