@@ -143,7 +143,7 @@ def run_batch(
     own_client, cluster = client is None, None
     threads = inference_threads
     if own_client:
-        client, cluster, threads = start_client(workers or os.cpu_count() or 1, scheduler, dashboard=True)
+        client, cluster, threads = start_client(workers or os.cpu_count() or 1, scheduler)
     records: list[SlideRecord] = []
     stop = threading.Event()
     reports = ReportWriter(out, header, started)

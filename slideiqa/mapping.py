@@ -101,13 +101,13 @@ def tissue_map(slide: Slide, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
     return thumbnail, tile_fractions(tissue_mask(thumbnail), grid)
 
 
-def start_client(workers: int | None, scheduler: str | None, dashboard: bool = False):
+def start_client(workers: int | None, scheduler: str | None):
     """A Dask client, the cluster it owns (None for a running scheduler) and the inference threads
     each task should use (None: the engine's own choice, for a cluster of unknown machines).
 
     ``workers=N`` starts N single-threaded worker processes sharing the cores out for inference; no
-    ``workers`` starts one in-process worker with a thread per core. ``dashboard`` serves Dask's
-    dashboard on a free port when its web dependency (bokeh) is installed.
+    ``workers`` starts one in-process worker with a thread per core. Dask's dashboard is served on a
+    free port when its web dependency (bokeh) is installed.
     """
     from distributed import Client, LocalCluster
 
@@ -117,7 +117,9 @@ def start_client(workers: int | None, scheduler: str | None, dashboard: bool = F
         except (OSError, TimeoutError) as error:
             raise MapError(f"{scheduler}: cannot reach the Dask scheduler within {SCHEDULER_TIMEOUT_S} s "
                            f"({type(error).__name__})") from None
-    address = ":0" if dashboard and _dashboard_available() else None
+    # A free port always: Dask's default (8787) clashes with any other cluster on the machine, and
+    # two maps started at once would both warn about it.
+    address = ":0" if _dashboard_available() else None
     if workers:
         with _interrupts_ignored_by_children():
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -254,7 +256,7 @@ def map_slide(
                           "checksum": settings.slide_checksum, "mpp": slide_mpp,
                           "dimensions": list(slide_info.level_dimensions[0]), "vendor": slide_info.vendor},
                 "grid": grid.to_dict(), "settings": settings.to_dict(),
-            })
+            }, replace=overwrite)
         else:
             import zarr
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,22 +101,23 @@ def remove_map(path: Path) -> None:
     renamed away first (atomic), then deleted."""
     if not is_quality_map(path):
         raise MapError(f"{path}: exists and is not a slideiqa quality map; refusing to overwrite it")
-    doomed = path.with_name(f".{path.name}.deleting-{uuid.uuid4().hex}")
+    doomed = path.with_name(f".{path.name}.deleting-{_owner_tag()}")
     path.rename(doomed)
     shutil.rmtree(doomed)
 
 
-def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zarr.Group:
-    """A new, empty map (status running). An existing map is replaced only by the caller's choice.
+def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any], replace: bool = False) -> zarr.Group:
+    """A new, empty map (status running). An existing map is replaced only with ``replace``: without
+    it, a map that another run put at ``path`` meanwhile is left alone and this run loses the race.
 
     The map is built in a hidden sibling folder and renamed into place when whole, so a run killed
     (or a disk filled) during creation leaves nothing under ``path`` — only a hidden leftover that the
     next creation clears away — and a rerun, with or without ``--overwrite``, is never blocked."""
     _clear_leftovers(path)
-    building = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
+    building = path.with_name(f".{path.name}.creating-{_owner_tag()}")
     try:
         _build_map(building, layout, attributes)
-        if path.exists():
+        if replace and path.exists():
             remove_map(path)
         building.rename(path)
     except OSError as error:
@@ -129,11 +132,34 @@ def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> zar
     return zarr.open_group(str(path), mode="r+")
 
 
+def _owner_tag() -> str:
+    """Host, process and a random part: names a hidden working folder by the run that owns it."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def _owner_gone(tag: str) -> bool:
+    """Whether the run that named a working folder ``tag`` has ended. Runs on other hosts (a shared
+    filesystem) cannot be asked, so their folders are kept."""
+    host, _, pid = tag.rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _clear_leftovers(path: Path) -> None:
-    """Hidden folders of creations and removals that a killed run left beside ``path``."""
-    for pattern in (f".{path.name}.creating-*", f".{path.name}.deleting-*"):
-        for leftover in path.parent.glob(pattern):
-            shutil.rmtree(leftover, ignore_errors=True)
+    """Hidden folders of creations and removals left beside ``path`` by runs that were killed
+    (those of runs still working are theirs)."""
+    for kind in ("creating", "deleting"):
+        prefix = f".{path.name}.{kind}-"
+        for leftover in path.parent.glob(prefix + "*"):
+            if _owner_gone(leftover.name[len(prefix):]):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> None:
