@@ -12,10 +12,10 @@ model's scale, and two tile sets are made from them:
   and one per family by another library (``cross_implementation``) at the same strengths.
 
 The floors (``FLOORS``) are the weakest defects a pathologist notices, which a model must flag. A
-copy whose luminance changes by less than ``VISIBLE_CHANGE`` grey levels on average is not a defect
-anyone could see — a featureless field of eosin or mucin looks the same defocused: such a copy is
-labelled good in the training tiles (labelled as a defect it would teach that featureless tissue is
-blurred; dropped, nothing would teach that smooth tissue can be sharp) and left out of the test tiles.
+test copy whose luminance changes by less than ``VISIBLE_CHANGE`` grey levels on average is not a
+defect anyone could see — a featureless field of eosin or mucin looks the same defocused — and is
+left out of the test tiles. (Leaving such copies out of the training tiles too, or labelling them
+good, was tried and measured worse: ``training/README.md``.)
 Leave-one-source-out trains on every group but one and measures on the held-out group's test tiles:
 the share of sharp tiles that pass the shipped threshold, AUC good vs defect, the share of defective
 tiles flagged per family and, of those, the share given the right family — for slideiqa's defects
@@ -151,10 +151,7 @@ def training_tiles(group: SourceGroup, crops: list[np.ndarray], first_reference:
                 look = vary_good(crop, rng)
                 degraded = distort(look, family, severity, mpp=plan.mpp, seed=rng, kind=kind)
                 images.append(degraded)
-                if visible_change(look, degraded) >= VISIBLE_CHANGE:
-                    rows.append((label, group.name, reference, family, kind, severity, "slideiqa"))
-                else:  # no one could tell it from its source: as good as the source
-                    rows.append((0, group.name, reference, "none", f"invisible-{family}", 0.0, "none"))
+                rows.append((label, group.name, reference, family, kind, severity, "slideiqa"))
     return images, rows
 
 
