@@ -1,0 +1,71 @@
+"""Where a generalisation run goes wrong: what sharp tiles are called, flag rates per kind and per
+library, and whether physical measurements would tell exposure errors from pale stain.
+
+    python training/analysis/generalisation_errors.py runs/generalisation
+
+Reads the run's ``test_tiles.npz`` and ``probabilities-<group>.npy`` (leave-one-group-out, so every
+probability comes from a model that never saw the tile's group).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+try:
+    from slideiqa_training.generalisation import CLASSES, THRESHOLD, load_tile_set
+except ImportError:  # from a checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.modules["slideiqa_training"] = __import__("training")
+    from slideiqa_training.generalisation import CLASSES, THRESHOLD, load_tile_set
+
+
+def physical_exposure_measures(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Per tile: share of pixels with a channel at 255 or 0 (clipped), the brightest 0.5 % of the
+    brightest channel (white point) and the 1st–99th percentile spread of luminance (dynamic range)."""
+    brightest = images.max(axis=-1).reshape(len(images), -1)
+    luminance = images.mean(axis=-1).reshape(len(images), -1)
+    clipped = ((images == 255) | (images == 0)).any(axis=-1).reshape(len(images), -1).mean(axis=1)
+    low, high = np.percentile(luminance, [1, 99], axis=1)
+    return {"clipped share": clipped, "white point": np.percentile(brightest, 99.5, axis=1),
+            "dynamic range": high - low}
+
+
+def main(run: Path) -> None:
+    tiles = load_tile_set(run / "test_tiles.npz")
+    found = sorted(run.glob("probabilities-*.npy"))
+    probabilities = np.full((len(tiles), len(CLASSES)), np.nan)
+    for path in found:
+        group = path.stem.removeprefix("probabilities-")
+        probabilities[tiles.groups == group] = np.load(path)
+    measured = ~np.isnan(probabilities[:, 0])
+    tiles, probabilities = tiles.subset(measured), probabilities[measured]
+    good = probabilities[:, 0]
+    named = np.array(CLASSES)[probabilities.argmax(1)]
+    sharp = tiles.families == "none"
+    print(f"{len(found)} held-out groups\n\nSharp tiles that fail, by the class they are given:")
+    for group in dict.fromkeys(tiles.groups.tolist()):
+        failing = sharp & (tiles.groups == group) & (good < THRESHOLD)
+        print(f"  {group:>15}: {int(failing.sum())} of {int((sharp & (tiles.groups == group)).sum())}  "
+              f"{dict(Counter(named[failing].tolist()))}")
+    print("\nFlagged share per family and kind (slideiqa's code) or library (other code), all groups:")
+    for family in CLASSES[1:]:
+        chosen = tiles.families == family
+        for maker in sorted(set(tiles.kinds[chosen & (tiles.makers == "slideiqa")]) | set(tiles.makers[chosen]) - {"slideiqa"}):
+            rows = chosen & ((tiles.kinds == maker) & (tiles.makers == "slideiqa") | (tiles.makers == maker))
+            print(f"  {family:>9} {maker:>32}: {float((good[rows] < THRESHOLD).mean()):.2f} of {int(rows.sum())}")
+    exposure = tiles.families == "exposure"
+    chosen = sharp | exposure
+    print("\nExposure errors against sharp tiles, AUC of physical measurements (1 = perfect, 0.5 = chance):")
+    for name, values in physical_exposure_measures(tiles.images[chosen]).items():
+        auc = roc_auc_score(exposure[chosen], values)
+        print(f"  {name:>14}: {max(auc, 1 - auc):.3f}")
+    print(f"  {'the model':>14}: {roc_auc_score(exposure[chosen], -good[chosen]):.3f}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
