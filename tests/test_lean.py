@@ -54,7 +54,7 @@ def test_shipped_graph_must_match_its_card(tmp_path):
         Predictor(stem)
 
 
-def test_a_checkpoint_without_a_graph_is_exported_once(tmp_path):
+def test_a_checkpoint_without_a_graph_is_exported_and_agrees_with_the_shipped_one(tmp_path):
     stem = tmp_path / "model"
     for suffix in (".json", ".safetensors"):
         shutil.copy(resolve_model("default").with_suffix(suffix), stem.with_suffix(suffix))

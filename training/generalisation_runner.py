@@ -21,7 +21,8 @@ from slideiqa.models.export import write_graph
 
 from .catalogue import SourceGroup
 from .generalisation import (
-    CLASSES, FLOORS, CropPlan, GroupMeasurement, TileSet, build_tile_sets, fit, load_tile_set, measure, meets_targets,
+    CLASSES, COPIES, FLOORS, GOOD_LOOKS, TRAIN_FLOOR_SHARE, CropPlan, GroupMeasurement, TileSet, build_tile_sets,
+    fit, load_tile_set, measure, meets_targets,
     predict_tiles, save_tile_set,
 )
 from .trainer import TrainConfig
@@ -100,8 +101,9 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
         training_data={
             "groups": {g.name: {"modality": g.modality, "origin": g.origin, "licence": g.licence} for g in groups},
             "tiles": len(train), "references_per_group": plan.train_references, "best_epoch": result.best_epoch,
-            "recipe": "training/generalisation.py (good looks from appearance.py, every kind of every family, "
-                      f"severity from {FLOORS} × 0.8 up to 1, good weighted as all defects together)",
+            "recipe": {"good_looks": GOOD_LOOKS, "copies": COPIES, "severity_floors": FLOORS,
+                       "train_from_share_of_floor": TRAIN_FLOOR_SHARE, "kinds": "every kind, drawn uniformly",
+                       "loss": "good weighted as all defects together"},
             "command": " ".join(["slideiqa-train", *sys.argv[1:]]),
         },
         metrics={"leave_one_source_out": loso, "severity_floors": FLOORS},
