@@ -42,15 +42,13 @@ def describe_tile(viewer: Any, map_path: str, world_yx: tuple[float, float], til
     if not (0 <= row < score.shape[0] and 0 <= col < score.shape[1]):
         return ""
     value = float(score[row, col])
-    if math.isnan(value):
-        return f"tile ({row}, {col}): background"
-    text = f"tile ({row}, {col}): score {value:.2f}"
+    names = {}
     if label is not None and label_layer is not None:
-        classes = list(label_layer.features["class"])
-        index = int(label[row, col])
-        if 0 < index < len(classes):
-            text += f", {classes[index]}"
-    return text
+        names = dict(zip(label_layer.features["index"], label_layer.features["class"]))
+    name = names.get(int(label[row, col])) if names else None
+    if math.isnan(value):
+        return f"tile ({row}, {col}): {'unreadable' if name == 'unreadable' else 'background'}"
+    return f"tile ({row}, {col}): score {value:.2f}" + (f", {name}" if name else "")
 
 
 def _with_tile(layer: Any, viewer_ref: weakref.ref[Any], map_path: str, tile_um: float) -> None:

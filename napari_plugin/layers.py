@@ -21,7 +21,7 @@ import numpy as np
 
 from slideiqa.report import DEFAULT_THRESHOLD
 from slideiqa.slide import Slide
-from slideiqa.store import BACKGROUND, QualityMap, class_colour
+from slideiqa.store import QualityMap, label_entries
 
 from .pyramid import slide_pyramid
 
@@ -76,18 +76,17 @@ def _grid_placement(tile_um: float, subdivision: int = 1) -> dict[str, Any]:
 
 
 def label_colormap(classes: list[str]) -> Any:
-    """One colour per class (those of the map's NGFF image-label), background transparent."""
+    """One colour per label value (those of the map's NGFF image-label), background transparent."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    colours: dict[int | None, np.ndarray] = {None: np.zeros(4), BACKGROUND: np.zeros(4)}
-    for index, name in enumerate(classes):
-        colours[index + 1] = np.asarray(class_colour(name, index), float) / 255
+    colours: dict[int | None, np.ndarray] = {None: np.zeros(4)}
+    colours |= {value: np.asarray(rgba, float) / 255 for value, _, rgba in label_entries(classes)}
     return DirectLabelColormap(color_dict=colours)
 
 
 def legend(classes: list[str]) -> list[tuple[str, tuple[int, int, int]]]:
     """(class name, RGB) of each label value after background, as the label layer draws them."""
-    return [(name, tuple(class_colour(name, index)[:3])) for index, name in enumerate(classes)]
+    return [(name, tuple(rgba[:3])) for _, name, rgba in label_entries(classes)[1:]]
 
 
 def below_threshold(score: np.ndarray, threshold: float, subdivision: int = HIGHLIGHT_SUBDIVISION) -> np.ndarray:
@@ -135,7 +134,8 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
     }, "image")
     label_layer = (label, {
         "name": f"{stem} class", "colormap": label_colormap(classes), "opacity": LABEL_OPACITY, "visible": False,
-        "features": {"index": list(range(len(classes) + 1)), "class": ["background", *classes]},
+        "features": {"index": [value for value, _, _ in label_entries(classes)],
+                     "class": [name for _, name, _ in label_entries(classes)]},
         "metadata": tag(ROLE_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
     }, "labels")
     return [score_layer, label_layer, highlight_layer(score, threshold, quality.tile_um, quality.path, slide_path)]

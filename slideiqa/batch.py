@@ -102,6 +102,7 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
     summary = result.summary
     status = STATUS_SKIPPED if result.skipped else STATUS_RESUMED if result.resumed_blocks else STATUS_MAPPED
     return SlideRecord(str(job.path), str(target), status, tissue_tiles=summary["tissue_tiles"],
+                       unreadable_tiles=summary.get("unreadable_tiles", 0),
                        mean_score=summary["mean_score"], share_below_threshold=summary["share_below_threshold"],
                        share_per_class=summary["share_per_class"], verdict=summary["verdict"],
                        runtime_s=time.perf_counter() - started)

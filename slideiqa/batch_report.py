@@ -37,6 +37,7 @@ class SlideRecord:
     map: str
     status: str
     tissue_tiles: int | None = None
+    unreadable_tiles: int | None = None
     mean_score: float | None = None
     share_below_threshold: float | None = None
     share_per_class: dict[str, float] = field(default_factory=dict)
@@ -73,7 +74,7 @@ def write_reports(records: list[SlideRecord], out: Path, header: dict[str, Any])
 
 def _csv(records: list[SlideRecord]) -> str:
     classes = sorted({name for record in records for name in record.share_per_class})
-    columns = ["slide", "map", "status", "tissue_tiles", "mean_score", "share_below_threshold",
+    columns = ["slide", "map", "status", "tissue_tiles", "unreadable_tiles", "mean_score", "share_below_threshold",
                *(f"share_{name}" for name in classes), "verdict", "runtime_s", "error"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
@@ -117,7 +118,7 @@ def _card(record: SlideRecord) -> str:
     badge = "failed" if record.failed else (record.verdict or "?")
     rows = [("status", record.status), ("tissue tiles", record.tissue_tiles if record.tissue_tiles is not None else "–"),
             ("mean score", _figure(record.mean_score)),
-            ("below threshold", _figure(record.share_below_threshold, as_share=True))]
+            ("below threshold or unreadable", _figure(record.share_below_threshold, as_share=True))]
     rows += [(f"· {k}", _figure(v, as_share=True)) for k, v in record.share_per_class.items()]
     rows += [("runtime", f"{record.runtime_s:.1f} s" if record.runtime_s is not None else "–")]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)

@@ -133,13 +133,17 @@ def map_command(
     table = Table("", "", title=f"{result.path}" + (" (already complete)" if result.skipped else ""))
     table.add_row("verdict", f"[bold]{summary['verdict']}[/] ({summary['verdict_rule']})")
     table.add_row("tissue tiles", str(summary["tissue_tiles"]))
-    table.add_row("mean score", f"{summary['mean_score']:.3f}")
-    table.add_row("below threshold", f"{summary['share_below_threshold']:.1%}")
+    table.add_row("mean score", "–" if summary["mean_score"] is None else f"{summary['mean_score']:.3f}")
+    table.add_row("below threshold" + (" or unreadable" if summary.get("unreadable_tiles") else ""),
+                  f"{summary['share_below_threshold']:.1%}")
     for name, share in summary["share_per_class"].items():
-        table.add_row(f"  {name}", f"{share:.1%}")
+        if share or name != "unreadable":
+            table.add_row(f"  {name}", f"{share:.1%}")
     if summary.get("tiles_per_s"):
         table.add_row("speed", f"{summary['tiles_per_s']:.0f} tiles/s, {summary['runtime_s']:.1f} s in all")
     console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 @app.command()
@@ -177,9 +181,11 @@ def batch(
         console.print(f"{len(jobs)} slides → {out}" + (f"; Dask dashboard: {dashboard}" if dashboard else ""))
 
     def finished(record) -> None:
+        mean = "–" if record.mean_score is None else f"{record.mean_score:.3f}"
+        unreadable = f", {record.unreadable_tiles} unreadable" if record.unreadable_tiles else ""
         figures = record.error if record.failed else (
-            f"{record.verdict}, mean score {record.mean_score:.3f}, {record.share_below_threshold:.0%} below "
-            f"{threshold}, {record.tissue_tiles} tissue tiles")
+            f"{record.verdict}, mean score {mean}, {record.share_below_threshold:.0%} below "
+            f"{threshold}, {record.tissue_tiles} tissue tiles{unreadable}")
         console.print(f"[{'red' if record.failed else 'green'}]{record.status:>8}[/] {record.slide}: {figures}",
                       highlight=False)
 

@@ -33,10 +33,10 @@ from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
 from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, low_quality_regions, overview_image, summarize
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .store import (STATUS_COMPLETE, MapError, MapLayout, QualityMap, blocks_done, class_colour, create_map,
-                    is_quality_map, open_map, update_attributes, write_block)
+from .store import (STATUS_COMPLETE, UNREADABLE, MapError, MapLayout, QualityMap, blocks_done, create_map,
+                    is_quality_map, label_entries, open_map, update_attributes, write_block)
 from .tissue import tissue_mask
-from .worker import BlockTask, assess_block, worker_threads
+from .worker import BlockResult, BlockTask, assess_block, worker_threads
 
 DEFAULT_MIN_TISSUE = 0.25
 DEFAULT_BLOCK = 16
@@ -47,6 +47,8 @@ COARSEST_RATIO = 1.05
 #: How long to wait for a ``--scheduler`` before giving up with a one-line error.
 SCHEDULER_TIMEOUT_S = 10
 OVERVIEW_SIDE = 1200
+#: Unreadable tiles whose error is kept in the map's attributes (all are counted in the summary).
+UNREADABLE_RECORDED = 100
 
 Progress = Callable[[int, int], None]
 
@@ -78,6 +80,16 @@ class MapResult:
     skipped: bool = False
     timing: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What a person must know beyond the figures: tissue the file could not give."""
+        count = self.summary.get("unreadable_tiles") or 0
+        if not count:
+            return []
+        first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
+        return [f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are labelled "
+                f"unreadable in the map and count against the verdict. First: {first}"]
+
 
 def default_output(slide_path: Path) -> Path:
     return slide_path.with_name(slide_path.stem + ".quality.zarr")
@@ -94,11 +106,21 @@ def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
 
 
 def tissue_map(slide: Slide, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
-    """(thumbnail, per-tile tissue fraction). The thumbnail is sized so every tile spans several mask pixels."""
+    """(thumbnail, per-tile tissue fraction). The thumbnail is sized so every tile spans several mask
+    pixels. Where the thumbnail could not be decoded, whether there is tissue is unknown: those
+    tiles get fraction 1, so that they are read (and found unreadable, or assessed) instead of
+    silently taken for glass."""
     rows, cols = grid.shape
     side = int(min(MAX_MASK_SIDE, max(256, MASK_PIXELS_PER_TILE * max(rows, cols))))
-    thumbnail = slide.thumbnail(side)
-    return thumbnail, tile_fractions(tissue_mask(thumbnail), grid)
+    gaps: list[tuple[int, int, int, int]] = []
+    thumbnail = slide.thumbnail(side, gaps=gaps)
+    fractions = tile_fractions(tissue_mask(thumbnail), grid)
+    if gaps:
+        unknown = np.zeros(thumbnail.shape[:2], bool)
+        for x0, y0, x1, y1 in gaps:
+            unknown[y0:y1, x0:x1] = True
+        fractions[tile_fractions(unknown, grid) > 0] = 1.0
+    return thumbnail, fractions
 
 
 def start_client(workers: int | None, scheduler: str | None):
@@ -323,6 +345,21 @@ class BlockRun:
     finished: int
     total: int
 
+    def _write(self, result: BlockResult, br: int, bc: int, rows: slice, cols: slice) -> None:
+        """The block's arrays, and its unreadable tiles' errors (before the block counts as done, so a
+        resumed map still knows them)."""
+        unreadable = np.zeros((rows.stop - rows.start, cols.stop - cols.start), bool)
+        for tile in result.unreadable:
+            unreadable[tile.row - rows.start, tile.col - cols.start] = True
+        if result.unreadable:
+            recorded = list(self.root.attrs["slideiqa"].get("unreadable", []))
+            room = UNREADABLE_RECORDED - len(recorded)
+            if room > 0:
+                recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
+                update_attributes(self.root, unreadable=recorded)
+        write_block(self.root, self.layout, br, bc, result.probabilities, self.tissue[rows, cols], self.good_index,
+                    unreadable)
+
     def execute(self, client, tasks: list[tuple[BlockTask, int, int, slice, slice]], threads: int | None) -> None:
         from dataclasses import replace
 
@@ -337,11 +374,11 @@ class BlockRun:
             for future in as_completed(futures):
                 br, bc, rows, cols = futures[future]
                 try:
-                    probabilities = future.result()
+                        result: BlockResult = future.result()
                 except SlideError as error:
                     update_attributes(self.root, status="failed", error=str(error))
                     raise
-                write_block(self.root, self.layout, br, bc, probabilities, self.tissue[rows, cols], self.good_index)
+                self._write(result, br, bc, rows, cols)
                 self.finished += int(self.to_assess[rows, cols].sum())
                 if self.progress:
                     self.progress(self.finished, self.total)
@@ -358,10 +395,13 @@ class BlockRun:
 def _write_reports(out: Path, thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, classes: list[str],
                    grid: TileGrid, threshold: float, summary: dict[str, Any]) -> None:
     step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
-    title = f"{Path(summary['slide']).name}: {summary['verdict']} — mean score {summary['mean_score']:.2f}, " \
-            f"{summary['share_below_threshold']:.0%} of tissue below {threshold}"
-    overview_image(thumbnail, score, step_thumbnail, threshold, title).save(out / "overview.png")
-    colours = {name: class_colour(name, i) for i, name in enumerate(classes)}
+    mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
+    title = f"{Path(summary['slide']).name}: {summary['verdict']} — mean score {mean}, " \
+            f"{summary['share_below_threshold']:.0%} of tissue below {threshold}" + \
+            (f" or unreadable ({summary['unreadable_tiles']} tiles)" if summary.get("unreadable_tiles") else "")
+    overview_image(thumbnail, score, step_thumbnail, threshold, title, unreadable=label == UNREADABLE
+                   ).save(out / "overview.png")
+    colours = {name: rgba for _, name, rgba in label_entries(classes)}
     regions = low_quality_regions(score, label, classes, threshold, grid.step, colours)
     (out / "regions.geojson").write_text(json.dumps(regions) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,8 +1,9 @@
 """What a finished map tells a person: summary figures, an overview picture, low-quality regions.
 
 Verdict rule (documented in the README): a slide **passes** when at most ``max_bad_share`` (default
-10 %) of its assessed tissue tiles score below ``threshold`` (default 0.5, i.e. the model thinks a
-defect is more likely than not).
+10 %) of its tissue tiles score below ``threshold`` (default 0.5, i.e. the model thinks a defect is
+more likely than not) or are unreadable (tissue the file cannot give is tissue a pathologist cannot
+see: it needs a rescan as much as a blurred one).
 """
 
 from __future__ import annotations
@@ -13,33 +14,41 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .store import UNREADABLE, UNREADABLE_CLASS
+
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MAX_BAD_SHARE = 0.10
 
 
 def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
               max_bad_share: float) -> dict[str, Any]:
-    """Figures over assessed (tissue) tiles: per-class shares, mean score, share below threshold, verdict."""
+    """Figures over tissue tiles (assessed or unreadable): per-class shares (``unreadable`` among
+    them), mean score of the assessed ones, share below threshold or unreadable, verdict."""
     assessed = ~np.isnan(score)
-    tiles = int(assessed.sum())
-    shares = {c: float((label[assessed] == i + 1).mean()) if tiles else 0.0 for i, c in enumerate(classes)}
-    bad_share = float((score[assessed] < threshold).mean()) if tiles else 0.0
+    unreadable = label == UNREADABLE
+    tiles = int(assessed.sum() + unreadable.sum())
+    counts = {c: int((label[assessed] == i + 1).sum()) for i, c in enumerate(classes)}
+    counts[UNREADABLE_CLASS] = int(unreadable.sum())
+    bad_share = (int((score[assessed] < threshold).sum()) + counts[UNREADABLE_CLASS]) / tiles if tiles else 0.0
     return {
         "tissue_tiles": tiles,
+        "unreadable_tiles": counts[UNREADABLE_CLASS],
         "grid_tiles": int(score.size),
-        "share_per_class": shares,
-        "mean_score": float(np.nanmean(score)) if tiles else None,
+        "share_per_class": {c: n / tiles if tiles else 0.0 for c, n in counts.items()},
+        "mean_score": float(np.nanmean(score)) if assessed.any() else None,
         "share_below_threshold": bad_share,
         "threshold": threshold,
         "max_bad_share": max_bad_share,
         "verdict": "pass" if bad_share <= max_bad_share else "fail",
-        "verdict_rule": f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold}",
+        "verdict_rule": f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold} "
+                        "or are unreadable",
     }
 
 
 def overview_image(thumbnail: np.ndarray, score: np.ndarray, tile_step: float, threshold: float,
-                   title: str) -> Image.Image:
-    """The slide thumbnail with tile scores overlaid (red = bad → green = good) and a legend.
+                   title: str, unreadable: np.ndarray | None = None) -> Image.Image:
+    """The slide thumbnail with tile scores overlaid (red = bad → green = good), unreadable tiles in
+    black, and a legend.
 
     ``tile_step`` is a tile's side in thumbnail pixels."""
     # The object-oriented API with an Agg canvas, not pyplot: pyplot's global figure state is not
@@ -55,6 +64,9 @@ def overview_image(thumbnail: np.ndarray, score: np.ndarray, tile_step: float, t
     axis.imshow(thumbnail)
     overlay = axis.imshow(np.ma.masked_invalid(score), cmap="RdYlGn", vmin=0, vmax=1, alpha=0.55,
                           extent=(0, cols * tile_step, rows * tile_step, 0), interpolation="nearest")
+    if unreadable is not None and unreadable.any():
+        axis.imshow(np.ma.masked_where(~unreadable, np.zeros(unreadable.shape)), cmap="gray", vmin=0, vmax=1,
+                    alpha=0.85, extent=(0, cols * tile_step, rows * tile_step, 0), interpolation="nearest")
     axis.set_xlim(0, width)
     axis.set_ylim(height, 0)
     axis.set_axis_off()
@@ -77,19 +89,21 @@ def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str]
 
     features = []
     bad = ~np.isnan(score) & (score < threshold)
-    for index, name in enumerate(classes):
-        components, count = ndimage.label(bad & (label == index + 1))
+    groups = [(name, bad & (label == index + 1)) for index, name in enumerate(classes)]
+    for name, cells in groups + [(UNREADABLE_CLASS, label == UNREADABLE)]:
+        components, count = ndimage.label(cells)
         for component in range(1, count + 1):
             rows, cols = np.nonzero(components == component)
             shape = unary_union([box(c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step)
                                  for r, c in zip(rows, cols)])
-            mean = float(score[rows, cols].mean())
+            mean = float(score[rows, cols].mean()) if name != UNREADABLE_CLASS else None
+            described = "unreadable" if mean is None else f"mean score {mean:.2f}"
             features.append({
                 "type": "Feature",
                 "geometry": mapping(shape),
                 "properties": {
                     "objectType": "annotation",
-                    "name": f"{name} ({len(rows)} tiles, mean score {mean:.2f})",
+                    "name": f"{name} ({len(rows)} tiles, {described})",
                     "classification": {"name": name, "color": colours.get(name, [200, 0, 0, 255])[:3]},
                     "class": name,
                     "tiles": int(len(rows)),

@@ -19,7 +19,7 @@ import hashlib
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -28,11 +28,18 @@ from .errors import SlideIQAError
 
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # plain field images larger than this must be tiled formats
 FIELD_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+#: Side in level pixels below which an undecodable part of a thumbnail is not split further.
+SMALLEST_GAP = 256
 _UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "nm": 1e-3}
 
 
 class SlideError(SlideIQAError):
     """A slide cannot be opened or read; the message names the file and the cause."""
+
+
+class UnreadableRegion(SlideError):
+    """One region of an otherwise readable slide cannot be decoded (a corrupt tile or strip): the
+    rest of the slide can still be read, so a map records the region as unreadable and goes on."""
 
 
 @dataclass
@@ -57,10 +64,12 @@ class Reader(Protocol):
 class Slide:
     """An open slide: levels, pixel size, and region reads in level-0 coordinates."""
 
-    def __init__(self, path: Path, reader: Reader, info: SlideInfo) -> None:
+    def __init__(self, path: Path, reader: Reader, info: SlideInfo,
+                 reopen: Callable[[], Reader] | None = None) -> None:
         self.path = path
         self._reader = reader
         self.info = info
+        self._reopen = reopen
 
     # -- geometry ---------------------------------------------------------------------------------
     @property
@@ -85,39 +94,82 @@ class Slide:
     # -- pixels ---------------------------------------------------------------------------------
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """(height, width, 3) uint8 RGB; ``location`` in level-0 pixels, ``size`` in level pixels.
-        Outside the image is white, as glass."""
+        Outside the image is white, as glass.
+
+        A failed decode is retried once on a freshly opened handle: OpenSlide's errors are sticky
+        (after one corrupt tile every later read on that handle fails, clean ones too), and a slide
+        handle is shared by threads, so a failure may be another thread's corrupt tile. Only a region
+        that fails on a fresh handle too is :class:`UnreadableRegion`; the fresh handle then replaces
+        the shared one (the old one is closed when its last reader lets go of it).
+        """
+        reader = self._reader
         try:
-            return self._reader.read_region(location, level, size)
+            return reader.read_region(location, level, size)
         except SlideError:
             raise
         except Exception as error:  # corrupt tiles surface only when decoded
-            raise SlideError(f"{self.path}: cannot read region {location} at level {level} ({error})") from None
+            if self._reopen is None:
+                raise self._unreadable(location, level, size, error) from None
+        fresh = self._reopen()
+        try:
+            pixels = fresh.read_region(location, level, size)
+        except Exception as error:
+            fresh.close()  # poisoned by this region, and no other thread has seen it
+            raise self._unreadable(location, level, size, error) from None
+        self._reader = fresh
+        return pixels
 
-    def thumbnail(self, max_size: int, block: int = 4096) -> np.ndarray:
+    def _unreadable(self, location: tuple[int, int], level: int, size: tuple[int, int],
+                    error: Exception) -> UnreadableRegion:
+        downsample = self.info.level_downsamples[level]
+        width, height = round(size[0] * downsample), round(size[1] * downsample)
+        return UnreadableRegion(f"{self.path}: cannot decode the region x {location[0]}–{location[0] + width}, "
+                                f"y {location[1]}–{location[1] + height} (level-0 px, read at level {level}): {error}")
+
+    def thumbnail(self, max_size: int, block: int = 4096,
+                  gaps: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
         """The whole slide shrunk to fit ``max_size`` px, from the coarsest sufficient level.
 
         The level is read in ``block``-sized pieces, each shrunk before the next is read, so memory
-        stays bounded even when the slide has no pyramid and the only level is gigapixel-sized.
+        stays bounded even when the slide has no pyramid and the only level is gigapixel-sized. A
+        piece that cannot be decoded is split down to :data:`SMALLEST_GAP` px to keep what can be
+        read; what cannot is left white and, when ``gaps`` is given, appended to it as
+        (x0, y0, x1, y1) thumbnail pixels, so that a caller can tell unknown from glass.
         """
         width, height = self.dimensions
         level = self.best_level_for_downsample(max(max(width, height) / max_size, 1.0))
         level_width, level_height = self.info.level_dimensions[level]
         scale = max(1.0, max(level_width, level_height) / max_size)
         out_width, out_height = max(1, round(level_width / scale)), max(1, round(level_height / scale))
-        thumbnail = np.empty((out_height, out_width, 3), np.uint8)
+        thumbnail = np.full((out_height, out_width, 3), 255, np.uint8)
         downsample = self.info.level_downsamples[level]
+
+        def paint(left: int, top: int, right: int, bottom: int) -> None:
+            y0, y1 = round(top / scale), round(bottom / scale)
+            x0, x1 = round(left / scale), round(right / scale)
+            if y1 <= y0 or x1 <= x0:
+                return
+            try:
+                pixels = self.read_region((int(left * downsample), int(top * downsample)), level,
+                                          (right - left, bottom - top))
+            except UnreadableRegion:
+                if max(right - left, bottom - top) <= SMALLEST_GAP:
+                    if gaps is not None:
+                        gaps.append((x0, y0, x1, y1))
+                    return
+                middle_x, middle_y = (left + right) // 2, (top + bottom) // 2
+                for box in ((left, top, middle_x, middle_y), (middle_x, top, right, middle_y),
+                            (left, middle_y, middle_x, bottom), (middle_x, middle_y, right, bottom)):
+                    if box[2] > box[0] and box[3] > box[1]:
+                        paint(*box)
+                return
+            if (y1 - y0, x1 - x0) != pixels.shape[:2]:
+                pixels = np.asarray(Image.fromarray(pixels).resize((x1 - x0, y1 - y0), Image.Resampling.BOX))
+            thumbnail[y0:y1, x0:x1] = pixels
+
         for top in range(0, level_height, block):
             for left in range(0, level_width, block):
-                bottom, right = min(top + block, level_height), min(left + block, level_width)
-                pixels = self.read_region(
-                    (int(left * downsample), int(top * downsample)), level, (right - left, bottom - top)
-                )
-                y0, y1 = round(top / scale), round(bottom / scale)
-                x0, x1 = round(left / scale), round(right / scale)
-                if y1 > y0 and x1 > x0:
-                    if (y1 - y0, x1 - x0) != pixels.shape[:2]:
-                        pixels = np.asarray(Image.fromarray(pixels).resize((x1 - x0, y1 - y0), Image.Resampling.BOX))
-                    thumbnail[y0:y1, x0:x1] = pixels
+                paint(left, top, min(left + block, level_width), min(top + block, level_height))
         return thumbnail
 
     def close(self) -> None:
@@ -342,14 +394,32 @@ def _open_with_pillow(path: Path) -> Slide:
     return Slide(path, _ArrayReader(pixels), info)
 
 
-def _is_ome_tiff(path: Path) -> bool:
+def _inspect_tiff(path: Path) -> bool:
+    """Whether a file is OME-TIFF; a :class:`SlideError` if it is a TIFF cut short.
+
+    A copy interrupted part-way (the commonest broken slide) keeps its first directories, so it
+    opens and then fails tile after tile; its tile offsets give it away at once: image data that
+    runs past the end of the file. Files tifffile cannot parse are left to the readers."""
+    import logging
+
     import tifffile
 
+    size = path.stat().st_size
+    quiet = logging.getLogger("tifffile")
+    level, quiet.level = quiet.level, logging.CRITICAL  # it logs the broken directory chain itself
     try:
         with tifffile.TiffFile(path) as tiff:
-            return tiff.is_ome
+            ends = [int(np.max(np.add(page.dataoffsets, page.databytecounts, dtype=np.int64)))
+                    for page in tiff.pages if getattr(page, "dataoffsets", None)]
+            is_ome = tiff.is_ome
     except Exception:
         return False
+    finally:
+        quiet.level = level
+    if ends and max(ends) > size:
+        raise SlideError(f"{path}: the file is truncated ({size:,} bytes, but its image data runs to byte "
+                         f"{max(ends):,}); copy it again from its source")
+    return is_ome
 
 
 def open_slide(path: str | Path) -> Slide:
@@ -363,7 +433,7 @@ def open_slide(path: str | Path) -> Slide:
         raise SlideError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() not in FIELD_SUFFIXES:
         # OME-TIFF keeps its pyramid in SubIFDs, which OpenSlide does not see: tifffile reads it whole.
-        readers = (_open_with_tifffile, _open_with_openslide) if _is_ome_tiff(path) else (
+        readers = (_open_with_tifffile, _open_with_openslide) if _inspect_tiff(path) else (
             _open_with_openslide, _open_with_tifffile)
         first_error: SlideError | None = None
         for reader in readers:
@@ -373,6 +443,7 @@ def open_slide(path: str | Path) -> Slide:
                 first_error = first_error or error
                 continue
             if slide is not None:
+                slide._reopen = lambda reader=reader: reader(path)._reader
                 return slide
         if first_error is not None:
             raise first_error

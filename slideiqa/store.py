@@ -6,7 +6,8 @@ Layout of ``<slide>.quality.zarr``::
                      tile grid, settings, status ("running" → "complete"), timing
     score/0          float32 (y, x)      P(good); NaN on background
     probs/0          float32 (c, y, x)   class probabilities; NaN on background
-    label/0          uint8   (y, x)      0 = background, k = class k-1 of the model card + 1
+    label/0          uint8   (y, x)      0 = background, k = class k-1 of the model card + 1,
+                                         255 = unreadable (tissue whose pixels cannot be decoded)
     tissue/0         float32 (y, x)      tissue fraction of each tile
     progress         uint8   (block rows, block cols)   1 = block written completely
 
@@ -41,12 +42,17 @@ ARRAYS = ("score", "probs", "label", "tissue")
 FORMAT = "slideiqa-quality-map"
 STATUS_RUNNING, STATUS_COMPLETE = "running", "complete"
 BACKGROUND = 0
+#: Label of a tissue tile whose pixels the slide file cannot give (a corrupt tile or strip): its
+#: score and probabilities are NaN. Fixed, whatever the number of classes.
+UNREADABLE = 255
+UNREADABLE_CLASS = "unreadable"
 
 #: RGBA of each label value: background transparent, good green, defects warm colours.
 CLASS_COLOURS = {
     "good": [26, 152, 80, 255], "defocus": [215, 48, 39, 255], "motion": [244, 109, 67, 255],
     "noise": [153, 112, 171, 255], "jpeg": [253, 174, 97, 255], "exposure": [69, 117, 180, 255],
     "bad": [215, 48, 39, 255], "fair": [253, 174, 97, 255], "excellent": [0, 104, 55, 255],
+    UNREADABLE_CLASS: [0, 0, 0, 255],
 }
 FALLBACK_COLOURS = [[102, 102, 102, 255], [166, 86, 40, 255], [247, 129, 191, 255], [77, 175, 74, 255]]
 
@@ -57,6 +63,14 @@ class MapError(SlideIQAError):
 
 def class_colour(name: str, index: int) -> list[int]:
     return CLASS_COLOURS.get(name, FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)])
+
+
+def label_entries(classes: list[str]) -> list[tuple[int, str, list[int]]]:
+    """(label value, class name, RGBA) of every value a map's ``label`` array can hold: background,
+    the model's classes, unreadable. The one place that says what a label value means."""
+    return ([(BACKGROUND, "background", [0, 0, 0, 0])]
+            + [(i + 1, name, class_colour(name, i)) for i, name in enumerate(classes)]
+            + [(UNREADABLE, UNREADABLE_CLASS, class_colour(UNREADABLE_CLASS, 0))])
 
 
 def _ngff_image(name: str, axes: list[str], scale_um: float, translation_um: float) -> dict[str, Any]:
@@ -178,23 +192,26 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
         group.attrs["ome"] = _ngff_image(name, axes, layout.tile_um, translation)
         chunks = (len(layout.classes), *chunks2d) if name == "probs" else chunks2d
         group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=axes)
+    entries = label_entries(layout.classes)
     root["label"].attrs["ome"] = root["label"].attrs["ome"] | {"image-label": {
         "version": NGFF_VERSION,
-        "colors": [{"label-value": BACKGROUND, "rgba": [0, 0, 0, 0]}]
-        + [{"label-value": i + 1, "rgba": class_colour(c, i)} for i, c in enumerate(layout.classes)],
-        "properties": [{"label-value": BACKGROUND, "class": "background"}]
-        + [{"label-value": i + 1, "class": c} for i, c in enumerate(layout.classes)],
+        "colors": [{"label-value": value, "rgba": rgba} for value, _, rgba in entries],
+        "properties": [{"label-value": value, "class": name} for value, name, _ in entries],
     }}
     root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
     root.attrs["slideiqa"] = {"format": FORMAT, "status": STATUS_RUNNING, **attributes}
 
 
 def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
-                probabilities: np.ndarray, tissue: np.ndarray, good_index: int) -> None:
-    """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue."""
+                probabilities: np.ndarray, tissue: np.ndarray, good_index: int,
+                unreadable: np.ndarray | None = None) -> None:
+    """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue;
+    ``unreadable`` (h, w) marks tiles whose pixels could not be decoded."""
     rows, cols = layout.block_slices(block_row, block_col)
     assessed = ~np.isnan(probabilities[0])
     label = np.where(assessed, np.nan_to_num(probabilities).argmax(axis=0) + 1, BACKGROUND).astype(np.uint8)
+    if unreadable is not None:
+        label[unreadable] = UNREADABLE
     root["probs/0"][:, rows, cols] = probabilities
     root["score/0"][rows, cols] = probabilities[good_index]
     root["label/0"][rows, cols] = label

@@ -3,7 +3,7 @@
 Task functions live here, in an importable module, so that every worker process keeps its slide
 handles and its loaded model between tasks (the caches below). A task receives only small things —
 paths, the grid, the block index and the block's tissue fractions — and returns the block's class
-probabilities: never a pickled slide handle or model.
+probabilities and the tiles it could not decode: never a pickled slide handle or model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from .grid import TileGrid, read_plan, read_tile
 from .inference import Predictor
-from .slide import Slide, open_slide
+from .slide import Slide, UnreadableRegion, open_slide
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,23 @@ class BlockTask:
     col_slice: tuple[int, int]
     batch_size: int
     threads: int | None = None
+
+
+@dataclass(frozen=True)
+class UnreadableTile:
+    """A tile whose pixels cannot be decoded (a corrupt tile or strip in the file), by grid cell."""
+
+    row: int
+    col: int
+    error: str
+
+
+@dataclass
+class BlockResult:
+    """(classes, rows, cols) probabilities, NaN where nothing was assessed, and the unreadable tiles."""
+
+    probabilities: np.ndarray
+    unreadable: list[UnreadableTile]
 
 
 _cache_lock = threading.Lock()
@@ -69,24 +86,32 @@ def cached_predictor(model: str, device: str, threads: int | None) -> Predictor:
         return _load_predictor(_file_identity(model), device, threads)
 
 
-def assess_block(task: BlockTask, assess: np.ndarray) -> np.ndarray:
-    """(classes, rows, cols) probabilities of a block; NaN where ``assess`` is False (background).
+def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
+    """Probabilities of a block's tiles where ``assess`` is True, and the tiles that cannot be read.
 
-    Tiles are read and classified ``batch_size`` at a time, so memory holds one batch of pixels.
+    Tiles are read and classified ``batch_size`` at a time, so memory holds one batch of pixels. A
+    tile that cannot be decoded is recorded and skipped, so one corrupt tile costs that tile only.
     """
     slide = cached_slide(task.slide_path)
     predictor = cached_predictor(task.model, task.device, task.threads)
     plan = read_plan(slide, task.grid)
     (r0, r1), (c0, c1) = task.row_slice, task.col_slice
-    probabilities = np.full((len(predictor.classes), r1 - r0, c1 - c0), np.nan, np.float32)
+    result = BlockResult(np.full((len(predictor.classes), r1 - r0, c1 - c0), np.nan, np.float32), [])
     cells = [(r, c) for r in range(r1 - r0) for c in range(c1 - c0) if assess[r, c]]
     for start in range(0, len(cells), task.batch_size):
-        batch = cells[start : start + task.batch_size]
-        tiles = np.stack([read_tile(slide, task.grid, plan, r0 + r, c0 + c) for r, c in batch])
-        predicted = predictor.predict(tiles)
-        for (r, c), p in zip(batch, predicted):
-            probabilities[:, r, c] = p
-    return probabilities
+        batch, tiles = [], []
+        for r, c in cells[start : start + task.batch_size]:
+            try:
+                tiles.append(read_tile(slide, task.grid, plan, r0 + r, c0 + c))
+            except UnreadableRegion as error:
+                result.unreadable.append(UnreadableTile(r0 + r, c0 + c, str(error)))
+                continue
+            batch.append((r, c))
+        if not batch:
+            continue
+        for (r, c), p in zip(batch, predictor.predict(np.stack(tiles))):
+            result.probabilities[:, r, c] = p
+    return result
 
 
 def worker_threads(workers: int) -> int:

@@ -30,6 +30,32 @@ def tissue_crop(tumour_field: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(tumour_field[300:524, 300:524])
 
 
+#: Defocused and noisy rectangles of the phantom slide, in tile units (row0, col0, row1, col1) on its 8×8 grid.
+DEFOCUS_BOX, NOISE_BOX = (1, 1, 4, 4), (5, 4, 8, 7)
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory) -> Path:
+    """An 8×8-tile slide of real tissue (224 px tiles at 0.5 µm/px) with a defocused and a noisy rectangle."""
+    from slides import phantom_slide
+
+    from slideiqa.slide import open_slide
+
+    tumour = np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
+    with open_slide(CMU_SLIDE) as cmu:
+        region = cmu.read_region((650, 250), 0, (896, 1792))
+    path = tmp_path_factory.mktemp("phantom") / "phantom.tif"
+    return phantom_slide(path, tumour, region, 224, DEFOCUS_BOX, NOISE_BOX)
+
+
+@pytest.fixture(scope="session")
+def phantom_map(phantom, tmp_path_factory):
+    """The phantom's map through the Python API (blocks of 4 × 4 tiles)."""
+    from slideiqa import map_slide
+
+    return map_slide(phantom, tmp_path_factory.mktemp("maps") / "phantom.quality.zarr", block=4)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Exported ONNX graphs go to a per-session temporary cache, never the user's home."""

@@ -46,6 +46,29 @@ def truncated_copy(source: Path, destination: Path, fraction: float) -> Path:
     return destination
 
 
+def with_garbage_tile(source: Path, destination: Path, tile_index: int, page: int = 0) -> tuple[int, int, int, int]:
+    """A copy of a tiled TIFF whose compressed bytes of one tile are replaced by random bytes, as a
+    failing disk or a broken transfer leaves them; returns that tile's box (x0, y0, x1, y1) in the
+    page's pixels."""
+    with tifffile.TiffFile(source) as tiff:
+        tiles = tiff.pages[page]
+        offset, count = int(tiles.dataoffsets[tile_index]), int(tiles.databytecounts[tile_index])
+        per_row = -(-tiles.imagewidth // tiles.tilewidth)
+        row, col = divmod(tile_index, per_row)
+        box = (col * tiles.tilewidth, row * tiles.tilelength, (col + 1) * tiles.tilewidth, (row + 1) * tiles.tilelength)
+    data = bytearray(source.read_bytes())
+    data[offset : offset + count] = np.random.default_rng(tile_index).integers(0, 256, count, dtype=np.uint8).tobytes()
+    destination.write_bytes(bytes(data))
+    return box
+
+
+def tiles_over(box: tuple[int, int, int, int], step: float, shape: tuple[int, int]) -> np.ndarray:
+    """Grid cells (of ``step`` level-0 px, ``shape`` rows × columns) whose footprint overlaps ``box``."""
+    rows, cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    x0, y0 = np.round(cols * step), np.round(rows * step)
+    return (x0 < box[2]) & (x0 + step > box[0]) & (y0 < box[3]) & (y0 + step > box[1])
+
+
 def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: int,
                   defocus_box: tuple[int, int, int, int], noise_box: tuple[int, int, int, int],
                   mpp: float = 0.5) -> Path:

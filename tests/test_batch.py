@@ -19,10 +19,10 @@ from slideiqa.batch import MapOptions, run_batch
 from slideiqa.batch_report import SlideRecord, write_reports
 from slideiqa.discovery import DiscoveryError, discover_slides
 from slideiqa.slide import open_slide
-from slideiqa.store import open_map
+from slideiqa.store import UNREADABLE, open_map
 
 from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
-from slides import mosaic_slide, truncated_copy
+from slides import mosaic_slide, truncated_copy, with_garbage_tile
 
 ARRAYS = ("score", "probs", "label", "tissue")
 TILE = 224
@@ -40,15 +40,16 @@ def sources():
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory, sources):
     """A folder tree as a lab has it: real slides, synthetic slides of real pixels (one failing the
-    quality rule), a duplicate file name in two sub-folders, a slide without extension, a truncated
-    slide, a text file posing as a TIFF, and a file that is no slide at all."""
+    quality rule), a duplicate file name in two sub-folders, a slide without extension and with one
+    corrupt tile, a truncated slide, a text file posing as a TIFF, and a file that is no slide at all."""
     root = tmp_path_factory.mktemp("tree") / COHORT
     for folder in ("run1", "run2", "run2/deeper"):
         (root / folder).mkdir(parents=True)
     (root / "run1" / "cmu.svs").write_bytes(CMU_SLIDE.read_bytes())
     mosaic_slide(root / "run1" / "case.tif", sources, 10, TILE, seed=1)
     mosaic_slide(root / "run2" / "case.tif", sources, 10, TILE, seed=2, defocus_share=0.5)  # same name, fails
-    mosaic_slide(root / "run2" / "deeper" / "scan_without_extension", sources, 8, TILE, seed=3)
+    scan = mosaic_slide(root / "run2" / "deeper" / "scan_without_extension", sources, 8, TILE, seed=3)
+    with_garbage_tile(scan, scan, tile_index=10)
     truncated_copy(root / "run1" / "case.tif", root / "run2" / "truncated.tif", 0.4)
     (root / "run2" / "fake.tif").write_text("not a slide, whatever the name says\n")
     (root / "run1" / "notes.txt").write_text("scanner log\n")
@@ -115,7 +116,10 @@ def test_batch_maps_every_good_slide_and_reports_the_broken_ones(batch, cohort):
         record = records[relative]
         assert record.status == "mapped" and record.error is None, (relative, record.error)
         assert Path(record.map) == batch.out / map_name and open_map(record.map).complete
-        assert record.tissue_tiles == int(np.sum(~np.isnan(open_map(record.map).array("score"))))
+        quality = open_map(record.map)
+        unreadable = int(np.sum(quality.array("label") == UNREADABLE))
+        assert record.unreadable_tiles == unreadable and (unreadable > 0) == ("scan_without" in relative)
+        assert record.tissue_tiles == int(np.sum(~np.isnan(quality.array("score")))) + unreadable
     for relative, name in BROKEN.items():
         record = records[relative]
         assert record.status == "failed" and name in record.error
@@ -141,7 +145,8 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
     lines = (batch.out / "report.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert len(lines) == 1 + len(GOOD) + len(BROKEN)
-    for column in ("slide", "status", "tissue_tiles", "mean_score", "share_defocus", "verdict", "runtime_s", "error"):
+    for column in ("slide", "status", "tissue_tiles", "unreadable_tiles", "mean_score", "share_defocus", "share_unreadable",
+                   "verdict", "runtime_s", "error"):
         assert column in header
     page = (batch.out / "report.html").read_text()
     assert page.count('<section class="card') == len(GOOD) + len(BROKEN)

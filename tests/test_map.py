@@ -16,27 +16,10 @@ from slideiqa import map_slide, open_map
 from slideiqa.slide import file_checksum, open_slide
 from slideiqa.store import MapError, is_quality_map
 
-from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
-from slides import phantom_slide, truncated_copy
+from conftest import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
+from slides import truncated_copy
 
-DEFOCUS_BOX, NOISE_BOX = (1, 1, 4, 4), (5, 4, 8, 7)  # tile units (row0, col0, row1, col1) on an 8×8 grid
 ARRAYS = ("score", "probs", "label", "tissue")
-
-
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    tumour = np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
-    with open_slide(CMU_SLIDE) as cmu:
-        region = cmu.read_region((650, 250), 0, (896, 1792))
-    path = tmp_path_factory.mktemp("phantom") / "phantom.tif"
-    return phantom_slide(path, tumour, region, 224, DEFOCUS_BOX, NOISE_BOX)
-
-
-@pytest.fixture(scope="module")
-def phantom_map(phantom, tmp_path_factory):
-    out = tmp_path_factory.mktemp("maps") / "phantom.quality.zarr"
-    result = map_slide(phantom, out, block=4)
-    return result
 
 
 def _box_mask(shape, box):
@@ -205,7 +188,7 @@ def test_cli_maps_the_sample_slide(tmp_path):
 
 @pytest.mark.parametrize("make, cause", [
     (lambda d: d / "missing.svs", "no such file"),
-    (lambda d: FIXTURES / "unreadable.svs", "cannot read region"),
+    (lambda d: FIXTURES / "unreadable.svs", "cannot decode the region"),
     (lambda d: FIXTURES / "unopenable.tiff", "Unsupported TIFF compression"),
     (lambda d: (d / "zero.svs").write_bytes(b"") or d / "zero.svs", "empty file"),
     (lambda d: (d / "notes.txt").write_text("not a slide") and d / "notes.txt", "not a slide or image"),
@@ -223,7 +206,7 @@ def test_truncated_slide_fails_and_leaves_no_complete_looking_map(tmp_path, phan
     cut = truncated_copy(phantom, tmp_path / "cut.tif", 0.5)
     out = tmp_path / "cut.quality.zarr"
     result = _cli("map", cut, "-o", out)
-    _one_error_line(result, "cut.tif")
+    _one_error_line(result, "cut.tif", "the file is truncated", "copy it again")
     assert not (out / "summary.json").exists()
     if out.exists():
         assert not open_map(out).complete

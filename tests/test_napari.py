@@ -17,7 +17,7 @@ import zarr
 from PIL import Image
 
 from slideiqa.slide import open_slide
-from slideiqa.store import STATUS_COMPLETE, blocks_done, open_map
+from slideiqa.store import STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
 
 from conftest import CMU_SLIDE, FIXTURES
 from slides import truncated_copy, write_pyramidal_tiff
@@ -142,7 +142,9 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
         expected = np.asarray(zarr.open_group(str(sample_map))["label"].attrs["ome"]["image-label"]["colors"][index + 1]["rgba"]) / 255
         np.testing.assert_allclose(label.colormap.map(np.array([index + 1]))[0], expected, atol=1e-6)
     assert label.colormap.map(np.array([0]))[0][3] == 0  # background transparent
-    assert list(label.features["class"]) == ["background", *classes]
+    assert tuple(label.colormap.map(np.array([UNREADABLE]))[0]) == (0, 0, 0, 1)  # unreadable tissue black
+    assert list(label.features["class"]) == ["background", *classes, "unreadable"]
+    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), UNREADABLE]
 
 
 def test_hovering_a_tile_shows_its_score_and_class(viewer, sample_map):

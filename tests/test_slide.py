@@ -61,7 +61,7 @@ def test_plain_field_image_is_a_one_level_slide():
 
 @pytest.mark.parametrize("name, cause", [
     ("unopenable.tiff", "Unsupported TIFF compression"),
-    ("unreadable.svs", "cannot read region"),
+    ("unreadable.svs", "cannot decode the region"),
 ])
 def test_broken_fixtures(name, cause):
     with pytest.raises(SlideError, match=cause) as error:
