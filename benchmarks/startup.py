@@ -27,7 +27,8 @@ import json, resource, subprocess, sys, time
 started = time.perf_counter()
 done = subprocess.run(sys.argv[1:], capture_output=True)
 print(json.dumps({"wall": time.perf_counter() - started, "rc": done.returncode,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+                  "rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "stderr": done.stderr.decode(errors="replace")[-400:]}))
 """
 
 

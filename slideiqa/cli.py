@@ -128,7 +128,8 @@ def map_command(
 
         result = map_slide(slide, out, model=model, mpp=mpp, batch_size=batch_size, workers=workers,
                            scheduler=scheduler, device=device, threshold=threshold, max_bad_share=max_bad_share,
-                           overwrite=overwrite, use_tissue_mask=not no_tissue_mask, progress=update)
+                           overwrite=overwrite, use_tissue_mask=not no_tissue_mask, progress=update,
+                           notice=lambda message: bar.console.print(f"[yellow]note:[/] {message}", highlight=False))
     summary = result.summary
     table = Table("", "", title=f"{result.path}" + (" (already complete)" if result.skipped else ""))
     table.add_row("verdict", f"[bold]{summary['verdict']}[/] ({summary['verdict_rule']})")

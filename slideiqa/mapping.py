@@ -47,10 +47,15 @@ COARSEST_RATIO = 1.05
 #: How long to wait for a ``--scheduler`` before giving up with a one-line error.
 SCHEDULER_TIMEOUT_S = 10
 OVERVIEW_SIDE = 1200
+#: A tissue thumbnail that needs more level pixels than this decoded (a slide without a usable
+#: pyramid) is announced with an estimate of how long it takes.
+SLOW_THUMBNAIL_PIXELS = 400_000_000
 #: Unreadable tiles whose error is kept in the map's attributes (all are counted in the summary).
 UNREADABLE_RECORDED = 100
 
 Progress = Callable[[int, int], None]
+Notice = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 class MapCancelled(SlideIQAError):
@@ -105,15 +110,16 @@ def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
     return slide.mpp
 
 
-def tissue_map(slide: Slide, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
+def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(thumbnail, per-tile tissue fraction). The thumbnail is sized so every tile spans several mask
     pixels. Where the thumbnail could not be decoded, whether there is tissue is unknown: those
     tiles get fraction 1, so that they are read (and found unreadable, or assessed) instead of
-    silently taken for glass."""
+    silently taken for glass. A slide without a pyramid level near the thumbnail's size must be
+    decoded whole for it; ``notice`` is then told how long that will take."""
     rows, cols = grid.shape
     side = int(min(MAX_MASK_SIDE, max(256, MASK_PIXELS_PER_TILE * max(rows, cols))))
     gaps: list[tuple[int, int, int, int]] = []
-    thumbnail = slide.thumbnail(side, gaps=gaps)
+    thumbnail = slide.thumbnail(side, gaps=gaps, progress=_slow_thumbnail_notice(slide, side, notice))
     fractions = tile_fractions(tissue_mask(thumbnail), grid)
     if gaps:
         unknown = np.zeros(thumbnail.shape[:2], bool)
@@ -121,6 +127,34 @@ def tissue_map(slide: Slide, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
             unknown[y0:y1, x0:x1] = True
         fractions[tile_fractions(unknown, grid) > 0] = 1.0
     return thumbnail, fractions
+
+
+def _slow_thumbnail_notice(slide: Slide, side: int, notice: Notice | None) -> Progress | None:
+    """A thumbnail progress callback that, after the first piece, estimates the whole decode and
+    tells ``notice`` (or the log) once, when the thumbnail level is larger than SLOW_THUMBNAIL_PIXELS."""
+    level = slide.thumbnail_level(side)
+    level_width, level_height = slide.info.level_dimensions[level]
+    if level_width * level_height <= SLOW_THUMBNAIL_PIXELS:
+        return None
+    tell = notice or log.warning
+    started = time.perf_counter()
+    told = False
+
+    def estimate(done: int, total: int) -> None:
+        nonlocal told
+        if told:
+            return
+        told = True
+        seconds = (time.perf_counter() - started) * total / max(done, 1)
+        pyramid = "has no pyramid" if slide.level_count == 1 else f"has no level near {side} px across"
+        tell(f"{slide.path}: the slide {pyramid}, so its tissue mask decodes all {total / 1e6:,.0f} Mpx of "
+             f"level {level}: about {_duration(seconds)} at the rate of the first part, before tiles are mapped")
+
+    return estimate
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def start_client(workers: int | None, scheduler: str | None):
@@ -221,13 +255,15 @@ def map_slide(
     min_tissue: float = DEFAULT_MIN_TISSUE,
     block: int = DEFAULT_BLOCK,
     progress: Progress | None = None,
+    notice: Notice | None = None,
     should_stop: Callable[[], bool] | None = None,
     client: Any = None,
     inference_threads: int | None = None,
 ) -> MapResult:
     """Map the quality of every tissue tile of a slide; see the module docstring for the flow.
 
-    ``progress(done, total)`` is called as tiles finish. ``should_stop()`` is polled as blocks finish;
+    ``progress(done, total)`` is called as tiles finish; ``notice(message)`` hears what a person
+    should know while it runs (a slow tissue mask; default: this module's log). ``should_stop()`` is polled as blocks finish;
     when it returns True the pending tasks are cancelled and :class:`MapCancelled` is raised, leaving
     a resumable map. ``client`` is a Dask client to run on instead of creating one (several maps can then
     share one cluster, as ``slideiqa batch`` does); it is not closed here. ``inference_threads`` sets
@@ -247,7 +283,7 @@ def map_slide(
             raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is coarser than the {card.mpp:g} µm/px the model "
                            "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
         grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
-        thumbnail, tissue = tissue_map(slide, grid)
+        thumbnail, tissue = tissue_map(slide, grid, notice)
         slide_info = slide.info
     to_assess = tissue >= min_tissue if use_tissue_mask else np.ones_like(tissue, bool)
     if not to_assess.any():

@@ -16,17 +16,22 @@ its pixel size in µm/px when the file says it.
 from __future__ import annotations
 
 import hashlib
+import threading
+import warnings
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import SlideIQAError
 
-Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # plain field images larger than this must be tiled formats
+#: The most bytes one decode may produce: a tile or strip larger than this, or a plain image
+#: larger than this decoded, is refused with an error instead of taking the machine's memory.
+READ_BUDGET_BYTES = 1 << 30
+Image.MAX_IMAGE_PIXELS = READ_BUDGET_BYTES // 3  # Pillow's own guard, at the same size
 FIELD_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 #: Side in level pixels below which an undecodable part of a thumbnail is not split further.
 SMALLEST_GAP = 256
@@ -126,8 +131,14 @@ class Slide:
         return UnreadableRegion(f"{self.path}: cannot decode the region x {location[0]}–{location[0] + width}, "
                                 f"y {location[1]}–{location[1] + height} (level-0 px, read at level {level}): {error}")
 
+    def thumbnail_level(self, max_size: int) -> int:
+        """The level :meth:`thumbnail` reads: the coarsest one still at least ``max_size`` px across."""
+        width, height = self.dimensions
+        return self.best_level_for_downsample(max(max(width, height) / max_size, 1.0))
+
     def thumbnail(self, max_size: int, block: int = 4096,
-                  gaps: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+                  gaps: list[tuple[int, int, int, int]] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """The whole slide shrunk to fit ``max_size`` px, from the coarsest sufficient level.
 
         The level is read in ``block``-sized pieces, each shrunk before the next is read, so memory
@@ -135,9 +146,9 @@ class Slide:
         piece that cannot be decoded is split down to :data:`SMALLEST_GAP` px to keep what can be
         read; what cannot is left white and, when ``gaps`` is given, appended to it as
         (x0, y0, x1, y1) thumbnail pixels, so that a caller can tell unknown from glass.
+        ``progress(pixels_read, pixels_in_all)`` is called after each piece, in level pixels.
         """
-        width, height = self.dimensions
-        level = self.best_level_for_downsample(max(max(width, height) / max_size, 1.0))
+        level = self.thumbnail_level(max_size)
         level_width, level_height = self.info.level_dimensions[level]
         scale = max(1.0, max(level_width, level_height) / max_size)
         out_width, out_height = max(1, round(level_width / scale)), max(1, round(level_height / scale))
@@ -167,9 +178,14 @@ class Slide:
                 pixels = np.asarray(Image.fromarray(pixels).resize((x1 - x0, y1 - y0), Image.Resampling.BOX))
             thumbnail[y0:y1, x0:x1] = pixels
 
+        done = 0
         for top in range(0, level_height, block):
             for left in range(0, level_width, block):
-                paint(left, top, min(left + block, level_width), min(top + block, level_height))
+                right, bottom = min(left + block, level_width), min(top + block, level_height)
+                paint(left, top, right, bottom)
+                done += (right - left) * (bottom - top)
+                if progress:
+                    progress(done, level_width * level_height)
         return thumbnail
 
     def close(self) -> None:
@@ -244,9 +260,12 @@ def _open_with_openslide(path: Path) -> Slide | None:
 
 # -- tifffile ---------------------------------------------------------------------------------------
 class _TiffReader:
-    """Regions of a tifffile series through its Zarr view: only the touched tiles are decoded.
+    """Regions of a tifffile series through its Zarr view: only the touched tiles or strips are decoded.
 
     Axes other than Y, X and samples/channels (pages, time, z) are read at index 0: the first plane.
+    A strip-based level small enough to hold (as Fiji and ImageJ write them, often one strip for the
+    whole image) is decoded once, on first use, and kept: through the Zarr view every tile read would
+    decode the whole strip again.
     """
 
     def __init__(self, tiff, levels: list, axes: str) -> None:
@@ -256,26 +275,69 @@ class _TiffReader:
         self.axes = axes
         self.kept_axes = "".join(a for a in axes if a in "YXSC")
         self.arrays = [zarr.open_array(tiff.aszarr(series=0, level=i), mode="r") for i in range(len(levels))]
+        self.held: list[np.ndarray | None] = [None] * len(levels)
+        self.hold = [not level.keyframe.is_tiled and _plane_bytes(level) <= READ_BUDGET_BYTES for level in levels]
+        self._hold_lock = threading.Lock()
         x = axes.index("X")
         self.downsamples = [levels[0].shape[x] / level.shape[x] for level in levels]
         self.dtype = self.arrays[0].dtype
 
+    def _level(self, level: int) -> tuple[Any, str]:
+        """The level's first plane as an array and its axes: held in memory, or the Zarr view."""
+        if not self.hold[level]:
+            return self.arrays[level], self.axes
+        with self._hold_lock:  # one decode of the strips, however many threads ask at once
+            if self.held[level] is None:
+                first_plane = tuple(slice(None) if a in "YXSC" else 0 for a in self.axes)
+                self.held[level] = np.asarray(self.arrays[level][first_plane])
+        return self.held[level], self.kept_axes
+
     def read_region(self, location, level, size):
-        array, downsample = self.arrays[level], self.downsamples[level]
+        (array, axes), downsample = self._level(level), self.downsamples[level]
         x0, y0 = int(round(location[0] / downsample)), int(round(location[1] / downsample))
         width, height = size
-        height_all, width_all = array.shape[self.axes.index("Y")], array.shape[self.axes.index("X")]
+        height_all, width_all = array.shape[axes.index("Y")], array.shape[axes.index("X")]
         out = np.full((height, width, 3), 255, np.uint8)
         xs, ys = max(x0, 0), max(y0, 0)
         xe, ye = min(x0 + width, width_all), min(y0 + height, height_all)
         if xe > xs and ye > ys:
             index = tuple(slice(ys, ye) if a == "Y" else slice(xs, xe) if a == "X" else
-                          slice(None) if a in "SC" else 0 for a in self.axes)
+                          slice(None) if a in "SC" else 0 for a in axes)
             out[ys - y0 : ye - y0, xs - x0 : xe - x0] = _to_rgb(np.asarray(array[index]), self.kept_axes)
         return out
 
     def close(self) -> None:
         self.tiff.close()
+
+
+def _plane_bytes(level) -> int:
+    """Decoded bytes of a level's first plane (Y, X and samples or channels)."""
+    return int(np.prod([n for n, a in zip(level.shape, level.axes) if a in "YXSC"])) * level.dtype.itemsize
+
+
+def _check_chunks_fit(path: Path, levels: list) -> None:
+    """Refuse a level whose single tile or strip decodes to more than the read budget (a
+    decompression bomb, or a whole gigapixel image in one strip): any read of it would have to
+    decode all of it at once."""
+    for level in levels:
+        page = level.keyframe
+        if not page.is_tiled and _plane_bytes(level) <= READ_BUDGET_BYTES:
+            continue  # held whole, within the budget
+        chunk_bytes = int(np.prod(page.chunks)) * page.dtype.itemsize
+        if chunk_bytes > READ_BUDGET_BYTES:
+            kind = "tile" if page.is_tiled else "strip"
+            raise _beyond_budget(path, f"one {kind} of this TIFF decodes to {_gigabytes(chunk_bytes)} "
+                                       f"({page.chunks[1]:,} × {page.chunks[0]:,} px)")
+
+
+def _beyond_budget(path: Path, what: str) -> SlideError:
+    return SlideError(f"{path}: {what}, more than the {_gigabytes(READ_BUDGET_BYTES)} slideiqa decodes at once; "
+                      "convert it to a tiled pyramidal TIFF (e.g. vips tiffsave IN OUT --tile --pyramid "
+                      "--compression jpeg)")
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 def _to_rgb(block: np.ndarray, axes: str) -> np.ndarray:
@@ -341,6 +403,7 @@ def _open_with_tifffile(path: Path) -> Slide | None:
             levels = levels[:1]
         mpp = _ome_mpp(tiff.ome_metadata) if tiff.is_ome and tiff.ome_metadata else None
         mpp = mpp or _resolution_mpp(series.pages[0] if series.pages else tiff.pages[0])
+        _check_chunks_fit(path, levels)
         reader = _TiffReader(tiff, levels, axes)
         width, height = (levels[0].shape[axes.index("X")], levels[0].shape[axes.index("Y")])
         info = SlideInfo(
@@ -383,11 +446,21 @@ class _ArrayReader:
 
 
 def _open_with_pillow(path: Path) -> Slide:
+    """A plain image, decoded whole (after its header says it fits the read budget)."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # the budget below is the guard; Pillow's warning would be noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            decoded = image.width * image.height * 3
+            if decoded > READ_BUDGET_BYTES:
+                raise _beyond_budget(path, f"a plain {image.width:,} × {image.height:,} px image decodes to "
+                                           f"{_gigabytes(decoded)}")
             dpi = image.info.get("dpi")
             pixels = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        raise _beyond_budget(path, "a plain image this large decodes") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
         raise SlideError(f"{path}: not a slide or image that slideiqa can read ({error})") from None
     mpp = _plausible((25_400.0 / float(dpi[0]), 25_400.0 / float(dpi[1] or dpi[0]))) if dpi and dpi[0] else None
     info = SlideInfo(str(path), "pillow", "image", [(pixels.shape[1], pixels.shape[0])], [1.0], mpp, None)
