@@ -59,6 +59,7 @@ class MapOptions:
     device: str = "auto"
     block: int = DEFAULT_BLOCK
     use_tissue_mask: bool = True
+    find_artefacts: bool = True
 
 
 @dataclass
@@ -89,6 +90,7 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
         result = map_slide(job.path, target, model=options.model, batch_size=options.batch_size,
                            device=options.device, threshold=options.threshold, max_bad_share=options.max_bad_share,
                            overwrite=options.overwrite, use_tissue_mask=options.use_tissue_mask, block=options.block,
+                           find_artefacts=options.find_artefacts,
                            client=client, inference_threads=threads, should_stop=should_stop)
     except MapCancelled as error:  # the batch is stopping: the map stays resumable
         return SlideRecord(str(job.path), str(target), STATUS_INTERRUPTED, runtime_s=time.perf_counter() - started,

@@ -105,11 +105,13 @@ def map_command(
     max_bad_share: Annotated[float, typer.Option(min=0, max=1, help="a slide fails when more tissue than this is low quality")] = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing map instead of resuming it")] = False,
     no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
+    no_artefacts: Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")] = False,
 ) -> None:
     """Map the image quality of every tissue tile of a slide into a Zarr quality map."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .mapping import map_slide
+    from .store import FIXED_LABELS
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} tiles/s"), TimeRemainingColumn()]
@@ -128,17 +130,18 @@ def map_command(
 
         result = map_slide(slide, out, model=model, mpp=mpp, batch_size=batch_size, workers=workers,
                            scheduler=scheduler, device=device, threshold=threshold, max_bad_share=max_bad_share,
-                           overwrite=overwrite, use_tissue_mask=not no_tissue_mask, progress=update,
+                           overwrite=overwrite, use_tissue_mask=not no_tissue_mask, find_artefacts=not no_artefacts,
+                           progress=update,
                            notice=lambda message: bar.console.print(f"[yellow]note:[/] {message}", highlight=False))
     summary = result.summary
     table = Table("", "", title=f"{result.path}" + (" (already complete)" if result.skipped else ""))
     table.add_row("verdict", f"[bold]{summary['verdict']}[/] ({summary['verdict_rule']})")
     table.add_row("tissue tiles", str(summary["tissue_tiles"]))
     table.add_row("mean score", "–" if summary["mean_score"] is None else f"{summary['mean_score']:.3f}")
-    table.add_row("below threshold" + (" or unreadable" if summary.get("unreadable_tiles") else ""),
+    table.add_row("below threshold or lost",
                   f"{summary['share_below_threshold']:.1%}")
     for name, share in summary["share_per_class"].items():
-        if share or name != "unreadable":
+        if share or name not in FIXED_LABELS:
             table.add_row(f"  {name}", f"{share:.1%}")
     if summary.get("tiles_per_s"):
         table.add_row("speed", f"{summary['tiles_per_s']:.0f} tiles/s, {summary['runtime_s']:.1f} s in all")
@@ -161,6 +164,7 @@ def batch(
     max_bad_share: Annotated[float, typer.Option(min=0, max=1, help="a slide fails when more tissue than this is low quality")] = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite/--resume", help="replace existing maps / resume them and skip complete ones")] = False,
     no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
+    no_artefacts: Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")] = False,
     slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides prepared and mapped at once (default: 2 per cluster thread, at most 8)")] = None,
 ) -> int:
     """Map every slide under folders on a Dask cluster; write report.csv, report.json and report.html.
@@ -176,7 +180,8 @@ def batch(
     if workers and scheduler:
         raise typer.BadParameter("give either --workers or --scheduler, not both")
     options = MapOptions(model=model, threshold=threshold, max_bad_share=max_bad_share, overwrite=overwrite,
-                         batch_size=batch_size, device=device, use_tissue_mask=not no_tissue_mask)
+                         batch_size=batch_size, device=device, use_tissue_mask=not no_tissue_mask,
+                         find_artefacts=not no_artefacts)
 
     def started(jobs, dashboard) -> None:
         console.print(f"{len(jobs)} slides → {out}" + (f"; Dask dashboard: {dashboard}" if dashboard else ""))

@@ -33,8 +33,10 @@ from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
 from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, low_quality_regions, overview_image, summarize
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .store import (STATUS_COMPLETE, UNREADABLE, MapError, MapLayout, QualityMap, blocks_done, create_map,
-                    is_quality_map, label_entries, open_map, update_attributes, write_block)
+from .store import (FIXED_LABELS, PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, MapError, MapLayout, QualityMap,
+                    blocks_done, create_map, is_quality_map, label_entries, open_map, update_attributes,
+                    write_block)
+from .artefacts import pen_mask
 from .tissue import tissue_mask
 from .worker import BlockResult, BlockTask, assess_block, worker_threads
 
@@ -47,6 +49,8 @@ COARSEST_RATIO = 1.05
 #: How long to wait for a ``--scheduler`` before giving up with a one-line error.
 SCHEDULER_TIMEOUT_S = 10
 OVERVIEW_SIDE = 1200
+#: A tile whose footprint is at least this much pen ink is labelled ``pen`` instead of assessed.
+ARTEFACT_TILE_SHARE = 0.25
 #: A tissue thumbnail that needs more level pixels than this decoded (a slide without a usable
 #: pyramid) is announced with an estimate of how long it takes.
 SLOW_THUMBNAIL_PIXELS = 400_000_000
@@ -72,6 +76,7 @@ class MapSettings:
     tissue_mask: bool
     min_tissue: float
     block: int
+    artefacts: list[str] = field(default_factory=lambda: [PEN_CLASS])
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -87,13 +92,18 @@ class MapResult:
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know beyond the figures: tissue the file could not give."""
+        """What a person must know beyond the figures: tissue under ink, tissue the file could not give."""
+        found = []
+        inked = (self.summary.get("artefact_tiles") or {}).get(PEN_CLASS, 0)
+        if inked:
+            found.append(f"{inked} tissue tiles lie under pen ink; they are labelled pen in the map and count "
+                         "against the verdict (remove the ink and rescan, or judge them by eye)")
         count = self.summary.get("unreadable_tiles") or 0
-        if not count:
-            return []
-        first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
-        return [f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are labelled "
-                f"unreadable in the map and count against the verdict. First: {first}"]
+        if count:
+            first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
+            found.append(f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
+                         f"labelled unreadable in the map and count against the verdict. First: {first}")
+        return found
 
 
 def default_output(slide_path: Path) -> Path:
@@ -110,23 +120,47 @@ def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
     return slide.mpp
 
 
-def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(thumbnail, per-tile tissue fraction). The thumbnail is sized so every tile spans several mask
-    pixels. Where the thumbnail could not be decoded, whether there is tissue is unknown: those
-    tiles get fraction 1, so that they are read (and found unreadable, or assessed) instead of
-    silently taken for glass. A slide without a pyramid level near the thumbnail's size must be
-    decoded whole for it; ``notice`` is then told how long that will take."""
+@dataclass
+class TissueMap:
+    """What the thumbnail says of each tile: its tissue fraction, and the label slideiqa gives it
+    itself (``PEN`` under pen ink; 0 elsewhere)."""
+
+    thumbnail: np.ndarray
+    tissue: np.ndarray
+    fixed: np.ndarray
+
+
+def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_pen: bool = True,
+               min_tissue: float = DEFAULT_MIN_TISSUE) -> TissueMap:
+    """Tissue fractions and pen-ink tiles from one thumbnail, sized so every tile spans several
+    mask pixels.
+
+    Ink is dark or coloured, so the tissue mask takes it for tissue: tissue is counted outside the
+    ink, so that a mark on bare glass adds no tissue tile. A tile at least
+    :data:`ARTEFACT_TILE_SHARE` under ink, with tissue visible beside the ink, is labelled ``pen``.
+    Where the thumbnail could not be decoded, whether there is tissue is unknown: those tiles get
+    fraction 1, so that they are read (and found unreadable, or assessed) instead of silently taken
+    for glass. A slide without a pyramid level near the thumbnail's size must be decoded whole for
+    it; ``notice`` is then told how long that will take."""
     rows, cols = grid.shape
     side = int(min(MAX_MASK_SIDE, max(256, MASK_PIXELS_PER_TILE * max(rows, cols))))
     gaps: list[tuple[int, int, int, int]] = []
     thumbnail = slide.thumbnail(side, gaps=gaps, progress=_slow_thumbnail_notice(slide, side, notice))
-    fractions = tile_fractions(tissue_mask(thumbnail), grid)
+    stained = tissue_mask(thumbnail)
+    fixed = np.zeros(grid.shape, np.uint8)
+    if find_pen:
+        ink = pen_mask(thumbnail, grid.width * grid.slide_mpp / thumbnail.shape[1])
+        fractions = tile_fractions(stained & ~ink, grid)
+        under_ink = tile_fractions(ink, grid)
+        fixed[(under_ink >= ARTEFACT_TILE_SHARE) & (under_ink + fractions >= min_tissue) & (fractions > 0)] = PEN
+    else:
+        fractions = tile_fractions(stained, grid)
     if gaps:
         unknown = np.zeros(thumbnail.shape[:2], bool)
         for x0, y0, x1, y1 in gaps:
             unknown[y0:y1, x0:x1] = True
         fractions[tile_fractions(unknown, grid) > 0] = 1.0
-    return thumbnail, fractions
+    return TissueMap(thumbnail, fractions, fixed)
 
 
 def _slow_thumbnail_notice(slide: Slide, side: int, notice: Notice | None) -> Progress | None:
@@ -254,6 +288,7 @@ def map_slide(
     use_tissue_mask: bool = True,
     min_tissue: float = DEFAULT_MIN_TISSUE,
     block: int = DEFAULT_BLOCK,
+    find_artefacts: bool = True,
     progress: Progress | None = None,
     notice: Notice | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -283,14 +318,15 @@ def map_slide(
             raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is coarser than the {card.mpp:g} µm/px the model "
                            "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
         grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
-        thumbnail, tissue = tissue_map(slide, grid, notice)
+        found = tissue_map(slide, grid, notice, find_pen=find_artefacts, min_tissue=min_tissue)
         slide_info = slide.info
-    to_assess = tissue >= min_tissue if use_tissue_mask else np.ones_like(tissue, bool)
-    if not to_assess.any():
+    thumbnail, tissue, fixed = found.thumbnail, found.tissue, found.fixed
+    to_assess = (tissue >= min_tissue if use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
+    if not to_assess.any() and not fixed.any():
         raise MapError(f"{slide_path}: no tissue found (no tile ≥ {min_tissue:.0%} tissue); "
                        "use --no-tissue-mask to assess every tile")
     settings = MapSettings(card.weights_sha256, file_checksum(slide_path), slide_mpp, use_tissue_mask,
-                           min_tissue if use_tissue_mask else 0.0, block)
+                           min_tissue if use_tissue_mask else 0.0, block, [PEN_CLASS] if find_artefacts else [])
     existing = _prepare_output(out, settings, overwrite)
     if existing is not None and existing.complete:
         # Same numbers; the verdict is recomputed because threshold and rule may differ from last time.
@@ -328,10 +364,10 @@ def map_slide(
                 if done[br, bc]:
                     continue
                 rows, cols = layout.block_slices(br, bc)
-                if not to_assess[rows, cols].any():  # nothing to assess: write the background block now
+                if not to_assess[rows, cols].any():  # nothing to assess: write the block now
                     empty = np.full((len(card.classes), rows.stop - rows.start, cols.stop - cols.start), np.nan,
                                     np.float32)
-                    write_block(root, layout, br, bc, empty, tissue[rows, cols], card.good_index)
+                    write_block(root, layout, br, bc, empty, tissue[rows, cols], card.good_index, fixed[rows, cols])
                 else:
                     pending.append((br, bc, rows, cols))
 
@@ -341,7 +377,8 @@ def map_slide(
             progress(finished, total)
         compute_started = time.perf_counter()
         if pending:
-            run = BlockRun(out, root, layout, card.good_index, tissue, to_assess, progress, should_stop, finished, total)
+            run = BlockRun(out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop, finished,
+                           total)
             tasks = [(BlockTask(str(slide_path), tensors, device, grid, (rows.start, rows.stop),
                                 (cols.start, cols.stop), batch_size), br, bc, rows, cols)
                      for br, bc, rows, cols in pending]
@@ -375,6 +412,7 @@ class BlockRun:
     layout: MapLayout
     good_index: int
     tissue: np.ndarray
+    fixed: np.ndarray
     to_assess: np.ndarray
     progress: Progress | None
     should_stop: Callable[[], bool] | None
@@ -384,9 +422,9 @@ class BlockRun:
     def _write(self, result: BlockResult, br: int, bc: int, rows: slice, cols: slice) -> None:
         """The block's arrays, and its unreadable tiles' errors (before the block counts as done, so a
         resumed map still knows them)."""
-        unreadable = np.zeros((rows.stop - rows.start, cols.stop - cols.start), bool)
+        fixed = self.fixed[rows, cols].copy()
         for tile in result.unreadable:
-            unreadable[tile.row - rows.start, tile.col - cols.start] = True
+            fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
         if result.unreadable:
             recorded = list(self.root.attrs["slideiqa"].get("unreadable", []))
             room = UNREADABLE_RECORDED - len(recorded)
@@ -394,7 +432,7 @@ class BlockRun:
                 recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
                 update_attributes(self.root, unreadable=recorded)
         write_block(self.root, self.layout, br, bc, result.probabilities, self.tissue[rows, cols], self.good_index,
-                    unreadable)
+                    fixed)
 
     def execute(self, client, tasks: list[tuple[BlockTask, int, int, slice, slice]], threads: int | None) -> None:
         from dataclasses import replace
@@ -432,12 +470,14 @@ def _write_reports(out: Path, thumbnail: np.ndarray, score: np.ndarray, label: n
                    grid: TileGrid, threshold: float, summary: dict[str, Any]) -> None:
     step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
     mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
+    lost = {name: (label == value).sum() for name, value in FIXED_LABELS.items()}
+    lost_text = ", ".join(f"{name} {count}" for name, count in lost.items() if count)
     title = f"{Path(summary['slide']).name}: {summary['verdict']} — mean score {mean}, " \
             f"{summary['share_below_threshold']:.0%} of tissue below {threshold}" + \
-            (f" or unreadable ({summary['unreadable_tiles']} tiles)" if summary.get("unreadable_tiles") else "")
-    overview_image(thumbnail, score, step_thumbnail, threshold, title, unreadable=label == UNREADABLE
-                   ).save(out / "overview.png")
+            (f" or lost ({lost_text} tiles)" if lost_text else "")
     colours = {name: rgba for _, name, rgba in label_entries(classes)}
+    marked = [(label == value, colours[name]) for name, value in FIXED_LABELS.items()]
+    overview_image(thumbnail, score, step_thumbnail, threshold, title, marked).save(out / "overview.png")
     regions = low_quality_regions(score, label, classes, threshold, grid.step, colours)
     (out / "regions.geojson").write_text(json.dumps(regions) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -7,6 +7,7 @@ Layout of ``<slide>.quality.zarr``::
     score/0          float32 (y, x)      P(good); NaN on background
     probs/0          float32 (c, y, x)   class probabilities; NaN on background
     label/0          uint8   (y, x)      0 = background, k = class k-1 of the model card + 1,
+                                         254 = pen (tissue under pen ink, from the thumbnail),
                                          255 = unreadable (tissue whose pixels cannot be decoded)
     tissue/0         float32 (y, x)      tissue fraction of each tile
     progress         uint8   (block rows, block cols)   1 = block written completely
@@ -46,13 +47,19 @@ BACKGROUND = 0
 #: score and probabilities are NaN. Fixed, whatever the number of classes.
 UNREADABLE = 255
 UNREADABLE_CLASS = "unreadable"
+#: Label of a tissue tile mostly under pen ink (found on the slide's thumbnail, not by the CNN).
+PEN = 254
+PEN_CLASS = "pen"
+#: Labels given by slideiqa itself rather than by the model, whatever the model's classes: such a
+#: tile has no score (NaN) and counts against the verdict.
+FIXED_LABELS = {PEN_CLASS: PEN, UNREADABLE_CLASS: UNREADABLE}
 
 #: RGBA of each label value: background transparent, good green, defects warm colours.
 CLASS_COLOURS = {
     "good": [26, 152, 80, 255], "defocus": [215, 48, 39, 255], "motion": [244, 109, 67, 255],
     "noise": [153, 112, 171, 255], "jpeg": [253, 174, 97, 255], "exposure": [69, 117, 180, 255],
     "bad": [215, 48, 39, 255], "fair": [253, 174, 97, 255], "excellent": [0, 104, 55, 255],
-    UNREADABLE_CLASS: [0, 0, 0, 255],
+    UNREADABLE_CLASS: [0, 0, 0, 255], PEN_CLASS: [0, 188, 212, 255],
 }
 FALLBACK_COLOURS = [[102, 102, 102, 255], [166, 86, 40, 255], [247, 129, 191, 255], [77, 175, 74, 255]]
 
@@ -67,10 +74,10 @@ def class_colour(name: str, index: int) -> list[int]:
 
 def label_entries(classes: list[str]) -> list[tuple[int, str, list[int]]]:
     """(label value, class name, RGBA) of every value a map's ``label`` array can hold: background,
-    the model's classes, unreadable. The one place that says what a label value means."""
+    the model's classes, then slideiqa's fixed labels. The one place that says what a label value means."""
     return ([(BACKGROUND, "background", [0, 0, 0, 0])]
             + [(i + 1, name, class_colour(name, i)) for i, name in enumerate(classes)]
-            + [(UNREADABLE, UNREADABLE_CLASS, class_colour(UNREADABLE_CLASS, 0))])
+            + [(value, name, class_colour(name, 0)) for name, value in FIXED_LABELS.items()])
 
 
 def _ngff_image(name: str, axes: list[str], scale_um: float, translation_um: float) -> dict[str, Any]:
@@ -204,14 +211,14 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
 
 def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
                 probabilities: np.ndarray, tissue: np.ndarray, good_index: int,
-                unreadable: np.ndarray | None = None) -> None:
+                fixed: np.ndarray | None = None) -> None:
     """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue;
-    ``unreadable`` (h, w) marks tiles whose pixels could not be decoded."""
+    ``fixed`` (h, w) holds a fixed label (:data:`FIXED_LABELS`) where slideiqa decided, 0 elsewhere."""
     rows, cols = layout.block_slices(block_row, block_col)
     assessed = ~np.isnan(probabilities[0])
     label = np.where(assessed, np.nan_to_num(probabilities).argmax(axis=0) + 1, BACKGROUND).astype(np.uint8)
-    if unreadable is not None:
-        label[unreadable] = UNREADABLE
+    if fixed is not None:
+        label = np.where(fixed > 0, fixed, label).astype(np.uint8)
     root["probs/0"][:, rows, cols] = probabilities
     root["score/0"][rows, cols] = probabilities[good_index]
     root["label/0"][rows, cols] = label

@@ -69,6 +69,14 @@ def tiles_over(box: tuple[int, int, int, int], step: float, shape: tuple[int, in
     return (x0 < box[2]) & (x0 + step > box[0]) & (y0 < box[3]) & (y0 + step > box[1])
 
 
+def enlarged_slide(path: Path, image: np.ndarray, factor: int, mpp: float = 0.5) -> Path:
+    """A pyramidal slide at ``mpp`` µm/px whose pixels are ``image`` enlarged ``factor`` times: a
+    low-magnification picture (a slide thumbnail with its artefacts) made mappable."""
+    size = (image.shape[1] * factor, image.shape[0] * factor)
+    enlarged = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+    return write_pyramidal_tiff(path, enlarged, mpp=mpp, levels=4, compression="jpeg")
+
+
 def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: int,
                   defocus_box: tuple[int, int, int, int], noise_box: tuple[int, int, int, int],
                   mpp: float = 0.5) -> Path:

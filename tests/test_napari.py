@@ -17,7 +17,7 @@ import zarr
 from PIL import Image
 
 from slideiqa.slide import open_slide
-from slideiqa.store import STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
+from slideiqa.store import PEN, STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
 
 from conftest import CMU_SLIDE, FIXTURES
 from slides import truncated_copy, write_pyramidal_tiff
@@ -143,8 +143,9 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
         np.testing.assert_allclose(label.colormap.map(np.array([index + 1]))[0], expected, atol=1e-6)
     assert label.colormap.map(np.array([0]))[0][3] == 0  # background transparent
     assert tuple(label.colormap.map(np.array([UNREADABLE]))[0]) == (0, 0, 0, 1)  # unreadable tissue black
-    assert list(label.features["class"]) == ["background", *classes, "unreadable"]
-    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), UNREADABLE]
+    np.testing.assert_allclose(label.colormap.map(np.array([PEN]))[0], np.array([0, 188, 212, 255]) / 255)
+    assert list(label.features["class"]) == ["background", *classes, "pen", "unreadable"]
+    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), PEN, UNREADABLE]
 
 
 def test_hovering_a_tile_shows_its_score_and_class(viewer, sample_map):

@@ -1,0 +1,107 @@
+"""Preparation artefacts that a slide thumbnail shows: pen ink.
+
+Pen marks are millimetres long and a fraction of a millimetre wide, so they are plain on a
+low-resolution thumbnail (HistoQC finds them the same way) and cost nothing to find there: the map
+already reads a thumbnail for its tissue mask. The mask found here is sampled onto the tile grid;
+a tile mostly under ink gets the fixed label ``pen`` instead of a CNN verdict.
+
+Ink is told from stain by colour, in optical density (OD = −log10(I / 255), Beer–Lambert: what
+each channel absorbs). Haematoxylin (OD ≈ 0.65, 0.70, 0.29), eosin (0.07, 0.99, 0.11) and DAB
+(0.27, 0.57, 0.78) all absorb green at least as much as red; the inks a lab writes with do not:
+
+* **green / teal ink** absorbs red far more than green (OD_R − OD_G > 0.08);
+* **red ink** is a saturated red (hue within ±0.04 of pure red, HSV saturation > 0.45, OD_G > 0.35),
+  unlike the pink-magenta of eosin (hue ≈ 0.85–0.93);
+* **blue ink** is a saturated blue (hue 0.5–0.7) that absorbs little blue light (OD_B < 0.6 OD_R),
+  unlike the violet of haematoxylin;
+* **black ink** absorbs every channel strongly (OD > 0.7 in all three) over a stroke's width:
+  a dark area that survives an opening of :data:`BLACK_STROKE_UM` µm, so dense nuclei and the
+  thin dark lines of coverslip edges are left alone.
+
+The thresholds were set on HistoQC's pen images and checked for false alarms on every clean
+source of ``training/sources.toml`` (``benchmarks/artefact_masks.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+PEN = "pen"
+#: Ink strokes are at least this wide: black areas narrower than this are not ink.
+BLACK_STROKE_UM = 120.0
+#: Gaps inside a stroke (skipped ink, a dry marker) up to this size are closed.
+CLOSE_UM = 20.0
+#: Share of a mark's pixels (after closing) that must pass an ink colour rule themselves.
+MIN_SOLIDITY = 0.7
+#: Ink marks smaller than this area (in µm², about two tiles) are dropped: stained debris, red cells.
+MIN_MARK_UM2 = 150.0 * 150.0
+
+
+#: OD of each uint8 intensity: a look-up is several times faster than a logarithm per pixel.
+_OD_OF = (-np.log10(np.clip(np.arange(256, dtype=np.float32), 1.0, 255.0) / 255.0)).astype(np.float32)
+
+
+def optical_density(rgb: np.ndarray) -> np.ndarray:
+    """Per-channel OD of uint8 RGB (0 for white glass; 2.4 for black)."""
+    return _OD_OF[rgb]
+
+
+def _saturation(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
+    """HSV saturation, as skimage's ``rgb2hsv`` gives it."""
+    top = np.maximum(np.maximum(red, green), blue)
+    bottom = np.minimum(np.minimum(red, green), blue)
+    return (top - bottom) / np.maximum(top, 1.0)
+
+
+def _hue(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
+    """HSV hue in 0–1 (red at 0), as skimage's ``rgb2hsv`` gives it; 0 for grey."""
+    top = np.maximum(np.maximum(red, green), blue)
+    spread = top - np.minimum(np.minimum(red, green), blue)
+    safe = np.where(spread > 0, spread, 1.0)
+    hue = np.where(top == red, (green - blue) / safe,
+                   np.where(top == green, 2.0 + (blue - red) / safe, 4.0 + (red - green) / safe))
+    return np.where(spread > 0, (hue / 6.0) % 1.0, 0.0)
+
+
+def _disk(radius_px: float) -> np.ndarray:
+    radius = max(1, int(round(radius_px)))
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return x * x + y * y <= radius * radius
+
+
+def ink_colour(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-pixel masks of each ink colour, before any shape rule."""
+    od = optical_density(rgb)
+    channels = [rgb[..., i].astype(np.float32) for i in range(3)]
+    # Hue only where it can matter (saturated pixels: a small part of a slide), which saves most of the time.
+    saturation = _saturation(*channels)
+    saturated = saturation > 0.4
+    hue = np.zeros(rgb.shape[:2], np.float32)
+    hue[saturated] = _hue(*(channel[saturated] for channel in channels))
+    red_hue, blue_hue = (hue > 0.93) | (hue < 0.03), (hue > 0.5) & (hue < 0.7)
+    strongly_saturated = saturation > 0.45
+    return {
+        "green": (od[..., 0] - od[..., 1] > 0.08) & (od[..., 0] > 0.15),
+        "red": strongly_saturated & red_hue & (od[..., 1] > 0.35),
+        "blue": saturated & blue_hue & (od[..., 0] > 0.25) & (od[..., 2] < 0.6 * od[..., 0]),
+        "black": np.minimum(np.minimum(od[..., 0], od[..., 1]), od[..., 2]) > 0.7,
+    }
+
+
+def pen_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
+    """Where ``rgb`` (a thumbnail of ``um_per_px`` µm per pixel) is covered by pen ink."""
+    colours = ink_colour(rgb)
+    colours["black"] = ndimage.binary_opening(colours["black"], _disk(BLACK_STROKE_UM / 2 / um_per_px))
+    ink = np.logical_or.reduce(list(colours.values()))
+    closed = ndimage.binary_closing(ink, _disk(CLOSE_UM / um_per_px), border_value=0) | ink
+    labels, count = ndimage.label(closed)
+    if not count:
+        return closed
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(closed, labels, index=index)
+    # A stroke is solid ink: a patch where scattered stained pixels pass a colour rule (dense
+    # eosin, red cells) only looks like one after closing, and is mostly not ink.
+    solid = ndimage.sum_labels(ink, labels, index=index) / np.maximum(areas, 1)
+    keep = np.concatenate([[False], (areas * um_per_px**2 >= MIN_MARK_UM2) & (solid >= MIN_SOLIDITY)])
+    return keep[labels]

@@ -1,0 +1,85 @@
+"""Pen ink found on the slide thumbnail, checked against a real pen image and its real mask."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slideiqa import map_slide, open_map
+from slideiqa.artefacts import pen_mask
+from slideiqa.grid import TileGrid, tile_fractions
+from slideiqa.mapping import ARTEFACT_TILE_SHARE
+from slideiqa.slide import open_slide
+from slideiqa.store import PEN, class_colour
+
+from conftest import CMU_SLIDE, ROOT
+from slides import enlarged_slide
+
+PEN_IMAGE = ROOT / "tests" / "data" / "artefacts" / "histoqc_pen__1k_version__pen_green.png"
+#: Enlarged 6× at 0.5 µm/px, the 1000 px thumbnail becomes a 6000 px slide the model can map.
+FACTOR = 6
+
+
+@pytest.fixture(scope="module")
+def pen_image():
+    image = np.asarray(Image.open(PEN_IMAGE).convert("RGB"))
+    mask = np.asarray(Image.open(PEN_IMAGE.with_name(PEN_IMAGE.stem + "_mask.png")).convert("L")) > 0
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def pen_map(pen_image, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pen")
+    slide = enlarged_slide(folder / "pen.tif", pen_image[0], FACTOR)
+    return map_slide(slide, folder / "pen.quality.zarr")
+
+
+@pytest.mark.parametrize("um_per_px", [15.0, 30.0])  # the image does not state its scale
+def test_pen_mask_matches_the_real_mask(pen_image, um_per_px):
+    image, truth = pen_image
+    found = pen_mask(image, um_per_px)
+    assert (found & truth).sum() / (found | truth).sum() >= 0.6
+
+
+@pytest.mark.parametrize("side", [256, 400, 800])  # thumbnails of 3–9 µm/px, as maps of small slides take
+def test_clean_tissue_has_no_pen(side):
+    """Dense eosin passes the red-ink colour rule pixel by pixel here and there; it must not make a mark."""
+    with open_slide(CMU_SLIDE) as slide:
+        thumbnail = slide.thumbnail(side)
+        um_per_px = slide.dimensions[0] * slide.mpp / thumbnail.shape[1]
+    assert not pen_mask(thumbnail, um_per_px).any()
+
+
+def test_a_real_pen_slide_maps_pen_where_its_mask_says(pen_image, pen_map):
+    quality = open_map(pen_map.path)
+    label = quality.array("label")
+    height, width = pen_image[1].shape
+    grid = TileGrid(width * FACTOR, height * FACTOR, 0.5, 0.5, 224)
+    inked = tile_fractions(pen_image[1], grid)
+    pen = label == PEN
+    under_ink = (inked >= ARTEFACT_TILE_SHARE) & (label > 0)  # tissue tiles the mask puts under ink
+    assert under_ink.sum() >= 15
+    assert (pen & under_ink).sum() >= 0.9 * under_ink.sum()
+    assert not (pen & (inked == 0)).any()  # never pen where the mask has no ink
+    assert np.isnan(quality.array("score")[pen]).all()
+
+    summary = pen_map.summary
+    assert summary["artefact_tiles"]["pen"] == pen.sum()
+    assert summary["share_per_class"]["pen"] == pytest.approx(pen.sum() / summary["tissue_tiles"])
+    assert "lie under pen ink" in pen_map.warnings[0]
+    features = json.loads((pen_map.path / "regions.geojson").read_text())["features"]
+    pens = [f for f in features if f["properties"]["classification"]["name"] == "pen"]
+    assert sum(f["properties"]["tiles"] for f in pens) == pen.sum()
+    assert all(f["properties"]["classification"]["color"] == class_colour("pen", 0)[:3] for f in pens)
+    image_label = quality.group["label"].attrs["ome"]["image-label"]
+    assert {"label-value": PEN, "class": "pen"} in image_label["properties"]
+
+
+def test_without_artefact_detection_the_inked_tiles_are_assessed(pen_map, tmp_path):
+    slide = pen_map.summary["slide"]
+    plain = map_slide(slide, tmp_path / "plain.quality.zarr", find_artefacts=False)
+    label = open_map(plain.path).array("label")
+    assert not (label == PEN).any() and plain.summary["artefact_tiles"]["pen"] == 0
+    inked = open_map(pen_map.path).array("label") == PEN
+    assert (label[inked] > 0).all()  # the same tiles, now judged by the model
