@@ -9,6 +9,9 @@
    share of stained pixels the ink colour rules claim, at the file's own resolution shrunk to
    4 µm/px, and the map tiles that would be labelled ``pen`` at the two ends of the thumbnail scales
    ``slideiqa map`` uses (about 5 µm/px for a small slide, 14 µm/px — 8 px per tile — for a large one).
+3. Synthetic strokes (``slideiqa.synthetic_artefacts.pen``, every ink, several seeds and severities)
+   on the larger clean tissue images at 5 µm/px: the share of tiles at least a quarter under ink
+   that are labelled ``pen``, and the tiles labelled ``pen`` with no ink at all.
 """
 
 from __future__ import annotations
@@ -104,6 +107,39 @@ def main() -> None:
                 counts[0], counts[1] = counts[0] + wrong, counts[1] + tiles
         print(f"| {group.name} | {len(paths)} | {claimed / max(stained, 1):.2%} | "
               + " | ".join(f"{wrong} of {tiles}" for wrong, tiles in alarms.values()) + " |")
+    synthetic_strokes(data)
+
+
+def synthetic_strokes(data: Path, severities=(0.3, 0.4, 0.5, 0.6, 0.7), seeds: int = 4) -> None:
+    from slideiqa.slide import open_slide
+    from slideiqa.synthetic_artefacts import INK_OD, add_artefact
+
+    thumbnails = []
+    for group in load_catalogue():
+        for path in group.paths(data, include_holdout=True):
+            with open_slide(path) as slide:
+                if min(slide.dimensions) * group.mpp < 900:  # under 0.9 mm: too small to hold a stroke
+                    continue
+                thumbnails.append(shrink(slide.read_region((0, 0), 0, slide.dimensions), 5.0 / group.mpp))
+    print(f"\n## Synthetic strokes on {len(thumbnails)} clean tissue images at 5 µm/px "
+          f"(tiles found / tiles ≥ 25 % under ink; tiles labelled pen without ink)\n")
+    print("| ink | " + " | ".join(f"severity {s:g}" for s in severities) + " |")
+    print("|---|" + "---|" * len(severities))
+    for colour in sorted(INK_OD):
+        cells = []
+        for severity in severities:
+            hit = total = false = 0
+            for thumbnail in thumbnails:
+                grid = TileGrid(thumbnail.shape[1], thumbnail.shape[0], 5.0, 0.5, 224)
+                for seed in range(seeds):
+                    inked, truth = add_artefact("pen", thumbnail, severity, 5.0, seed=seed, colour=colour)
+                    found = tile_fractions(pen_mask(inked, 5.0), grid) >= ARTEFACT_TILE_SHARE
+                    under = tile_fractions(truth, grid)
+                    hit += int((found & (under >= ARTEFACT_TILE_SHARE)).sum())
+                    total += int((under >= ARTEFACT_TILE_SHARE).sum())
+                    false += int((found & (under == 0)).sum())
+            cells.append(f"{hit / max(total, 1):.2f}; {false}")
+        print(f"| {colour} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

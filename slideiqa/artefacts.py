@@ -90,11 +90,24 @@ def ink_colour(rgb: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def pen_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
-    """Where ``rgb`` (a thumbnail of ``um_per_px`` µm per pixel) is covered by pen ink."""
+    """Where ``rgb`` (a thumbnail of ``um_per_px`` µm per pixel) is covered by pen ink.
+
+    Each ink colour is shaped on its own, so that scattered stained pixels passing one colour rule
+    (dense eosin for red) never join a real stroke of another colour into one accepted mark."""
     colours = ink_colour(rgb)
     colours["black"] = ndimage.binary_opening(colours["black"], _disk(BLACK_STROKE_UM / 2 / um_per_px))
-    ink = np.logical_or.reduce(list(colours.values()))
-    closed = ndimage.binary_closing(ink, _disk(CLOSE_UM / um_per_px), border_value=0) | ink
+    return np.logical_or.reduce([_solid_marks(ink, um_per_px) for ink in colours.values()])
+
+
+def _solid_marks(ink: np.ndarray, um_per_px: float) -> np.ndarray:
+    """The marks of one colour: gaps closed, kept when large enough and mostly ink themselves.
+
+    Closing fills a stroke's gaps but also bridges scattered pixels to it; only closed pixels whose
+    neighbourhood (the closing's reach) is largely ink stay, so a stroke does not absorb the
+    stained tissue beside it."""
+    disk = _disk(CLOSE_UM / um_per_px)
+    density = ndimage.uniform_filter(ink.astype(np.float32), size=disk.shape[0])
+    closed = ndimage.binary_closing(ink, disk, border_value=0) & (density >= 0.4)
     labels, count = ndimage.label(closed)
     if not count:
         return closed
