@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import run_cli
-from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
+from .errors import SlideIQAError, run_cli
+from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
 
 app = typer.Typer(help="Image-quality maps for microscope fields and whole-slide images.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -108,6 +108,8 @@ def map_command(
     no_artefacts: Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")] = False,
 ) -> None:
     """Map the image quality of every tissue tile of a slide into a Zarr quality map."""
+    if not slide.exists():  # before the heavy imports below, so that a mistyped path answers at once
+        raise SlideIQAError(f"{slide}: no such file")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .mapping import map_slide

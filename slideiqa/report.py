@@ -14,10 +14,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD  # noqa: F401  (the rule's defaults, re-exported)
 from .store import FIXED_LABELS, UNREADABLE_CLASS
-
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_MAX_BAD_SHARE = 0.10
 
 
 def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
@@ -47,41 +45,66 @@ def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshol
     }
 
 
+#: ColorBrewer's RdYlGn (11 classes), the diverging red → yellow → green of the napari score layer.
+RD_YL_GN = np.array([[165, 0, 38], [215, 48, 39], [244, 109, 67], [253, 174, 97], [254, 224, 139],
+                     [255, 255, 191], [217, 239, 139], [166, 217, 106], [102, 189, 99], [26, 152, 80],
+                     [0, 104, 55]], np.float32)
+OVERVIEW_WIDTH = 800
+SCORE_ALPHA, MARK_ALPHA = 0.55, 0.85
+
+
+def score_colours(score: np.ndarray) -> np.ndarray:
+    """RGB (float) of each score on RdYlGn, interpolated between its 11 colours; NaN gives NaN."""
+    position = np.clip(score, 0.0, 1.0) * (len(RD_YL_GN) - 1)
+    low = np.clip(np.floor(np.nan_to_num(position)).astype(int), 0, len(RD_YL_GN) - 2)
+    weight = (np.nan_to_num(position) - low)[..., None]
+    colours = RD_YL_GN[low] * (1 - weight) + RD_YL_GN[low + 1] * weight
+    colours[np.isnan(score)] = np.nan
+    return colours
+
+
 def overview_image(thumbnail: np.ndarray, score: np.ndarray, tile_step: float, threshold: float,
                    title: str, marked: list[tuple[np.ndarray, list[int]]] = ()) -> Image.Image:
     """The slide thumbnail with tile scores overlaid (red = bad → green = good), ``marked`` tiles
-    (a mask and an RGBA each: pen, unreadable) in their own colour, and a legend.
+    (a mask and an RGBA each: pen, unreadable) in their own colour, a colour bar with the
+    threshold on it, and a title.
 
-    ``tile_step`` is a tile's side in thumbnail pixels."""
-    # The object-oriented API with an Agg canvas, not pyplot: pyplot's global figure state is not
-    # thread-safe, and a batch renders the overviews of several slides at once.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    ``tile_step`` is a tile's side in thumbnail pixels. Drawn with Pillow alone: matplotlib cost more
+    to import than mapping a small slide takes."""
+    from PIL import ImageDraw, ImageFont
 
     height, width = thumbnail.shape[:2]
-    rows, cols = score.shape
-    figure = Figure(figsize=(8, 8 * height / max(width, 1) + 0.8), dpi=100)
-    canvas = FigureCanvasAgg(figure)
-    axis = figure.add_subplot()
-    axis.imshow(thumbnail)
-    overlay = axis.imshow(np.ma.masked_invalid(score), cmap="RdYlGn", vmin=0, vmax=1, alpha=0.55,
-                          extent=(0, cols * tile_step, rows * tile_step, 0), interpolation="nearest")
+    scale = OVERVIEW_WIDTH / max(width, 1)
+    size = (OVERVIEW_WIDTH, max(1, round(height * scale)))
+    base = np.asarray(Image.fromarray(thumbnail).resize(size, Image.Resampling.BILINEAR), np.float32)
+    # Tile index of every overview pixel (tiles may run past the slide's edge, pixels never do).
+    rows = np.minimum((np.arange(size[1]) / scale / tile_step).astype(int), score.shape[0] - 1)
+    cols = np.minimum((np.arange(size[0]) / scale / tile_step).astype(int), score.shape[1] - 1)
+    colours = score_colours(score)[rows[:, None], cols[None, :]]
+    scored = ~np.isnan(colours[..., 0])
+    base[scored] = base[scored] * (1 - SCORE_ALPHA) + colours[scored] * SCORE_ALPHA
     for mask, rgba in marked:
-        if mask.any():
-            colour = np.zeros((*mask.shape, 4))
-            colour[mask] = np.asarray(rgba) / 255 * [1, 1, 1, 0.85]
-            axis.imshow(colour, extent=(0, cols * tile_step, rows * tile_step, 0), interpolation="nearest")
-    axis.set_xlim(0, width)
-    axis.set_ylim(height, 0)
-    axis.set_axis_off()
-    axis.set_title(title, fontsize=10)
-    bar = figure.colorbar(overlay, ax=axis, fraction=0.04, pad=0.02)
-    bar.set_label("quality score P(good)")
-    bar.ax.axhline(threshold, color="black", linewidth=1.5)
-    figure.tight_layout()
-    canvas.draw()
-    image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
-    return image
+        cells = mask[rows[:, None], cols[None, :]]
+        base[cells] = base[cells] * (1 - MARK_ALPHA) + np.asarray(rgba[:3], np.float32) * MARK_ALPHA
+
+    font = ImageFont.load_default(size=14)
+    bar_width, margin, top = 18, 12, 34
+    canvas = Image.new("RGB", (size[0] + bar_width + 3 * margin + 40, size[1] + top + margin), "white")
+    canvas.paste(Image.fromarray(np.clip(np.rint(base), 0, 255).astype(np.uint8)), (margin, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((margin, 8), title, fill="black", font=font)
+    left, bar_height = size[0] + 2 * margin, size[1]
+    ramp = score_colours(np.linspace(1.0, 0.0, bar_height))[:, None, :].repeat(bar_width, axis=1)
+    canvas.paste(Image.fromarray(np.rint(ramp).astype(np.uint8)), (left, top))
+    draw.rectangle((left, top, left + bar_width - 1, top + bar_height - 1), outline="black")
+    for value in (0.0, 0.5, 1.0):
+        y = top + round((1 - value) * (bar_height - 1))
+        draw.text((left + bar_width + 4, y - 7), f"{value:.1f}", fill="black", font=font)
+    y = top + round((1 - threshold) * (bar_height - 1))
+    draw.line((left - 3, y, left + bar_width + 2, y), fill="black", width=2)  # the threshold
+    draw.text((left - 6, top - 16), "P(good)", fill="black", font=ImageFont.load_default(size=11))
+    # 256 colours are plenty for a preview and make the PNG a quarter of the size.
+    return canvas.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
 
 
 def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,

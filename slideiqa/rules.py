@@ -1,0 +1,7 @@
+"""The default verdict rule, in a module that imports nothing: the CLI needs these numbers for its
+``--help`` before anything heavy is loaded (see :mod:`slideiqa.report` for the rule itself)."""
+
+#: A tile scoring below this is low quality (the model thinks a defect more likely than not).
+DEFAULT_THRESHOLD = 0.5
+#: A slide fails when more of its tissue than this is low quality, under ink or unreadable.
+DEFAULT_MAX_BAD_SHARE = 0.10
