@@ -42,7 +42,7 @@ def read_only(path: Path, threads: int) -> tuple[int, float]:
     card = Predictor("default").card
     with open_slide(path) as slide:
         grid = TileGrid(*slide.dimensions, slide.mpp, card.mpp, card.tile_size)
-        _, tissue = tissue_map(slide, grid)
+        tissue = tissue_map(slide, grid).tissue
         cells = np.argwhere(tissue >= DEFAULT_MIN_TISSUE)
         plan = read_plan(slide, grid)
         started = time.perf_counter()
