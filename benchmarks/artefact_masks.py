@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 from slideiqa.artefacts import ink_colour, optical_density, pen_mask  # noqa: E402
 from slideiqa.grid import TileGrid, tile_fractions  # noqa: E402
 from slideiqa.mapping import ARTEFACT_TILE_SHARE  # noqa: E402
+from slideiqa.slide import open_slide  # noqa: E402
+from slideiqa.synthetic_artefacts import INK_OD, add_artefact  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 
 SCALES_UM = (8.0, 15.0, 30.0, 60.0)
@@ -93,8 +95,6 @@ def main() -> None:
         claimed = stained = 0
         alarms = {scale: [0, 0] for scale in MAP_THUMBNAIL_UM}
         for path in paths:
-            from slideiqa.slide import open_slide
-
             with open_slide(path) as slide:
                 pixels = slide.read_region((0, 0), 0, slide.dimensions)
             at_4um = shrink(pixels, 4.0 / group.mpp)
@@ -111,8 +111,6 @@ def main() -> None:
 
 
 def synthetic_strokes(data: Path, severities=(0.3, 0.4, 0.5, 0.6, 0.7), seeds: int = 4) -> None:
-    from slideiqa.slide import open_slide
-    from slideiqa.synthetic_artefacts import INK_OD, add_artefact
 
     thumbnails = []
     for group in load_catalogue():

@@ -46,8 +46,8 @@ def describe_tile(viewer: Any, map_path: str, world_yx: tuple[float, float], til
     if label is not None and label_layer is not None:
         names = dict(zip(label_layer.features["index"], label_layer.features["class"]))
     name = names.get(int(label[row, col])) if names else None
-    if math.isnan(value):
-        return f"tile ({row}, {col}): {'unreadable' if name == 'unreadable' else 'background'}"
+    if math.isnan(value):  # not assessed: background, or a label slideiqa gave (pen, unreadable)
+        return f"tile ({row}, {col}): {name if name and name != 'background' else 'background'}"
     return f"tile ({row}, {col}): score {value:.2f}" + (f", {name}" if name else "")
 
 

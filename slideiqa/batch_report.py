@@ -118,7 +118,7 @@ def _card(record: SlideRecord) -> str:
     badge = "failed" if record.failed else (record.verdict or "?")
     rows = [("status", record.status), ("tissue tiles", record.tissue_tiles if record.tissue_tiles is not None else "–"),
             ("mean score", _figure(record.mean_score)),
-            ("below threshold or unreadable", _figure(record.share_below_threshold, as_share=True))]
+            ("below threshold or lost", _figure(record.share_below_threshold, as_share=True))]
     rows += [(f"· {k}", _figure(v, as_share=True)) for k, v in record.share_per_class.items()]
     rows += [("runtime", f"{record.runtime_s:.1f} s" if record.runtime_s is not None else "–")]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)

@@ -70,12 +70,12 @@ class Reader(Protocol):
 class Slide:
     """An open slide: levels, pixel size, and region reads in level-0 coordinates."""
 
-    def __init__(self, path: Path, reader: Reader, info: SlideInfo,
-                 reopen: Callable[[], Reader] | None = None) -> None:
+    def __init__(self, path: Path, reader: Reader, info: SlideInfo) -> None:
         self.path = path
         self._reader = reader
         self.info = info
-        self._reopen = reopen
+        #: Opens a fresh reader of the same file (set by :func:`open_slide`); see :meth:`read_region`.
+        self._reopen: Callable[[], Reader] | None = None
 
     # -- geometry ---------------------------------------------------------------------------------
     @property
