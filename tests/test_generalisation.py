@@ -135,3 +135,17 @@ def test_shipped_model_passes_sharp_unseen_real_tiles(heldout_tiles):
     predictor = Predictor("default")
     scores = predictor.score(predictor.predict(heldout_tiles))
     assert float((scores >= 0.5).mean()) >= PASS_BAR, scores.round(3)
+
+
+def test_a_smaller_input_shows_the_tile_as_the_map_would_read_it(tissue_crop):
+    """A recipe at 112 px sees each 224 px tile shrunk with the map's own Lanczos resize, labels kept."""
+    from slideiqa_training.generalisation import ModelRecipe
+
+    tiles = TileSet.from_rows([tissue_crop, tissue_crop[::-1]], [(0, "g", "r1", "none", "none", 0.0, "none"),
+                                                                 (1, "g", "r2", "defocus", "disk", 0.5, "slideiqa")])
+    shrunk = ModelRecipe("mobilenet_v2", "imagenet", 112).inputs(tiles)
+    assert shrunk.images.shape == (2, 112, 112, 3) and list(shrunk.labels) == [0, 1]
+    expected = np.asarray(Image.fromarray(tissue_crop).resize((112, 112), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(shrunk.images[0], expected)
+    assert ModelRecipe().inputs(tiles) is tiles  # full size: nothing copied
+    assert ModelRecipe("mobilenet_v2", "imagenet").mean == (0.485, 0.456, 0.406)

@@ -291,13 +291,17 @@ def generalisation_command(
     seed: int = 0,
     cache: Annotated[Optional[Path], typer.Option(help="cache of fetch-sources")] = None,
     skip_loso: Annotated[bool, typer.Option(help="skip leave-one-group-out")] = False,
+    arch: Annotated[str, typer.Option(help="network (iqanet, mobilenet_v2, …)")] = "iqanet",
+    init: Annotated[str, typer.Option(help="random or imagenet")] = "random",
+    input_size: Annotated[int, typer.Option(help="px the network sees of each 224 px tile (Lanczos shrink)")] = 224,
+    only: Annotated[Optional[list[str]], typer.Option(help="hold out only this group; repeatable")] = None,
 ) -> None:
     """Leave-one-source-group-out over every catalogued source: sharp pass, AUC, flagged and right-family
     shares at the severity floors, for slideiqa's defects and other libraries' (generalisation.py)."""
     from slideiqa.models.zoo import resolve_model
 
     from .catalogue import DEFAULT_CACHE, load_catalogue
-    from .generalisation import CropPlan
+    from .generalisation import CropPlan, ModelRecipe
     from .generalisation_runner import evaluate_checkpoint, fit_shipped, leave_one_group_out, table, tile_sets
 
     groups = load_catalogue()
@@ -308,11 +312,12 @@ def generalisation_command(
     sections = []
     for name in baseline or []:
         sections.append(table(evaluate_checkpoint(resolve_model(name), test), f"{name} (measured on every group)"))
-    loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo)
+    recipe = ModelRecipe(arch, init, input_size)
+    loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo, recipe, only)
     if loso:
         sections.insert(0, table(loso, "Leave one group out (trained without the held-out group)"))
     if save_model:
-        fit_shipped(train, config, save_model, plan, groups, loso)
+        fit_shipped(train, config, save_model, plan, groups, loso, recipe)
         typer.echo(f"saved {save_model}.safetensors")
     (out / "results.md").write_text("\n".join(sections) + "\n")
     typer.echo("\n".join(sections))

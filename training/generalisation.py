@@ -294,20 +294,58 @@ def validation_mask(tiles: TileSet, share: float, seed: int) -> np.ndarray:
     return np.isin(tiles.references, chosen)
 
 
-def fit(tiles: TileSet, config, architecture: str = "iqanet", dropout: float = 0.2):
+@dataclass(frozen=True)
+class ModelRecipe:
+    """Which network learns the tiles, from what start, and at what input size.
+
+    ``input_size`` below the tile size shows the network the tile shrunk with the map's own Lanczos
+    resize (``slideiqa.grid``), i.e. at a coarser µm/px over the same 112 µm field; ImageNet starts
+    use ImageNet normalisation, as torchvision's weights expect.
+    """
+
+    architecture: str = "iqanet"
+    init: str = "random"
+    input_size: int = 224
+    dropout: float = 0.2
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        from .trainer import IMAGENET_MEAN
+
+        return IMAGENET_MEAN if self.init == "imagenet" else (0.0, 0.0, 0.0)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        from .trainer import IMAGENET_STD
+
+        return IMAGENET_STD if self.init == "imagenet" else (1.0, 1.0, 1.0)
+
+    def inputs(self, tiles: TileSet) -> TileSet:
+        """``tiles`` at this recipe's input size (the same object when no resize is needed)."""
+        if tiles.images.shape[1] == self.input_size:
+            return tiles
+        size = (self.input_size, self.input_size)
+        shrunk = np.stack([np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+                           for image in tiles.images]) if len(tiles) else np.zeros((0, *size, 3), np.uint8)
+        return TileSet(shrunk, *(getattr(tiles, name) for name in list(tiles.__dataclass_fields__)[1:]))
+
+
+def fit(tiles: TileSet, config, recipe: ModelRecipe = ModelRecipe()):
     """A model trained on ``tiles`` (a tenth of their references choose the epoch)."""
     from .trainer import initialise_model, train
 
+    tiles = recipe.inputs(tiles)
     held = validation_mask(tiles, 0.1, config.seed)
     config.class_weights = class_weights(tiles.labels)
-    model = initialise_model(architecture, len(CLASSES), dropout, "random")
-    result = train(model, TileDataset(tiles.subset(~held), augment=True, seed=config.seed),
-                   TileDataset(tiles.subset(held), augment=False), config)
+    model = initialise_model(recipe.architecture, len(CLASSES), recipe.dropout, recipe.init)
+    result = train(model, TileDataset(tiles.subset(~held), augment=True, seed=config.seed, mean=recipe.mean, std=recipe.std),
+                   TileDataset(tiles.subset(held), augment=False, mean=recipe.mean, std=recipe.std), config)
     return model, result
 
 
-def predict_tiles(model, tiles: TileSet, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), device: str = "auto") -> np.ndarray:
+def predict_tiles(model, tiles: TileSet, recipe: ModelRecipe = ModelRecipe(), device: str = "auto") -> np.ndarray:
     from .trainer import predict
 
-    probabilities, _ = predict(model, TileDataset(tiles, augment=False, mean=mean, std=std), batch_size=128, device=device)
+    dataset = TileDataset(recipe.inputs(tiles), augment=False, mean=recipe.mean, std=recipe.std)
+    probabilities, _ = predict(model, dataset, batch_size=128, device=device)
     return probabilities

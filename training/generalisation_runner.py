@@ -21,7 +21,7 @@ from slideiqa.models.export import write_graph
 
 from .catalogue import SourceGroup
 from .generalisation import (
-    CLASSES, COPIES, FLOORS, GOOD_LOOKS, TRAIN_FLOOR_SHARE, CropPlan, GroupMeasurement, TileSet, build_tile_sets,
+    CLASSES, COPIES, FLOORS, GOOD_LOOKS, TRAIN_FLOOR_SHARE, CropPlan, GroupMeasurement, ModelRecipe, TileSet, build_tile_sets,
     fit, load_tile_set, measure, meets_targets,
     predict_tiles, save_tile_set,
 )
@@ -48,19 +48,21 @@ def _record(m: GroupMeasurement, **extra) -> dict:
     return {**asdict(m), "meets": meets_targets(m), **extra}
 
 
-def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out: Path, log: Log) -> list[dict]:
-    """Train without each group in turn and measure on its test tiles; finished groups are skipped."""
+def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out: Path, log: Log,
+                        recipe: ModelRecipe = ModelRecipe(), only: list[str] | None = None) -> list[dict]:
+    """Train without each group in turn (or each of ``only``) and measure on its test tiles; finished
+    groups are skipped."""
     results_path = out / "results.jsonl"
     done = {}
     if results_path.exists():
         done = {row["group"]: row for row in map(json.loads, results_path.read_text().splitlines()) if row}
     for group in dict.fromkeys(train.groups.tolist()):
-        if group in done:
+        if group in done or (only and group not in only):
             continue
         started = time.perf_counter()
-        model, result = fit(train.subset(train.groups != group), config)
+        model, result = fit(train.subset(train.groups != group), config, recipe)
         held = test.subset(test.groups == group)
-        probabilities = predict_tiles(model, held, device=config.device)
+        probabilities = predict_tiles(model, held, recipe, device=config.device)
         np.save(out / f"probabilities-{group}.npy", probabilities)  # for analyses beyond the summary
         row = _record(measure(group, held, probabilities),
                       best_epoch=result.best_epoch, runtime_s=round(time.perf_counter() - started))
@@ -68,7 +70,7 @@ def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out:
             handle.write(json.dumps(row) + "\n")
         done[group] = row
         log(summary_line(row))
-    return list(done.values())
+    return [row for group, row in done.items() if not only or group in only]
 
 
 def summary_line(row: dict) -> str:
@@ -91,16 +93,20 @@ def evaluate_checkpoint(stem: Path, test: TileSet, device: str = "auto") -> list
 
 
 def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropPlan, groups: list[SourceGroup],
-                loso: list[dict]) -> None:
-    """The model to ship: trained on every group's training tiles, its card holding the measurement."""
-    model, result = fit(train, config)
+                loso: list[dict], recipe: ModelRecipe = ModelRecipe()) -> None:
+    """The model to ship: trained on every group's training tiles, its card holding the measurement.
+    Its grid is the plan's 112 µm field; a smaller input size makes its µm/px coarser."""
+    model, result = fit(train, config, recipe)
+    mpp = plan.mpp * plan.size / recipe.input_size
     card = ModelCard(
-        architecture="iqanet", classes=list(CLASSES), input_size=plan.size, mpp=plan.mpp, tile_size=plan.size,
+        architecture=recipe.architecture, classes=list(CLASSES), input_size=recipe.input_size, mpp=mpp,
+        tile_size=recipe.input_size, mean=list(recipe.mean), std=list(recipe.std), dropout=recipe.dropout,
         name=out_stem.name, good_class="good",
         description="Tile quality: good, or the defect family that makes it bad. Score = P(good).",
         training_data={
             "groups": {g.name: {"modality": g.modality, "origin": g.origin, "licence": g.licence} for g in groups},
             "tiles": len(train), "references_per_group": plan.train_references, "best_epoch": result.best_epoch,
+            "init": recipe.init,
             "recipe": {"good_looks": GOOD_LOOKS, "copies": COPIES, "severity_floors": FLOORS,
                        "train_from_share_of_floor": TRAIN_FLOOR_SHARE, "kinds": "every kind, drawn uniformly",
                        "loss": "good weighted as all defects together"},
