@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slideiqa.discovery import SLIDE_SUFFIXES as DISCOVERED_SUFFIXES
-from slideiqa.slide import FIELD_SUFFIXES, Slide, file_checksum, open_slide
+from slideiqa.formats import FIELD_SUFFIXES, MAP_READER_SUFFIXES, SLIDE_SUFFIXES
+from slideiqa.slide import Slide, file_checksum, open_slide
 from slideiqa.store import QualityMap, blocks_done, open_map
 
 from .hover import watch_viewer
@@ -23,9 +23,9 @@ from .layers import LayerData, map_layers, slide_layer
 NOTHING: list[tuple[None]] = [(None,)]
 #: Maps are named ``*.quality.zarr``; any other Zarr is claimed too, so that one opened with this reader
 #: gets a clear "not a slideiqa quality map" rather than napari's generic failure.
-MAP_SUFFIXES = (".quality.zarr", ".zarr")
-#: What the slideiqa readers open (``slideiqa.slide``); napari.yaml lists the same patterns.
-SLIDE_SUFFIXES = tuple(sorted(DISCOVERED_SUFFIXES | FIELD_SUFFIXES | {".btf"}))
+MAP_SUFFIXES = MAP_READER_SUFFIXES
+#: What the slideiqa readers open (``slideiqa.formats``); napari.yaml lists the same patterns.
+READABLE_SUFFIXES = tuple(sorted(SLIDE_SUFFIXES | FIELD_SUFFIXES))
 
 ReaderFunction = Callable[[str | list[str]], list[Any]]
 
@@ -116,6 +116,6 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     name = Path(_single_path(path)).name.lower().rstrip("/")
     if name.endswith(MAP_SUFFIXES):
         return read_map
-    if name.endswith(SLIDE_SUFFIXES):
+    if name.endswith(READABLE_SUFFIXES):
         return read_slide
     return None

@@ -21,14 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SlideIQAError
-from .slide import FIELD_SUFFIXES
-
-SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif",
-                            ".svslide", ".dcm", ".qptiff"})
-#: Never worth opening to find out: text, tables, and the data files that belong to a slide's index file.
-NOT_SLIDE_SUFFIXES = frozenset({".txt", ".csv", ".json", ".md", ".xml", ".dat", ".ini"})
-TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-MAP_SUFFIX = ".quality.zarr"
+from .formats import (FIELD_SUFFIXES, MAP_SUFFIX, NOT_SLIDE_SUFFIXES, has_tiff_magic, is_dicom, is_slide_name,
+                      slide_stem, suffix)
 
 
 class DiscoveryError(SlideIQAError):
@@ -55,12 +49,9 @@ class Discovery:
 
 def looks_like_slide(path: Path) -> bool:
     """Content check for files whose extension says nothing: TIFF magic or an OpenSlide vendor format."""
-    if _is_dicom(path):
+    if is_dicom(path) or has_tiff_magic(path):
         return True
     try:
-        with open(path, "rb") as handle:
-            if handle.read(4) in TIFF_MAGIC:
-                return True
         import openslide
 
         return openslide.OpenSlide.detect_format(str(path)) is not None
@@ -69,9 +60,9 @@ def looks_like_slide(path: Path) -> bool:
 
 
 def _is_candidate(path: Path) -> bool:
-    if path.suffix.lower() in SLIDE_SUFFIXES:
+    if is_slide_name(path):
         return True
-    if path.suffix.lower() in FIELD_SUFFIXES | NOT_SLIDE_SUFFIXES:
+    if suffix(path) in FIELD_SUFFIXES | NOT_SLIDE_SUFFIXES:
         return False
     return looks_like_slide(path)
 
@@ -121,37 +112,17 @@ def _walk(folder: Path, recursive: bool, skip: set[Path], ignored: list[Path], w
     return files
 
 
-def _is_dicom(path: Path) -> bool:
-    """DICOM by extension or by its ``DICM`` preamble (WSI series are often written without one)."""
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def _one_dicom_per_folder(files: list[Path]) -> list[Path]:
     """OpenSlide opens a DICOM slide from any of its files: keep the first DICOM file of each folder."""
     seen: set[Path] = set()
     kept = []
     for path in files:
-        if _is_dicom(path):
+        if is_dicom(path):
             if path.parent in seen:
                 continue
             seen.add(path.parent)
         kept.append(path)
     return kept
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | None = None) -> Discovery:
@@ -164,13 +135,13 @@ def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | 
         if not root.exists():
             raise DiscoveryError(f"{root}: no such file or folder")
         if root.is_file():
-            found.append((root, Path(_stem(root))))
+            found.append((root, Path(slide_stem(root))))
             continue
         candidates = []
         for path in _walk(root, recursive, skip, ignored, warnings):
             (candidates if _is_candidate(path) else ignored).append(path)
         for path in _one_dicom_per_folder(candidates):
-            relative = path.relative_to(root).parent / _stem(path)
+            relative = path.relative_to(root).parent / slide_stem(path)
             found.append((path, Path(root.resolve().name) / relative))
     if not found:
         raise DiscoveryError(f"{', '.join(map(str, inputs))}: no slides found"

@@ -13,11 +13,12 @@ from typing import Iterable
 import numpy as np
 
 from slideiqa.errors import SlideIQAError
+from slideiqa.formats import FIELD_SUFFIXES, SLIDE_SUFFIXES
 from slideiqa.slide import Slide, SlideError, open_slide
 from slideiqa.tissue import NOMINAL_GLASS, tissue_pixels
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-SLIDE_SUFFIXES = {".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".dcm"}
+#: Images a labelled folder may hold: fields, and fields saved as TIFF.
+IMAGE_SUFFIXES = FIELD_SUFFIXES | {".tif", ".tiff"}
 
 
 class SourceError(SlideIQAError):
