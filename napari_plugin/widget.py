@@ -24,8 +24,9 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBo
 
 from slideiqa.errors import SlideIQAError
 from slideiqa.mapping import MapCancelled, MapResult, map_slide
+from slideiqa.options import MapOptions
 from slideiqa.models.zoo import available_pretrained
-from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
+from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, score_colours, summarize
 from slideiqa.store import open_map
 
 from .hover import watch_viewer
@@ -33,6 +34,7 @@ from .layers import (ROLE_HIGHLIGHT, ROLE_LABEL, ROLE_SCORE, ROLE_SLIDE, below_t
                      slide_layer)
 
 SLIDER_STEPS = 100  # threshold resolution 0.01
+LEGEND_WIDTH, LEGEND_HEIGHT = 240, 12
 
 
 class _Progress(QObject):
@@ -111,6 +113,12 @@ class QualityWidget(QWidget):
         self.summary_label = QLabel("")
         self.summary_label.setTextFormat(Qt.TextFormat.RichText)
         self.summary_label.setWordWrap(True)
+        # The score layer (shown) and the class layer (hidden at first) use overlapping colours for
+        # different things: red is "low P(good)" on one and "defocus" on the other. Each gets its
+        # own legend, titled by its layer.
+        self.score_legend = QLabel("")
+        self.score_legend.setToolTip("colours of the score layer: P(good) of each tile, red 0 → green 1; "
+                                     "the black tick is the threshold")
 
         form = QFormLayout()
         form.addRow("Slide", slide_row)
@@ -124,6 +132,7 @@ class QualityWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
+        layout.addWidget(self.score_legend)
         layout.addWidget(self.summary_label)
         layout.addStretch(1)
         self._on_threshold()
@@ -199,12 +208,33 @@ class QualityWidget(QWidget):
             self._rule = (self.map_path, float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)))
         return self._rule[1]
 
+    def _show_score_legend(self, score_layer: Any) -> None:
+        """A colour bar of the score layer with the threshold marked, under the layer's name."""
+        from qtpy.QtGui import QImage, QPixmap
+
+        if score_layer is None:
+            self.score_legend.clear()
+            return
+        ramp = score_colours(np.linspace(0.0, 1.0, LEGEND_WIDTH))
+        bar = np.ascontiguousarray(np.repeat(np.rint(ramp)[None].astype(np.uint8), LEGEND_HEIGHT, axis=0))
+        tick = min(LEGEND_WIDTH - 1, round(self.threshold * (LEGEND_WIDTH - 1)))
+        bar[:, max(0, tick - 1):tick + 2] = 0
+        image = QImage(bar.data, LEGEND_WIDTH, LEGEND_HEIGHT, 3 * LEGEND_WIDTH, QImage.Format.Format_RGB888).copy()
+        self.score_legend.setPixmap(QPixmap.fromImage(image))
+        self.score_legend.setToolTip(f"'{score_layer.name}' layer: P(good) per tile, red 0 → green 1; "
+                                     f"the black tick is the threshold {self.threshold:.2f}")
+
     def _show_summary(self) -> None:
         summary = self.summary()
+        self._show_score_legend(self._map_layer(ROLE_SCORE))
         if summary is None:
             self.summary_label.setText("")
             return
         label_layer = self._map_layer(ROLE_LABEL)
+        if not getattr(label_layer, "_slideiqa_watched", False):  # its legend's title follows its eye
+            label_layer.events.visible.connect(lambda *_: self._show_summary())
+            label_layer._slideiqa_watched = True
+        shown = "shown" if label_layer.visible else "hidden: tick its eye in the layer list to show it"
         colours = dict(label_layer.metadata.get("legend", []))
         verdict_colour = "#1a9850" if summary["verdict"] == "pass" else "#d73027"
         mean = summary["mean_score"]
@@ -213,11 +243,13 @@ class QualityWidget(QWidget):
             f"{html.escape(name)}</td><td align='right'>{share:.1%}</td></tr>"
             for name, share in summary["share_per_class"].items())
         self.summary_label.setText(
-            f"<b>{html.escape(self.map_path.name)}</b><br>"
+            f"<b>{html.escape(self.map_path.name)}</b> — above: the score layer's colours (P(good), red 0 → "
+            f"green 1, tick = threshold)<br>"
             f"<b style='color: {verdict_colour}'>{summary['verdict'].upper()}</b> — {summary['verdict_rule']}<br>"
             f"{summary['share_below_threshold']:.1%} of {summary['tissue_tiles']} tissue tiles below "
             f"{summary['threshold']:.2f}; mean score {'–' if mean is None else f'{mean:.2f}'}<br>"
-            f"<table><tr><th align='left'>class (legend)</th><th align='right'>share of tissue</th></tr>{rows}</table>")
+            f"<table><tr><th align='left'>class colours of the '{html.escape(label_layer.name)}' layer ({shown})"
+            f"</th><th align='right'>share of tissue</th></tr>{rows}</table>")
 
     # -- layers -----------------------------------------------------------------------------------
     def _on_layers_changed(self, event: Any = None) -> None:
@@ -263,6 +295,11 @@ class QualityWidget(QWidget):
     def running(self) -> bool:
         return self.worker is not None
 
+    def options(self) -> MapOptions:
+        """The map options the widget's controls choose (the same object the CLI builds)."""
+        return MapOptions(model=self.model_box.currentText().strip() or "default", threshold=self.threshold,
+                          overwrite=self.overwrite_box.isChecked())
+
     def run(self) -> None:
         """Map the chosen slide in a background thread."""
         from napari.qt.threading import create_worker
@@ -277,9 +314,8 @@ class QualityWidget(QWidget):
         self._stop.clear()
         output = self.output_edit.text().strip()
         self.worker = create_worker(
-            map_slide, slide, Path(output) if output else None,
-            model=self.model_box.currentText().strip() or "default", workers=self.workers_box.value() or None,
-            threshold=self.threshold, overwrite=self.overwrite_box.isChecked(),
+            map_slide, slide, Path(output) if output else None, self.options(),
+            workers=self.workers_box.value() or None,
             progress=self._progress.changed.emit, should_stop=self._stop.is_set,
             _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(lambda result: self._on_done(result, slide))

@@ -32,10 +32,10 @@ from .batch_report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STA
                            write_reports)
 from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
-from .mapping import DEFAULT_BLOCK, MapCancelled, map_slide, start_client
+from .mapping import MapCancelled, map_slide, start_client
 from .models.zoo import resolve_model
+from .options import MapOptions, mpp_for
 from .worker import SLIDE_CACHE_SIZE
-from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +45,6 @@ MAX_SLIDES_IN_FLIGHT = SLIDE_CACHE_SIZE
 
 #: Exit status of ``slideiqa batch``: every slide has a complete map / at least one slide failed.
 EXIT_OK, EXIT_SLIDE_FAILED = 0, 1
-
-
-@dataclass
-class MapOptions:
-    """The per-slide settings, identical for every slide of a batch."""
-
-    model: str = "default"
-    threshold: float = DEFAULT_THRESHOLD
-    max_bad_share: float = DEFAULT_MAX_BAD_SHARE
-    overwrite: bool = False
-    batch_size: int = 32
-    device: str = "auto"
-    block: int = DEFAULT_BLOCK
-    use_tissue_mask: bool = True
-    find_artefacts: bool = True
 
 
 @dataclass
@@ -81,17 +66,17 @@ class BatchResult:
 
 
 def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads: int | None,
-            should_stop: Callable[[], bool] | None = None) -> SlideRecord:
-    """Map one slide of the batch; any failure becomes the slide's ``failed`` record, never an exception."""
+            should_stop: Callable[[], bool] | None = None, mpp_table: dict[str, float] | None = None) -> SlideRecord:
+    """Map one slide of the batch; any failure becomes the slide's ``failed`` record, never an exception.
+    ``mpp_table`` (slide → µm/px) overrides the batch's µm/px for the slides it names."""
     started = time.perf_counter()
     target = out / job.map_name
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        result = map_slide(job.path, target, model=options.model, batch_size=options.batch_size,
-                           device=options.device, threshold=options.threshold, max_bad_share=options.max_bad_share,
-                           overwrite=options.overwrite, use_tissue_mask=options.use_tissue_mask, block=options.block,
-                           find_artefacts=options.find_artefacts,
-                           client=client, inference_threads=threads, should_stop=should_stop)
+        own_mpp = mpp_for(job.path, mpp_table or {})
+        slide_options = options.updated(mpp=own_mpp) if own_mpp else options
+        result = map_slide(job.path, target, slide_options, client=client, inference_threads=threads,
+                           should_stop=should_stop)
     except MapCancelled as error:  # the batch is stopping: the map stays resumable
         return SlideRecord(str(job.path), str(target), STATUS_INTERRUPTED, runtime_s=time.perf_counter() - started,
                            error=str(error))
@@ -107,6 +92,9 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
                        unreadable_tiles=summary.get("unreadable_tiles", 0),
                        mean_score=summary["mean_score"], share_below_threshold=summary["share_below_threshold"],
                        share_per_class=summary["share_per_class"], verdict=summary["verdict"],
+                       mpp=summary.get("mpp"), width_px=(summary.get("dimensions_px") or [None, None])[0],
+                       height_px=(summary.get("dimensions_px") or [None, None])[1],
+                       tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
                        runtime_s=time.perf_counter() - started)
 
 
@@ -119,6 +107,7 @@ def run_batch(
     scheduler: str | None = None,
     options: MapOptions | None = None,
     slides_in_flight: int | None = None,
+    mpp_table: dict[str, float] | None = None,
     client: Any = None,
     inference_threads: int | None = None,
     on_start: Callable[[list[SlideJob], str | None], None] | None = None,
@@ -130,7 +119,8 @@ def run_batch(
     LocalCluster of ``workers`` processes (default: one per core); ``inference_threads`` is each task's
     share of a given client's cores (default: the engine's choice). ``slides_in_flight`` slides are
     prepared and mapped at once (default: twice the cluster's threads, so workers never wait for the
-    driver, at most ``MAX_SLIDES_IN_FLIGHT``). ``on_start(jobs, dashboard)`` and ``on_slide(record)`` report progress.
+    driver, at most ``MAX_SLIDES_IN_FLIGHT``). ``mpp_table`` gives µm/px per slide (path or file name →
+    µm/px; ``options.mpp`` for the others). ``on_start(jobs, dashboard)`` and ``on_slide(record)`` report progress.
     """
     started = time.perf_counter()
     options = options or MapOptions()
@@ -142,6 +132,7 @@ def run_batch(
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
                               f"{options.threshold}", "inputs": [str(p) for p in inputs],
+              "options": options.to_dict(), "mpp_table": mpp_table or {},
               "warnings": discovery.warnings}
     own_client, cluster = client is None, None
     threads = inference_threads
@@ -158,7 +149,7 @@ def run_batch(
         pool = ThreadPoolExecutor(in_flight, thread_name_prefix="slide")
         futures: list[Future] = []
         try:
-            futures += [pool.submit(map_one, job, out, options, client, threads, stop.is_set)
+            futures += [pool.submit(map_one, job, out, options, client, threads, stop.is_set, mpp_table)
                        for job in discovery.jobs]
             for future in as_completed(futures):
                 record = future.result()

@@ -25,13 +25,16 @@ from PIL import Image
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
 #: A slide the batch was stopped before finishing (Ctrl-C): its map, if begun, resumes on the next run.
 STATUS_INTERRUPTED = "interrupted"
-THUMBNAIL_WIDTH = 420
+THUMBNAIL_WIDTH = 320  # shown at 160 px wide: sharp on high-density screens
 
 
 @dataclass
 class SlideRecord:
     """What the batch did with one slide. ``status``: mapped, resumed (finished a partial map),
-    skipped (its map was already complete), failed (``error`` says why) or interrupted."""
+    skipped (its map was already complete), failed (``error`` says why) or interrupted.
+
+    ``map_runtime_s`` is how long making the map took (for a skipped slide, back when it was made);
+    ``runtime_s`` is this batch's time on the slide (for a skipped slide, the check alone)."""
 
     slide: str
     map: str
@@ -42,6 +45,11 @@ class SlideRecord:
     share_below_threshold: float | None = None
     share_per_class: dict[str, float] = field(default_factory=dict)
     verdict: str | None = None
+    mpp: float | None = None
+    width_px: int | None = None
+    height_px: int | None = None
+    tissue_area_mm2: float | None = None
+    map_runtime_s: float | None = None
     runtime_s: float | None = None
     error: str | None = None
 
@@ -57,6 +65,15 @@ class SlideRecord:
             return (0.5, 0.0, self.slide)
         return (1 if self.verdict == "fail" else 2, -(self.share_below_threshold or 0.0), self.slide)
 
+    @property
+    def outcome(self) -> str:
+        """One word for the review page: pass, fail (the quality rule), error (no map) or interrupted."""
+        if self.failed:
+            return "error"
+        if self.status == STATUS_INTERRUPTED:
+            return "interrupted"
+        return self.verdict or "?"
+
 
 def _atomic_write(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
@@ -69,20 +86,42 @@ def write_reports(records: list[SlideRecord], out: Path, header: dict[str, Any])
     ordered = sorted(records, key=SlideRecord.severity)
     _atomic_write(out / "report.json", json.dumps({**header, "slides": [asdict(r) for r in ordered]}, indent=2) + "\n")
     _atomic_write(out / "report.csv", _csv(ordered))
-    _atomic_write(out / "report.html", _html(ordered, header))
+    _atomic_write(out / "report.html", _html(ordered, header, out))
+
+
+def class_order(records: list[SlideRecord]) -> list[str]:
+    """Classes as the model lists them (good first, then the defects, then pen and unreadable), in
+    the order the slides' summaries give them, not alphabetically."""
+    return list(dict.fromkeys(name for record in records for name in record.share_per_class))
+
+
+#: Decimals per kind of CSV figure: enough to sort and compare, not float noise.
+SHARE_DECIMALS, SCORE_DECIMALS, SECONDS_DECIMALS = 4, 4, 1
+
+
+def _rounded(name: str, value: Any) -> Any:
+    if not isinstance(value, float):
+        return value
+    if name.endswith("_s"):
+        return round(value, SECONDS_DECIMALS)
+    if name == "mpp":
+        return round(value, 5)
+    return round(value, SHARE_DECIMALS if name.startswith("share") else SCORE_DECIMALS)
 
 
 def _csv(records: list[SlideRecord]) -> str:
-    classes = sorted({name for record in records for name in record.share_per_class})
-    columns = ["slide", "map", "status", "tissue_tiles", "unreadable_tiles", "mean_score", "share_below_threshold",
-               *(f"share_{name}" for name in classes), "verdict", "runtime_s", "error"]
+    classes = class_order(records)
+    columns = ["slide", "map", "status", "verdict", "mean_score", "share_below_threshold",
+               *(f"share_{name}" for name in classes), "tissue_tiles", "unreadable_tiles", "tissue_area_mm2", "mpp",
+               "width_px", "height_px", "map_runtime_s", "runtime_s", "error"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
     for record in records:
         row = {key: value for key, value in asdict(record).items() if key != "share_per_class"}
+        row |= {"slide": str(Path(record.slide).resolve()), "map": str(Path(record.map).resolve())}
         row |= {f"share_{name}": record.share_per_class.get(name) for name in classes}
-        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+        writer.writerow({key: "" if value is None else _rounded(key, value) for key, value in row.items()})
     return buffer.getvalue()
 
 
@@ -107,48 +146,169 @@ def _encoded(path: str, mtime_ns: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _figure(value: float | None, as_share: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.1%}" if as_share else f"{value:.3f}"
+def _cell(text: str, sort_value: Any = None, css: str = "") -> str:
+    """A table cell; ``sort_value`` (a number or text) is what the page sorts by, missing sorts last."""
+    value = "" if sort_value is None else html.escape(str(sort_value), quote=True)
+    css_attribute = f' class="{css}"' if css else ""
+    return f'<td data-sort="{value}"{css_attribute}>{text}</td>'
 
 
-def _card(record: SlideRecord) -> str:
-    name = html.escape(Path(record.slide).name)
-    badge = "failed" if record.failed else (record.verdict or "?")
-    rows = [("status", record.status), ("tissue tiles", record.tissue_tiles if record.tissue_tiles is not None else "–"),
-            ("mean score", _figure(record.mean_score)),
-            ("below threshold or lost", _figure(record.share_below_threshold, as_share=True))]
-    rows += [(f"· {k}", _figure(v, as_share=True)) for k, v in record.share_per_class.items()]
-    rows += [("runtime", f"{record.runtime_s:.1f} s" if record.runtime_s is not None else "–")]
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    thumbnail = None if record.failed else _thumbnail(Path(record.map))
-    picture = f'<img src="{thumbnail}" alt="quality overview of {name}">' if thumbnail else ""
-    error = f'<p class="error">{html.escape(record.error)}</p>' if record.error else ""
-    return (f'<section class="card {badge}"><h2>{name} <span class="badge">{badge}</span></h2>'
-            f'<p class="path">{html.escape(record.slide)}</p>{picture}{error}<table>{table}</table></section>')
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _link(out: Path, target: Path, label: str) -> str:
+    """A link relative to the report, so the page keeps working when the output folder moves."""
+    if not target.exists():
+        return ""
+    relative = Path(os.path.relpath(target, out)).as_posix()
+    return f'<a href="{html.escape(relative, quote=True)}">{label}</a>'
+
+
+def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
+    name, map_path = Path(record.slide).name, Path(record.map)
+    thumbnail = None if record.failed else _thumbnail(map_path)
+    picture = (f'<a href="{html.escape(Path(os.path.relpath(map_path / "overview.png", out)).as_posix(), quote=True)}">'
+               f'<img src="{thumbnail}" alt="quality overview of {html.escape(name)}"></a>') if thumbnail else ""
+    links = " ".join(filter(None, (_link(out, map_path / "overview.png", "overview"),
+                                   _link(out, map_path / "regions.geojson", "regions"),
+                                   _link(out, map_path / "tiles.geojson", "tiles"),
+                                   _link(out, map_path / "summary.json", "summary"))))
+    outcome = record.outcome
+    badge = {"pass": "PASS", "fail": "FAIL · quality", "error": "ERROR · no map", "interrupted": "INTERRUPTED"}.get(
+        outcome, outcome.upper())
+    size = (f"{record.width_px:,} × {record.height_px:,} px" if record.width_px else "")
+    cells = [
+        _cell(picture, None, "picture"),
+        _cell(f'<span class="name">{html.escape(name)}</span><span class="path">{html.escape(record.slide)}</span>'
+              + (f'<span class="error">{html.escape(record.error)}</span>' if record.error else ""), name, "slide"),
+        _cell(f'<span class="badge {outcome}">{badge}</span>', record.severity()[0]),
+        _cell("–" if record.mean_score is None else f"{record.mean_score:.3f}", record.mean_score),
+        _cell(_share(record.share_below_threshold), record.share_below_threshold),
+        *(_cell(_share(record.share_per_class.get(c)), record.share_per_class.get(c)) for c in classes),
+        _cell("–" if record.tissue_area_mm2 is None else f"{record.tissue_area_mm2:.2f}", record.tissue_area_mm2),
+        _cell("–" if record.mpp is None else f"{record.mpp:.3g}", record.mpp),
+        _cell(html.escape(size), (record.width_px or 0) * (record.height_px or 0) or None, "nowrap"),
+        _cell("–" if record.map_runtime_s is None else f"{record.map_runtime_s:.1f}", record.map_runtime_s),
+        _cell(links),
+    ]
+    search = html.escape(f"{record.slide} {outcome} {record.error or ''}".lower(), quote=True)
+    return f'<tr data-outcome="{outcome}" data-search="{search}">{"".join(cells)}</tr>'
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;background:#f6f6f6;color:#222}
-.cards{display:flex;flex-wrap:wrap;gap:1em}
-.card{background:#fff;border-radius:6px;padding:1em;width:460px;box-shadow:0 1px 3px #0003;border-top:6px solid #999}
-.card.pass{border-top-color:#1a9850}.card.fail{border-top-color:#fdae61}.card.failed{border-top-color:#d73027}
-.badge{font-size:.7em;padding:.15em .5em;border-radius:3px;background:#eee;text-transform:uppercase}
-.path{font-size:.8em;color:#666;word-break:break-all}.error{color:#d73027;font-family:monospace}
-img{max-width:100%}th{text-align:left;font-weight:normal;color:#555;padding-right:1em}
+body{font-family:system-ui,sans-serif;margin:1.5em;background:#f6f6f6;color:#222}
+.facts{max-width:75em}.controls{margin:1em 0;display:flex;gap:1em;align-items:center}
+table{border-collapse:collapse;background:#fff;box-shadow:0 1px 3px #0003;font-size:.9em}
+th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+th{position:sticky;top:0;background:#eee;cursor:pointer;user-select:none;white-space:nowrap}
+th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
+td.picture img{width:160px;display:block}.name{display:block;font-weight:600}
+.path{display:block;font-size:.8em;color:#666;word-break:break-all;max-width:28em}
+.badge{display:inline-block;padding:.2em .55em;border-radius:3px;font-size:.8em;font-weight:700;white-space:nowrap}
+.badge.pass{background:#1a9850;color:#fff}.badge.fail{background:#fdae61;color:#222;border:2px dashed #a05a00}
+.badge.error{background:#d73027;color:#fff;outline:3px double #7a0000}.badge.interrupted{background:#999;color:#fff}
+.error{display:block;color:#b00;font-family:monospace;font-size:.85em;max-width:40em}.count{color:#555}
+td.slide{min-width:18em}.nowrap{white-space:nowrap}
+"""
+
+SCRIPT = """
+(function () {
+  const table = document.getElementById('slides'), body = table.tBodies[0];
+  const headers = Array.from(table.tHead.rows[0].cells);
+  const query = document.getElementById('filter'), outcome = document.getElementById('outcome');
+  const count = document.getElementById('count');
+  function value(row, column) {
+    const text = row.cells[column].dataset.sort;
+    if (text === undefined || text === '') return null;
+    const number = Number(text);
+    return Number.isNaN(number) ? text.toLowerCase() : number;
+  }
+  function sortBy(column, descending) {
+    const rows = Array.from(body.rows);
+    rows.sort(function (a, b) {
+      const x = value(a, column), y = value(b, column);
+      if (x === null || y === null) return x === null ? (y === null ? 0 : 1) : -1;  // missing last
+      const order = x < y ? -1 : x > y ? 1 : 0;
+      return descending ? -order : order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+    headers.forEach(function (h, i) {
+      if (i === column) h.setAttribute('aria-sort', descending ? 'descending' : 'ascending');
+      else h.removeAttribute('aria-sort');
+    });
+  }
+  function filter() {
+    const words = query.value.toLowerCase().trim(), wanted = outcome.value;
+    let shown = 0;
+    Array.from(body.rows).forEach(function (row) {
+      const visible = (!wanted || row.dataset.outcome === wanted) && (!words || row.dataset.search.includes(words));
+      row.hidden = !visible;
+      if (visible) shown += 1;
+    });
+    count.textContent = shown + ' of ' + body.rows.length + ' slides shown';
+  }
+  function remember() {
+    const sorted = headers.find(function (h) { return h.hasAttribute('aria-sort'); });
+    const state = new URLSearchParams();
+    if (sorted) state.set('sort', (sorted.getAttribute('aria-sort') === 'descending' ? '-' : '') + sorted.dataset.key);
+    if (outcome.value) state.set('outcome', outcome.value);
+    if (query.value) state.set('q', query.value);
+    history.replaceState(null, '', '#' + state.toString());
+  }
+  headers.forEach(function (header, column) {
+    if (!header.dataset.key) return;
+    header.addEventListener('click', function () {
+      sortBy(column, header.getAttribute('aria-sort') === 'ascending');
+      remember();
+    });
+  });
+  query.addEventListener('input', function () { filter(); remember(); });
+  outcome.addEventListener('change', function () { filter(); remember(); });
+  // A view can be shared or bookmarked: #sort=-mean_score&outcome=fail&q=run2
+  const state = new URLSearchParams(location.hash.slice(1));
+  const sort = state.get('sort');
+  if (sort) {
+    const key = sort.replace(/^-/, ''), column = headers.findIndex(function (h) { return h.dataset.key === key; });
+    if (column >= 0) sortBy(column, sort.startsWith('-'));
+  }
+  if (state.get('outcome')) outcome.value = state.get('outcome');
+  if (state.get('q')) query.value = state.get('q');
+  filter();
+})();
 """
 
 
-def _html(records: list[SlideRecord], header: dict[str, Any]) -> str:
-    failed = sum(r.failed for r in records)
-    failing = sum(r.verdict == "fail" for r in records if not r.failed)
-    passing = sum(r.verdict == "pass" for r in records if not r.failed)
-    facts = (f"{len(records)} slides: {passing} pass, {failing} fail the quality rule, {failed} could not be mapped. "
-             f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}.")
-    cards = "".join(_card(record) for record in records)
+def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
+    """A cohort review page: one sortable, filterable table row per slide, with its overview, its
+    figures and links to its files. One self-contained file (style, script and thumbnails inline)."""
+    classes = class_order(records)
+    outcomes = [record.outcome for record in records]
+    facts = (f"{len(records)} slides: {outcomes.count('pass')} pass, {outcomes.count('fail')} fail the quality rule, "
+             f"{outcomes.count('error')} could not be mapped"
+             + (f", {outcomes.count('interrupted')} interrupted" if "interrupted" in outcomes else "") + ". "
+             f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}. "
+             f"slideiqa {html.escape(str(header.get('version', '')))}, started {html.escape(str(header.get('started', '')))}"
+             f", updated {html.escape(str(header.get('updated', header.get('started', ''))))}.")
+    columns = [("", None), ("slide", "slide"), ("verdict", "verdict"), ("mean score", "mean_score"),
+               ("below threshold or lost", "share_below_threshold"),
+               *((name, f"share_{name}") for name in classes), ("tissue mm²", "tissue_area_mm2"), ("µm/px", "mpp"),
+               ("size", "size"), ("map time s", "map_runtime_s"), ("files", None)]
+    head = "".join(f'<th data-key="{key}" scope="col">{html.escape(label)}</th>' if key else
+                   f'<th scope="col">{html.escape(label)}</th>' for label, key in columns)
+    rows = "".join(_row(record, classes, out) for record in records)
     warnings = "".join(f"<li>{html.escape(text)}</li>" for text in header.get("warnings", []))
     skipped = f"<p>Not looked at:</p><ul class='error'>{warnings}</ul>" if warnings else ""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>slideiqa batch report</title>"
-            f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p>{facts}</p>{skipped}"
-            f"<div class='cards'>{cards}</div></body></html>\n")
+    options = "".join(f'<option value="{value}">{label}</option>' for value, label in
+                      (("", "all slides"), ("error", "errors (no map)"), ("fail", "failing the quality rule"),
+                       ("pass", "passing"), ("interrupted", "interrupted")))
+    controls = (f'<div class="controls"><label>Show <select id="outcome">{options}</select></label>'
+                f'<label>Filter <input id="filter" type="search" placeholder="slide name, path or error"></label>'
+                f'<span id="count" class="count"></span></div>')
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>slideiqa batch report</title>"
+            f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p class='facts'>{facts}</p>{skipped}"
+            f"{controls}<table id='slides'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            f"<p class='facts'>Shares are of tissue tiles; <em>below threshold or lost</em> is the verdict's figure "
+            f"(tiles scoring below the threshold, under pen ink or unreadable); a class's share counts the tiles "
+            f"the model found most likely to be of that class. Click a column to sort.</p>"
+            f"<script>{SCRIPT}</script></body></html>\n")

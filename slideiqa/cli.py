@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from . import __version__
 from .errors import SlideIQAError, run_cli
+from .options import DEFAULT_MIN_TISSUE
 from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
+from .terminal import Output
 
-app = typer.Typer(help="Image-quality maps for microscope fields and whole-slide images.",
+app = typer.Typer(help="Image-quality maps for microscope fields and whole-slide images.", rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+output = Output()
+
+
+class ConventionalHelp(typer.core.TyperCommand):
+    """Help in the usual Unix style: ``Usage: slideiqa map [OPTIONS] SLIDE``, arguments in capitals
+    without a type (this typer writes ``{slide}`` and ``<list[Path]>``, which read as syntax)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument):
+                param.display_type_rich = lambda ctx: None  # the help text says what it is
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, typer.core.TyperArgument):
+                name = param.display_name_raw.upper() + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+def command(name: str | None = None, short: str | None = None):
+    """``app.command`` with conventional help; ``short`` is its line in ``slideiqa --help``."""
+    return app.command(name, cls=ConventionalHelp, short_help=short)
 
 
 def _version(value: bool) -> None:
@@ -33,140 +58,213 @@ def main_options(
     """Image-quality maps for microscope fields and whole-slide images."""
 
 
-@app.command()
+SETTINGS_HELP = ("TOML settings file (model, mpp, threshold, max_bad_share, min_tissue, …); "
+                 "options given here win over it")
+THRESHOLD_HELP = "tiles scoring below this are low quality"
+MAX_BAD_SHARE_HELP = "a slide fails when more of its tissue than this is low quality, under ink or unreadable"
+
+
+class GeoJSON(str, Enum):
+    regions = "regions"
+    tiles = "tiles"
+
+
+#: Map options set by a command-line parameter of another name (flags that switch one off).
+PARAMETER_OF_OPTION = {"use_tissue_mask": "no_tissue_mask", "find_artefacts": "no_artefacts",
+                       "tile_geojson": "geojson"}
+
+
+def _map_options(context: typer.Context, settings: Path | None, **values):
+    """The map options: defaults, then the settings file, then what was given on the command line
+    (a parameter left at its default does not override the file)."""
+    from .options import MapOptions, load_settings
+
+    def given_here(name: str) -> bool:
+        source = context.get_parameter_source(PARAMETER_OF_OPTION.get(name, name))
+        return source is not None and source.name != "DEFAULT"
+
+    given = {name: value for name, value in values.items() if given_here(name)}
+    base = load_settings(settings) if settings else MapOptions()
+    return base.updated(**given)
+
+
+@command(short="List the shipped quality models and their classes")
 def models() -> None:
     """List the shipped quality models and what they were trained for."""
     from .models.card import load_card
     from .models.zoo import PRETRAINED, available_pretrained
 
-    table = Table("name", "architecture", "classes", "µm/px", "tile", "checkpoint")
+    rows = []
     found = available_pretrained()
     for name in PRETRAINED:
         if name in found:
             card = load_card(found[name])
-            table.add_row(name, card.architecture, ", ".join(card.classes), f"{card.mpp:g}", str(card.tile_size),
-                          found[name].name)
+            rows.append((name, card.architecture, ", ".join(card.classes), f"{card.mpp:g}", str(card.tile_size),
+                         found[name].name))
         else:
-            table.add_row(name, "—", "not installed", "", "", "")
-    console.print(table)
+            rows.append((name, "—", "not installed", "", "", ""))
+    output.table(("name", "architecture", "classes", "µm/px", "tile", "checkpoint"), rows)
 
 
-@app.command()
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@command(short="Score single field images")
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="microscope field images (PNG, JPEG, TIFF)")],
+    images: Annotated[list[Path], typer.Argument(help="microscope field images (PNG, JPEG, TIFF)", metavar="IMAGE")],
     model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
+    mpp: Annotated[Optional[float], typer.Option(help="µm/px of the fields, overriding (or supplying) their metadata")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    format: Annotated[Format, typer.Option("--format", help="table (terminal), csv or json (for scripts)")] = Format.table,
 ) -> None:
-    """Score whole fields: each image is cut into the model's tiles and the tile scores are summarised.
+    """Score whole fields: each is cut into the model's tiles at its µm/px, and the scores pooled.
 
-    Fields must already be at the model's µm/px (shown by ``slideiqa models``).
+    A field finer than the model is shrunk to the model's µm/px (slideiqa models shows it); one
+    coarser is refused. A field whose file does not give its µm/px is taken to be at the model's,
+    with a note: pass --mpp to say what it is.
     """
+    import csv
+    import json
+    import sys
+
     from .fields import score_field
     from .inference import Predictor
 
     predictor = Predictor(model, device=device)
-    table = Table("image", "tiles", "score", "verdict class", *predictor.classes)
+    results = []
     for path in images:
-        result = score_field(path, predictor)
-        table.add_row(path.name, str(result.tiles), f"{result.score:.3f}", result.label,
-                      *(f"{p:.3f}" for p in result.probabilities))
-    console.print(table)
+        result = score_field(path, predictor, mpp)
+        if result.assumed_mpp:
+            output.note(f"{path}: µm/px unknown; scored as if at the model's {predictor.card.mpp:g} µm/px "
+                        "(pass --mpp if it is not)")
+        results.append((path, result))
+    header = ["image", "mpp", "tiles", "score", "verdict class", *predictor.classes]
+    rows = [[str(path), f"{r.mpp:.4g}", str(r.tiles), f"{r.score:.4f}", r.label, *(f"{p:.4f}" for p in r.probabilities)]
+            for path, r in results]
+    if format is Format.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerows([header, *rows])
+    elif format is Format.json:
+        print(json.dumps([{"image": str(path), "mpp": r.mpp, "mpp_assumed": r.assumed_mpp, "tiles": r.tiles,
+                           "score": r.score, "class": r.label,
+                           "probabilities": dict(zip(predictor.classes, map(float, r.probabilities)))}
+                          for path, r in results], indent=2))
+    else:
+        output.table(header, rows)
 
 
-@app.command()
-def info(slide: Annotated[Path, typer.Argument(help="slide or field image")]) -> None:
-    """Format, vendor, pyramid levels, pixel size, objective power and associated images of a slide."""
+@command(short="What a slide file holds: scanner, levels, µm/px, tiles")
+def info(
+    slide: Annotated[Path, typer.Argument(help="slide or field image", metavar="SLIDE")],
+    as_json: Annotated[bool, typer.Option("--json", help="print every fact as one JSON object")] = False,
+) -> None:
+    """Format, scanner, levels, pixel size, size on the glass, tiles and compression of a slide."""
+    import json
+
     from .slide import open_slide
 
     with open_slide(slide) as opened:
         meta = opened.info
-    table = Table(show_header=False, box=None)
-    table.add_row("file", str(slide))
-    table.add_row("reader / vendor", f"{meta.reader} / {meta.vendor}")
-    table.add_row("µm/px", "unknown (pass --mpp to map it)" if meta.mpp is None else f"{meta.mpp[0]:.4g} × {meta.mpp[1]:.4g}")
-    table.add_row("objective power", "unknown" if meta.objective_power is None else f"{meta.objective_power:g}×")
-    for level, ((w, h), d) in enumerate(zip(meta.level_dimensions, meta.level_downsamples)):
-        table.add_row(f"level {level}", f"{w} × {h} px, downsample {d:.4g}")
-    table.add_row("associated images", ", ".join(meta.associated_images) or "none")
-    console.print(table)
+    if as_json:
+        print(json.dumps(meta.to_dict(), indent=2))
+        return
+    size = meta.size_mm
+    rows = [("file", str(slide)), ("reader / vendor", f"{meta.reader} / {meta.vendor}"),
+            ("scanner", meta.scanner or "not stated"), ("scanned", meta.acquired or "not stated"),
+            ("µm/px", "unknown (pass --mpp to map it)" if meta.mpp is None else f"{meta.mpp[0]:.4g} × {meta.mpp[1]:.4g}"),
+            ("size on the glass", "unknown" if size is None else f"{size[0]:.2f} × {size[1]:.2f} mm"),
+            ("objective power", "unknown" if meta.objective_power is None else f"{meta.objective_power:g}×"),
+            ("stored tiles", "none (strips or one image)" if meta.tile_size is None else f"{meta.tile_size[0]} × {meta.tile_size[1]} px"),
+            ("compression", meta.compression or "not stated")]
+    rows += [(f"level {level}", f"{w} × {h} px, downsample {d:.4g}")
+             for level, ((w, h), d) in enumerate(zip(meta.level_dimensions, meta.level_downsamples))]
+    rows.append(("associated images", ", ".join(meta.associated_images) or "none"))
+    output.fields(slide.name, rows)
 
 
-@app.command("map")
+@command("map", short="Map the quality of every tissue tile of one slide")
 def map_command(
-    slide: Annotated[Path, typer.Argument(help="whole-slide image or field image")],
+    context: typer.Context,
+    slide: Annotated[Path, typer.Argument(help="whole-slide image or field image", metavar="SLIDE", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output map (default: <slide>.quality.zarr)")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP)] = None,
     model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
     mpp: Annotated[Optional[float], typer.Option(help="slide µm/px, overriding (or supplying) the metadata")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="tiles per inference batch")] = 32,
     workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: threads in this process)")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    threshold: Annotated[float, typer.Option(min=0, max=1, help="tiles scoring below this are low quality")] = DEFAULT_THRESHOLD,
-    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help="a slide fails when more tissue than this is low quality")] = DEFAULT_MAX_BAD_SHARE,
+    threshold: Annotated[float, typer.Option(min=0, max=1, help=THRESHOLD_HELP)] = DEFAULT_THRESHOLD,
+    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help=MAX_BAD_SHARE_HELP)] = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing map instead of resuming it")] = False,
     no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
     no_artefacts: Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")] = False,
+    min_tissue: Annotated[float, typer.Option(min=0, max=1, help="tissue share that makes a tile worth assessing")] = DEFAULT_MIN_TISSUE,
+    geojson: Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also tiles.geojson, every tissue tile as a QuPath object")] = GeoJSON.regions,
 ) -> None:
     """Map the image quality of every tissue tile of a slide into a Zarr quality map."""
     if not slide.exists():  # before the heavy imports below, so that a mistyped path answers at once
         raise SlideIQAError(f"{slide}: no such file")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    options = _map_options(context, settings, model=model, mpp=mpp, batch_size=batch_size, device=device, threshold=threshold,
+                           max_bad_share=max_bad_share, overwrite=overwrite, use_tissue_mask=not no_tissue_mask,
+                           find_artefacts=not no_artefacts, min_tissue=min_tissue,
+                           tile_geojson=geojson is GeoJSON.tiles)
     from .mapping import map_slide
+
+    with output.progress(slide.name) as update:
+        result = map_slide(slide, out, options, workers=workers, scheduler=scheduler, progress=update,
+                           notice=output.note)
+    output.fields(f"{result.path}" + (" (already complete)" if result.skipped else ""), summary_rows(result.summary))
+    for warning in result.warnings:
+        output.warning(warning)
+
+
+def summary_rows(summary: dict) -> list[tuple[str, str]]:
+    """A map's summary as the lines a person reads: verdict, tissue, then where the tissue went.
+
+    *below threshold or lost* is the verdict's figure: tiles scoring below the threshold, plus tissue
+    under ink or unreadable. The shares per class say what the model thought most likely of each
+    tile (a tile can be most likely ``good`` and still score below a strict threshold)."""
     from .store import FIXED_LABELS
 
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} tiles/s"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(slide.name, total=None, rate="–")
-        started = {}
-
-        def update(done: int, total: int) -> None:
-            import time
-
-            now = time.perf_counter()
-            started.setdefault("t", (now, done))
-            t0, d0 = started["t"]
-            rate = f"{(done - d0) / (now - t0):.0f}" if now > t0 and done > d0 else "–"
-            bar.update(task, completed=done, total=total, rate=rate)
-
-        result = map_slide(slide, out, model=model, mpp=mpp, batch_size=batch_size, workers=workers,
-                           scheduler=scheduler, device=device, threshold=threshold, max_bad_share=max_bad_share,
-                           overwrite=overwrite, use_tissue_mask=not no_tissue_mask, find_artefacts=not no_artefacts,
-                           progress=update,
-                           notice=lambda message: bar.console.print(f"[yellow]note:[/] {message}", highlight=False))
-    summary = result.summary
-    table = Table("", "", title=f"{result.path}" + (" (already complete)" if result.skipped else ""))
-    table.add_row("verdict", f"[bold]{summary['verdict']}[/] ({summary['verdict_rule']})")
-    table.add_row("tissue tiles", str(summary["tissue_tiles"]))
-    table.add_row("mean score", "–" if summary["mean_score"] is None else f"{summary['mean_score']:.3f}")
-    table.add_row("below threshold or lost",
-                  f"{summary['share_below_threshold']:.1%}")
-    for name, share in summary["share_per_class"].items():
-        if share or name not in FIXED_LABELS:
-            table.add_row(f"  {name}", f"{share:.1%}")
+    mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.3f}"
+    rows = [("verdict", f"{summary['verdict']} ({summary['verdict_rule']})"),
+            ("tissue", f"{summary['tissue_tiles']} tiles, {summary.get('tissue_area_mm2', 0):.2f} mm² at "
+                       f"{summary.get('mpp', 0):.3g} µm/px"),
+            ("mean score", mean),
+            ("below threshold or lost", f"{summary['share_below_threshold']:.1%}"),
+            ("most likely class", "share of tissue tiles")]
+    rows += [(f"  {name}", f"{share:.1%}") for name, share in summary["share_per_class"].items()
+             if share or name not in FIXED_LABELS]
     if summary.get("tiles_per_s"):
-        table.add_row("speed", f"{summary['tiles_per_s']:.0f} tiles/s, {summary['runtime_s']:.1f} s in all")
-    console.print(table)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        rows.append(("speed", f"{summary['tiles_per_s']:.0f} tiles/s, {summary['runtime_s']:.1f} s in all"))
+    return rows
 
 
-@app.command()
+@command(short="Map folders of slides on a Dask cluster, with a report")
 def batch(
-    paths: Annotated[list[Path], typer.Argument(help="slide files and folders of slides")],
+    context: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="slide files and folders of slides", metavar="PATH")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output folder: one map per slide and the batch report")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look for slides in sub-folders too")] = False,
+    settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP)] = None,
     model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
+    mpp: Annotated[Optional[float], typer.Option(help="µm/px of every slide, overriding (or supplying) the metadata")] = None,
+    mpp_table: Annotated[Optional[Path], typer.Option(help="CSV with columns slide,mpp: µm/px of the slides it names (path or file name)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes of the local cluster (default: one per core)")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler (e.g. tcp://head:8786)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="tiles per inference batch")] = 32,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    threshold: Annotated[float, typer.Option(min=0, max=1, help="tiles scoring below this are low quality")] = DEFAULT_THRESHOLD,
-    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help="a slide fails when more tissue than this is low quality")] = DEFAULT_MAX_BAD_SHARE,
+    threshold: Annotated[float, typer.Option(min=0, max=1, help=THRESHOLD_HELP)] = DEFAULT_THRESHOLD,
+    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help=MAX_BAD_SHARE_HELP)] = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite/--resume", help="replace existing maps / resume them and skip complete ones")] = False,
     no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
     no_artefacts: Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")] = False,
+    min_tissue: Annotated[float, typer.Option(min=0, max=1, help="tissue share that makes a tile worth assessing")] = DEFAULT_MIN_TISSUE,
+    geojson: Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also tiles.geojson, every tissue tile as a QuPath object")] = GeoJSON.regions,
     slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides prepared and mapped at once (default: 2 per cluster thread, at most 8)")] = None,
 ) -> int:
     """Map every slide under folders on a Dask cluster; write report.csv, report.json and report.html.
@@ -176,42 +274,45 @@ def batch(
     """
     import click
 
-    from .batch import MapOptions, run_batch
+    from .batch import run_batch
     from .discovery import DiscoveryError
+    from .options import load_mpp_table
 
     if workers and scheduler:
         raise typer.BadParameter("give either --workers or --scheduler, not both")
-    options = MapOptions(model=model, threshold=threshold, max_bad_share=max_bad_share, overwrite=overwrite,
-                         batch_size=batch_size, device=device, use_tissue_mask=not no_tissue_mask,
-                         find_artefacts=not no_artefacts)
+    options = _map_options(context, settings, model=model, mpp=mpp, batch_size=batch_size, device=device, threshold=threshold,
+                           max_bad_share=max_bad_share, overwrite=overwrite, use_tissue_mask=not no_tissue_mask,
+                           find_artefacts=not no_artefacts, min_tissue=min_tissue,
+                           tile_geojson=geojson is GeoJSON.tiles)
+    per_slide_mpp = load_mpp_table(mpp_table) if mpp_table else None
 
     def started(jobs, dashboard) -> None:
-        console.print(f"{len(jobs)} slides → {out}" + (f"; Dask dashboard: {dashboard}" if dashboard else ""))
+        output.line(f"{len(jobs)} slides → {out}" + (f"; Dask dashboard: {dashboard}" if dashboard else ""))
 
     def finished(record) -> None:
         mean = "–" if record.mean_score is None else f"{record.mean_score:.3f}"
         unreadable = f", {record.unreadable_tiles} unreadable" if record.unreadable_tiles else ""
         figures = record.error if record.failed else (
             f"{record.verdict}, mean score {mean}, {record.share_below_threshold:.0%} below "
-            f"{threshold}, {record.tissue_tiles} tissue tiles{unreadable}")
-        console.print(f"[{'red' if record.failed else 'green'}]{record.status:>8}[/] {record.slide}: {figures}",
-                      highlight=False)
+            f"{options.threshold}, {record.tissue_tiles} tissue tiles{unreadable}")
+        output.line(f"{record.status:>8} {record.slide}: {figures}", "red" if record.failed else "green")
 
     try:
         result = run_batch(paths, out, recursive=recursive, workers=workers, scheduler=scheduler, options=options,
-                           slides_in_flight=slides_in_flight, on_start=started, on_slide=finished)
+                           slides_in_flight=slides_in_flight, mpp_table=per_slide_mpp, on_start=started,
+                           on_slide=finished)
     except DiscoveryError as error:  # what was asked for makes no batch: a usage error, exit status 2
         raise click.UsageError(str(error)) from error
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        output.warning(warning)
     mapped_now = sum(record.status in ("mapped", "resumed") for record in result.records)
-    console.print(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "
+    output.line(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "
                   f"({mapped_now} mapped now) in {result.runtime_s:.0f} s; report: {out / 'report.html'}")
     return result.exit_code
 
 
 def main() -> None:
-    run_cli(app)
+    run_cli(app, "slideiqa")
 
 
 if __name__ == "__main__":

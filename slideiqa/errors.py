@@ -38,9 +38,10 @@ def describe(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def run_cli(app: typer.Typer) -> None:
+def run_cli(app: typer.Typer, prog_name: str | None = None) -> None:
     """Run a typer app, turning expected errors into one line on stderr and exit status 1, and usage
-    errors into click's message and exit status 2."""
+    errors into click's message and exit status 2. ``prog_name`` is the command its help shows (also
+    when started as ``python -m ...``)."""
     aborts, usage_errors = _aborts_and_usage_errors()
     debug = "--debug" in sys.argv or os.environ.get("SLIDEIQA_DEBUG") == "1"
     if "--debug" in sys.argv:
@@ -54,7 +55,7 @@ def run_cli(app: typer.Typer) -> None:
         # coroutine was never awaited: noise after an error that has already been reported.
         warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name=prog_name)
     except (SlideIQAError, OSError) as error:
         if debug:
             raise

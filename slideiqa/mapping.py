@@ -34,16 +34,15 @@ from .grid import TileGrid, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
-from .report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, low_quality_regions, overview_image, summarize
+from .options import DEFAULT_MIN_TISSUE, MapOptions
+from .report import low_quality_regions, overview_image, summarize, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .store import (FIXED_LABELS, PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap,
-                    blocks_done, create_map, is_quality_map, label_entries, open_map, update_attributes,
-                    write_block)
+from .store import (PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap,
+                    blocks_done, create_map, is_quality_map, label_entries, open_for_update, open_map, read_array,
+                    update_attributes, write_block)
 from .tissue import tissue_mask
 from .worker import BlockResult, BlockTask, assess_block, worker_threads
 
-DEFAULT_MIN_TISSUE = 0.25
-DEFAULT_BLOCK = 16
 MASK_PIXELS_PER_TILE = 8
 MAX_MASK_SIDE = 8192
 #: A slide may be this much coarser than the model before tiles would have to be upsampled.
@@ -297,31 +296,80 @@ def _difference(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
     return f"made with other settings ({', '.join(changed)})"
 
 
+@dataclass
+class MapPlan:
+    """What a map will be, decided before any task runs: the model, the grid, the tissue and fixed
+    labels from the thumbnail, the settings that make its numbers, and the existing map, if any."""
+
+    slide_path: Path
+    out: Path
+    options: MapOptions
+    checkpoint: Path
+    card: Any
+    grid: TileGrid
+    found: TissueMap
+    to_assess: np.ndarray
+    settings: MapSettings
+    slide_attributes: dict[str, Any]
+    existing: QualityMap | None
+
+    @property
+    def layout(self) -> MapLayout:
+        return MapLayout(*self.grid.shape, self.card.classes, self.options.block, self.grid.tile_um)
+
+
+def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions, notice: Notice | None = None) -> MapPlan:
+    """Open the model and the slide, lay the grid, find tissue and ink, and check any existing map:
+    everything that can fail on bad input fails here, before any output exists."""
+    slide_path = Path(slide_path).resolve()  # workers, possibly on other machines, get absolute paths
+    out = Path(out) if out else default_output(slide_path)
+    checkpoint = resolve_model(options.model)
+    # Loading once here checks the checkpoint against its card and prepares the ONNX graph, so
+    # that a bad model fails before any output exists and workers only read the cached graph.
+    card = Predictor(checkpoint, device=options.device).card
+    with open_slide(slide_path) as slide:
+        slide_mpp = slide_pixel_size(slide, options.mpp)
+        if slide_mpp > card.mpp * COARSEST_RATIO:
+            raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is coarser than the {card.mpp:g} µm/px the model "
+                           "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
+        grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
+        found = tissue_map(slide, grid, notice, find_pen=options.find_artefacts, min_tissue=options.min_tissue)
+        info = slide.info
+    tissue, fixed = found.tissue, found.fixed
+    to_assess = (tissue >= options.min_tissue if options.use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
+    if not to_assess.any() and not fixed.any():
+        raise MapError(f"{slide_path}: no tissue found (no tile ≥ {options.min_tissue:.0%} tissue); "
+                       "use --no-tissue-mask to assess every tile")
+    checksum = file_checksum(slide_path)
+    settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
+                           options.min_tissue if options.use_tissue_mask else 0.0, options.block,
+                           [PEN_CLASS] if options.find_artefacts else [])
+    slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
+                        "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
+                        "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor}
+    existing = _prepare_output(out, settings, options.overwrite)
+    return MapPlan(slide_path, out, options, checkpoint, card, grid, found, to_assess, settings, slide_attributes,
+                   existing)
+
+
 def map_slide(
     slide_path: str | Path,
     out: str | Path | None = None,
+    options: MapOptions | None = None,
     *,
-    model: str | Path = "default",
-    mpp: float | None = None,
-    batch_size: int = 32,
     workers: int | None = None,
     scheduler: str | None = None,
-    device: str = "auto",
-    threshold: float = DEFAULT_THRESHOLD,
-    max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
-    overwrite: bool = False,
-    use_tissue_mask: bool = True,
-    min_tissue: float = DEFAULT_MIN_TISSUE,
-    block: int = DEFAULT_BLOCK,
-    find_artefacts: bool = True,
     progress: Progress | None = None,
     notice: Notice | None = None,
     should_stop: Callable[[], bool] | None = None,
     client: Any = None,
     inference_threads: int | None = None,
+    **changes: Any,
 ) -> MapResult:
     """Map the quality of every tissue tile of a slide; see the module docstring for the flow.
 
+    ``options`` (:class:`~slideiqa.options.MapOptions`) holds every choice about the map; keyword
+    ``changes`` (``mpp=0.25``, ``block=4``, …) are applied to them, for short calls from Python.
     ``progress(done, total)`` is called as tiles finish; ``notice(message)`` hears what a person
     should know while it runs (a slow tissue mask; default: this module's log). ``should_stop()`` is polled as blocks finish;
     when it returns True the pending tasks are cancelled and :class:`MapCancelled` is raised, leaving
@@ -330,102 +378,116 @@ def map_slide(
     each task's inference threads on such a client (default: the inference engine's own choice).
     """
     started = time.perf_counter()
-    slide_path = Path(slide_path).resolve()  # workers, possibly on other machines, get absolute paths
-    out = Path(out) if out else default_output(slide_path)
-    checkpoint = resolve_model(model)
-    tensors = str(checkpoint_paths(checkpoint)[0].resolve())
-    # Loading once here checks the checkpoint against its card and prepares the ONNX graph, so
-    # that a bad model fails before any output exists and workers only read the cached graph.
-    card = Predictor(checkpoint, device=device).card
-    with open_slide(slide_path) as slide:
-        slide_mpp = slide_pixel_size(slide, mpp)
-        if slide_mpp > card.mpp * COARSEST_RATIO:
-            raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is coarser than the {card.mpp:g} µm/px the model "
-                           "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
-        grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
-        found = tissue_map(slide, grid, notice, find_pen=find_artefacts, min_tissue=min_tissue)
-        slide_info = slide.info
-    thumbnail, tissue, fixed = found.thumbnail, found.tissue, found.fixed
-    to_assess = (tissue >= min_tissue if use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
-    if not to_assess.any() and not fixed.any():
-        raise MapError(f"{slide_path}: no tissue found (no tile ≥ {min_tissue:.0%} tissue); "
-                       "use --no-tissue-mask to assess every tile")
-    settings = MapSettings(card.weights_sha256, file_checksum(slide_path), slide_mpp, use_tissue_mask,
-                           min_tissue if use_tissue_mask else 0.0, block, [PEN_CLASS] if find_artefacts else [])
-    existing = _prepare_output(out, settings, overwrite)
-    if existing is not None and existing.complete:
-        # Same numbers; the verdict is recomputed because threshold and rule may differ from last time.
-        score, label = existing.array("score"), existing.array("label")
-        summary = (existing.summary or {}) | summarize(score, label, card.classes, threshold, max_bad_share)
-        _write_reports(out, thumbnail, score, label, card.classes, grid, threshold, summary)
-        if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
-            import zarr
-
-            update_attributes(zarr.open_group(str(out), mode="r+"), summary=summary)
-        return MapResult(out, summary, skipped=True)
-
-    layout = MapLayout(*grid.shape, card.classes, block, grid.tile_um)
+    options = (options or MapOptions()).updated(**changes)
+    plan = plan_map(slide_path, out, options, notice)
+    if plan.existing is not None and plan.existing.complete:
+        return _report_complete(plan)
     # The cluster first: an unreachable scheduler must fail before any output exists.
     own_client, cluster, own_threads = (None, None, None) if client is not None else start_client(workers, scheduler)
     try:
-        if existing is None:
-            root = create_map(out, layout, {
-                "version": __version__, "model": card.to_dict() | {"checkpoint": str(checkpoint)},
-                "slide": {"path": str(slide_path.resolve()), "size_bytes": slide_path.stat().st_size,
-                          "checksum": settings.slide_checksum, "mpp": slide_mpp,
-                          "dimensions": list(slide_info.level_dimensions[0]), "vendor": slide_info.vendor},
-                "grid": grid.to_dict(), "settings": settings.to_dict(),
-            }, replace=overwrite)
-        else:
-            import zarr
-
-            root = zarr.open_group(str(out), mode="r+")
-        done = blocks_done(root)
-        resumed = int(done.sum())
-        block_rows, block_cols = layout.block_shape
-        pending = []
-        for br in range(block_rows):
-            for bc in range(block_cols):
-                if done[br, bc]:
-                    continue
-                rows, cols = layout.block_slices(br, bc)
-                if not to_assess[rows, cols].any():  # nothing to assess: write the block now
-                    empty = np.full((len(card.classes), rows.stop - rows.start, cols.stop - cols.start), np.nan,
-                                    np.float32)
-                    write_block(root, layout, br, bc, empty, tissue[rows, cols], card.good_index, fixed[rows, cols])
-                else:
-                    pending.append((br, bc, rows, cols))
-
-        total = int(to_assess.sum())
-        finished = total - sum(int(to_assess[r, c].sum()) for _, _, r, c in pending)
-        if progress:
-            progress(finished, total)
-        compute_started = time.perf_counter()
-        if pending:
-            run = BlockRun(out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop, finished,
-                           total)
-            tasks = [(BlockTask(str(slide_path), tensors, device, grid, (rows.start, rows.stop),
-                                (cols.start, cols.stop), batch_size), br, bc, rows, cols)
-                     for br, bc, rows, cols in pending]
-            run.execute(client or own_client, tasks, inference_threads if client is not None else own_threads)
+        root = _open_output(plan)
+        resumed, finished, total, compute_s = run_blocks(
+            plan, root, client or own_client, inference_threads if client is not None else own_threads,
+            progress, should_stop)
     finally:
         if own_client is not None:
             own_client.close()
         if cluster is not None:
             cluster.close()
-    compute_s = time.perf_counter() - compute_started
+    return finish_map(plan, root, started, compute_s, assessed_now=total - finished, resumed=resumed)
 
-    score, label = np.asarray(root["score/0"][...]), np.asarray(root["label/0"][...])
-    summary = summarize(score, label, card.classes, threshold, max_bad_share)
+
+def _report_complete(plan: MapPlan) -> MapResult:
+    """A complete map with the same settings: its numbers stand; the verdict is recomputed, since
+    threshold and rule may differ from last time, and every change of verdict rule is kept."""
+    existing, options = plan.existing, plan.options
+    score, label = existing.array("score"), existing.array("label")
+    summary = (existing.summary or {}) | summarize(score, label, plan.card.classes, options.threshold,
+                                                   options.max_bad_share) | _slide_facts(plan, existing.array("tissue"))
+    _write_reports(plan, existing.group, summary)
+    if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
+        update_attributes(open_for_update(plan.out), summary=summary, options=options.to_dict(),
+                          verdicts=_verdict_history(existing.attributes, summary))
+    return MapResult(plan.out, summary, skipped=True)
+
+
+def _verdict_history(attributes: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The map's earlier verdicts, newest last, with this one added: a rerun under another threshold
+    changes the verdict openly, never by silently rewriting it."""
+    history = list(attributes.get("verdicts") or [])
+    entry = {key: summary.get(key) for key in ("verdict", "verdict_rule", "threshold", "max_bad_share",
+                                               "share_below_threshold")}
+    entry["at"] = _now()
+    if not history or {k: v for k, v in history[-1].items() if k != "at"} != {k: v for k, v in entry.items() if k != "at"}:
+        history.append(entry)
+    return history
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _open_output(plan: MapPlan):
+    """The Zarr group to write into: a new map (status running), or the partial one to resume."""
+    if plan.existing is not None:
+        return open_for_update(plan.out)
+    return create_map(plan.out, plan.layout, {
+        "version": __version__, "model": plan.card.to_dict() | {"checkpoint": str(plan.checkpoint)},
+        "slide": plan.slide_attributes, "grid": plan.grid.to_dict(), "settings": plan.settings.to_dict(),
+        "options": plan.options.to_dict(), "started": _now(),
+    }, replace=plan.options.overwrite)
+
+
+def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progress | None,
+               should_stop: Callable[[], bool] | None) -> tuple[int, int, int, float]:
+    """Write blocks with nothing to assess at once and run the others as tasks on ``client``.
+    Returns (blocks resumed, tiles done before this run, tiles to assess, seconds computing)."""
+    layout, card, options = plan.layout, plan.card, plan.options
+    tissue, fixed, to_assess = plan.found.tissue, plan.found.fixed, plan.to_assess
+    done = blocks_done(root)
+    resumed = int(done.sum())
+    pending = []
+    for br, bc in np.ndindex(*layout.block_shape):
+        if done[br, bc]:
+            continue
+        rows, cols = layout.block_slices(br, bc)
+        if not to_assess[rows, cols].any():  # nothing to assess: write the block now
+            empty = np.full((len(card.classes), rows.stop - rows.start, cols.stop - cols.start), np.nan, np.float32)
+            write_block(root, layout, br, bc, empty, tissue[rows, cols], card.good_index, fixed[rows, cols])
+        else:
+            pending.append((br, bc))
+    total = int(to_assess.sum())
+    finished = total - sum(int(to_assess[layout.block_slices(br, bc)].sum()) for br, bc in pending)
+    if progress:
+        progress(finished, total)
+    compute_started = time.perf_counter()
+    if pending:
+        tensors = str(checkpoint_paths(plan.checkpoint)[0].resolve())
+        run = BlockRun(plan.out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop,
+                       finished, total)
+        tasks = [BlockTask(str(plan.slide_path), tensors, options.device, plan.grid, block, layout.block,
+                           options.batch_size) for block in pending]
+        run.execute(client, tasks, threads)
+    return resumed, finished, total, time.perf_counter() - compute_started
+
+
+def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
+    """Summary, overview and regions from the written arrays, then status "complete"."""
+    score, label = read_array(root, "score"), read_array(root, "label")
+    options, card = plan.options, plan.card
+    summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
     runtime = time.perf_counter() - started
-    assessed_now = total - finished
-    summary |= {"slide": str(slide_path), "model": card.name or str(checkpoint), "runtime_s": runtime,
+    summary |= {"slide": str(plan.slide_path), "model": card.name or str(plan.checkpoint),
+                **_slide_facts(plan, read_array(root, "tissue")), "created": _now(), "runtime_s": runtime,
                 "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
                 "resumed_blocks": resumed}
-    _write_reports(out, thumbnail, score, label, card.classes, grid, threshold, summary)
+    _write_reports(plan, root, summary)
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
+                      verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
                       timing={"runtime_s": runtime, "compute_s": compute_s})
-    return MapResult(out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
+    return MapResult(plan.out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
 
 
 @dataclass
@@ -444,9 +506,10 @@ class BlockRun:
     finished: int
     total: int
 
-    def _write(self, result: BlockResult, br: int, bc: int, rows: slice, cols: slice) -> None:
+    def _write(self, result: BlockResult, block: tuple[int, int]) -> None:
         """The block's arrays, and its unreadable tiles' errors (before the block counts as done, so a
         resumed map still knows them)."""
+        rows, cols = self.layout.block_slices(*block)
         fixed = self.fixed[rows, cols].copy()
         for tile in result.unreadable:
             fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
@@ -456,10 +519,10 @@ class BlockRun:
             if room > 0:
                 recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
                 update_attributes(self.root, unreadable=recorded)
-        write_block(self.root, self.layout, br, bc, result.probabilities, self.tissue[rows, cols], self.good_index,
+        write_block(self.root, self.layout, *block, result.probabilities, self.tissue[rows, cols], self.good_index,
                     fixed)
 
-    def execute(self, client, tasks: list[tuple[BlockTask, int, int, slice, slice]], threads: int | None) -> None:
+    def execute(self, client, tasks: list[BlockTask], threads: int | None) -> None:
         from dataclasses import replace
 
         if hasattr(client, "as_completed"):
@@ -467,21 +530,20 @@ class BlockRun:
         else:
             from distributed import as_completed
 
-        futures: dict[Any, tuple[int, int, slice, slice]] = {}
+        futures: dict[Any, tuple[int, int]] = {}
         try:
-            for task, br, bc, rows, cols in tasks:
-                future = client.submit(assess_block, replace(task, threads=threads), self.to_assess[rows, cols],
-                                       pure=False)
-                futures[future] = (br, bc, rows, cols)
+            for task in tasks:
+                assess = self.to_assess[self.layout.block_slices(*task.block)]
+                futures[client.submit(assess_block, replace(task, threads=threads), assess, pure=False)] = task.block
             for future in as_completed(futures):
-                br, bc, rows, cols = futures[future]
+                block = futures[future]
                 try:
                     result: BlockResult = future.result()
                 except SlideError as error:
                     update_attributes(self.root, status="failed", error=str(error))
                     raise
-                self._write(result, br, bc, rows, cols)
-                self.finished += int(self.to_assess[rows, cols].sum())
+                self._write(result, block)
+                self.finished += int(self.to_assess[self.layout.block_slices(*block)].sum())
                 if self.progress:
                     self.progress(self.finished, self.total)
                 if self.should_stop and self.should_stop():
@@ -494,8 +556,22 @@ class BlockRun:
                 client.cancel([f for f in futures if not f.done()])
 
 
-def _write_reports(out: Path, thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, classes: list[str],
-                   grid: TileGrid, threshold: float, summary: dict[str, Any]) -> None:
+def _slide_facts(plan: MapPlan, tissue: np.ndarray) -> dict[str, Any]:
+    """What a lab records of a mapped slide beside the verdict: size, µm/px, tissue area, provenance."""
+    mpp, (width, height) = plan.grid.slide_mpp, plan.slide_attributes["dimensions"]
+    tile_mm2 = (plan.grid.tile_um / 1000) ** 2
+    assessed = np.isfinite(tissue) & (tissue > 0)
+    return {"mpp": mpp, "mpp_from": plan.slide_attributes["mpp_from"], "dimensions_px": [width, height],
+            "size_mm": [round(width * mpp / 1000, 3), round(height * mpp / 1000, 3)],
+            "tissue_area_mm2": round(float(np.nansum(tissue[assessed])) * tile_mm2, 4),
+            "tile_um": plan.grid.tile_um, "slideiqa_version": __version__}
+
+
+def _write_reports(plan: MapPlan, root, summary: dict[str, Any]) -> None:
+    """overview.png, regions.geojson (and tiles.geojson when asked for) and summary.json of a map."""
+    out, grid, classes, threshold = plan.out, plan.grid, plan.card.classes, plan.options.threshold
+    thumbnail = plan.found.thumbnail
+    score, label = read_array(root, "score"), read_array(root, "label")
     step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
     mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
     lost = summary["artefact_tiles"] | {UNREADABLE_CLASS: summary["unreadable_tiles"]}
@@ -503,9 +579,14 @@ def _write_reports(out: Path, thumbnail: np.ndarray, score: np.ndarray, label: n
     title = f"{Path(summary['slide']).name}: {summary['verdict']}; mean score {mean}, " \
             f"{summary['share_below_threshold']:.0%} of tissue below {threshold}" + \
             (f" or lost ({lost_text} tiles)" if lost_text else "")
-    colours = {name: rgba for _, name, rgba in label_entries(classes)}
-    marked = [(label == value, colours[name]) for name, value in FIXED_LABELS.items()]
-    overview_image(thumbnail, score, step_thumbnail, threshold, title, marked).save(out / "overview.png")
-    regions = low_quality_regions(score, label, classes, threshold, grid.step, colours)
+    entries = label_entries(classes)
+    colours = {name: rgba for _, name, rgba in entries}
+    um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
+    overview_image(thumbnail, score, label, step_thumbnail, threshold, title, entries, um_per_px).save(out / "overview.png")
+    regions = low_quality_regions(score, label, classes, threshold, grid.step, colours, grid.tile_um)
     (out / "regions.geojson").write_text(json.dumps(regions) + "\n")
+    if plan.options.tile_geojson:
+        tiles = tile_objects(score, label, read_array(root, "probs"), read_array(root, "tissue"), classes, grid.step,
+                             colours)
+        (out / "tiles.geojson").write_text(json.dumps(tiles) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -8,6 +8,7 @@ a rescan (or cleaning) as much as a blurred one. The summary gives the share los
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD  # noqa: F401  (the rule's defaults, re-exported)
-from .store import FIXED_LABELS, UNREADABLE_CLASS
+from .store import FIXED_LABELS, UNREADABLE_CLASS, label_entries
 
 
 def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
@@ -49,8 +50,10 @@ def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshol
 RD_YL_GN = np.array([[165, 0, 38], [215, 48, 39], [244, 109, 67], [253, 174, 97], [254, 224, 139],
                      [255, 255, 191], [217, 239, 139], [166, 217, 106], [102, 189, 99], [26, 152, 80],
                      [0, 104, 55]], np.float32)
-OVERVIEW_WIDTH = 800
-SCORE_ALPHA, MARK_ALPHA = 0.55, 0.85
+OVERVIEW_WIDTH = 640  # per panel
+SCORE_ALPHA, MARK_ALPHA, CLASS_ALPHA = 0.55, 0.85, 0.7
+#: Scale-bar lengths to choose from, in µm: the longest that fits a fifth of a panel is drawn.
+SCALE_BAR_UM = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 
 
 def score_colours(score: np.ndarray) -> np.ndarray:
@@ -63,54 +66,140 @@ def score_colours(score: np.ndarray) -> np.ndarray:
     return colours
 
 
-def overview_image(thumbnail: np.ndarray, score: np.ndarray, tile_step: float, threshold: float,
-                   title: str, marked: list[tuple[np.ndarray, list[int]]] = ()) -> Image.Image:
-    """The slide thumbnail with tile scores overlaid (red = bad → green = good), ``marked`` tiles
-    (a mask and an RGBA each: pen, unreadable) in their own colour, a colour bar with the
-    threshold on it, and a title.
+@dataclass
+class OverviewPanels:
+    """The thumbnail at panel size and, for every panel pixel, the tile it shows."""
 
-    ``tile_step`` is a tile's side in thumbnail pixels. Drawn with Pillow alone: matplotlib cost more
-    to import than mapping a small slide takes."""
-    from PIL import ImageDraw, ImageFont
+    base: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    um_per_pixel: float
 
+    def tiles(self, per_tile: np.ndarray) -> np.ndarray:
+        return per_tile[self.rows[:, None], self.cols[None, :]]
+
+
+def _panels(thumbnail: np.ndarray, tile_step: float, grid_shape: tuple[int, int], thumbnail_um_per_px: float) -> OverviewPanels:
     height, width = thumbnail.shape[:2]
     scale = OVERVIEW_WIDTH / max(width, 1)
     size = (OVERVIEW_WIDTH, max(1, round(height * scale)))
     base = np.asarray(Image.fromarray(thumbnail).resize(size, Image.Resampling.BILINEAR), np.float32)
     # Tile index of every overview pixel (tiles may run past the slide's edge, pixels never do).
-    rows = np.minimum((np.arange(size[1]) / scale / tile_step).astype(int), score.shape[0] - 1)
-    cols = np.minimum((np.arange(size[0]) / scale / tile_step).astype(int), score.shape[1] - 1)
-    colours = score_colours(score)[rows[:, None], cols[None, :]]
-    scored = ~np.isnan(colours[..., 0])
-    base[scored] = base[scored] * (1 - SCORE_ALPHA) + colours[scored] * SCORE_ALPHA
-    for mask, rgba in marked:
-        cells = mask[rows[:, None], cols[None, :]]
-        base[cells] = base[cells] * (1 - MARK_ALPHA) + np.asarray(rgba[:3], np.float32) * MARK_ALPHA
+    rows = np.minimum((np.arange(size[1]) / scale / tile_step).astype(int), grid_shape[0] - 1)
+    cols = np.minimum((np.arange(size[0]) / scale / tile_step).astype(int), grid_shape[1] - 1)
+    return OverviewPanels(base, rows, cols, thumbnail_um_per_px / scale)
 
-    font = ImageFont.load_default(size=14)
-    bar_width, margin, top = 18, 12, 34
-    canvas = Image.new("RGB", (size[0] + bar_width + 3 * margin + 40, size[1] + top + margin), "white")
-    canvas.paste(Image.fromarray(np.clip(np.rint(base), 0, 255).astype(np.uint8)), (margin, top))
+
+def _blend(base: np.ndarray, where: np.ndarray, colours: np.ndarray, alpha: float) -> None:
+    base[where] = base[where] * (1 - alpha) + colours[where] * alpha
+
+
+def _scale_bar(draw, font, um_per_pixel: float, left: int, bottom: int, width: int, micro: str) -> None:
+    """A black bar of a round length (µm or mm) in the panel's lower left corner, on a white box."""
+    fitting = [um for um in SCALE_BAR_UM if um / um_per_pixel <= width / 5] or [SCALE_BAR_UM[0]]
+    length_um = fitting[-1]
+    pixels = max(1, round(length_um / um_per_pixel))
+    text = f"{length_um // 1000} mm" if length_um >= 1000 else f"{length_um} {micro}m"
+    x0, y0 = left + 8, bottom - 24
+    draw.rectangle((x0 - 4, y0 - 16, x0 + max(pixels, 50) + 4, y0 + 10), fill="white")
+    draw.rectangle((x0, y0, x0 + pixels, y0 + 5), fill="black")
+    draw.text((x0, y0 - 15), text, fill="black", font=font)
+
+
+def _fonts() -> tuple[Any, Any, str]:
+    """Title and label fonts, and how to write "micro": DejaVu Sans where the system has it, else
+    Pillow's built-in font, which has no "µ" (the scale bar then says "um")."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", 14), ImageFont.truetype("DejaVuSans.ttf", 11), "µ"
+    except OSError:
+        return ImageFont.load_default(size=14), ImageFont.load_default(size=11), "u"
+
+
+def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, tile_step: float, threshold: float,
+                   title: str, entries: list[tuple[int, str, list[int]]], thumbnail_um_per_px: float) -> Image.Image:
+    """Two panels of the slide thumbnail: *where* — tile scores (red = bad → green = good; pen and
+    unreadable tiles in their own colour) with a colour bar marking the threshold — and *why* — each
+    tile's most likely class, with a legend of the classes present and their tile counts. Both carry
+    a scale bar.
+
+    ``tile_step`` is a tile's side in thumbnail pixels; ``entries`` are the map's label values,
+    names and colours (:func:`slideiqa.store.label_entries`). Drawn with Pillow alone: matplotlib
+    cost more to import than mapping a small slide takes."""
+    from PIL import ImageDraw
+
+    panels = _panels(thumbnail, tile_step, score.shape, thumbnail_um_per_px)
+    where, why = panels.base.copy(), panels.base.copy()
+    colours = panels.tiles(score_colours(score))
+    _blend(where, ~np.isnan(colours[..., 0]), colours, SCORE_ALPHA)
+    lut = np.zeros((256, 3), np.float32)
+    for value, _, rgba in entries:
+        lut[value] = rgba[:3]
+    labels = panels.tiles(label)
+    fixed = np.isin(labels, list(FIXED_LABELS.values()))
+    _blend(where, fixed, lut[labels], MARK_ALPHA)
+    _blend(why, labels > 0, lut[labels], CLASS_ALPHA)
+
+    font, small, micro = _fonts()
+    height, width = where.shape[:2]
+    bar_width, margin, top = 18, 12, 50
+    legend = [(value, name, rgba, int((label == value).sum())) for value, name, rgba in entries
+              if value > 0 and (label == value).any()]
+    legend_height = 20 * (len(legend) + 1)
+    second = 2 * margin + width + bar_width + 40
+    canvas = Image.new("RGB", (second + width + margin, top + max(height, legend_height) + margin + legend_height),
+                       "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((margin, 8), title, fill="black", font=font)
-    left, bar_height = size[0] + 2 * margin, size[1]
-    ramp = score_colours(np.linspace(1.0, 0.0, bar_height))[:, None, :].repeat(bar_width, axis=1)
+    for image, left, caption in ((where, margin, "where: P(good) per tile"),
+                                 (why, second, "why: most likely class per tile")):
+        canvas.paste(Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8)), (left, top))
+        draw.text((left, top - 16), caption, fill="black", font=small)
+        _scale_bar(draw, small, panels.um_per_pixel, left, top + height, width, micro)
+
+    left = margin + width + margin
+    ramp = score_colours(np.linspace(1.0, 0.0, height))[:, None, :].repeat(bar_width, axis=1)
     canvas.paste(Image.fromarray(np.rint(ramp).astype(np.uint8)), (left, top))
-    draw.rectangle((left, top, left + bar_width - 1, top + bar_height - 1), outline="black")
+    draw.rectangle((left, top, left + bar_width - 1, top + height - 1), outline="black")
     for value in (0.0, 0.5, 1.0):
-        y = top + round((1 - value) * (bar_height - 1))
+        y = top + round((1 - value) * (height - 1))
         draw.text((left + bar_width + 4, y - 7), f"{value:.1f}", fill="black", font=font)
-    y = top + round((1 - threshold) * (bar_height - 1))
+    y = top + round((1 - threshold) * (height - 1))
     draw.line((left - 3, y, left + bar_width + 2, y), fill="black", width=2)  # the threshold
-    draw.text((left - 6, top - 16), "P(good)", fill="black", font=ImageFont.load_default(size=11))
+
+    y = top + height + margin
+    draw.text((second, y), "class (tiles)", fill="black", font=small)
+    for value, name, rgba, count in legend:
+        y += 20
+        draw.rectangle((second, y, second + 14, y + 14), fill=tuple(rgba[:3]), outline="black")
+        draw.text((second + 22, y), f"{name} ({count})", fill="black", font=small)
     # 256 colours are plenty for a preview and make the PNG a quarter of the size.
     return canvas.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
 
 
+def _feature_id(*parts: object) -> str:
+    """A stable UUID for a feature (QuPath keeps objects by UUID): the same map gives the same ids."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "slideiqa:" + "/".join(map(str, parts))))
+
+
+def _feature(geometry: dict[str, Any], object_type: str, name: str, colour: list[int], label: str,
+             measurements: dict[str, float], key: tuple) -> dict[str, Any]:
+    """One QuPath object as GeoJSON: QuPath reads ``objectType``, ``classification``, ``name`` and the
+    numbers under ``measurements`` (other properties it drops on import)."""
+    return {"type": "Feature", "id": _feature_id(*key), "geometry": geometry,
+            "properties": {"objectType": object_type, "name": label,
+                           "classification": {"name": name, "color": list(colour[:3])},
+                           "measurements": {k: v for k, v in measurements.items() if v is not None}}}
+
+
 def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
-                        tile_step: float, colours: dict[str, list[int]]) -> dict[str, Any]:
+                        tile_step: float, colours: dict[str, list[int]], tile_um: float) -> dict[str, Any]:
     """A GeoJSON FeatureCollection (level-0 pixel coordinates, as QuPath expects) of contiguous
-    low-quality tiles of the same class, each with its class, tile count and mean score."""
+    low-quality tiles of the same class: QuPath annotations with the tile count, area and mean score
+    as measurements."""
     from shapely.geometry import box, mapping
     from shapely.ops import unary_union
 
@@ -125,17 +214,32 @@ def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str]
             shape = unary_union([box(c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step)
                                  for r, c in zip(rows, cols)])
             mean = None if name in FIXED_LABELS else float(score[rows, cols].mean())
+            tiles = len(rows)
             described = name if mean is None else f"mean score {mean:.2f}"
-            features.append({
-                "type": "Feature",
-                "geometry": mapping(shape),
-                "properties": {
-                    "objectType": "annotation",
-                    "name": f"{name} ({len(rows)} tiles, {described})",
-                    "classification": {"name": name, "color": colours.get(name, [200, 0, 0, 255])[:3]},
-                    "class": name,
-                    "tiles": int(len(rows)),
-                    "mean_score": mean,
-                },
-            })
+            features.append(_feature(
+                mapping(shape), "annotation", name, colours.get(name, [200, 0, 0]),
+                f"{name} ({tiles} tile{'s' if tiles != 1 else ''}, {described})",
+                {"tiles": float(tiles), "area µm^2": tiles * tile_um ** 2, "mean score": mean},
+                ("region", name, int(rows[0]), int(cols[0]))))
+    return {"type": "FeatureCollection", "features": features}
+
+
+def tile_objects(score: np.ndarray, label: np.ndarray, probabilities: np.ndarray, tissue: np.ndarray,
+                 classes: list[str], tile_step: float, colours: dict[str, list[int]]) -> dict[str, Any]:
+    """Every tissue tile as a QuPath tile object (level-0 pixels) classified by its label, with its
+    score, class probabilities and tissue fraction as measurements — a map QuPath can colour,
+    filter and count by measurement."""
+    names = {value: name for value, name, _ in label_entries(classes)}
+    features = []
+    for r, c in zip(*np.nonzero(label > 0)):
+        name = names[int(label[r, c])]
+        x0, y0, x1, y1 = c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step
+        assessed = not np.isnan(score[r, c])
+        measurements = {"score": float(score[r, c]) if assessed else None, "tissue fraction": float(tissue[r, c]),
+                        "row": float(r), "column": float(c)}
+        if assessed:
+            measurements |= {f"P({cls})": float(probabilities[i, r, c]) for i, cls in enumerate(classes)}
+        geometry = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+        features.append(_feature(geometry, "tile", name, colours.get(name, [200, 0, 0]),
+                                 f"tile {r},{c}: {name}", measurements, ("tile", int(r), int(c))))
     return {"type": "FeatureCollection", "features": features}

@@ -20,7 +20,7 @@ import hashlib
 import threading
 import warnings
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -28,12 +28,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import SlideIQAError
+from .formats import is_field_name
 
 #: The most bytes one decode may produce: a tile or strip larger than this, or a plain image
 #: larger than this decoded, is refused with an error instead of taking the machine's memory.
 READ_BUDGET_BYTES = 1 << 30
 Image.MAX_IMAGE_PIXELS = READ_BUDGET_BYTES // 3  # Pillow's own guard, at the same size
-FIELD_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 #: Side in level pixels below which an undecodable part of a thumbnail is not split further.
 SMALLEST_GAP = 256
 _UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "nm": 1e-3}
@@ -60,6 +60,25 @@ class SlideInfo:
     mpp: tuple[float, float] | None
     objective_power: float | None
     associated_images: list[str] = field(default_factory=list)
+    #: The scanner's name or model, when the file says it.
+    scanner: str | None = None
+    #: When it was scanned, as the file writes it.
+    acquired: str | None = None
+    #: Width and height of the stored tiles of level 0 (None for strips or plain images).
+    tile_size: tuple[int, int] | None = None
+    #: How level 0 is compressed (JPEG, JPEG 2000, LZW, PNG…).
+    compression: str | None = None
+
+    @property
+    def size_mm(self) -> tuple[float, float] | None:
+        """Level 0's width and height on the glass, in mm (None without a pixel size)."""
+        if self.mpp is None:
+            return None
+        (width, height), (mpp_x, mpp_y) = self.level_dimensions[0], self.mpp
+        return width * mpp_x / 1000, height * mpp_y / 1000
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"size_mm": self.size_mm}
 
 
 class Reader(Protocol):
@@ -265,11 +284,61 @@ def _open_with_openslide(path: Path) -> Slide | None:
         mpp=_plausible((mpp_x, mpp_y)),
         objective_power=_float(properties.get("openslide.objective-power")),
         associated_images=sorted(handle.associated_images),
+        scanner=_first(properties, "aperio.ScanScope ID", "hamamatsu.Product", "leica.device-model",
+                       "philips.DICOM_MANUFACTURER", "tiff.Model", "tiff.Make"),
+        acquired=" ".join(filter(None, (properties.get("aperio.Date"), properties.get("aperio.Time")))) or
+        _first(properties, "tiff.DateTime", "philips.DICOM_ACQUISITION_DATETIME"),
+        tile_size=_pair(properties.get("openslide.level[0].tile-width"), properties.get("openslide.level[0].tile-height")),
+        compression=_tiff_compression(path),
     )
     slide = Slide(path, _OpenSlideReader(handle), info)
     # Decode one pixel now: a file whose header parses but whose tiles are corrupt fails here, at open.
     slide.read_region((0, 0), 0, (1, 1))
     return slide
+
+
+def _first(properties, *names: str) -> str | None:
+    """The first of ``names`` that the slide's properties hold, stripped; None if none does."""
+    for name in names:
+        value = str(properties.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
+
+def _pair(width: str | None, height: str | None) -> tuple[int, int] | None:
+    try:
+        return int(width), int(height)
+    except (TypeError, ValueError):
+        return None
+
+
+def _tiff_compression(path: Path) -> str | None:
+    """Level 0's compression, read from the TIFF header (OpenSlide does not say it); None when the
+    file is not a TIFF (e.g. MIRAX, DICOM folders) or the header cannot be read."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            return _compression_name(tiff.pages[0])
+    except Exception:  # not a TIFF: nothing to say, and nothing wrong
+        return None
+
+
+def _compression_name(page) -> str:
+    return {"JPEG": "JPEG", "APERIO_JP2000_RGB": "JPEG 2000", "APERIO_JP2000_YCBC": "JPEG 2000",
+            "JPEG2000": "JPEG 2000", "ADOBE_DEFLATE": "deflate", "DEFLATE": "deflate", "NONE": "none"}.get(page.compression.name, page.compression.name)
+
+
+def _tiff_page_facts(page) -> dict:
+    """Scanner, date, tile size and compression of a TIFF page, where its tags say them."""
+    def tag(name: str) -> str | None:
+        value = page.tags.get(name)
+        return str(value.value).strip() or None if value is not None else None
+
+    return {"scanner": " ".join(filter(None, (tag("Make"), tag("Model")))) or None, "acquired": tag("DateTime"),
+            "tile_size": (int(page.tilewidth), int(page.tilelength)) if page.is_tiled else None,
+            "compression": _compression_name(page)}
 
 
 # -- tifffile ---------------------------------------------------------------------------------------
@@ -428,6 +497,7 @@ def _open_with_tifffile(path: Path) -> Slide | None:
             level_downsamples=reader.downsamples,
             mpp=mpp,
             objective_power=None,
+            **_tiff_page_facts(series.pages[0] if series.pages else tiff.pages[0]),
         )
         slide = Slide(path, reader, info)
         slide.read_region((0, 0), 0, (min(width, 16), min(height, 16)))
@@ -471,13 +541,15 @@ def _open_with_pillow(path: Path) -> Slide:
                 raise _beyond_budget(path, f"a plain {image.width:,} × {image.height:,} px image decodes to "
                                            f"{_gigabytes(decoded)}")
             dpi = image.info.get("dpi")
+            image_format = image.format
             pixels = np.asarray(image.convert("RGB"))
     except Image.DecompressionBombError:
         raise _beyond_budget(path, "a plain image this large decodes") from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise SlideError(f"{path}: not a slide or image that slideiqa can read ({error})") from None
     mpp = _plausible((25_400.0 / float(dpi[0]), 25_400.0 / float(dpi[1] or dpi[0]))) if dpi and dpi[0] else None
-    info = SlideInfo(str(path), "pillow", "image", [(pixels.shape[1], pixels.shape[0])], [1.0], mpp, None)
+    info = SlideInfo(str(path), "pillow", "image", [(pixels.shape[1], pixels.shape[0])], [1.0], mpp, None,
+                     compression=image_format)
     return Slide(path, _ArrayReader(pixels), info)
 
 
@@ -518,7 +590,7 @@ def open_slide(path: str | Path) -> Slide:
         raise SlideError(f"{path}: is a folder, not a slide file")
     if path.stat().st_size == 0:
         raise SlideError(f"{path}: empty file (0 bytes)")
-    if path.suffix.lower() not in FIELD_SUFFIXES:
+    if not is_field_name(path):
         # OME-TIFF keeps its pyramid in SubIFDs, which OpenSlide does not see: tifffile reads it whole.
         readers = (_open_with_tifffile, _open_with_openslide) if _inspect_tiff(path) else (
             _open_with_openslide, _open_with_tifffile)

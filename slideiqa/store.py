@@ -1,20 +1,23 @@
-"""The quality map on disk: a Zarr v3 group with OME-NGFF 0.5 metadata in micrometres.
+"""The quality map on disk: a Zarr v3 group that is itself a valid OME-NGFF 0.5 image, in micrometres.
 
 Layout of ``<slide>.quality.zarr``::
 
-    zarr.json        attributes["slideiqa"]: version, model card, slide (path, size, checksum, µm/px),
-                     tile grid, settings, status ("running" → "complete"), timing
-    score/0          float32 (y, x)      P(good); NaN on background
-    probs/0          float32 (c, y, x)   class probabilities; NaN on background
-    label/0          uint8   (y, x)      0 = background, k = class k-1 of the model card + 1,
-                                         254 = pen (tissue under pen ink, from the thumbnail),
+    zarr.json        ome: the score image (NGFF multiscales); attributes["slideiqa"]: layout version,
+                     slideiqa version, model card, slide (path, size, checksum, µm/px), tile grid,
+                     settings, options, status ("running" → "complete"), verdict history, timing
+    0                float32 (y, x)      score = P(good); NaN on background
+    labels/class/0   uint8   (y, x)      NGFF image-label: 0 = background, k = class k-1 of the model
+                                         card + 1, 254 = pen (tissue under pen ink, from the thumbnail),
                                          255 = unreadable (tissue whose pixels cannot be decoded)
-    tissue/0         float32 (y, x)      tissue fraction of each tile
+    probs/0          float32 (c, y, x)   NGFF image: class probabilities; NaN on background
+    tissue/0         float32 (y, x)      NGFF image: tissue fraction of each tile
     progress         uint8   (block rows, block cols)   1 = block written completely
 
-Each of ``score``, ``probs``, ``label`` and ``tissue`` is an NGFF image (``label`` also an NGFF
-image-label with one colour and class name per value) whose scale is the tile size in µm, so any NGFF
-viewer overlays it on the slide in physical units.
+The root is the score image and the class labels sit in its ``labels/`` group, where the NGFF spec
+puts them, so a viewer (napari-ome-zarr, ``ome_zarr info``, ome-zarr-models' validator) that opens the
+map finds the score and its labels together. Every image's scale is the tile size in µm, so it
+overlays the slide in physical units. :data:`ARRAY_PATHS` is the one place that says where an array
+lives; nothing outside this module opens the map's Zarr groups.
 
 Blocks of tiles are the unit of work, of writing and of resuming: a block covers exactly one chunk of
 every array, it is written whole by one writer, and its ``progress`` flag is set only after its data.
@@ -39,8 +42,13 @@ import zarr
 from .errors import SlideIQAError
 
 NGFF_VERSION = "0.5"
-ARRAYS = ("score", "probs", "label", "tissue")
+#: Where each of a map's arrays lives in the group (its name in the API → its Zarr path).
+ARRAY_PATHS = {"score": "0", "label": "labels/class/0", "probs": "probs/0", "tissue": "tissue/0"}
+ARRAYS = tuple(ARRAY_PATHS)
 FORMAT = "slideiqa-quality-map"
+#: Version of the group layout above. Maps of layout 1 (score, label, probs and tissue side by side,
+#: no NGFF root) must be made again.
+LAYOUT = 2
 STATUS_RUNNING, STATUS_COMPLETE = "running", "complete"
 BACKGROUND = 0
 #: Label of a tissue tile whose pixels the slide file cannot give (a corrupt tile or strip): its
@@ -194,19 +202,24 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
         "label": (["y", "x"], (layout.rows, layout.cols), "uint8", BACKGROUND),
         "tissue": (["y", "x"], (layout.rows, layout.cols), "float32", 0.0),
     }
+    labels = root.create_group("labels")
+    labels.attrs["ome"] = {"version": NGFF_VERSION, "labels": ["class"]}
     for name, (axes, shape, dtype, fill) in specs.items():
-        group = root.create_group(name)
-        group.attrs["ome"] = _ngff_image(name, axes, layout.tile_um, translation)
+        group_path = ARRAY_PATHS[name].rpartition("/")[0]
+        group = root.require_group(group_path) if group_path else root
+        group.attrs["ome"] = _ngff_image("class" if name == "label" else name, axes, layout.tile_um, translation)
         chunks = (len(layout.classes), *chunks2d) if name == "probs" else chunks2d
         group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=axes)
     entries = label_entries(layout.classes)
-    root["label"].attrs["ome"] = root["label"].attrs["ome"] | {"image-label": {
+    label_group = root["labels/class"]
+    label_group.attrs["ome"] = label_group.attrs["ome"] | {"image-label": {
         "version": NGFF_VERSION,
         "colors": [{"label-value": value, "rgba": rgba} for value, _, rgba in entries],
         "properties": [{"label-value": value, "class": name} for value, name, _ in entries],
+        "source": {"image": "../../"},
     }}
     root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
-    root.attrs["slideiqa"] = {"format": FORMAT, "status": STATUS_RUNNING, **attributes}
+    root.attrs["slideiqa"] = {"format": FORMAT, "layout": LAYOUT, "status": STATUS_RUNNING, **attributes}
 
 
 def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
@@ -219,15 +232,27 @@ def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: 
     label = np.where(assessed, np.nan_to_num(probabilities).argmax(axis=0) + 1, BACKGROUND).astype(np.uint8)
     if fixed is not None:
         label = np.where(fixed > 0, fixed, label).astype(np.uint8)
-    root["probs/0"][:, rows, cols] = probabilities
-    root["score/0"][rows, cols] = probabilities[good_index]
-    root["label/0"][rows, cols] = label
-    root["tissue/0"][rows, cols] = tissue
+    root[ARRAY_PATHS["probs"]][:, rows, cols] = probabilities
+    root[ARRAY_PATHS["score"]][rows, cols] = probabilities[good_index]
+    root[ARRAY_PATHS["label"]][rows, cols] = label
+    root[ARRAY_PATHS["tissue"]][rows, cols] = tissue
     root["progress"][block_row, block_col] = 1
 
 
 def blocks_done(root: zarr.Group) -> np.ndarray:
     return np.asarray(root["progress"][...], dtype=bool)
+
+
+def read_array(root: zarr.Group, name: str) -> np.ndarray:
+    """One of the map's arrays (:data:`ARRAYS`), whole, from an open group."""
+    if name not in ARRAY_PATHS:
+        raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAYS)}")
+    return np.asarray(root[ARRAY_PATHS[name]][...])
+
+
+def open_for_update(path: Path) -> zarr.Group:
+    """A map's group opened for writing (to resume it or to update its attributes)."""
+    return zarr.open_group(str(path), mode="r+")
 
 
 def update_attributes(root: zarr.Group, remove: tuple[str, ...] = (), **changes: Any) -> None:
@@ -259,9 +284,16 @@ class QualityMap:
         return float(self.attributes["grid"]["tile_um"])
 
     def array(self, name: str) -> np.ndarray:
-        if name not in ARRAYS:
-            raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAYS)}")
-        return np.asarray(self.group[f"{name}/0"][...])
+        return read_array(self.group, name)
+
+    @property
+    def image_label(self) -> dict[str, Any]:
+        """The NGFF image-label metadata of the class labels: colour and class name of every value."""
+        return dict(self.group[ARRAY_PATHS["label"].rpartition("/")[0]].attrs["ome"]["image-label"])
+
+    def lazy_array(self, name: str) -> zarr.Array:
+        """One of the map's arrays as a Zarr array, read chunk by chunk as it is indexed."""
+        return self.group[ARRAY_PATHS[name]]
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -276,4 +308,8 @@ def open_map(path: str | Path) -> QualityMap:
         raise MapError(f"{path}: no such quality map")
     if not is_quality_map(path):
         raise MapError(f"{path}: not a slideiqa quality map")
-    return QualityMap(path, zarr.open_group(str(path), mode="r"))
+    group = zarr.open_group(str(path), mode="r")
+    if group.attrs["slideiqa"].get("layout", 1) != LAYOUT:
+        raise MapError(f"{path}: a quality map of an older slideiqa (layout {group.attrs['slideiqa'].get('layout', 1)}, "
+                       f"this version reads layout {LAYOUT}); map the slide again with --overwrite")
+    return QualityMap(path, group)

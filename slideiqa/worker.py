@@ -22,14 +22,26 @@ from .slide import Slide, UnreadableRegion, open_slide
 
 @dataclass(frozen=True)
 class BlockTask:
+    """One block of one slide: ``block`` is its (row, column) among blocks of ``block_tiles`` tiles a side."""
+
     slide_path: str
     model: str
     device: str
     grid: TileGrid
-    row_slice: tuple[int, int]
-    col_slice: tuple[int, int]
+    block: tuple[int, int]
+    block_tiles: int
     batch_size: int
     threads: int | None = None
+
+    @property
+    def tile_rows(self) -> tuple[int, int]:
+        start = self.block[0] * self.block_tiles
+        return start, min(start + self.block_tiles, self.grid.shape[0])
+
+    @property
+    def tile_cols(self) -> tuple[int, int]:
+        start = self.block[1] * self.block_tiles
+        return start, min(start + self.block_tiles, self.grid.shape[1])
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
     slide = cached_slide(task.slide_path)
     predictor = cached_predictor(task.model, task.device, task.threads)
     plan = read_plan(slide, task.grid)
-    (r0, r1), (c0, c1) = task.row_slice, task.col_slice
+    (r0, r1), (c0, c1) = task.tile_rows, task.tile_cols
     result = BlockResult(np.full((len(predictor.classes), r1 - r0, c1 - c0), np.nan, np.float32), [])
     cells = [(r, c) for r in range(r1 - r0) for c in range(c1 - c0) if assess[r, c]]
     for start in range(0, len(cells), task.batch_size):

@@ -70,9 +70,9 @@ def test_a_real_pen_slide_maps_pen_where_its_mask_says(pen_image, pen_map):
     assert "lie under pen ink" in pen_map.warnings[0]
     features = json.loads((pen_map.path / "regions.geojson").read_text())["features"]
     pens = [f for f in features if f["properties"]["classification"]["name"] == "pen"]
-    assert sum(f["properties"]["tiles"] for f in pens) == pen.sum()
+    assert sum(f["properties"]["measurements"]["tiles"] for f in pens) == pen.sum()
     assert all(f["properties"]["classification"]["color"] == class_colour("pen", 0)[:3] for f in pens)
-    image_label = quality.group["label"].attrs["ome"]["image-label"]
+    image_label = quality.image_label
     assert {"label-value": PEN, "class": "pen"} in image_label["properties"]
 
 

@@ -1,6 +1,7 @@
 """slideiqa batch on a real LocalCluster with worker processes: discovery, isolation, faults, resume."""
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -148,10 +149,20 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
     for column in ("slide", "status", "tissue_tiles", "unreadable_tiles", "mean_score", "share_defocus", "share_unreadable",
                    "verdict", "runtime_s", "error"):
         assert column in header
+    for column in ("mpp", "width_px", "height_px", "tissue_area_mm2", "map_runtime_s"):
+        assert column in header
+    shares = [name for name in header if name.startswith("share_") and name != "share_below_threshold"]
+    assert shares[:2] == ["share_good", "share_defocus"] and shares[-2:] == ["share_pen", "share_unreadable"]
+    rows = list(csv.DictReader(lines))
+    assert all(Path(row["slide"]).is_absolute() and Path(row["map"]).is_absolute() for row in rows)
+    mapped = [row for row in rows if row["status"] != "failed"]
+    assert all(len(row["mean_score"].split(".")[-1]) <= 4 and float(row["mpp"]) > 0 and float(row["tissue_area_mm2"]) > 0
+               for row in mapped)
     page = (batch.out / "report.html").read_text()
-    assert page.count('<section class="card') == len(GOOD) + len(BROKEN)
+    assert page.count("<tr data-outcome=") == len(GOOD) + len(BROKEN)
     assert page.count("data:image/jpeg;base64,") == len(GOOD)  # self-contained: thumbnails inline
     assert page.index("truncated.tif") < page.index("run2/case.tif") < page.index("run1/case.tif")
+    assert "ERROR · no map" in page and "FAIL · quality" in page  # two outcomes, two unmistakable badges
 
 
 def _cli_batch(*arguments) -> subprocess.CompletedProcess:
@@ -203,7 +214,7 @@ def test_html_report_escapes_names_and_messages(tmp_path):
                            error="<script>alert(1)</script> truncated")]
     write_reports(records, tmp_path, {"model": "default", "verdict_rule": "rule"})
     page = (tmp_path / "report.html").read_text()
-    assert "a&lt;b&amp;c.svs" in page and "<script>" not in page and "&lt;script&gt;" in page
+    assert "a&lt;b&amp;c.svs" in page and "<script>alert" not in page and "&lt;script&gt;alert(1)" in page
 
 
 def _worker_pids(client) -> dict[str, int]:
@@ -286,7 +297,7 @@ def test_link_loops_and_dangling_links_are_skipped_with_a_warning(tmp_path):
     warnings = json.loads((out / "report.json").read_text())["warnings"]
     assert warnings == [f"{folder / 'gone.svs'}: dangling symbolic link, skipped",
                         f"{folder / 'loop.svs'}: symbolic link loop, skipped"]
-    text = " ".join(done.stdout.split())
+    text = " ".join(done.stderr.split())  # warnings go to stderr, results to stdout
     assert "warning: " in text and "symbolic link loop" in text
     assert "loop.svs" in (out / "report.html").read_text()
 
@@ -319,3 +330,72 @@ def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources
     assert again.returncode == 0, again.stderr[-2000:]
     rows = json.loads((out / "report.json").read_text())["slides"]
     assert {row["status"] for row in rows} <= {"skipped", "resumed", "mapped"} and "resumed" in {r["status"] for r in rows}
+
+
+# -- the cohort review page in a real browser ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's package) driven through its own chromedriver."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
+
+
+def _shown(browser) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [row.get_attribute("data-outcome") + " " + row.find_element(By.CSS_SELECTOR, ".path").text
+            for row in browser.find_elements(By.CSS_SELECTOR, "#slides tbody tr") if row.is_displayed()]
+
+
+def test_html_report_renders_sorts_and_filters_in_chromium(batch, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page = (batch.out / "report.html").resolve().as_uri()
+    browser.get(page)
+    rows = _shown(browser)
+    assert len(rows) == len(GOOD) + len(BROKEN)
+    assert [row.split()[0] for row in rows[:2]] == ["error", "error"]  # worst first as written
+    images = browser.find_elements(By.CSS_SELECTOR, "td.picture img")
+    assert len(images) == len(GOOD) and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0
+                                            for i in images)  # thumbnails decode offline
+
+    header = browser.find_element(By.CSS_SELECTOR, "th[data-key=mean_score]")
+    header.click()
+    scores = [float(v) for v in browser.execute_script(
+        "return Array.from(document.querySelectorAll('#slides tbody tr')).map(r => r.cells[3].dataset.sort)") if v]
+    assert scores == sorted(scores) and len(scores) == len(GOOD)
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    descending = [float(v) for v in browser.execute_script(
+        "return Array.from(document.querySelectorAll('#slides tbody tr')).map(r => r.cells[3].dataset.sort)") if v]
+    assert descending == sorted(scores, reverse=True)
+    last_two = [row.split()[0] for row in _shown(browser)[-2:]]
+    assert last_two == ["error", "error"]  # slides without a score sort last either way
+
+    Select(browser.find_element(By.ID, "outcome")).select_by_value("error")
+    assert sorted(row.split("/")[-1] for row in _shown(browser)) == ["fake.tif", "truncated.tif"]
+    Select(browser.find_element(By.ID, "outcome")).select_by_value("")
+    search = browser.find_element(By.ID, "filter")
+    search.send_keys("run2")
+    shown = _shown(browser)
+    assert shown and all("run2" in row for row in shown) and len(shown) < len(rows)
+    assert browser.find_element(By.ID, "count").text == f"{len(shown)} of {len(rows)} slides shown"
+
+    state = browser.execute_script("return location.hash")  # the view survives a reload / a shared link
+    assert "sort=-mean_score" in state and "q=run2" in state
+    browser.get(page + state)
+    assert _shown(browser) == shown

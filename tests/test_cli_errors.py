@@ -126,10 +126,10 @@ def test_unreachable_scheduler_fails_in_one_line_before_any_output(tmp_path):
 
 @pytest.fixture
 def small_filesystem(tmp_path):
-    """A real 256 KiB tmpfs (needs root and permission to mount; skipped otherwise)."""
+    """A real 1 MiB tmpfs (needs root and permission to mount; skipped otherwise)."""
     mount_point = tmp_path / "fs"
     mount_point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
     yield mount_point
@@ -138,7 +138,7 @@ def small_filesystem(tmp_path):
 
 def test_full_and_read_only_filesystems_fail_in_one_line_and_block_nothing(small_filesystem, tmp_path):
     out = small_filesystem / "cmu.quality.zarr"
-    (small_filesystem / "filler").write_bytes(bytes(250 << 10))  # leaves a few KiB: the store does not fit
+    (small_filesystem / "filler").write_bytes(bytes(1018 << 10))  # leaves a few KiB: the store does not fit
     _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out), str(out), "No space left on device")
     assert sorted(p.name for p in small_filesystem.iterdir()) == ["filler"]
     (small_filesystem / "filler").unlink()

@@ -14,7 +14,7 @@ from PIL import Image
 
 from slideiqa import map_slide, open_map
 from slideiqa.slide import file_checksum, open_slide
-from slideiqa.store import MapError, is_quality_map
+from slideiqa.store import PEN, UNREADABLE, MapError, is_quality_map
 
 from conftest import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
 from slides import truncated_copy
@@ -61,26 +61,48 @@ def test_map_metadata_summary_and_reports(phantom_map, phantom):
     assert summary["verdict"] == "fail"  # 18 of 64 tiles are defective
     assert summary["tiles_per_s"] > 0
     regions = json.loads((phantom_map.path / "regions.geojson").read_text())
-    classes = {f["properties"]["class"] for f in regions["features"]}
+    classes = {f["properties"]["classification"]["name"] for f in regions["features"]}
     assert {"defocus", "noise"} <= classes
-    biggest = max((f for f in regions["features"] if f["properties"]["class"] == "defocus"),
-                  key=lambda f: f["properties"]["tiles"])
+    biggest = max((f for f in regions["features"] if f["properties"]["classification"]["name"] == "defocus"),
+                  key=lambda f: f["properties"]["measurements"]["tiles"])
     xs = [x for x, _ in biggest["geometry"]["coordinates"][0]]
     assert min(xs) == pytest.approx(224) and max(xs) == pytest.approx(4 * 224)  # level-0 pixels
     overview = Image.open(phantom_map.path / "overview.png")
     assert overview.size[0] >= 600
 
 
-def test_ngff_metadata_is_read_back_by_ome_zarr_with_physical_scale(phantom_map):
+def test_the_whole_map_is_valid_ngff_0_5_with_its_labels_where_the_spec_puts_them(phantom_map):
+    """The validator sees the map's root as an NGFF 0.5 image (the score) whose labels group holds the
+    class image-label; the other images validate too. A root without ``ome``, or labels beside the
+    image instead of under it, fails here."""
+    from ome_zarr_models import open_ome_zarr
+    from ome_zarr_models.v05.image import Image
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    root = open_ome_zarr(zarr.open_group(str(phantom_map.path), mode="r"), version="0.5")
+    assert isinstance(root, Image)
+    assert root.labels is not None and root.labels.ome_attributes.labels == ["class"]
+    image_label = open_ome_zarr(zarr.open_group(str(phantom_map.path / "labels" / "class"), mode="r"), version="0.5")
+    assert isinstance(image_label, ImageLabel)
+    values = {entry.label_value for entry in image_label.ome_attributes.image_label.colors}
+    assert {0, 1, PEN, UNREADABLE} <= values
+    for name in ("probs", "tissue"):
+        assert isinstance(open_ome_zarr(zarr.open_group(str(phantom_map.path / name), mode="r"), version="0.5"), Image)
+
+
+def test_ome_zarr_reads_the_score_and_finds_its_labels_in_micrometres(phantom_map):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
-    for name, scale in (("score", [112.0, 112.0]), ("probs", [1.0, 112.0, 112.0]), ("label", [112.0, 112.0])):
-        location = parse_url(str(phantom_map.path / name))
-        assert location.version == "0.5"
-        node = next(iter(Reader(location)()))
+    location = parse_url(str(phantom_map.path))
+    assert location.version == "0.5"
+    nodes = list(Reader(location)())
+    score, labels = nodes[0], [node for node in nodes if node.metadata.get("name") == "class"]
+    assert score.data[0].shape == open_map(phantom_map.path).array("score").shape
+    assert labels, "the class labels are not found from the score image"
+    for node in (score, labels[0]):
         transforms = node.metadata["coordinateTransformations"][0]
-        assert transforms[0] == {"type": "scale", "scale": pytest.approx(scale)}
+        assert transforms[0] == {"type": "scale", "scale": pytest.approx([112.0, 112.0])}
         assert [axis.get("unit") for axis in node.metadata["axes"] if axis["type"] == "space"] == ["micrometer"] * 2
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from slideiqa.slide import open_slide
 from slideiqa.store import PEN, STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
 
-from conftest import CMU_SLIDE, FIXTURES
+from conftest import CMU_SLIDE, FIXTURES, ROOT
 from slides import truncated_copy, write_pyramidal_tiff
 
 pytest.importorskip("napari", reason="the napari extra is not installed")  # `pip install -e ".[dev]"` has it
@@ -89,6 +89,18 @@ def test_npe2_validate_passes():
     assert "valid" in result.stdout
 
 
+def test_manifest_patterns_are_the_formats_slideiqa_reads():
+    """napari.yaml cannot import Python: its reader patterns must be kept equal to slideiqa.formats."""
+    import yaml
+
+    from slideiqa.formats import reader_patterns
+
+    manifest = yaml.safe_load((ROOT / "napari_plugin" / "napari.yaml").read_text())
+    (reader,) = manifest["contributions"]["readers"]
+    assert sorted(reader["filename_patterns"]) == sorted(reader_patterns())
+    assert len(reader["filename_patterns"]) == len(set(reader["filename_patterns"]))
+
+
 # -- reader ------------------------------------------------------------------------------------------
 def test_reader_opens_slide_as_lazy_multiscale_in_micrometres(viewer):
     (layer,) = viewer.open(str(CMU_SLIDE), plugin=PLUGIN)
@@ -139,7 +151,7 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
     assert 0.3 <= score.opacity <= 0.7 and not label.visible
     classes = quality.classes
     for index, name in enumerate(classes):  # one colour per class, from the map's own image-label
-        expected = np.asarray(zarr.open_group(str(sample_map))["label"].attrs["ome"]["image-label"]["colors"][index + 1]["rgba"]) / 255
+        expected = np.asarray(open_map(sample_map).image_label["colors"][index + 1]["rgba"]) / 255
         np.testing.assert_allclose(label.colormap.map(np.array([index + 1]))[0], expected, atol=1e-6)
     assert label.colormap.map(np.array([0]))[0][3] == 0  # background transparent
     assert tuple(label.colormap.map(np.array([UNREADABLE]))[0]) == (0, 0, 0, 1)  # unreadable tissue black
@@ -261,6 +273,18 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     assert f"{saved['share_below_threshold']:.1%}" in widget.summary_label.text()
     for name, share in saved["share_per_class"].items():  # legend and share of each class
         assert name in widget.summary_label.text() and f"{share:.1%}" in widget.summary_label.text()
+
+    # The visible score layer has its own legend (a red → green bar with the threshold), and the class
+    # legend says which layer it belongs to and whether that layer is shown.
+    legend = widget.score_legend.pixmap().toImage()
+    left, right = legend.pixelColor(2, 5), legend.pixelColor(legend.width() - 3, 5)
+    assert left.red() > 150 and left.green() < 60 and right.green() > 80 and right.red() < 60
+    tick = legend.pixelColor(round(0.5 * (legend.width() - 1)), 5)
+    assert (tick.red(), tick.green(), tick.blue()) == (0, 0, 0)
+    assert "hidden" in widget.summary_label.text() and by_role(viewer, "label").name in widget.summary_label.text()
+    by_role(viewer, "label").visible = True
+    assert "(shown)" in widget.summary_label.text()
+    by_role(viewer, "label").visible = False
 
     # The slider re-thresholds the display: outlines and figures follow, the map is not recomputed.
     highlight = by_role(viewer, "below threshold")

@@ -324,7 +324,7 @@ def generalisation_command(
 
 
 def main() -> None:
-    run_cli(app)
+    run_cli(app, "slideiqa-train")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""Where the command line's messages go: rich output on a terminal, plain timestamped lines elsewhere.
+
+A cluster job or ``slideiqa batch ... > run.log`` writes to a file that people grep, tail and read
+in editors: there every message is one line, never wrapped, with an ISO timestamp in UTC, tables are
+``key: value`` lines or tab-separated rows, and progress is a line every :data:`PROGRESS_EVERY_S`
+seconds. On a terminal the same calls give rich tables, colours and a live progress bar.
+``SLIDEIQA_PLAIN=1`` asks for plain lines on a terminal too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import TextIO
+
+#: Plain progress: one line at most this often (and always at the end).
+PROGRESS_EVERY_S = 10.0
+
+
+def timestamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Output:
+    """The CLI's messages. ``interactive`` defaults to whether ``stream`` is a terminal."""
+
+    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
+                 messages: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        #: Notes and warnings go here (stderr), so that results on stdout (CSV, JSON) stay parseable.
+        self.messages = messages or sys.stderr
+        if interactive is None:
+            interactive = self.stream.isatty() and os.environ.get("SLIDEIQA_PLAIN") != "1"
+        self.interactive = interactive
+        self._consoles: dict[int, object] = {}
+
+    def _console_for(self, stream: TextIO):
+        if id(stream) not in self._consoles:
+            from rich.console import Console
+
+            self._consoles[id(stream)] = Console(file=stream)
+        return self._consoles[id(stream)]
+
+    @property
+    def console(self):
+        return self._console_for(self.stream)
+
+    def line(self, text: str, style: str | None = None, stream: TextIO | None = None) -> None:
+        """One event. ``style`` is a rich style for the terminal (e.g. ``"red"``)."""
+        if self.interactive:
+            from rich.text import Text
+
+            self._console_for(stream or self.stream).print(Text(text, style=style or ""), highlight=False)
+        else:
+            print(f"{timestamp()} {text}", file=stream or self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        self._labelled("note", "yellow", text)
+
+    def warning(self, text: str) -> None:
+        self._labelled("warning", "yellow", text)
+
+    def _labelled(self, label: str, style: str, text: str) -> None:
+        if self.interactive:
+            from rich.markup import escape
+
+            self._console_for(self.messages).print(f"[{style}]{label}:[/] {escape(text)}", highlight=False)
+        else:
+            self.line(f"{label}: {text}", stream=self.messages)
+
+    def fields(self, title: str, rows: Sequence[tuple[str, str]]) -> None:
+        """A titled list of name → value (a summary): a two-column table without a header row on a
+        terminal, one ``title: name: value`` line per row elsewhere."""
+        if self.interactive:
+            from rich.table import Table
+
+            table = Table(show_header=False, title=title)
+            for name, value in rows:
+                table.add_row(name, value)
+            self.console.print(table)
+        else:
+            for name, value in rows:
+                self.line(f"{title}: {name.strip()}: {value}")
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """A table with a header: rich on a terminal, tab-separated lines (never cut short) elsewhere."""
+        if self.interactive:
+            from rich.table import Table
+
+            table = Table(*header)
+            for row in rows:
+                table.add_row(*row)
+            self.console.print(table)
+        else:
+            for row in (header, *rows):
+                print("\t".join(row), file=self.stream, flush=True)
+
+    @contextlib.contextmanager
+    def progress(self, name: str) -> Iterator[Callable[[int, int], None]]:
+        """A callback ``update(done, total)`` for the duration of the block: a live bar with the rate
+        on a terminal; elsewhere a line every :data:`PROGRESS_EVERY_S` seconds and one at the end."""
+        rate = _Rate()
+        if self.interactive:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]} tiles/s"), TimeRemainingColumn()]
+            with Progress(*columns, console=self.console, transient=False) as bar:
+                task = bar.add_task(name, total=None, rate="–")
+
+                def update(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total, rate=rate.text(done))
+
+                yield update
+            return
+        last = {"at": 0.0}
+
+        def update(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if now - last["at"] >= PROGRESS_EVERY_S or done >= total:
+                last["at"] = now
+                self.line(f"{name}: {done}/{total} tiles, {rate.text(done)} tiles/s")
+
+        yield update
+
+
+class _Rate:
+    """Tiles per second since the first report (earlier work, e.g. resumed blocks, not counted)."""
+
+    def __init__(self) -> None:
+        self.start: tuple[float, int] | None = None
+
+    def text(self, done: int) -> str:
+        now = time.perf_counter()
+        if self.start is None:
+            self.start = (now, done)
+        t0, d0 = self.start
+        return f"{(done - d0) / (now - t0):.0f}" if now > t0 and done > d0 else "–"
