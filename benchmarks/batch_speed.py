@@ -8,9 +8,12 @@ TIFFs of real pixels, then maps all of them three ways, each into a fresh output
 (c) ``run_batch`` on an embedded LocalCluster of 2 worker processes (the default on 2 cores);
 
 and prints slides/hour, tissue tiles/s and the speed of each against (a), plus the peak RSS of the
-workers (the per-worker memory bound).
+workers (the per-worker memory bound). With ``--slurm`` (a running SLURM cluster, e.g.
+``examples/slurm/single_node.sh start``) also (d) and (e): ``run_batch`` on 1 and 2 SLURM jobs of one
+single-threaded worker process each, started through dask-jobqueue as ``batch --cluster slurm`` does
+(the time includes waiting for the jobs' workers).
 
-    python benchmarks/batch_speed.py [--slides 8] [--side 8192]
+    python benchmarks/batch_speed.py [--slides 8] [--side 8192] [--slurm]
 """
 
 from __future__ import annotations
@@ -24,10 +27,16 @@ from pathlib import Path
 from synthetic_slides import CACHE, build_slide
 
 
-def worker_peak_rss_mb(client) -> float:
-    import resource
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not ``ru_maxrss``: Linux keeps that across ``execve``, so
+    a worker spawned by a nanny inside a large process (a LocalCluster's) would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        kilobytes = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    return kilobytes / 1024
 
-    return max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()) / 1024
+
+def worker_peak_rss_mb(client) -> float:
+    return max(client.run(_peak_rss_mb).values())
 
 
 def one_by_one(slides: list[Path], out: Path) -> tuple[int, float]:
@@ -57,10 +66,31 @@ def batched(slides: list[Path], out: Path, workers: int) -> tuple[int, float, fl
         return sum(r.tissue_tiles for r in result.records), seconds, worker_peak_rss_mb(client)
 
 
+def on_slurm(slides: list[Path], out: Path, jobs: int) -> tuple[int, float, float]:
+    from slideiqa.batch import run_batch
+    from slideiqa.clusters import start_jobqueue
+
+    started = time.perf_counter()
+    client, cluster, threads = start_jobqueue("slurm", {"jobs": jobs, "cores": 1, "processes": 1, "memory": "2GB",
+                                                        "walltime": "01:00:00", "worker_timeout_s": 120,
+                                                        "log_directory": str(out.parent / "slurm-logs")},
+                                              name="slideiqa-benchmark")
+    try:
+        client.wait_for_workers(jobs, timeout=120)
+        result = run_batch(slides, out, client=client, inference_threads=threads)
+        seconds = time.perf_counter() - started
+        assert not result.failed, [r.error for r in result.failed]
+        return sum(r.tissue_tiles for r in result.records), seconds, worker_peak_rss_mb(client)
+    finally:
+        client.close()
+        cluster.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slides", type=int, default=8)
     parser.add_argument("--side", type=int, default=8192, help="slide width and height in pixels")
+    parser.add_argument("--slurm", action="store_true", help="also run on 1 and 2 SLURM jobs")
     args = parser.parse_args()
     slides = [build_slide(CACHE / "batch" / f"slide_{i}_{args.side}.tif", args.side, args.side, 3, seed=i + 1)
               for i in range(args.slides)]
@@ -73,6 +103,11 @@ def main() -> None:
             assert tiles_b == tiles
             rows.append((f"({'b' if workers == 1 else 'c'}) batch, LocalCluster of {workers} worker process"
                          f"{'es' if workers > 1 else ''}", tiles, seconds, rss))
+        for jobs in (1, 2) if args.slurm else ():
+            tiles_s, seconds, rss = on_slurm(slides, scratch / f"slurm_{jobs}", jobs)
+            assert tiles_s == tiles
+            rows.append((f"({'d' if jobs == 1 else 'e'}) batch, {jobs} SLURM job{'s' if jobs > 1 else ''} of 1 worker",
+                         tiles, seconds, rss))
     finally:
         shutil.rmtree(scratch)
     print(f"{len(slides)} slides of {args.side} × {args.side} px, {tiles} tissue tiles in all")

@@ -1,5 +1,9 @@
 """Quality-check a folder of slides on a SLURM cluster with dask-jobqueue (``pip install dask-jobqueue``).
 
+The command line does the same with ``slideiqa batch SCANS -o QC --cluster slurm --settings lab.toml``
+(job settings in the file's ``[cluster]`` table); this is the Python API's way, for a pipeline that
+already has its cluster.
+
 The slides and the output folder must be on a filesystem every compute node sees. Each job runs 8
 single-threaded worker processes; slideiqa sends blocks of tiles of several slides at once to them.
 Adjust the queue, account, memory and walltime to your site (``PBSCluster`` works the same way).

@@ -256,6 +256,7 @@ def batch(
     mpp_table: Annotated[Optional[Path], typer.Option(help="CSV with columns slide,mpp: µm/px of the slides it names (path or file name)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes of the local cluster (default: one per core)")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler (e.g. tcp://head:8786)")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="start the workers as jobs of this scheduler: slurm, pbs, sge, lsf or htcondor (job settings: [cluster] of --settings)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="tiles per inference batch")] = 32,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     threshold: Annotated[float, typer.Option(min=0, max=1, help=THRESHOLD_HELP)] = DEFAULT_THRESHOLD,
@@ -278,8 +279,8 @@ def batch(
     from .discovery import DiscoveryError
     from .options import load_mpp_table
 
-    if workers and scheduler:
-        raise typer.BadParameter("give either --workers or --scheduler, not both")
+    if sum(bool(choice) for choice in (workers, scheduler, cluster)) > 1:
+        raise typer.BadParameter("give one of --workers, --scheduler and --cluster")
     options = _map_options(context, settings, model=model, mpp=mpp, batch_size=batch_size, device=device, threshold=threshold,
                            max_bad_share=max_bad_share, overwrite=overwrite, use_tissue_mask=not no_tissue_mask,
                            find_artefacts=not no_artefacts, min_tissue=min_tissue,
@@ -297,12 +298,22 @@ def batch(
             f"{options.threshold}, {record.tissue_tiles} tissue tiles{unreadable}")
         output.line(f"{record.status:>8} {record.slide}: {figures}", "red" if record.failed else "green")
 
+    client = jobs = threads = None
+    if cluster:
+        from .clusters import cluster_settings, start_jobqueue
+
+        output.line(f"starting {cluster} jobs for the workers…")
+        client, jobs, threads = start_jobqueue(cluster, cluster_settings(settings))
     try:
         result = run_batch(paths, out, recursive=recursive, workers=workers, scheduler=scheduler, options=options,
-                           slides_in_flight=slides_in_flight, mpp_table=per_slide_mpp, on_start=started,
-                           on_slide=finished)
+                           slides_in_flight=slides_in_flight, mpp_table=per_slide_mpp, client=client,
+                           inference_threads=threads, on_start=started, on_slide=finished)
     except DiscoveryError as error:  # what was asked for makes no batch: a usage error, exit status 2
         raise click.UsageError(str(error)) from error
+    finally:
+        if client is not None:
+            client.close()
+            jobs.close()
     for warning in result.warnings:
         output.warning(warning)
     mapped_now = sum(record.status in ("mapped", "resumed") for record in result.records)

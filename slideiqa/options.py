@@ -81,15 +81,16 @@ def _option(name: str) -> str:
 
 #: Keys a settings file may set: the choices that are a lab's policy, not one run's mechanics.
 SETTINGS_KEYS = ("model", "mpp", "threshold", "max_bad_share", "min_tissue", "use_tissue_mask", "find_artefacts",
-                 "tile_geojson", "batch_size", "device")
+                 "tile_geojson", "batch_size", "device", "block")
 
 
 def load_settings(path: Path, base: MapOptions | None = None) -> MapOptions:
     """``base`` (default: the defaults) with the values of a settings file applied.
 
     The file is TOML with the keys of :data:`SETTINGS_KEYS` at the top level or under ``[map]``,
-    e.g. ``threshold = 0.6`` and ``mpp = 0.25``. A key that is not one of them is an error, so a typo
-    is never silently ignored."""
+    e.g. ``threshold = 0.6`` and ``mpp = 0.25``; a ``[cluster]`` table holds job settings for
+    ``batch --cluster`` (:mod:`slideiqa.clusters`). A key that is not one of them is an error, so a
+    typo is never silently ignored."""
     try:
         document = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -98,9 +99,11 @@ def load_settings(path: Path, base: MapOptions | None = None) -> MapOptions:
         raise SettingsError(f"{path}: cannot read the settings file ({error})") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"{path}: not valid TOML ({error})") from None
-    values = document.get("map", document)
-    if not isinstance(values, dict):
-        raise SettingsError(f"{path}: [map] must be a table of settings")
+    tables = {key for key, value in document.items() if isinstance(value, dict)}
+    if tables - {"map", "cluster"}:
+        raise SettingsError(f"{path}: unknown table(s) {', '.join(sorted(tables - {'map', 'cluster'}))}; "
+                            "known: [map], [cluster]")
+    values = document["map"] if "map" in document else {k: v for k, v in document.items() if k not in tables}
     unknown = sorted(key for key in values if key not in SETTINGS_KEYS)
     if unknown:
         raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS_KEYS)}")
