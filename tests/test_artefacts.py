@@ -42,6 +42,22 @@ def test_pen_mask_matches_the_real_mask(pen_image, um_per_px):
     assert (found & truth).sum() / (found | truth).sum() >= 0.6
 
 
+def test_a_fine_thumbnail_is_shaped_at_the_working_scale(pen_image):
+    """A small slide's thumbnail can be finer than a µm per pixel: the same ink is found there as at
+    the real image's own scale (the shaping then runs on a shrunk copy, not with disks hundreds of
+    pixels wide)."""
+    image, truth = pen_image
+    rows, cols = np.nonzero(truth)
+    y, x = max(0, int(np.median(rows)) - 75), max(0, int(np.median(cols)) - 75)
+    crop, crop_truth = image[y:y + 150, x:x + 150], truth[y:y + 150, x:x + 150]
+    assert crop_truth.mean() > 0.05
+    # The same glass at 16× the pixels: 30 µm/px becomes 1.875 µm/px, shaped on a copy shrunk twice.
+    enlarged = np.repeat(np.repeat(crop, 16, axis=0), 16, axis=1)
+    found = pen_mask(enlarged, 30.0 / 16)
+    expected = np.repeat(np.repeat(crop_truth, 16, axis=0), 16, axis=1)
+    assert (found & expected).sum() / (found | expected).sum() >= 0.6
+
+
 @pytest.mark.parametrize("side", [256, 400, 800])  # thumbnails of 3–9 µm/px, as maps of small slides take
 def test_clean_tissue_has_no_pen(side):
     """Dense eosin passes the red-ink colour rule pixel by pixel here and there; it must not make a mark."""
