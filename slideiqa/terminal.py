@@ -30,13 +30,25 @@ class Output:
 
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
                  messages: TextIO | None = None) -> None:
-        self.stream = stream or sys.stdout
-        #: Notes and warnings go here (stderr), so that results on stdout (CSV, JSON) stay parseable.
-        self.messages = messages or sys.stderr
-        if interactive is None:
-            interactive = self.stream.isatty() and os.environ.get("SLIDEIQA_PLAIN") != "1"
-        self.interactive = interactive
+        # Streams are looked up when used (sys.stdout as it is then), so that output redirected after
+        # import — by a caller capturing it, by a test — goes where it is sent.
+        self._stream, self._messages, self._interactive = stream, messages, interactive
         self._consoles: dict[int, object] = {}
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    @property
+    def messages(self) -> TextIO:
+        """Notes and warnings go here (stderr), so that results on stdout (CSV, JSON) stay parseable."""
+        return self._messages or sys.stderr
+
+    @property
+    def interactive(self) -> bool:
+        if self._interactive is not None:
+            return self._interactive
+        return self.stream.isatty() and os.environ.get("SLIDEIQA_PLAIN") != "1"
 
     def _console_for(self, stream: TextIO):
         if id(stream) not in self._consoles:

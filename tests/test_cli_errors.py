@@ -15,8 +15,31 @@ import slideiqa
 from slideiqa.models.zoo import resolve_model
 
 
-def _run(module, *args):
+def _subprocess(module, *args):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def _run(module, *args):
+    """The command line run in this process, as a subprocess would see it (exit status, stdout, stderr):
+    the same entry point (``main`` and its error handling) without paying for a new interpreter and
+    its imports each time. A few tests below keep a real subprocess."""
+    import contextlib
+    import io
+    from unittest import mock
+
+    from slideiqa import cli
+    from slideiqa_training import cli as training_cli
+
+    main = cli.main if module == "slideiqa.cli" else training_cli.main
+    out, err = io.StringIO(), io.StringIO()
+    argv = [module, *map(str, args)]
+    with mock.patch.object(sys, "argv", list(argv)), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def _one_error_line(result, *fragments):
@@ -29,7 +52,7 @@ def _one_error_line(result, *fragments):
 
 
 def test_version():
-    result = _run("slideiqa.cli", "--version")
+    result = _subprocess("slideiqa.cli", "--version")
     assert result.returncode == 0 and result.stdout.strip() == f"slideiqa {slideiqa.__version__}"
 
 
@@ -77,7 +100,7 @@ def test_bad_option_values_are_usage_errors_without_traceback(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = _run("slideiqa.cli", "--debug", "predict", tmp_path / "missing.png")
+    result = _subprocess("slideiqa.cli", "--debug", "predict", tmp_path / "missing.png")
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
@@ -117,10 +140,8 @@ def test_environment_errors_are_one_line_and_leave_nothing(tmp_path):
 
 def test_unreachable_scheduler_fails_in_one_line_before_any_output(tmp_path):
     out = tmp_path / "out.quality.zarr"
-    started = time.monotonic()
     _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out, "--scheduler", "tcp://127.0.0.1:9"),
                     "tcp://127.0.0.1:9: cannot reach the Dask scheduler within 10 s")
-    assert time.monotonic() - started < 60
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
 from slideiqa_training.metrics import classification_metrics, format_mean_std, good_vs_bad_auc, summarize
 from slideiqa_training.splits import five_fold_splits
@@ -30,26 +29,33 @@ def test_splits_are_disjoint_stratified_and_test_each_sample_once(grouped):
             assert not train_groups & test_groups
 
 
-def test_metrics_equal_scikit_learn():
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 4, 300)
-    probabilities = rng.dirichlet(np.ones(4), 300)
-    probabilities[np.arange(300), labels] += rng.random(300)  # better than chance, not perfect
-    probabilities /= probabilities.sum(1, keepdims=True)
-    predicted = probabilities.argmax(1)
+def test_metrics_on_a_case_worked_by_hand():
+    """Six images, three classes, two mistakes: every figure below is counted by hand, not taken from
+    the library the metrics module itself calls."""
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array([[0.7, 0.2, 0.1],   # 0 → 0
+                              [0.3, 0.6, 0.1],   # 0 → 1 (wrong)
+                              [0.2, 0.7, 0.1],   # 1 → 1
+                              [0.1, 0.8, 0.1],   # 1 → 1
+                              [0.1, 0.2, 0.7],   # 2 → 2
+                              [0.5, 0.1, 0.4]])  # 2 → 0 (wrong)
     result = classification_metrics(labels, probabilities)
-    assert result["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
-    assert result["precision"] == pytest.approx(precision_score(labels, predicted, average="weighted"))
-    assert result["recall"] == pytest.approx(recall_score(labels, predicted, average="weighted"))
-    assert result["auc"] == pytest.approx(roc_auc_score(labels, probabilities, multi_class="ovr"))
-    assert 0.3 < result["accuracy"] < 0.95
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    # precision per predicted class: 0 → 1 of {0, 5}, 1 → 2 of {1, 2, 3}, 2 → 1 of {4}; equal supports
+    assert result["precision"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert result["recall"] == pytest.approx((1 / 2 + 2 / 2 + 1 / 2) / 3)  # support-weighted recall = accuracy
+    # one-vs-rest AUC, pairs ranked right: class 0 7 of 8 (0.3 < 0.5), classes 1 and 2 all 8
+    assert result["auc"] == pytest.approx((7 / 8 + 1 + 1) / 3)
 
 
 def test_binary_auc_and_good_vs_bad():
     labels = np.array([0, 0, 1, 1, 1])
     probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.35, 0.65], [0.2, 0.8], [0.7, 0.3]])
-    assert classification_metrics(labels, probabilities)["auc"] == pytest.approx(roc_auc_score(labels, probabilities[:, 1]))
-    assert good_vs_bad_auc(labels, probabilities, good_index=1) == pytest.approx(roc_auc_score(labels == 1, probabilities[:, 1]))
+    # positives 0.65, 0.8, 0.3 against negatives 0.1, 0.6: 2 + 2 + 1 of 6 pairs ranked right
+    assert classification_metrics(labels, probabilities)["auc"] == pytest.approx(5 / 6)
+    assert good_vs_bad_auc(labels, probabilities, good_index=1) == pytest.approx(5 / 6)
+    # good = class 0 scored by P(class 0): 0.9 and 0.4 against 0.35, 0.2, 0.7: 3 + 2 of 6 pairs
+    assert good_vs_bad_auc(labels, probabilities, good_index=0) == pytest.approx(5 / 6)
 
 
 def test_summary_mean_std_and_paper_format():
