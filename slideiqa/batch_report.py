@@ -22,6 +22,8 @@ from typing import Any
 
 from PIL import Image
 
+from .files import write_atomically
+
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
 #: A slide the batch was stopped before finishing (Ctrl-C): its map, if begun, resumes on the next run.
 STATUS_INTERRUPTED = "interrupted"
@@ -75,18 +77,12 @@ class SlideRecord:
         return self.verdict or "?"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def write_reports(records: list[SlideRecord], out: Path, header: dict[str, Any]) -> None:
     """``report.json``, ``report.csv`` and ``report.html`` under ``out``."""
     ordered = sorted(records, key=SlideRecord.severity)
-    _atomic_write(out / "report.json", json.dumps({**header, "slides": [asdict(r) for r in ordered]}, indent=2) + "\n")
-    _atomic_write(out / "report.csv", _csv(ordered))
-    _atomic_write(out / "report.html", _html(ordered, header, out))
+    write_atomically(out / "report.json", json.dumps({**header, "slides": [asdict(r) for r in ordered]}, indent=2) + "\n")
+    write_atomically(out / "report.csv", _csv(ordered))
+    write_atomically(out / "report.html", _html(ordered, header, out))
 
 
 def class_order(records: list[SlideRecord]) -> list[str]:

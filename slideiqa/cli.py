@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import SlideIQAError, run_cli
+from .errors import SlideIQAError, debug_option, run_cli
 from .options import DEFAULT_MIN_TISSUE
 from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
 from .terminal import Output
@@ -53,7 +53,8 @@ def _version(value: bool) -> None:
 def main_options(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="print the version and exit")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="show full tracebacks on errors")] = False,
+    debug: Annotated[bool, typer.Option("--debug", callback=debug_option, is_eager=True,
+                                        help="show full tracebacks on errors")] = False,
 ) -> None:
     """Image-quality maps for microscope fields and whole-slide images."""
 
@@ -67,6 +68,20 @@ MAX_BAD_SHARE_HELP = "a slide fails when more of its tissue than this is low qua
 class GeoJSON(str, Enum):
     regions = "regions"
     tiles = "tiles"
+
+
+# The options map and batch share, declared once.
+SettingsOption = Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP)]
+ModelOption = Annotated[str, typer.Option(help="shipped model name or checkpoint path")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="tiles per inference batch")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda")]
+ThresholdOption = Annotated[float, typer.Option(min=0, max=1, help=THRESHOLD_HELP)]
+MaxBadShareOption = Annotated[float, typer.Option(min=0, max=1, help=MAX_BAD_SHARE_HELP)]
+MinTissueOption = Annotated[float, typer.Option(min=0, max=1, help="tissue share that makes a tile worth assessing")]
+NoTissueMaskOption = Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")]
+NoArtefactsOption = Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")]
+GeoJSONOption = Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also "
+                                                     "tiles.geojson, every tissue tile as a QuPath object")]
 
 
 #: Map options set by a command-line parameter of another name (flags that switch one off).
@@ -115,9 +130,9 @@ class Format(str, Enum):
 @command(short="Score single field images")
 def predict(
     images: Annotated[list[Path], typer.Argument(help="microscope field images (PNG, JPEG, TIFF)", metavar="IMAGE")],
-    model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
+    model: ModelOption = "default",
     mpp: Annotated[Optional[float], typer.Option(help="µm/px of the fields, overriding (or supplying) their metadata")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    device: DeviceOption = "auto",
     format: Annotated[Format, typer.Option("--format", help="table (terminal), csv or json (for scripts)")] = Format.table,
 ) -> None:
     """Score whole fields: each is cut into the model's tiles at its µm/px, and the scores pooled.
@@ -190,20 +205,20 @@ def map_command(
     context: typer.Context,
     slide: Annotated[Path, typer.Argument(help="whole-slide image or field image", metavar="SLIDE", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output map (default: <slide>.quality.zarr)")] = None,
-    settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP)] = None,
-    model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
+    settings: SettingsOption = None,
+    model: ModelOption = "default",
     mpp: Annotated[Optional[float], typer.Option(help="slide µm/px, overriding (or supplying) the metadata")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="tiles per inference batch")] = 32,
+    batch_size: BatchSizeOption = 32,
     workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: threads in this process)")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    threshold: Annotated[float, typer.Option(min=0, max=1, help=THRESHOLD_HELP)] = DEFAULT_THRESHOLD,
-    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help=MAX_BAD_SHARE_HELP)] = DEFAULT_MAX_BAD_SHARE,
+    device: DeviceOption = "auto",
+    threshold: ThresholdOption = DEFAULT_THRESHOLD,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing map instead of resuming it")] = False,
-    no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
-    no_artefacts: Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")] = False,
-    min_tissue: Annotated[float, typer.Option(min=0, max=1, help="tissue share that makes a tile worth assessing")] = DEFAULT_MIN_TISSUE,
-    geojson: Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also tiles.geojson, every tissue tile as a QuPath object")] = GeoJSON.regions,
+    no_tissue_mask: NoTissueMaskOption = False,
+    no_artefacts: NoArtefactsOption = False,
+    min_tissue: MinTissueOption = DEFAULT_MIN_TISSUE,
+    geojson: GeoJSONOption = GeoJSON.regions,
 ) -> None:
     """Map the image quality of every tissue tile of a slide into a Zarr quality map."""
     if not slide.exists():  # before the heavy imports below, so that a mistyped path answers at once
@@ -250,22 +265,22 @@ def batch(
     paths: Annotated[list[Path], typer.Argument(help="slide files and folders of slides", metavar="PATH")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output folder: one map per slide and the batch report")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look for slides in sub-folders too")] = False,
-    settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP)] = None,
-    model: Annotated[str, typer.Option(help="shipped model name or checkpoint path")] = "default",
+    settings: SettingsOption = None,
+    model: ModelOption = "default",
     mpp: Annotated[Optional[float], typer.Option(help="µm/px of every slide, overriding (or supplying) the metadata")] = None,
     mpp_table: Annotated[Optional[Path], typer.Option(help="CSV with columns slide,mpp: µm/px of the slides it names (path or file name)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes of the local cluster (default: one per core)")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler (e.g. tcp://head:8786)")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="start the workers as jobs of this scheduler: slurm, pbs, sge, lsf or htcondor (job settings: [cluster] of --settings)")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="tiles per inference batch")] = 32,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    threshold: Annotated[float, typer.Option(min=0, max=1, help=THRESHOLD_HELP)] = DEFAULT_THRESHOLD,
-    max_bad_share: Annotated[float, typer.Option(min=0, max=1, help=MAX_BAD_SHARE_HELP)] = DEFAULT_MAX_BAD_SHARE,
+    batch_size: BatchSizeOption = 32,
+    device: DeviceOption = "auto",
+    threshold: ThresholdOption = DEFAULT_THRESHOLD,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
     overwrite: Annotated[bool, typer.Option("--overwrite/--resume", help="replace existing maps / resume them and skip complete ones")] = False,
-    no_tissue_mask: Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")] = False,
-    no_artefacts: Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink on the thumbnail")] = False,
-    min_tissue: Annotated[float, typer.Option(min=0, max=1, help="tissue share that makes a tile worth assessing")] = DEFAULT_MIN_TISSUE,
-    geojson: Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also tiles.geojson, every tissue tile as a QuPath object")] = GeoJSON.regions,
+    no_tissue_mask: NoTissueMaskOption = False,
+    no_artefacts: NoArtefactsOption = False,
+    min_tissue: MinTissueOption = DEFAULT_MIN_TISSUE,
+    geojson: GeoJSONOption = GeoJSON.regions,
     slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides prepared and mapped at once (default: 2 per cluster thread, at most 8)")] = None,
 ) -> int:
     """Map every slide under folders on a Dask cluster; write report.csv, report.json and report.html.

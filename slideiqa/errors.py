@@ -38,26 +38,45 @@ def describe(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+#: Whether errors show their full traceback: ``--debug`` (read by the command line's own parser, see
+#: :func:`debug_option`) or ``SLIDEIQA_DEBUG=1``.
+_debug = {"on": False}
+
+
+def show_tracebacks(on: bool) -> None:
+    """Turn full tracebacks (and the libraries' own log output) on for this run."""
+    if on:
+        _debug["on"] = True
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def debug_option(value: bool) -> None:
+    """The ``--debug`` option's callback: the parser has seen it, before any command runs."""
+    show_tracebacks(value)
+
+
+#: Libraries that log their own partial reports of a corrupt file (tifffile's warnings, zarr's abandoned
+#: asyncio reads, Dask's) before slideiqa's one-line error; --debug shows them.
+QUIET_LOGGERS = ("asyncio", "tifffile", "distributed")
+
+
 def run_cli(app: typer.Typer, prog_name: str | None = None) -> None:
     """Run a typer app, turning expected errors into one line on stderr and exit status 1, and usage
     errors into click's message and exit status 2. ``prog_name`` is the command its help shows (also
     when started as ``python -m ...``)."""
     aborts, usage_errors = _aborts_and_usage_errors()
-    debug = "--debug" in sys.argv or os.environ.get("SLIDEIQA_DEBUG") == "1"
-    if "--debug" in sys.argv:
-        sys.argv.remove("--debug")
-    if not debug:
-        # A corrupt file makes libraries log their own partial reports (tifffile's warnings, zarr's
-        # abandoned asyncio reads) before slideiqa's one-line error; --debug shows them.
-        for name in ("asyncio", "tifffile", "distributed"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        # ...and zarr's event loop, stopped at exit with a read or write still queued, warns that a
-        # coroutine was never awaited: noise after an error that has already been reported.
-        warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
+    _debug["on"] = False
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # zarr's event loop, stopped at exit with a read or write still queued, warns that a coroutine was
+    # never awaited: noise after an error that has already been reported.
+    warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
+    show_tracebacks(os.environ.get("SLIDEIQA_DEBUG") == "1")
     try:
         code = app(standalone_mode=False, prog_name=prog_name)
     except (SlideIQAError, OSError) as error:
-        if debug:
+        if _debug["on"]:
             raise
         print(f"error: {describe(error)}", file=sys.stderr)
         sys.exit(1)

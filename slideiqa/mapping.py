@@ -15,6 +15,7 @@ the same functions on every path.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ import numpy as np
 from . import __version__
 from .artefacts import pen_mask
 from .errors import SlideIQAError
+from .files import write_atomically
 from .grid import TileGrid, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
@@ -582,11 +584,13 @@ def _write_reports(plan: MapPlan, root, summary: dict[str, Any]) -> None:
     entries = label_entries(classes)
     colours = {name: rgba for _, name, rgba in entries}
     um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
-    overview_image(thumbnail, score, label, step_thumbnail, threshold, title, entries, um_per_px).save(out / "overview.png")
+    picture = io.BytesIO()
+    overview_image(thumbnail, score, label, step_thumbnail, threshold, title, entries, um_per_px).save(picture, "PNG")
+    write_atomically(out / "overview.png", picture.getvalue())
     regions = low_quality_regions(score, label, classes, threshold, grid.step, colours, grid.tile_um)
-    (out / "regions.geojson").write_text(json.dumps(regions) + "\n")
+    write_atomically(out / "regions.geojson", json.dumps(regions) + "\n")
     if plan.options.tile_geojson:
         tiles = tile_objects(score, label, read_array(root, "probs"), read_array(root, "tissue"), classes, grid.step,
                              colours)
-        (out / "tiles.geojson").write_text(json.dumps(tiles) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomically(out / "tiles.geojson", json.dumps(tiles) + "\n")
+    write_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")

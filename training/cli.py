@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from slideiqa.errors import run_cli
+from slideiqa.errors import debug_option, run_cli
 
-from .datasets import KINDS, BuildConfig, ImageFolder, build_dataset
+from .datasets import KINDS, BuildConfig, ImageFolder, build_dataset, model_mpp
 from slideiqa.models.checkpoint import load_card
 from slideiqa.models.registry import architecture
 
@@ -26,6 +26,14 @@ from .trainer import IMAGENET_MEAN, TrainConfig
 from .transforms import AUGMENTATIONS
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", callback=debug_option, is_eager=True,
+                                        help="show full tracebacks on errors")] = False,
+) -> None:
+    """slideiqa's training library: datasets, the paper's protocol and experiments, generalisation."""
 
 Architecture = Annotated[str, typer.Option("--arch", help="iqanet, mobilenet_v3_small, mobilenet_v2, vgg16, resnet50")]
 Init = Annotated[str, typer.Option(help="imagenet, random, or a slideiqa checkpoint to transfer from (last layer discarded)")]
@@ -63,15 +71,6 @@ def _spec(arch: str, init: str, dropout: float, input_size: int, normalisation: 
     if normalisation not in NORMALISATIONS:
         raise typer.BadParameter(f"--normalisation must be one of {', '.join(NORMALISATIONS)}")
     return ModelSpec(arch, init, dropout, input_size, normalisation, augment)
-
-
-def _card_mpp(data: Path, mpp: float, input_size: int) -> float:
-    """µm/px the model really sees: crops of ``crop_size`` source pixels are resized to ``input_size``."""
-    index = data / "classes.json"
-    if index.exists():
-        built = json.loads(index.read_text())
-        return float(built.get("mpp", mpp)) * float(built.get("crop_size", input_size)) / input_size
-    return mpp
 
 
 @app.command("build-dataset")
@@ -148,7 +147,7 @@ def train_command(
     """Train one model on 80 % of a dataset (epoch chosen on the other 20 %) and save a checkpoint."""
     spec = _spec(arch, init, dropout, input_size, normalisation, augment)
     dataset = ImageFolder(data)
-    card = make_card(spec, dataset, mpp=_card_mpp(data, mpp, input_size), tile_size=input_size, name=out.name,
+    card = make_card(spec, dataset, mpp=model_mpp(data, input_size, mpp), tile_size=input_size, name=out.name,
                      training_data={"dataset": str(data), "images": len(dataset)})
     config = TrainConfig(epochs, batch_size, lr, seed=seed, device=device, schedule=schedule,
                          label_smoothing=label_smoothing)

@@ -283,3 +283,14 @@ class ImageFolder(Dataset):
         image = self.load(index)
         tensor = self.transform(image) if self.transform else torch.from_numpy(image.copy()).permute(2, 0, 1)
         return tensor, self.samples[index].label
+
+
+def model_mpp(folder: Path, input_size: int, default: float = 0.5) -> float:
+    """µm/px a model trained on ``folder`` sees: a built dataset's crops (``crop_size`` px at its
+    ``mpp``, in ``classes.json``) resized to ``input_size``. A lab's own folder says nothing about pixel
+    size; ``default`` is then taken as it is."""
+    index = Path(folder) / "classes.json"
+    if not index.exists():
+        return default
+    built = json.loads(index.read_text())
+    return float(built.get("mpp", default)) * float(built.get("crop_size", input_size)) / input_size

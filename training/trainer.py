@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from slideiqa.errors import SlideIQAError
+from slideiqa.inference import choose_device
 from slideiqa.models.checkpoint import load_card, load_state, transfer_state
 from slideiqa.models.registry import LAST_LAYER_PREFIX, ModelError, QualityNet, build_model, load_imagenet_backbone
 
@@ -28,9 +29,9 @@ def seed_everything(seed: int) -> None:
 
 
 def auto_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """The torch device for ``device``, chosen as inference chooses it (``auto``: CUDA when there is a
+    GPU; a missing GPU asked for by name is a one-line error)."""
+    return torch.device(choose_device(device))
 
 
 def initialise_model(architecture: str, num_classes: int, dropout: float, init: str) -> QualityNet:

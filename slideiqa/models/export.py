@@ -9,9 +9,7 @@ needs PyTorch to map; a user's checkpoint without one is exported once into a ca
 from __future__ import annotations
 
 import io
-import os
 import threading
-import uuid
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from torch import nn
 
 from .card import ModelCard, file_sha256, graph_path, load_card, write_card
 from .checkpoint import load_checkpoint
+from ..files import write_atomically
 
 #: torch.onnx.export keeps global state and fails when two threads export at once (a batch prepares
 #: several slides in threads): exports in one process take turns; processes are kept apart by the
@@ -61,9 +60,7 @@ def export_onnx(classifier: TileClassifier, card: ModelCard, path: Path) -> None
             dynamo=False,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_bytes(buffer.getvalue())
-    os.replace(temporary, path)
+    write_atomically(path, buffer.getvalue())
 
 
 def write_graph(stem: str | Path) -> Path:
