@@ -341,6 +341,19 @@ def _tiff_page_facts(page) -> dict:
             "compression": _compression_name(page)}
 
 
+def _on_glass(origin: tuple[int, int], size: tuple[int, int], bounds: tuple[int, int],
+              pixels: Callable[[slice, slice], np.ndarray]) -> np.ndarray:
+    """A (height, width, 3) region at ``origin`` of an image ``bounds`` = (width, height) px large:
+    what ``pixels(rows, cols)`` gives inside the image, white (glass) outside it, as OpenSlide reads
+    past a slide's edge."""
+    (x0, y0), (width, height) = origin, size
+    out = np.full((height, width, 3), 255, np.uint8)
+    xs, ys, xe, ye = max(x0, 0), max(y0, 0), min(x0 + width, bounds[0]), min(y0 + height, bounds[1])
+    if xe > xs and ye > ys:
+        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = pixels(slice(ys, ye), slice(xs, xe))
+    return out
+
+
 # -- tifffile ---------------------------------------------------------------------------------------
 class _TiffReader:
     """Regions of a tifffile series through its Zarr view: only the touched tiles or strips are decoded.
@@ -379,15 +392,13 @@ class _TiffReader:
         (array, axes), downsample = self._level(level), self.downsamples[level]
         x0, y0 = int(round(location[0] / downsample)), int(round(location[1] / downsample))
         width, height = size
-        height_all, width_all = array.shape[axes.index("Y")], array.shape[axes.index("X")]
-        out = np.full((height, width, 3), 255, np.uint8)
-        xs, ys = max(x0, 0), max(y0, 0)
-        xe, ye = min(x0 + width, width_all), min(y0 + height, height_all)
-        if xe > xs and ye > ys:
-            index = tuple(slice(ys, ye) if a == "Y" else slice(xs, xe) if a == "X" else
-                          slice(None) if a in "SC" else 0 for a in axes)
-            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = _to_rgb(np.asarray(array[index]), self.kept_axes)
-        return out
+        bounds = array.shape[axes.index("X")], array.shape[axes.index("Y")]
+
+        def pixels(ys: slice, xs: slice) -> np.ndarray:
+            index = tuple(ys if a == "Y" else xs if a == "X" else slice(None) if a in "SC" else 0 for a in axes)
+            return _to_rgb(np.asarray(array[index]), self.kept_axes)
+
+        return _on_glass((x0, y0), size, bounds, pixels)
 
     def close(self) -> None:
         self.tiff.close()
@@ -516,14 +527,8 @@ class _ArrayReader:
         self.pixels = pixels
 
     def read_region(self, location, level, size):
-        x0, y0 = location
-        width, height = size
-        out = np.full((height, width, 3), 255, np.uint8)
-        h, w = self.pixels.shape[:2]
-        xs, ys, xe, ye = max(x0, 0), max(y0, 0), min(x0 + width, w), min(y0 + height, h)
-        if xe > xs and ye > ys:
-            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = self.pixels[ys:ye, xs:xe]
-        return out
+        height, width = self.pixels.shape[:2]
+        return _on_glass(location, size, (width, height), lambda ys, xs: self.pixels[ys, xs])
 
     def close(self) -> None:
         pass

@@ -225,6 +225,10 @@ def test_predict_resamples_to_the_model_scale_and_says_when_it_assumes(tmp_path)
     assert finer[0]["mpp"] == 0.25 and not finer[0]["mpp_assumed"] and finer[0]["tiles"] < rows[0]["tiles"]
     coarse = _cli("predict", field, "--mpp", "1.0")
     assert coarse.returncode == 1 and "coarser than the 0.5 µm/px" in coarse.stderr
+    piped = _cli("predict", FIELDS / "blood_smear.jpg", field, "--mpp", "0.5").stdout.splitlines()
+    # the table through a pipe: tab-separated, every name whole (a terminal table would cut it short)
+    assert piped[0].split("\t")[:3] == ["image", "mpp", "tiles"]
+    assert [row.split("\t")[0] for row in piped[1:]] == [str(FIELDS / "blood_smear.jpg"), str(field)]
     table = _cli("predict", field, "--mpp", "0.5", "--format", "csv")
     header, row = table.stdout.strip().splitlines()
     assert header.startswith("image,mpp,tiles,score") and row.startswith(f"{field},0.5,")
