@@ -305,3 +305,20 @@ def test_two_runs_writing_one_map_at_once_end_cleanly(tmp_path):
     again = map_slide(CMU_SLIDE, out)
     assert again.skipped and again.summary["tissue_tiles"] > 0
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_a_map_of_the_older_layout_is_refused_with_the_way_out(phantom, phantom_map, tmp_path):
+    """Maps written before the NGFF-root layout (score, label, probs, tissue side by side) cannot be
+    read as the new ones: opening or resuming one says so and how to remake it; --overwrite does."""
+    import shutil
+
+    old = tmp_path / "old.quality.zarr"
+    shutil.copytree(phantom_map.path, old)
+    root = zarr.open_group(str(old), mode="r+")
+    root.attrs["slideiqa"] = {key: value for key, value in root.attrs["slideiqa"].items() if key != "layout"}
+    with pytest.raises(MapError, match=r"older slideiqa \(layout 1.*--overwrite"):
+        open_map(old)
+    with pytest.raises(MapError, match="--overwrite"):
+        map_slide(phantom, old, block=4)
+    assert map_slide(phantom, old, block=4, overwrite=True).summary["tissue_tiles"] == phantom_map.summary["tissue_tiles"]
+    assert open_map(old).attributes["layout"] == 2
