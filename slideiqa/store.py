@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,15 +151,31 @@ def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any], replac
             remove_map(path)
         building.rename(path)
     except OSError as error:
-        shutil.rmtree(building, ignore_errors=True)
+        _remove_half_built(building)
         if error.errno in (errno.EEXIST, errno.ENOTEMPTY):  # a rename race lost to a run started at the same time
             raise MapError(f"{path}: another run created this map at the same moment; let it finish, then "
                            "run again to check or resume it") from None
         raise MapError(f"{path}: cannot create the map here ({error.strerror or type(error).__name__})") from None
     except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
+        _remove_half_built(building)
         raise
     return zarr.open_group(str(path), mode="r+")
+
+
+#: How long to keep removing a half-built store whose last writes may still land.
+SETTLE_S, SETTLE_POLL_S = 2.0, 0.02
+
+
+def _remove_half_built(path: Path) -> None:
+    """Remove a store whose creation failed. Zarr issues some writes concurrently: when one fails
+    (a full disk), the others may still be landing, and a file created after the removal began keeps
+    the folder (seen in CI as a leftover beside a map that was never made). So remove until the folder
+    has stayed gone for two polls, or SETTLE_S has passed."""
+    deadline, absent = time.monotonic() + SETTLE_S, 0
+    while absent < 2 and time.monotonic() < deadline:
+        shutil.rmtree(path, ignore_errors=True)
+        absent = absent + 1 if not path.exists() else 0
+        time.sleep(SETTLE_POLL_S)
 
 
 def _owner_tag() -> str:
