@@ -51,6 +51,9 @@ MAX_MASK_SIDE = 8192
 COARSEST_RATIO = 1.05
 #: How long to wait for a ``--scheduler`` before giving up with a one-line error.
 SCHEDULER_TIMEOUT_S = 10
+#: How long a reachable scheduler may take to have its first worker (an adaptive cluster scaling up
+#: from none needs a while) before the map or batch gives up with a one-line error.
+SCHEDULER_WORKER_WAIT_S = 120
 #: A tile whose footprint is at least this much pen ink is labelled ``pen`` instead of assessed.
 ARTEFACT_TILE_SHARE = 0.25
 #: A tissue thumbnail that needs more level pixels than this decoded (a slide without a usable
@@ -219,25 +222,34 @@ class ThreadRunner:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def start_client(workers: int | None, scheduler: str | None):
+def start_client(workers: int | None, scheduler: str | None, worker_wait_s: float | None = None):
     """A client to run block tasks on, the cluster it owns (None if none) and the inference threads
     each task should use (None: the engine's own choice, for a cluster of unknown machines).
 
     ``workers=N`` starts a Dask cluster of N single-threaded worker processes sharing the cores out
     for inference; ``scheduler`` connects to a running one; neither gives a :class:`ThreadRunner`
     with a thread per core. Dask's dashboard is served on a free port when its web dependency
-    (bokeh) is installed.
+    (bokeh) is installed. A scheduler must have a worker within ``worker_wait_s`` (default
+    :data:`SCHEDULER_WORKER_WAIT_S`).
     """
+    worker_wait_s = SCHEDULER_WORKER_WAIT_S if worker_wait_s is None else worker_wait_s
     if not workers and not scheduler:
         return ThreadRunner(os.cpu_count() or 1), None, 1
     from distributed import Client, LocalCluster
 
     if scheduler:
         try:
-            return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s"), None, None
+            client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
         except (OSError, TimeoutError) as error:
             raise MapError(f"{scheduler}: cannot reach the Dask scheduler within {SCHEDULER_TIMEOUT_S} s "
                            f"({type(error).__name__})") from None
+        try:  # a scheduler whose workers never come would otherwise be waited on forever
+            client.wait_for_workers(1, timeout=worker_wait_s)
+        except TimeoutError:
+            client.close()
+            raise MapError(f"{scheduler}: the Dask scheduler has no worker, and none joined within "
+                           f"{worker_wait_s:g} s; start workers (dask worker {scheduler}) and run again") from None
+        return client, None, None
     # A free port always: Dask's default (8787) clashes with any other cluster on the machine, and
     # two maps started at once would both warn about it.
     address = ":0" if _dashboard_available() else None

@@ -405,3 +405,15 @@ def test_html_report_renders_sorts_and_filters_in_chromium(batch, browser):
     assert "sort=-mean_score" in state and "q=run2" in state
     browser.get(page + state)
     assert _shown(browser) == shown
+
+
+def test_a_scheduler_without_workers_is_a_clear_error_not_a_wait():
+    """A reachable scheduler that never gets a worker: one error naming it and what to do."""
+    from distributed import LocalCluster
+
+    from slideiqa.mapping import start_client
+    from slideiqa.store import MapError
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+        with pytest.raises(MapError, match=r"has no worker, and none joined within 1 s; start workers"):
+            start_client(None, empty.scheduler_address, worker_wait_s=1)
