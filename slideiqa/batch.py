@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from .errors import SlideIQAError
 from .mapping import MapCancelled, map_slide, start_client
 from .models.zoo import resolve_model
 from .options import MapOptions, mpp_for
+from .terminal import timestamp
 from .worker import SLIDE_CACHE_SIZE
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def run_batch(
     checkpoint = resolve_model(options.model)  # an unknown model fails the batch before any slide
     out.mkdir(parents=True, exist_ok=True)
     header = {"version": __version__, "model": options.model, "checkpoint": str(checkpoint),
-              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "started": timestamp(),
               "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
                               f"{options.threshold}", "inputs": [str(p) for p in inputs],
               "options": options.to_dict(), "mpp_table": mpp_table or {},
@@ -210,7 +210,7 @@ class ReportWriter:
 def _totals(records: list[SlideRecord], started: float) -> dict[str, Any]:
     return {"slides": len(records), "failed": sum(r.failed for r in records),
             "runtime_s": time.perf_counter() - started,
-            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "updated": timestamp()}
 
 
 def _dashboard_link(client: Any) -> str | None:

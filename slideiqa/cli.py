@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -84,23 +84,29 @@ GeoJSONOption = Annotated[GeoJSON, typer.Option(help="regions: regions.geojson o
                                                      "tiles.geojson, every tissue tile as a QuPath object")]
 
 
-#: Map options set by a command-line parameter of another name (flags that switch one off).
-PARAMETER_OF_OPTION = {"use_tissue_mask": "no_tissue_mask", "find_artefacts": "no_artefacts",
-                       "tile_geojson": "geojson"}
+#: The map options a command line sets, each from its parameter (of another name where it is a flag
+#: that switches the option off) and how the parameter's value becomes the option's.
+OPTION_PARAMETERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    **{name: (name, lambda value: value) for name in ("model", "mpp", "batch_size", "device", "threshold",
+                                                       "max_bad_share", "overwrite", "min_tissue")},
+    "use_tissue_mask": ("no_tissue_mask", lambda off: not off),
+    "find_artefacts": ("no_artefacts", lambda off: not off),
+    "tile_geojson": ("geojson", lambda choice: choice is GeoJSON.tiles),
+}
 
 
-def _map_options(context: typer.Context, settings: Path | None, **values):
-    """The map options: defaults, then the settings file, then what was given on the command line
-    (a parameter left at its default does not override the file)."""
+def _map_options(context: typer.Context):
+    """The map options: defaults, then the ``--settings`` file, then what was given on this command
+    line (a parameter left at its default does not override the file)."""
     from .options import MapOptions, load_settings
 
-    def given_here(name: str) -> bool:
-        source = context.get_parameter_source(PARAMETER_OF_OPTION.get(name, name))
-        return source is not None and source.name != "DEFAULT"
-
-    given = {name: value for name, value in values.items() if given_here(name)}
-    base = load_settings(settings) if settings else MapOptions()
-    return base.updated(**given)
+    given = {}
+    for option, (parameter, convert) in OPTION_PARAMETERS.items():
+        source = context.get_parameter_source(parameter)
+        if source is not None and source.name != "DEFAULT":
+            given[option] = convert(context.params[parameter])
+    settings = context.params["settings"]
+    return (load_settings(settings) if settings else MapOptions()).updated(**given)
 
 
 @command(short="List the shipped quality models and their classes")
@@ -223,10 +229,7 @@ def map_command(
     """Map the image quality of every tissue tile of a slide into a Zarr quality map."""
     if not slide.exists():  # before the heavy imports below, so that a mistyped path answers at once
         raise SlideIQAError(f"{slide}: no such file")
-    options = _map_options(context, settings, model=model, mpp=mpp, batch_size=batch_size, device=device, threshold=threshold,
-                           max_bad_share=max_bad_share, overwrite=overwrite, use_tissue_mask=not no_tissue_mask,
-                           find_artefacts=not no_artefacts, min_tissue=min_tissue,
-                           tile_geojson=geojson is GeoJSON.tiles)
+    options = _map_options(context)
     from .mapping import map_slide
 
     with output.progress(slide.name) as update:
@@ -296,10 +299,7 @@ def batch(
 
     if sum(bool(choice) for choice in (workers, scheduler, cluster)) > 1:
         raise typer.BadParameter("give one of --workers, --scheduler and --cluster")
-    options = _map_options(context, settings, model=model, mpp=mpp, batch_size=batch_size, device=device, threshold=threshold,
-                           max_bad_share=max_bad_share, overwrite=overwrite, use_tissue_mask=not no_tissue_mask,
-                           find_artefacts=not no_artefacts, min_tissue=min_tissue,
-                           tile_geojson=geojson is GeoJSON.tiles)
+    options = _map_options(context)
     per_slide_mpp = load_mpp_table(mpp_table) if mpp_table else None
 
     def started(jobs, dashboard) -> None:

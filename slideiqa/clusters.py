@@ -4,7 +4,8 @@ dask-jobqueue, for ``slideiqa batch --cluster slurm``.
 The job settings come from the ``[cluster]`` table of the settings file (``--settings``), passed to
 dask-jobqueue's cluster class as they are (``cores``, ``processes``, ``memory``, ``walltime``,
 ``queue``, ``account``, ``job_extra_directives``…), plus two of slideiqa's own: ``jobs`` (how many
-jobs to keep running; a job that ends — cancelled, pre-empted, out of walltime — is replaced) and
+jobs to ask for; a job that ends — cancelled, pre-empted, out of walltime — loses its worker, whose
+blocks Dask recomputes on the others) and
 ``worker_timeout_s`` (how long to wait for the first worker before giving up with a clear error,
 rather than waiting forever on a job that never leaves the queue).
 """
@@ -66,7 +67,8 @@ def start_jobqueue(kind: str, settings: dict[str, Any], name: str = "slideiqa"):
     except (TypeError, ValueError) as error:
         raise ClusterError(f"--cluster {kind}: bad job settings ({error})") from None
     try:
-        # adapt with equal bounds keeps ``jobs`` jobs: one that ends is submitted again.
+        # adapt with equal bounds asks for ``jobs`` jobs. A job that ends is not seen to be submitted
+        # again within a batch (measured with scancel): its blocks go to the remaining workers.
         cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
         client = Client(cluster)
         try:

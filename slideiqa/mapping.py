@@ -42,6 +42,7 @@ from .slide import Slide, SlideError, file_checksum, open_slide
 from .store import (PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap,
                     blocks_done, create_map, is_quality_map, label_entries, open_for_update, open_map, read_array,
                     update_attributes, write_block)
+from .terminal import timestamp
 from .tissue import tissue_mask
 from .worker import BlockResult, BlockTask, assess_block, worker_threads
 
@@ -418,7 +419,7 @@ def _report_complete(plan: MapPlan) -> MapResult:
     score, label = existing.array("score"), existing.array("label")
     summary = (existing.summary or {}) | summarize(score, label, plan.card.classes, options.threshold,
                                                    options.max_bad_share) | _slide_facts(plan, existing.array("tissue"))
-    _write_reports(plan, existing.group, summary)
+    _write_reports(plan, existing.group, summary, score, label)
     if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
         update_attributes(open_for_update(plan.out), summary=summary, options=options.to_dict(),
                           verdicts=_verdict_history(existing.attributes, summary))
@@ -429,18 +430,11 @@ def _verdict_history(attributes: dict[str, Any], summary: dict[str, Any]) -> lis
     """The map's earlier verdicts, newest last, with this one added: a rerun under another threshold
     changes the verdict openly, never by silently rewriting it."""
     history = list(attributes.get("verdicts") or [])
-    entry = {key: summary.get(key) for key in ("verdict", "verdict_rule", "threshold", "max_bad_share",
-                                               "share_below_threshold")}
-    entry["at"] = _now()
-    if not history or {k: v for k, v in history[-1].items() if k != "at"} != {k: v for k, v in entry.items() if k != "at"}:
-        history.append(entry)
+    verdict = {key: summary.get(key) for key in ("verdict", "verdict_rule", "threshold", "max_bad_share",
+                                                 "share_below_threshold")}
+    if not history or {**history[-1], "at": None} != {**verdict, "at": None}:
+        history.append(verdict | {"at": timestamp()})
     return history
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _open_output(plan: MapPlan):
@@ -450,7 +444,7 @@ def _open_output(plan: MapPlan):
     return create_map(plan.out, plan.layout, {
         "version": __version__, "model": plan.card.to_dict() | {"checkpoint": str(plan.checkpoint)},
         "slide": plan.slide_attributes, "grid": plan.grid.to_dict(), "settings": plan.settings.to_dict(),
-        "options": plan.options.to_dict(), "started": _now(),
+        "options": plan.options.to_dict(), "started": timestamp(),
     }, replace=plan.options.overwrite)
 
 
@@ -494,10 +488,10 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
     runtime = time.perf_counter() - started
     summary |= {"slide": str(plan.slide_path), "model": card.name or str(plan.checkpoint),
-                **_slide_facts(plan, read_array(root, "tissue")), "created": _now(), "runtime_s": runtime,
+                **_slide_facts(plan, read_array(root, "tissue")), "created": timestamp(), "runtime_s": runtime,
                 "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
                 "resumed_blocks": resumed}
-    _write_reports(plan, root, summary)
+    _write_reports(plan, root, summary, score, label)
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
                       timing={"runtime_s": runtime, "compute_s": compute_s})
@@ -574,18 +568,17 @@ def _slide_facts(plan: MapPlan, tissue: np.ndarray) -> dict[str, Any]:
     """What a lab records of a mapped slide beside the verdict: size, µm/px, tissue area, provenance."""
     mpp, (width, height) = plan.grid.slide_mpp, plan.slide_attributes["dimensions"]
     tile_mm2 = (plan.grid.tile_um / 1000) ** 2
-    assessed = np.isfinite(tissue) & (tissue > 0)
     return {"mpp": mpp, "mpp_from": plan.slide_attributes["mpp_from"], "dimensions_px": [width, height],
             "size_mm": [round(width * mpp / 1000, 3), round(height * mpp / 1000, 3)],
-            "tissue_area_mm2": round(float(np.nansum(tissue[assessed])) * tile_mm2, 4),
+            "tissue_area_mm2": round(float(np.nansum(tissue)) * tile_mm2, 4),
             "tile_um": plan.grid.tile_um, "slideiqa_version": __version__}
 
 
-def _write_reports(plan: MapPlan, root, summary: dict[str, Any]) -> None:
-    """overview.png, regions.geojson (and tiles.geojson when asked for) and summary.json of a map."""
+def _write_reports(plan: MapPlan, root, summary: dict[str, Any], score: np.ndarray, label: np.ndarray) -> None:
+    """overview.png, regions.geojson (and tiles.geojson when asked for) and summary.json of a map whose
+    ``score`` and ``label`` arrays the caller has read already."""
     out, grid, classes, threshold = plan.out, plan.grid, plan.card.classes, plan.options.threshold
     thumbnail = plan.found.thumbnail
-    score, label = read_array(root, "score"), read_array(root, "label")
     step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
     mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
     lost = summary["artefact_tiles"] | {UNREADABLE_CLASS: summary["unreadable_tiles"]}

@@ -22,6 +22,7 @@ PROGRESS_EVERY_S = 10.0
 
 
 def timestamp() -> str:
+    """Now, in UTC, to the second (ISO 8601): log lines, maps and reports all write time this way."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -51,11 +52,12 @@ class Output:
         return self.stream.isatty() and os.environ.get("SLIDEIQA_PLAIN") != "1"
 
     def _console_for(self, stream: TextIO):
-        if id(stream) not in self._consoles:
+        console = self._consoles.get(id(stream))
+        if console is None or console.file is not stream:  # an id can be reused by a newer stream
             from rich.console import Console
 
-            self._consoles[id(stream)] = Console(file=stream)
-        return self._consoles[id(stream)]
+            console = self._consoles[id(stream)] = Console(file=stream)
+        return console
 
     @property
     def console(self):

