@@ -14,6 +14,7 @@ from slideiqa.distortions import sharpness
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "data"
 FIELDS = EXAMPLES / "fields"
+SMEARS = EXAMPLES / "smears"
 CMU_SLIDE = EXAMPLES / "cmu_small_region.svs"
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
 

@@ -1,16 +1,21 @@
 """The pieces of the paper-reproduction runner: grid choice, oversampling, imbalanced blood data, tables."""
 
+import csv
 import math
+import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from slideiqa_training.datasets import BuildConfig, ImageFolder, build_dataset
+from slideiqa_training.profiles import ReproductionError, prepare_dataset, protocol_of
+from slideiqa_training.reproduction import folds_of
 from slideiqa_training.grid_search import PAPER_GRID, Setting, choose_best, settings_from, validation_score
-from slideiqa_training.splits import oversample
+from slideiqa_training.splits import cross_lab_splits, oversample
 from slideiqa_training.tables import PAPER_TABLE1, PAPER_TABLE2, empty_cells, paper_layout, side_by_side
 
-from conftest import FIELDS
+from conftest import FIELDS, SMEARS
 
 
 def test_grid_search_picks_the_setting_with_the_best_validation_metric():
@@ -92,3 +97,61 @@ def test_blood_dataset_with_class_shares_is_imbalanced(tmp_path):
     assert dataset.classes == ["bad", "fair", "good", "excellent"]
     assert np.abs(share - np.array(shares)).max() < 0.12
     assert share[2] > 2 * max(share[0], share[3])
+
+
+def _cut_into_fields(image_path, folder, count, size=(400, 300)):
+    """A second "lab": fields cut side by side from one real smear photograph."""
+    folder.mkdir(parents=True)
+    with Image.open(image_path) as image:
+        for index in range(count):
+            left = index * (image.width - size[0]) // max(1, count - 1)
+            image.crop((left, 0, left + size[0], size[1])).save(folder / f"field{index}.png")
+    return folder
+
+
+def _smear_config(tmp_path, data, folds=3, **protocol):
+    return {"data": {"kind": "blood", "crops_per_source": 1, "crop_size": 96, "mpp": 0.13, "seed": 0, **data},
+            "protocol": {"folds": folds, "group_by": "field", "every_lab_in_every_fold": True, **protocol},
+            "_file": tmp_path / "model1.toml", "_data_root": None}
+
+
+def test_smear_dataset_has_one_graded_copy_per_field_and_every_lab_in_every_fold(tmp_path):
+    cbc = _cut_into_fields(FIELDS / "blood_smear.jpg", tmp_path / "cbc", 6)
+    config = _smear_config(tmp_path, {"sources": [str(SMEARS / "chula_rbc12"), str(cbc)],
+                                      "source_mpp": {"chula_rbc12": 0.13, "cbc": 0.08}})
+    dataset = ImageFolder(prepare_dataset(config, tmp_path / "out", lambda line: None))
+    assert len(dataset) == 12 and len(set(dataset.sources.tolist())) == 12  # one copy of each field
+    assert sorted(set(dataset.labs.tolist())) == ["cbc", "chula_rbc12"]
+    assert (dataset.labs == "cbc").sum() == 6
+    # Two crops per field: the folds must then keep both crops of a field together.
+    config["data"]["crops_per_source"] = 2
+    dataset = ImageFolder(prepare_dataset(config, tmp_path / "out", lambda line: None))
+    assert len(dataset) == 24 and len(set(dataset.sources.tolist())) == 12
+    for split in folds_of(dataset, protocol_of(config)):
+        assert set(dataset.labs[split.test].tolist()) == {"cbc", "chula_rbc12"}, split.fold
+        assert set(dataset.labs[split.val].tolist()) == {"cbc", "chula_rbc12"}, split.fold
+        assert not set(dataset.sources[split.test]) & set(np.concatenate([dataset.sources[split.train], dataset.sources[split.val]]))
+    for split in cross_lab_splits(dataset.targets, dataset.sources, dataset.labs, val_folds=3):
+        train_labs = set(dataset.labs[np.concatenate([split.train, split.val])].tolist())
+        assert len(train_labs) == 1 and train_labs.isdisjoint(dataset.labs[split.test].tolist())
+
+
+def test_catalogued_smear_groups_are_read_from_the_data_folder_with_their_scale(tmp_path):
+    root = tmp_path / "shared"
+    (root / "smears").mkdir(parents=True)
+    shutil.copytree(SMEARS / "chula_rbc12", root / "smears" / "chula_rbc12")
+    config = _smear_config(tmp_path, {"groups": ["chula_rbc12"]}, folds=2)
+    with pytest.raises(ReproductionError, match=r"model1.toml: .*--data"):
+        prepare_dataset(config, tmp_path / "out", lambda line: None)
+    config["_data_root"] = root
+    folder = prepare_dataset(config, tmp_path / "out", lambda line: None)
+    dataset = ImageFolder(folder)
+    assert set(dataset.labs.tolist()) == {"chula_rbc12"} and len(dataset) == 6
+    # The catalogue's 0.13 µm/px is the dataset's own: the 640×480 fields are cropped unshrunk,
+    # so crop corners span the whole field (a 0.5 µm/px guess would shrink them 3.8× first).
+    with open(folder / "manifest.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert max(int(r["x"]) for r in rows) > 96
+    config["data"]["groups"] = ["chula_rbc12", "no_such_group"]
+    with pytest.raises(ReproductionError, match="unknown source group 'no_such_group'"):
+        prepare_dataset(config, tmp_path / "out2", lambda line: None)

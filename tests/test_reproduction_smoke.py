@@ -45,7 +45,12 @@ def test_every_table_is_produced_with_every_cell_filled(smoke):
     for base in ("MobileNet", "VGG16", "ResNet50"):
         assert f"| {base} | paper |" in table1 and f"| {base} | ours |" in table1
     assert "| VGG16 | paper | ImageNet | 0.0001 | 32 | 0.2 | 78.91 ± 1.97 |" in table1
-    assert "not the paper's" in table1
+    assert "not the paper's" in table1 and "synthetic** distortion severity" in table1
+    # The cross-lab control: both directions between the bundled smear field and the Chula fields.
+    cross = table1[table1.index("## Cross-lab control"):]
+    assert cross.count("| blood_smear | chula_rbc12 | 4 | 36 |") == 1
+    assert cross.count("| chula_rbc12 | blood_smear | 24 | 6 |") == 1
+    assert "every lab in every fold" in table1
     table2 = (out / "table2.md").read_text()
     assert "| VGG16 | paper |" in table2 and "99.49 ± 0.72" in table2
     assert "| VGG16 | ours | model 1 (trained on blood" in table2 and "| VGG16 | ours | random |" in table2
@@ -58,8 +63,10 @@ def test_per_fold_csv_curves_and_summary(smoke):
     out, _ = smoke
     with open(out / "model1_folds.csv") as handle:
         rows = list(csv.DictReader(handle))
-    # vgg16: 2 settings on grid fold 0, the chosen one on folds 1-2 too; 1 setting × 3 folds for the others
-    assert len(rows) == 2 * (4 + 3 + 3)
+    # vgg16: 2 settings on grid fold 0, the chosen one on folds 1-2 too; 1 setting × 3 folds for the
+    # others; and the best base trained on each lab and tested on the other
+    assert len(rows) == 2 * (4 + 3 + 3 + 2)
+    assert sum(r["fold"].startswith("train-") for r in rows) == 2 * 2
     for name in ("ablations_folds.csv", "model2_folds.csv"):
         with open(out / name) as handle:
             assert len(list(csv.DictReader(handle))) >= 2 * 3

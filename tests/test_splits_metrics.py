@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from slideiqa_training.metrics import classification_metrics, format_mean_std, good_vs_bad_auc, summarize
-from slideiqa_training.splits import five_fold_splits
+from slideiqa_training.splits import SplitError, cross_lab_splits, five_fold_splits
 
 
 @pytest.mark.parametrize("grouped", [False, True])
@@ -64,3 +64,52 @@ def test_summary_mean_std_and_paper_format():
     summary = summarize(folds)
     assert summary["accuracy"] == pytest.approx((0.7, 0.1))
     assert format_mean_std(*summary["accuracy"]) == "70.00 ± 10.00"
+
+
+def _two_labs(rng):
+    """600 fields of lab a and 300 of lab b, two copies of each field, grades drawn per field."""
+    fields = np.arange(900)
+    labs = np.where(fields < 600, "a", "b")
+    grades = rng.choice(4, size=900, p=[0.15, 0.25, 0.35, 0.25])
+    return np.repeat(grades, 2), np.repeat(fields, 2), np.repeat(labs, 2)
+
+
+def test_with_labs_every_fold_holds_every_lab_in_its_own_grade_mix_and_fields_never_cross():
+    labels, fields, labs = _two_labs(np.random.default_rng(4))
+    splits = five_fold_splits(labels, fields, 5, seed=0, labs=labs)
+    tested = np.concatenate([s.test for s in splits])
+    assert np.array_equal(np.sort(tested), np.arange(len(labels)))
+    for split in splits:
+        assert not set(fields[split.train]) & set(fields[split.test])
+        assert not set(fields[split.val]) & (set(fields[split.train]) | set(fields[split.test]))
+        for lab in ("a", "b"):
+            in_lab = labs == lab
+            share = in_lab[split.test].sum() / in_lab.sum()
+            assert share == pytest.approx(0.2, abs=0.02), (split.fold, lab)
+            grades = np.bincount(labels[split.test][in_lab[split.test]], minlength=4) / in_lab[split.test].sum()
+            assert np.abs(grades - np.bincount(labels[in_lab], minlength=4) / in_lab.sum()).max() < 0.05
+
+
+def test_a_small_lab_is_in_every_fold_and_a_lab_too_small_for_that_is_refused():
+    # 5 fields of lab b among 405: each fold must test exactly one of them.
+    labels = np.tile([0, 1, 2, 3], 102)[:405]
+    fields = np.arange(405)
+    labs = np.where(fields < 400, "a", "b")
+    with_labs = five_fold_splits(labels, fields, 5, seed=0, labs=labs)
+    assert all((labs[s.test] == "b").sum() == 1 for s in with_labs)
+    with pytest.raises(SplitError, match="lab 'b' has 3 images"):
+        five_fold_splits(labels[:403], fields[:403], 5, seed=0, labs=labs[:403])
+
+
+def test_cross_lab_splits_train_on_one_lab_and_test_on_the_other_only():
+    labels, fields, labs = _two_labs(np.random.default_rng(5))
+    splits = cross_lab_splits(labels, fields, labs, seed=0)
+    assert [s.key for s in splits] == ["train-a-test-b", "train-b-test-a"]
+    for split, (train_lab, test_lab) in zip(splits, [("a", "b"), ("b", "a")]):
+        assert set(labs[split.train]) == {train_lab} and set(labs[split.val]) == {train_lab}
+        assert set(labs[split.test]) == {test_lab}
+        assert np.array_equal(split.test, np.flatnonzero(labs == test_lab))
+        assert not set(fields[split.train]) & set(fields[split.val])
+        assert len(split.val) / (labs == train_lab).sum() == pytest.approx(0.2, abs=0.02)
+    with pytest.raises(SplitError, match="needs two labs"):
+        cross_lab_splits(labels, fields, np.full(len(labels), "a"))

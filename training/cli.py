@@ -244,6 +244,9 @@ def reproduce_command(
     only_model1: Annotated[bool, typer.Option(help="run model 1 (grid search, Table 1) only")] = False,
     threads: Annotated[Optional[int], typer.Option(
         help="CPU threads for PyTorch; 1 is fastest on a CPU other jobs are using too")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="folder with the catalogued sources (sources.toml) that the profile's [data] groups name, "
+             "e.g. the shared data folder with smears/ and fields_more/")] = None,
 ) -> None:
     """The seed paper's experiments: model 1 grid search (Table 1), its ablations, model 2 transfer (Table 2).
 
@@ -260,7 +263,7 @@ def reproduce_command(
     target = out or Path("results") / Path(profile).name
     stages = ("model1",) if only_model1 else EXPERIMENTS
     files = reproduce(profile, target, device, stages, log=lambda line: typer.echo(line),
-                      command=" ".join(["slideiqa-train", *sys.argv[1:]]))
+                      command=" ".join(["slideiqa-train", *sys.argv[1:]]), data_root=data)
     typer.echo(files["tables"].read_text())
     typer.echo(f"results in {target}")
 

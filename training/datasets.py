@@ -34,7 +34,7 @@ BLOOD_SEVERITY = {"excellent": (0.0, 0.05), "good": (0.1, 0.25), "fair": (0.3, 0
 #: also on sources that are already JPEG-compressed (scanners write quality 30–90) or pale or dark.
 BAD_SEVERITY = {"defocus": (0.3, 1.0), "motion": (0.3, 1.0), "noise": (0.3, 1.0),
                 "jpeg": (0.5, 1.0), "exposure": (0.5, 1.0)}
-MANIFEST_FIELDS = ("path", "label", "source", "reference", "family", "severity", "x", "y")
+MANIFEST_FIELDS = ("path", "label", "source", "reference", "family", "severity", "x", "y", "lab")
 
 
 class DatasetError(SlideIQAError):
@@ -53,6 +53,9 @@ class BuildConfig:
     vary_references: bool = False
     #: µm/px of sources by file stem, for fields whose files do not say (slides usually do).
     source_mpp: dict[str, float] = field(default_factory=dict)
+    #: The lab (microscope, scanner, source group) of sources by file stem; a source without one is
+    #: its own lab. Splits keep every lab in every fold, and the cross-lab control needs it.
+    source_lab: dict[str, str] = field(default_factory=dict)
     #: ``blood`` only: share of each grade in BLOOD_CLASSES order. The seed's blood dataset is
     #: imbalanced, which its oversampling ablation needs; None draws the grades uniformly.
     class_shares: tuple[float, ...] | None = None
@@ -186,13 +189,14 @@ def build_dataset(kind: str, sources: Sequence[str | Path], out: str | Path, con
     rng = np.random.default_rng(config.seed)
     rows = []
     for source, name in tqdm(list(zip(opened, names)), desc=f"{kind} dataset", unit="source"):
+        lab = config.source_lab.get(source.name, name)
         for index, (x, y, crop) in enumerate(random_crops(source, config, rng)):
             reference = f"{name}_{index:05d}"
             for label, family, severity in plan(rng):
                 image = crop if family == "none" else distort(crop, family, severity, mpp=config.mpp, seed=rng)
                 relative = f"{label}/{reference}_{family}_{severity:.2f}.png"
                 Image.fromarray(image).save(out / relative)
-                rows.append((relative, label, name, reference, family, f"{severity:.4f}", x, y))
+                rows.append((relative, label, name, reference, family, f"{severity:.4f}", x, y, lab))
     with open(out / "manifest.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_FIELDS)
@@ -214,8 +218,9 @@ def _unique_names(sources: Sequence[str | Path]) -> list[str]:
 class Sample:
     path: Path
     label: int
-    source: str
-    group: str
+    source: str  # the field or slide the image was cut from
+    group: str  # the reference crop: every distorted copy of one crop shares it
+    lab: str = ""
 
 
 class ImageFolder(Dataset):
@@ -253,7 +258,8 @@ class ImageFolder(Dataset):
                 if path.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
                 row = manifest.get(f"{name}/{path.name}", {})
-                samples.append(Sample(path, label, row.get("source", ""), row.get("reference", path.stem)))
+                source = row.get("source", "")
+                samples.append(Sample(path, label, source, row.get("reference", path.stem), row.get("lab") or source))
         return samples
 
     @property
@@ -267,6 +273,10 @@ class ImageFolder(Dataset):
     @property
     def sources(self) -> np.ndarray:
         return np.array([s.source for s in self.samples])
+
+    @property
+    def labs(self) -> np.ndarray:
+        return np.array([s.lab for s in self.samples])
 
     def load(self, index: int) -> np.ndarray:
         path = self.samples[index].path

@@ -34,7 +34,7 @@ from .metrics import METRICS, classification_metrics, summarize
 from .profiles import (EXPERIMENTS, INITS, PROFILES, ReproductionError, short_hash, load_profile,  # noqa: F401 (re-exported)
                        prepare_dataset, profile_dir, protocol_of, training_of)
 from .reproduction_report import write_results
-from .splits import Split, five_fold_splits, oversample
+from .splits import Split, cross_lab_splits, five_fold_splits, oversample
 from .tables import BASE_NAMES, PAPER_BEST_SETTING
 from .trainer import TrainConfig, predict
 
@@ -89,9 +89,9 @@ class Runner:
 
     def fold(self, spec: RunSpec, dataset: ImageFolder, split: Split) -> dict:
         folder = spec.folder(self.out)
-        path = folder / f"fold{split.fold}.json"
+        path = folder / f"{split.key}.json"
         name = f"[{spec.experiment}] {spec.base} {spec.init_label} {spec.setting.name} in{spec.input_size}" + \
-               (" oversampled" if spec.oversample else "") + f" fold {split.fold}"
+               (" oversampled" if spec.oversample else "") + f" {split.key}"
         if path.exists():
             record = json.loads(path.read_text())
         else:
@@ -118,12 +118,12 @@ class Runner:
                                                 device=self.device)
         best = result.history[result.best_epoch - 1] if result.history else {}
         record = {
-            "fold": split.fold, "best_epoch": result.best_epoch, "history": result.history,
+            "fold": split.name or split.fold, "best_epoch": result.best_epoch, "history": result.history,
             "train_images": int(len(train_idx)),
             "val": {**classification_metrics(val_labels, val_probabilities), "loss": best.get("val_loss", float("nan"))},
             "test": classification_metrics(test_labels, test_probabilities),
         }
-        if split.fold == self.checkpoint_fold:
+        if split.key == f"fold{self.checkpoint_fold}":
             card = make_card(model_spec, dataset, mpp=model_mpp(dataset.root, spec.input_size), tile_size=spec.input_size,
                              name=f"{spec.experiment}-{spec.base}-{spec.setting.name}-fold{split.fold}",
                              description=f"seed-paper reproduction, {spec.experiment}, fold {split.fold}",
@@ -166,21 +166,56 @@ def _summary_row(records: list[dict]) -> dict:
     return summarize([r["test"] for r in records], METRICS)
 
 
+def folds_of(dataset: ImageFolder, protocol: dict) -> list[Split]:
+    """The protocol's k folds: grouped by reference crop or by field, each holding every lab if asked."""
+    groups = dataset.groups if protocol["group_by"] == "reference" else dataset.sources
+    labs = dataset.labs if protocol["every_lab_in_every_fold"] else None
+    return five_fold_splits(dataset.targets, groups, protocol["folds"], protocol["seed"], labs=labs)
+
+
+def run_cross_lab(runner: Runner, config: dict, result: dict, dataset: ImageFolder) -> dict:
+    """Train on one lab, test on another, for the bases ``[cross_lab] bases`` names ("best" by default),
+    each with its chosen setting. One run per ordered pair of labs; the k-fold table mixes labs."""
+    protocol = protocol_of(config)
+    labs = sorted(set(dataset.labs.tolist()))
+    if len(labs) < 2:
+        return {"labs": labs, "rows": [], "not_run": f"the data has one lab ({labs[0]}): no cross-lab control"}
+    groups = dataset.groups if protocol["group_by"] == "reference" else dataset.sources
+    splits = cross_lab_splits(dataset.targets, groups, dataset.labs, protocol["seed"], val_folds=protocol["folds"])
+    wanted = config.get("cross_lab", {}).get("bases", ["best"])
+    rows = []
+    for base in dict.fromkeys(result["best_base"] if name == "best" else name for name in wanted):
+        if base not in result["bases"]:
+            raise ReproductionError(f"{config['_file']}: [cross_lab] base {base!r} was not run in model 1")
+        spec = result["bases"][base]["spec"]
+        for split in splits:
+            record = runner.fold(spec, dataset, split)
+            train_lab, test_lab = split.name.removeprefix("train-").split("-test-")
+            rows.append({"base": base, "train_lab": train_lab, "test_lab": test_lab,
+                         "train_images": len(split.train), "test_images": len(split.test), "test": record["test"]})
+    return {"labs": labs, "rows": rows, "not_run": ""}
+
+
 def run_model1(runner: Runner, config: dict) -> dict:
     """Grid search per base on the validation folds, then the chosen setting on every test fold."""
     protocol, training = protocol_of(config), training_of(config)
     data = prepare_dataset(config, runner.out, runner.log)
     dataset = ImageFolder(data)
-    splits = five_fold_splits(dataset.targets, dataset.groups, protocol["folds"], protocol["seed"])
+    splits = folds_of(dataset, protocol)
     metric = protocol["selection_metric"]
     result: dict[str, Any] = {"dataset": str(data.relative_to(runner.out) if data.is_relative_to(runner.out) else data),
                               "images": len(dataset), "classes": dataset.classes,
                               "class_counts": np.bincount(dataset.targets, minlength=len(dataset.classes)).tolist(),
+                              "labs": {lab: int(n) for lab, n in zip(*np.unique(dataset.labs, return_counts=True))},
+                              "fields": len(set(dataset.sources.tolist())),
                               "selection_metric": metric, "grid_folds": protocol["grid_folds"], "bases": {}}
     for base, base_config in config.get("bases", {}).items():
         init, label = resolve_init(base_config.get("init", training["init"]), base, training["fallback_init"])
+        # A base may train for more epochs than the profile's default: a small one learns from random
+        # weights only with more steps, and costs little.
+        epochs = int(base_config.get("epochs", training["epochs"]))
         make = lambda setting: RunSpec("model1", base, init, setting, int(training["input_size"]),  # noqa: E731
-                                       int(training["epochs"]), training["normalisation"], training["augment"],
+                                       epochs, training["normalisation"], training["augment"],
                                        False, protocol["seed"], str(data), label)
         scores = {}
         for setting in settings_from(base_config):
@@ -200,6 +235,7 @@ def run_model1(runner: Runner, config: dict) -> dict:
     sign = -1 if metric == "loss" else 1
     result["best_base"] = max(result["bases"], key=lambda b: sign * result["bases"][b]["validation_score"]
                               if not np.isnan(result["bases"][b]["validation_score"]) else -np.inf)
+    result["cross_lab"] = run_cross_lab(runner, config, result, dataset)
     return result
 
 
@@ -211,7 +247,7 @@ def run_ablations(runner: Runner, config: dict, model1: dict, model1_config: dic
     if base not in model1["bases"]:
         raise ReproductionError(f"{config['_file']}: base {base!r} was not run in model 1")
     dataset = ImageFolder(Path(model1["bases"][base]["spec"].data))
-    splits = five_fold_splits(dataset.targets, dataset.groups, protocol["folds"], protocol["seed"])
+    splits = folds_of(dataset, protocol)
     reference: RunSpec = model1["bases"][base]["spec"]
     rows = {"best model 1": {"spec": reference, "summary": model1["bases"][base]["summary"],
                              "histories": model1["bases"][base]["histories"]}}
@@ -229,10 +265,11 @@ def run_model2(runner: Runner, config: dict, model1: dict) -> dict:
     protocol, training = protocol_of(config), training_of(config)
     data = prepare_dataset(config, runner.out, runner.log)
     dataset = ImageFolder(data)
-    splits = five_fold_splits(dataset.targets, dataset.groups, protocol["folds"], protocol["seed"])
+    splits = folds_of(dataset, protocol)
     result: dict[str, Any] = {"dataset": str(data.relative_to(runner.out) if data.is_relative_to(runner.out) else data),
                               "images": len(dataset), "classes": dataset.classes,
-                              "references": len(set(dataset.groups.tolist())), "arms": [], "not_run": []}
+                              "references": len(set(dataset.groups.tolist())),
+                              "fields": len(set(dataset.sources.tolist())), "arms": [], "not_run": []}
     for arm in config.get("arms", []):
         base, source = arm["base"], arm["init"]
         if training.get("hyperparameters", "model1") == "model1" and base in model1["bases"]:
@@ -267,10 +304,12 @@ def run_model2(runner: Runner, config: dict, model1: dict) -> dict:
 
 
 def reproduce(profile: str | Path, out: Path, device: str = "auto", stages: tuple[str, ...] = EXPERIMENTS,
-              log: Callable[[str], None] = print, command: str = "") -> dict[str, Path]:
-    """Run the profile's experiments (model 1 always, as the others build on it) and write the results."""
+              log: Callable[[str], None] = print, command: str = "", data_root: Path | None = None) -> dict[str, Path]:
+    """Run the profile's experiments (model 1 always, as the others build on it) and write the results.
+
+    ``data_root`` holds the catalogued sources that ``[data] groups`` name (e.g. the real smear fields)."""
     started = time.perf_counter()
-    configs = load_profile(profile)
+    configs = load_profile(profile, data_root)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config").mkdir(exist_ok=True)
     for name in EXPERIMENTS:

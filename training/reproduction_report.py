@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import time
@@ -40,6 +41,27 @@ def table1_markdown(model1: dict, notes: list[str]) -> str:
     text = "## Table 1 — model 1, blood-style data, 4 classes (test folds, mean ± std, %)\n\n"
     text += side_by_side(rows, PAPER_TABLE1, ("initialisation", "LR", "batch", "dropout"))
     return text + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def _percent(value: float) -> str:
+    return "undefined" if math.isnan(value) else f"{100 * value:.2f}"
+
+
+def cross_lab_markdown(cross_lab: dict) -> str:
+    """The cross-lab control: single runs, so plain percentages, not mean ± std."""
+    text = ("## Cross-lab control — model 1 trained on one lab's fields, tested on another's "
+            "(one run each, %)\n\n")
+    if cross_lab["not_run"]:
+        return text + f"Not run: {cross_lab['not_run']}.\n"
+    header = ["base", "trained on", "tested on", "train images", "test images", "accuracy", "precision", "recall", "AUC"]
+    rows = [[BASE_NAMES.get(row["base"], row["base"]), row["train_lab"], row["test_lab"], row["train_images"],
+             row["test_images"], *(_percent(row["test"][m]) for m in METRICS)] for row in cross_lab["rows"]]
+    undefined = any("undefined" in row for row in rows)
+    return text + markdown_table(header, rows) + (
+        "\n- A metric is undefined where the test lab lacks a grade." if undefined else "") + (
+        "\n- Each run trains on four fifths of one lab's fields (one fifth validates, grouped by field), with "
+        "the base's chosen model-1 setting, and tests on every field of the other lab. The 5-fold Table 1 mixes "
+        "both labs in every fold; this asks whether grades learnt on one microscope hold on another.\n")
 
 
 def ablations_markdown(ablations: dict) -> str:
@@ -83,6 +105,10 @@ def _write_csv(path: Path, records: list[dict]) -> None:
                                  record.get("train_images", ""), f"{record['seconds']:.1f}"])
 
 
+def _device_text() -> str:
+    return f"a GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "the CPU (no GPU on this machine)"
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -104,18 +130,32 @@ def _data_notes(model1: dict, model1_config: dict, model2: dict, model2_config: 
     protocol = protocol_of(model1_config)
     counts = ", ".join(f"{c} {n}" for c, n in zip(model1["classes"], model1["class_counts"]))
     own = "data" in model1_config and "folder" in model1_config["data"]
-    common = [f"Profile `{profile}`: {training1['epochs']} epoch(s), {training1['input_size']} px inputs, "
-              f"{protocol['folds']} folds (60/20/20), epoch with the lowest validation loss kept."]
+    epochs = {BASE_NAMES.get(b, b): e["spec"].epochs for b, e in model1["bases"].items()}
+    epochs_text = (f"{training1['epochs']} epoch(s)" if set(epochs.values()) == {training1["epochs"]} else
+                   "epochs " + ", ".join(f"{b} {n}" for b, n in epochs.items()))
+    common = [f"Profile `{profile}`: {epochs_text}, {training1['input_size']} px inputs, "
+              f"{protocol['folds']} folds (60/20/20), epoch with the lowest validation loss kept. "
+              f"Trained on {_device_text()}."]
     if own:
         data1 = [f"Data: {model1['images']} images from {model1_config['data']['folder']} ({counts})."]
         data2 = [f"Data: {model2['images']} images from {model2_config['data'].get('folder', '')}."]
     else:
-        data1 = [f"Data: **not the paper's** (its blood dataset is private). {model1['images']} crops of the "
-                 f"public blood-smear field, graded bad/fair/good/excellent by synthetic distortion severity "
-                 f"({counts}); crops of one field overlap, so folds are less independent than real fields."]
+        labs = ", ".join(f"{lab} {n}" for lab, n in model1["labs"].items())
+        grouping = {"field": "folds grouped by field", "reference": "folds grouped by crop"}
+        if model1["fields"] == model1["images"]:
+            what = (f"{model1['images']} real blood-smear fields from {len(model1['labs'])} lab(s) ({labs}), one "
+                    f"copy of each")
+        else:
+            what = (f"{model1['images']} crops of {model1['fields']} public blood-smear field(s) ({labs}); crops of "
+                    "one field overlap, so folds are less independent than real fields")
+        data1 = [f"Data: **not the paper's** (its blood dataset is private). {what}, graded bad/fair/good/excellent "
+                 f"by **synthetic** distortion severity ({counts}); the fields carry no quality grades of their own. "
+                 f"{grouping[protocol['group_by']].capitalize()}, stratified by grade"
+                 + (" within each lab, every lab in every fold." if len(model1["labs"]) > 1 else ".")]
         data2 = [f"Data: **not the paper's** (its cytology dataset is private). {model2['references']} reference "
-                 f"crops of public H&E/IHC fields and a CMU slide region (good) + one copy per distortion family "
-                 f"(bad): {model2['images']} images, folds grouped by reference."]
+                 f"crops of {model2.get('fields', 0)} public H&E/IHC fields and slide regions (good) + one copy per "
+                 f"distortion family (bad): {model2['images']} images, "
+                 f"{grouping[protocol_of(model2_config)['group_by']]}."]
     majority = max(model1["class_counts"]) / max(1, sum(model1["class_counts"]))
     chance1 = [f"Chance: always predicting the largest class gives accuracy {100 * majority:.2f} % and AUC 50 %."]
     chance2 = ["Chance: always predicting `bad` (4 of every 5 images) gives accuracy 80 % and AUC 50 %."] \
@@ -133,7 +173,7 @@ def write_results(out: Path, profile: str, model1: dict, ablations: dict | None,
     notes = _data_notes(model1, configs["model1"], model2 or {"images": 0, "references": 0},
                         configs["model2"], profile)
     files = {"table1": out / "table1.md"}
-    files["table1"].write_text(table1_markdown(model1, notes["table1"]))
+    files["table1"].write_text(table1_markdown(model1, notes["table1"]) + "\n" + cross_lab_markdown(model1["cross_lab"]))
     panels = {f"{BASE_NAMES.get(b, b)} {e['chosen']['lr']:g}/{e['chosen']['batch_size']}/{e['chosen']['dropout']:g}":
               e["histories"] for b, e in model1["bases"].items()}
     plot_learning_curves(panels, out / "curves" / "model1.png", "model 1 (chosen setting per base, mean over folds)")
@@ -165,6 +205,7 @@ def write_results(out: Path, profile: str, model1: dict, ablations: dict | None,
                   "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine()}
     summary = {"profile": profile, "command": command, "machine": invocation["machine"],
                "training_s_all_runs": round(trained, 1), "invocations": previous + [invocation],
+               "cross_lab": model1["cross_lab"],
                "datasets": {"model1": model1["dataset"], "model2": (model2 or {}).get("dataset")}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     files["summary"] = out / "summary.json"
