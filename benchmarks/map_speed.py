@@ -32,24 +32,30 @@ from synthetic_slides import CACHE, build_slide
 WIDTH, HEIGHT, LEVELS = 40_960, 30_720, 4
 
 
-def read_only(path: Path, threads: int) -> tuple[int, float]:
-    """Decode exactly the map's tissue tiles with OpenSlide; returns (tiles, seconds)."""
-    from slideiqa.grid import TileGrid, read_plan, read_tile
+def tissue_cells(slide):
+    """The default model's grid on ``slide``, its read plan, and the grid cells a map assesses."""
+    from slideiqa.grid import TileGrid, read_plan
     from slideiqa.inference import Predictor
     from slideiqa.mapping import DEFAULT_MIN_TISSUE, tissue_map
-    from slideiqa.slide import open_slide
 
     card = Predictor("default").card
+    grid = TileGrid(*slide.dimensions, slide.mpp, card.mpp, card.tile_size)
+    tissue = tissue_map(slide, grid).tissue
+    return grid, read_plan(slide, grid), np.argwhere(tissue >= DEFAULT_MIN_TISSUE)
+
+
+def read_only(path: Path, threads: int) -> tuple[int, float]:
+    """Decode exactly the map's tissue tiles with OpenSlide; returns (tiles, seconds)."""
+    from slideiqa.grid import read_tile
+    from slideiqa.slide import open_slide
+
     with open_slide(path) as slide:
-        grid = TileGrid(*slide.dimensions, slide.mpp, card.mpp, card.tile_size)
-        tissue = tissue_map(slide, grid).tissue
-        cells = np.argwhere(tissue >= DEFAULT_MIN_TISSUE)
-        plan = read_plan(slide, grid)
+        grid, plan, cells = tissue_cells(slide)
         started = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             chunks = np.array_split(cells, threads * 16)
             # Decode and drop: keeping the pixels would measure memory, not decoding.
-            list(pool.map(lambda chunk: sum(read_tile(slide, grid, plan, r, c).size > 0 for r, c in chunk), chunks))
+            list(pool.map(lambda chunk: sum(read_tile(slide, grid, plan, r, c)[0].size > 0 for r, c in chunk), chunks))
         return len(cells), time.perf_counter() - started
 
 

@@ -10,7 +10,10 @@ column may extend past the image. Pixels beyond it read as white glass, so such 
 fraction counts only what is really there, and it is assessed only if that passes the threshold.
 
 Each tile is read from the coarsest pyramid level that is still at least as fine as the model
-(never upsampled), then shrunk to ``tile_size`` with an antialiasing filter.
+(never upsampled), then shrunk to ``tile_size`` with an antialiasing filter. Where that level is
+at least twice as fine as the model and its tiles are JPEG, the decoder itself shrinks by 2, 4 or 8
+(:mod:`slideiqa.scaled_decode`) and only the remainder, if any, is resized; a tile the scaled decoder
+rejects is read by the general path instead and counted.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
+from .scaled_decode import ScaledDecodeError, scale_factor
 from .slide import Slide
 
 
@@ -57,27 +61,40 @@ class TileGrid:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """Which pyramid level to read a tile from and how many of its pixels make one tile."""
+    """Which pyramid level to read a tile from, how many of its pixels make one tile, and by how
+    much the JPEG decoder shrinks them (1: the general path decodes in full)."""
 
     level: int
     level_downsample: float
     read_size: int
+    decode_factor: int = 1
 
 
 def read_plan(slide: Slide, grid: TileGrid) -> ReadPlan:
     level = slide.best_level_for_downsample(grid.step / grid.tile_size)
     downsample = slide.info.level_downsamples[level]
-    return ReadPlan(level, downsample, max(1, int(round(grid.step / downsample))))
+    read_size = max(1, int(round(grid.step / downsample)))
+    scaled = slide.scaled is not None and level in slide.scaled.levels
+    return ReadPlan(level, downsample, read_size, scale_factor(read_size, grid.tile_size) if scaled else 1)
 
 
-def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) -> np.ndarray:
-    """One (tile_size, tile_size, 3) uint8 tile."""
-    pixels = slide.read_region(grid.origin(row, col), plan.level, (plan.read_size, plan.read_size))
-    if plan.read_size != grid.tile_size:
+def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) -> tuple[np.ndarray, bool]:
+    """One (tile_size, tile_size, 3) uint8 tile, and whether the scaled decoder had to hand it to the
+    general path (a tile it rejected)."""
+    origin, size, fell_back = grid.origin(row, col), (plan.read_size, plan.read_size), False
+    pixels = None
+    if plan.decode_factor > 1:
+        try:
+            pixels = slide.read_region_scaled(origin, plan.level, size, plan.decode_factor)
+        except ScaledDecodeError:
+            fell_back = True
+    if pixels is None:
+        pixels = slide.read_region(origin, plan.level, size)
+    if pixels.shape[:2] != (grid.tile_size, grid.tile_size):
         pixels = np.asarray(
             Image.fromarray(pixels).resize((grid.tile_size, grid.tile_size), Image.Resampling.LANCZOS)
         )
-    return pixels
+    return pixels, fell_back
 
 
 def tile_fractions(mask: np.ndarray, grid: TileGrid) -> np.ndarray:

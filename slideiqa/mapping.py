@@ -32,7 +32,7 @@ from . import __version__
 from .artefacts import pen_mask
 from .errors import SlideIQAError
 from .files import write_atomically
-from .grid import TileGrid, tile_fractions
+from .grid import TileGrid, read_plan, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
@@ -349,7 +349,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
                            "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
         grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
         found = tissue_map(slide, grid, notice, find_pen=options.find_artefacts, min_tissue=options.min_tissue)
-        info = slide.info
+        info, reading = slide.info, read_plan(slide, grid)
     tissue, fixed = found.tissue, found.fixed
     to_assess = (tissue >= options.min_tissue if options.use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
     if not to_assess.any() and not fixed.any():
@@ -361,7 +361,10 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
                            [PEN_CLASS] if options.find_artefacts else [])
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
-                        "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor}
+                        "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
+                        "reading": {"level": reading.level, "read_px": reading.read_size,
+                                    "decode_factor": reading.decode_factor,
+                                    "decoder": "scaled JPEG" if reading.decode_factor > 1 else info.reader}}
     existing = _prepare_output(out, settings, options.overwrite)
     return MapPlan(slide_path, out, options, checkpoint, card, grid, found, to_assess, settings, slide_attributes,
                    existing)
@@ -490,7 +493,9 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     summary |= {"slide": str(plan.slide_path), "model": card.name or str(plan.checkpoint),
                 **_slide_facts(plan, read_array(root, "tissue")), "created": timestamp(), "runtime_s": runtime,
                 "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
-                "resumed_blocks": resumed}
+                "resumed_blocks": resumed,
+                "reading": plan.slide_attributes["reading"] | {
+                    "fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))}}
     _write_reports(plan, root, summary, score, label)
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
@@ -521,6 +526,9 @@ class BlockRun:
         fixed = self.fixed[rows, cols].copy()
         for tile in result.unreadable:
             fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
+        if result.decode_fallbacks:
+            fallbacks = int(self.root.attrs["slideiqa"].get("decode_fallback_tiles", 0)) + result.decode_fallbacks
+            update_attributes(self.root, decode_fallback_tiles=fallbacks)
         if result.unreadable:
             recorded = list(self.root.attrs["slideiqa"].get("unreadable", []))
             room = UNREADABLE_RECORDED - len(recorded)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import threading
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -29,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import SlideIQAError
 from .formats import is_field_name
+from .scaled_decode import ScaledDecodeError, ScaledJpegReader, open_scaled_reader
 
 #: The most bytes one decode may produce: a tile or strip larger than this, or a plain image
 #: larger than this decoded, is refused with an error instead of taking the machine's memory.
@@ -95,6 +97,8 @@ class Slide:
         self.info = info
         #: Opens a fresh reader of the same file (set by :func:`open_slide`); see :meth:`read_region`.
         self._reopen: Callable[[], Reader] | None = None
+        #: Reduced-size JPEG decode of the levels it covers (set by :func:`open_slide`), else None.
+        self.scaled: ScaledJpegReader | None = None
 
     # -- geometry ---------------------------------------------------------------------------------
     @property
@@ -143,6 +147,17 @@ class Slide:
             raise self._unreadable(location, level, size, error) from None
         self._reader = fresh
         return pixels
+
+    def read_region_scaled(self, location: tuple[int, int], level: int, size: tuple[int, int],
+                           factor: int) -> np.ndarray:
+        """:meth:`read_region` shrunk ``factor`` times inside the JPEG decoder (``ceil(size / factor)``
+        pixels); :class:`~slideiqa.scaled_decode.ScaledDecodeError` where a tile will not decode
+        that way, and the caller reads the region by :meth:`read_region` instead."""
+        if self.scaled is None or level not in self.scaled.levels:
+            raise ScaledDecodeError(f"{self.path}: level {level} has no scaled JPEG decode")
+        downsample = self.info.level_downsamples[level]
+        x, y = round(location[0] / downsample), round(location[1] / downsample)
+        return self.scaled.read_region(x, y, size[0], size[1], level, factor)
 
     def _unreadable(self, location: tuple[int, int], level: int, size: tuple[int, int],
                     error: Exception) -> UnreadableRegion:
@@ -210,6 +225,8 @@ class Slide:
 
     def close(self) -> None:
         self._reader.close()
+        if self.scaled is not None:
+            self.scaled.close()
 
     def __enter__(self) -> "Slide":
         return self
@@ -586,6 +603,10 @@ def _inspect_tiff(path: Path) -> bool:
     return is_ome
 
 
+#: Set to ``openslide`` to read every tile by the general path (comparisons, or a decoder in doubt).
+DECODER_VARIABLE = "SLIDEIQA_DECODER"
+
+
 def open_slide(path: str | Path) -> Slide:
     """Open ``path`` with the first reader that understands it; a clear :class:`SlideError` if none does."""
     path = Path(path)
@@ -608,6 +629,8 @@ def open_slide(path: str | Path) -> Slide:
                 continue
             if slide is not None:
                 slide._reopen = lambda reader=reader: reader(path)._reader
+                if os.environ.get(DECODER_VARIABLE, "scaled") != "openslide":
+                    slide.scaled = open_scaled_reader(path, slide.info.level_dimensions)
                 return slide
         if first_error is not None:
             raise first_error

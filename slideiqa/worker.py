@@ -55,10 +55,12 @@ class UnreadableTile:
 
 @dataclass
 class BlockResult:
-    """(classes, rows, cols) probabilities, NaN where nothing was assessed, and the unreadable tiles."""
+    """(classes, rows, cols) probabilities, NaN where nothing was assessed, the unreadable tiles, and
+    how many tiles the scaled JPEG decoder handed to the general reader."""
 
     probabilities: np.ndarray
     unreadable: list[UnreadableTile]
+    decode_fallbacks: int = 0
 
 
 _cache_lock = threading.Lock()
@@ -114,10 +116,12 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
         batch, tiles = [], []
         for r, c in cells[start : start + task.batch_size]:
             try:
-                tiles.append(read_tile(slide, task.grid, plan, r0 + r, c0 + c))
+                pixels, fell_back = read_tile(slide, task.grid, plan, r0 + r, c0 + c)
             except UnreadableRegion as error:
                 result.unreadable.append(UnreadableTile(r0 + r, c0 + c, str(error)))
                 continue
+            tiles.append(pixels)
+            result.decode_fallbacks += fell_back
             batch.append((r, c))
         if not batch:
             continue

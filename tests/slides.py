@@ -9,23 +9,25 @@ import tifffile
 from PIL import Image
 
 
-def pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
+def pyramid(image: np.ndarray, levels: int, step: int = 2) -> list[np.ndarray]:
     out = [image]
     for _ in range(levels - 1):
         previous = out[-1]
         out.append(np.asarray(Image.fromarray(previous).resize(
-            (max(1, previous.shape[1] // 2), max(1, previous.shape[0] // 2)), Image.Resampling.BOX)))
+            (max(1, previous.shape[1] // step), max(1, previous.shape[0] // step)), Image.Resampling.BOX)))
     return out
 
 
 def write_pyramidal_tiff(path: Path, image: np.ndarray, mpp: float, levels: int = 3, tile: int = 256,
-                         ome: bool = False, compression: str = "jpeg") -> Path:
-    """A tiled pyramidal TIFF as scanners write it: reduced levels as separate pages with
-    ``subfiletype=1`` (OpenSlide does not see SubIFD pyramids), resolution tags in pixels per cm."""
-    images = pyramid(image, levels)
+                         ome: bool = False, compression: str = "jpeg", level_step: int = 2) -> Path:
+    """A tiled pyramidal TIFF as scanners write it: reduced levels (each ``level_step`` times
+    coarser; Aperio writes 4) as separate pages with ``subfiletype=1`` (OpenSlide does not see SubIFD
+    pyramids), resolution tags in pixels per cm. tifffile stores RGB JPEG tiles as YCbCr with 2×2
+    chroma subsampling, as most scanners do (Aperio keeps RGB: see the bundled SVS)."""
+    images = pyramid(image, levels, level_step)
     with tifffile.TiffWriter(path, bigtiff=False, ome=ome) as tif:
         for index, level in enumerate(images):
-            scale = 2 ** index
+            scale = level_step ** index
             options = dict(tile=(tile, tile), photometric="rgb", compression=compression,
                            resolution=(1e4 / (mpp * scale), 1e4 / (mpp * scale)), resolutionunit="CENTIMETER")
             if ome and index == 0:

@@ -1,0 +1,123 @@
+"""JPEG tiles decoded at reduced size must be the image OpenSlide gives, shrunk: real files (the
+bundled Aperio SVS, whose JPEG is RGB, and tifffile-written YCbCr pyramids of a 40× H&E field), read
+by real OpenSlide as the reference; a map of a 40× slide by either path; and a tile the scaled decoder
+will not take, read by OpenSlide instead and counted."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from slideiqa import map_slide, open_map
+from slideiqa.scaled_decode import ScaledDecodeError, scale_factor
+from slideiqa.slide import DECODER_VARIABLE, open_slide
+
+from conftest import CMU_SLIDE
+from slides import tiles_over, write_pyramidal_tiff
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def _shrunk_reference(slide, location, size, factor):
+    """OpenSlide's pixels from the same (factor-aligned) corner, shrunk with the map's Lanczos filter."""
+    snapped = (location[0] - location[0] % factor, location[1] - location[1] % factor)
+    full = slide.read_region(snapped, 0, size)
+    out = (-(-size[0] // factor), -(-size[1] // factor))
+    return np.asarray(Image.fromarray(full).resize(out, Image.Resampling.LANCZOS))
+
+
+@pytest.fixture(scope="module")
+def slide_40x(tumour_field, tmp_path_factory):
+    """A 40× (0.25 µm/px) slide of the real tumour field, 2 × 2 copies, Aperio-like levels 1× and 4×:
+    a 0.5 µm/px model must read level 0 and shrink it by two."""
+    path = tmp_path_factory.mktemp("forty") / "forty.tif"
+    return write_pyramidal_tiff(path, np.tile(tumour_field, (2, 2, 1)), mpp=0.25, levels=2, level_step=4)
+
+
+@pytest.mark.parametrize("which", ["aperio_rgb", "ycbcr_40x"])
+def test_full_size_decode_is_openslide_pixel_for_pixel(which, slide_40x):
+    path = CMU_SLIDE if which == "aperio_rgb" else slide_40x
+    with open_slide(path) as slide:
+        assert 0 in slide.scaled.levels
+        width, height = slide.dimensions
+        # aligned, unaligned, and over the right/bottom edges (white beyond, as OpenSlide gives)
+        for location in ((240, 480), (1001, 333), (width - 300, height - 200)):
+            reference = slide.read_region(location, 0, (448, 448))
+            assert np.array_equal(slide.read_region_scaled(location, 0, (448, 448), 1), reference), location
+
+
+@pytest.mark.parametrize("which", ["aperio_rgb", "ycbcr_40x"])
+def test_half_and_quarter_decode_match_openslide_shrunk(which, slide_40x):
+    path = CMU_SLIDE if which == "aperio_rgb" else slide_40x
+    with open_slide(path) as slide:
+        for location in ((960, 720), (1001, 333)):
+            for factor, floor_db in ((2, 35.0), (4, 31.0)):
+                scaled = slide.read_region_scaled(location, 0, (448, 448), factor)
+                assert scaled.shape == (448 // factor, 448 // factor, 3)
+                psnr = _psnr(scaled, _shrunk_reference(slide, location, (448, 448), factor))
+                assert psnr >= floor_db, (location, factor, psnr)
+
+
+def test_scale_factor_keeps_at_least_the_model_tile():
+    assert scale_factor(448, 224) == 2 and scale_factor(896, 224) == 4 and scale_factor(1792, 224) == 8
+    assert scale_factor(447, 224) == 1 and scale_factor(600, 224) == 2 and scale_factor(224, 224) == 1
+
+
+def _map(slide, out, monkeypatch, decoder):
+    monkeypatch.setenv(DECODER_VARIABLE, decoder)
+    return map_slide(slide, out, workers=1, block=4)
+
+
+def test_a_40x_map_by_scaled_decode_agrees_with_the_openslide_path(slide_40x, tmp_path, monkeypatch):
+    fast = _map(slide_40x, tmp_path / "fast.quality.zarr", monkeypatch, "scaled")
+    general = _map(slide_40x, tmp_path / "general.quality.zarr", monkeypatch, "openslide")
+    assert fast.summary["reading"] == {"level": 0, "read_px": 448, "decode_factor": 2, "decoder": "scaled JPEG",
+                                       "fallback_tiles": 0}
+    assert general.summary["reading"]["decoder"] == "openslide"
+    assert general.summary["reading"]["decode_factor"] == 1
+    a, b = open_map(fast.path).array("score"), open_map(general.path).array("score")
+    assessed = ~np.isnan(b)
+    assert assessed.sum() >= 20 and np.array_equal(assessed, ~np.isnan(a))
+    # Tiles inside the image: the model's judgement moves by about what a one-pixel shift moves it.
+    inside = np.zeros_like(assessed)
+    inside[:2000 // 448, :2000 // 448] = True
+    difference = np.abs(a - b)[assessed & inside]
+    assert difference.mean() < 0.01 and difference.max() < 0.03, (difference.mean(), difference.max())
+    # Tiles over the image edge (half of them beyond it, white) differ more: the general path's
+    # Lanczos filter rings across the edge, the scaled decode stops at it. Still the same verdicts.
+    assert np.abs(a - b)[assessed].max() < 0.2
+    assert fast.summary["verdict"] == general.summary["verdict"]
+
+
+def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(slide_40x, tmp_path, monkeypatch):
+    """A tile with no bytes (sparse TIFFs leave out empty tiles): OpenSlide draws it as glass, the
+    scaled decoder hands it over; the summary counts every grid tile that needed it."""
+    broken = tmp_path / "sparse.tif"
+    broken.write_bytes(slide_40x.read_bytes())
+    with tifffile.TiffFile(broken) as tiff:
+        page = tiff.pages[0]
+        counts = page.tags["TileByteCounts"]
+        per_row = -(-page.imagewidth // page.tilewidth)
+        index = 2 * per_row + 3
+        box = ((index % per_row) * 256, (index // per_row) * 256, (index % per_row + 1) * 256, (index // per_row + 1) * 256)
+        width = 8 if tiff.is_bigtiff else 4
+        offset, byteorder = counts.valueoffset + index * width, "little" if tiff.byteorder == "<" else "big"
+    with open(broken, "r+b") as handle:
+        handle.seek(offset)
+        handle.write((0).to_bytes(width, byteorder))
+    with open_slide(broken) as slide:
+        with pytest.raises(ScaledDecodeError, match="is empty"):
+            slide.read_region_scaled((box[0], box[1]), 0, (256, 256), 2)
+        assert slide.read_region((box[0], box[1]), 0, (256, 256)).min() == 255  # glass, by OpenSlide
+    result = _map(broken, tmp_path / "sparse.quality.zarr", monkeypatch, "scaled")
+    stored = open_map(result.path)
+    assessed = ~np.isnan(stored.array("score"))
+    over = tiles_over(box, 448, assessed.shape) & assessed
+    assert over.sum() >= 1
+    assert result.summary["reading"]["fallback_tiles"] == int(over.sum())
+    assert json.loads((result.path / "summary.json").read_text())["reading"]["fallback_tiles"] == int(over.sum())
