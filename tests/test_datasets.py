@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -93,3 +94,14 @@ def test_fine_sources_are_shrunk_towards_the_dataset_scale():
     assert source_downsample(open_source(CMU_SLIDE), config) == pytest.approx(1.0, abs=0.01)  # 0.499 from metadata
     coarse = BuildConfig(crop_size=224, mpp=0.5, source_mpp={"blood_smear": 1.0})
     assert source_downsample(blood, coarse) == 1.0  # never upsampled
+
+
+def test_a_field_without_enough_matter_is_left_out_and_listed_not_fatal(tmp_path):
+    glass = tmp_path / "glass.png"
+    Image.fromarray(np.full((300, 300, 3), 244, np.uint8)).save(glass)
+    folder = build_dataset("cytology", [FIELDS / "he_tumour_target.png", glass], tmp_path / "out", SMALL)
+    summary = json.loads((folder / "classes.json").read_text())
+    assert len(summary["skipped_sources"]) == 1 and "glass.png: no crop with ≥ 30% tissue" in summary["skipped_sources"][0]
+    assert {row["source"] for row in _manifest(folder)} == {"he_tumour_target"}
+    with pytest.raises(DatasetError, match="no source gave a crop; .*glass.png"):
+        build_dataset("cytology", [glass], tmp_path / "only_glass", SMALL)

@@ -51,6 +51,7 @@ def test_every_table_is_produced_with_every_cell_filled(smoke):
     assert cross.count("| blood_smear | chula_rbc12 | 4 | 36 |") == 1
     assert cross.count("| chula_rbc12 | blood_smear | 24 | 6 |") == 1
     assert "every lab in every fold" in table1
+    assert "- Smoke profile: the pipeline's test, not a result." in table1  # the profile's [report] notes
     table2 = (out / "table2.md").read_text()
     assert "| VGG16 | paper |" in table2 and "99.49 ± 0.72" in table2
     assert "| VGG16 | ours | model 1 (trained on blood" in table2 and "| VGG16 | ours | random |" in table2

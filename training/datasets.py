@@ -188,22 +188,32 @@ def build_dataset(kind: str, sources: Sequence[str | Path], out: str | Path, con
         (out / label).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     rows = []
+    skipped: list[str] = []
     for source, name in tqdm(list(zip(opened, names)), desc=f"{kind} dataset", unit="source"):
         lab = config.source_lab.get(source.name, name)
-        for index, (x, y, crop) in enumerate(random_crops(source, config, rng)):
+        try:
+            crops = random_crops(source, config, rng)
+        except SourceError as error:
+            # One empty field among hundreds (a smear field with a few cells) is left out and listed;
+            # a dataset with nothing left is an error below.
+            skipped.append(str(error))
+            continue
+        for index, (x, y, crop) in enumerate(crops):
             reference = f"{name}_{index:05d}"
             for label, family, severity in plan(rng):
                 image = crop if family == "none" else distort(crop, family, severity, mpp=config.mpp, seed=rng)
                 relative = f"{label}/{reference}_{family}_{severity:.2f}.png"
                 Image.fromarray(image).save(out / relative)
                 rows.append((relative, label, name, reference, family, f"{severity:.4f}", x, y, lab))
+    if not rows:
+        raise DatasetError(f"{out}: no source gave a crop; " + "; ".join(skipped))
     with open(out / "manifest.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_FIELDS)
         writer.writerows(rows)
     summary = {"kind": kind, "classes": list(classes), "sources": names,
                "crop_size": config.crop_size, "crops_per_source": config.crops_per_source,
-               "mpp": config.mpp, "seed": config.seed, "images": len(rows)}
+               "mpp": config.mpp, "seed": config.seed, "images": len(rows), "skipped_sources": skipped}
     (out / "classes.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out
 

@@ -162,7 +162,9 @@ def _data_notes(model1: dict, model1_config: dict, model2: dict, model2_config: 
         if not own and model2.get("images") else []
     grid = [f"Grid search on validation fold(s) {protocol['grid_folds']} by validation "
             f"{protocol['selection_metric']}; the chosen setting is then run on every fold and tested."]
-    return {"table1": common + data1 + chance1 + grid,
+    # A profile's own words for its tables, e.g. which runs have not been made on this hardware.
+    said = [str(line) for line in model1_config.get("report", {}).get("notes", [])]
+    return {"table1": common + data1 + chance1 + grid + said,
             "table2": [f"Profile `{profile}`: {training2['epochs']} epoch(s), {training2['input_size']} px inputs, "
                        "hyper-parameters of the base's chosen model-1 setting; transfer keeps every layer of "
                        "model 1 but the last."] + data2 + chance2}
