@@ -313,6 +313,10 @@ def test_link_loops_and_dangling_links_are_skipped_with_a_warning(tmp_path):
     assert "loop.svs" in (out / "report.html").read_text()
 
 
+def _interrupt_by_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _a_block_is_written(out: Path) -> bool:
     """Whether any map under ``out`` has a block of its progress array on disk (stores are renamed
     into place while this looks, so a path may vanish under the walk)."""
@@ -330,8 +334,10 @@ def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources
         mosaic_slide(folder / f"slide{seed}.tif", sources, 40, TILE, seed=seed)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "slideiqa.cli", "batch", str(folder), "-o", str(out), "--workers", "2"]
+    # As from a terminal: SIGINT handled, even where this test runs under a shell's background job
+    # (which starts its children with SIGINT ignored, and Python then installs no handler).
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_interrupt_by_default)
     assert "slides →" in process.stdout.readline()  # the cluster is up and the slides are submitted
     # Interrupt once a first block is on disk (so that a rerun has something to resume), or after 1.5 s,
     # well before the batch can end.
