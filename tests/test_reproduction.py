@@ -147,11 +147,12 @@ def test_catalogued_smear_groups_are_read_from_the_data_folder_with_their_scale(
     folder = prepare_dataset(config, tmp_path / "out", lambda line: None)
     dataset = ImageFolder(folder)
     assert set(dataset.labs.tolist()) == {"chula_rbc12"} and len(dataset) == 6
-    # The catalogue's 0.13 µm/px is the dataset's own: the 640×480 fields are cropped unshrunk,
-    # so crop corners span the whole field (a 0.5 µm/px guess would shrink them 3.8× first).
+    # The catalogue's 0.13 µm/px is the dataset's own: a crop reads 96 px of the 640 px field, so its
+    # corner may lie anywhere up to x = 544. Read with a 0.5 µm/px guess it would take 369 px (3.85×
+    # shrunk) and its corner could not pass x = 271.
     with open(folder / "manifest.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert max(int(r["x"]) for r in rows) > 96
+    assert all(int(r["x"]) <= 640 - 96 for r in rows) and max(int(r["x"]) for r in rows) > 275
     config["data"]["groups"] = ["chula_rbc12", "no_such_group"]
     with pytest.raises(ReproductionError, match="unknown source group 'no_such_group'"):
         prepare_dataset(config, tmp_path / "out2", lambda line: None)
