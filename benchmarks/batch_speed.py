@@ -4,6 +4,8 @@ Builds once (cached under ``benchmarks/cache/batch/``) eight different 8192 × 8
 TIFFs of real pixels, then maps all of them three ways, each into a fresh output folder:
 
 (a) one by one: ``map_slide`` on each slide in turn in this process (its default in-process threads);
+(a2) one ``slideiqa map`` command per slide, one after another (what a lab without ``batch`` runs:
+     each command also starts Python and loads the model);
 (b) ``run_batch`` on an embedded LocalCluster of 1 worker process;
 (c) ``run_batch`` on an embedded LocalCluster of 2 worker processes (the default on 2 cores);
 
@@ -46,6 +48,21 @@ def one_by_one(slides: list[Path], out: Path) -> tuple[int, float]:
     for slide in slides:
         tiles += map_slide(slide, out / f"{slide.stem}.quality.zarr").summary["tissue_tiles"]
     return tiles, time.perf_counter() - started
+
+
+def commands(slides: list[Path], out: Path) -> tuple[int, float]:
+    import json
+    import subprocess
+    import sys
+
+    started = time.perf_counter()
+    for slide in slides:
+        target = out / f"{slide.stem}.quality.zarr"
+        subprocess.run([sys.executable, "-m", "slideiqa.cli", "map", str(slide), "-o", str(target)], check=True,
+                       capture_output=True)
+    seconds = time.perf_counter() - started
+    tiles = sum(json.loads((out / f"{s.stem}.quality.zarr" / "summary.json").read_text())["tissue_tiles"] for s in slides)
+    return tiles, seconds
 
 
 def batched(slides: list[Path], out: Path, workers: int) -> tuple[int, float, float]:
@@ -98,6 +115,9 @@ def main() -> None:
     try:
         tiles, base = one_by_one(slides, scratch / "one_by_one")
         rows = [("(a) one by one, in-process threads", tiles, base, None)]
+        tiles_c, seconds = commands(slides, scratch / "commands")
+        assert tiles_c == tiles
+        rows.append(("(a2) one `slideiqa map` command per slide", tiles, seconds, None))
         for workers in (1, 2):
             tiles_b, seconds, rss = batched(slides, scratch / f"batch_{workers}", workers)
             assert tiles_b == tiles

@@ -1,11 +1,21 @@
 """``run_batch``: map every slide under folders on one Dask cluster, each slide failing alone.
 
 Every slide goes through :func:`slideiqa.mapping.map_slide` — the very code path of ``slideiqa map`` —
-with one shared client. The driver prepares a few slides at a time (open, tissue mask, checksum) in
-threads, and their blocks of tiles all run as tasks on the same cluster: slides run in parallel and so
-do the blocks within a slide, while each worker holds only one batch of tiles, a few open slide
-handles and one model (bounded memory). A block lost with a dying worker is recomputed elsewhere by
-Dask, and since a block's result does not depend on where it ran, the map comes out the same.
+in one of two ways, chosen slide by slide:
+
+- **whole on a worker** while the batch has at least as many slides left to start as the cluster has
+  threads: one task maps the slide from tissue mask to reports inside a worker, its blocks on that
+  worker's own threads. Every thread then has a slide of its own, nothing passes through the driver,
+  and the per-slide steps that run on one core (tissue mask, overview, reports) overlap across
+  workers instead of queueing on the driver — measured, this is what lets a batch beat mapping the
+  slides one after another (``benchmarks/batch_speed.py``);
+- **spread block by block** for the last few slides (fewer left than threads): the driver prepares
+  them and their blocks run on every free worker, so the batch's tail does not wait on one worker.
+
+Each worker holds one batch of tiles, a few open slide handles and one model (bounded memory). A
+block or a whole-slide task lost with a dying worker is run again elsewhere by Dask; a slide task
+then resumes the map its dead worker left, and since a block's result does not depend on where it
+ran, the map comes out the same.
 
 Failure isolation: anything that goes wrong with one slide (unreadable, truncated, no tissue, a
 worker that keeps dying on it, a map made with other settings) becomes that slide's ``failed`` row in
@@ -15,12 +25,14 @@ is skipped, a partial one is finished, another one is replaced only with ``overw
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +43,11 @@ from .batch_report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STA
                            write_reports)
 from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
-from .mapping import MapCancelled, map_slide, start_client
+from .mapping import MapCancelled, ThreadRunner, map_slide, start_client
 from .models.zoo import resolve_model
 from .options import MapOptions, mpp_for
 from .terminal import timestamp
-from .worker import SLIDE_CACHE_SIZE
+from .worker import SLIDE_CACHE_SIZE, tune_worker_process
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +77,17 @@ class BatchResult:
         return EXIT_SLIDE_FAILED if self.failed else EXIT_OK
 
 
+#: How long a stopping batch waits for its whole-slide tasks to finish their current block.
+STOP_WAIT_S = 60.0
+
+
 def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads: int | None,
-            should_stop: Callable[[], bool] | None = None, mpp_table: dict[str, float] | None = None) -> SlideRecord:
+            should_stop: Callable[[], bool] | None = None, mpp_table: dict[str, float] | None = None,
+            partial_before: bool = True) -> SlideRecord:
     """Map one slide of the batch; any failure becomes the slide's ``failed`` record, never an exception.
-    ``mpp_table`` (slide → µm/px) overrides the batch's µm/px for the slides it names."""
+    ``mpp_table`` (slide → µm/px) overrides the batch's µm/px for the slides it names. ``partial_before``
+    False says no map was there when the batch began: a map resumed now was left by a worker of this
+    batch that died, and the slide counts as mapped, not resumed."""
     started = time.perf_counter()
     target = out / job.map_name
     try:
@@ -87,7 +106,8 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
         return SlideRecord(str(job.path), str(target), STATUS_FAILED, runtime_s=time.perf_counter() - started,
                            error=message)
     summary = result.summary
-    status = STATUS_SKIPPED if result.skipped else STATUS_RESUMED if result.resumed_blocks else STATUS_MAPPED
+    status = (STATUS_SKIPPED if result.skipped else STATUS_RESUMED if result.resumed_blocks and partial_before
+              else STATUS_MAPPED)
     return SlideRecord(str(job.path), str(target), status, tissue_tiles=summary["tissue_tiles"],
                        unreadable_tiles=summary.get("unreadable_tiles", 0),
                        mean_score=summary["mean_score"], share_below_threshold=summary["share_below_threshold"],
@@ -96,6 +116,21 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
                        height_px=(summary.get("dimensions_px") or [None, None])[1],
                        tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
                        runtime_s=time.perf_counter() - started)
+
+
+def map_on_worker(job: SlideJob, out: Path, options: MapOptions, threads: int | None,
+                  mpp_table: dict[str, float] | None, stop_event: str, partial_before: bool) -> SlideRecord:
+    """A Dask task: map one whole slide inside this worker, its blocks on the worker's own threads.
+    The batch asks it to stop through the Dask event named ``stop_event`` (polled as blocks finish)."""
+    from distributed import Event, get_worker
+
+    tune_worker_process()
+    stop = Event(stop_event)
+    runner = ThreadRunner(get_worker().state.nthreads)
+    try:
+        return map_one(job, out, options, runner, threads, stop.is_set, mpp_table, partial_before)
+    finally:
+        runner.close()
 
 
 def run_batch(
@@ -117,9 +152,9 @@ def run_batch(
 
     Cluster: ``client`` if given (not closed here), else the scheduler at ``scheduler``, else a
     LocalCluster of ``workers`` processes (default: one per core); ``inference_threads`` is each task's
-    share of a given client's cores (default: the engine's choice). ``slides_in_flight`` slides are
-    prepared and mapped at once (default: twice the cluster's threads, so workers never wait for the
-    driver, at most ``MAX_SLIDES_IN_FLIGHT``). ``mpp_table`` gives µm/px per slide (path or file name →
+    share of a given client's cores (default: the engine's choice). At most ``slides_in_flight`` slides
+    are mapped at once (default: one whole slide per cluster thread, and at most
+    ``MAX_SLIDES_IN_FLIGHT`` prepared by the driver for the tail). ``mpp_table`` gives µm/px per slide (path or file name →
     µm/px; ``options.mpp`` for the others). ``on_start(jobs, dashboard)`` and ``on_slide(record)`` report progress.
     """
     started = time.perf_counter()
@@ -145,28 +180,23 @@ def run_batch(
         dashboard = _dashboard_link(client)
         if on_start:
             on_start(discovery.jobs, dashboard)
-        in_flight = slides_in_flight or min(MAX_SLIDES_IN_FLIGHT, max(2, 2 * sum(client.nthreads().values())))
-        pool = ThreadPoolExecutor(in_flight, thread_name_prefix="slide")
-        futures: list[Future] = []
+        feed = SlideFeed(client, discovery.jobs, out, options, threads, mpp_table, slides_in_flight, stop)
+
+        def finished(record: SlideRecord) -> None:
+            records.append(record)
+            reports.update(records)
+            if on_slide:
+                on_slide(record)
+
         try:
-            futures += [pool.submit(map_one, job, out, options, client, threads, stop.is_set, mpp_table)
-                       for job in discovery.jobs]
-            for future in as_completed(futures):
-                record = future.result()
-                records.append(record)
-                reports.update(records)
-                if on_slide:
-                    on_slide(record)
+            feed.run(finished)
         except BaseException:
             # Ctrl-C or a failing callback: slides not started are dropped, running ones stop after
             # their current block (their maps stay resumable), and the report says what was done
             # and what was not.
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            records += _unfinished(discovery.jobs, futures, records, out)
+            records += feed.stop(reported={record.slide for record in records})
             raise
         finally:
-            pool.shutdown(wait=True)
             reports.update(records, final=True)
     finally:
         if own_client:
@@ -176,20 +206,116 @@ def run_batch(
     return BatchResult(out, records, discovery.ignored, discovery.warnings, dashboard, time.perf_counter() - started)
 
 
-def _unfinished(jobs: list[SlideJob], futures: list[Future], records: list[SlideRecord], out: Path) -> list[SlideRecord]:
-    """Records of the slides an interrupted batch had not reported: what their tasks returned while
-    stopping, or ``interrupted`` for those that never started."""
-    reported = {record.slide for record in records}
-    late = []
-    for job, future in zip(jobs, futures):
-        if str(job.path) in reported:
-            continue
-        if future.done() and not future.cancelled() and future.exception() is None:
-            late.append(future.result())
-        else:
-            late.append(SlideRecord(str(job.path), str(out / job.map_name), STATUS_INTERRUPTED,
-                                    error=f"{job.path}: not mapped, the batch was interrupted; run it again to map it"))
-    return late
+class SlideFeed:
+    """Hands the batch's slides to the cluster, each whole to one worker or block by block (see the
+    module docstring), and turns every outcome — a dead worker included — into a :class:`SlideRecord`.
+
+    At most one whole-slide task per cluster thread runs at once (the others wait here, so that a
+    thread freed late can still take a slide), and at most ``slides_in_flight`` slides are mapped at
+    once in all; slides mapped block by block are prepared by the driver, at most
+    :data:`MAX_SLIDES_IN_FLIGHT` at a time (it holds each one's tissue thumbnail)."""
+
+    def __init__(self, client: Any, jobs: list[SlideJob], out: Path, options: MapOptions, threads: int | None,
+                 mpp_table: dict[str, float] | None, slides_in_flight: int | None, stop: threading.Event) -> None:
+        from distributed import Event
+
+        self.client, self.out, self.options, self.threads, self.mpp_table = client, out, options, threads, mpp_table
+        self.waiting = list(jobs)
+        self.total_cap = slides_in_flight
+        self.driver_cap = min(slides_in_flight or MAX_SLIDES_IN_FLIGHT, MAX_SLIDES_IN_FLIGHT)
+        self.stop_flag = stop
+        # Whole-slide tasks run in worker processes: they hear "stop" through the scheduler.
+        self.stop_event_name = f"slideiqa-stop-{uuid.uuid4().hex}"
+        self.stop_event = Event(self.stop_event_name, client=client)
+        self.on_workers: dict[Any, SlideJob] = {}   # Dask future → slide mapped whole on a worker
+        self.on_driver: dict[Future, SlideJob] = {}  # thread future → slide mapped block by block
+        self.pool = ThreadPoolExecutor(self.driver_cap, thread_name_prefix="slide")
+
+    def _start_what_fits(self) -> None:
+        threads = max(1, sum(self.client.nthreads().values()))  # workers may still be joining
+        while self.waiting:
+            if self.total_cap and len(self.on_workers) + len(self.on_driver) >= self.total_cap:
+                return
+            job = self.waiting[0]
+            if len(self.waiting) >= threads:  # enough slides left to give every thread its own
+                if len(self.on_workers) >= threads:
+                    return  # every thread has a slide: the next one waits for a free thread
+                partial_before = (self.out / job.map_name).exists()
+                future = self.client.submit(map_on_worker, job, self.out, self.options, self.threads, self.mpp_table,
+                                            self.stop_event_name, partial_before, pure=False,
+                                            key=f"slide-{job.path.name}-{uuid.uuid4().hex[:8]}")
+                self.on_workers[future] = job
+            else:  # the tail: fewer slides left than threads, spread them over every worker
+                if len(self.on_driver) >= self.driver_cap:
+                    return
+                future = self.pool.submit(map_one, job, self.out, self.options, self.client, self.threads,
+                                          self.stop_flag.is_set, self.mpp_table)
+                self.on_driver[future] = job
+            self.waiting.pop(0)
+
+    def run(self, finished: Callable[[SlideRecord], None]) -> None:
+        """Map every slide; ``finished(record)`` hears each one as it ends. Polls every 0.2 s, which
+        also lets a cluster's late workers take slides as they join."""
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_threads
+
+        from distributed import wait as wait_tasks
+
+        self._start_what_fits()
+        while self.on_workers or self.on_driver or self.waiting:
+            done = [f for f in self.on_workers if f.done()] + [f for f in self.on_driver if f.done()]
+            if not done:
+                if self.on_workers:
+                    with contextlib.suppress(TimeoutError):  # Dask's wait raises where the threads' returns
+                        wait_tasks(list(self.on_workers), timeout=0.2, return_when="FIRST_COMPLETED")
+                else:
+                    wait_threads(list(self.on_driver), timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future in self.on_workers:
+                    finished(self._worker_record(future, self.on_workers.pop(future)))
+                else:
+                    self.on_driver.pop(future)
+                    finished(future.result())
+            self._start_what_fits()
+        self.pool.shutdown(wait=True)
+
+    def _worker_record(self, future: Any, job: SlideJob) -> SlideRecord:
+        try:
+            return future.result()
+        except Exception as error:  # the task itself never raises: its worker died, again and again
+            return SlideRecord(str(job.path), str(self.out / job.map_name), STATUS_FAILED,
+                               error=f"{job.path}: the workers mapping it kept dying ({type(error).__name__}: {error})")
+
+    def stop(self, reported: set[str]) -> list[SlideRecord]:
+        """Stop the batch: nothing new starts, running slides stop after their current block (their
+        maps stay resumable). Records of the slides not yet reported: what their tasks returned while
+        stopping, or ``interrupted``."""
+        from distributed import wait
+
+        self.stop_flag.set()
+        # A cluster already gone, or a task that would not stop in time: its slide is interrupted.
+        with contextlib.suppress(Exception):
+            self.stop_event.set()
+            wait(list(self.on_workers), timeout=STOP_WAIT_S)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        late = []
+        for future, job in [*self.on_workers.items(), *self.on_driver.items()]:
+            if str(job.path) in reported:
+                continue
+            late.append(future.result() if future.done() and _succeeded(future) else self._interrupted(job))
+        return late + [self._interrupted(job) for job in self.waiting if str(job.path) not in reported]
+
+    def _interrupted(self, job: SlideJob) -> SlideRecord:
+        return SlideRecord(str(job.path), str(self.out / job.map_name), STATUS_INTERRUPTED,
+                           error=f"{job.path}: not mapped, the batch was interrupted; run it again to map it")
+
+
+def _succeeded(future: Any) -> bool:
+    """Whether a finished future (thread or Dask) holds a result, not an error or a cancellation."""
+    try:
+        return not future.cancelled() and future.exception() is None
+    except Exception:
+        return False
 
 
 class ReportWriter:

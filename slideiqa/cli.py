@@ -284,7 +284,7 @@ def batch(
     no_artefacts: NoArtefactsOption = False,
     min_tissue: MinTissueOption = DEFAULT_MIN_TISSUE,
     geojson: GeoJSONOption = GeoJSON.regions,
-    slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides prepared and mapped at once (default: 2 per cluster thread, at most 8)")] = None,
+    slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides mapped at once (default: one per cluster thread, whole on its worker)")] = None,
 ) -> int:
     """Map every slide under folders on a Dask cluster; write report.csv, report.json and report.html.
 

@@ -5,7 +5,7 @@ The job settings come from the ``[cluster]`` table of the settings file (``--set
 dask-jobqueue's cluster class as they are (``cores``, ``processes``, ``memory``, ``walltime``,
 ``queue``, ``account``, ``job_extra_directives``…), plus two of slideiqa's own: ``jobs`` (how many
 jobs to ask for; a job that ends — cancelled, pre-empted, out of walltime — loses its worker, whose
-blocks Dask recomputes on the others) and
+slide or blocks Dask runs again on the others) and
 ``worker_timeout_s`` (how long to wait for the first worker before giving up with a clear error,
 rather than waiting forever on a job that never leaves the queue).
 """

@@ -139,6 +139,35 @@ def test_batch_maps_equal_single_slide_maps(batch, cohort, tmp_path):
         np.testing.assert_allclose(open_map(alone.path).array(name), reference.array(name), atol=1e-6, err_msg=name)
 
 
+def test_slides_map_whole_on_workers_and_the_last_one_block_by_block(batch, cohort, tmp_path):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    slides = [cohort / "run1" / "case.tif", cohort / "run1" / "cmu.svs", cohort / "run2" / "deeper" / "scan_without_extension"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with get_task_stream(client) as stream:
+            result = run_batch(slides, tmp_path / "out", client=client, inference_threads=1,
+                               options=MapOptions(block=BLOCK))
+        profiling = client.run(lambda dask_worker: dask_worker.periodic_callbacks["profile"].is_running())
+    assert not result.failed, [r.error for r in result.failed]
+    keys = [(task["key"] if isinstance(task["key"], str) else task["key"][0], task["worker"]) for task in stream.data]
+    whole = [(key, worker) for key, worker in keys if key.startswith("slide-")]
+    # Three slides, two threads: the first two each whole on a worker of its own, the last one spread
+    # over the workers in blocks of BLOCK² tiles.
+    assert sorted(key.split("-")[1] for key, _ in whole) == ["case.tif", "cmu.svs"]
+    assert len({worker for _, worker in whole}) == 2
+    blocks = [worker for key, worker in keys if key.startswith("assess_block")]
+    assert len(blocks) >= 4
+    # The maps are the ones the reference batch made block by block.
+    for record in result.records:
+        relative = next(v for k, v in GOOD.items() if record.slide.endswith(k))
+        for name in ARRAYS:
+            np.testing.assert_allclose(open_map(record.map).array(name), open_map(batch.out / relative).array(name),
+                                       atol=1e-6, err_msg=f"{relative} {name}")
+    # The workers' tasks ran without Dask's stack sampler (it takes the GIL every 10 ms).
+    assert profiling and not any(profiling.values())
+
+
 def test_reports_csv_json_html_sorted_worst_first(batch):
     report = json.loads((batch.out / "report.json").read_text())
     statuses = [row["status"] for row in report["slides"]]
