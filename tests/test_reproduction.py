@@ -156,3 +156,11 @@ def test_catalogued_smear_groups_are_read_from_the_data_folder_with_their_scale(
     config["data"]["groups"] = ["chula_rbc12", "no_such_group"]
     with pytest.raises(ReproductionError, match="unknown source group 'no_such_group'"):
         prepare_dataset(config, tmp_path / "out2", lambda line: None)
+
+
+def test_one_base_of_a_profile_can_be_run_alone_and_an_unknown_one_is_named(tmp_path):
+    from slideiqa_training.reproduction import reproduce
+
+    with pytest.raises(ReproductionError, match=r"no \[bases.resnet18\] table; known: vgg16, mobilenet_v2, resnet50"):
+        reproduce("smoke", tmp_path / "out", bases=("resnet18",))
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -44,7 +44,12 @@ def test_every_table_is_produced_with_every_cell_filled(smoke):
     table1 = (out / "table1.md").read_text()
     for base in ("MobileNet", "VGG16", "ResNet50"):
         assert f"| {base} | paper |" in table1 and f"| {base} | ours |" in table1
-    assert "| VGG16 | paper | ImageNet | 0.0001 | 32 | 0.2 | 78.91 ± 1.97 |" in table1
+    assert "| VGG16 | paper | ImageNet | — | 0.0001 | 32 | 0.2 | 78.91 ± 1.97 |" in table1
+    # Two rows of one architecture (`architecture = "mobilenet_v2"`): one paper row, then both of ours,
+    # the second from random weights with its own epochs.
+    assert table1.count("| MobileNet | paper |") == 1 and table1.count("| MobileNet | ours |") == 2
+    assert "| MobileNet | ours | random | 2 | 0.001 | 16 | 0.2 |" in table1
+    assert table1.index("| MobileNet | paper |") < table1.index("| MobileNet | ours | random |") < table1.index("| VGG16 |")
     assert "not the paper's" in table1 and "synthetic** distortion severity" in table1
     # The cross-lab control: both directions between the bundled smear field and the Chula fields.
     cross = table1[table1.index("## Cross-lab control"):]
@@ -65,8 +70,8 @@ def test_per_fold_csv_curves_and_summary(smoke):
     with open(out / "model1_folds.csv") as handle:
         rows = list(csv.DictReader(handle))
     # vgg16: 2 settings on grid fold 0, the chosen one on folds 1-2 too; 1 setting × 3 folds for the
-    # others; and the best base trained on each lab and tested on the other
-    assert len(rows) == 2 * (4 + 3 + 3 + 2)
+    # three others; and the best base trained on each lab and tested on the other
+    assert len(rows) == 2 * (4 + 3 + 3 + 3 + 2)
     assert sum(r["fold"].startswith("train-") for r in rows) == 2 * 2
     for name in ("ablations_folds.csv", "model2_folds.csv"):
         with open(out / name) as handle:

@@ -242,6 +242,8 @@ def reproduce_command(
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="results folder [default: results/PROFILE]")] = None,
     device: str = "auto",
     only_model1: Annotated[bool, typer.Option(help="run model 1 (grid search, Table 1) only")] = False,
+    base: Annotated[Optional[list[str]], typer.Option(
+        help="run only this [bases.NAME] table of model 1 (repeatable; e.g. one row added to a profile)")] = None,
     threads: Annotated[Optional[int], typer.Option(
         help="CPU threads for PyTorch; 1 is fastest on a CPU other jobs are using too")] = None,
     data: Annotated[Optional[Path], typer.Option(
@@ -263,7 +265,7 @@ def reproduce_command(
     target = out or Path("results") / Path(profile).name
     stages = ("model1",) if only_model1 else EXPERIMENTS
     files = reproduce(profile, target, device, stages, log=lambda line: typer.echo(line),
-                      command=" ".join(["slideiqa-train", *sys.argv[1:]]), data_root=data)
+                      command=" ".join(["slideiqa-train", *sys.argv[1:]]), data_root=data, bases=tuple(base or ()))
     typer.echo(files["tables"].read_text())
     typer.echo(f"results in {target}")
 

@@ -191,7 +191,7 @@ def run_cross_lab(runner: Runner, config: dict, result: dict, dataset: ImageFold
         for split in splits:
             record = runner.fold(spec, dataset, split)
             train_lab, test_lab = split.name.removeprefix("train-").split("-test-")
-            rows.append({"base": base, "train_lab": train_lab, "test_lab": test_lab,
+            rows.append({"base": spec.base, "train_lab": train_lab, "test_lab": test_lab,
                          "train_images": len(split.train), "test_images": len(split.test), "test": record["test"]})
     return {"labs": labs, "rows": rows, "not_run": ""}
 
@@ -210,11 +210,14 @@ def run_model1(runner: Runner, config: dict) -> dict:
                               "fields": len(set(dataset.sources.tolist())),
                               "selection_metric": metric, "grid_folds": protocol["grid_folds"], "bases": {}}
     for base, base_config in config.get("bases", {}).items():
-        init, label = resolve_init(base_config.get("init", training["init"]), base, training["fallback_init"])
+        # A table's name is its row; ``architecture`` lets two rows train one network differently
+        # (e.g. MobileNetV2 from ImageNet and from random weights).
+        architecture = base_config.get("architecture", base)
+        init, label = resolve_init(base_config.get("init", training["init"]), architecture, training["fallback_init"])
         # A base may train for more epochs than the profile's default: a small one learns from random
         # weights only with more steps, and costs little.
         epochs = int(base_config.get("epochs", training["epochs"]))
-        make = lambda setting: RunSpec("model1", base, init, setting, int(training["input_size"]),  # noqa: E731
+        make = lambda setting: RunSpec("model1", architecture, init, setting, int(training["input_size"]),  # noqa: E731
                                        epochs, training["normalisation"], training["augment"],
                                        False, protocol["seed"], str(data), label)
         scores = {}
@@ -224,7 +227,7 @@ def run_model1(runner: Runner, config: dict) -> dict:
         best = choose_best(scores, metric)
         final = runner.cross_validate(make(best), dataset, splits)
         result["bases"][base] = {
-            "init": label, "chosen": best.as_dict(), "validation_score": scores[best],
+            "architecture": architecture, "init": label, "epochs": epochs, "chosen": best.as_dict(), "validation_score": scores[best],
             "grid": [{**s.as_dict(), f"validation_{metric}": v} for s, v in scores.items()],
             "checkpoint": next(f["checkpoint"] for f in final if "checkpoint" in f),
             "summary": _summary_row(final), "histories": [f["history"] for f in final],
@@ -257,7 +260,7 @@ def run_ablations(runner: Runner, config: dict, model1: dict, model1_config: dic
         folds = runner.cross_validate(spec, dataset, splits)
         rows[variant.get("label", name)] = {"spec": spec, "summary": _summary_row(folds),
                                             "histories": [f["history"] for f in folds]}
-    return {"base": base, "rows": rows}
+    return {"base": reference.base, "rows": rows}
 
 
 def run_model2(runner: Runner, config: dict, model1: dict) -> dict:
@@ -304,12 +307,21 @@ def run_model2(runner: Runner, config: dict, model1: dict) -> dict:
 
 
 def reproduce(profile: str | Path, out: Path, device: str = "auto", stages: tuple[str, ...] = EXPERIMENTS,
-              log: Callable[[str], None] = print, command: str = "", data_root: Path | None = None) -> dict[str, Path]:
+              log: Callable[[str], None] = print, command: str = "", data_root: Path | None = None,
+              bases: tuple[str, ...] = ()) -> dict[str, Path]:
     """Run the profile's experiments (model 1 always, as the others build on it) and write the results.
 
-    ``data_root`` holds the catalogued sources that ``[data] groups`` name (e.g. the real smear fields)."""
+    ``data_root`` holds the catalogued sources that ``[data] groups`` name (e.g. the real smear fields).
+    ``bases`` keeps only those ``[bases.NAME]`` tables of model 1 (all when empty)."""
     started = time.perf_counter()
     configs = load_profile(profile, data_root)
+    if bases:
+        known = configs["model1"].get("bases", {})
+        unknown = [name for name in bases if name not in known]
+        if unknown:
+            raise ReproductionError(f"{configs['model1']['_file']}: no [bases.{unknown[0]}] table; "
+                                    f"known: {', '.join(known)}")
+        configs["model1"]["bases"] = {name: known[name] for name in bases}
     out.mkdir(parents=True, exist_ok=True)
     (out / "config").mkdir(exist_ok=True)
     for name in EXPERIMENTS:

@@ -33,13 +33,15 @@ def table1_markdown(model1: dict, notes: list[str]) -> str:
     rows = []
     for base, entry in model1["bases"].items():
         chosen = entry["chosen"]
-        rows.append({"base": base, "label": "ours", "initialisation": entry["init"], "LR": _fmt(chosen["lr"]),
+        # The paper's row is matched by architecture: two of our rows may train the same network.
+        rows.append({"base": entry.get("architecture", base), "label": "ours", "initialisation": entry["init"],
+                     "epochs": entry.get("epochs", entry["spec"].epochs), "LR": _fmt(chosen["lr"]),
                      "batch": chosen["batch_size"], "dropout": _fmt(chosen["dropout"]), "summary": entry["summary"],
                      "paper_extra": {"initialisation": "ImageNet", "LR": "0.0001", "batch": "32", "dropout": "0.2"}})
     order = {b: i for i, b in enumerate(("mobilenet_v2", "vgg16", "resnet50"))}
-    rows.sort(key=lambda r: order.get(r["base"], len(order)))
+    rows.sort(key=lambda r: order.get(r["base"], len(order)))  # stable: a base's rows keep the profile's order
     text = "## Table 1 — model 1, blood-style data, 4 classes (test folds, mean ± std, %)\n\n"
-    text += side_by_side(rows, PAPER_TABLE1, ("initialisation", "LR", "batch", "dropout"))
+    text += side_by_side(rows, PAPER_TABLE1, ("initialisation", "epochs", "LR", "batch", "dropout"))
     return text + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
@@ -130,9 +132,9 @@ def _data_notes(model1: dict, model1_config: dict, model2: dict, model2_config: 
     protocol = protocol_of(model1_config)
     counts = ", ".join(f"{c} {n}" for c, n in zip(model1["classes"], model1["class_counts"]))
     own = "data" in model1_config and "folder" in model1_config["data"]
-    epochs = {BASE_NAMES.get(b, b): e["spec"].epochs for b, e in model1["bases"].items()}
-    epochs_text = (f"{training1['epochs']} epoch(s)" if set(epochs.values()) == {training1["epochs"]} else
-                   "epochs " + ", ".join(f"{b} {n}" for b, n in epochs.items()))
+    epochs = {e["spec"].epochs for e in model1["bases"].values()}
+    epochs_text = (f"{training1['epochs']} epoch(s)" if epochs == {training1["epochs"]} else
+                   "epochs per row as in the table (the paper does not give its own)")
     common = [f"Profile `{profile}`: {epochs_text}, {training1['input_size']} px inputs, "
               f"{protocol['folds']} folds (60/20/20), epoch with the lowest validation loss kept. "
               f"Trained on {_device_text()}."]
@@ -176,13 +178,15 @@ def write_results(out: Path, profile: str, model1: dict, ablations: dict | None,
                         configs["model2"], profile)
     files = {"table1": out / "table1.md"}
     files["table1"].write_text(table1_markdown(model1, notes["table1"]) + "\n" + cross_lab_markdown(model1["cross_lab"]))
-    panels = {f"{BASE_NAMES.get(b, b)} {e['chosen']['lr']:g}/{e['chosen']['batch_size']}/{e['chosen']['dropout']:g}":
+    panels = {f"{BASE_NAMES.get(e['architecture'], b)} {e['init']} {e['chosen']['lr']:g}/{e['chosen']['batch_size']}/"
+              f"{e['chosen']['dropout']:g}":
               e["histories"] for b, e in model1["bases"].items()}
     plot_learning_curves(panels, out / "curves" / "model1.png", "model 1 (chosen setting per base, mean over folds)")
     _write_csv(out / "model1_folds.csv", runner.records.get("model1", []))
     chosen = {"selection_metric": model1["selection_metric"], "grid_folds": model1["grid_folds"],
               "best_base": model1["best_base"],
-              "bases": {b: {k: e[k] for k in ("init", "chosen", "validation_score", "grid", "checkpoint")}
+              "bases": {b: {k: e[k] for k in ("architecture", "init", "epochs", "chosen", "validation_score", "grid",
+                                              "checkpoint")}
                         for b, e in model1["bases"].items()}}
     if ablations:
         files["ablations"] = out / "ablations.md"
