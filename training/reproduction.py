@@ -227,7 +227,7 @@ def run_model1(runner: Runner, config: dict) -> dict:
         best = choose_best(scores, metric)
         final = runner.cross_validate(make(best), dataset, splits)
         result["bases"][base] = {
-            "architecture": architecture, "init": label, "epochs": epochs, "chosen": best.as_dict(), "validation_score": scores[best],
+            "init": label, "chosen": best.as_dict(), "validation_score": scores[best],
             "grid": [{**s.as_dict(), f"validation_{metric}": v} for s, v in scores.items()],
             "checkpoint": next(f["checkpoint"] for f in final if "checkpoint" in f),
             "summary": _summary_row(final), "histories": [f["history"] for f in final],

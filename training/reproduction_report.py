@@ -34,8 +34,8 @@ def table1_markdown(model1: dict, notes: list[str]) -> str:
     for base, entry in model1["bases"].items():
         chosen = entry["chosen"]
         # The paper's row is matched by architecture: two of our rows may train the same network.
-        rows.append({"base": entry.get("architecture", base), "label": "ours", "initialisation": entry["init"],
-                     "epochs": entry.get("epochs", entry["spec"].epochs), "LR": _fmt(chosen["lr"]),
+        rows.append({"base": entry["spec"].base, "label": "ours", "initialisation": entry["init"],
+                     "epochs": entry["spec"].epochs, "LR": _fmt(chosen["lr"]),
                      "batch": chosen["batch_size"], "dropout": _fmt(chosen["dropout"]), "summary": entry["summary"],
                      "paper_extra": {"initialisation": "ImageNet", "LR": "0.0001", "batch": "32", "dropout": "0.2"}})
     order = {b: i for i, b in enumerate(("mobilenet_v2", "vgg16", "resnet50"))}
@@ -178,15 +178,15 @@ def write_results(out: Path, profile: str, model1: dict, ablations: dict | None,
                         configs["model2"], profile)
     files = {"table1": out / "table1.md"}
     files["table1"].write_text(table1_markdown(model1, notes["table1"]) + "\n" + cross_lab_markdown(model1["cross_lab"]))
-    panels = {f"{BASE_NAMES.get(e['architecture'], b)} {e['init']} {e['chosen']['lr']:g}/{e['chosen']['batch_size']}/"
+    panels = {f"{BASE_NAMES.get(e['spec'].base, b)} {e['init']} {e['chosen']['lr']:g}/{e['chosen']['batch_size']}/"
               f"{e['chosen']['dropout']:g}":
               e["histories"] for b, e in model1["bases"].items()}
     plot_learning_curves(panels, out / "curves" / "model1.png", "model 1 (chosen setting per base, mean over folds)")
     _write_csv(out / "model1_folds.csv", runner.records.get("model1", []))
     chosen = {"selection_metric": model1["selection_metric"], "grid_folds": model1["grid_folds"],
               "best_base": model1["best_base"],
-              "bases": {b: {k: e[k] for k in ("architecture", "init", "epochs", "chosen", "validation_score", "grid",
-                                              "checkpoint")}
+              "bases": {b: {"architecture": e["spec"].base, "epochs": e["spec"].epochs,
+                            **{k: e[k] for k in ("init", "chosen", "validation_score", "grid", "checkpoint")}}
                         for b, e in model1["bases"].items()}}
     if ablations:
         files["ablations"] = out / "ablations.md"
