@@ -22,6 +22,7 @@ import numpy as np
 from .errors import SlideIQAError
 from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
+from .noise_level import judge_noise, measures_noise, noise_sigma
 
 Engine = Literal["auto", "torch", "onnx"]
 
@@ -85,6 +86,7 @@ class Predictor:
         device: str = "auto",
         engine: Engine = "auto",
         threads: int | None = None,
+        measure_noise: bool = True,
     ) -> None:
         self.checkpoint = resolve_model(model)
         self.card = load_card(self.checkpoint)
@@ -92,6 +94,9 @@ class Predictor:
         if engine == "auto":
             engine = "onnx" if self.device == "cpu" else "torch"
         self.engine = engine
+        # Noise is measured, not guessed, where the model sees tiles at the scale the measurement
+        # was calibrated on (noise_level.py); measure_noise=False gives the network's own P(noise).
+        self.measure_noise = measure_noise and measures_noise(self.card.classes, self.card.mpp)
         self._session = None
         self._classifier = None
         if engine == "onnx":
@@ -129,11 +134,15 @@ class Predictor:
         if tiles.ndim != 4 or tiles.shape[1:] != (size, size, 3):
             raise ValueError(f"expected tiles of shape (N, {size}, {size}, 3), got {tiles.shape}")
         if self._session is not None:
-            return self._session.run(None, {"tiles": tiles})[0]
-        import torch
+            probabilities = self._session.run(None, {"tiles": tiles})[0]
+        else:
+            import torch
 
-        with torch.inference_mode():
-            return self._classifier(torch.from_numpy(tiles).to(self.device)).float().cpu().numpy()
+            with torch.inference_mode():
+                probabilities = self._classifier(torch.from_numpy(tiles).to(self.device)).float().cpu().numpy()
+        if self.measure_noise:
+            probabilities = judge_noise(probabilities, self.classes, noise_sigma(tiles))
+        return probabilities
 
     def score(self, probabilities: np.ndarray) -> np.ndarray:
         """Quality score = P(good)."""

@@ -36,6 +36,7 @@ from .grid import TileGrid, read_plan, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
+from .noise_level import noise_judgement
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
@@ -445,7 +446,8 @@ def _open_output(plan: MapPlan):
     if plan.existing is not None:
         return open_for_update(plan.out)
     return create_map(plan.out, plan.layout, {
-        "version": __version__, "model": plan.card.to_dict() | {"checkpoint": str(plan.checkpoint)},
+        "version": __version__, "model": plan.card.to_dict() | {
+            "checkpoint": str(plan.checkpoint), "noise": noise_judgement(plan.card.classes, plan.card.mpp)},
         "slide": plan.slide_attributes, "grid": plan.grid.to_dict(), "settings": plan.settings.to_dict(),
         "options": plan.options.to_dict(), "started": timestamp(),
     }, replace=plan.options.overwrite)
