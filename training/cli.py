@@ -299,6 +299,8 @@ def generalisation_command(
     init: Annotated[str, typer.Option(help="random or imagenet")] = "random",
     input_size: Annotated[int, typer.Option(help="px the network sees of each 224 px tile (Lanczos shrink)")] = 224,
     only: Annotated[Optional[list[str]], typer.Option(help="hold out only this group; repeatable")] = None,
+    remeasure: Annotated[bool, typer.Option(
+        help="measure the finished folds again from their saved probabilities, without retraining")] = False,
 ) -> None:
     """Leave-one-source-group-out over every catalogued source: sharp pass, AUC, flagged and right-family
     shares at the severity floors, for slideiqa's defects and other libraries' (generalisation.py)."""
@@ -307,6 +309,7 @@ def generalisation_command(
     from .catalogue import DEFAULT_CACHE, load_catalogue
     from .generalisation import CropPlan, ModelRecipe
     from .generalisation_runner import evaluate_checkpoint, fit_shipped, leave_one_group_out, table, tile_sets
+    from .generalisation_runner import remeasure as remeasure_folds
 
     groups = load_catalogue()
     plan = CropPlan(train_references=train_references, test_references=test_references, seed=seed,
@@ -317,6 +320,8 @@ def generalisation_command(
     for name in baseline or []:
         sections.append(table(evaluate_checkpoint(resolve_model(name), test), f"{name} (measured on every group)"))
     recipe = ModelRecipe(arch, init, input_size)
+    if remeasure:
+        remeasure_folds(test, out, recipe)
     loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo, recipe, only)
     if loso:
         sections.insert(0, table(loso, "Leave one group out (trained without the held-out group)"))

@@ -18,6 +18,7 @@ import numpy as np
 from slideiqa.distortions import FAMILIES
 from slideiqa.models.checkpoint import ModelCard, save_checkpoint
 from slideiqa.models.export import write_graph
+from slideiqa.noise_level import judge_noise, measures_noise, noise_sigma
 
 from .catalogue import SourceGroup
 from .generalisation import (
@@ -48,6 +49,33 @@ def _record(m: GroupMeasurement, **extra) -> dict:
     return {**asdict(m), "meets": meets_targets(m), **extra}
 
 
+def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: ModelRecipe, plan_mpp: float = 0.5,
+                 **extra) -> dict:
+    """A held-out group's record as slideiqa would judge its tiles: the network's probabilities with
+    noise measured (``slideiqa.noise_level``) where the recipe's scale allows it, as a map does; the
+    network's own judgement is kept beside it under ``model_only``."""
+    judged = probabilities
+    model_mpp = plan_mpp * held.images.shape[1] / recipe.input_size
+    if measures_noise(list(CLASSES), model_mpp):
+        judged = judge_noise(probabilities, list(CLASSES), noise_sigma(held.images))
+    return _record(measure(group, held, judged), model_only=_record(measure(group, held, probabilities)), **extra)
+
+
+def remeasure(test: TileSet, out: Path, recipe: ModelRecipe = ModelRecipe()) -> list[dict]:
+    """Every finished fold measured again from its saved test probabilities (the models are not
+    retrained): for when the measurement, not the model, has changed."""
+    results_path = out / "results.jsonl"
+    rows = [json.loads(line) for line in results_path.read_text().splitlines() if line]
+    measured = []
+    for row in rows:
+        group = row["group"]
+        probabilities = np.load(out / f"probabilities-{group}.npy")
+        measured.append(measure_fold(group, test.subset(test.groups == group), probabilities, recipe,
+                                     best_epoch=row.get("best_epoch"), runtime_s=row.get("runtime_s")))
+    results_path.write_text("".join(json.dumps(row) + "\n" for row in measured))
+    return measured
+
+
 def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out: Path, log: Log,
                         recipe: ModelRecipe = ModelRecipe(), only: list[str] | None = None) -> list[dict]:
     """Train without each group in turn (or each of ``only``) and measure on its test tiles; finished
@@ -64,8 +92,8 @@ def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out:
         held = test.subset(test.groups == group)
         probabilities = predict_tiles(model, held, recipe, device=config.device)
         np.save(out / f"probabilities-{group}.npy", probabilities)  # for analyses beyond the summary
-        row = _record(measure(group, held, probabilities),
-                      best_epoch=result.best_epoch, runtime_s=round(time.perf_counter() - started))
+        row = measure_fold(group, held, probabilities, recipe, best_epoch=result.best_epoch,
+                           runtime_s=round(time.perf_counter() - started))
         with open(results_path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
         done[group] = row

@@ -65,6 +65,30 @@ def main(run: Path) -> None:
         auc = roc_auc_score(exposure[chosen], values)
         print(f"  {name:>14}: {max(auc, 1 - auc):.3f}")
     print(f"  {'the model':>14}: {roc_auc_score(exposure[chosen], -good[chosen]):.3f}")
+    print_noise_measurement(tiles, probabilities)
+
+
+def print_noise_measurement(tiles, probabilities: np.ndarray) -> None:
+    """Per group: how well the measured noise level (slideiqa.noise_level) and the network's P(noise)
+    tell sharp tiles from noisy ones, and how often the measurement is on the wrong side of its threshold."""
+    from slideiqa.noise_level import NOISE_SIGMA, noise_sigma
+
+    sigma = np.concatenate([noise_sigma(tiles.images[start:start + 256]) for start in range(0, len(tiles), 256)])
+    network = probabilities[:, CLASSES.index("noise")]
+    sharp, noisy = tiles.families == "none", tiles.families == "noise"
+    print(f"\nNoise against sharp tiles: AUC of the measured σ and of the network's P(noise); measured σ on "
+          f"the wrong side of {NOISE_SIGMA} (sharp above, noisy below; ours / other code):")
+    for group in dict.fromkeys(tiles.groups.tolist()):
+        here = tiles.groups == group
+        ours, other = here & noisy & (tiles.makers == "slideiqa"), here & noisy & (tiles.makers != "slideiqa")
+        aucs = []
+        for values in (sigma, network):
+            chosen = here & (sharp | noisy)
+            aucs.append(roc_auc_score(noisy[chosen], values[chosen]))
+        print(f"  {group:>15}: AUC measured {aucs[0]:.3f}, network {aucs[1]:.3f}; sharp above "
+              f"{int((sigma[here & sharp] >= NOISE_SIGMA).sum())} of {int((here & sharp).sum())}, noisy below "
+              f"{int((sigma[ours] < NOISE_SIGMA).sum())} of {int(ours.sum())} / "
+              f"{int((sigma[other] < NOISE_SIGMA).sum())} of {int(other.sum())}")
 
 
 if __name__ == "__main__":
