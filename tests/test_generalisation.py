@@ -149,3 +149,32 @@ def test_a_smaller_input_shows_the_tile_as_the_map_would_read_it(tissue_crop):
     np.testing.assert_array_equal(shrunk.images[0], expected)
     assert ModelRecipe().inputs(tiles) is tiles  # full size: nothing copied
     assert ModelRecipe("mobilenet_v2", "imagenet").mean == (0.485, 0.456, 0.406)
+
+
+def test_a_fold_is_measured_with_noise_measured_and_can_be_measured_again(heldout_tiles, tmp_path):
+    """A network that takes every tile for noise: measured as a map judges it, the sharp tiles pass
+    and the noisy ones are still flagged; its own figures are kept; --remeasure rebuilds the record."""
+    import json
+
+    from slideiqa.distortions import noise
+    from slideiqa_training.generalisation import ModelRecipe
+    from slideiqa_training.generalisation_runner import measure_fold, remeasure
+
+    noisy = [noise(tile, FLOORS["noise"], seed=i) for i, tile in enumerate(heldout_tiles)]
+    rows = [(0, "g", i, "none", "none", 0.0, "none") for i in range(len(heldout_tiles))]
+    rows += [(CLASSES.index("noise"), "g", i, "noise", "gaussian", FLOORS["noise"], "slideiqa") for i in range(len(noisy))]
+    tiles = TileSet.from_rows([*heldout_tiles, *noisy], rows)
+    probabilities = np.zeros((len(tiles), len(CLASSES)), np.float32)
+    probabilities[:, 0], probabilities[:, CLASSES.index("noise")] = 0.2, 0.8
+    record = measure_fold("g", tiles, probabilities, ModelRecipe())
+    assert record["sharp_pass"] == 1.0 and record["flagged"]["noise"] == 1.0
+    assert record["right_family"]["noise"] == 1.0
+    assert record["model_only"]["sharp_pass"] == 0.0
+    at_coarser_scale = measure_fold("g", tiles, probabilities, ModelRecipe("mobilenet_v2", "imagenet", 112))
+    assert at_coarser_scale["sharp_pass"] == 0.0  # a 1 µm/px model keeps its own P(noise)
+
+    np.save(tmp_path / "probabilities-g.npy", probabilities)
+    (tmp_path / "results.jsonl").write_text(json.dumps({"group": "g", "sharp_pass": 0.0, "best_epoch": 3}) + "\n")
+    [again] = remeasure(tiles, tmp_path)
+    assert again["sharp_pass"] == 1.0 and again["best_epoch"] == 3
+    assert json.loads((tmp_path / "results.jsonl").read_text())["sharp_pass"] == 1.0

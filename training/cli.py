@@ -325,6 +325,9 @@ def generalisation_command(
     loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo, recipe, only)
     if loso:
         sections.insert(0, table(loso, "Leave one group out (trained without the held-out group)"))
+        if all("model_only" in row for row in loso):
+            sections.insert(1, table([row["model_only"] for row in loso], "The same folds, the network alone "
+                                                                            "(its own P(noise))"))
     if save_model:
         fit_shipped(train, config, save_model, plan, groups, loso, recipe)
         typer.echo(f"saved {save_model}.safetensors")
