@@ -39,3 +39,15 @@ def test_scanner_steps_keep_brightness_and_detail(tissue_crop, step):
 
 def test_sharpening_adds_edge_energy(tissue_crop):
     assert sharpness(appearance.sharpen(tissue_crop, np.random.default_rng(3))) > sharpness(tissue_crop)
+
+
+def test_restaining_changes_the_hue_but_keeps_glass_and_structure(tissue_crop):
+    # Another lab's stain pair: the tissue's colour moves, its density pattern and white glass do not.
+    looks = [appearance.restain(tissue_crop, np.random.default_rng(seed)) for seed in range(12)]
+    assert np.array_equal(looks[0], appearance.restain(tissue_crop, np.random.default_rng(0)))
+    hues = np.array([look.reshape(-1, 3).mean(0) / look.reshape(-1, 3).mean() for look in looks])
+    assert np.ptp(hues, axis=0).max() > 0.1, hues
+    density = -np.log((tissue_crop.astype(np.float64) + 1.0) / 256.0).sum(-1)
+    assert min(_correlation(density, -np.log((look + 1.0) / 256.0).sum(-1)) for look in looks) > 0.85
+    glass = np.full((16, 16, 3), 252, np.uint8)
+    assert min(appearance.restain(glass, np.random.default_rng(seed)).min() for seed in range(12)) >= 248

@@ -10,6 +10,12 @@ Stain is varied in optical density (``RandomStainJitter.apply``), where glass st
 darker *stain* changes how much light the tissue absorbs, not how much light the lamp gives, which
 is what an exposure error changes. Keeping that difference in the training data is what lets a model
 tell a pale stain from an over-exposed scan.
+
+Hue is varied the same way (``restain``): the crop's haematoxylin and eosin densities are mixed back
+with the colours of another lab's stain pair (DAB, Giemsa's methylene blue, fast red, methyl green,
+PAS, trichrome… — the stain vectors scikit-image ships). A model that has only seen pink and purple
+tissue calls the brown of an unseen IHC slide a defect; the same tissue in other stains teaches it that
+the stain's colour is not the scan's quality.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 from scipy import ndimage
+from skimage.color import colorconv
 
 from .transforms import RandomStainJitter
 
@@ -32,7 +39,14 @@ CHANNEL_GAIN, EXPOSURE_EV = 0.04, 0.15
 SHARPEN_RADIUS, SHARPEN_AMOUNT = (0.5, 1.2), (0.2, 0.9)
 JPEG_QUALITY, JPEG2000_PSNR = (30, 96), (38.0, 50.0)
 #: How often each variation is applied.
-P_SHARPEN, P_JPEG, P_JPEG2000 = 0.35, 0.35, 0.15
+P_SHARPEN, P_JPEG, P_JPEG2000, P_RESTAIN = 0.35, 0.35, 0.15, 0.35
+#: Stain pairs a crop may be restained with: the first two stain vectors (optical density per RGB
+#: channel) of every stain matrix scikit-image ships (H&E, H-DAB, Giemsa, Alcian blue, Feulgen, methyl
+#: green-DAB, H-AEC, H-PAS, fast red-fast blue, Masson trichrome, methyl blue-Ponceau), each drawn
+#: with a jitter of ``STAIN_VECTOR_JITTER`` per component before normalising.
+STAIN_PAIRS = tuple(getattr(colorconv, f"rgb_from_{name}")[:2].copy()
+                    for name in ("hed", "hdx", "bex", "ahx", "fgx", "gdx", "hax", "hpx", "rbd", "bro", "bpx"))
+STAIN_VECTOR_JITTER = 0.05
 
 _JITTER = RandomStainJitter(0.0)
 
@@ -44,6 +58,20 @@ def vary_stain(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
     varied = _JITTER.apply(tensor, scale, shift)
     return (varied * 255.0).round().byte().permute(1, 2, 0).numpy()
+
+
+def restain(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The crop as if stained with another pair (``STAIN_PAIRS``): haematoxylin and eosin densities
+    unmixed (Ruifrok–Johnston) and mixed back with the new pair's colours; the residual (DAB) channel
+    keeps its own colour, so glass stays white and nothing but hue and density changes."""
+    pair = STAIN_PAIRS[int(rng.integers(len(STAIN_PAIRS)))]
+    vectors = np.abs(pair + rng.normal(0.0, STAIN_VECTOR_JITTER, pair.shape))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    to_rgb = np.vstack([vectors, colorconv.rgb_from_hed[2]])
+    density = -np.log((image.astype(np.float64) + 1.0) / 256.0)
+    stains = density @ colorconv.hed_from_rgb
+    mixed = np.exp(-(stains @ to_rgb)) * 256.0 - 1.0
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
 def vary_calibration(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -75,9 +103,10 @@ def scanner_jpeg2000(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def vary_good(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One good look of a sharp crop: stain and calibration always, then maybe the scanner's
-    sharpening, then maybe its compression (JPEG or JPEG 2000, never both)."""
-    varied = vary_calibration(vary_stain(image, rng), rng)
+    """One good look of a sharp crop: maybe another stain pair, stain density and calibration always,
+    then maybe the scanner's sharpening, then maybe its compression (JPEG or JPEG 2000, never both)."""
+    varied = restain(image, rng) if rng.random() < P_RESTAIN else image
+    varied = vary_calibration(vary_stain(varied, rng), rng)
     if rng.random() < P_SHARPEN:
         varied = sharpen(varied, rng)
     draw = rng.random()
