@@ -32,7 +32,10 @@ BLOCK = 4  # small blocks: several tasks per slide, so a fault or an interruptio
 
 @pytest.fixture(scope="module")
 def sources():
-    images = [np.asarray(Image.open(FIELDS / name).convert("RGB")) for name in ("he_tumour_target.png", "ihc_colon.png")]
+    # Real pixels at the mosaic's 0.5 µm/px: the tumour field is a 0.25 µm/px scan, so it is halved.
+    tumour = Image.open(FIELDS / "he_tumour_target.png").convert("RGB")
+    images = [np.asarray(tumour.resize((tumour.width // 2, tumour.height // 2), Image.Resampling.LANCZOS)),
+              np.asarray(Image.open(FIELDS / "ihc_colon.png").convert("RGB"))]
     with open_slide(CMU_SLIDE) as cmu:
         images.append(cmu.read_region((650, 250), 0, (896, 1792)))
     return images
