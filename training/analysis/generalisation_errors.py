@@ -65,7 +65,32 @@ def main(run: Path) -> None:
         auc = roc_auc_score(exposure[chosen], values)
         print(f"  {name:>14}: {max(auc, 1 - auc):.3f}")
     print(f"  {'the model':>14}: {roc_auc_score(exposure[chosen], -good[chosen]):.3f}")
+    print_glass_levels(tiles)
     print_noise_measurement(tiles, probabilities)
+
+
+def glass_level(images: np.ndarray, min_pixels: int = 500) -> np.ndarray:
+    """Per tile: median luminance of its grey pixels (channels within 10 grey levels: glass, or
+    mounting medium), NaN where fewer than ``min_pixels`` are grey."""
+    values = images.astype(np.int16)
+    grey = (values.max(axis=-1) - values.min(axis=-1)) < 10
+    luminance = values.mean(axis=-1)
+    return np.array([np.median(lum[g]) if g.sum() >= min_pixels else np.nan for lum, g in zip(luminance, grey)])
+
+
+def print_glass_levels(tiles) -> None:
+    """Whether the glass between the tissue could tell an exposure error: its level on sharp tiles of
+    each group, and on exposure copies of each kind."""
+    level = glass_level(tiles.images)
+    sharp, exposure = tiles.families == "none", tiles.families == "exposure"
+    print("\nGlass level (median luminance of grey pixels) of sharp tiles per group, 5th / 50th / 95th percentile:")
+    for group in dict.fromkeys(tiles.groups.tolist()):
+        here = (tiles.groups == group) & sharp & ~np.isnan(level)
+        shown = " / ".join(f"{v:.0f}" for v in np.percentile(level[here], [5, 50, 95])) if here.any() else "no glass"
+        print(f"  {group:>15}: {shown} ({int(here.sum())} of {int(((tiles.groups == group) & sharp).sum())} tiles)")
+    for kind in sorted(set(tiles.kinds[exposure])):
+        here = exposure & (tiles.kinds == kind) & ~np.isnan(level)
+        print(f"  exposure {kind:>6}: " + " / ".join(f"{v:.0f}" for v in np.percentile(level[here], [5, 50, 95])))
 
 
 def print_noise_measurement(tiles, probabilities: np.ndarray) -> None:
