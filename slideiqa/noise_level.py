@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pywt
+from scipy.special import expit
 
 #: Noise σ (grey levels of the green channel) above which a tile is noisy. Set on the generalisation
 #: benchmark's *training* tiles, not its test tiles: halfway between the 99.5th percentile of the good
@@ -68,7 +69,19 @@ def noise_sigma(tiles: np.ndarray) -> np.ndarray:
 
 
 def measured_noise_probability(sigma: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(np.asarray(sigma, dtype=np.float64) - NOISE_SIGMA) / NOISE_SOFTNESS))
+    return expit((np.asarray(sigma, dtype=np.float64) - NOISE_SIGMA) / NOISE_SOFTNESS)
+
+
+def set_class_probability(probabilities: np.ndarray, index: int, values: np.ndarray) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with class ``index`` set to ``values`` and the other
+    classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    others = np.delete(probabilities, index, axis=1)
+    total = others.sum(axis=1, keepdims=True)
+    even = np.full_like(others, 1.0 / others.shape[1])
+    others = np.where(total > 1e-12, others / np.maximum(total, 1e-12), even) * (1.0 - values)[:, None]
+    return np.insert(others, index, values, axis=1)
 
 
 def judge_noise(probabilities: np.ndarray, classes: list[str], sigma: np.ndarray) -> np.ndarray:
@@ -76,11 +89,5 @@ def judge_noise(probabilities: np.ndarray, classes: list[str], sigma: np.ndarray
     classes rescaled to the rest, keeping their ratios; unchanged for a model without a noise class."""
     if "noise" not in classes:
         return probabilities
-    noise = classes.index("noise")
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    measured = measured_noise_probability(sigma)
-    others = np.delete(probabilities, noise, axis=1)
-    total = others.sum(axis=1, keepdims=True)
-    even = np.full_like(others, 1.0 / others.shape[1])
-    others = np.where(total > 1e-12, others / np.maximum(total, 1e-12), even) * (1.0 - measured)[:, None]
-    return np.insert(others, noise, measured, axis=1).astype(np.float32)
+    return set_class_probability(probabilities, classes.index("noise"),
+                                 measured_noise_probability(sigma)).astype(np.float32)

@@ -22,6 +22,9 @@ too, and on a slide defective throughout it lets up to 60 % of the defects throu
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit, logit
+
+from slideiqa.noise_level import set_class_probability
 
 #: Which of a slide's tissue tiles stands for its good tissue (the best tenth of it).
 REFERENCE_QUANTILE = 0.9
@@ -33,8 +36,7 @@ _EPS = 1e-7
 
 
 def good_log_odds(good: np.ndarray) -> np.ndarray:
-    clipped = np.clip(np.asarray(good, dtype=np.float64), _EPS, 1.0 - _EPS)
-    return np.log(clipped) - np.log1p(-clipped)
+    return logit(np.clip(np.asarray(good, dtype=np.float64), _EPS, 1.0 - _EPS))
 
 
 def slide_shift(tissue_good: np.ndarray, quantile: float = REFERENCE_QUANTILE, target: float = TARGET_GOOD,
@@ -49,12 +51,6 @@ def slide_shift(tissue_good: np.ndarray, quantile: float = REFERENCE_QUANTILE, t
 def shift_probabilities(probabilities: np.ndarray, shift: float, good_index: int = 0) -> np.ndarray:
     """Class probabilities (tiles × classes) with P(good)'s log-odds raised by ``shift``; the other
     classes are scaled together, so they keep their ratios and still sum to 1 with P(good)."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    good = probabilities[:, good_index]
+    good = np.asarray(probabilities, dtype=np.float64)[:, good_index]
     # The maximum keeps P(good) = 1 at 1 (its log-odds are clipped to finite values).
-    shifted = np.maximum(good, 1.0 / (1.0 + np.exp(-(good_log_odds(good) + shift))))
-    rest = np.delete(probabilities, good_index, axis=1)
-    remaining = rest.sum(axis=1, keepdims=True)
-    rest = np.where(remaining > 0, rest * ((1.0 - shifted)[:, None] / np.maximum(remaining, 1e-300)),
-                    (1.0 - shifted)[:, None] / rest.shape[1])
-    return np.insert(rest, good_index, shifted, axis=1)
+    return set_class_probability(probabilities, good_index, np.maximum(good, expit(good_log_odds(good) + shift)))
