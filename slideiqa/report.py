@@ -2,7 +2,7 @@
 
 Verdict rule (documented in the README): a slide **passes** when at most ``max_bad_share`` (default
 10 %) of its tissue tiles score below ``threshold`` (default 0.5, i.e. the model thinks a defect is
-more likely than not), lie under pen ink or are unreadable: tissue a pathologist cannot see needs
+more likely than not), lie under pen ink or across a coverslip edge, or are unreadable: tissue a pathologist cannot see needs
 a rescan (or cleaning) as much as a blurred one. The summary gives the share lost to each cause.
 """
 
@@ -42,7 +42,7 @@ def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshol
         "max_bad_share": max_bad_share,
         "verdict": "pass" if bad_share <= max_bad_share else "fail",
         "verdict_rule": f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold}, "
-                        "lie under pen ink or are unreadable",
+                        "lie under pen ink or across a coverslip edge, or are unreadable",
     }
 
 

@@ -8,6 +8,7 @@ Layout of ``<slide>.quality.zarr``::
     0                float32 (y, x)      score = P(good); NaN on background
     labels/class/0   uint8   (y, x)      NGFF image-label: 0 = background, k = class k-1 of the model
                                          card + 1, 254 = pen (tissue under pen ink, from the thumbnail),
+                                         253 = edge (tissue across a coverslip or slide edge, likewise),
                                          255 = unreadable (tissue whose pixels cannot be decoded)
     probs/0          float32 (c, y, x)   NGFF image: class probabilities; NaN on background
     tissue/0         float32 (y, x)      NGFF image: tissue fraction of each tile
@@ -59,16 +60,19 @@ UNREADABLE_CLASS = "unreadable"
 #: Label of a tissue tile mostly under pen ink (found on the slide's thumbnail, not by the CNN).
 PEN = 254
 PEN_CLASS = "pen"
+#: Label of a tissue tile crossed by a coverslip or slide edge (found on the thumbnail too).
+EDGE = 253
+EDGE_CLASS = "edge"
 #: Labels given by slideiqa itself rather than by the model, whatever the model's classes: such a
 #: tile has no score (NaN) and counts against the verdict.
-FIXED_LABELS = {PEN_CLASS: PEN, UNREADABLE_CLASS: UNREADABLE}
+FIXED_LABELS = {PEN_CLASS: PEN, EDGE_CLASS: EDGE, UNREADABLE_CLASS: UNREADABLE}
 
 #: RGBA of each label value: background transparent, good green, defects warm colours.
 CLASS_COLOURS = {
     "good": [26, 152, 80, 255], "defocus": [215, 48, 39, 255], "motion": [244, 109, 67, 255],
     "noise": [153, 112, 171, 255], "jpeg": [253, 174, 97, 255], "exposure": [69, 117, 180, 255],
     "bad": [215, 48, 39, 255], "fair": [253, 174, 97, 255], "excellent": [0, 104, 55, 255],
-    UNREADABLE_CLASS: [0, 0, 0, 255], PEN_CLASS: [0, 188, 212, 255],
+    UNREADABLE_CLASS: [0, 0, 0, 255], PEN_CLASS: [0, 188, 212, 255], EDGE_CLASS: [255, 235, 59, 255],
 }
 FALLBACK_COLOURS = [[102, 102, 102, 255], [166, 86, 40, 255], [247, 129, 191, 255], [77, 175, 74, 255]]
 

@@ -184,7 +184,7 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
     for column in ("mpp", "width_px", "height_px", "tissue_area_mm2", "map_runtime_s"):
         assert column in header
     shares = [name for name in header if name.startswith("share_") and name != "share_below_threshold"]
-    assert shares[:2] == ["share_good", "share_defocus"] and shares[-2:] == ["share_pen", "share_unreadable"]
+    assert shares[:2] == ["share_good", "share_defocus"] and shares[-3:] == ["share_pen", "share_edge", "share_unreadable"]
     rows = list(csv.DictReader(lines))
     assert all(Path(row["slide"]).is_absolute() and Path(row["map"]).is_absolute() for row in rows)
     mapped = [row for row in rows if row["status"] != "failed"]

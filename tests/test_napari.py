@@ -17,7 +17,7 @@ import zarr
 from PIL import Image
 
 from slideiqa.slide import open_slide
-from slideiqa.store import PEN, STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
+from slideiqa.store import EDGE, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
 
 from conftest import CMU_SLIDE, FIXTURES, ROOT
 from slides import truncated_copy, write_pyramidal_tiff
@@ -156,8 +156,9 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
     assert label.colormap.map(np.array([0]))[0][3] == 0  # background transparent
     assert tuple(label.colormap.map(np.array([UNREADABLE]))[0]) == (0, 0, 0, 1)  # unreadable tissue black
     np.testing.assert_allclose(label.colormap.map(np.array([PEN]))[0], np.array([0, 188, 212, 255]) / 255)
-    assert list(label.features["class"]) == ["background", *classes, "pen", "unreadable"]
-    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), PEN, UNREADABLE]
+    np.testing.assert_allclose(label.colormap.map(np.array([EDGE]))[0], np.array([255, 235, 59, 255]) / 255)
+    assert list(label.features["class"]) == ["background", *classes, "pen", "edge", "unreadable"]
+    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), PEN, EDGE, UNREADABLE]
 
 
 def test_hovering_a_tile_shows_its_score_and_class(viewer, sample_map):
