@@ -39,6 +39,9 @@ HIGHLIGHT_SUBDIVISION = 8
 HIGHLIGHT_COLOUR = (0.0, 1.0, 1.0, 1.0)  # cyan: in no class colour and not on the red–green scale
 
 ROLE_SLIDE, ROLE_SCORE, ROLE_LABEL, ROLE_HIGHLIGHT = "slide", "score", "label", "below threshold"
+ROLE_EXPLANATION = "explanation"
+#: Heat on the slide: dark (transparent-looking at this opacity) to bright yellow where the defect is.
+EXPLANATION_COLORMAP, EXPLANATION_OPACITY = "inferno", 0.6
 
 
 def tag(role: str, map_path: Path | None, slide_path: Path | str | None) -> dict[str, Any]:
@@ -139,3 +142,23 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
         "metadata": tag(ROLE_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
     }, "labels")
     return [score_layer, label_layer, highlight_layer(score, threshold, quality.tile_um, quality.path, slide_path)]
+
+
+def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map_path: Path) -> list[LayerData]:
+    """One heatmap layer per defect class of an explained map tile (``slideiqa.explain``), placed over
+    that tile in micrometres; only the class the model finds most likely is shown at first."""
+    probabilities = explanation.probabilities[0]
+    ranked = sorted(explanation.heatmaps, key=lambda name: -probabilities[explanation.classes.index(name)])
+    placement = _grid_placement(tile_um, explanation.image.shape[0])
+    origin = (row * tile_um, col * tile_um)
+    placement["translate"] = tuple(o + t for o, t in zip(origin, placement["translate"]))
+    layers = []
+    for name in ranked:
+        p = float(probabilities[explanation.classes.index(name)])
+        layers.append((explanation.heatmaps[name], {
+            "name": f"why ({row}, {col}): {name} P={p:.2f}", "colormap": EXPLANATION_COLORMAP,
+            "opacity": EXPLANATION_OPACITY, "contrast_limits": (0.0, 1.0), "blending": "additive",
+            "visible": name == ranked[0], "metadata": {"slideiqa": tag(ROLE_EXPLANATION, map_path, None)["slideiqa"]
+                                                       | {"class": name}}, **placement}, "image"))
+    return layers
+

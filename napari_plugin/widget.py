@@ -30,8 +30,8 @@ from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, score_colo
 from slideiqa.store import open_map
 
 from .hover import watch_viewer
-from .layers import (ROLE_HIGHLIGHT, ROLE_LABEL, ROLE_SCORE, ROLE_SLIDE, below_threshold, map_layers, role_of,
-                     slide_layer)
+from .layers import (ROLE_HIGHLIGHT, ROLE_LABEL, ROLE_SCORE, ROLE_SLIDE, below_threshold, explanation_layers,
+                     map_layers, role_of, slide_layer)
 
 SLIDER_STEPS = 100  # threshold resolution 0.01
 LEGEND_WIDTH, LEGEND_HEIGHT = 240, 12
@@ -105,6 +105,11 @@ class QualityWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        self.explain_button = QPushButton("Explain the tile under the cursor")
+        self.explain_button.setToolTip("heatmaps of where the model sees each defect in that tile (Grad-CAM; "
+                                       "noise as measured): one layer per class, the most likely shown")
+        self.explain_button.clicked.connect(self.explain_cursor_tile)
+        self._explainer: Any = None
 
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("%v / %m tiles")
@@ -130,6 +135,7 @@ class QualityWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(self.explain_button)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addWidget(self.score_legend)
@@ -289,6 +295,34 @@ class QualityWidget(QWidget):
             self.viewer.add_layer(Layer.create(*data))
         self.viewer.canvas.overlays.scale_bar.visible = True
         self.viewer.reset_view()
+
+    def explain_cursor_tile(self) -> list[Any]:
+        """Add the heatmaps of the shown map's tile under the cursor; returns the layers added (none,
+        with a note in the status line, when no map is shown or the cursor is off its tiles)."""
+        from napari.layers import Layer
+
+        from slideiqa.explain import GradCam, explain_map_tile
+
+        if self.map_path is None:
+            self.status_label.setText("open or run a map first: explanations are of its tiles")
+            return []
+        quality = open_map(self.map_path)
+        y, x = self.viewer.cursor.position[-2:]
+        row, col = int(y // quality.tile_um), int(x // quality.tile_um)
+        rows, cols = quality.array("score").shape
+        if not (0 <= row < rows and 0 <= col < cols):
+            self.status_label.setText("the cursor is not over the map's tiles")
+            return []
+        slide_layers = [layer for layer in self._slide_layers() if role_of(layer)[1] == str(quality.path)]
+        slide = slide_layers[0].metadata["slideiqa"]["slide"] if slide_layers else None
+        model = (quality.attributes.get("options") or {}).get("model", "default")
+        if self._explainer is None or self._explainer[0] != model:
+            self._explainer = (model, GradCam(model))  # loading it takes a second: keep it for the next tile
+        explanation = explain_map_tile(quality.path, row, col, slide, self._explainer[1])
+        added = [self.viewer.add_layer(Layer.create(*data))
+                 for data in explanation_layers(explanation, row, col, quality.tile_um, quality.path)]
+        self.status_label.setText(f"tile ({row}, {col}) explained: {added[0].name}")
+        return added
 
     # -- running ----------------------------------------------------------------------------------
     @property

@@ -177,6 +177,30 @@ def predict(
         output.table(header, rows)
 
 
+@command(short="Heatmaps of where the model sees each defect in a field")
+def explain(
+    image: Annotated[Path, typer.Argument(help="a field or tile image (PNG, JPEG, TIFF)")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="picture to write (default IMAGE.explain.png)")] = None,
+    model: ModelOption = "default",
+    mpp: Annotated[Optional[float], typer.Option(help="µm/px of the image, overriding (or supplying) its metadata")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+) -> None:
+    """Write a picture of the field and, per defect class, a heatmap of where the model sees it
+    (Grad-CAM; noise as measured per 16 px patch): see slideiqa/explain.py."""
+    from .explain import WHERE_SHARE, explain_field, explanation_picture
+
+    explanation = explain_field(image, model, mpp, device)
+    target = out or image.with_name(image.stem + ".explain.png")
+    explanation_picture(explanation, f"{image.name}: where the model sees each defect").save(target)
+    rows = []
+    for index, name in enumerate(explanation.classes):
+        heat = explanation.heatmaps.get(name)
+        share = "" if heat is None else f"{explanation.where(name).mean():.1%}"
+        rows.append((name, f"{explanation.probabilities[:, index].max():.4f}", share))
+    output.table(("class", "highest tile P", f"area ≥ {WHERE_SHARE:g} × peak"), rows)
+    output.line(f"wrote {target}")
+
+
 @command(short="What a slide file holds: scanner, levels, µm/px, tiles")
 def info(
     slide: Annotated[Path, typer.Argument(help="slide or field image", metavar="SLIDE")],

@@ -54,15 +54,20 @@ def at_model_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str) -
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
-def field_tiles(image: np.ndarray, size: int, name: str = "field") -> np.ndarray:
-    """Non-overlapping ``size`` tiles covering the field; the last row/column is shifted inwards so
-    that every pixel is seen and no tile is padded."""
+def tile_origins(image: np.ndarray, size: int, name: str = "field") -> list[tuple[int, int]]:
+    """(y, x) of non-overlapping ``size`` tiles covering the field; the last row/column is shifted
+    inwards so that every pixel is seen and no tile is padded."""
     height, width = image.shape[:2]
     if height < size or width < size:
         raise SlideIQAError(f"{name}: {width}×{height} px is smaller than one {size} px tile")
     ys = sorted({*range(0, height - size + 1, size), height - size})
     xs = sorted({*range(0, width - size + 1, size), width - size})
-    return np.stack([image[y : y + size, x : x + size] for y in ys for x in xs])
+    return [(y, x) for y in ys for x in xs]
+
+
+def field_tiles(image: np.ndarray, size: int, name: str = "field") -> np.ndarray:
+    """The tiles of :func:`tile_origins`, stacked."""
+    return np.stack([image[y : y + size, x : x + size] for y, x in tile_origins(image, size, name)])
 
 
 def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None) -> FieldQuality:

@@ -68,6 +68,16 @@ def noise_sigma(tiles: np.ndarray) -> np.ndarray:
     return np.partition(per_patch, low, axis=1)[:, low] / _GAUSSIAN_MAD
 
 
+def noise_sigma_patches(tile: np.ndarray) -> np.ndarray:
+    """The same estimate per 16 px patch of the whole (H, W, 3) uint8 tile: (H // 16, W // 16) σ, to
+    show where in a tile the noise is (``slideiqa.explain``)."""
+    tile = np.asarray(tile)
+    _, (_, _, diagonal) = pywt.dwt2(tile[..., 1].astype(np.float32), "db2")
+    rows, cols = tile.shape[0] // (2 * PATCH), tile.shape[1] // (2 * PATCH)  # a coefficient per 2 px
+    patches = np.abs(diagonal[: rows * PATCH, : cols * PATCH]).reshape(rows, PATCH, cols, PATCH)
+    return np.median(patches.transpose(0, 2, 1, 3).reshape(rows, cols, -1), axis=-1) / _GAUSSIAN_MAD
+
+
 def measured_noise_probability(sigma: np.ndarray) -> np.ndarray:
     return expit((np.asarray(sigma, dtype=np.float64) - NOISE_SIGMA) / NOISE_SOFTNESS)
 

@@ -106,7 +106,7 @@ def _scale_bar(draw, font, um_per_pixel: float, left: int, bottom: int, width: i
     draw.text((x0, y0 - 15), text, fill="black", font=font)
 
 
-def _fonts() -> tuple[Any, Any, str]:
+def fonts() -> tuple[Any, Any, str]:
     """Title and label fonts, and how to write "micro": DejaVu Sans where the system has it, else
     Pillow's built-in font, which has no "µ" (the scale bar then says "um")."""
     from PIL import ImageFont
@@ -141,7 +141,7 @@ def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, 
     _blend(where, fixed, lut[labels], MARK_ALPHA)
     _blend(why, labels > 0, lut[labels], CLASS_ALPHA)
 
-    font, small, micro = _fonts()
+    font, small, micro = fonts()
     height, width = where.shape[:2]
     bar_width, margin, top = 18, 12, 50
     legend = [(value, name, rgba, int((label == value).sum())) for value, name, rgba in entries

@@ -230,6 +230,35 @@ def _widget(viewer):
     return widget
 
 
+def test_explaining_the_tile_under_the_cursor_adds_its_heatmaps_over_it(viewer, sample_map):
+    """The worst tile of the sample map: one heatmap layer per defect class, over exactly that tile,
+    the most likely class shown, and the same numbers the Python API gives for that tile."""
+    from slideiqa.explain import explain_map_tile
+
+    quality = open_map(sample_map)
+    score = quality.array("score")
+    viewer.open(str(sample_map), plugin=PLUGIN)
+    widget = _widget(viewer)
+    row, col = np.unravel_index(np.nanargmin(score), score.shape)
+    viewer.cursor.position = tile_centre(quality, row, col)
+    added = widget.explain_cursor_tile()
+    defects = [name for name in quality.classes if name != "good"]
+    assert sorted(layer.metadata["slideiqa"]["class"] for layer in added) == sorted(defects)
+    assert all(layer.metadata["slideiqa"]["role"] == "explanation" for layer in added)
+    tile = np.array([[row, col], [row + 1, col + 1]]) * quality.tile_um
+    for layer in added:
+        np.testing.assert_allclose(outer_extent(layer), tile, atol=1e-6)
+    assert [layer.visible for layer in added] == [True] + [False] * (len(added) - 1)
+    expected = explain_map_tile(sample_map, row, col)
+    shown = added[0].metadata["slideiqa"]["class"]
+    assert shown == max(defects, key=lambda n: expected.probabilities[0, expected.classes.index(n)])
+    np.testing.assert_allclose(added[0].data, expected.heatmaps[shown], atol=1e-5)
+    assert added[0].data.max() > 0 and f"tile ({row}, {col}) explained" in widget.status_label.text()
+
+    viewer.cursor.position = (-5 * quality.tile_um, -5 * quality.tile_um)
+    assert widget.explain_cursor_tile() == [] and "not over the map" in widget.status_label.text()
+
+
 def _wait_for(qtbot, widget, timeout_s: float) -> float:
     """Wait for the run to end; returns the longest pause of the GUI event loop while tiles were
     being assessed (s): until the progress bar is full, before the layers are added."""
