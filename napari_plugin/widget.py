@@ -309,7 +309,7 @@ class QualityWidget(QWidget):
         quality = open_map(self.map_path)
         y, x = self.viewer.cursor.position[-2:]
         row, col = int(y // quality.tile_um), int(x // quality.tile_um)
-        rows, cols = quality.array("score").shape
+        rows, cols = quality.attributes["grid"]["shape"]
         if not (0 <= row < rows and 0 <= col < cols):
             self.status_label.setText("the cursor is not over the map's tiles")
             return []

@@ -79,7 +79,8 @@ ThresholdOption = Annotated[float, typer.Option(min=0, max=1, help=THRESHOLD_HEL
 MaxBadShareOption = Annotated[float, typer.Option(min=0, max=1, help=MAX_BAD_SHARE_HELP)]
 MinTissueOption = Annotated[float, typer.Option(min=0, max=1, help="tissue share that makes a tile worth assessing")]
 NoTissueMaskOption = Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")]
-NoArtefactsOption = Annotated[bool, typer.Option("--no-artefacts", help="do not look for pen ink or coverslip edges on the thumbnail")]
+NoArtefactsOption = Annotated[bool, typer.Option("--no-artefacts",
+                                                 help="do not look for pen ink or coverslip edges on the thumbnail")]
 GeoJSONOption = Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also "
                                                      "tiles.geojson, every tissue tile as a QuPath object")]
 

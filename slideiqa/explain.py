@@ -189,17 +189,17 @@ def explanation_picture(explanation: Explanation, title: str) -> Image.Image:
     image = explanation.image
     height, width = image.shape[:2]
     grey = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1) * 0.8 + 40
-    panels = [("field", image.astype(np.float32), None)]
+    panels = [("field", image.astype(np.float32))]
     for name, heat in explanation.heatmaps.items():
         colour = np.stack([np.full_like(heat, 255.0), 255.0 * (1.0 - heat), np.zeros_like(heat)], axis=-1)
         alpha = np.clip(heat, 0.0, 1.0)[..., None] * 0.85
         highest = float(explanation.probabilities[:, explanation.classes.index(name)].max())
-        panels.append((f"{name} (P up to {highest:.2f})", grey * (1 - alpha) + colour * alpha, highest))
+        panels.append((f"{name} (P up to {highest:.2f})", grey * (1 - alpha) + colour * alpha))
     margin, top = 8, 44
     canvas = Image.new("RGB", (margin + len(panels) * (width + margin), top + height + margin), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((margin, 6), title, fill="black", font=font)
-    for number, (caption, pixels, _) in enumerate(panels):
+    for number, (caption, pixels) in enumerate(panels):
         left = margin + number * (width + margin)
         canvas.paste(Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)), (left, top))
         draw.text((left, top - 16), caption, fill="black", font=small)

@@ -41,9 +41,9 @@ from .noise_level import noise_judgement
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .store import (EDGE, EDGE_CLASS, PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap,
-                    blocks_done, create_map, is_quality_map, label_entries, open_for_update, open_map, read_array,
-                    update_attributes, write_block)
+from .store import (EDGE, EDGE_CLASS, PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError,
+                    MapLayout, QualityMap, blocks_done, create_map, is_quality_map, label_entries, open_for_update,
+                    open_map, read_array, update_attributes, write_block)
 from .terminal import timestamp
 from .tissue import tissue_mask
 from .worker import BlockResult, BlockTask, assess_block, worker_threads

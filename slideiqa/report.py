@@ -2,8 +2,8 @@
 
 Verdict rule (documented in the README): a slide **passes** when at most ``max_bad_share`` (default
 10 %) of its tissue tiles score below ``threshold`` (default 0.5, i.e. the model thinks a defect is
-more likely than not), lie under pen ink or across a coverslip edge, or are unreadable: tissue a pathologist cannot see needs
-a rescan (or cleaning) as much as a blurred one. The summary gives the share lost to each cause.
+more likely than not), lie under pen ink or across a coverslip edge, or are unreadable: tissue a
+pathologist cannot see needs a rescan (or cleaning) as much as a blurred one. The summary gives the share lost to each cause.
 """
 
 from __future__ import annotations
