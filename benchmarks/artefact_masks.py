@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from slideiqa.artefacts import ink_colour, optical_density, pen_mask  # noqa: E402
 from slideiqa.coverslip import edge_mask  # noqa: E402
 from slideiqa.grid import TileGrid, tile_fractions  # noqa: E402
-from slideiqa.mapping import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
+from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
 from slideiqa.slide import open_slide  # noqa: E402
 from slideiqa.synthetic_artefacts import INK_OD, add_artefact  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402

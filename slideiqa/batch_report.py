@@ -305,6 +305,6 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
             f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p class='facts'>{facts}</p>{skipped}"
             f"{controls}<table id='slides'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
             f"<p class='facts'>Shares are of tissue tiles; <em>below threshold or lost</em> is the verdict's figure "
-            f"(tiles scoring below the threshold, under pen ink, across a coverslip edge or unreadable); a class's share counts the tiles "
+            f"(tiles scoring below the threshold, under pen ink, a fold, an air bubble, a coverslip edge or debris, or unreadable); a class's share counts the tiles "
             f"the model found most likely to be of that class. Click a column to sort.</p>"
             f"<script>{SCRIPT}</script></body></html>\n")

@@ -80,7 +80,7 @@ MaxBadShareOption = Annotated[float, typer.Option(min=0, max=1, help=MAX_BAD_SHA
 MinTissueOption = Annotated[float, typer.Option(min=0, max=1, help="tissue share that makes a tile worth assessing")]
 NoTissueMaskOption = Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")]
 NoArtefactsOption = Annotated[bool, typer.Option("--no-artefacts",
-                                                 help="do not look for pen ink or coverslip edges on the thumbnail")]
+                                                 help="do not look for preparation artefacts (pen ink, folds, bubbles, coverslip edges, debris)")]
 GeoJSONOption = Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also "
                                                      "tiles.geojson, every tissue tile as a QuPath object")]
 

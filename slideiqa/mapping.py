@@ -29,8 +29,6 @@ from typing import Any, Callable
 import numpy as np
 
 from . import __version__
-from .artefacts import pen_mask
-from .coverslip import edge_mask
 from .errors import SlideIQAError
 from .files import write_atomically
 from .grid import TileGrid, read_plan, tile_fractions
@@ -41,10 +39,11 @@ from .noise_level import noise_judgement
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .store import (EDGE, EDGE_CLASS, PEN, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError,
+from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError,
                     MapLayout, QualityMap, blocks_done, create_map, is_quality_map, label_entries, open_for_update,
                     open_map, read_array, update_attributes, write_block)
 from .terminal import timestamp
+from .thumbnail_artefacts import THUMBNAIL_ARTEFACTS, artefact_labels
 from .tissue import tissue_mask
 from .worker import BlockResult, BlockTask, assess_block, worker_threads
 
@@ -57,14 +56,6 @@ SCHEDULER_TIMEOUT_S = 10
 #: How long a reachable scheduler may take to have its first worker (an adaptive cluster scaling up
 #: from none needs a while) before the map or batch gives up with a one-line error.
 SCHEDULER_WORKER_WAIT_S = 120
-#: A tile whose footprint is at least this much pen ink is labelled ``pen`` instead of assessed.
-ARTEFACT_TILE_SHARE = 0.25
-#: A coverslip edge is a line, not an area: one 30 µm wide crossing a 112 µm tile covers about a
-#: quarter of it, a thin grey one a tenth; at this share the line is across the tile, and the CNN
-#: would judge a tile by a dark stripe it was never taught.
-EDGE_TILE_SHARE = 0.1
-#: The artefacts the thumbnail is searched for, unless the map is asked not to.
-THUMBNAIL_ARTEFACTS = [PEN_CLASS, EDGE_CLASS]
 #: A tissue thumbnail that needs more level pixels than this decoded (a slide without a usable
 #: pyramid) is announced with an estimate of how long it takes.
 SLOW_THUMBNAIL_PIXELS = 400_000_000
@@ -90,10 +81,24 @@ class MapSettings:
     tissue_mask: bool
     min_tissue: float
     block: int
-    artefacts: list[str] = field(default_factory=lambda: list(THUMBNAIL_ARTEFACTS))
+    artefacts: list[str] = field(default_factory=lambda: list(ARTEFACTS))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+#: What each thumbnail artefact means for the tissue under it, and what to do about it.
+ARTEFACT_WARNINGS = {
+    PEN_CLASS: ("lie under pen ink", "remove the ink and rescan, or judge them by eye"),
+    FOLD_CLASS: ("look folded (tissue far darker than the rest of the slide, in a band)",
+                 "check them by eye; a fold over diagnostic tissue needs a recut"),
+    BUBBLE_CLASS: ("lie under an air bubble (a round area inside a colourless dark rim)",
+                   "remount the coverslip and rescan if the tissue matters"),
+    EDGE_CLASS: ("are crossed by a coverslip or slide edge", "check the coverslip covers the tissue"),
+    DEBRIS_CLASS: ("hold debris (dark colourless particles: dust, dirt)", "clean the coverslip and rescan"),
+}
+#: Every preparation artefact a map looks for: those on the thumbnail, then debris in each tile.
+ARTEFACTS = [*THUMBNAIL_ARTEFACTS, DEBRIS_CLASS]
 
 
 @dataclass
@@ -106,16 +111,11 @@ class MapResult:
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know beyond the figures: tissue under ink, tissue the file could not give."""
-        found = []
+        """What a person must know beyond the figures: tissue under preparation artefacts, tissue the
+        file could not give."""
         artefacts = self.summary.get("artefact_tiles") or {}
-        if artefacts.get(PEN_CLASS):
-            found.append(f"{artefacts[PEN_CLASS]} tissue tiles lie under pen ink; they are labelled pen in the map "
-                         "and count against the verdict (remove the ink and rescan, or judge them by eye)")
-        if artefacts.get(EDGE_CLASS):
-            found.append(f"{artefacts[EDGE_CLASS]} tissue tiles are crossed by a coverslip or slide edge; they are "
-                         "labelled edge in the map and count against the verdict (check the coverslip covers "
-                         "the tissue)")
+        found = [f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count against "
+                 f"the verdict ({advice})" for name, (what, advice) in ARTEFACT_WARNINGS.items() if artefacts.get(name)]
         count = self.summary.get("unreadable_tiles") or 0
         if count:
             first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
@@ -141,7 +141,7 @@ def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
 @dataclass
 class TissueMap:
     """What the thumbnail says of each tile: its tissue fraction, and the label slideiqa gives it
-    itself (``PEN`` under pen ink, ``EDGE`` across a coverslip edge; 0 elsewhere)."""
+    itself (``PEN``, ``FOLD``, ``BUBBLE`` or ``EDGE`` under a preparation artefact; 0 elsewhere)."""
 
     thumbnail: np.ndarray
     tissue: np.ndarray
@@ -150,14 +150,8 @@ class TissueMap:
 
 def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_artefacts: bool = True,
                min_tissue: float = DEFAULT_MIN_TISSUE) -> TissueMap:
-    """Tissue fractions, pen-ink and coverslip-edge tiles from one thumbnail, sized so every tile
-    spans several mask pixels.
-
-    Ink and edges are dark or coloured, so the tissue mask takes them for tissue: tissue is counted
-    outside them, so that a mark on bare glass adds no tissue tile. A tile at least
-    :data:`ARTEFACT_TILE_SHARE` under ink, with tissue visible beside the ink, is labelled ``pen``;
-    one at least :data:`EDGE_TILE_SHARE` under an edge line, with tissue beside it, ``edge``. The
-    edge wins where both are found: the black band of a bevelled edge passes the black-ink rule.
+    """Tissue fractions and the tiles under preparation artefacts (pen ink, folds, bubbles, coverslip
+    edges: ``thumbnail_artefacts``) from one thumbnail, sized so every tile spans several mask pixels.
     Where the thumbnail could not be decoded, whether there is tissue is unknown: those tiles get
     fraction 1, so that they are read (and found unreadable, or assessed) instead of silently taken
     for glass. A slide without a pyramid level near the thumbnail's size must be decoded whole for
@@ -167,17 +161,11 @@ def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_
     gaps: list[tuple[int, int, int, int]] = []
     thumbnail = slide.thumbnail(side, gaps=gaps, progress=_slow_thumbnail_notice(slide, side, notice))
     stained = tissue_mask(thumbnail)
-    fixed = np.zeros(grid.shape, np.uint8)
     if find_artefacts:
         um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
-        edges = edge_mask(thumbnail, um_per_px)
-        ink = pen_mask(thumbnail, um_per_px) & ~edges
-        fractions = tile_fractions(stained & ~ink & ~edges, grid)
-        for mask, share, value in ((ink, ARTEFACT_TILE_SHARE, PEN), (edges, EDGE_TILE_SHARE, EDGE)):
-            under = tile_fractions(mask, grid)
-            fixed[(under >= share) & (under + fractions >= min_tissue) & (fractions > 0)] = value
+        fractions, fixed = artefact_labels(thumbnail, stained, grid, um_per_px, min_tissue)
     else:
-        fractions = tile_fractions(stained, grid)
+        fractions, fixed = tile_fractions(stained, grid), np.zeros(grid.shape, np.uint8)
     if gaps:
         unknown = np.zeros(thumbnail.shape[:2], bool)
         for x0, y0, x1, y1 in gaps:
@@ -375,7 +363,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     checksum = file_checksum(slide_path)
     settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
-                           list(THUMBNAIL_ARTEFACTS) if options.find_artefacts else [])
+                           list(ARTEFACTS) if options.find_artefacts else [])
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
@@ -497,7 +485,7 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
         run = BlockRun(plan.out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop,
                        finished, total)
         tasks = [BlockTask(str(plan.slide_path), tensors, options.device, plan.grid, block, layout.block,
-                           options.batch_size) for block in pending]
+                           options.batch_size, find_debris=options.find_artefacts) for block in pending]
         run.execute(client, tasks, threads)
     return resumed, finished, total, time.perf_counter() - compute_started
 
@@ -538,12 +526,14 @@ class BlockRun:
     total: int
 
     def _write(self, result: BlockResult, block: tuple[int, int]) -> None:
-        """The block's arrays, and its unreadable tiles' errors (before the block counts as done, so a
-        resumed map still knows them)."""
+        """The block's arrays (unreadable and debris tiles labelled so), and its unreadable tiles' errors
+        (before the block counts as done, so a resumed map still knows them)."""
         rows, cols = self.layout.block_slices(*block)
         fixed = self.fixed[rows, cols].copy()
         for tile in result.unreadable:
             fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
+        for row, col in result.debris:
+            fixed[row - rows.start, col - cols.start] = DEBRIS
         if result.decode_fallbacks:
             fallbacks = int(self.root.attrs["slideiqa"].get("decode_fallback_tiles", 0)) + result.decode_fallbacks
             update_attributes(self.root, decode_fallback_tiles=fallbacks)

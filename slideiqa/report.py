@@ -2,8 +2,9 @@
 
 Verdict rule (documented in the README): a slide **passes** when at most ``max_bad_share`` (default
 10 %) of its tissue tiles score below ``threshold`` (default 0.5, i.e. the model thinks a defect is
-more likely than not), lie under pen ink or across a coverslip edge, or are unreadable: tissue a
-pathologist cannot see needs a rescan (or cleaning) as much as a blurred one. The summary gives the share lost to each cause.
+more likely than not), lie under a preparation artefact (pen ink, a fold, an air bubble, a coverslip
+edge, debris), or are unreadable: tissue a pathologist cannot see needs a rescan (or cleaning) as much
+as a blurred one. The summary gives the share lost to each cause.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .store import FIXED_LABELS, UNREADABLE_CLASS, label_entries
 
 def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
               max_bad_share: float) -> dict[str, Any]:
-    """Figures over tissue tiles (assessed, or given a fixed label: pen, unreadable): per-class
+    """Figures over tissue tiles (assessed, or given a fixed label: an artefact, unreadable): per-class
     shares (the fixed labels among them), mean score of the assessed ones, the share that fails
     (below threshold or fixed-labelled), verdict."""
     assessed = ~np.isnan(score)
@@ -42,7 +43,7 @@ def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshol
         "max_bad_share": max_bad_share,
         "verdict": "pass" if bad_share <= max_bad_share else "fail",
         "verdict_rule": f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold}, "
-                        "lie under pen ink or across a coverslip edge, or are unreadable",
+                        "lie under pen ink, a fold, an air bubble, a coverslip edge or debris, or are unreadable",
     }
 
 
@@ -119,7 +120,7 @@ def fonts() -> tuple[Any, Any, str]:
 
 def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, tile_step: float, threshold: float,
                    title: str, entries: list[tuple[int, str, list[int]]], thumbnail_um_per_px: float) -> Image.Image:
-    """Two panels of the slide thumbnail: *where* — tile scores (red = bad → green = good; pen and
+    """Two panels of the slide thumbnail: *where* — tile scores (red = bad → green = good; artefact and
     unreadable tiles in their own colour) with a colour bar marking the threshold — and *why* — each
     tile's most likely class, with a legend of the classes present and their tile counts. Both carry
     a scale bar.

@@ -9,6 +9,9 @@ Layout of ``<slide>.quality.zarr``::
     labels/class/0   uint8   (y, x)      NGFF image-label: 0 = background, k = class k-1 of the model
                                          card + 1, 254 = pen (tissue under pen ink, from the thumbnail),
                                          253 = edge (tissue across a coverslip or slide edge, likewise),
+                                         252 = fold (folded tissue), 251 = bubble (tissue under an air
+                                         bubble), both from the thumbnail too, 250 = debris (tissue
+                                         with dark colourless particles, found in the tile),
                                          255 = unreadable (tissue whose pixels cannot be decoded)
     probs/0          float32 (c, y, x)   NGFF image: class probabilities; NaN on background
     tissue/0         float32 (y, x)      NGFF image: tissue fraction of each tile
@@ -63,9 +66,16 @@ PEN_CLASS = "pen"
 #: Label of a tissue tile crossed by a coverslip or slide edge (found on the thumbnail too).
 EDGE = 253
 EDGE_CLASS = "edge"
+#: Labels of tissue tiles in a tissue fold or under an air bubble (found on the thumbnail too).
+FOLD, BUBBLE = 252, 251
+FOLD_CLASS, BUBBLE_CLASS = "fold", "bubble"
+#: Label of a tissue tile holding debris (dark colourless particles, found in the tile itself).
+DEBRIS = 250
+DEBRIS_CLASS = "debris"
 #: Labels given by slideiqa itself rather than by the model, whatever the model's classes: such a
 #: tile has no score (NaN) and counts against the verdict.
-FIXED_LABELS = {PEN_CLASS: PEN, EDGE_CLASS: EDGE, UNREADABLE_CLASS: UNREADABLE}
+FIXED_LABELS = {PEN_CLASS: PEN, FOLD_CLASS: FOLD, BUBBLE_CLASS: BUBBLE, EDGE_CLASS: EDGE, DEBRIS_CLASS: DEBRIS,
+                UNREADABLE_CLASS: UNREADABLE}
 
 #: RGBA of each label value: background transparent, good green, defects warm colours.
 CLASS_COLOURS = {
@@ -73,6 +83,7 @@ CLASS_COLOURS = {
     "noise": [153, 112, 171, 255], "jpeg": [253, 174, 97, 255], "exposure": [69, 117, 180, 255],
     "bad": [215, 48, 39, 255], "fair": [253, 174, 97, 255], "excellent": [0, 104, 55, 255],
     UNREADABLE_CLASS: [0, 0, 0, 255], PEN_CLASS: [0, 188, 212, 255], EDGE_CLASS: [255, 235, 59, 255],
+    FOLD_CLASS: [121, 85, 72, 255], BUBBLE_CLASS: [224, 64, 251, 255], DEBRIS_CLASS: [96, 125, 139, 255],
 }
 FALLBACK_COLOURS = [[102, 102, 102, 255], [166, 86, 40, 255], [247, 129, 191, 255], [77, 175, 74, 255]]
 

@@ -9,7 +9,7 @@ from PIL import Image
 from slideiqa import map_slide, open_map
 from slideiqa.artefacts import pen_mask
 from slideiqa.grid import TileGrid, tile_fractions
-from slideiqa.mapping import ARTEFACT_TILE_SHARE
+from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
 from slideiqa.slide import open_slide
 from slideiqa.store import PEN, class_colour
 

@@ -11,7 +11,7 @@ from slideiqa import map_slide, open_map
 from slideiqa.artefacts import disk
 from slideiqa.coverslip import edge_mask
 from slideiqa.grid import TileGrid, tile_fractions
-from slideiqa.mapping import EDGE_TILE_SHARE
+from slideiqa.thumbnail_artefacts import EDGE_TILE_SHARE
 from slideiqa.slide import open_slide
 from slideiqa.store import EDGE, PEN, class_colour
 

@@ -5,7 +5,7 @@ import pytest
 
 from slideiqa.artefacts import pen_mask
 from slideiqa.grid import TileGrid, tile_fractions
-from slideiqa.mapping import ARTEFACT_TILE_SHARE
+from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
 from slideiqa.slide import open_slide
 from slideiqa.synthetic_artefacts import ARTEFACTS, INK_OD, add_artefact
 
