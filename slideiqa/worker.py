@@ -13,11 +13,12 @@ import ctypes.util
 import os
 import platform
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from .debris import debris_tiles
 from .grid import TileGrid, read_plan, read_tile
 from .inference import Predictor
 from .slide import Slide, UnreadableRegion, open_slide
@@ -35,6 +36,7 @@ class BlockTask:
     block_tiles: int
     batch_size: int
     threads: int | None = None
+    find_debris: bool = True
 
     @property
     def tile_rows(self) -> tuple[int, int]:
@@ -58,12 +60,14 @@ class UnreadableTile:
 
 @dataclass
 class BlockResult:
-    """(classes, rows, cols) probabilities, NaN where nothing was assessed, the unreadable tiles, and
-    how many tiles the scaled JPEG decoder handed to the general reader."""
+    """(classes, rows, cols) probabilities, NaN where nothing was assessed, the unreadable tiles, the
+    (row, col) grid cells of tiles holding debris (not assessed), and how many tiles the scaled JPEG
+    decoder handed to the general reader."""
 
     probabilities: np.ndarray
     unreadable: list[UnreadableTile]
     decode_fallbacks: int = 0
+    debris: list[tuple[int, int]] = field(default_factory=list)
 
 
 _cache_lock = threading.Lock()
@@ -144,7 +148,9 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
     """Probabilities of a block's tiles where ``assess`` is True, and the tiles that cannot be read.
 
     Tiles are read and classified ``batch_size`` at a time, so memory holds one batch of pixels. A
-    tile that cannot be decoded is recorded and skipped, so one corrupt tile costs that tile only.
+    tile that cannot be decoded is recorded and skipped, so one corrupt tile costs that tile only. A
+    tile holding debris (``debris.py``, looked for when ``task.find_debris``) is recorded, and its
+    probabilities left NaN: the model was never taught what a speck of dirt looks like.
     """
     tune_worker_process()
     slide = cached_slide(task.slide_path)
@@ -166,7 +172,13 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
             batch.append((r, c))
         if not batch:
             continue
-        for (r, c), p in zip(batch, predictor.predict(np.stack(tiles))):
+        pixels = np.stack(tiles)
+        probabilities = predictor.predict(pixels)
+        if task.find_debris:
+            dirty = debris_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
+            result.debris += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dirty) if found]
+            probabilities[dirty] = np.nan  # labelled debris, not judged by the model
+        for (r, c), p in zip(batch, probabilities):
             result.probabilities[:, r, c] = p
     return result
 

@@ -17,7 +17,7 @@ import zarr
 from PIL import Image
 
 from slideiqa.slide import open_slide
-from slideiqa.store import EDGE, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
+from slideiqa.store import BUBBLE, DEBRIS, EDGE, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
 
 from conftest import CMU_SLIDE, FIXTURES, ROOT
 from slides import truncated_copy, write_pyramidal_tiff
@@ -157,8 +157,11 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
     assert tuple(label.colormap.map(np.array([UNREADABLE]))[0]) == (0, 0, 0, 1)  # unreadable tissue black
     np.testing.assert_allclose(label.colormap.map(np.array([PEN]))[0], np.array([0, 188, 212, 255]) / 255)
     np.testing.assert_allclose(label.colormap.map(np.array([EDGE]))[0], np.array([255, 235, 59, 255]) / 255)
-    assert list(label.features["class"]) == ["background", *classes, "pen", "edge", "unreadable"]
-    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), PEN, EDGE, UNREADABLE]
+    assert list(label.features["class"]) == ["background", *classes, "pen", "fold", "bubble", "edge",
+                                              "debris", "unreadable"]
+    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), PEN, FOLD, BUBBLE, EDGE, DEBRIS, UNREADABLE]
+    for value, colour in ((FOLD, [121, 85, 72, 255]), (BUBBLE, [224, 64, 251, 255]), (DEBRIS, [96, 125, 139, 255])):
+        np.testing.assert_allclose(label.colormap.map(np.array([value]))[0], np.array(colour) / 255)
 
 
 def test_hovering_a_tile_shows_its_score_and_class(viewer, sample_map):
@@ -295,8 +298,9 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     roles = [layer.metadata["slideiqa"]["role"] for layer in viewer.layers]
     assert roles == ["slide", "score", "label", "below threshold"]
     np.testing.assert_array_equal(by_role(viewer, "score").data, quality.array("score"), strict=False)
-    tissue = int((~np.isnan(quality.array("score"))).sum())
-    assert widget.progress_bar.maximum() == widget.progress_bar.value() == tissue
+    # Progress counts the tiles read for the model: those it scored and those found holding debris.
+    read = int((~np.isnan(quality.array("score"))).sum() + (quality.array("label") == DEBRIS).sum())
+    assert widget.progress_bar.maximum() == widget.progress_bar.value() == read
     assert "done" in widget.status_label.text()
     saved = quality.summary
     assert saved["verdict"].upper() in widget.summary_label.text()
@@ -320,11 +324,14 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     highlight = by_role(viewer, "below threshold")
     outlined_at_half = int(highlight.data.sum())
     widget.threshold_slider.setValue(95)
-    score = quality.array("score")
-    assert widget.summary()["share_below_threshold"] == pytest.approx(float((score[~np.isnan(score)] < 0.95).mean()))
+    score, label = quality.array("score"), quality.array("label")
+    debris = int((label == DEBRIS).sum())  # fixed-labelled tiles count as lost at any threshold
+    assert debris > 0
+    assert widget.summary()["share_below_threshold"] == pytest.approx(
+        (int((score[~np.isnan(score)] < 0.95).sum()) + debris) / read)
     assert int(highlight.data.sum()) > outlined_at_half and highlight.name == "below 0.95"
     widget.threshold_slider.setValue(0)
-    assert int(highlight.data.sum()) == 0 and "0.0% of" in widget.summary_label.text()
+    assert int(highlight.data.sum()) == 0 and f"{debris / read:.1%} of" in widget.summary_label.text()
 
 
 def test_cancel_stops_the_worker_and_leaves_a_resumable_map(viewer, qtbot, tmp_path, tumour_field):

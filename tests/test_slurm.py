@@ -66,10 +66,15 @@ def _jobs(name: str) -> list[str]:
 
 
 def _blocks_written(out: Path) -> int:
+    """Blocks written so far in every map under ``out``; 0 while a map is being renamed into place
+    (the walk then meets a folder that has just gone), and the caller asks again."""
     done = 0
-    for candidate in out.rglob("*.quality.zarr"):
-        if is_quality_map(candidate):
-            done += int(blocks_done(open_map(candidate).group).sum())
+    try:
+        for candidate in out.rglob("*.quality.zarr"):
+            if is_quality_map(candidate):
+                done += int(blocks_done(open_map(candidate).group).sum())
+    except FileNotFoundError:
+        return 0
     return done
 
 

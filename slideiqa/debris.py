@@ -1,0 +1,97 @@
+"""Debris in a tile: dust, dirt and foreign particles on or under the coverslip.
+
+A particle a few to tens of µm across is too small for the thumbnail, so it is looked for in each
+tile the map already reads for the model, at the model's µm/px. Like a bubble's rim, debris is
+**colourless** or brownish-grey: it blocks light in every channel about equally, where stains
+darken some channels far more than others (haematoxylin absorbs little blue, eosin little red,
+DAB little red). A tile has debris where, in some particle of at least :data:`MIN_PARTICLE_UM2`:
+
+1. the optical density rises above what an opening of :data:`MAX_PARTICLE_UM` leaves (an OD
+   top-hat: only structures smaller than a large particle) by :data:`CONTRAST` or more in every
+   channel;
+2. the rise is colourless or brownish grey: blue rises at least :data:`BLUE_TO_GREEN` of green's
+   rise (haematoxylin and eosin absorb little blue) and red at least :data:`RED_TO_MOST` of the
+   largest (DAB absorbs little red);
+3. the particle is compact: no longer than :data:`MAX_PARTICLE_UM` either way (a bubble's rim or a
+   coverslip edge running into the tile is a colourless line too).
+
+Tiles are searched at a quarter of their resolution (2 µm/px for the 0.5 µm/px model), where an
+8 µm particle still covers a dozen pixels, in a sixteenth of the time (about 1 ms a tile here). The thresholds were set on synthetic
+debris (``slideiqa.synthetic_artefacts.debris``) on the training sources and checked for false
+alarms on every clean source of ``training/sources.toml`` (``benchmarks/synthetic_artefacts.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .artefacts import optical_density
+
+DEBRIS = "debris"
+MAX_PARTICLE_UM = 45.0
+CONTRAST = 0.2
+BLUE_TO_GREEN = 0.8
+RED_TO_MOST = 0.6
+#: An 8 µm particle: smaller dark specks are common in clean tissue (pigment, crushed nuclei).
+MIN_PARTICLE_UM2 = np.pi * 4.0**2
+#: Classes of the quality model whose verdict explains colourless specks (see :func:`debris_tiles`).
+COMPRESSION_CLASSES = ("jpeg",)
+#: Tiles are searched at about this µm/px.
+WORKING_UM_PER_PX = 2.0
+
+
+def shrink_tiles(tiles: np.ndarray, factor: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 tiles shrunk ``factor`` times (a power of two): every other pixel kept
+    down to twice the size, then 2 × 2 pixels averaged in integers. Particles are larger than the
+    pixels dropped, and this costs a tenth of a floating-point mean over the batch."""
+    if factor <= 1:
+        return tiles
+    tiles = tiles[:, :: factor // 2, :: factor // 2]
+    height, width = tiles.shape[1] // 2 * 2, tiles.shape[2] // 2 * 2
+    wide = tiles[:, :height, :width].astype(np.uint16)
+    return ((wide[:, ::2, ::2] + wide[:, 1::2, ::2] + wide[:, ::2, 1::2] + wide[:, 1::2, 1::2] + 2) >> 2).astype(np.uint8)
+
+
+def debris_pixels(tiles: np.ndarray, mpp: float) -> tuple[np.ndarray, float]:
+    """(N, h, w) mask of colourless dark particles in (N, H, W, 3) uint8 ``tiles`` of ``mpp`` µm/px,
+    at the working resolution, and that resolution's µm/px."""
+    factor = 2 ** max(0, int(np.floor(np.log2(max(WORKING_UM_PER_PX / mpp, 1.0)))))
+    od = optical_density(shrink_tiles(tiles, factor))
+    um_per_px = mpp * factor
+    size = int(MAX_PARTICLE_UM / um_per_px) | 1
+    rise = od - ndimage.grey_opening(od, size=(1, size, size, 1))
+    red, green, blue = rise[..., 0], rise[..., 1], rise[..., 2]
+    # Not haematoxylin or eosin (which absorb little blue), not DAB (which absorbs little red).
+    colourless = (blue >= BLUE_TO_GREEN * green) & (red >= RED_TO_MOST * rise.max(-1))
+    return colourless & (rise.min(-1) >= CONTRAST), um_per_px
+
+
+def debris_tiles(tiles: np.ndarray, mpp: float, probabilities: np.ndarray | None = None,
+                 classes: list[str] | None = None) -> np.ndarray:
+    """(N,) True for each of (N, H, W, 3) uint8 ``tiles`` of ``mpp`` µm/px that holds debris.
+
+    With the quality model's ``probabilities`` and ``classes``, a tile the model finds most likely
+    compressed (:data:`COMPRESSION_CLASSES`) is not called debris: strong JPEG averages colour over
+    8–16 px blocks, which greys the small dark nuclei in them into colourless specks."""
+    found = np.zeros(len(tiles), bool)
+    if not len(tiles):
+        return found
+    if probabilities is not None and classes is not None:
+        compressed = np.isin(np.nanargmax(probabilities, axis=1), [classes.index(c) for c in COMPRESSION_CLASSES
+                                                                    if c in classes])
+    else:
+        compressed = found
+    particles, um_per_px = debris_pixels(tiles, mpp)
+    min_px, max_side = MIN_PARTICLE_UM2 / um_per_px**2, MAX_PARTICLE_UM / um_per_px
+    for index in np.flatnonzero((particles.sum(axis=(1, 2)) >= min_px) & ~compressed):
+        labels, count = ndimage.label(particles[index])
+        areas, boxes = np.bincount(labels.ravel())[1:], ndimage.find_objects(labels)
+        for number in np.flatnonzero(areas >= min_px):
+            rows, cols = boxes[number]
+            # A particle is compact: a colourless line longer than the largest particle is the rim
+            # of a bubble or a coverslip edge running into the tile.
+            if max(rows.stop - rows.start, cols.stop - cols.start) <= max_side:
+                found[index] = True
+                break
+    return found

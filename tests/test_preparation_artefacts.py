@@ -1,0 +1,147 @@
+"""Folds, air bubbles and debris: found where synthetic ones were drawn, not on clean tissue, and
+mapped end to end as their own classes in the map, summary, warnings and GeoJSON."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slideiqa import map_slide, open_map
+from slideiqa.bubbles import bubble_mask
+from slideiqa.debris import debris_tiles
+from slideiqa.distortions import distort
+from slideiqa.folds import fold_mask
+from slideiqa.grid import TileGrid, tile_fractions
+from slideiqa.slide import open_slide
+from slideiqa.store import BUBBLE, DEBRIS, FIXED_LABELS, FOLD, class_colour
+from slideiqa.synthetic_artefacts import add_artefact
+from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
+
+from conftest import CMU_SLIDE, ROOT
+from slides import write_pyramidal_tiff
+
+HELDOUT = ROOT / "tests" / "data" / "heldout"
+MPP = 0.5
+THUMBNAIL_UM = 5.0  # a small slide's thumbnail scale
+
+
+@pytest.fixture(scope="module")
+def tumour_slide_pixels(tumour_field):
+    """A 1 × 1 mm slide at 0.5 µm/px: the H&E field and its mirror images, 2 × 2."""
+    top = np.concatenate([tumour_field, tumour_field[:, ::-1]], axis=1)
+    return np.ascontiguousarray(np.concatenate([top, top[::-1]], axis=0))
+
+
+def _thumbnail(image: np.ndarray, um_per_px: float = THUMBNAIL_UM) -> np.ndarray:
+    factor = um_per_px / MPP
+    size = (round(image.shape[1] / factor), round(image.shape[0] / factor))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+
+
+def _tiles_under(mask: np.ndarray, um_per_px: float = THUMBNAIL_UM) -> np.ndarray:
+    grid = TileGrid(mask.shape[1], mask.shape[0], um_per_px, MPP, 224)
+    return tile_fractions(mask, grid) >= ARTEFACT_TILE_SHARE
+
+
+@pytest.mark.parametrize("kind, find", [("fold", fold_mask), ("bubble", bubble_mask)])
+def test_thumbnail_detectors_find_synthetic_artefacts(tumour_slide_pixels, kind, find):
+    hits = total = 0
+    for seed in range(3):
+        drawn, truth = add_artefact(kind, tumour_slide_pixels, 0.6, MPP, seed=seed)
+        small_truth = _thumbnail(truth.astype(np.uint8) * 255)
+        under = _tiles_under(small_truth > 127)
+        found = _tiles_under(find(_thumbnail(drawn), THUMBNAIL_UM))
+        hits, total = hits + int((found & under).sum()), total + int(under.sum())
+        grid = TileGrid(small_truth.shape[1], small_truth.shape[0], THUMBNAIL_UM, MPP, 224)
+        assert not (found & (tile_fractions(small_truth > 0, grid) == 0)).any()  # never where it is not
+    assert total >= 10 and hits >= 0.8 * total, (hits, total)
+
+
+@pytest.mark.parametrize("side", [256, 400])
+def test_clean_slides_have_no_fold_or_bubble(tumour_slide_pixels, side):
+    with open_slide(CMU_SLIDE) as slide:
+        thumbnail = slide.thumbnail(side)
+        um_per_px = slide.dimensions[0] * slide.mpp / thumbnail.shape[1]
+    for image, scale in ((thumbnail, um_per_px), (_thumbnail(tumour_slide_pixels), THUMBNAIL_UM)):
+        assert not fold_mask(image, scale).any()
+        assert not bubble_mask(image, scale).any()
+
+
+@pytest.fixture(scope="module")
+def clean_tiles():
+    """The committed held-out tiles (never in the shipped model's training), tissue and smear."""
+    return np.stack([np.asarray(Image.open(path).convert("RGB"))[:224, :224] for path in sorted(HELDOUT.glob("*.png"))])
+
+
+def test_debris_is_found_in_tiles_and_nothing_else_is(clean_tiles, tissue_crop):
+    tiles = np.concatenate([clean_tiles, tissue_crop[None]])
+    assert not debris_tiles(tiles, MPP).any()
+    dirty = np.stack([add_artefact("debris", tile, 0.3, MPP, seed=i)[0] for i, tile in enumerate(tiles)])
+    assert debris_tiles(dirty, MPP).all()
+    for family in ("noise", "jpeg", "defocus"):  # acquisition defects at their floors are not debris
+        degraded = np.stack([distort(tile, family, 0.5, mpp=MPP, seed=i) for i, tile in enumerate(tiles)])
+        assert not debris_tiles(degraded, MPP).any(), family
+    assert debris_tiles(tiles[:0], MPP).shape == (0,)
+
+
+@pytest.fixture(scope="module")
+def artefact_map(tumour_slide_pixels, tmp_path_factory):
+    """The 1 mm slide with a fold across its top half, a bubble in its lower left and debris in its
+    lower right quarter, mapped; with the masks of each."""
+    image = tumour_slide_pixels.copy()
+    half = image.shape[0] // 2
+    top, fold = add_artefact("fold", np.ascontiguousarray(image[:half]), 0.5, MPP, seed=1)
+    image[:half] = top
+    corner = np.s_[half:, : image.shape[1] // 2]
+    image[corner], bubble = add_artefact("bubble", np.ascontiguousarray(image[corner]), 0.7, MPP, seed=0)
+    dirty = np.s_[half:, image.shape[1] // 2 :]
+    image[dirty], debris = add_artefact("debris", np.ascontiguousarray(image[dirty]), 0.6, MPP, seed=2)
+    masks = {name: np.zeros(image.shape[:2], bool) for name in ("fold", "bubble", "debris")}
+    masks["fold"][:half], masks["bubble"][corner], masks["debris"][dirty] = fold, bubble, debris
+    folder = tmp_path_factory.mktemp("preparation")
+    slide = write_pyramidal_tiff(folder / "artefacts.tif", image, mpp=MPP, levels=3, compression="zlib")
+    return map_slide(slide, folder / "artefacts.quality.zarr"), masks
+
+
+def test_folds_bubbles_and_debris_are_mapped_as_their_own_classes(artefact_map):
+    result, masks = artefact_map
+    quality = open_map(result.path)
+    label = quality.array("label")
+    grid = TileGrid(masks["fold"].shape[1], masks["fold"].shape[0], MPP, MPP, 224)
+    under = {name: tile_fractions(mask, grid) for name, mask in masks.items()}
+    # How often each is found is measured above and in benchmarks/synthetic_artefacts.py; here, that
+    # the map labels them where they are and nowhere else. A fold is found by being darker than the
+    # rest of the slide: where the tissue folded over is pale (this fold's left end) it is missed.
+    for name, value, share in (("fold", FOLD, 0.6), ("bubble", BUBBLE, 0.8)):
+        truth = under[name] >= ARTEFACT_TILE_SHARE
+        assert truth.sum() >= 4
+        assert ((label == value) & truth).sum() >= share * truth.sum(), name
+        assert not ((label == value) & (under[name] == 0)).any(), name
+    debris = label == DEBRIS
+    # Particles cover a few % of a tile; those not claimed by a thumbnail artefact first are debris.
+    particles = (under["debris"] >= 0.03) & ~np.isin(label, [FOLD, BUBBLE])
+    assert particles.sum() >= 6 and (debris & particles).sum() >= 0.8 * particles.sum()
+    # Debris only where particles are, or where a bubble's colourless rim runs into a tile the
+    # bubble itself covers too little of to claim.
+    assert not (debris & (under["debris"] == 0) & (under["bubble"] == 0)).any()
+    assert np.isnan(quality.array("score")[label >= min(FIXED_LABELS.values())]).all()  # not judged by the CNN
+
+    summary = result.summary
+    for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS)):
+        assert summary["artefact_tiles"][name] == (label == value).sum()
+        assert any(f"labelled {name} in the map" in warning for warning in result.warnings)
+    features = json.loads((result.path / "regions.geojson").read_text())["features"]
+    for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS)):
+        regions = [f for f in features if f["properties"]["classification"]["name"] == name]
+        assert sum(f["properties"]["measurements"]["tiles"] for f in regions) == (label == value).sum()
+        assert all(f["properties"]["classification"]["color"] == class_colour(name, 0)[:3] for f in regions)
+        assert {"label-value": value, "class": name} in quality.image_label["properties"]
+
+
+def test_without_artefact_detection_every_tile_is_judged_by_the_model(artefact_map, tmp_path):
+    result, _ = artefact_map
+    plain = map_slide(result.summary["slide"], tmp_path / "plain.quality.zarr", find_artefacts=False)
+    label = open_map(plain.path).array("label")
+    assert not np.isin(label, [FOLD, BUBBLE, DEBRIS]).any()
+    assert plain.summary["artefact_tiles"]["debris"] == 0
