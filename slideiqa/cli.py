@@ -11,7 +11,7 @@ import typer
 from . import __version__
 from .errors import SlideIQAError, debug_option, run_cli
 from .options import DEFAULT_MIN_TISSUE
-from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
+from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, DEFAULT_USABLE_UM_PER_PX
 from .terminal import Output
 
 app = typer.Typer(help="Image-quality maps for microscope fields and whole-slide images.", rich_markup_mode=None,
@@ -263,6 +263,29 @@ def map_command(
     output.fields(f"{result.path}" + (" (already complete)" if result.skipped else ""), summary_rows(result.summary))
     for warning in result.warnings:
         output.warning(warning)
+
+
+@command(short="Write the usable-tissue mask of a mapped slide (PNG and QuPath GeoJSON)")
+def usable(
+    quality_map: Annotated[Path, typer.Argument(help="a finished quality map (<slide>.quality.zarr)", metavar="MAP")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="mask PNG (default: MAP/usable.png)")] = None,
+    um_per_px: Annotated[float, typer.Option("--um-per-px", help="µm on the glass per mask pixel")] = DEFAULT_USABLE_UM_PER_PX,
+    slide: Annotated[Optional[Path], typer.Option(help="the mapped slide, where it has moved since")] = None,
+    threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="a tile's least P(good) (default: the map's)")] = None,
+    geojson: Annotated[bool, typer.Option("--geojson/--no-geojson", help="also write the mask as QuPath annotations")] = True,
+) -> None:
+    """Write where a mapped slide has tissue that can be trusted: tissue, in a tile that passes, not
+    under a preparation artefact (see slideiqa/usable.py), as a PNG and QuPath GeoJSON."""
+    from .usable import usable_tissue, write_usable
+
+    found = usable_tissue(quality_map, um_per_px, slide, threshold)
+    png = out or quality_map / "usable.png"
+    shapes = png.with_suffix(".geojson") if geojson else None
+    write_usable(found, png, shapes)
+    tissue_rows = [("µm/px", f"{found.um_per_px:.3g}"), ("size", f"{found.mask.shape[1]} × {found.mask.shape[0]} px"),
+                   ("threshold", f"{found.threshold:g}"), ("usable tissue", f"{found.area_um2 / 1e6:.3f} mm²"),
+                   ("written", str(png) + (f", {shapes}" if shapes else ""))]
+    output.fields(f"usable tissue of {found.slide.name}", tissue_rows)
 
 
 def summary_rows(summary: dict) -> list[tuple[str, str]]:

@@ -186,7 +186,7 @@ def _feature_id(*parts: object) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "slideiqa:" + "/".join(map(str, parts))))
 
 
-def _feature(geometry: dict[str, Any], object_type: str, name: str, colour: list[int], label: str,
+def qupath_feature(geometry: dict[str, Any], object_type: str, name: str, colour: list[int], label: str,
              measurements: dict[str, float], key: tuple) -> dict[str, Any]:
     """One QuPath object as GeoJSON: QuPath reads ``objectType``, ``classification``, ``name`` and the
     numbers under ``measurements`` (other properties it drops on import)."""
@@ -217,7 +217,7 @@ def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str]
             mean = None if name in FIXED_LABELS else float(score[rows, cols].mean())
             tiles = len(rows)
             described = name if mean is None else f"mean score {mean:.2f}"
-            features.append(_feature(
+            features.append(qupath_feature(
                 mapping(shape), "annotation", name, colours.get(name, [200, 0, 0]),
                 f"{name} ({tiles} tile{'s' if tiles != 1 else ''}, {described})",
                 {"tiles": float(tiles), "area µm^2": tiles * tile_um ** 2, "mean score": mean},
@@ -241,6 +241,6 @@ def tile_objects(score: np.ndarray, label: np.ndarray, probabilities: np.ndarray
         if assessed:
             measurements |= {f"P({cls})": float(probabilities[i, r, c]) for i, cls in enumerate(classes)}
         geometry = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
-        features.append(_feature(geometry, "tile", name, colours.get(name, [200, 0, 0]),
+        features.append(qupath_feature(geometry, "tile", name, colours.get(name, [200, 0, 0]),
                                  f"tile {r},{c}: {name}", measurements, ("tile", int(r), int(c))))
     return {"type": "FeatureCollection", "features": features}

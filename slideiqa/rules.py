@@ -5,3 +5,6 @@
 DEFAULT_THRESHOLD = 0.5
 #: A slide fails when more of its tissue than this is low quality, under ink or unreadable.
 DEFAULT_MAX_BAD_SHARE = 0.10
+#: The usable-tissue mask's default scale (slideiqa/usable.py): about HistoQC's 1.25× masks, fine
+#: enough to follow the tissue's outline, a 20 × 15 mm slide still only 2500 × 1875 px.
+DEFAULT_USABLE_UM_PER_PX = 8.0
