@@ -27,26 +27,9 @@ sys.path.insert(0, str(ROOT))
 from slideiqa.distortions import FAMILIES, distort_local  # noqa: E402
 from slideiqa.explain import WHERE_SHARE, GradCam, explain_image  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
+from training.cell_head import holdout_crops, local_mask  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402
-from training.generalisation import CropPlan, cut_references  # noqa: E402
-
-
-def local_mask(rng: np.random.Generator, size: int = 224) -> np.ndarray:
-    """A disk, a band or a half-plane covering 10–60 % of the tile."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    share = rng.uniform(0.1, 0.6)
-    shape = rng.integers(3)
-    if shape == 0:
-        centre = rng.uniform(0.25 * size, 0.75 * size, 2)
-        return np.hypot(y - centre[0], x - centre[1]) < np.sqrt(share * size * size / np.pi)
-    angle = rng.uniform(0, np.pi)
-    along = np.cos(angle) * (x - size / 2) + np.sin(angle) * (y - size / 2)
-    order = np.sort(along.ravel())
-    if shape == 1:  # a band through the middle
-        start = rng.uniform(0, 1 - share)
-        low, high = order[int(start * order.size)], order[min(order.size - 1, int((start + share) * order.size))]
-        return (along >= low) & (along < high)
-    return along < order[int(share * order.size)]
+from training.generalisation import CropPlan  # noqa: E402
 
 
 def main() -> None:
@@ -57,10 +40,7 @@ def main() -> None:
     explainer = GradCam()
     plan = CropPlan()
     rng = np.random.default_rng(2026)
-    crops = []
-    for group in load_catalogue():
-        if group.holdout:
-            crops += cut_references(group, group.holdout_paths(args.data), args.crops, plan, rng)
+    crops = holdout_crops(load_catalogue(), args.data, args.crops, plan, rng)
     print(f"{len(crops)} held-out crops; heatmap pixels at ≥ {WHERE_SHARE:g} × its maximum\n")
     print("| family | code | IoU (mean) | IoU (median) | peak inside | flagged |")
     print("|---|---|---|---|---|---|")

@@ -4,9 +4,11 @@ Measures, at batch 32 and the model input size, PyTorch eager (NCHW), PyTorch ch
 ONNX Runtime (the engine ``slideiqa.inference.Predictor`` uses on CPU), all fp32, with the same
 uint8-in / probabilities-out graph the predictor runs, and ONNX Runtime followed by the noise
 measurement the predictor adds for models at 0.5 µm/px (``slideiqa.noise_level``): what a map pays
-per tile. Weights are random: speed does not depend on them.
+per tile. ``iqanet+cells`` is iqanet with the default model's cell head: both outputs, and noise
+measured per tile and per cell, as ``Predictor.predict_with_cells`` runs it. Weights are random: speed
+does not depend on them.
 
-    python benchmarks/model_speed.py [--archs iqanet mobilenet_v3_small mobilenet_v2] [--seconds 5]
+    python benchmarks/model_speed.py [--archs iqanet iqanet+cells mobilenet_v3_small mobilenet_v2] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from slideiqa.models.export import TileClassifier, export_onnx
 from slideiqa.models import ModelCard, build_model
-from slideiqa.noise_level import noise_sigma
+from slideiqa.noise_level import noise_sigma, noise_sigma_cells
 
 
 def rate(run, batch: int, seconds: float) -> float:
@@ -35,9 +37,16 @@ def rate(run, batch: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def measure(architecture: str, batch: int, size: int, seconds: float) -> dict[str, float]:
-    card = ModelCard(architecture, ["good", "bad"], input_size=size)
-    classifier = TileClassifier(build_model(architecture, 6), card).eval()
+#: An architecture named with this suffix is measured with the default model's cell head (64 hidden
+#: channels, 32 px cells): both outputs of the graph, and the noise measured per tile and per cell.
+WITH_CELLS = "+cells"
+
+
+def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float]:
+    architecture, cells = name.removesuffix(WITH_CELLS), name.endswith(WITH_CELLS)
+    card = ModelCard(architecture, ["good", "bad"], input_size=size, cell_hidden=64 if cells else 0,
+                     cell_px=32 if cells else 0)
+    classifier = TileClassifier(build_model(architecture, 6, cell_hidden=card.cell_hidden), card).eval()
     tiles = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     tensor = torch.from_numpy(tiles)
     result = {}
@@ -47,17 +56,24 @@ def measure(architecture: str, batch: int, size: int, seconds: float) -> dict[st
         result["torch channels_last"] = rate(lambda: classifier_cl(tensor), batch, seconds)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
-        export_onnx(TileClassifier(build_model(architecture, 6), card).eval(), card, path)
+        export_onnx(TileClassifier(build_model(architecture, 6, cell_hidden=card.cell_hidden), card).eval(), card, path)
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         result["onnxruntime"] = rate(lambda: session.run(None, {"tiles": tiles}), batch, seconds)
-        result["onnxruntime + noise"] = rate(lambda: (session.run(None, {"tiles": tiles}), noise_sigma(tiles)),
-                                             batch, seconds)
+
+        def measured() -> None:
+            session.run(None, {"tiles": tiles})
+            noise_sigma(tiles)
+            if cells:
+                noise_sigma_cells(tiles, card.cell_px)
+
+        result["onnxruntime + noise"] = rate(measured, batch, seconds)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", nargs="+", default=["iqanet", "mobilenet_v3_small", "mobilenet_v2"])
+    parser.add_argument("--archs", nargs="+", default=["iqanet", "iqanet" + WITH_CELLS, "mobilenet_v3_small",
+                                                       "mobilenet_v2"])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=5.0)

@@ -124,7 +124,7 @@ def thumbnail_artefacts(data: Path, seeds: int) -> None:
         label = FIXED_LABELS[kind]
         for scale in THUMBNAIL_UM:
             factor = scale / CANVAS_UM_PER_PX
-            print(f"\n## {kind} at {scale:g} µm/px: tissue tiles ≥ 25 % under it labelled {kind}; "
+            print(f"\n### {kind} at {scale:g} µm/px: tissue tiles ≥ 25 % under it labelled {kind}; "
                   f"labelled another artefact; tissue tiles without it labelled {kind}\n")
             table_header(["source", *(f"severity {s:g}" for s in SEVERITIES)])
             for name, image in canvases.items():
@@ -142,7 +142,7 @@ def thumbnail_artefacts(data: Path, seeds: int) -> None:
                         false += int(((under == 0) & tissue & (fixed == label)).sum())
                     cells.append(f"{hit / max(total, 1):.2f}; {other}; {false}")
                 print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"\n## Clean sources: tissue tiles labelled an artefact on the thumbnail "
+    print(f"\n### Clean sources: tissue tiles labelled an artefact on the thumbnail "
           f"(at {' and '.join(f'{s:g}' for s in THUMBNAIL_UM)} µm/px)\n")
     table_header(["source", *(f"{s:g} µm/px" for s in THUMBNAIL_UM)])
     for name, image in canvases.items():
@@ -199,7 +199,7 @@ def _predictor() -> Predictor:
 
 
 def tile_debris(data: Path, seeds: int) -> None:
-    print("\n## debris in 224 px tiles at 0.5 µm/px: tiles found / tiles with a visible particle; "
+    print("\n### debris in 224 px tiles at 0.5 µm/px: tiles found / tiles with a visible particle; "
           "clean tiles labelled\n")
     table_header(["source", "tiles", *(f"severity {s:g}" for s in SEVERITIES), "clean",
                   "acquisition defects labelled debris"])

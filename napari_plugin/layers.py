@@ -6,7 +6,8 @@ Everything is placed in micrometres, so the slide and its map align at every zoo
   ``j`` spans ``[j, j + 1) × µm/px`` — the convention of the map's tile grid, which starts at the
   outer corner of level-0 pixel (0, 0);
 * the map's arrays have a scale of one tile in µm and a translation of half a tile, exactly as in the
-  NGFF metadata that :mod:`slideiqa.store` writes, so tile ``c`` spans ``[c, c + 1) × tile µm``.
+  NGFF metadata that :mod:`slideiqa.store` writes, so tile ``c`` spans ``[c, c + 1) × tile µm``;
+  its cell arrays likewise with one cell (a k-th of a tile), so cells ``k·c … k·c + k − 1`` span tile ``c``.
 
 A layer's ``metadata["slideiqa"]`` says what it is (``role``) and which map or slide it comes from;
 the hover status and the widget find the layers of one map through it.
@@ -40,6 +41,7 @@ HIGHLIGHT_COLOUR = (0.0, 1.0, 1.0, 1.0)  # cyan: in no class colour and not on t
 
 ROLE_SLIDE, ROLE_SCORE, ROLE_LABEL, ROLE_HIGHLIGHT = "slide", "score", "label", "below threshold"
 ROLE_EXPLANATION = "explanation"
+ROLE_CELL_SCORE, ROLE_CELL_LABEL = "cell score", "cell class"
 #: Heat on the slide: dark (transparent-looking at this opacity) to bright yellow where the defect is.
 EXPLANATION_COLORMAP, EXPLANATION_OPACITY = "inferno", 0.6
 
@@ -141,7 +143,25 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
                      "class": [name for _, name, _ in label_entries(classes)]},
         "metadata": tag(ROLE_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
     }, "labels")
-    return [score_layer, label_layer, highlight_layer(score, threshold, quality.tile_um, quality.path, slide_path)]
+    layers = [score_layer, label_layer]
+    if quality.cells:
+        layers += cell_layers(quality, stem, slide_path)
+    return layers + [highlight_layer(score, threshold, quality.tile_um, quality.path, slide_path)]
+
+
+def cell_layers(quality: QualityMap, stem: str, slide_path: str | None) -> list[LayerData]:
+    """The cell arrays — where inside each tile — as a score and a class layer at the cells' scale,
+    hidden at first: at a glance the tiles say enough; zoomed in, the cells say where."""
+    placement = _grid_placement(quality.cell_um)
+    classes = quality.classes
+    return [(quality.array("cell_score"), {
+        "name": f"{stem} cell score", "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 1.0),
+        "opacity": SCORE_OPACITY, "blending": "translucent", "interpolation2d": "nearest", "visible": False,
+        "metadata": tag(ROLE_CELL_SCORE, quality.path, slide_path), **placement,
+    }, "image"), (quality.array("cell_label"), {
+        "name": f"{stem} cell class", "colormap": label_colormap(classes), "opacity": LABEL_OPACITY, "visible": False,
+        "metadata": tag(ROLE_CELL_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
+    }, "labels")]
 
 
 def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map_path: Path) -> list[LayerData]:

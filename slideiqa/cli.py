@@ -81,6 +81,8 @@ MinTissueOption = Annotated[float, typer.Option(min=0, max=1, help="tissue share
 NoTissueMaskOption = Annotated[bool, typer.Option("--no-tissue-mask", help="assess every tile, background too")]
 NoArtefactsOption = Annotated[bool, typer.Option("--no-artefacts",
                                                  help="do not look for preparation artefacts (pen ink, folds, bubbles, coverslip edges, debris)")]
+NoCellsOption = Annotated[bool, typer.Option("--no-cells", help="judge whole tiles only: no cell arrays "
+                                                               "(where in each tile), even with a model that has a cell head")]
 GeoJSONOption = Annotated[GeoJSON, typer.Option(help="regions: regions.geojson of low-quality areas; tiles: also "
                                                      "tiles.geojson, every tissue tile as a QuPath object")]
 
@@ -92,6 +94,7 @@ OPTION_PARAMETERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
                                                        "max_bad_share", "overwrite", "min_tissue")},
     "use_tissue_mask": ("no_tissue_mask", lambda off: not off),
     "find_artefacts": ("no_artefacts", lambda off: not off),
+    "cells": ("no_cells", lambda off: not off),
     "tile_geojson": ("geojson", lambda choice: choice is GeoJSON.tiles),
 }
 
@@ -248,6 +251,7 @@ def map_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing map instead of resuming it")] = False,
     no_tissue_mask: NoTissueMaskOption = False,
     no_artefacts: NoArtefactsOption = False,
+    no_cells: NoCellsOption = False,
     min_tissue: MinTissueOption = DEFAULT_MIN_TISSUE,
     geojson: GeoJSONOption = GeoJSON.regions,
 ) -> None:
@@ -330,6 +334,7 @@ def batch(
     overwrite: Annotated[bool, typer.Option("--overwrite/--resume", help="replace existing maps / resume them and skip complete ones")] = False,
     no_tissue_mask: NoTissueMaskOption = False,
     no_artefacts: NoArtefactsOption = False,
+    no_cells: NoCellsOption = False,
     min_tissue: MinTissueOption = DEFAULT_MIN_TISSUE,
     geojson: GeoJSONOption = GeoJSON.regions,
     slides_in_flight: Annotated[Optional[int], typer.Option(min=1, help="slides mapped at once (default: one per cluster thread, whole on its worker)")] = None,

@@ -92,7 +92,7 @@ class GradCam:
             chunk_heatmaps *= chunk_probabilities[:, :, None, None].astype(np.float32)
             if self.measured_noise:
                 chunk_heatmaps[:, self.classes.index("noise")] = [
-                    _enlarge(measured_noise_probability(noise_sigma_patches(tile)), chunk.shape[1:3]) for tile in chunk]
+                    enlarge(measured_noise_probability(noise_sigma_patches(tile)), chunk.shape[1:3]) for tile in chunk]
             probabilities.append(chunk_probabilities)
             heatmaps.append(chunk_heatmaps)
         return np.concatenate(probabilities), np.concatenate(heatmaps)
@@ -116,12 +116,12 @@ class GradCam:
             (gradient,) = torch.autograd.grad(logits[:, index].sum(), maps, retain_graph=True)
             weights = gradient.mean(dim=(2, 3), keepdim=True)
             cam = torch.relu((weights * maps).sum(dim=1)).detach().cpu().numpy()
-            cams[:, index] = [_enlarge(c, tiles.shape[1:3]) for c in cam]
+            cams[:, index] = [enlarge(c, tiles.shape[1:3]) for c in cam]
         probabilities = torch.softmax(logits, dim=1).detach().cpu().numpy()
         return probabilities, cams
 
 
-def _enlarge(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def enlarge(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A coarse map stretched bilinearly over ``shape`` (cell centres on the pixels they cover)."""
     return np.asarray(Image.fromarray(np.asarray(cells, np.float32)).resize((shape[1], shape[0]),
                                                                             Image.Resampling.BILINEAR))

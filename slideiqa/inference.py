@@ -22,7 +22,7 @@ import numpy as np
 from .errors import SlideIQAError
 from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
-from .noise_level import judge_noise, measures_noise, noise_sigma
+from .noise_level import judge_noise, measures_noise, noise_sigma, noise_sigma_cells
 
 Engine = Literal["auto", "torch", "onnx"]
 
@@ -77,7 +77,8 @@ def exported_graph(checkpoint: Path) -> Path:
 
 
 class Predictor:
-    """A loaded quality model. ``predict`` maps (N, H, W, 3) uint8 tiles to (N, classes) probabilities."""
+    """A loaded quality model. ``predict`` maps (N, H, W, 3) uint8 tiles to (N, classes) probabilities;
+    ``predict_with_cells`` adds, for a model with a cell head, the probabilities of every cell."""
 
     def __init__(
         self,
@@ -128,21 +129,44 @@ class Predictor:
     def classes(self) -> list[str]:
         return self.card.classes
 
+    @property
+    def has_cells(self) -> bool:
+        return self.card.has_cells
+
     def predict(self, tiles: np.ndarray) -> np.ndarray:
+        return self._run(tiles, cells=False)[0]
+
+    def predict_with_cells(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(tile probabilities (N, classes), cell probabilities (N, rows, cols, classes)) from one
+        pass; noise measured per cell as per tile (``noise_level.noise_sigma_cells``)."""
+        if not self.has_cells:
+            raise ModelError(f"{self.checkpoint}: this model has no cell head; it judges whole tiles only")
+        return self._run(tiles, cells=True)
+
+    def _run(self, tiles: np.ndarray, cells: bool) -> tuple[np.ndarray, np.ndarray | None]:
         tiles = np.ascontiguousarray(tiles, dtype=np.uint8)
         size = self.card.input_size
         if tiles.ndim != 4 or tiles.shape[1:] != (size, size, 3):
             raise ValueError(f"expected tiles of shape (N, {size}, {size}, 3), got {tiles.shape}")
         if self._session is not None:
-            probabilities = self._session.run(None, {"tiles": tiles})[0]
+            names = ["probabilities", "cell_probabilities"] if cells else ["probabilities"]
+            outputs = self._session.run(names, {"tiles": tiles})
         else:
             import torch
 
             with torch.inference_mode():
-                probabilities = self._classifier(torch.from_numpy(tiles).to(self.device)).float().cpu().numpy()
+                result = self._classifier(torch.from_numpy(tiles).to(self.device))
+                outputs = [r.float().cpu().numpy() for r in (result if isinstance(result, tuple) else (result,))]
+        probabilities = outputs[0]
+        cell_probabilities = outputs[1] if cells else None
         if self.measure_noise:
             probabilities = judge_noise(probabilities, self.classes, noise_sigma(tiles))
-        return probabilities
+            if cells:
+                shape = cell_probabilities.shape
+                sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)
+                cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
+                                                 sigma).reshape(shape)
+        return probabilities, cell_probabilities
 
     def score(self, probabilities: np.ndarray) -> np.ndarray:
         """Quality score = P(good)."""

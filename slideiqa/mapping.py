@@ -82,6 +82,8 @@ class MapSettings:
     min_tissue: float
     block: int
     artefacts: list[str] = field(default_factory=lambda: list(ARTEFACTS))
+    #: Cells per tile side of the cell arrays (0: none; the model has no cell head or was told not to).
+    cells: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -335,7 +337,8 @@ class MapPlan:
 
     @property
     def layout(self) -> MapLayout:
-        return MapLayout(*self.grid.shape, self.card.classes, self.options.block, self.grid.tile_um)
+        return MapLayout(*self.grid.shape, self.card.classes, self.options.block, self.grid.tile_um,
+                         self.settings.cells)
 
 
 def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions, notice: Notice | None = None) -> MapPlan:
@@ -363,7 +366,8 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     checksum = file_checksum(slide_path)
     settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
-                           list(ARTEFACTS) if options.find_artefacts else [])
+                           list(ARTEFACTS) if options.find_artefacts else [],
+                           card.input_size // card.cell_px if card.has_cells and options.cells else 0)
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
@@ -485,7 +489,8 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
         run = BlockRun(plan.out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop,
                        finished, total)
         tasks = [BlockTask(str(plan.slide_path), tensors, options.device, plan.grid, block, layout.block,
-                           options.batch_size, find_debris=options.find_artefacts) for block in pending]
+                           options.batch_size, find_debris=options.find_artefacts, cells=layout.cells > 0)
+                 for block in pending]
         run.execute(client, tasks, threads)
     return resumed, finished, total, time.perf_counter() - compute_started
 
@@ -544,7 +549,7 @@ class BlockRun:
                 recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
                 update_attributes(self.root, unreadable=recorded)
         write_block(self.root, self.layout, *block, result.probabilities, self.tissue[rows, cols], self.good_index,
-                    fixed)
+                    fixed, result.cells)
 
     def execute(self, client, tasks: list[BlockTask], threads: int | None) -> None:
         from dataclasses import replace

@@ -44,6 +44,8 @@ class MapOptions:
     min_tissue: float = DEFAULT_MIN_TISSUE
     use_tissue_mask: bool = True
     find_artefacts: bool = True
+    #: With a model that has a cell head, also write where in each tile (the map's cell arrays).
+    cells: bool = True
     #: Also write ``tiles.geojson``: every tissue tile as a QuPath tile object with its measurements.
     tile_geojson: bool = False
     overwrite: bool = False
@@ -80,7 +82,7 @@ def _option(name: str) -> str:
 
 
 #: Keys a settings file may set: the choices that are a lab's policy, not one run's mechanics.
-SETTINGS_KEYS = ("model", "mpp", "threshold", "max_bad_share", "min_tissue", "use_tissue_mask", "find_artefacts",
+SETTINGS_KEYS = ("model", "mpp", "threshold", "max_bad_share", "min_tissue", "use_tissue_mask", "find_artefacts", "cells",
                  "tile_geojson", "batch_size", "device", "block")
 
 

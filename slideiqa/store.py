@@ -15,12 +15,17 @@ Layout of ``<slide>.quality.zarr``::
                                          255 = unreadable (tissue whose pixels cannot be decoded)
     probs/0          float32 (c, y, x)   NGFF image: class probabilities; NaN on background
     tissue/0         float32 (y, x)      NGFF image: tissue fraction of each tile
+    cells/0          float32 (y, x)      NGFF image, with a model that has a cell head: P(good) of every
+                                         cell (16 µm for the default model; k × k cells per tile)
+    cells/labels/class/0 uint8 (y, x)    its NGFF image-label: the cell's most likely class, with the
+                                         same values and colours as the tiles' (a tile's fixed label
+                                         on all of its cells)
     progress         uint8   (block rows, block cols)   1 = block written completely
 
 The root is the score image and the class labels sit in its ``labels/`` group, where the NGFF spec
 puts them, so a viewer (napari-ome-zarr, ``ome_zarr info``, ome-zarr-models' validator) that opens the
-map finds the score and its labels together. Every image's scale is the tile size in µm, so it
-overlays the slide in physical units. :data:`ARRAY_PATHS` is the one place that says where an array
+map finds the score and its labels together. Every image's scale is the tile (or cell) size in µm,
+so it overlays the slide in physical units; cell (k·r, k·c) is the top-left cell of tile (r, c). :data:`ARRAY_PATHS` is the one place that says where an array
 lives; nothing outside this module opens the map's Zarr groups.
 
 Blocks of tiles are the unit of work, of writing and of resuming: a block covers exactly one chunk of
@@ -48,8 +53,11 @@ from .errors import SlideIQAError
 
 NGFF_VERSION = "0.5"
 #: Where each of a map's arrays lives in the group (its name in the API → its Zarr path).
-ARRAY_PATHS = {"score": "0", "label": "labels/class/0", "probs": "probs/0", "tissue": "tissue/0"}
-ARRAYS = tuple(ARRAY_PATHS)
+ARRAY_PATHS = {"score": "0", "label": "labels/class/0", "probs": "probs/0", "tissue": "tissue/0",
+               "cell_score": "cells/0", "cell_label": "cells/labels/class/0"}
+#: The arrays every map has; the cell arrays only a map made with a cell head.
+ARRAYS = ("score", "label", "probs", "tissue")
+CELL_ARRAYS = ("cell_score", "cell_label")
 FORMAT = "slideiqa-quality-map"
 #: Version of the group layout above. Maps of layout 1 (score, label, probs and tissue side by side,
 #: no NGFF root) must be made again.
@@ -124,6 +132,7 @@ class MapLayout:
     classes: list[str]
     block: int
     tile_um: float
+    cells: int = 0  # cells per tile side (0: no cell arrays)
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -243,31 +252,68 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
         chunks = (len(layout.classes), *chunks2d) if name == "probs" else chunks2d
         group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=axes)
     entries = label_entries(layout.classes)
-    label_group = root["labels/class"]
-    label_group.attrs["ome"] = label_group.attrs["ome"] | {"image-label": {
+    _add_image_label(root["labels/class"], entries)
+    if layout.cells:
+        _build_cell_image(root, layout, entries)
+    root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
+    root.attrs["slideiqa"] = {"format": FORMAT, "layout": LAYOUT, "status": STATUS_RUNNING, **attributes}
+
+
+def _add_image_label(group: zarr.Group, entries: list[tuple[int, str, list[int]]]) -> None:
+    """NGFF image-label metadata (each value's colour and class) on a labels image whose source image
+    is two levels up."""
+    group.attrs["ome"] = group.attrs["ome"] | {"image-label": {
         "version": NGFF_VERSION,
         "colors": [{"label-value": value, "rgba": rgba} for value, _, rgba in entries],
         "properties": [{"label-value": value, "class": name} for value, name, _ in entries],
         "source": {"image": "../../"},
     }}
-    root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
-    root.attrs["slideiqa"] = {"format": FORMAT, "layout": LAYOUT, "status": STATUS_RUNNING, **attributes}
+
+
+def _build_cell_image(root: zarr.Group, layout: MapLayout, entries: list[tuple[int, str, list[int]]]) -> None:
+    """The cell image (P(good) per cell) and its class labels: chunks of one block's cells, so that a
+    block is still one chunk of every array; cell centres at half a cell from the tile's corner."""
+    cell_um = layout.tile_um / layout.cells
+    shape = (layout.rows * layout.cells, layout.cols * layout.cells)
+    chunks = (layout.block * layout.cells, layout.block * layout.cells)
+    image = root.require_group("cells")
+    image.attrs["ome"] = _ngff_image("cells", ["y", "x"], cell_um, cell_um / 2)
+    image.create_array("0", shape=shape, chunks=chunks, dtype="float32", fill_value=np.nan, dimension_names=["y", "x"])
+    image.require_group("labels").attrs["ome"] = {"version": NGFF_VERSION, "labels": ["class"]}
+    labels = image.require_group("labels/class")
+    labels.attrs["ome"] = _ngff_image("class", ["y", "x"], cell_um, cell_um / 2)
+    labels.create_array("0", shape=shape, chunks=chunks, dtype="uint8", fill_value=BACKGROUND, dimension_names=["y", "x"])
+    _add_image_label(labels, entries)
+
+
+def most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
+    """Label values of (c, …) probabilities: the most likely class + 1, background where NaN, and a
+    fixed label (:data:`FIXED_LABELS`) wherever ``fixed`` has one."""
+    assessed = ~np.isnan(probabilities[0])
+    label = np.where(assessed, np.nan_to_num(probabilities).argmax(axis=0) + 1, BACKGROUND).astype(np.uint8)
+    return label if fixed is None else np.where(fixed > 0, fixed, label).astype(np.uint8)
 
 
 def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
                 probabilities: np.ndarray, tissue: np.ndarray, good_index: int,
-                fixed: np.ndarray | None = None) -> None:
+                fixed: np.ndarray | None = None, cells: np.ndarray | None = None) -> None:
     """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue;
-    ``fixed`` (h, w) holds a fixed label (:data:`FIXED_LABELS`) where slideiqa decided, 0 elsewhere."""
+    ``fixed`` (h, w) holds a fixed label (:data:`FIXED_LABELS`) where slideiqa decided, 0 elsewhere;
+    ``cells`` (c, h·k, w·k) the cells' probabilities in a map with cell arrays (NaN if None)."""
     rows, cols = layout.block_slices(block_row, block_col)
-    assessed = ~np.isnan(probabilities[0])
-    label = np.where(assessed, np.nan_to_num(probabilities).argmax(axis=0) + 1, BACKGROUND).astype(np.uint8)
-    if fixed is not None:
-        label = np.where(fixed > 0, fixed, label).astype(np.uint8)
     root[ARRAY_PATHS["probs"]][:, rows, cols] = probabilities
     root[ARRAY_PATHS["score"]][rows, cols] = probabilities[good_index]
-    root[ARRAY_PATHS["label"]][rows, cols] = label
+    root[ARRAY_PATHS["label"]][rows, cols] = most_likely_label(probabilities, fixed)
     root[ARRAY_PATHS["tissue"]][rows, cols] = tissue
+    if layout.cells:
+        k = layout.cells
+        if cells is None:
+            cells = np.full((len(layout.classes), probabilities.shape[1] * k, probabilities.shape[2] * k), np.nan,
+                            np.float32)
+        cell_rows, cell_cols = slice(rows.start * k, rows.stop * k), slice(cols.start * k, cols.stop * k)
+        cell_fixed = None if fixed is None else np.kron(fixed, np.ones((k, k), fixed.dtype))
+        root[ARRAY_PATHS["cell_score"]][cell_rows, cell_cols] = cells[good_index]
+        root[ARRAY_PATHS["cell_label"]][cell_rows, cell_cols] = most_likely_label(cells, cell_fixed)
     root["progress"][block_row, block_col] = 1
 
 
@@ -278,7 +324,9 @@ def blocks_done(root: zarr.Group) -> np.ndarray:
 def read_array(root: zarr.Group, name: str) -> np.ndarray:
     """One of the map's arrays (:data:`ARRAYS`), whole, from an open group."""
     if name not in ARRAY_PATHS:
-        raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAYS)}")
+        raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAY_PATHS)}")
+    if ARRAY_PATHS[name] not in root:
+        raise KeyError(f"this map has no {name!r} array (it was made without a cell head)")
     return np.asarray(root[ARRAY_PATHS[name]][...])
 
 
@@ -314,6 +362,15 @@ class QualityMap:
     @property
     def tile_um(self) -> float:
         return float(self.attributes["grid"]["tile_um"])
+
+    @property
+    def cells(self) -> int:
+        """Cells per tile side of the cell arrays; 0 for a map without them."""
+        return int((self.attributes.get("settings") or {}).get("cells", 0))
+
+    @property
+    def cell_um(self) -> float | None:
+        return self.tile_um / self.cells if self.cells else None
 
     def array(self, name: str) -> np.ndarray:
         return read_array(self.group, name)

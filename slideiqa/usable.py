@@ -11,8 +11,10 @@ finished quality map and the slide itself, at a µm/px of the user's choosing:
   that ink on the edge of a tile the map kept is still left out (the map only labels a tile when
   enough of it is covered); skipped for a map made without artefact detection;
 * **in a tile that passes** — assessed, scoring at least the threshold (the map's own, unless
-  another is given), and not labelled an artefact or unreadable. Inside a tile the map cannot say
-  which part is bad, so a failing tile is left out whole.
+  another is given), and not labelled an artefact or unreadable — **and in a cell that passes**, where
+  the map has cell arrays (16 µm cells of the default model's cell head): a defect inside a tile that
+  passes is left out where the cells find it. A failing tile is left out whole: its passing cells are
+  not trusted more than the tile's verdict.
 
 The mask is written as a PNG (255 usable, 0 not) whose resolution (pHYs) states its µm/px, and as
 QuPath GeoJSON: one annotation per connected piece of usable tissue, in level-0 pixels, holes kept,
@@ -35,7 +37,7 @@ from .files import write_atomically
 from .report import qupath_feature
 from .rules import DEFAULT_USABLE_UM_PER_PX
 from .slide import file_checksum, open_slide
-from .store import BACKGROUND, MapError, open_map
+from .store import BACKGROUND, MapError, QualityMap, open_map
 from .thumbnail_artefacts import DETECTORS
 from .tissue import tissue_mask
 
@@ -95,16 +97,31 @@ def usable_tissue(map_path: str | Path, um_per_px: float = DEFAULT_USABLE_UM_PER
     if attributes["settings"].get("artefacts"):
         for detector in DETECTORS:
             mask &= ~detector.find(image, found_um_per_px)
-    score, label = quality_map.array("score"), quality_map.array("label")
-    passing = (score >= threshold) & (label != BACKGROUND) & (label <= len(quality_map.classes))
-    mask &= passing[np.ix_(_tile_of(image.shape[0], level0_per_px[1], grid["step"], passing.shape[0]),
-                           _tile_of(image.shape[1], level0_per_px[0], grid["step"], passing.shape[1]))]
+    mask &= _passing(quality_map, threshold, image.shape[:2], level0_per_px, grid["step"])
     return UsableTissue(mask, found_um_per_px, level0_per_px, slide, threshold)
 
 
-def _tile_of(pixels: int, level0_per_px: float, step: float, tiles: int) -> np.ndarray:
-    """The tile row (or column) under the centre of each of ``pixels`` mask rows (or columns)."""
-    return np.minimum(((np.arange(pixels) + 0.5) * level0_per_px / step).astype(int), tiles - 1)
+def _passing(quality_map: QualityMap, threshold: float, shape: tuple[int, int], level0_per_px: tuple[float, float],
+             step: float) -> np.ndarray:
+    """Whether each mask pixel lies in a tile that passes — and, in a map with cell arrays, in a cell
+    that passes too: a defect the cells find inside a passing tile is left out."""
+    classes = len(quality_map.classes)
+
+    def passes(score: np.ndarray, label: np.ndarray, cell_step: float) -> np.ndarray:
+        judged = (score >= threshold) & (label != BACKGROUND) & (label <= classes)
+        rows = _index_of(shape[0], level0_per_px[1], cell_step, judged.shape[0])
+        cols = _index_of(shape[1], level0_per_px[0], cell_step, judged.shape[1])
+        return judged[np.ix_(rows, cols)]
+
+    passing = passes(quality_map.array("score"), quality_map.array("label"), step)
+    if quality_map.cells:
+        passing &= passes(quality_map.array("cell_score"), quality_map.array("cell_label"), step / quality_map.cells)
+    return passing
+
+
+def _index_of(pixels: int, level0_per_px: float, step: float, count: int) -> np.ndarray:
+    """The tile (or cell) row or column under the centre of each of ``pixels`` mask rows or columns."""
+    return np.minimum(((np.arange(pixels) + 0.5) * level0_per_px / step).astype(int), count - 1)
 
 
 def mask_png(usable: UsableTissue) -> bytes:

@@ -37,6 +37,7 @@ class BlockTask:
     batch_size: int
     threads: int | None = None
     find_debris: bool = True
+    cells: bool = False  # also the cell head's probabilities (the model has one)
 
     @property
     def tile_rows(self) -> tuple[int, int]:
@@ -61,13 +62,15 @@ class UnreadableTile:
 @dataclass
 class BlockResult:
     """(classes, rows, cols) probabilities, NaN where nothing was assessed, the unreadable tiles, the
-    (row, col) grid cells of tiles holding debris (not assessed), and how many tiles the scaled JPEG
-    decoder handed to the general reader."""
+    (row, col) grid cells of tiles holding debris (not assessed), how many tiles the scaled JPEG
+    decoder handed to the general reader, and with a cell head the (classes, rows·k, cols·k) cells'
+    probabilities (NaN where their tile was not assessed)."""
 
     probabilities: np.ndarray
     unreadable: list[UnreadableTile]
     decode_fallbacks: int = 0
     debris: list[tuple[int, int]] = field(default_factory=list)
+    cells: np.ndarray | None = None
 
 
 _cache_lock = threading.Lock()
@@ -157,7 +160,11 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
     predictor = cached_predictor(task.model, task.device, task.threads)
     plan = read_plan(slide, task.grid)
     (r0, r1), (c0, c1) = task.tile_rows, task.tile_cols
-    result = BlockResult(np.full((len(predictor.classes), r1 - r0, c1 - c0), np.nan, np.float32), [])
+    classes = len(predictor.classes)
+    result = BlockResult(np.full((classes, r1 - r0, c1 - c0), np.nan, np.float32), [])
+    k = predictor.card.input_size // predictor.card.cell_px if task.cells else 0
+    if k:
+        result.cells = np.full((classes, (r1 - r0) * k, (c1 - c0) * k), np.nan, np.float32)
     cells = [(r, c) for r in range(r1 - r0) for c in range(c1 - c0) if assess[r, c]]
     for start in range(0, len(cells), task.batch_size):
         batch, tiles = [], []
@@ -173,13 +180,20 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
         if not batch:
             continue
         pixels = np.stack(tiles)
-        probabilities = predictor.predict(pixels)
+        if k:
+            probabilities, cell_probabilities = predictor.predict_with_cells(pixels)
+        else:
+            probabilities, cell_probabilities = predictor.predict(pixels), None
         if task.find_debris:
             dirty = debris_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
             result.debris += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dirty) if found]
             probabilities[dirty] = np.nan  # labelled debris, not judged by the model
-        for (r, c), p in zip(batch, probabilities):
+            if k:
+                cell_probabilities[dirty] = np.nan
+        for index, ((r, c), p) in enumerate(zip(batch, probabilities)):
             result.probabilities[:, r, c] = p
+            if k:
+                result.cells[:, r * k:(r + 1) * k, c * k:(c + 1) * k] = cell_probabilities[index].transpose(2, 0, 1)
     return result
 
 

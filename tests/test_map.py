@@ -19,7 +19,7 @@ from slideiqa.store import PEN, UNREADABLE, MapError, is_quality_map
 from conftest import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
 from slides import truncated_copy
 
-ARRAYS = ("score", "probs", "label", "tissue")
+ARRAYS = ("score", "probs", "label", "tissue", "cell_score", "cell_label")
 
 
 def _box_mask(shape, box):

@@ -132,8 +132,8 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
     quality = open_map(sample_map)
     layers = viewer.open(str(sample_map), plugin=PLUGIN)
     roles = [layer.metadata["slideiqa"]["role"] for layer in layers]
-    assert roles == ["slide", "score", "label", "below threshold"]
-    slide, score, label, highlight = layers
+    assert roles == ["slide", "score", "label", "cell score", "cell class", "below threshold"]
+    slide, score, label, cell_score, cell_label, highlight = layers
     rows, cols = quality.array("score").shape
     assert score.data.shape == label.data.shape == (rows, cols)
     assert quality.tile_um == pytest.approx(112.0, rel=0.01)
@@ -141,6 +141,13 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
         assert np.allclose(layer.scale, (quality.tile_um,) * 2)
         assert np.allclose(layer.translate, (quality.tile_um / 2,) * 2)
     assert highlight.data.shape == (rows * 8, cols * 8)
+    # The cells (where inside each tile): seven a tile side, 16 µm each, over exactly the tiles' extent.
+    assert cell_score.data.shape == cell_label.data.shape == (rows * 7, cols * 7)
+    for layer in (cell_score, cell_label):
+        assert np.allclose(layer.scale, (quality.cell_um,) * 2) and not layer.visible
+        np.testing.assert_allclose(outer_extent(layer), outer_extent(score), atol=1e-6)
+    np.testing.assert_array_equal(cell_label.data, quality.array("cell_label"))
+    assert cell_label.colormap.map(np.array([2]))[0].tolist() == label.colormap.map(np.array([2]))[0].tolist()
     assert np.allclose(slide.scale, (CMU_MPP, CMU_MPP))
     slide_box, map_box = outer_extent(slide), outer_extent(score)
     np.testing.assert_allclose(map_box[0], slide_box[0], atol=1e-6)  # same origin
@@ -296,7 +303,7 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     quality = open_map(out)
     assert quality.complete
     roles = [layer.metadata["slideiqa"]["role"] for layer in viewer.layers]
-    assert roles == ["slide", "score", "label", "below threshold"]
+    assert roles == ["slide", "score", "label", "cell score", "cell class", "below threshold"]
     np.testing.assert_array_equal(by_role(viewer, "score").data, quality.array("score"), strict=False)
     # Progress counts the tiles read for the model: those it scored and those found holding debris.
     read = int((~np.isnan(quality.array("score"))).sum() + (quality.array("label") == DEBRIS).sum())
@@ -363,7 +370,8 @@ def test_open_sample_gives_the_slide_and_its_map(viewer, sample_map):
     (slide,) = viewer.open_sample(PLUGIN, "cmu_slide")
     assert slide.multiscale and np.allclose(slide.scale, (CMU_MPP, CMU_MPP))
     layers = viewer.open_sample(PLUGIN, "cmu_quality_map")
-    assert [layer.metadata["slideiqa"]["role"] for layer in layers] == ["slide", "score", "label", "below threshold"]
+    assert [layer.metadata["slideiqa"]["role"] for layer in layers] == [
+        "slide", "score", "label", "cell score", "cell class", "below threshold"]
     assert layers[1].data.shape == open_map(sample_map).array("score").shape
 
 
@@ -405,7 +413,8 @@ def test_map_whose_slide_is_gone_opens_alone_with_a_warning(viewer, tmp_path, sa
     root.attrs["slideiqa"] = root.attrs["slideiqa"] | {"slide": root.attrs["slideiqa"]["slide"] | {
         "path": str(tmp_path / "elsewhere" / "gone.svs")}}
     layers = viewer.open(str(moved), plugin=PLUGIN)
-    assert [layer.metadata["slideiqa"]["role"] for layer in layers] == ["score", "label", "below threshold"]
+    assert [layer.metadata["slideiqa"]["role"] for layer in layers] == [
+        "score", "label", "cell score", "cell class", "below threshold"]
     assert any(severity == "warning" and "not found" in message for severity, message in notifications)
 
 

@@ -148,7 +148,7 @@ def test_settings_file_is_checked_and_names_the_file(tmp_path):
     result = _cli("map", CMU_SLIDE, "-o", tmp_path / "x.quality.zarr", "--settings", typo)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"error: {typo}: unknown setting(s) treshold; known: model, mpp, threshold, max_bad_share, min_tissue, "
-        "use_tissue_mask, find_artefacts, tile_geojson, batch_size, device, block"]
+        "use_tissue_mask, find_artefacts, cells, tile_geojson, batch_size, device, block"]
     assert not (tmp_path / "x.quality.zarr").exists()
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from slideiqa.batch import MapOptions, run_batch
 from slideiqa.slide import open_slide
-from slideiqa.store import ARRAYS, blocks_done, is_quality_map, open_map
+from slideiqa.store import ARRAYS, CELL_ARRAYS, blocks_done, is_quality_map, open_map
 
 from conftest import CMU_SLIDE, FIELDS
 from slides import mosaic_slide
@@ -106,7 +106,7 @@ def test_batch_runs_on_slurm_jobs_survives_scancel_and_matches_a_local_run(slurm
         relative = Path(record.map).relative_to(tmp_path / "local")
         mine, theirs = open_map(out / relative), open_map(record.map)
         assert mine.complete
-        for array in ARRAYS:
+        for array in ARRAYS + CELL_ARRAYS:
             np.testing.assert_allclose(mine.array(array), theirs.array(array), atol=1e-6, err_msg=f"{relative} {array}")
 
 

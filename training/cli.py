@@ -281,6 +281,26 @@ def fetch_sources_command(
         typer.echo(str(path))
 
 
+@app.command("cell-head")
+def cell_head_command(
+    model: Annotated[str, typer.Argument(help="a shipped model's name or a checkpoint")],
+    data: Annotated[Path, typer.Argument(help="folder with the catalogued files (sources.toml), e.g. shared/data")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="checkpoint stem to write (the model with its cell head)")],
+    crops_per_group: int = 80,
+    epochs: int = 40,
+    seed: int = 0,
+) -> None:
+    """Teach a model where in a tile a defect lies: a cell head trained on local defects, the rest of
+    the model frozen and copied unchanged (cell_head.py)."""
+    from slideiqa.models.zoo import resolve_model
+
+    from .catalogue import load_catalogue
+    from .cell_head import add_cell_head
+
+    add_cell_head(resolve_model(model), load_catalogue(), data, out, crops_per_group, epochs, seed, typer.echo)
+    typer.echo(f"saved {out}.safetensors, {out}.onnx")
+
+
 @app.command("generalisation")
 def generalisation_command(
     data: Annotated[Path, typer.Argument(help="folder with the catalogued files (sources.toml), e.g. shared/data")],

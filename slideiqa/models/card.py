@@ -46,6 +46,14 @@ class ModelCard:
     weights_sha256: str = ""
     #: SHA-256 of ``<stem>.onnx``, the inference graph exported from these weights (empty: none).
     graph_sha256: str = ""
+    #: Hidden channels of the dense cell head (0: the model judges whole tiles only).
+    cell_hidden: int = 0
+    #: Side of a cell of the cell head, in input pixels (the backbone's stride).
+    cell_px: int = 0
+
+    @property
+    def has_cells(self) -> bool:
+        return self.cell_hidden > 0
 
     @property
     def good_index(self) -> int:

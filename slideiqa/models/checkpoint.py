@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .card import ModelCard, ModelError, checkpoint_paths, file_sha256, load_card, write_card
-from .registry import QualityNet, build_model
+from .registry import CELL_HEAD_PREFIX, QualityNet, build_model
 
 __all__ = ["ModelCard", "ModelError", "checkpoint_paths", "load_card", "load_checkpoint", "load_state",
            "save_checkpoint", "transfer_state"]
@@ -55,7 +55,7 @@ def load_checkpoint(path: str | Path) -> tuple[QualityNet, ModelCard]:
     """Build the card's architecture and load its tensors strictly; returns (model in eval mode, card)."""
     card = load_card(path)
     state = load_state(path, card)
-    model = build_model(card.architecture, len(card.classes), card.dropout)
+    model = build_model(card.architecture, len(card.classes), card.dropout, card.cell_hidden)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -69,5 +69,6 @@ def load_checkpoint(path: str | Path) -> tuple[QualityNet, ModelCard]:
 
 
 def transfer_state(source: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint except those of the last layer (``prefix``)."""
-    return {key: value for key, value in source.items() if not key.startswith(prefix)}
+    """Every tensor of a checkpoint except those of the last layer (``prefix``) and of a cell head,
+    whose outputs are the old classes too (a new cell head is trained after the new classifier)."""
+    return {key: value for key, value in source.items() if not key.startswith((prefix, CELL_HEAD_PREFIX))}

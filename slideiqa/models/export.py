@@ -27,7 +27,8 @@ _export_lock = threading.Lock()
 
 
 class TileClassifier(nn.Module):
-    """uint8 NHWC tiles → class probabilities, with the card's normalisation built in."""
+    """uint8 NHWC tiles → class probabilities, with the card's normalisation built in; for a model
+    with a cell head, also the probabilities of every cell, (N, rows, cols, classes)."""
 
     def __init__(self, model: nn.Module, card: ModelCard) -> None:
         super().__init__()
@@ -38,15 +39,19 @@ class TileClassifier(nn.Module):
         self.register_buffer("scale", 1.0 / (255.0 * std))
         self.register_buffer("offset", mean / std)
 
-    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = tiles.permute(0, 3, 1, 2).float() * self.scale - self.offset
-        return torch.softmax(self.model(x), dim=1)
+        if getattr(self.model, "cell_head", None) is None:
+            return torch.softmax(self.model(x), dim=1)
+        logits, cells = self.model.forward_with_cells(x)
+        return torch.softmax(logits, dim=1), torch.softmax(cells, dim=1).permute(0, 2, 3, 1)
 
 
 def export_onnx(classifier: TileClassifier, card: ModelCard, path: Path) -> None:
     """Export with a dynamic batch axis; written to a temporary name then renamed, so that worker
     processes exporting at the same time never read a half-written file."""
     example = torch.zeros(2, card.input_size, card.input_size, 3, dtype=torch.uint8)
+    outputs = ["probabilities", "cell_probabilities"] if card.has_cells else ["probabilities"]
     buffer = io.BytesIO()
     with _export_lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -55,8 +60,8 @@ def export_onnx(classifier: TileClassifier, card: ModelCard, path: Path) -> None
             (example,),
             buffer,
             input_names=["tiles"],
-            output_names=["probabilities"],
-            dynamic_axes={"tiles": {0: "batch"}, "probabilities": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["tiles", *outputs]},
             dynamo=False,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
