@@ -1,6 +1,6 @@
 """Do the explanation heatmaps point at the defect? IoU with true masks of local defects.
 
-    python benchmarks/explain_masks.py [--data ../shared/data] [--crops 40]
+    python benchmarks/explain_masks.py [--data ../shared/data] [--crops 40] [--method auto|cells|gradcam]
 
 The seed's question ("analyze the activation maps and see if the explanation is consistent with the
 spatial placement of the noise") answered with a number. Crops of the catalogue's *holdout* files
@@ -12,6 +12,9 @@ library (``training.cross_implementation``, composited inside the same mask). Pe
 * IoU of ``Explanation.where`` (pixels at ≥ ``WHERE_SHARE`` of the heatmap's maximum) with the mask;
 * the share of tiles whose heatmap peaks inside the mask;
 * the share of those tiles the model flags at all (P(good) < 0.5), for context.
+
+``--method`` chooses the heatmaps (``slideiqa.explain.explainer_for``): the model's own cell map where
+it has a cell head (``auto``, as ``slideiqa explain`` does), or Grad-CAM of its tile classifier.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from slideiqa.distortions import FAMILIES, distort_local  # noqa: E402
-from slideiqa.explain import WHERE_SHARE, GradCam, explain_image  # noqa: E402
+from slideiqa.explain import WHERE_SHARE, explain_image, explainer_for  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 from training.cell_head import holdout_crops, local_mask  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402
@@ -36,12 +39,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--crops", type=int, default=40, help="crops per source group")
+    parser.add_argument("--method", default="auto", choices=("auto", "cells", "gradcam"))
     args = parser.parse_args()
-    explainer = GradCam()
+    explainer = explainer_for(method=args.method)
     plan = CropPlan()
     rng = np.random.default_rng(2026)
     crops = holdout_crops(load_catalogue(), args.data, args.crops, plan, rng)
-    print(f"{len(crops)} held-out crops; heatmap pixels at ≥ {WHERE_SHARE:g} × its maximum\n")
+    print(f"{len(crops)} held-out crops; {explainer.method}; heatmap pixels at ≥ {WHERE_SHARE:g} × its maximum\n")
     print("| family | code | IoU (mean) | IoU (median) | peak inside | flagged |")
     print("|---|---|---|---|---|---|")
     for family in FAMILIES:

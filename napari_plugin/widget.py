@@ -301,7 +301,7 @@ class QualityWidget(QWidget):
         with a note in the status line, when no map is shown or the cursor is off its tiles)."""
         from napari.layers import Layer
 
-        from slideiqa.explain import GradCam, explain_map_tile
+        from slideiqa.explain import explain_map_tile, explainer_for
 
         if self.map_path is None:
             self.status_label.setText("open or run a map first: explanations are of its tiles")
@@ -317,7 +317,7 @@ class QualityWidget(QWidget):
         slide = slide_layers[0].metadata["slideiqa"]["slide"] if slide_layers else None
         model = (quality.attributes.get("options") or {}).get("model", "default")
         if self._explainer is None or self._explainer[0] != model:
-            self._explainer = (model, GradCam(model))  # loading it takes a second: keep it for the next tile
+            self._explainer = (model, explainer_for(model))  # loading takes a second: kept for the next tile
         explanation = explain_map_tile(quality.path, row, col, slide, self._explainer[1])
         added = [self.viewer.add_layer(Layer.create(*data))
                  for data in explanation_layers(explanation, row, col, quality.tile_um, quality.path)]

@@ -181,6 +181,12 @@ def predict(
         output.table(header, rows)
 
 
+class ExplainMethod(str, Enum):
+    auto = "auto"
+    cells = "cells"
+    gradcam = "gradcam"
+
+
 @command(short="Heatmaps of where the model sees each defect in a field")
 def explain(
     image: Annotated[Path, typer.Argument(help="a field or tile image (PNG, JPEG, TIFF)")],
@@ -188,14 +194,17 @@ def explain(
     model: ModelOption = "default",
     mpp: Annotated[Optional[float], typer.Option(help="µm/px of the image, overriding (or supplying) its metadata")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    method: Annotated[ExplainMethod, typer.Option(help="cells: the model's own cell map (auto, where it has a "
+                                                       "cell head); gradcam: Grad-CAM")] = ExplainMethod.auto,
 ) -> None:
     """Write a picture of the field and, per defect class, a heatmap of where the model sees it
-    (Grad-CAM; noise as measured per 16 px patch): see slideiqa/explain.py."""
+    (its cell map, or Grad-CAM): see slideiqa/explain.py."""
     from .explain import WHERE_SHARE, explain_field, explanation_picture
 
-    explanation = explain_field(image, model, mpp, device)
+    explanation = explain_field(image, model, mpp, device, method=method.value)
     target = out or image.with_name(image.stem + ".explain.png")
-    explanation_picture(explanation, f"{image.name}: where the model sees each defect").save(target)
+    explanation_picture(explanation, f"{image.name}: where the model sees each defect "
+                                     f"({explanation.method})").save(target)
     rows = []
     for index, name in enumerate(explanation.classes):
         heat = explanation.heatmaps.get(name)
