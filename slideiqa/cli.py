@@ -318,6 +318,9 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
             ("most likely class", "share of tissue tiles")]
     rows += [(f"  {name}", f"{share:.1%}") for name, share in summary["share_per_class"].items()
              if share or name not in FIXED_LABELS]
+    if summary.get("cells"):
+        cells = summary["cells"]
+        rows.append((f"{cells['cell_um']:g} µm cells below threshold", f"{cells['share_below_threshold']:.1%}"))
     if summary.get("tiles_per_s"):
         rows.append(("speed", f"{summary['tiles_per_s']:.0f} tiles/s, {summary['runtime_s']:.1f} s in all"))
     return rows

@@ -37,7 +37,7 @@ from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
 from .noise_level import noise_judgement
 from .options import DEFAULT_MIN_TISSUE, MapOptions
-from .report import low_quality_regions, overview_image, summarize, tile_objects
+from .report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
 from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError,
                     MapLayout, QualityMap, blocks_done, create_map, is_quality_map, label_entries, open_for_update,
@@ -431,11 +431,20 @@ def _report_complete(plan: MapPlan) -> MapResult:
     score, label = existing.array("score"), existing.array("label")
     summary = (existing.summary or {}) | summarize(score, label, plan.card.classes, options.threshold,
                                                    options.max_bad_share) | _slide_facts(plan, existing.array("tissue"))
+    summary |= _cell_summary(plan, existing.group)
     _write_reports(plan, existing.group, summary, score, label)
     if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
         update_attributes(open_for_update(plan.out), summary=summary, options=options.to_dict(),
                           verdicts=_verdict_history(existing.attributes, summary))
     return MapResult(plan.out, summary, skipped=True)
+
+
+def _cell_summary(plan: MapPlan, root) -> dict[str, Any]:
+    """``{"cells": ...}`` (``report.summarize_cells``) for a map with cell arrays, at this run's threshold."""
+    if not plan.layout.cells:
+        return {}
+    return {"cells": summarize_cells(read_array(root, "cell_score"), read_array(root, "cell_label"), plan.card.classes,
+                                     plan.options.threshold, plan.grid.tile_um / plan.layout.cells)}
 
 
 def _verdict_history(attributes: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -507,6 +516,7 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
                 "resumed_blocks": resumed,
                 "reading": plan.slide_attributes["reading"] | {
                     "fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))}}
+    summary |= _cell_summary(plan, root)
     _write_reports(plan, root, summary, score, label)
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),

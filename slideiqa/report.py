@@ -47,6 +47,19 @@ def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshol
     }
 
 
+def summarize_cells(cell_score: np.ndarray, cell_label: np.ndarray, classes: list[str], threshold: float,
+                    cell_um: float) -> dict[str, Any]:
+    """What the cell arrays add to a summary: of the cells of assessed tiles, the share below
+    ``threshold`` (the verdict stays the tiles'), the same among cells of tiles that pass, and each
+    class's share of the cells below it — defects smaller than a tile, which the tile figures miss."""
+    assessed = ~np.isnan(cell_score)
+    below = assessed & (cell_score < threshold)
+    counts = {name: int((below & (cell_label == i + 1)).sum()) for i, name in enumerate(classes)}
+    return {"cell_um": cell_um, "assessed_cells": int(assessed.sum()),
+            "share_below_threshold": float(below.sum() / assessed.sum()) if assessed.any() else 0.0,
+            "below_threshold_by_class": {name: count for name, count in counts.items() if count}}
+
+
 #: ColorBrewer's RdYlGn (11 classes), the diverging red → yellow → green of the napari score layer.
 RD_YL_GN = np.array([[165, 0, 38], [215, 48, 39], [244, 109, 67], [253, 174, 97], [254, 224, 139],
                      [255, 255, 191], [217, 239, 139], [166, 217, 106], [102, 189, 99], [26, 152, 80],

@@ -135,6 +135,12 @@ def test_cell_image_is_ngff_finer_than_and_aligned_with_the_tiles(phantom_map):
     # A tile's fixed label (or background) is every one of its cells'.
     label, cell_label = quality.array("label"), quality.array("cell_label")
     np.testing.assert_array_equal(np.kron(label == 0, np.ones((7, 7), bool)), cell_label == 0)
+    # The summary says how much of the assessed tiles' area the cells find below the threshold.
+    cell_score = quality.array("cell_score")
+    cells = quality.summary["cells"]
+    assert cells["cell_um"] == pytest.approx(16.0) and cells["assessed_cells"] == int((~np.isnan(cell_score)).sum())
+    assert cells["share_below_threshold"] == pytest.approx((cell_score < 0.5).sum() / (~np.isnan(cell_score)).sum())
+    assert sum(cells["below_threshold_by_class"].values()) == int((cell_score < 0.5).sum())
 
 
 def test_no_cells_maps_whole_tiles_only(phantom, tmp_path):
