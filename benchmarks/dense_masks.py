@@ -33,7 +33,7 @@ from slideiqa.distortions import FAMILIES, distort_local  # noqa: E402
 from slideiqa.explain import enlarge  # noqa: E402
 from slideiqa.inference import Predictor  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
-from training.cell_head import holdout_crops, local_mask  # noqa: E402
+from training.cell_head import holdout_crops, local_mask, per_cell  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402
 from training.generalisation import FLOORS, CropPlan  # noqa: E402
 
@@ -44,11 +44,11 @@ def dense_defect(cells: np.ndarray, good: int, shape: tuple[int, int]) -> np.nda
 
 
 def masks(predictor: Predictor, crops: list[np.ndarray], mpp: float, rng: np.random.Generator) -> None:
-    good = predictor.card.good_index
-    k = predictor.card.input_size // predictor.card.cell_px
+    good, cell_px = predictor.card.good_index, predictor.card.cell_px
     print("| family | code | IoU (mean) | IoU (median) | right family, flagged cells under the mask | tiles flagged |")
     print("|---|---|---|---|---|---|")
-    for label, family in enumerate(FAMILIES, start=1):
+    for family in FAMILIES:
+        label = predictor.classes.index(family)
         for code in ("slideiqa", "other"):
             ious, right, flagged = [], [], []
             for crop in crops:
@@ -62,7 +62,7 @@ def masks(predictor: Predictor, crops: list[np.ndarray], mpp: float, rng: np.ran
                 tile, cells = predictor.predict_with_cells(degraded[None])
                 found = dense_defect(cells[0], good, mask.shape)
                 ious.append((found & mask).sum() / max((found | mask).sum(), 1))
-                under = mask.reshape(k, mask.shape[0] // k, k, mask.shape[1] // k).mean(axis=(1, 3)) >= 0.5
+                under = per_cell(mask.astype(np.float32), cell_px) >= 0.5
                 bad_under = under & (cells[0][..., good] < 0.5)
                 if bad_under.any():
                     right.append((cells[0].argmax(-1)[bad_under] == label).mean())

@@ -144,7 +144,7 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
         "metadata": tag(ROLE_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
     }, "labels")
     layers = [score_layer, label_layer]
-    if quality.cells:
+    if quality.cells_per_side:
         layers += cell_layers(quality, stem, slide_path)
     return layers + [highlight_layer(score, threshold, quality.tile_um, quality.path, slide_path)]
 

@@ -6,8 +6,8 @@ model's scale, made in one of two ways:
 
 * **The model's own cell map** (:class:`CellMaps`, the default for a model with a cell head, as the
   shipped default has): P(class) of every 32 px cell, from the head trained on local defects
-  (``training/cell_head.py``), noise measured per cell, enlarged bilinearly — what the map stores as its
-  cell arrays. It needs no gradients, so it runs in ONNX Runtime without PyTorch, and it localises
+  (``training/cell_head.py``), noise measured per cell, enlarged bilinearly — what the map stores
+  as its cell arrays. It needs no gradients, so it runs in ONNX Runtime without PyTorch, and it localises
   better: on ``benchmarks/explain_masks.py`` IoU 0.56–0.82 per family against Grad-CAM's 0.39–0.92
   (motion 0.56–0.58 against 0.39–0.44).
 * **Grad-CAM** (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
@@ -19,8 +19,8 @@ model's scale, made in one of two ways:
   (``slideiqa.noise_level``): the same wavelet estimate per 16 px patch, through the same logistic
   step. The explanation is then the judgement, not an impression of it.
 
-A cell map is a probability and is shown as it is. A Grad-CAM heatmap is scaled to each tile's maximum and multiplied by the tile's probability of the
-class, so that in a field of several tiles a tile the model finds free of a defect stays dark. The
+A cell map is a probability and is shown as it is. A Grad-CAM heatmap is scaled to each tile's
+maximum and multiplied by the tile's probability of the class, so that in a field of several tiles a tile the model finds free of a defect stays dark. The
 noise heatmap is the measured P(noise) of each patch as it is: noise in a corner shows even where
 the tile as a whole is not judged noisy (the tile's figure is a low percentile of its patches).
 :meth:`Explanation.where` marks the pixels at or above :data:`WHERE_SHARE` of a heatmap's maximum:
@@ -95,12 +95,13 @@ def explainer_for(model: str | Path = "default", device: str = "cpu", method: st
         raise ValueError(f"unknown explanation method {method!r}; use auto, cells or gradcam")
     if method == "gradcam":
         return GradCam(model, device)
-    from .models.card import load_card
+    from .models.card import ModelError, load_card
     from .models.zoo import resolve_model
 
-    if method == "cells" or load_card(resolve_model(model)).has_cells:
-        return CellMaps(model, device)
-    return GradCam(model, device)
+    has_cells = load_card(resolve_model(model)).has_cells
+    if method == "cells" and not has_cells:
+        raise ModelError(f"{model}: this model has no cell head; use --method gradcam")
+    return CellMaps(model, device) if has_cells else GradCam(model, device)
 
 
 class GradCam:

@@ -144,6 +144,7 @@ class Predictor:
         return self._run(tiles, cells=True)
 
     def _run(self, tiles: np.ndarray, cells: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """(tile probabilities, cell probabilities or None) with noise judged, by either engine."""
         tiles = np.ascontiguousarray(tiles, dtype=np.uint8)
         size = self.card.input_size
         if tiles.ndim != 4 or tiles.shape[1:] != (size, size, 3):
@@ -156,14 +157,15 @@ class Predictor:
 
             with torch.inference_mode():
                 result = self._classifier(torch.from_numpy(tiles).to(self.device))
-                outputs = [r.float().cpu().numpy() for r in (result if isinstance(result, tuple) else (result,))]
+                result = result if isinstance(result, tuple) else (result,)
+                outputs = [r.float().cpu().numpy() for r in result[: 2 if cells else 1]]
         probabilities = outputs[0]
         cell_probabilities = outputs[1] if cells else None
         if self.measure_noise:
             probabilities = judge_noise(probabilities, self.classes, noise_sigma(tiles))
             if cells:
                 shape = cell_probabilities.shape
-                sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)
+                sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)  # one σ per cell
                 cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
                                                  sigma).reshape(shape)
         return probabilities, cell_probabilities

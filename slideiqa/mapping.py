@@ -83,7 +83,7 @@ class MapSettings:
     block: int
     artefacts: list[str] = field(default_factory=lambda: list(ARTEFACTS))
     #: Cells per tile side of the cell arrays (0: none; the model has no cell head or was told not to).
-    cells: int = 0
+    cells_per_side: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -302,7 +302,8 @@ def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> Qualit
     if not is_quality_map(out):
         raise MapError(f"{out}: exists and is not a slideiqa quality map; refusing to overwrite it")
     existing = open_map(out)
-    stored = existing.attributes.get("settings") or {}
+    # Maps made before cell arrays existed have no such setting: they have none.
+    stored = {"cells_per_side": 0} | (existing.attributes.get("settings") or {})
     if stored != settings.to_dict():
         raise MapError(f"{out}: an existing map {_difference(stored, settings.to_dict())}; use --overwrite to replace it")
     return existing
@@ -338,7 +339,7 @@ class MapPlan:
     @property
     def layout(self) -> MapLayout:
         return MapLayout(*self.grid.shape, self.card.classes, self.options.block, self.grid.tile_um,
-                         self.settings.cells)
+                         self.settings.cells_per_side)
 
 
 def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions, notice: Notice | None = None) -> MapPlan:
@@ -367,7 +368,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
                            list(ARTEFACTS) if options.find_artefacts else [],
-                           card.input_size // card.cell_px if card.has_cells and options.cells else 0)
+                           card.cells_per_side if options.cells else 0)
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
@@ -441,10 +442,10 @@ def _report_complete(plan: MapPlan) -> MapResult:
 
 def _cell_summary(plan: MapPlan, root) -> dict[str, Any]:
     """``{"cells": ...}`` (``report.summarize_cells``) for a map with cell arrays, at this run's threshold."""
-    if not plan.layout.cells:
+    if not plan.layout.cells_per_side:
         return {}
     return {"cells": summarize_cells(read_array(root, "cell_score"), read_array(root, "cell_label"), plan.card.classes,
-                                     plan.options.threshold, plan.grid.tile_um / plan.layout.cells)}
+                                     plan.options.threshold, plan.grid.tile_um / plan.layout.cells_per_side)}
 
 
 def _verdict_history(attributes: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -498,7 +499,8 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
         run = BlockRun(plan.out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop,
                        finished, total)
         tasks = [BlockTask(str(plan.slide_path), tensors, options.device, plan.grid, block, layout.block,
-                           options.batch_size, find_debris=options.find_artefacts, cells=layout.cells > 0)
+                           options.batch_size, find_debris=options.find_artefacts,
+                           with_cells=layout.cells_per_side > 0)
                  for block in pending]
         run.execute(client, tasks, threads)
     return resumed, finished, total, time.perf_counter() - compute_started
@@ -559,7 +561,7 @@ class BlockRun:
                 recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
                 update_attributes(self.root, unreadable=recorded)
         write_block(self.root, self.layout, *block, result.probabilities, self.tissue[rows, cols], self.good_index,
-                    fixed, result.cells)
+                    fixed, result.cell_probabilities)
 
     def execute(self, client, tasks: list[BlockTask], threads: int | None) -> None:
         from dataclasses import replace

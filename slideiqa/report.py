@@ -50,8 +50,8 @@ def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshol
 def summarize_cells(cell_score: np.ndarray, cell_label: np.ndarray, classes: list[str], threshold: float,
                     cell_um: float) -> dict[str, Any]:
     """What the cell arrays add to a summary: of the cells of assessed tiles, the share below
-    ``threshold`` (the verdict stays the tiles'), the same among cells of tiles that pass, and each
-    class's share of the cells below it — defects smaller than a tile, which the tile figures miss."""
+    ``threshold`` (the verdict stays the tiles') and how many of those each class has — defects
+    smaller than a tile, which the tile figures miss."""
     assessed = ~np.isnan(cell_score)
     below = assessed & (cell_score < threshold)
     counts = {name: int((below & (cell_label == i + 1)).sum()) for i, name in enumerate(classes)}
@@ -200,7 +200,7 @@ def _feature_id(*parts: object) -> str:
 
 
 def qupath_feature(geometry: dict[str, Any], object_type: str, name: str, colour: list[int], label: str,
-             measurements: dict[str, float], key: tuple) -> dict[str, Any]:
+                   measurements: dict[str, float], key: tuple) -> dict[str, Any]:
     """One QuPath object as GeoJSON: QuPath reads ``objectType``, ``classification``, ``name`` and the
     numbers under ``measurements`` (other properties it drops on import)."""
     return {"type": "Feature", "id": _feature_id(*key), "geometry": geometry,
@@ -255,5 +255,5 @@ def tile_objects(score: np.ndarray, label: np.ndarray, probabilities: np.ndarray
             measurements |= {f"P({cls})": float(probabilities[i, r, c]) for i, cls in enumerate(classes)}
         geometry = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
         features.append(qupath_feature(geometry, "tile", name, colours.get(name, [200, 0, 0]),
-                                 f"tile {r},{c}: {name}", measurements, ("tile", int(r), int(c))))
+                                       f"tile {r},{c}: {name}", measurements, ("tile", int(r), int(c))))
     return {"type": "FeatureCollection", "features": features}

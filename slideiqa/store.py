@@ -25,8 +25,9 @@ Layout of ``<slide>.quality.zarr``::
 The root is the score image and the class labels sit in its ``labels/`` group, where the NGFF spec
 puts them, so a viewer (napari-ome-zarr, ``ome_zarr info``, ome-zarr-models' validator) that opens the
 map finds the score and its labels together. Every image's scale is the tile (or cell) size in µm,
-so it overlays the slide in physical units; cell (k·r, k·c) is the top-left cell of tile (r, c). :data:`ARRAY_PATHS` is the one place that says where an array
-lives; nothing outside this module opens the map's Zarr groups.
+so it overlays the slide in physical units; cell (k·r, k·c) is the top-left cell of tile (r, c).
+:data:`ARRAY_PATHS` is the one place that says where an array lives; nothing outside this module
+opens the map's Zarr groups.
 
 Blocks of tiles are the unit of work, of writing and of resuming: a block covers exactly one chunk of
 every array, it is written whole by one writer, and its ``progress`` flag is set only after its data.
@@ -132,7 +133,7 @@ class MapLayout:
     classes: list[str]
     block: int
     tile_um: float
-    cells: int = 0  # cells per tile side (0: no cell arrays)
+    cells_per_side: int = 0  # cells along a tile's side (0: no cell arrays)
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -253,7 +254,7 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
         group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=axes)
     entries = label_entries(layout.classes)
     _add_image_label(root["labels/class"], entries)
-    if layout.cells:
+    if layout.cells_per_side:
         _build_cell_image(root, layout, entries)
     root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
     root.attrs["slideiqa"] = {"format": FORMAT, "layout": LAYOUT, "status": STATUS_RUNNING, **attributes}
@@ -273,9 +274,10 @@ def _add_image_label(group: zarr.Group, entries: list[tuple[int, str, list[int]]
 def _build_cell_image(root: zarr.Group, layout: MapLayout, entries: list[tuple[int, str, list[int]]]) -> None:
     """The cell image (P(good) per cell) and its class labels: chunks of one block's cells, so that a
     block is still one chunk of every array; cell centres at half a cell from the tile's corner."""
-    cell_um = layout.tile_um / layout.cells
-    shape = (layout.rows * layout.cells, layout.cols * layout.cells)
-    chunks = (layout.block * layout.cells, layout.block * layout.cells)
+    k = layout.cells_per_side
+    cell_um = layout.tile_um / k
+    shape = (layout.rows * k, layout.cols * k)
+    chunks = (layout.block * k, layout.block * k)
     image = root.require_group("cells")
     image.attrs["ome"] = _ngff_image("cells", ["y", "x"], cell_um, cell_um / 2)
     image.create_array("0", shape=shape, chunks=chunks, dtype="float32", fill_value=np.nan, dimension_names=["y", "x"])
@@ -296,24 +298,25 @@ def most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None
 
 def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
                 probabilities: np.ndarray, tissue: np.ndarray, good_index: int,
-                fixed: np.ndarray | None = None, cells: np.ndarray | None = None) -> None:
+                fixed: np.ndarray | None = None, cell_probabilities: np.ndarray | None = None) -> None:
     """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue;
     ``fixed`` (h, w) holds a fixed label (:data:`FIXED_LABELS`) where slideiqa decided, 0 elsewhere;
-    ``cells`` (c, h·k, w·k) the cells' probabilities in a map with cell arrays (NaN if None)."""
+    ``cell_probabilities`` (c, h·k, w·k) those of the k × k cells of every tile, in a map with cell
+    arrays (NaN if None)."""
     rows, cols = layout.block_slices(block_row, block_col)
     root[ARRAY_PATHS["probs"]][:, rows, cols] = probabilities
     root[ARRAY_PATHS["score"]][rows, cols] = probabilities[good_index]
     root[ARRAY_PATHS["label"]][rows, cols] = most_likely_label(probabilities, fixed)
     root[ARRAY_PATHS["tissue"]][rows, cols] = tissue
-    if layout.cells:
-        k = layout.cells
-        if cells is None:
-            cells = np.full((len(layout.classes), probabilities.shape[1] * k, probabilities.shape[2] * k), np.nan,
-                            np.float32)
+    k = layout.cells_per_side
+    if k:
+        if cell_probabilities is None:
+            cell_probabilities = np.full((len(layout.classes), probabilities.shape[1] * k, probabilities.shape[2] * k),
+                                         np.nan, np.float32)
         cell_rows, cell_cols = slice(rows.start * k, rows.stop * k), slice(cols.start * k, cols.stop * k)
         cell_fixed = None if fixed is None else np.kron(fixed, np.ones((k, k), fixed.dtype))
-        root[ARRAY_PATHS["cell_score"]][cell_rows, cell_cols] = cells[good_index]
-        root[ARRAY_PATHS["cell_label"]][cell_rows, cell_cols] = most_likely_label(cells, cell_fixed)
+        root[ARRAY_PATHS["cell_score"]][cell_rows, cell_cols] = cell_probabilities[good_index]
+        root[ARRAY_PATHS["cell_label"]][cell_rows, cell_cols] = most_likely_label(cell_probabilities, cell_fixed)
     root["progress"][block_row, block_col] = 1
 
 
@@ -325,7 +328,7 @@ def read_array(root: zarr.Group, name: str) -> np.ndarray:
     """One of the map's arrays (:data:`ARRAYS`), whole, from an open group."""
     if name not in ARRAY_PATHS:
         raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAY_PATHS)}")
-    if ARRAY_PATHS[name] not in root:
+    if name in CELL_ARRAYS and ARRAY_PATHS[name] not in root:
         raise KeyError(f"this map has no {name!r} array (it was made without a cell head)")
     return np.asarray(root[ARRAY_PATHS[name]][...])
 
@@ -364,13 +367,13 @@ class QualityMap:
         return float(self.attributes["grid"]["tile_um"])
 
     @property
-    def cells(self) -> int:
-        """Cells per tile side of the cell arrays; 0 for a map without them."""
-        return int((self.attributes.get("settings") or {}).get("cells", 0))
+    def cells_per_side(self) -> int:
+        """Cells along a tile's side in the cell arrays; 0 for a map without them."""
+        return int((self.attributes.get("settings") or {}).get("cells_per_side", 0))
 
     @property
     def cell_um(self) -> float | None:
-        return self.tile_um / self.cells if self.cells else None
+        return self.tile_um / self.cells_per_side if self.cells_per_side else None
 
     def array(self, name: str) -> np.ndarray:
         return read_array(self.group, name)

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-
 from .files import write_atomically
 from .report import qupath_feature
 from .rules import DEFAULT_USABLE_UM_PER_PX
@@ -114,8 +113,9 @@ def _passing(quality_map: QualityMap, threshold: float, shape: tuple[int, int], 
         return judged[np.ix_(rows, cols)]
 
     passing = passes(quality_map.array("score"), quality_map.array("label"), step)
-    if quality_map.cells:
-        passing &= passes(quality_map.array("cell_score"), quality_map.array("cell_label"), step / quality_map.cells)
+    if quality_map.cells_per_side:
+        passing &= passes(quality_map.array("cell_score"), quality_map.array("cell_label"),
+                          step / quality_map.cells_per_side)
     return passing
 
 

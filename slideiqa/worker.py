@@ -37,7 +37,7 @@ class BlockTask:
     batch_size: int
     threads: int | None = None
     find_debris: bool = True
-    cells: bool = False  # also the cell head's probabilities (the model has one)
+    with_cells: bool = False  # also the cell head's probabilities (the model has one)
 
     @property
     def tile_rows(self) -> tuple[int, int]:
@@ -63,14 +63,14 @@ class UnreadableTile:
 class BlockResult:
     """(classes, rows, cols) probabilities, NaN where nothing was assessed, the unreadable tiles, the
     (row, col) grid cells of tiles holding debris (not assessed), how many tiles the scaled JPEG
-    decoder handed to the general reader, and with a cell head the (classes, rows·k, cols·k) cells'
-    probabilities (NaN where their tile was not assessed)."""
+    decoder handed to the general reader, and with a cell head the (classes, rows·k, cols·k)
+    probabilities of the k × k cells of every tile (NaN where their tile was not assessed)."""
 
     probabilities: np.ndarray
     unreadable: list[UnreadableTile]
     decode_fallbacks: int = 0
     debris: list[tuple[int, int]] = field(default_factory=list)
-    cells: np.ndarray | None = None
+    cell_probabilities: np.ndarray | None = None
 
 
 _cache_lock = threading.Lock()
@@ -162,13 +162,13 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
     (r0, r1), (c0, c1) = task.tile_rows, task.tile_cols
     classes = len(predictor.classes)
     result = BlockResult(np.full((classes, r1 - r0, c1 - c0), np.nan, np.float32), [])
-    k = predictor.card.input_size // predictor.card.cell_px if task.cells else 0
+    k = predictor.card.cells_per_side if task.with_cells else 0  # cells along a tile's side
     if k:
-        result.cells = np.full((classes, (r1 - r0) * k, (c1 - c0) * k), np.nan, np.float32)
-    cells = [(r, c) for r in range(r1 - r0) for c in range(c1 - c0) if assess[r, c]]
-    for start in range(0, len(cells), task.batch_size):
+        result.cell_probabilities = np.full((classes, (r1 - r0) * k, (c1 - c0) * k), np.nan, np.float32)
+    positions = [(r, c) for r in range(r1 - r0) for c in range(c1 - c0) if assess[r, c]]
+    for start in range(0, len(positions), task.batch_size):
         batch, tiles = [], []
-        for r, c in cells[start : start + task.batch_size]:
+        for r, c in positions[start : start + task.batch_size]:
             try:
                 pixels, fell_back = read_tile(slide, task.grid, plan, r0 + r, c0 + c)
             except UnreadableRegion as error:
@@ -193,7 +193,8 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
         for index, ((r, c), p) in enumerate(zip(batch, probabilities)):
             result.probabilities[:, r, c] = p
             if k:
-                result.cells[:, r * k:(r + 1) * k, c * k:(c + 1) * k] = cell_probabilities[index].transpose(2, 0, 1)
+                result.cell_probabilities[:, r * k:(r + 1) * k, c * k:(c + 1) * k] = \
+                    cell_probabilities[index].transpose(2, 0, 1)
     return result
 
 

@@ -15,7 +15,7 @@ from slideiqa.models.registry import CELL_HEAD_PREFIX, build_model
 from slideiqa.models.zoo import resolve_model
 from slideiqa.slide import open_slide
 from slideiqa.store import open_map
-from training.cell_head import cell_targets
+from training.cell_head import cell_targets, per_cell
 
 TILE, TILES = 224, 4  # a 4 × 4-tile slide at the model's 0.5 µm/px
 
@@ -65,9 +65,8 @@ def partial_defects(tmp_path_factory):
     return path, sharp, image, blur, band
 
 
-def _cell_share(mask, cell_px=32):
-    rows, cols = mask.shape[0] // cell_px, mask.shape[1] // cell_px
-    return mask[: rows * cell_px, : cols * cell_px].reshape(rows, cell_px, cols, cell_px).mean(axis=(1, 3))
+def _cell_share(mask):
+    return per_cell(mask.astype(np.float32), 32)
 
 
 def _visibly_under(sharp, degraded, mask):
@@ -111,7 +110,7 @@ def test_cell_image_is_ngff_finer_than_and_aligned_with_the_tiles(phantom_map):
     from ome_zarr_models.v05.image_label import ImageLabel
 
     quality = open_map(phantom_map.path)
-    assert quality.cells == 7 and quality.cell_um == pytest.approx(16.0)
+    assert quality.cells_per_side == 7 and quality.cell_um == pytest.approx(16.0)
     cells = open_ome_zarr(zarr.open_group(str(phantom_map.path / "cells"), mode="r"), version="0.5")
     assert isinstance(cells, Image)
     labels = open_ome_zarr(zarr.open_group(str(phantom_map.path / "cells" / "labels" / "class"), mode="r"),
@@ -146,7 +145,7 @@ def test_cell_image_is_ngff_finer_than_and_aligned_with_the_tiles(phantom_map):
 def test_no_cells_maps_whole_tiles_only(phantom, tmp_path):
     result = map_slide(phantom, tmp_path / "tiles-only.quality.zarr", block=4, cells=False)
     quality = open_map(result.path)
-    assert quality.cells == 0 and not (result.path / "cells").exists()
+    assert quality.cells_per_side == 0 and not (result.path / "cells").exists()
     with pytest.raises(KeyError, match="without a cell head"):
         quality.array("cell_score")
 
@@ -167,15 +166,16 @@ def test_a_cell_head_trained_on_local_defects_is_saved_exported_and_mapped(tissu
     checkpoint and its two-output ONNX graph, which the Predictor then runs."""
     from slideiqa.models.checkpoint import save_checkpoint
     from slideiqa.models.export import TileClassifier, write_graph
-    from training.cell_head import backbone_features, cell_stride, fit_cell_head, local_examples
+    from training.cell_head import backbone_features, cell_stride, family_labels, fit_cell_head, local_examples
 
     network, card = load_checkpoint(resolve_model("default"))
     crops = [np.ascontiguousarray(np.rot90(tissue_crop, k)) for k in range(4)]
-    examples = local_examples(crops, 0.5, cell_stride(network, 224), np.random.default_rng(0))
+    examples = local_examples(crops, 0.5, cell_stride(network, 224), np.random.default_rng(0),
+                              family_labels(card.classes), card.good_index)
     assert examples.tiles.shape == (4 * 6, 224, 224, 3) and examples.targets.shape == (24, 7, 7)
     assert set(np.unique(examples.targets)) >= {0, 1, 2}
     features = backbone_features(TileClassifier(network, card).eval(), examples.tiles)
-    head = fit_cell_head(features, examples.targets, len(card.classes), epochs=3)
+    head = fit_cell_head(features, examples.targets, len(card.classes), epochs=3, good=card.good_index)
     network.cell_head = head
     save_checkpoint(network, card, tmp_path / "tiny")
     write_graph(tmp_path / "tiny")
@@ -183,3 +183,13 @@ def test_a_cell_head_trained_on_local_defects_is_saved_exported_and_mapped(tissu
     tiles, cells = predictor.predict_with_cells(examples.tiles[:2])
     assert cells.shape == (2, 7, 7, len(card.classes))
     np.testing.assert_array_equal(tiles, Predictor("default", device="cpu").predict(examples.tiles[:2]))
+
+
+def test_a_cell_head_needs_the_defect_families_among_the_model_classes():
+    from slideiqa.models.card import ModelError
+    from training.cell_head import family_labels
+
+    shuffled = ["exposure", "good", "noise", "defocus", "jpeg", "motion"]
+    assert family_labels(shuffled) == {"defocus": 3, "motion": 5, "noise": 2, "jpeg": 4, "exposure": 0}
+    with pytest.raises(ModelError, match="lack motion, noise, jpeg, exposure"):
+        family_labels(["good", "defocus"])

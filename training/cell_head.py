@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from slideiqa.distortions import FAMILIES, distort, random_kind
-from slideiqa.models.checkpoint import load_checkpoint, save_checkpoint
+from slideiqa.models.checkpoint import ModelError, load_checkpoint, save_checkpoint
 from slideiqa.models.export import TileClassifier, write_graph
 from slideiqa.models.registry import QualityNet, cell_head
 
@@ -79,11 +79,13 @@ def per_cell(values: np.ndarray, cell_px: int) -> np.ndarray:
     return values[: rows * cell_px, : cols * cell_px].reshape(rows, cell_px, cols, cell_px).mean(axis=(1, 3))
 
 
-def cell_targets(original: np.ndarray, degraded: np.ndarray, mask: np.ndarray, label: int, cell_px: int) -> np.ndarray:
-    """Class index of every cell: ``label`` where half the cell is under ``mask`` and visibly changed."""
+def cell_targets(original: np.ndarray, degraded: np.ndarray, mask: np.ndarray, label: int, cell_px: int,
+                 good: int = 0) -> np.ndarray:
+    """Class index of every cell: ``label`` where half the cell is under ``mask`` and visibly changed,
+    ``good`` elsewhere."""
     change = np.abs(degraded.astype(np.float32) - original.astype(np.float32)).mean(axis=-1)
     under = (per_cell(mask.astype(np.float32), cell_px) >= CELL_UNDER) & (per_cell(change, cell_px) >= VISIBLE_CHANGE)
-    return np.where(under, label, 0).astype(np.int64)
+    return np.where(under, label, good).astype(np.int64)
 
 
 @dataclass
@@ -92,21 +94,33 @@ class CellExamples:
     targets: np.ndarray  # (N, rows, cols) class index
 
 
-def local_examples(crops: list[np.ndarray], mpp: float, cell_px: int, rng: np.random.Generator) -> CellExamples:
-    """A good look and one locally (or wholly) defective copy per family of every crop."""
+def family_labels(classes: list[str], good_class: str = "good") -> dict[str, int]:
+    """The class index of every defect family in a model's ``classes``: the cell head learns the
+    model's own classes, so it needs ``good_class`` and one class per family, in any order."""
+    missing = [name for name in (good_class, *FAMILIES) if name not in classes]
+    if missing:
+        raise ModelError(f"a cell head is trained on slideiqa's defect families; this model's classes "
+                         f"{classes} lack {', '.join(missing)}")
+    return {family: classes.index(family) for family in FAMILIES}
+
+
+def local_examples(crops: list[np.ndarray], mpp: float, cell_px: int, rng: np.random.Generator,
+                   labels: dict[str, int], good: int = 0) -> CellExamples:
+    """A good look and one locally (or wholly) defective copy per family of every crop; targets are
+    class indices (``labels`` per family, ``good`` elsewhere)."""
     tiles, targets = [], []
     for crop in crops:
         look = vary_good(crop, rng)
         tiles.append(look)
-        targets.append(np.zeros((crop.shape[0] // cell_px, crop.shape[1] // cell_px), np.int64))
-        for label, family in enumerate(FAMILIES, start=1):
+        targets.append(np.full((crop.shape[0] // cell_px, crop.shape[1] // cell_px), good, np.int64))
+        for family in FAMILIES:
             look = vary_good(crop, rng)
             mask = np.ones(crop.shape[:2], bool) if rng.random() < WHOLE_TILE_SHARE else local_mask(rng, crop.shape[0])
             severity = float(rng.uniform(TRAIN_FLOOR_SHARE[family] * FLOORS[family], 1.0))
             whole = distort(look, family, severity, mpp=mpp, seed=rng, kind=random_kind(family, rng))
             degraded = np.where(mask[..., None], whole, look)
             tiles.append(degraded)
-            targets.append(cell_targets(look, degraded, mask, label, cell_px))
+            targets.append(cell_targets(look, degraded, mask, labels[family], cell_px, good))
     return CellExamples(np.stack(tiles), np.stack(targets))
 
 
@@ -128,7 +142,7 @@ def cell_stride(network: QualityNet, input_size: int) -> int:
 
 
 def fit_cell_head(features: torch.Tensor, targets: np.ndarray, num_classes: int, epochs: int = 40,
-                  lr: float = 3e-3, seed: int = 0, hidden: int = HIDDEN,
+                  lr: float = 3e-3, seed: int = 0, hidden: int = HIDDEN, good: int = 0,
                   log: Callable[[str], None] | None = None) -> nn.Module:
     """The head fitted on fixed features (maps of cells, so the 3×3 convolution sees its neighbours);
     classes weighted so that good cells weigh :data:`GOOD_SHARE` of the loss and each family an equal
@@ -137,7 +151,7 @@ def fit_cell_head(features: torch.Tensor, targets: np.ndarray, num_classes: int,
     head = cell_head(features.shape[1], num_classes, hidden)
     labels = torch.from_numpy(targets)
     counts = torch.bincount(labels.reshape(-1), minlength=num_classes).float().clamp(min=1)
-    weights = torch.where(torch.arange(num_classes) == 0, GOOD_SHARE / counts[0],
+    weights = torch.where(torch.arange(num_classes) == good, GOOD_SHARE / counts[good],
                           (1 - GOOD_SHARE) / (num_classes - 1) / counts) * labels.numel()
     loss_of = nn.CrossEntropyLoss(weight=weights)
     optimiser = torch.optim.Adam(head.parameters(), lr=lr)
@@ -183,16 +197,18 @@ def add_cell_head(checkpoint: str | Path, groups: list[SourceGroup], data: Path,
     """``checkpoint`` with a cell head trained as the module docstring says, saved as ``out`` with its
     ONNX graph; the tile classifier's tensors are copied unchanged."""
     network, card = load_checkpoint(checkpoint)
+    labels = family_labels(card.classes, card.good_class)
     plan = CropPlan(seed=seed)
     rng = np.random.default_rng(seed)
     cell_px = cell_stride(network, card.input_size)
     crops = training_crops(groups, data, plan, per_group, rng)
-    examples = local_examples(crops, plan.mpp, cell_px, rng)
+    examples = local_examples(crops, plan.mpp, cell_px, rng, labels, card.good_index)
     if log:
-        share = (examples.targets > 0).mean()
+        share = (examples.targets != card.good_index).mean()
         log(f"{len(crops)} crops, {len(examples.tiles)} tiles, {examples.targets.size} cells ({share:.0%} defective)")
     features = backbone_features(TileClassifier(network, card).eval(), examples.tiles)
-    head = fit_cell_head(features, examples.targets, len(card.classes), epochs, seed=seed, log=log)
+    head = fit_cell_head(features, examples.targets, len(card.classes), epochs, seed=seed, good=card.good_index,
+                         log=log)
     with_cells = copy.deepcopy(network)
     with_cells.cell_head = head
     card.cell_hidden, card.cell_px = HIDDEN, cell_px

@@ -56,6 +56,11 @@ class ModelCard:
         return self.cell_hidden > 0
 
     @property
+    def cells_per_side(self) -> int:
+        """Cells of the cell head along a tile's side (7 for iqanet's 224 px and 32 px cells); 0 without one."""
+        return self.input_size // self.cell_px if self.has_cells else 0
+
+    @property
     def good_index(self) -> int:
         return self.classes.index(self.good_class)
 
