@@ -9,7 +9,8 @@ shipped model was trained on) get one defect inside a mask covering 10–60 % of
 disk, a band or a half-plane — by slideiqa's code (``distort_local``) and, separately, by another
 library (``training.cross_implementation``, composited inside the same mask). Per family and code:
 
-* IoU of ``Explanation.where`` (pixels at ≥ ``WHERE_SHARE`` of the heatmap's maximum) with the mask;
+* IoU of ``Explanation.where`` (pixels at ≥ ``WHERE_SHARE`` of the heatmap's maximum and, for a cell
+  map, at least ``CELL_WHERE_FLOOR``) with the mask;
 * the share of tiles whose heatmap peaks inside the mask;
 * the share of those tiles the model flags at all (P(good) < 0.5), for context.
 
@@ -45,7 +46,8 @@ def main() -> None:
     plan = CropPlan()
     rng = np.random.default_rng(2026)
     crops = holdout_crops(load_catalogue(), args.data, args.crops, plan, rng)
-    print(f"{len(crops)} held-out crops; {explainer.method}; heatmap pixels at ≥ {WHERE_SHARE:g} × its maximum\n")
+    floor = f" and ≥ {explainer.where_floor:g}" if explainer.where_floor else ""
+    print(f"{len(crops)} held-out crops; {explainer.method}; heatmap pixels at ≥ {WHERE_SHARE:g} × its maximum{floor}\n")
     print("| family | code | IoU (mean) | IoU (median) | peak inside | flagged |")
     print("|---|---|---|---|---|---|")
     for family in FAMILIES:

@@ -210,7 +210,8 @@ def explain(
         heat = explanation.heatmaps.get(name)
         share = "" if heat is None else f"{explanation.where(name).mean():.1%}"
         rows.append((name, f"{explanation.probabilities[:, index].max():.4f}", share))
-    output.table(("class", "highest tile P", f"area ≥ {WHERE_SHARE:g} × peak"), rows)
+    floor = f", ≥ {explanation.where_floor:g}" if explanation.where_floor else ""
+    output.table(("class", "highest tile P", f"area ≥ {WHERE_SHARE:g} × peak{floor}"), rows)
     output.line(f"wrote {target}")
 
 
