@@ -11,7 +11,8 @@
    dense mask is P(good) per cell, enlarged bilinearly (cell centres on the pixels they cover) and cut at
    0.5. Per family and code: IoU with the true mask (mean, median), the share of flagged cells under
    the mask given the right family, and the share of tiles the tile classifier flags. Then the share of
-   cells of the clean crops flagged, by class.
+   cells of the clean crops flagged, by class, and the same on 30 clean crops of every catalogued
+   group's files (training files included: the false cells a lab's own tissue may get).
 2. **Speed.** ``map_slide`` on the 40 960 × 30 720 px benchmark slide of ``map_speed.py`` with and
    without cell arrays (``cells=False``), alternately, twice each, each into a fresh folder.
 """
@@ -35,7 +36,7 @@ from slideiqa.inference import Predictor  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 from training.cell_head import holdout_crops, local_mask, per_cell  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402
-from training.generalisation import FLOORS, CropPlan  # noqa: E402
+from training.generalisation import FLOORS, CropPlan, cut_references  # noqa: E402
 
 
 def dense_defect(cells: np.ndarray, good: int, shape: tuple[int, int]) -> np.ndarray:
@@ -76,6 +77,21 @@ def masks(predictor: Predictor, crops: list[np.ndarray], mpp: float, rng: np.ran
     print(f"\nClean crops: {bad.mean():.1%} of {bad.size} cells flagged ({by_class})")
 
 
+def clean_cells_per_group(predictor: Predictor, data: Path, plan: CropPlan, per_group: int = 30) -> None:
+    """Cells flagged on clean crops of every group's files, by the class they are given."""
+    good = predictor.card.good_index
+    rng = np.random.default_rng(7)
+    print(f"\n| group ({per_group} clean crops) | tiles flagged | cells flagged | flagged cells by most likely class |")
+    print("|---|---|---|---|")
+    for group in load_catalogue():
+        crops = cut_references(group, group.paths(data, plan.cache, include_holdout=True), per_group, plan, rng)
+        tiles, cells = predictor.predict_with_cells(np.stack(crops))
+        bad = cells[..., good] < 0.5
+        by_class = ", ".join(f"{name} {(bad & (cells.argmax(-1) == i)).mean():.1%}"
+                             for i, name in enumerate(predictor.classes) if (bad & (cells.argmax(-1) == i)).any())
+        print(f"| {group.name} | {(tiles[:, good] < 0.5).mean():.2f} | {bad.mean():.1%} | {by_class or '–'} |")
+
+
 def speed(model: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from map_speed import HEIGHT, LEVELS, WIDTH
@@ -112,6 +128,7 @@ def main() -> None:
     print(f"{len(crops)} held-out crops, model {predictor.card.name or args.model}; a dense mask is P(good) per "
           f"{predictor.card.cell_px} px cell, enlarged bilinearly, below 0.5\n")
     masks(predictor, crops, plan.mpp, rng)
+    clean_cells_per_group(predictor, args.data, plan)
     if not args.no_speed:
         print()
         speed(args.model)

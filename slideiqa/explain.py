@@ -20,11 +20,13 @@ model's scale, made in one of two ways:
   step. The explanation is then the judgement, not an impression of it.
 
 A cell map is a probability and is shown as it is. A Grad-CAM heatmap is scaled to each tile's
-maximum and multiplied by the tile's probability of the class, so that in a field of several tiles a tile the model finds free of a defect stays dark. The
-noise heatmap is the measured P(noise) of each patch as it is: noise in a corner shows even where
-the tile as a whole is not judged noisy (the tile's figure is a low percentile of its patches).
-:meth:`Explanation.where` marks the pixels at or above :data:`WHERE_SHARE` of a heatmap's maximum:
-the share at which ``benchmarks/explain_masks.py`` measures the heatmaps against true defect masks.
+maximum and multiplied by the tile's probability of the class, so that in a field of several tiles a
+tile the model finds free of a defect stays dark. The noise heatmap is the measured P(noise) of each
+patch as it is: noise in a corner shows even where the tile as a whole is not judged noisy (the
+tile's figure is a low percentile of its patches). :meth:`Explanation.where` marks the pixels at or
+above :data:`WHERE_SHARE` of a heatmap's maximum (and, in a cell map, at least
+:data:`CELL_WHERE_FLOOR`): the rule by which ``benchmarks/explain_masks.py`` measures the heatmaps
+against true defect masks.
 """
 
 from __future__ import annotations
@@ -91,10 +93,11 @@ class CellMaps:
         """(probabilities (N, classes), heatmaps (N, classes, H, W) in 0–1): each class's P per cell,
         enlarged over the tile; ``good``'s heatmap is 0."""
         probabilities, cells = self.predictor.predict_with_cells(tiles)
-        heatmaps = np.stack([np.stack([enlarge(tile_cells[..., index], tiles.shape[1:3])
-                                       for index in range(len(self.classes))]) for tile_cells in cells])
-        heatmaps[:, self.card.good_index] = 0.0
-        return probabilities, heatmaps.astype(np.float32)
+        heatmaps = np.zeros((len(tiles), len(self.classes), *tiles.shape[1:3]), np.float32)
+        for index in range(len(self.classes)):
+            if index != self.card.good_index:
+                heatmaps[:, index] = [enlarge(tile_cells[..., index], tiles.shape[1:3]) for tile_cells in cells]
+        return probabilities, heatmaps
 
 
 def explainer_for(model: str | Path = "default", device: str = "cpu", method: str = "auto") -> "CellMaps | GradCam":

@@ -24,6 +24,7 @@ with its area in µm².
 from __future__ import annotations
 
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +64,15 @@ class UsableTissue:
         return float(self.mask.sum()) * self.um_per_px**2
 
 
-def usable_tissue(map_path: str | Path, um_per_px: float = DEFAULT_USABLE_UM_PER_PX, slide_path: str | Path | None = None,
-                  threshold: float | None = None) -> UsableTissue:
+def usable_tissue(map_path: str | Path, um_per_px: float = DEFAULT_USABLE_UM_PER_PX,
+                  slide_path: str | Path | None = None, threshold: float | None = None) -> UsableTissue:
     """The usable-tissue mask of the map at ``map_path`` at about ``um_per_px`` (see the module
     docstring). ``slide_path`` overrides the slide the map names (a slide moved since it was
     mapped); it must be the same file, which its checksum tells."""
     quality_map = open_map(map_path)
     if not quality_map.complete:
-        raise MapError(f"{quality_map.path}: the map is not complete; run `slideiqa map` on its slide again to finish it")
+        raise MapError(f"{quality_map.path}: the map is not complete; run `slideiqa map` on its slide again "
+                       "to finish it")
     attributes = quality_map.attributes
     slide_info, grid = attributes["slide"], attributes["grid"]
     slide = Path(slide_path or slide_info["path"])
@@ -148,8 +150,8 @@ def mask_geojson(usable: UsableTissue) -> dict[str, Any]:
         outline = scale(piece, *usable.level0_per_px, origin=(0, 0))
         outline = outline.simplify(min(usable.level0_per_px) / 2, preserve_topology=True)
         features.append(qupath_feature(mapping(outline), "annotation", USABLE_CLASS, USABLE_COLOUR,
-                                f"usable tissue ({area_um2 / 1e6:.3f} mm²)", {"area µm^2": area_um2},
-                                ("usable", usable.um_per_px, usable.threshold, index)))
+                                       f"usable tissue ({area_um2 / 1e6:.3f} mm²)", {"area µm^2": area_um2},
+                                       ("usable", usable.um_per_px, usable.threshold, index)))
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -166,6 +168,4 @@ def write_usable(usable: UsableTissue, png: Path, geojson: Path | None) -> None:
     """Both files written atomically: an interrupted export leaves no half-written mask."""
     write_atomically(png, mask_png(usable))
     if geojson is not None:
-        import json
-
         write_atomically(geojson, json.dumps(mask_geojson(usable)) + "\n")
