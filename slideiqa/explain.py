@@ -38,7 +38,8 @@ import numpy as np
 from PIL import Image
 
 from .fields import at_model_scale, read_field, tile_origins
-from .noise_level import judge_noise, measured_noise_probability, measures_noise, noise_sigma, noise_sigma_patches
+from .judgement import judge_measured, measured_families
+from .noise_level import measured_noise_probability, noise_sigma_patches
 
 #: A heatmap's pixels at or above this share of its maximum are where the model sees the defect.
 WHERE_SHARE = 0.3
@@ -132,7 +133,7 @@ class GradCam:
         self.device = device
         self.classifier = TileClassifier(network, self.card).eval().to(device)
         self.network = network
-        self.measured_noise = measures_noise(self.card.classes, self.card.mpp)
+        self.measured = measured_families(self.card.classes, self.card.mpp)
         self._torch = torch
 
     @property
@@ -148,10 +149,9 @@ class GradCam:
             chunk_probabilities, cams = self._grad_cam(chunk)
             top = cams.max(axis=(2, 3), keepdims=True)
             chunk_heatmaps = np.where(top > 0, cams / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
-            if self.measured_noise:
-                chunk_probabilities = judge_noise(chunk_probabilities, self.classes, noise_sigma(chunk))
+            chunk_probabilities = judge_measured(chunk_probabilities, self.classes, chunk, self.measured)
             chunk_heatmaps *= chunk_probabilities[:, :, None, None].astype(np.float32)
-            if self.measured_noise:
+            if "noise" in self.measured:
                 chunk_heatmaps[:, self.classes.index("noise")] = [
                     enlarge(measured_noise_probability(noise_sigma_patches(tile)), chunk.shape[1:3]) for tile in chunk]
             probabilities.append(chunk_probabilities)

@@ -22,7 +22,9 @@ import numpy as np
 from .errors import SlideIQAError
 from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
-from .noise_level import judge_noise, measures_noise, noise_sigma, noise_sigma_cells
+from .judgement import judge_measured
+from .motion_blur import measures_motion
+from .noise_level import judge_noise, measures_noise, noise_sigma_cells
 
 Engine = Literal["auto", "torch", "onnx"]
 
@@ -88,6 +90,7 @@ class Predictor:
         engine: Engine = "auto",
         threads: int | None = None,
         measure_noise: bool = True,
+        measure_motion: bool = True,
     ) -> None:
         self.checkpoint = resolve_model(model)
         self.card = load_card(self.checkpoint)
@@ -98,6 +101,8 @@ class Predictor:
         # Noise is measured, not guessed, where the model sees tiles at the scale the measurement
         # was calibrated on (noise_level.py); measure_noise=False gives the network's own P(noise).
         self.measure_noise = measure_noise and measures_noise(self.card.classes, self.card.mpp)
+        # Motion likewise (motion_blur.py): a streak removes detail along one direction only.
+        self.measure_motion = measure_motion and measures_motion(self.card.classes, self.card.mpp)
         self._session = None
         self._classifier = None
         if engine == "onnx":
@@ -130,6 +135,12 @@ class Predictor:
         return self.card.classes
 
     @property
+    def measured_families(self) -> list[str]:
+        """The defect families this predictor measures rather than takes from the network."""
+        return [family for family, measured in (("noise", self.measure_noise), ("motion", self.measure_motion))
+                if measured]
+
+    @property
     def has_cells(self) -> bool:
         return self.card.has_cells
 
@@ -144,7 +155,8 @@ class Predictor:
         return self._run(tiles, cells=True)
 
     def _run(self, tiles: np.ndarray, cells: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """(tile probabilities, cell probabilities or None) with noise judged, by either engine."""
+        """(tile probabilities, cell probabilities or None) with noise and motion judged, by either
+        engine. Motion is judged per tile only: a 32 px cell is too small a window for its spectrum."""
         tiles = np.ascontiguousarray(tiles, dtype=np.uint8)
         size = self.card.input_size
         if tiles.ndim != 4 or tiles.shape[1:] != (size, size, 3):
@@ -161,13 +173,12 @@ class Predictor:
                 outputs = [r.float().cpu().numpy() for r in result[: 2 if cells else 1]]
         probabilities = outputs[0]
         cell_probabilities = outputs[1] if cells else None
-        if self.measure_noise:
-            probabilities = judge_noise(probabilities, self.classes, noise_sigma(tiles))
-            if cells:
-                shape = cell_probabilities.shape
-                sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)  # one σ per cell
-                cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
-                                                 sigma).reshape(shape)
+        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families)
+        if self.measure_noise and cells:
+            shape = cell_probabilities.shape
+            sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)  # one σ per cell
+            cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
+                                             sigma).reshape(shape)
         return probabilities, cell_probabilities
 
     def score(self, probabilities: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from .grid import TileGrid, read_plan, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
-from .noise_level import noise_judgement
+from .judgement import judgement_attributes
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
@@ -84,6 +84,9 @@ class MapSettings:
     artefacts: list[str] = field(default_factory=lambda: list(ARTEFACTS))
     #: Cells per tile side of the cell arrays (0: none; the model has no cell head or was told not to).
     cells_per_side: int = 0
+    #: Defect families measured rather than taken from the network (``Predictor.measured_families``).
+    #: Maps made before motion was measured lack it, and are not resumed under the new judgement.
+    measured_families: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -350,7 +353,8 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     checkpoint = resolve_model(options.model)
     # Loading once here checks the checkpoint against its card and prepares the ONNX graph, so
     # that a bad model fails before any output exists and workers only read the cached graph.
-    card = Predictor(checkpoint, device=options.device).card
+    predictor = Predictor(checkpoint, device=options.device)
+    card = predictor.card
     with open_slide(slide_path) as slide:
         slide_mpp = slide_pixel_size(slide, options.mpp)
         if slide_mpp > card.mpp * COARSEST_RATIO:
@@ -368,7 +372,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
                            list(ARTEFACTS) if options.find_artefacts else [],
-                           card.cells_per_side if options.cells else 0)
+                           card.cells_per_side if options.cells else 0, predictor.measured_families)
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
@@ -465,7 +469,7 @@ def _open_output(plan: MapPlan):
         return open_for_update(plan.out)
     return create_map(plan.out, plan.layout, {
         "version": __version__, "model": plan.card.to_dict() | {
-            "checkpoint": str(plan.checkpoint), "noise": noise_judgement(plan.card.classes, plan.card.mpp)},
+            "checkpoint": str(plan.checkpoint), **judgement_attributes(plan.card.classes, plan.card.mpp)},
         "slide": plan.slide_attributes, "grid": plan.grid.to_dict(), "settings": plan.settings.to_dict(),
         "options": plan.options.to_dict(), "started": timestamp(),
     }, replace=plan.options.overwrite)

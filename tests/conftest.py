@@ -17,6 +17,8 @@ FIELDS = EXAMPLES / "fields"
 SMEARS = EXAMPLES / "smears"
 CMU_SLIDE = EXAMPLES / "cmu_small_region.svs"
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
+#: Real sharp tiles of files the shipped model never saw (tests/data/PROVENANCE.md).
+HELDOUT = sorted((ROOT / "tests" / "data" / "heldout").glob("*.png"))
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +31,12 @@ def tumour_field() -> np.ndarray:
 def tissue_crop(tumour_field: np.ndarray) -> np.ndarray:
     """A 224 px crop full of tissue detail."""
     return np.ascontiguousarray(tumour_field[300:524, 300:524])
+
+
+@pytest.fixture(scope="session")
+def heldout_tiles() -> np.ndarray:
+    """The held-out tiles, (10, 224, 224, 3) uint8."""
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in HELDOUT])
 
 
 #: Defocused and noisy rectangles of the phantom slide, in tile units (row0, col0, row1, col1) on its 8×8 grid.

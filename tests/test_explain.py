@@ -10,10 +10,8 @@ from slideiqa.distortions import FAMILIES, distort_local
 from slideiqa.explain import CellMaps, GradCam, explain_field, explain_image, explainer_for
 from slideiqa.noise_level import noise_sigma_patches
 
-from conftest import ROOT
+from conftest import HELDOUT, ROOT
 
-#: The regression crops of files no shipped model was trained on (two CMU H&E tiles, Chula smears).
-HELDOUT = sorted((ROOT / "tests" / "data" / "heldout").glob("*.png"))
 LEFT = np.zeros((224, 224), bool)
 LEFT[:, :90] = True  # 40 % of the tile
 

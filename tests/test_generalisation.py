@@ -15,15 +15,7 @@ from slideiqa_training.catalogue import load_catalogue
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import CLASSES, FLOORS, TileSet, class_weights, evaluation_tiles, measure
 
-from conftest import ROOT, degradation_strength
-
-HELDOUT = sorted((ROOT / "tests" / "data" / "heldout").glob("*.png"))
-
-
-@pytest.fixture(scope="module")
-def heldout_tiles() -> np.ndarray:
-    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in HELDOUT])
-
+from conftest import HELDOUT, degradation_strength
 
 def test_catalogue_has_ten_groups_of_both_modalities_each_with_its_origin():
     groups = load_catalogue()
@@ -178,3 +170,38 @@ def test_a_fold_is_measured_with_noise_measured_and_can_be_measured_again(heldou
     [again] = remeasure(tiles, tmp_path)
     assert again["sharp_pass"] == 1.0 and again["best_epoch"] == 3
     assert json.loads((tmp_path / "results.jsonl").read_text())["sharp_pass"] == 1.0
+
+
+def test_a_fold_is_measured_with_motion_measured_and_can_be_recorded_in_a_card(heldout_tiles, tmp_path):
+    """A network that calls everything defocus and some sharp tiles motion: judged as a map judges,
+    the sharp tiles pass, streaks are named motion; the rows go into a card, its tensors untouched."""
+    import shutil
+
+    from slideiqa.distortions import motion
+    from slideiqa.models.card import file_sha256, load_card
+    from slideiqa.models.zoo import resolve_model
+    from slideiqa_training.generalisation import ModelRecipe
+    from slideiqa_training.generalisation_runner import measure_fold, record_in_card
+
+    streaked = [motion(tile, FLOORS["motion"], seed=i) for i, tile in enumerate(heldout_tiles)]
+    rows = [(0, "g", i, "none", "none", 0.0, "none") for i in range(len(heldout_tiles))]
+    rows += [(CLASSES.index("motion"), "g", i, "motion", "linear", FLOORS["motion"], "slideiqa") for i in range(len(streaked))]
+    tiles = TileSet.from_rows([*heldout_tiles, *streaked], rows)
+    probabilities = np.zeros((len(tiles), len(CLASSES)), np.float32)
+    probabilities[:, 0], probabilities[:, CLASSES.index("defocus")] = 0.3, 0.1
+    probabilities[:, CLASSES.index("motion")] = 0.6
+    probabilities[len(heldout_tiles):, [0, 1, 2]] = (0.1, 0.8, 0.1)  # streaks taken for defocus
+    record = measure_fold("g", tiles, probabilities, ModelRecipe())
+    assert record["sharp_pass"] == 1.0 and record["flagged"]["motion"] == 1.0
+    assert record["right_family"]["motion"] == 1.0 and record["model_only"]["right_family"]["motion"] == 0.0
+
+    stem = tmp_path / "model"
+    for path in resolve_model("default").parent.glob(resolve_model("default").name + ".*"):
+        shutil.copy(path, tmp_path / ("model" + path.suffix))
+    before = file_sha256(stem.with_suffix(".safetensors"))
+    record_in_card(stem, [record])
+    card = load_card(stem)
+    [recorded] = card.metrics["leave_one_source_out"]
+    assert recorded["right_family"] == record["right_family"] and recorded["sharp_pass"] == 1.0
+    assert card.metrics["measured_families"] == ["noise", "motion"]
+    assert file_sha256(stem.with_suffix(".safetensors")) == before == card.weights_sha256

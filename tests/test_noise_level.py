@@ -4,7 +4,6 @@ with the noise, and the Predictor hands the network's P(noise) over to it."""
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from slideiqa.distortions import KINDS, noise
 from slideiqa.inference import Predictor
@@ -12,25 +11,16 @@ from slideiqa.noise_level import NOISE_SIGMA, judge_noise, measures_noise, noise
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 
-from conftest import ROOT
 
-HELDOUT = sorted((ROOT / "tests" / "data" / "heldout").glob("*.png"))
-
-
-@pytest.fixture(scope="module")
-def sharp_tiles() -> np.ndarray:
-    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in HELDOUT])
-
-
-def test_sharp_unseen_tiles_measure_below_the_threshold(sharp_tiles, tissue_crop):
-    sigma = noise_sigma(np.concatenate([sharp_tiles, tissue_crop[None]]))
+def test_sharp_unseen_tiles_measure_below_the_threshold(heldout_tiles, tissue_crop):
+    sigma = noise_sigma(np.concatenate([heldout_tiles, tissue_crop[None]]))
     assert sigma.max() < NOISE_SIGMA - 1.0, sigma.round(2)
 
 
 @pytest.mark.parametrize("kind", KINDS["noise"])
-def test_the_estimate_rises_with_noise_and_crosses_the_threshold_at_the_floor(sharp_tiles, kind):
+def test_the_estimate_rises_with_noise_and_crosses_the_threshold_at_the_floor(heldout_tiles, kind):
     def measured(severity: float) -> np.ndarray:
-        return noise_sigma(np.stack([noise(tile, severity, seed=i, kind=kind) for i, tile in enumerate(sharp_tiles)]))
+        return noise_sigma(np.stack([noise(tile, severity, seed=i, kind=kind) for i, tile in enumerate(heldout_tiles)]))
 
     np.testing.assert_array_equal(measured(0.6), measured(0.6))
     levels = [measured(severity) for severity in (0.2, FLOORS["noise"], 0.75, 1.0)]
@@ -39,9 +29,9 @@ def test_the_estimate_rises_with_noise_and_crosses_the_threshold_at_the_floor(sh
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS["noise"])
-def test_other_libraries_noise_at_the_floor_is_measured_as_noise(sharp_tiles, name):
+def test_other_libraries_noise_at_the_floor_is_measured_as_noise(heldout_tiles, name):
     noisy = np.stack([degrade(tile, "noise", FLOORS["noise"], 0.5, np.random.default_rng(i), name)[0]
-                      for i, tile in enumerate(sharp_tiles)])
+                      for i, tile in enumerate(heldout_tiles)])
     assert noise_sigma(noisy).min() > NOISE_SIGMA
 
 
@@ -57,14 +47,14 @@ def test_judging_noise_keeps_the_other_classes_ratios():
     assert measures_noise(classes, 0.5) and not measures_noise(classes, 1.0) and not measures_noise(["good"], 0.5)
 
 
-def test_the_predictor_measures_noise_and_can_be_asked_not_to(sharp_tiles):
+def test_the_predictor_measures_noise_and_can_be_asked_not_to(heldout_tiles):
     measured, network = Predictor("default"), Predictor("default", measure_noise=False)
     assert measured.measure_noise and not network.measure_noise
     noise_index = measured.classes.index("noise")
-    noisy = np.stack([noise(tile, FLOORS["noise"], seed=i) for i, tile in enumerate(sharp_tiles)])
-    judged, own = measured.predict(np.concatenate([sharp_tiles, noisy])), network.predict(sharp_tiles)
-    assert judged[: len(sharp_tiles), noise_index].max() < 0.01
-    assert judged[len(sharp_tiles):, noise_index].min() > 0.9
+    noisy = np.stack([noise(tile, FLOORS["noise"], seed=i) for i, tile in enumerate(heldout_tiles)])
+    judged, own = measured.predict(np.concatenate([heldout_tiles, noisy])), network.predict(heldout_tiles)
+    assert judged[: len(heldout_tiles), noise_index].max() < 0.01
+    assert judged[len(heldout_tiles):, noise_index].min() > 0.9
     others = [i for i in range(len(measured.classes)) if i != noise_index]
     expected = own[:, others] / own[:, others].sum(1, keepdims=True)
-    np.testing.assert_allclose(judged[: len(sharp_tiles), others], expected, atol=1e-2)
+    np.testing.assert_allclose(judged[: len(heldout_tiles), others], expected, atol=1e-2)

@@ -321,6 +321,8 @@ def generalisation_command(
     only: Annotated[Optional[list[str]], typer.Option(help="hold out only this group; repeatable")] = None,
     remeasure: Annotated[bool, typer.Option(
         help="measure the finished folds again from their saved probabilities, without retraining")] = False,
+    record_in_card: Annotated[Optional[Path], typer.Option(
+        help="write the leave-one-group-out rows into this checkpoint's card (its tensors untouched)")] = None,
 ) -> None:
     """Leave-one-source-group-out over every catalogued source: sharp pass, AUC, flagged and right-family
     shares at the severity floors, for slideiqa's defects and other libraries' (generalisation.py)."""
@@ -329,6 +331,7 @@ def generalisation_command(
     from .catalogue import DEFAULT_CACHE, load_catalogue
     from .generalisation import CropPlan, ModelRecipe
     from .generalisation_runner import evaluate_checkpoint, fit_shipped, leave_one_group_out, table, tile_sets
+    from .generalisation_runner import record_in_card as record_rows
     from .generalisation_runner import remeasure as remeasure_folds
 
     groups = load_catalogue()
@@ -347,10 +350,13 @@ def generalisation_command(
         sections.insert(0, table(loso, "Leave one group out (trained without the held-out group)"))
         if all("model_only" in row for row in loso):
             sections.insert(1, table([row["model_only"] for row in loso], "The same folds, the network alone "
-                                                                            "(its own P(noise))"))
+                                                                            "(its own P(noise) and P(motion))"))
     if save_model:
         fit_shipped(train, config, save_model, plan, groups, loso, recipe)
         typer.echo(f"saved {save_model}.safetensors")
+    if record_in_card and loso:
+        record_rows(record_in_card, loso)
+        typer.echo(f"recorded the leave-one-group-out rows in {record_in_card}.json")
     (out / "results.md").write_text("\n".join(sections) + "\n")
     typer.echo("\n".join(sections))
 

@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 
 from slideiqa.distortions import FAMILIES
+from slideiqa.models.card import load_card, write_card
 from slideiqa.models.checkpoint import ModelCard, save_checkpoint
 from slideiqa.models.export import write_graph
-from slideiqa.noise_level import judge_noise, measures_noise, noise_sigma
+from slideiqa.judgement import judge_measured, measured_families
 
 from .catalogue import SourceGroup
 from .generalisation import (
@@ -52,12 +53,10 @@ def _record(m: GroupMeasurement, **extra) -> dict:
 def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: ModelRecipe, plan_mpp: float = 0.5,
                  **extra) -> dict:
     """A held-out group's record as slideiqa would judge its tiles: the network's probabilities with
-    noise measured (``slideiqa.noise_level``) where the recipe's scale allows it, as a map does; the
-    network's own judgement is kept beside it under ``model_only``."""
-    judged = probabilities
+    noise and motion measured (``slideiqa.noise_level``, ``slideiqa.motion_blur``) where the recipe's
+    scale allows it, as a map does; the network's own judgement is kept beside it under ``model_only``."""
     model_mpp = plan_mpp * held.images.shape[1] / recipe.input_size
-    if measures_noise(list(CLASSES), model_mpp):
-        judged = judge_noise(probabilities, list(CLASSES), noise_sigma(held.images))
+    judged = judge_measured(probabilities, list(CLASSES), held.images, measured_families(list(CLASSES), model_mpp))
     return _record(measure(group, held, judged), model_only=_record(measure(group, held, probabilities)), **extra)
 
 
@@ -140,10 +139,20 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
                        "loss": "good weighted as all defects together"},
             "command": " ".join(["slideiqa-train", *sys.argv[1:]]),
         },
-        metrics={"leave_one_source_out": loso, "severity_floors": FLOORS},
+        metrics={"leave_one_source_out": loso, "severity_floors": FLOORS,
+                 "measured_families": measured_families(list(CLASSES), mpp)},
     )
     save_checkpoint(model, card, out_stem)
     write_graph(out_stem)
+
+
+def record_in_card(stem: Path, loso: list[dict]) -> None:
+    """Write ``loso`` into the card of the checkpoint ``stem`` without touching its tensors: for when
+    the judgement (what is measured rather than learnt), not the network, has changed."""
+    card = load_card(stem)
+    card.metrics = {**card.metrics, "leave_one_source_out": loso,
+                    "measured_families": measured_families(card.classes, card.mpp)}
+    write_card(card, stem)
 
 
 def table(rows: list[dict], title: str) -> str:

@@ -23,6 +23,8 @@ except ImportError:  # from a checkout that is not installed
     sys.modules["slideiqa_training"] = __import__("training")
     from slideiqa_training.generalisation import CLASSES, THRESHOLD, load_tile_set
 
+from slideiqa.judgement import judge_measured, measured_families
+
 
 def physical_exposure_measures(images: np.ndarray) -> dict[str, np.ndarray]:
     """Per tile: share of pixels with a channel at 255 or 0 (clipped), the brightest 0.5 % of the
@@ -44,8 +46,10 @@ def main(run: Path) -> None:
         probabilities[tiles.groups == group] = np.load(path)
     measured = ~np.isnan(probabilities[:, 0])
     tiles, probabilities = tiles.subset(measured), probabilities[measured]
-    good = probabilities[:, 0]
-    named = np.array(CLASSES)[probabilities.argmax(1)]
+    # Judged as a map judges them: noise and motion measured (slideiqa.judgement).
+    judged = judge_measured(probabilities, list(CLASSES), tiles.images, measured_families(list(CLASSES), 0.5))
+    good = judged[:, 0]
+    named = np.array(CLASSES)[judged.argmax(1)]
     sharp = tiles.families == "none"
     print(f"{len(found)} held-out groups\n\nSharp tiles that fail, by the class they are given:")
     for group in dict.fromkeys(tiles.groups.tolist()):
@@ -66,6 +70,7 @@ def main(run: Path) -> None:
         print(f"  {name:>14}: {max(auc, 1 - auc):.3f}")
     print(f"  {'the model':>14}: {roc_auc_score(exposure[chosen], -good[chosen]):.3f}")
     print_glass_levels(tiles)
+    print_stain_density(tiles)
     print_noise_measurement(tiles, probabilities)
 
 
@@ -91,6 +96,30 @@ def print_glass_levels(tiles) -> None:
     for kind in sorted(set(tiles.kinds[exposure])):
         here = exposure & (tiles.kinds == kind) & ~np.isnan(level)
         print(f"  exposure {kind:>6}: " + " / ".join(f"{v:.0f}" for v in np.percentile(level[here], [5, 50, 95])))
+
+
+def tissue_density(images: np.ndarray, min_pixels: int = 100) -> np.ndarray:
+    """Per tile: median optical density (summed over RGB) of its stained pixels (summed OD > 0.3),
+    NaN where fewer than ``min_pixels`` are stained."""
+    density = -np.log10(np.clip(images.astype(np.float32), 1, 255) / 255.0).sum(axis=-1)
+    return np.array([np.median(d[d > 0.3]) if (d > 0.3).sum() >= min_pixels else np.nan for d in density])
+
+
+def print_stain_density(tiles) -> None:
+    """Why a wrong tone curve cannot be told from a stain of another strength in one tile: a gamma γ
+    turns every pixel's optical density OD into γ·OD, exactly what γ times the dye does (Beer–Lambert).
+    At the floor (±1 EV at mid-grey) γ is 2 or ½, so a tile is flaggable only if 2× or ½× its stain
+    density is outside what good tiles show: printed here, per group, for the sharp tiles."""
+    density = tissue_density(tiles.images[tiles.families == "none"])
+    groups = tiles.groups[tiles.families == "none"]
+    print("\nStain density of sharp tiles (median summed OD of stained pixels), 10th / 50th / 90th percentile:")
+    medians = []
+    for group in dict.fromkeys(groups.tolist()):
+        values = density[(groups == group) & ~np.isnan(density)]
+        medians.append(np.median(values))
+        print(f"  {group:>15}: " + " / ".join(f"{v:.2f}" for v in np.percentile(values, [10, 50, 90])))
+    print(f"  group medians span {min(medians):.2f}–{max(medians):.2f}, a factor of {max(medians) / min(medians):.2f}; "
+          "a gamma at the exposure floor multiplies a tile's density by 2 or 0.5")
 
 
 def print_noise_measurement(tiles, probabilities: np.ndarray) -> None:

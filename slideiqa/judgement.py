@@ -1,0 +1,40 @@
+"""The defect families judged by measuring them, applied in one place for maps, explanations and
+the generalisation benchmark.
+
+Two families have a physical signature a network trained on a few labs does not reliably learn:
+noise (``noise_level``: fine-scale energy everywhere in the tile) and motion (``motion_blur``: fine
+detail gone along one direction only). Where a model sees tiles at the scale these measurements were
+calibrated on, its P(noise) and P(motion) are replaced by the measurements' and the other classes
+keep their ratios; elsewhere the network's own probabilities stand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .motion_blur import judge_motion, measures_motion, motion_judgement, motion_score
+from .noise_level import judge_noise, measures_noise, noise_judgement, noise_sigma
+
+#: Every family that can be measured, in the order the measurements are applied.
+MEASURABLE = ("noise", "motion")
+
+
+def measured_families(classes: list[str], mpp: float) -> list[str]:
+    """The families measured for a model with these classes seeing tiles at ``mpp`` µm/px."""
+    applies = {"noise": measures_noise(classes, mpp), "motion": measures_motion(classes, mpp)}
+    return [family for family in MEASURABLE if applies[family]]
+
+
+def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndarray,
+                   families: list[str]) -> np.ndarray:
+    """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured."""
+    if "noise" in families:
+        probabilities = judge_noise(probabilities, classes, noise_sigma(tiles))
+    if "motion" in families:
+        probabilities = judge_motion(probabilities, classes, motion_score(tiles))
+    return probabilities
+
+
+def judgement_attributes(classes: list[str], mpp: float) -> dict:
+    """How a map's P(noise) and P(motion) were made, for its attributes."""
+    return {"noise": noise_judgement(classes, mpp), "motion": motion_judgement(classes, mpp)}

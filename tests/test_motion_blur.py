@@ -1,0 +1,81 @@
+"""Motion measured, not guessed: the directional spectrum tells sharp real tiles from streaked ones
+and from defocused ones, rises with the streak, and the Predictor hands P(motion) over to it."""
+
+import numpy as np
+import pytest
+
+from slideiqa.distortions import KINDS, defocus, motion
+from slideiqa.inference import Predictor
+from slideiqa.judgement import measured_families
+from slideiqa.motion_blur import judge_motion, measures_motion, motion_anisotropy, motion_score
+from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
+from slideiqa_training.generalisation import FLOORS
+
+
+def test_sharp_unseen_tiles_score_below_the_threshold(heldout_tiles, tissue_crop):
+    score = motion_score(np.concatenate([heldout_tiles, tissue_crop[None]]))
+    assert score.max() < 0.9, score.round(2)
+
+
+@pytest.mark.parametrize("kind", KINDS["motion"])
+def test_the_score_rises_with_the_streak_and_crosses_the_threshold_at_the_floor(heldout_tiles, kind):
+    def measured(severity: float) -> np.ndarray:
+        return motion_score(np.stack([motion(tile, severity, seed=i, kind=kind) for i, tile in enumerate(heldout_tiles)]))
+
+    np.testing.assert_array_equal(measured(0.6), measured(0.6))
+    levels = [measured(severity) for severity in (0.0, 0.15, 0.25, FLOORS["motion"], 1.0)]
+    sharp, floor = levels[0], levels[3]
+    # Below ~2 µm a streak may first blur a tile's own orientation away; from there the score rises
+    # with the streak until the fine band is gone along it (by ~3 µm). A 12 µm streak starts to take
+    # the coarse band too, which lowers the fine-to-coarse ratio again, but not below the threshold.
+    means = [level.mean() for level in levels[1:4]]
+    assert means[0] < means[1] < means[2], means
+    assert levels[4].min() > 1.0, levels[4].round(2)
+    assert sharp.max() < 0.9 and floor.min() > 0.95 and (floor > 1.0).mean() >= 0.9, floor.round(3)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS["motion"])
+def test_other_libraries_streaks_at_the_floor_are_measured_as_motion(heldout_tiles, name):
+    streaked = np.stack([degrade(tile, "motion", FLOORS["motion"], 0.5, np.random.default_rng(i), name)[0]
+                         for i, tile in enumerate(heldout_tiles)])
+    assert motion_score(streaked).min() > 1.0, motion_score(streaked).round(2)
+
+
+@pytest.mark.parametrize("kind", KINDS["defocus"])
+def test_defocus_blurs_every_direction_and_is_not_motion(heldout_tiles, kind):
+    blurred = np.stack([defocus(tile, 1.0, seed=i, kind=kind) for i, tile in enumerate(heldout_tiles)])
+    assert motion_score(blurred).max() < 1.0, motion_score(blurred).round(2)
+
+
+def test_the_measurement_is_blind_to_the_streak_angle_and_to_flat_tiles(heldout_tiles):
+    tile = heldout_tiles[0]
+    scores = motion_score(np.stack([motion(tile, 0.6, angle_deg=angle) for angle in (0, 37, 90, 133)]))
+    assert scores.min() > 1.2, scores.round(2)
+    flat = np.full((2, 224, 224, 3), 230, np.uint8)
+    np.testing.assert_allclose(motion_anisotropy(flat), 0.0, atol=1e-6)
+
+
+def test_judging_motion_keeps_the_other_classes_ratios():
+    classes = ["good", "defocus", "motion", "noise"]
+    probabilities = np.array([[0.2, 0.1, 0.6, 0.1], [0.5, 0.25, 0.0, 0.25]])
+    judged = judge_motion(probabilities, classes, np.array([0.5, 1.5]))
+    np.testing.assert_allclose(judged.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(judged[0], [0.5, 0.25, 0.0, 0.25], atol=1e-4)  # texture taken for motion
+    assert judged[1, 2] > 0.999  # a streak the network missed
+    assert judge_motion(probabilities, ["good", "a", "b", "c"], np.zeros(2)) is probabilities
+    assert measures_motion(classes, 0.5) and not measures_motion(classes, 1.0)
+    assert measured_families(classes, 0.5) == ["noise", "motion"] and measured_families(["good", "noise"], 0.5) == ["noise"]
+
+
+def test_the_predictor_measures_motion_and_can_be_asked_not_to(heldout_tiles):
+    measured, network = Predictor("default"), Predictor("default", measure_motion=False)
+    assert measured.measured_families == ["noise", "motion"] and network.measured_families == ["noise"]
+    index = measured.classes.index("motion")
+    streaked = np.stack([motion(tile, FLOORS["motion"], seed=i) for i, tile in enumerate(heldout_tiles)])
+    judged = measured.predict(np.concatenate([heldout_tiles, streaked]))
+    assert judged[: len(heldout_tiles), index].max() < 0.01
+    assert (judged[len(heldout_tiles):].argmax(1) == index).all()
+    own = network.predict(heldout_tiles)
+    others = [i for i in range(len(measured.classes)) if i != index]
+    expected = own[:, others] / own[:, others].sum(1, keepdims=True)
+    np.testing.assert_allclose(judged[: len(heldout_tiles), others], expected, atol=1e-2)
