@@ -10,7 +10,7 @@ from slideiqa.distortions import FAMILIES, distort_local
 from slideiqa.explain import CellMaps, GradCam, explain_field, explain_image, explainer_for
 from slideiqa.noise_level import noise_sigma_patches
 
-from conftest import HELDOUT, ROOT
+from conftest import HELDOUT
 
 LEFT = np.zeros((224, 224), bool)
 LEFT[:, :90] = True  # 40 % of the tile
