@@ -26,6 +26,7 @@ import torch
 
 from slideiqa.models.export import TileClassifier, export_onnx
 from slideiqa.models import ModelCard, build_model
+from slideiqa.inference import onnx_session_options
 from slideiqa.motion_blur import motion_score
 from slideiqa.noise_level import noise_sigma, noise_sigma_cells
 
@@ -59,7 +60,7 @@ def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         export_onnx(TileClassifier(build_model(architecture, 6, cell_hidden=card.cell_hidden), card).eval(), card, path)
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(path), onnx_session_options(), providers=["CPUExecutionProvider"])
         result["onnxruntime"] = rate(lambda: session.run(None, {"tiles": tiles}), batch, seconds)
 
         def measured() -> None:

@@ -55,8 +55,8 @@ FINE_BAND = (0.12, 0.35)
 COARSE_BAND = (0.025, 0.06)
 #: A floor under each sector's energy, so that a flat tile (no detail) has no direction either.
 _FLAT = 9e-3
-#: Spectra are computed this many tiles at a time, to bound the temporary memory (≈ 0.2 MB a tile).
-_CHUNK = 64
+#: Spectra are computed this many tiles at a time, to bound the temporary memory (≈ 0.6 MB a tile).
+_CHUNK = 32
 
 
 def measures_motion(classes: list[str], mpp: float) -> bool:
