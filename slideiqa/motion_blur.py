@@ -73,25 +73,35 @@ def motion_judgement(classes: list[str], mpp: float) -> dict:
 
 
 @lru_cache(maxsize=4)
-def _sector_weights(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Hann window, fine-band sector matrix, coarse-band sector matrix) for tiles of this size: each
-    matrix maps a flattened half-spectrum (``rfft2``) to its energy in each of the ``SECTORS`` sectors."""
+def _sector_bins(height: int, width: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(Hann window, fine band, coarse band) for tiles of this size; each band is (indices into the
+    flattened half-spectrum of ``rfft2``, grouped by sector; where each sector's indices start)."""
     window = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
     fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
-    radius = np.hypot(fx, fy)
-    sector = (np.degrees(np.arctan2(fy, fx)) % 180 // (180 / SECTORS)).astype(int)
+    radius = np.hypot(fx, fy).ravel()
+    sector = (np.degrees(np.arctan2(fy, fx)) % 180 // (180 / SECTORS)).astype(int).ravel()
 
-    def band(low: float, high: float) -> np.ndarray:
-        inside = (radius >= low) & (radius < high)
-        return np.stack([(inside & (sector == k)).ravel() for k in range(SECTORS)], axis=1).astype(np.float32)
+    def band(low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+        inside = np.flatnonzero((radius >= low) & (radius < high))
+        by_sector = inside[np.argsort(sector[inside], kind="stable")]
+        starts = np.searchsorted(sector[by_sector], np.arange(SECTORS))
+        return by_sector, starts
 
     return window, band(*FINE_BAND), band(*COARSE_BAND)
+
+
+def _sector_energy(power: np.ndarray, band: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(N, SECTORS) energy of a band in each sector of (N, bins) flattened power spectra. Summed
+    with ``np.add.reduceat`` rather than a matrix product: BLAS would start threads of its own
+    inside a map's block threads."""
+    indices, starts = band
+    return np.add.reduceat(power[:, indices], starts, axis=1) + _FLAT
 
 
 def motion_anisotropy(tiles: np.ndarray) -> np.ndarray:
     """(N, 2) log-ratios (fine anisotropy, fine-to-coarse anisotropy) of (N, H, W, 3) uint8 tiles."""
     tiles = np.asarray(tiles)
-    window, fine_weights, coarse_weights = _sector_weights(*tiles.shape[1:3])
+    window, fine_band, coarse_band = _sector_bins(*tiles.shape[1:3])
     out = np.empty((len(tiles), 2), np.float64)
     for start in range(0, len(tiles), _CHUNK):
         chunk = tiles[start:start + _CHUNK]
@@ -104,8 +114,7 @@ def motion_anisotropy(tiles: np.ndarray) -> np.ndarray:
         luminance -= luminance.mean(axis=(1, 2), keepdims=True)
         power = np.abs(scipy.fft.rfft2(luminance * window)) ** 2
         power = power.reshape(len(power), -1)
-        fine = power @ fine_weights + _FLAT
-        coarse = power @ coarse_weights + _FLAT
+        fine, coarse = _sector_energy(power, fine_band), _sector_energy(power, coarse_band)
         ratio = fine / coarse
         out[start:start + _CHUNK, 0] = np.log(fine.max(axis=1) / fine.min(axis=1))
         out[start:start + _CHUNK, 1] = np.log(ratio.max(axis=1) / ratio.min(axis=1))
