@@ -100,11 +100,13 @@ def test_invisible_defects_are_left_out(tissue_crop):
     assert len(images) == len(rows)
 
 
-#: Bars for the regression set, from the shipped model's measured shares on it (sharp pass 0.8;
-#: flagged at the floors 1.0 for defocus, motion, noise and JPEG, exposure 0.8 by slideiqa's code and
-#: 0.6 by other code — the measured weakness). The model shipped before passed 0.2 of these tiles.
-PASS_BAR = 0.7
-FLAG_BAR = {"defocus": 0.9, "motion": 0.9, "noise": 0.9, "jpeg": 0.9, "exposure": 0.5}
+#: Bars for the regression set, from the shipped model's measured shares on it, judged as a map judges
+#: (noise and motion measured): sharp pass 1.0; flagged at the floors 1.0 for defocus, motion, noise
+#: and JPEG by both codes, exposure 0.5 by slideiqa's code and 0.7 by other code — the measured
+#: weakness (training/README.md: a wrong tone curve looks like another stain strength). The bars
+#: leave one tile of ten. The model shipped before the ten-group recipe passed 0.2 of these tiles.
+PASS_BAR = 0.9
+FLAG_BAR = {"defocus": 0.9, "motion": 0.9, "noise": 0.9, "jpeg": 0.9, "exposure": 0.4}
 
 
 def _flag_shares(predictor: Predictor, tiles: np.ndarray, degrade_tile) -> float:
