@@ -102,6 +102,8 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(phantom_map, phantom
                     "other.tif", "not the slide this map was made from")
     _one_error_line(_run("slideiqa.cli", "usable", phantom_map.path, "-o", out, "--slide", tmp_path / "gone.tif"),
                     "gone.tif", "not there")
+    missing = tmp_path / "missing" / "usable.png"
+    _one_error_line(_run("slideiqa.cli", "usable", phantom_map.path, "-o", missing), f"{missing}: No such file")
     assert not list(tmp_path.glob("usable*")) and not list(tmp_path.glob(".usable*"))
 
 
