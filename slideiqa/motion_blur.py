@@ -29,7 +29,7 @@ measurement's, as ``noise_level.judge_noise`` does for noise, and leaves the net
 among good and the other families in its own proportions.
 
 The thresholds hold at the scale they were measured on, ``MOTION_MPP`` µm/px (a 5 µm streak is 10 px
-there); models at other scales keep their own P(motion). 0.2 ms a tile (``benchmarks/model_speed.py``).
+there); models at other scales keep their own P(motion). 0.3–0.4 ms a tile on one core here.
 """
 
 from __future__ import annotations
