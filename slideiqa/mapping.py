@@ -39,9 +39,11 @@ from .judgement import judgement_attributes
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE, UNREADABLE, UNREADABLE_CLASS, MapError,
-                    MapLayout, QualityMap, blocks_done, create_map, is_quality_map, label_entries, open_for_update,
-                    open_map, read_array, update_attributes, write_block)
+from .slide_tone import judge_slide_tone
+from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FIXED_LABELS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE,
+                    UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap, blocks_done, create_map, is_quality_map,
+                    label_entries, open_for_update, open_map, read_array, update_attributes, write_block,
+                    write_probabilities)
 from .terminal import timestamp
 from .thumbnail_artefacts import THUMBNAIL_ARTEFACTS, artefact_labels
 from .tissue import tissue_mask
@@ -87,6 +89,9 @@ class MapSettings:
     #: Defect families measured rather than taken from the network (``Predictor.measured_families``).
     #: Maps made before motion was measured lack it, and are not resumed under the new judgement.
     measured_families: list[str] = field(default_factory=list)
+    #: Whether each tile's tone is judged against its slide's when the map is finished
+    #: (``slide_tone``); maps made before that have no tones and are not resumed under it.
+    tone_context: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -372,7 +377,8 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
                            list(ARTEFACTS) if options.find_artefacts else [],
-                           card.cells_per_side if options.cells else 0, predictor.measured_families)
+                           card.cells_per_side if options.cells else 0, predictor.measured_families,
+                           tone_context={"good", "exposure"} <= set(card.classes))
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
@@ -511,7 +517,10 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
 
 
 def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
-    """Summary, overview and regions from the written arrays, then status "complete"."""
+    """Each tile's tone judged against its slide's, then summary, overview and regions from the
+    written arrays, then status "complete"."""
+    if plan.settings.tone_context:
+        judge_map_tone(root, plan.card.classes, plan.card.good_index)
     score, label = read_array(root, "score"), read_array(root, "label")
     options, card = plan.options, plan.card
     summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
@@ -528,6 +537,17 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
                       timing={"runtime_s": runtime, "compute_s": compute_s})
     return MapResult(plan.out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
+
+
+def judge_map_tone(root, classes: list[str], good_index: int) -> None:
+    """Every assessed tile's probabilities judged by its tone against the whole slide's
+    (``slide_tone.judge_slide_tone``), written back whole, and what was found kept in the map's
+    attributes. Judging is idempotent, so a finish interrupted half-way is simply done again."""
+    probabilities, tone, label = read_array(root, "probs"), read_array(root, "tone"), read_array(root, "label")
+    judged, found = judge_slide_tone(probabilities, tone, classes)
+    fixed = np.where(label >= min(FIXED_LABELS.values()), label, 0).astype(np.uint8)
+    write_probabilities(root, slice(None), slice(None), judged.astype(np.float32), good_index, fixed)
+    update_attributes(root, tone_context=found)
 
 
 @dataclass
@@ -565,7 +585,7 @@ class BlockRun:
                 recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
                 update_attributes(self.root, unreadable=recorded)
         write_block(self.root, self.layout, *block, result.probabilities, self.tissue[rows, cols], self.good_index,
-                    fixed, result.cell_probabilities)
+                    fixed, result.cell_probabilities, result.tone)
 
     def execute(self, client, tasks: list[BlockTask], threads: int | None) -> None:
         from dataclasses import replace

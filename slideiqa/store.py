@@ -15,6 +15,11 @@ Layout of ``<slide>.quality.zarr``::
                                          255 = unreadable (tissue whose pixels cannot be decoded)
     probs/0          float32 (c, y, x)   NGFF image: class probabilities; NaN on background
     tissue/0         float32 (y, x)      NGFF image: tissue fraction of each tile
+    tone/0           float32 (c, y, x)   NGFF image: each assessed tile's tone (glass level, stain
+                                         density, white point: ``slide_tone.TONE_FEATURES``), against
+                                         which the finished map judges every tile by its slide's;
+                                         NaN where not assessed or not measurable. Maps made before
+                                         tones were judged have none.
     cells/0          float32 (y, x)      NGFF image, with a model that has a cell head: P(good) of every
                                          cell (16 µm for the default model; k × k cells per tile)
     cells/labels/class/0 uint8 (y, x)    its NGFF image-label: the cell's most likely class, with the
@@ -51,14 +56,16 @@ import numpy as np
 import zarr
 
 from .errors import SlideIQAError
+from .slide_tone import TONE_FEATURES
 
 NGFF_VERSION = "0.5"
 #: Where each of a map's arrays lives in the group (its name in the API → its Zarr path).
 ARRAY_PATHS = {"score": "0", "label": "labels/class/0", "probs": "probs/0", "tissue": "tissue/0",
-               "cell_score": "cells/0", "cell_label": "cells/labels/class/0"}
+               "tone": "tone/0", "cell_score": "cells/0", "cell_label": "cells/labels/class/0"}
 #: The arrays every map has; the cell arrays only a map made with a cell head.
-ARRAYS = ("score", "label", "probs", "tissue")
+ARRAYS = ("score", "label", "probs", "tissue", "tone")
 CELL_ARRAYS = ("cell_score", "cell_label")
+TONE_CHANNELS = len(TONE_FEATURES)
 FORMAT = "slideiqa-quality-map"
 #: Version of the group layout above. Maps of layout 1 (score, label, probs and tissue side by side,
 #: no NGFF root) must be made again.
@@ -243,6 +250,7 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
         "probs": (["c", "y", "x"], (len(layout.classes), layout.rows, layout.cols), "float32", np.nan),
         "label": (["y", "x"], (layout.rows, layout.cols), "uint8", BACKGROUND),
         "tissue": (["y", "x"], (layout.rows, layout.cols), "float32", 0.0),
+        "tone": (["c", "y", "x"], (TONE_CHANNELS, layout.rows, layout.cols), "float32", np.nan),
     }
     labels = root.create_group("labels")
     labels.attrs["ome"] = {"version": NGFF_VERSION, "labels": ["class"]}
@@ -250,7 +258,7 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
         group_path = ARRAY_PATHS[name].rpartition("/")[0]
         group = root.require_group(group_path) if group_path else root
         group.attrs["ome"] = _ngff_image("class" if name == "label" else name, axes, layout.tile_um, translation)
-        chunks = (len(layout.classes), *chunks2d) if name == "probs" else chunks2d
+        chunks = (shape[0], *chunks2d) if axes[0] == "c" else chunks2d
         group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=axes)
     entries = label_entries(layout.classes)
     _add_image_label(root["labels/class"], entries)
@@ -298,16 +306,18 @@ def most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None
 
 def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
                 probabilities: np.ndarray, tissue: np.ndarray, good_index: int,
-                fixed: np.ndarray | None = None, cell_probabilities: np.ndarray | None = None) -> None:
+                fixed: np.ndarray | None = None, cell_probabilities: np.ndarray | None = None,
+                tone: np.ndarray | None = None) -> None:
     """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue;
     ``fixed`` (h, w) holds a fixed label (:data:`FIXED_LABELS`) where slideiqa decided, 0 elsewhere;
     ``cell_probabilities`` (c, h·k, w·k) those of the k × k cells of every tile, in a map with cell
-    arrays (NaN if None)."""
+    arrays (NaN if None); ``tone`` (3, h, w) the tiles' tone measurements (NaN if None)."""
     rows, cols = layout.block_slices(block_row, block_col)
-    root[ARRAY_PATHS["probs"]][:, rows, cols] = probabilities
-    root[ARRAY_PATHS["score"]][rows, cols] = probabilities[good_index]
-    root[ARRAY_PATHS["label"]][rows, cols] = most_likely_label(probabilities, fixed)
+    write_probabilities(root, rows, cols, probabilities, good_index, fixed)
     root[ARRAY_PATHS["tissue"]][rows, cols] = tissue
+    if tone is None:
+        tone = np.full((TONE_CHANNELS, *probabilities.shape[1:]), np.nan, np.float32)
+    root[ARRAY_PATHS["tone"]][:, rows, cols] = tone
     k = layout.cells_per_side
     if k:
         if cell_probabilities is None:
@@ -320,6 +330,15 @@ def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: 
     root["progress"][block_row, block_col] = 1
 
 
+def write_probabilities(root: zarr.Group, rows: slice, cols: slice, probabilities: np.ndarray, good_index: int,
+                        fixed: np.ndarray | None = None) -> None:
+    """The tiles' probabilities, and the score and label that follow from them, over ``rows`` ×
+    ``cols`` (whole chunks, or the whole map: one writer at a time)."""
+    root[ARRAY_PATHS["probs"]][:, rows, cols] = probabilities
+    root[ARRAY_PATHS["score"]][rows, cols] = probabilities[good_index]
+    root[ARRAY_PATHS["label"]][rows, cols] = most_likely_label(probabilities, fixed)
+
+
 def blocks_done(root: zarr.Group) -> np.ndarray:
     return np.asarray(root["progress"][...], dtype=bool)
 
@@ -330,6 +349,8 @@ def read_array(root: zarr.Group, name: str) -> np.ndarray:
         raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAY_PATHS)}")
     if name in CELL_ARRAYS and ARRAY_PATHS[name] not in root:
         raise KeyError(f"this map has no {name!r} array (it was made without a cell head)")
+    if ARRAY_PATHS[name] not in root:
+        raise KeyError(f"this map has no {name!r} array (it was made by an older slideiqa)")
     return np.asarray(root[ARRAY_PATHS[name]][...])
 
 

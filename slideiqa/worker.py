@@ -22,6 +22,7 @@ from .debris import debris_tiles
 from .grid import TileGrid, read_plan, read_tile
 from .inference import Predictor
 from .slide import Slide, UnreadableRegion, open_slide
+from .slide_tone import TONE_FEATURES, tone_features
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class BlockResult:
     decode_fallbacks: int = 0
     debris: list[tuple[int, int]] = field(default_factory=list)
     cell_probabilities: np.ndarray | None = None
+    #: (3, rows, cols) tone measurements of the assessed tiles (``slide_tone``), NaN elsewhere
+    tone: np.ndarray | None = None
 
 
 _cache_lock = threading.Lock()
@@ -161,7 +164,8 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
     plan = read_plan(slide, task.grid)
     (r0, r1), (c0, c1) = task.tile_rows, task.tile_cols
     classes = len(predictor.classes)
-    result = BlockResult(np.full((classes, r1 - r0, c1 - c0), np.nan, np.float32), [])
+    result = BlockResult(np.full((classes, r1 - r0, c1 - c0), np.nan, np.float32), [],
+                         tone=np.full((len(TONE_FEATURES), r1 - r0, c1 - c0), np.nan, np.float32))
     k = predictor.card.cells_per_side if task.with_cells else 0  # cells along a tile's side
     if k:
         result.cell_probabilities = np.full((classes, (r1 - r0) * k, (c1 - c0) * k), np.nan, np.float32)
@@ -190,8 +194,10 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
             probabilities[dirty] = np.nan  # labelled debris, not judged by the model
             if k:
                 cell_probabilities[dirty] = np.nan
+        tone = tone_features(pixels)
         for index, ((r, c), p) in enumerate(zip(batch, probabilities)):
             result.probabilities[:, r, c] = p
+            result.tone[:, r, c] = tone[index]
             if k:
                 result.cell_probabilities[:, r * k:(r + 1) * k, c * k:(c + 1) * k] = \
                     cell_probabilities[index].transpose(2, 0, 1)

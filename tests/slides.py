@@ -99,13 +99,8 @@ def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: 
     return write_pyramidal_tiff(path, mosaic, mpp=mpp, levels=3, compression="zlib")
 
 
-def mosaic_slide(path: Path, sources: list[np.ndarray], tiles: int, tile: int, seed: int,
-                 defocus_share: float = 0.0, mpp: float = 0.5) -> Path:
-    """A ``tiles`` × ``tiles`` slide of real tissue (random ``tile``-px crops of ``sources``, one per
-    grid cell) whose top ``defocus_share`` of rows is defocused: slides that pass or fail the quality
-    rule, as large as a test needs."""
-    from slideiqa.distortions import defocus
-
+def mosaic_pixels(sources: list[np.ndarray], tiles: int, tile: int, seed: int) -> np.ndarray:
+    """A ``tiles`` × ``tiles`` mosaic of random ``tile``-px crops of ``sources``, one per grid cell."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(tiles):
@@ -115,7 +110,16 @@ def mosaic_slide(path: Path, sources: list[np.ndarray], tiles: int, tile: int, s
             y, x = rng.integers(0, source.shape[0] - tile), rng.integers(0, source.shape[1] - tile)
             row.append(source[y : y + tile, x : x + tile])
         rows.append(np.concatenate(row, axis=1))
-    mosaic = np.ascontiguousarray(np.concatenate(rows, axis=0))
+    return np.ascontiguousarray(np.concatenate(rows, axis=0))
+
+
+def mosaic_slide(path: Path, sources: list[np.ndarray], tiles: int, tile: int, seed: int,
+                 defocus_share: float = 0.0, mpp: float = 0.5) -> Path:
+    """A slide of :func:`mosaic_pixels` whose top ``defocus_share`` of rows is defocused: slides that
+    pass or fail the quality rule, as large as a test needs."""
+    from slideiqa.distortions import defocus
+
+    mosaic = mosaic_pixels(sources, tiles, tile, seed)
     blurred = int(round(defocus_share * tiles)) * tile
     if blurred:
         mosaic[:blurred] = defocus(np.ascontiguousarray(mosaic[:blurred]), 0.6, mpp=mpp)

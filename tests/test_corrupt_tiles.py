@@ -63,7 +63,9 @@ def test_a_corrupt_tile_costs_only_the_map_tiles_over_it(phantom, phantom_map, t
     np.testing.assert_array_equal(label == UNREADABLE, over)
     assert np.isnan(quality.array("score")[over]).all()
     np.testing.assert_array_equal(label[~over], expected_label[~over])  # every other tile read and judged as before
-    np.testing.assert_allclose(quality.array("score")[~over], reference.array("score")[~over], atol=1e-5)
+    # Scores as before too, but for the tone check: each tile is judged against the slide's tone, whose
+    # reference moves a little with the tiles lost, so a tile near its departure threshold moves a little.
+    np.testing.assert_allclose(quality.array("score")[~over], reference.array("score")[~over], atol=0.03)
 
     summary = json.loads((out / "summary.json").read_text())
     tissue = int((expected_label > 0).sum())

@@ -1,0 +1,173 @@
+"""A tile's tone judged against the rest of its slide: exposure errors a single tile cannot show.
+
+Why a slide is needed. A wrong tone curve turns every pixel's optical density OD into γ·OD, which is
+exactly what γ times the dye does (Beer–Lambert), and the good tiles of ten labs span a factor of two
+in stain density. So a gamma or a clipped tone curve cannot be told from a stain of another strength
+in one tile (``training/README.md``). Within one slide, though, the stain, the scanner's white point
+and its glass are nearly constant, so a tile whose tone departs from its own slide's stands out.
+
+What is compared. Three measurements of each tissue tile, each one that a tone error moves and the
+tissue under it moves little:
+
+* ``glass`` — the median luminance of its grey pixels (glass or mounting medium between the tissue),
+  where there are enough of them;
+* ``stain_density`` — log₂ of the median summed optical density of its stained pixels;
+* ``white_point`` — the 99.5th percentile of its brightest channel, in tiles without glass (with
+  glass, it is the glass).
+
+Each is compared with the slide's tissue tiles by a robust z-score: the distance from their median in
+units of their spread (1.4826 × the median absolute deviation, so a normal spread is its σ), where the
+spread is never taken below a floor of what the measurement itself varies by on a steady slide (JPEG,
+sensor noise). The median and the spread ignore a minority of defective tiles, so a slide with some
+blurred or noisy tissue still has a sound reference. A slide with a wide spread of tissue (fat beside
+dense epidermis) gets a wide tolerance; a steady one a narrow one.
+
+How it judges. A tile whose largest z passes :data:`DEPARTURE_Z` departs from its slide: its P(good)
+is capped at 1 − P(departs), and what is taken goes to exposure. Nothing else moves, so a tile already
+called blurred or noisy keeps its family, and a tile that passes its slide's tone keeps its
+probabilities exactly. The cap is idempotent: judging a judged map again changes nothing.
+
+What it cannot do. A slide that is wrongly exposed *throughout* is its own reference and passes this
+check; only the network's own exposure class (which catches gain and flat exposure errors well) and a
+reference of the lab's own slides can judge it. The thresholds were set on physical grounds, and
+their effect is measured on held-out sources in ``training/README.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+#: The measurements, in the order of a tone array's first axis.
+TONE_FEATURES = ("glass", "stain_density", "white_point")
+#: The least spread each measurement is given (grey levels; log₂ of density; grey levels): what one
+#: varies by between neighbouring tiles of a steady slide (sensor noise, JPEG, a few nuclei more).
+SPREAD_FLOORS = np.array([3.0, 0.12, 3.0])
+#: A tile departs from its slide beyond this robust z-score (P(departs) = ½ there).
+DEPARTURE_Z = 4.0
+#: Width of the step from "fits" to "departs", in z units.
+DEPARTURE_SOFTNESS = 0.25
+#: Fewer tiles with a measurement than this, and the slide gives no reference for it.
+MIN_CONTEXT_TILES = 10
+#: Pixels sampled: every SUBSAMPLE-th along each axis (tone is not a fine-scale property).
+SUBSAMPLE = 4
+#: A pixel is glass (or mounting medium) when its channels are within this many grey levels and it
+#: is brighter than GLASS_MIN_LUMINANCE (the dimmest good glass here, a camera's, is at 134; black
+#: pixels of dense or darkened tissue are grey too, and are not glass).
+GREY_SPREAD, GLASS_MIN_LUMINANCE = 10, 96
+#: A pixel is stained when its optical density summed over RGB is above this.
+STAINED_OD = 0.3
+#: Least share of a tile's sampled pixels that must be grey (glass) or stained to measure it.
+MIN_GLASS_SHARE, MIN_STAINED_SHARE = 0.01, 0.002
+#: Optical densities are summed in steps of 1 / DENSITY_STEP (fine beside :data:`SPREAD_FLOORS`).
+DENSITY_STEP = 100
+_DENSITY_STEPS = np.rint(-np.log10(np.clip(np.arange(256), 1, 255) / 255.0) * DENSITY_STEP).astype(np.int16)
+_DENSITY_BINS = int(_DENSITY_STEPS[0]) * 3 + 1
+
+
+def _histogram_quantiles(values: np.ndarray, masks: np.ndarray, bins: int, quantile: float,
+                         min_count: int) -> np.ndarray:
+    """Per row of small non-negative integers ``values`` (< ``bins``), the ``quantile`` of those where
+    ``masks``, as a bin index; NaN where fewer than ``min_count``. One histogram per row, all of them
+    in one ``bincount``, since a loop of per-tile medians would cost more than the network."""
+    rows = np.broadcast_to(np.arange(len(values))[:, None] * bins, values.shape)
+    counts = np.bincount((rows + values)[masks], minlength=len(values) * bins).reshape(len(values), bins)
+    cumulative = counts.cumsum(axis=1)
+    totals = cumulative[:, -1]
+    position = (cumulative >= np.maximum(quantile * totals, 1)[:, None]).argmax(axis=1).astype(np.float64)
+    return np.where(totals >= min_count, position, np.nan)
+
+
+def tone_features(tiles: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 :data:`TONE_FEATURES` of (N, H, W, 3) uint8 ``tiles``; NaN where a tile has too
+    little glass (or stain) to measure."""
+    sampled = np.asarray(tiles)[:, ::SUBSAMPLE, ::SUBSAMPLE]
+    count = len(sampled)
+    # Channel by channel: reductions over a last axis of three are several times slower in NumPy.
+    red, green, blue = (np.ascontiguousarray(sampled[..., channel]).reshape(count, -1) for channel in range(3))
+    per_tile = red.shape[1]
+    brightest, darkest = np.maximum(np.maximum(red, green), blue), np.minimum(np.minimum(red, green), blue)
+    channel_sum = red.astype(np.int32) + green + blue  # 3 × luminance, 0–765
+    grey = ((brightest - darkest) < GREY_SPREAD) & (channel_sum > 3 * GLASS_MIN_LUMINANCE)
+    density = _DENSITY_STEPS[red].astype(np.int32) + _DENSITY_STEPS[green] + _DENSITY_STEPS[blue]
+    features = np.empty((count, len(TONE_FEATURES)), np.float32)
+    features[:, 0] = _histogram_quantiles(channel_sum, grey, 766, 0.5, max(1, int(MIN_GLASS_SHARE * per_tile))) / 3
+    stained = _histogram_quantiles(np.minimum(density, _DENSITY_BINS - 1), density > STAINED_OD * DENSITY_STEP,
+                                   _DENSITY_BINS, 0.5, max(1, int(MIN_STAINED_SHARE * per_tile)))
+    features[:, 1] = np.log2(stained / DENSITY_STEP)
+    white_point = _histogram_quantiles(brightest.astype(np.int32), np.ones_like(grey), 256, 0.995, 1)
+    # With glass in the tile its brightest pixels are glass, whose level is measured above; a tile
+    # full of tissue has a lower white point by nature, so it is compared only with its likes.
+    features[:, 2] = np.where(np.isnan(features[:, 0]), white_point, np.nan)
+    return features
+
+
+@dataclass(frozen=True)
+class ToneReference:
+    """A slide's tone: per measurement, the median of its tissue tiles and the spread allowed about
+    it (NaN where too few tiles have the measurement)."""
+
+    median: np.ndarray
+    spread: np.ndarray
+
+    @classmethod
+    def of(cls, context: np.ndarray) -> "ToneReference":
+        """The reference of ``context`` (M, 3): the tone measurements of a slide's tissue tiles."""
+        context = np.asarray(context, dtype=np.float64).reshape(-1, len(TONE_FEATURES))
+        median, spread = np.full(len(TONE_FEATURES), np.nan), np.full(len(TONE_FEATURES), np.nan)
+        for column, floor in enumerate(SPREAD_FLOORS):
+            values = context[:, column][np.isfinite(context[:, column])]
+            if len(values) >= MIN_CONTEXT_TILES:
+                median[column] = np.median(values)
+                spread[column] = np.hypot(1.4826 * np.median(np.abs(values - median[column])), floor)
+        return cls(median, spread)
+
+    def to_dict(self) -> dict[str, dict[str, float | None]]:
+        return {name: {"median": None if np.isnan(m) else round(float(m), 4),
+                       "spread": None if np.isnan(s) else round(float(s), 4)}
+                for name, m, s in zip(TONE_FEATURES, self.median, self.spread)}
+
+
+def tone_deviation(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
+    """Per tile of ``features`` (N, 3), its largest robust z-score against ``context`` (the slide's
+    tissue tiles' measurements, or their reference; ``features`` themselves by default); 0 where
+    nothing can be compared."""
+    features = np.asarray(features, dtype=np.float64)
+    reference = context if isinstance(context, ToneReference) else ToneReference.of(features if context is None else context)
+    with np.errstate(invalid="ignore"):
+        z = np.abs(features - reference.median) / reference.spread
+    return np.nan_to_num(z, nan=0.0).max(axis=1, initial=0.0)
+
+
+def departure_probability(deviation: np.ndarray) -> np.ndarray:
+    """P(a tile's tone departs from its slide's) from its robust z-score."""
+    return expit((np.asarray(deviation, dtype=np.float64) - DEPARTURE_Z) / DEPARTURE_SOFTNESS)
+
+
+def judge_tone(probabilities: np.ndarray, classes: list[str], deviation: np.ndarray) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with P(good) capped at 1 − P(departs) and the excess given
+    to exposure; unchanged for a model without both classes. Rows of NaN stay NaN."""
+    if "good" not in classes or "exposure" not in classes:
+        return probabilities
+    good, exposure = classes.index("good"), classes.index("exposure")
+    judged = np.array(probabilities, dtype=np.float64)
+    capped = np.minimum(judged[:, good], 1.0 - departure_probability(deviation))
+    judged[:, exposure] += judged[:, good] - capped
+    judged[:, good] = capped
+    return judged.astype(np.asarray(probabilities).dtype, copy=False)
+
+
+def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[str]) -> tuple[np.ndarray, dict]:
+    """A whole map's (c, y, x) ``probabilities`` judged by its (3, y, x) ``tone``: every assessed tile
+    against the reference of all assessed tiles. Returns the probabilities and what was found (the
+    slide's reference, tiles compared, tiles that depart), for the map's attributes."""
+    assessed = np.isfinite(probabilities).all(axis=0)
+    features = tone[:, assessed].T
+    reference = ToneReference.of(features)
+    deviation = tone_deviation(features, reference)
+    judged = np.array(probabilities, copy=True)
+    judged[:, assessed] = judge_tone(probabilities[:, assessed].T, classes, deviation).T
+    return judged, {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
+                    "tiles_departing": int((deviation > DEPARTURE_Z).sum())}

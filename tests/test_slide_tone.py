@@ -1,0 +1,115 @@
+"""A tile's tone judged against its slide's: a tone curve applied by another library to part of a real
+slide is flagged as exposure where a single tile cannot tell it from a stronger stain, the rest of the
+slide is left alone, and judging a finished map again changes nothing."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.exposure import adjust_gamma
+
+from slideiqa import map_slide
+from slideiqa.mapping import judge_map_tone
+from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, judge_tone, tone_deviation,
+                                 tone_features)
+from slideiqa.store import open_for_update, open_map, read_array
+
+from conftest import CMU_SLIDE, FIELDS
+from slides import mosaic_pixels, write_pyramidal_tiff
+
+TUMOUR_FIELD = FIELDS / "he_tumour_target.png"
+
+CLASSES = ["good", "defocus", "motion", "noise", "jpeg", "exposure"]
+TILE = 224
+#: A box of 2 × 2 tiles (row0, col0, row1, col1) of a slide of real tissue given a tone curve by
+#: scikit-image at the exposure floor of ±1 EV at mid-grey: γ = 2 (a stronger-looking stain) or ½ (a
+#: paler one). On the CMU slide neither departs from the slide's tone at the floor: a doubled or
+#: halved density is within 3 of its tissue's own spreads (fat beside epidermis; training/README.md).
+BOX = (5, 4, 7, 6)
+
+
+def test_a_tone_curve_moves_the_measurements_as_the_physics_says(heldout_tiles):
+    with_glass = heldout_tiles[2]  # an H&E tile of an Aperio slide with glass between the tissue
+    tiles = np.stack([with_glass, adjust_gamma(with_glass, 2.0), adjust_gamma(with_glass, 0.5)])
+    features = tone_features(tiles)
+    np.testing.assert_array_equal(features, tone_features(tiles.copy()))
+    density = features[:, TONE_FEATURES.index("stain_density")]
+    # γ multiplies optical density by γ: log2 density moves by ±1 (less where pixels cross the stain cut).
+    assert 0.8 < density[1] - density[0] < 1.1 and -1.1 < density[2] - density[0] < -0.8, density
+    glass = features[:, TONE_FEATURES.index("glass")]
+    assert glass[1] < glass[0] - 8 and glass[2] > glass[0] + 4, glass
+    full_of_tissue = np.full((1, TILE, TILE, 3), (150, 80, 160), np.uint8)
+    assert np.isnan(tone_features(full_of_tissue)[0, TONE_FEATURES.index("glass")])
+
+
+def test_judging_takes_only_from_good_and_leaves_fitting_tiles_exactly_as_they_were():
+    probabilities = np.array([[0.97, 0.01, 0.0, 0.0, 0.01, 0.01],   # good, fits its slide
+                              [0.97, 0.01, 0.0, 0.0, 0.01, 0.01],   # good, departs
+                              [0.02, 0.0, 0.0, 0.97, 0.0, 0.01],    # noisy, departs
+                              [np.nan] * 6], np.float32)            # not assessed
+    deviation = np.array([1.0, DEPARTURE_Z + 3, DEPARTURE_Z + 3, DEPARTURE_Z + 3])
+    judged = judge_tone(probabilities, CLASSES, deviation)
+    np.testing.assert_array_equal(judged[0], probabilities[0])
+    assert judged[1, 0] < 0.01 and judged[1].argmax() == CLASSES.index("exposure")
+    np.testing.assert_array_equal(judged[1, 1:5], probabilities[1, 1:5])
+    assert judged[2].argmax() == CLASSES.index("noise")  # a noisy tile keeps its family
+    np.testing.assert_allclose(judged[:3].sum(axis=1), 1.0, atol=1e-6)
+    assert np.isnan(judged[3]).all()
+    np.testing.assert_array_equal(judge_tone(judged, CLASSES, deviation), judged)  # idempotent
+    two_classes = probabilities[:, :2]
+    assert judge_tone(two_classes, ["good", "defocus"], deviation) is two_classes  # nothing to move to
+
+
+def test_a_tile_is_measured_against_its_slides_spread():
+    steady = np.column_stack([np.full(40, 240.0), np.linspace(-0.5, -0.45, 40), np.full(40, np.nan)])
+    varied = steady.copy()
+    varied[:, 1] = np.linspace(-1.2, 0.2, 40)  # fat beside dense tissue
+    twice_as_dense = np.array([[240.0, -0.48 + 1.0, np.nan]])
+    assert tone_deviation(twice_as_dense, steady)[0] > DEPARTURE_Z
+    assert tone_deviation(twice_as_dense, varied)[0] < DEPARTURE_Z
+    assert np.isnan(ToneReference.of(steady[:5]).median).all()  # too few tiles: no reference
+
+
+def _toned(pixels: np.ndarray, gamma: float, path: Path) -> Path:
+    """``pixels`` as a 0.5 µm/px slide (224 px tiles on the map's grid) with :data:`BOX` given a tone
+    curve by scikit-image."""
+    r0, c0, r1, c1 = BOX
+    box = np.s_[r0 * TILE:r1 * TILE, c0 * TILE:c1 * TILE]
+    pixels[box] = adjust_gamma(pixels[box], gamma)
+    return write_pyramidal_tiff(path, pixels, mpp=0.5, compression="zlib")
+
+
+def tumour_slide(gamma: float, path: Path) -> Path:
+    return _toned(mosaic_pixels([np.asarray(Image.open(TUMOUR_FIELD).convert("RGB"))], 12, TILE, seed=3), gamma, path)
+
+
+@pytest.mark.parametrize("gamma", [2.0, 0.5])
+def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(gamma, tmp_path):
+    result = map_slide(tumour_slide(gamma, tmp_path / "toned.tif"), tmp_path / "toned.quality.zarr")
+    quality = open_map(result.path)
+    label, score = quality.array("label"), quality.array("score")
+    toned = np.zeros(label.shape, bool)
+    toned[BOX[0]:BOX[2], BOX[1]:BOX[3]] = True
+    exposure = CLASSES.index("exposure") + 1
+    assert (label[toned] == exposure).all() and (score[toned] < 0.5).all(), label[toned]
+    found = quality.attributes["tone_context"]
+    # The box departs from the slide's tone (whatever the network made of it), and at most one of
+    # the slide's 140 clean tissue tiles does.
+    tone = quality.array("tone")
+    assessed = np.isfinite(quality.array("probs")).all(axis=0)
+    assert (tone_deviation(tone[:, toned].T, tone[:, assessed].T) > DEPARTURE_Z).all()
+    assert 0 <= found["tiles_departing"] - int(toned.sum()) <= 1, found
+    assert np.isfinite(tone[1, assessed]).all() and np.isnan(tone[:, ~assessed]).all()
+
+    # Finishing again (as after a kill during the finish) changes nothing.
+    arrays = {name: quality.array(name) for name in ("probs", "score", "label")}
+    judge_map_tone(open_for_update(result.path), CLASSES, 0)
+    root = open_map(result.path).group
+    for name, before in arrays.items():
+        np.testing.assert_array_equal(read_array(root, name), before)
+
+
+def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone(tmp_path):
+    found = open_map(map_slide(CMU_SLIDE, tmp_path / "cmu.quality.zarr").path).attributes["tone_context"]
+    assert found["tiles_compared"] > 40 and found["tiles_departing"] == 0, found
