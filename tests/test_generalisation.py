@@ -160,18 +160,45 @@ def test_a_fold_is_measured_with_noise_measured_and_can_be_measured_again(heldou
     tiles = TileSet.from_rows([*heldout_tiles, *noisy], rows)
     probabilities = np.zeros((len(tiles), len(CLASSES)), np.float32)
     probabilities[:, 0], probabilities[:, CLASSES.index("noise")] = 0.2, 0.8
-    record = measure_fold("g", tiles, probabilities, ModelRecipe())
+    # Tile by tile (the held-out tiles are of two sources, not one slide whose tone could be judged).
+    fold = measure_fold("g", tiles, probabilities, ModelRecipe())
+    record = fold["tile_only"]
     assert record["sharp_pass"] == 1.0 and record["flagged"]["noise"] == 1.0
     assert record["right_family"]["noise"] == 1.0
-    assert record["model_only"]["sharp_pass"] == 0.0
+    assert fold["model_only"]["sharp_pass"] == 0.0
     at_coarser_scale = measure_fold("g", tiles, probabilities, ModelRecipe("mobilenet_v2", "imagenet", 112))
-    assert at_coarser_scale["sharp_pass"] == 0.0  # a 1 µm/px model keeps its own P(noise)
+    assert at_coarser_scale["tile_only"]["sharp_pass"] == 0.0  # a 1 µm/px model keeps its own P(noise)
 
     np.save(tmp_path / "probabilities-g.npy", probabilities)
     (tmp_path / "results.jsonl").write_text(json.dumps({"group": "g", "sharp_pass": 0.0, "best_epoch": 3}) + "\n")
     [again] = remeasure(tiles, tmp_path)
-    assert again["sharp_pass"] == 1.0 and again["best_epoch"] == 3
-    assert json.loads((tmp_path / "results.jsonl").read_text())["sharp_pass"] == 1.0
+    assert again["tile_only"]["sharp_pass"] == 1.0 and again["best_epoch"] == 3
+    assert json.loads((tmp_path / "results.jsonl").read_text())["tile_only"]["sharp_pass"] == 1.0
+
+
+def test_a_fold_judges_each_tile_against_its_slides_tone(tumour_field):
+    """A network fooled by a tone curve (every tile called good): the tone curve by scikit-image on
+    tiles of one steady real field is flagged exposure against the field's sharp tiles, which pass;
+    tile by tile, nothing is flagged."""
+    from skimage.exposure import adjust_gamma
+
+    from slideiqa_training.generalisation import ModelRecipe
+    from slideiqa_training.generalisation_runner import measure_fold
+
+    rng = np.random.default_rng(0)
+    sharp = [tumour_field[y:y + 224, x:x + 224] for y, x in rng.integers(0, 1000 - 224, (16, 2))]
+    toned = [adjust_gamma(tile, 2.0 if i % 2 else 0.5) for i, tile in enumerate(sharp)]
+    rows = [(0, "g", i, "none", "none", 0.0, "none") for i in range(len(sharp))]
+    rows += [(CLASSES.index("exposure"), "g", i, "exposure", "other", 0.5, "skimage.adjust_gamma") for i in range(len(toned))]
+    tiles = TileSet.from_rows([*sharp, *toned], rows)
+    probabilities = np.zeros((len(tiles), len(CLASSES)), np.float32)
+    probabilities[:, 0], probabilities[:, CLASSES.index("defocus")] = 0.9, 0.1
+    record = measure_fold("g", tiles, probabilities, ModelRecipe())
+    assert record["sharp_pass"] == 1.0 and record["flagged_other"]["exposure"] == 1.0
+    assert record["right_family_other"]["exposure"] == 1.0
+    assert record["tile_only"]["flagged_other"]["exposure"] == 0.0
+    # The slide made of all the test tiles, half of them toned, has too wide a spread to judge by.
+    assert record["context_all_tiles"]["flagged_other"]["exposure"] < 1.0
 
 
 def test_a_fold_is_measured_with_motion_measured_and_can_be_recorded_in_a_card(heldout_tiles, tmp_path):
@@ -193,9 +220,10 @@ def test_a_fold_is_measured_with_motion_measured_and_can_be_recorded_in_a_card(h
     probabilities[:, 0], probabilities[:, CLASSES.index("defocus")] = 0.3, 0.1
     probabilities[:, CLASSES.index("motion")] = 0.6
     probabilities[len(heldout_tiles):, [0, 1, 2]] = (0.1, 0.8, 0.1)  # streaks taken for defocus
-    record = measure_fold("g", tiles, probabilities, ModelRecipe())
+    fold = measure_fold("g", tiles, probabilities, ModelRecipe())
+    record = fold["tile_only"]
     assert record["sharp_pass"] == 1.0 and record["flagged"]["motion"] == 1.0
-    assert record["right_family"]["motion"] == 1.0 and record["model_only"]["right_family"]["motion"] == 0.0
+    assert record["right_family"]["motion"] == 1.0 and fold["model_only"]["right_family"]["motion"] == 0.0
 
     stem = tmp_path / "model"
     for path in resolve_model("default").parent.glob(resolve_model("default").name + ".*"):
@@ -206,4 +234,5 @@ def test_a_fold_is_measured_with_motion_measured_and_can_be_recorded_in_a_card(h
     [recorded] = card.metrics["leave_one_source_out"]
     assert recorded["right_family"] == record["right_family"] and recorded["sharp_pass"] == 1.0
     assert card.metrics["measured_families"] == ["noise", "motion"]
+    assert card.metrics["judged_against_the_slide"] == ["tone"]
     assert file_sha256(stem.with_suffix(".safetensors")) == before == card.weights_sha256

@@ -347,10 +347,14 @@ def generalisation_command(
         remeasure_folds(test, out, recipe)
     loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo, recipe, only)
     if loso:
-        sections.insert(0, table(loso, "Leave one group out (trained without the held-out group)"))
-        if all("model_only" in row for row in loso):
-            sections.insert(1, table([row["model_only"] for row in loso], "The same folds, the network alone "
-                                                                            "(its own P(noise) and P(motion))"))
+        sections.insert(0, table(loso, "Leave one group out (trained without the held-out group), each tile judged "
+                                       "against a good slide of its lab (the group's sharp tiles)"))
+        compositions = [("context_all_tiles", "The same folds, the slide being all the group's test tiles "
+                                              "(ten defective to one sharp)"),
+                        ("tile_only", "The same folds, each tile alone (no slide)"),
+                        ("model_only", "The same folds, the network alone (its own P(noise) and P(motion))")]
+        for position, (key, title) in enumerate((c for c in compositions if all(c[0] in row for row in loso)), 1):
+            sections.insert(position, table([row[key] for row in loso], title))
     if save_model:
         fit_shipped(train, config, save_model, plan, groups, loso, recipe)
         typer.echo(f"saved {save_model}.safetensors")

@@ -20,6 +20,7 @@ from slideiqa.models.card import load_card, write_card
 from slideiqa.models.checkpoint import ModelCard, save_checkpoint
 from slideiqa.models.export import write_graph
 from slideiqa.judgement import judge_measured, measured_families
+from slideiqa.slide_tone import judge_tone, tone_deviation, tone_features
 
 from .catalogue import SourceGroup
 from .generalisation import (
@@ -52,12 +53,23 @@ def _record(m: GroupMeasurement, **extra) -> dict:
 
 def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: ModelRecipe, plan_mpp: float = 0.5,
                  **extra) -> dict:
-    """A held-out group's record as slideiqa would judge its tiles: the network's probabilities with
-    noise and motion measured (``slideiqa.noise_level``, ``slideiqa.motion_blur``) where the recipe's
-    scale allows it, as a map does; the network's own judgement is kept beside it under ``model_only``."""
+    """A held-out group's record as slideiqa would judge its tiles in a map: the network's
+    probabilities with noise and motion measured (``slideiqa.judgement``) where the recipe's scale
+    allows it, then each tile's tone against its slide's (``slideiqa.slide_tone``).
+
+    The group's sharp tiles stand for the rest of the slide (a good scan of that lab, on which a tile
+    has gone wrong): the headline. Beside it, under ``context_all_tiles``, the slide is the group's
+    whole test set, ten defective tiles to one sharp one; under ``tile_only`` no slide at all; under
+    ``model_only`` the network's own judgement."""
     model_mpp = plan_mpp * held.images.shape[1] / recipe.input_size
     judged = judge_measured(probabilities, list(CLASSES), held.images, measured_families(list(CLASSES), model_mpp))
-    return _record(measure(group, held, judged), model_only=_record(measure(group, held, probabilities)), **extra)
+    tone = tone_features(held.images)
+    in_good_slide = judge_tone(judged, list(CLASSES), tone_deviation(tone, tone[held.families == "none"]))
+    in_defective_slide = judge_tone(judged, list(CLASSES), tone_deviation(tone))
+    return _record(measure(group, held, in_good_slide),
+                   context_all_tiles=_record(measure(group, held, in_defective_slide)),
+                   tile_only=_record(measure(group, held, judged)),
+                   model_only=_record(measure(group, held, probabilities)), **extra)
 
 
 def remeasure(test: TileSet, out: Path, recipe: ModelRecipe = ModelRecipe()) -> list[dict]:
@@ -139,19 +151,23 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
                        "loss": "good weighted as all defects together"},
             "command": " ".join(["slideiqa-train", *sys.argv[1:]]),
         },
-        metrics={"leave_one_source_out": loso, "severity_floors": FLOORS,
-                 "measured_families": measured_families(list(CLASSES), mpp)},
+        metrics={"leave_one_source_out": loso, "severity_floors": FLOORS, **judgement_metrics(list(CLASSES), mpp)},
     )
     save_checkpoint(model, card, out_stem)
     write_graph(out_stem)
+
+
+def judgement_metrics(classes: list[str], mpp: float) -> dict:
+    """How the card's figures were judged beyond the network: the families measured per tile, and the
+    tile's tone against its slide's (the leave-one-group-out headline; ``measure_fold``)."""
+    return {"measured_families": measured_families(classes, mpp), "judged_against_the_slide": ["tone"]}
 
 
 def record_in_card(stem: Path, loso: list[dict]) -> None:
     """Write ``loso`` into the card of the checkpoint ``stem`` without touching its tensors: for when
     the judgement (what is measured rather than learnt), not the network, has changed."""
     card = load_card(stem)
-    card.metrics = {**card.metrics, "leave_one_source_out": loso,
-                    "measured_families": measured_families(card.classes, card.mpp)}
+    card.metrics = {**card.metrics, "leave_one_source_out": loso, **judgement_metrics(card.classes, card.mpp)}
     write_card(card, stem)
 
 
