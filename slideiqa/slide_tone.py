@@ -11,7 +11,10 @@ tissue under it moves little:
 
 * ``glass`` — the median luminance of its grey pixels (glass or mounting medium between the tissue),
   where there are enough of them;
-* ``stain_density`` — log₂ of the median summed optical density of its stained pixels;
+* ``stain_density`` — log₂ of the 90th percentile of its pixels' optical density summed over RGB.
+  A quantile scales exactly as a tone curve scales every density; a median of the pixels above a
+  stain cut does not, since a paler curve drops pixels below the cut and raises the median of the
+  rest (HistoPrep's pale copies were missed that way);
 * ``white_point`` — the 99.5th percentile of its brightest channel, in tiles without glass (with
   glass, it is the glass).
 
@@ -57,10 +60,14 @@ SUBSAMPLE = 4
 #: is brighter than GLASS_MIN_LUMINANCE (the dimmest good glass here, a camera's, is at 134; black
 #: pixels of dense or darkened tissue are grey too, and are not glass).
 GREY_SPREAD, GLASS_MIN_LUMINANCE = 10, 96
-#: A pixel is stained when its optical density summed over RGB is above this.
-STAINED_OD = 0.3
-#: Least share of a tile's sampled pixels that must be grey (glass) or stained to measure it.
-MIN_GLASS_SHARE, MIN_STAINED_SHARE = 0.01, 0.002
+#: A pixel is stained when its optical density summed over RGB is above this (low enough that a
+#: tile's stained pixels stay stained under a tone curve halving every density).
+STAINED_OD = 0.15
+#: The quantile of a tile's summed optical densities that stands for its stain density.
+DENSITY_QUANTILE = 0.9
+#: Least share of a tile's sampled pixels that must be glass to measure its glass, and stained to
+#: measure its density (above 1 − DENSITY_QUANTILE, so that the quantile lies in the tissue).
+MIN_GLASS_SHARE, MIN_STAINED_SHARE = 0.01, 0.15
 #: Optical densities are summed in steps of 1 / DENSITY_STEP (fine beside :data:`SPREAD_FLOORS`).
 DENSITY_STEP = 100
 _DENSITY_STEPS = np.rint(-np.log10(np.clip(np.arange(256), 1, 255) / 255.0) * DENSITY_STEP).astype(np.int16)
@@ -94,9 +101,11 @@ def tone_features(tiles: np.ndarray) -> np.ndarray:
     density = _DENSITY_STEPS[red].astype(np.int32) + _DENSITY_STEPS[green] + _DENSITY_STEPS[blue]
     features = np.empty((count, len(TONE_FEATURES)), np.float32)
     features[:, 0] = _histogram_quantiles(channel_sum, grey, 766, 0.5, max(1, int(MIN_GLASS_SHARE * per_tile))) / 3
-    stained = _histogram_quantiles(np.minimum(density, _DENSITY_BINS - 1), density > STAINED_OD * DENSITY_STEP,
-                                   _DENSITY_BINS, 0.5, max(1, int(MIN_STAINED_SHARE * per_tile)))
-    features[:, 1] = np.log2(stained / DENSITY_STEP)
+    quantile = _histogram_quantiles(np.minimum(density, _DENSITY_BINS - 1), np.ones_like(grey), _DENSITY_BINS,
+                                    DENSITY_QUANTILE, 1)
+    stained_share = (density > STAINED_OD * DENSITY_STEP).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        features[:, 1] = np.where(stained_share >= MIN_STAINED_SHARE, np.log2(quantile / DENSITY_STEP), np.nan)
     white_point = _histogram_quantiles(brightest.astype(np.int32), np.ones_like(grey), 256, 0.995, 1)
     # With glass in the tile its brightest pixels are glass, whose level is measured above; a tile
     # full of tissue has a lower white point by nature, so it is compared only with its likes.
