@@ -121,11 +121,16 @@ class MapResult:
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know beyond the figures: tissue under preparation artefacts, tissue the
-        file could not give."""
+        """What a person must know beyond the figures: tissue under preparation artefacts, tissue whose
+        tone is unlike the rest of the slide's, tissue the file could not give."""
         artefacts = self.summary.get("artefact_tiles") or {}
         found = [f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count against "
                  f"the verdict ({advice})" for name, (what, advice) in ARTEFACT_WARNINGS.items() if artefacts.get(name)]
+        departing = (self.summary.get("tone") or {}).get("tiles_departing") or 0
+        if departing:
+            found.append(f"{departing} tissue tiles' tone (glass level, stain density or white point) departs from "
+                         "the rest of the slide's; they are judged exposure unless they have a worse defect "
+                         "(uneven illumination or staining across the slide: check them by eye)")
         count = self.summary.get("unreadable_tiles") or 0
         if count:
             first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
@@ -532,6 +537,8 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
                 "reading": plan.slide_attributes["reading"] | {
                     "fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))}}
     summary |= _cell_summary(plan, root)
+    if "tone_context" in root.attrs["slideiqa"]:
+        summary["tone"] = root.attrs["slideiqa"]["tone_context"]
     _write_reports(plan, root, summary, score, label)
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),

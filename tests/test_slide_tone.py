@@ -100,6 +100,8 @@ def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(ga
     assessed = np.isfinite(quality.array("probs")).all(axis=0)
     assert (tone_deviation(tone[:, toned].T, tone[:, assessed].T) > DEPARTURE_Z).all()
     assert 0 <= found["tiles_departing"] - int(toned.sum()) <= 1, found
+    assert result.summary["tone"] == found
+    assert any(f"{found['tiles_departing']} tissue tiles' tone" in warning for warning in result.warnings)
     assert np.isfinite(tone[1, assessed]).all() and np.isnan(tone[:, ~assessed]).all()
 
     # Finishing again (as after a kill during the finish) changes nothing.
@@ -111,5 +113,7 @@ def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(ga
 
 
 def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone(tmp_path):
-    found = open_map(map_slide(CMU_SLIDE, tmp_path / "cmu.quality.zarr").path).attributes["tone_context"]
+    result = map_slide(CMU_SLIDE, tmp_path / "cmu.quality.zarr")
+    found = open_map(result.path).attributes["tone_context"]
     assert found["tiles_compared"] > 40 and found["tiles_departing"] == 0, found
+    assert not any("tone" in warning for warning in result.warnings)
