@@ -46,6 +46,7 @@ from .errors import SlideIQAError
 from .mapping import MapCancelled, ThreadRunner, map_slide, start_client
 from .models.zoo import resolve_model
 from .options import MapOptions, mpp_for
+from .slide_tone import TONE_FEATURES
 from .terminal import timestamp
 from .worker import SLIDE_CACHE_SIZE, tune_worker_process
 
@@ -115,7 +116,13 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
                        mpp=summary.get("mpp"), width_px=(summary.get("dimensions_px") or [None, None])[0],
                        height_px=(summary.get("dimensions_px") or [None, None])[1],
                        tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
-                       runtime_s=time.perf_counter() - started)
+                       runtime_s=time.perf_counter() - started, tone=_slide_tone(summary))
+
+
+def _slide_tone(summary: dict) -> list[float | None] | None:
+    """A map's median tone, as the batch report compares slides by it (None for a map without one)."""
+    reference = (summary.get("tone") or {}).get("reference")
+    return [reference[name]["median"] for name in TONE_FEATURES] if reference else None
 
 
 def map_on_worker(job: SlideJob, out: Path, options: MapOptions, threads: int | None,

@@ -15,14 +15,16 @@ import html
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from .files import write_atomically
+from .slide_tone import DEPARTURE_Z, MIN_COHORT_SLIDES, cohort_deviation
 
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
 #: A slide the batch was stopped before finishing (Ctrl-C): its map, if begun, resumes on the next run.
@@ -54,6 +56,12 @@ class SlideRecord:
     map_runtime_s: float | None = None
     runtime_s: float | None = None
     error: str | None = None
+    #: The slide's median tone (glass level, stain density, white point: ``slide_tone.TONE_FEATURES``;
+    #: None where it has none), from its map's summary.
+    tone: list[float | None] | None = None
+    #: How far that tone is from the batch's other slides, in robust spreads (``slide_tone``); set
+    #: when the report is written, None with fewer than ``MIN_COHORT_SLIDES`` mapped slides.
+    tone_vs_batch: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -77,9 +85,29 @@ class SlideRecord:
         return self.verdict or "?"
 
 
+def with_batch_tone(records: list[SlideRecord]) -> list[SlideRecord]:
+    """The records with ``tone_vs_batch`` set: each mapped slide's tone against the batch's others."""
+    toned = [index for index, record in enumerate(records) if record.tone]
+    if len(toned) < MIN_COHORT_SLIDES:
+        return [replace(record, tone_vs_batch=None) for record in records]
+    medians = np.array([[np.nan if v is None else v for v in records[index].tone] for index in toned])
+    deviation = dict(zip(toned, cohort_deviation(medians)))
+    return [replace(record, tone_vs_batch=round(float(deviation[index]), 2) if index in deviation else None)
+            for index, record in enumerate(records)]
+
+
+def departs_from_batch(record: SlideRecord) -> bool:
+    """Whether a slide's tone departs from the batch's: a slide-wide exposure or staining difference."""
+    return record.tone_vs_batch is not None and record.tone_vs_batch > DEPARTURE_Z
+
+
+def tone_outliers(records: list[SlideRecord]) -> list[SlideRecord]:
+    return [record for record in records if departs_from_batch(record)]
+
+
 def write_reports(records: list[SlideRecord], out: Path, header: dict[str, Any]) -> None:
     """``report.json``, ``report.csv`` and ``report.html`` under ``out``."""
-    ordered = sorted(records, key=SlideRecord.severity)
+    ordered = sorted(with_batch_tone(records), key=SlideRecord.severity)
     write_atomically(out / "report.json", json.dumps({**header, "slides": [asdict(r) for r in ordered]}, indent=2) + "\n")
     write_atomically(out / "report.csv", _csv(ordered))
     write_atomically(out / "report.html", _html(ordered, header, out))
@@ -109,12 +137,12 @@ def _csv(records: list[SlideRecord]) -> str:
     classes = class_order(records)
     columns = ["slide", "map", "status", "verdict", "mean_score", "share_below_threshold",
                *(f"share_{name}" for name in classes), "tissue_tiles", "unreadable_tiles", "tissue_area_mm2", "mpp",
-               "width_px", "height_px", "map_runtime_s", "runtime_s", "error"]
+               "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "error"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        row = {key: value for key, value in asdict(record).items() if key != "share_per_class"}
+        row = {key: value for key, value in asdict(record).items() if key not in ("share_per_class", "tone")}
         row |= {"slide": str(Path(record.slide).resolve()), "map": str(Path(record.map).resolve())}
         row |= {f"share_{name}": record.share_per_class.get(name) for name in classes}
         writer.writerow({key: "" if value is None else _rounded(key, value) for key, value in row.items()})
@@ -161,6 +189,14 @@ def _link(out: Path, target: Path, label: str) -> str:
     return f'<a href="{html.escape(relative, quote=True)}">{label}</a>'
 
 
+def _tone(record: SlideRecord) -> str:
+    if record.tone_vs_batch is None:
+        return "–"
+    if departs_from_batch(record):
+        return f"{record.tone_vs_batch:.1f} · unlike the batch"
+    return f"{record.tone_vs_batch:.1f}"
+
+
 def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     name, map_path = Path(record.slide).name, Path(record.map)
     thumbnail = None if record.failed else _thumbnail(map_path)
@@ -186,6 +222,7 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
         _cell("–" if record.mpp is None else f"{record.mpp:.3g}", record.mpp),
         _cell(html.escape(size), (record.width_px or 0) * (record.height_px or 0) or None, "nowrap"),
         _cell("–" if record.map_runtime_s is None else f"{record.map_runtime_s:.1f}", record.map_runtime_s),
+        _cell(_tone(record), record.tone_vs_batch, "warn" if departs_from_batch(record) else ""),
         _cell(links),
     ]
     search = html.escape(f"{record.slide} {outcome} {record.error or ''}".lower(), quote=True)
@@ -204,7 +241,7 @@ td.picture img{width:160px;display:block}.name{display:block;font-weight:600}
 .badge{display:inline-block;padding:.2em .55em;border-radius:3px;font-size:.8em;font-weight:700;white-space:nowrap}
 .badge.pass{background:#1a9850;color:#fff}.badge.fail{background:#fdae61;color:#222;border:2px dashed #a05a00}
 .badge.error{background:#d73027;color:#fff;outline:3px double #7a0000}.badge.interrupted{background:#999;color:#fff}
-.error{display:block;color:#b00;font-family:monospace;font-size:.85em;max-width:40em}.count{color:#555}
+.warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;max-width:40em}.count{color:#555}
 td.slide{min-width:18em}.nowrap{white-space:nowrap}
 """
 
@@ -283,13 +320,16 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
     facts = (f"{len(records)} slides: {outcomes.count('pass')} pass, {outcomes.count('fail')} fail the quality rule, "
              f"{outcomes.count('error')} could not be mapped"
              + (f", {outcomes.count('interrupted')} interrupted" if "interrupted" in outcomes else "") + ". "
-             f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}. "
+             + (f"{len(tone_outliers(records))} slides' tone (glass, stain density, white point) is unlike the rest "
+                f"of the batch's, by more than {DEPARTURE_Z:g} of its spreads: a slide-wide exposure or staining "
+                "difference; check them. " if tone_outliers(records) else "")
+             + f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}. "
              f"slideiqa {html.escape(str(header.get('version', '')))}, started {html.escape(str(header.get('started', '')))}"
              f", updated {html.escape(str(header.get('updated', header.get('started', ''))))}.")
     columns = [("", None), ("slide", "slide"), ("verdict", "verdict"), ("mean score", "mean_score"),
                ("below threshold or lost", "share_below_threshold"),
                *((name, f"share_{name}") for name in classes), ("tissue mm²", "tissue_area_mm2"), ("µm/px", "mpp"),
-               ("size", "size"), ("map time s", "map_runtime_s"), ("files", None)]
+               ("size", "size"), ("map time s", "map_runtime_s"), ("tone vs batch", "tone_vs_batch"), ("files", None)]
     head = "".join(f'<th data-key="{key}" scope="col">{html.escape(label)}</th>' if key else
                    f'<th scope="col">{html.escape(label)}</th>' for label, key in columns)
     rows = "".join(_row(record, classes, out) for record in records)

@@ -32,7 +32,8 @@ probabilities exactly. The cap is idempotent: judging a judged map again changes
 
 What it cannot do. A slide that is wrongly exposed *throughout* is its own reference and passes this
 check; only the network's own exposure class (which catches gain and flat exposure errors well) and a
-reference of the lab's own slides can judge it. The thresholds were set on physical grounds, and
+reference of the lab's own slides can judge it: :func:`cohort_deviation` compares each slide of a
+batch with the others the same way, for the batch report. The thresholds were set on physical grounds, and
 their effect is measured on held-out sources in ``training/README.md``.
 """
 
@@ -122,13 +123,14 @@ class ToneReference:
     spread: np.ndarray
 
     @classmethod
-    def of(cls, context: np.ndarray) -> "ToneReference":
-        """The reference of ``context`` (M, 3): the tone measurements of a slide's tissue tiles."""
+    def of(cls, context: np.ndarray, min_count: int = MIN_CONTEXT_TILES) -> "ToneReference":
+        """The reference of ``context`` (M, 3): the tone measurements of a slide's tissue tiles (or
+        of a batch's slides, each by its own medians), NaN where fewer than ``min_count`` have one."""
         context = np.asarray(context, dtype=np.float64).reshape(-1, len(TONE_FEATURES))
         median, spread = np.full(len(TONE_FEATURES), np.nan), np.full(len(TONE_FEATURES), np.nan)
         for column, floor in enumerate(SPREAD_FLOORS):
             values = context[:, column][np.isfinite(context[:, column])]
-            if len(values) >= MIN_CONTEXT_TILES:
+            if len(values) >= min_count:
                 median[column] = np.median(values)
                 spread[column] = np.hypot(1.4826 * np.median(np.abs(values - median[column])), floor)
         return cls(median, spread)
@@ -180,3 +182,15 @@ def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[
     judged[:, assessed] = judge_tone(probabilities[:, assessed].T, classes, deviation).T
     return judged, {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
                     "tiles_departing": int((deviation > DEPARTURE_Z).sum())}
+
+
+#: Fewer mapped slides than this, and a batch gives no reference of its own.
+MIN_COHORT_SLIDES = 5
+
+
+def cohort_deviation(slide_medians: np.ndarray) -> np.ndarray:
+    """Per slide (rows of ``slide_medians``: each slide's median tone, NaN where it has none), its
+    largest robust z-score against the batch's slides: a slide toned wrongly *throughout* is its own
+    reference, but not its batch's. 0 for all when the batch has too few slides."""
+    slide_medians = np.asarray(slide_medians, dtype=np.float64).reshape(-1, len(TONE_FEATURES))
+    return tone_deviation(slide_medians, ToneReference.of(slide_medians, MIN_COHORT_SLIDES))

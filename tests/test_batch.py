@@ -20,12 +20,13 @@ from slideiqa.batch import MapOptions, run_batch
 from slideiqa.batch_report import SlideRecord, write_reports
 from slideiqa.discovery import DiscoveryError, discover_slides
 from slideiqa.slide import open_slide
+from slideiqa.slide_tone import DEPARTURE_Z, TONE_FEATURES
 from slideiqa.store import FIXED_LABELS, UNREADABLE, blocks_done, open_map
 
 from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
 from slides import mosaic_slide, truncated_copy, with_garbage_tile
 
-ARRAYS = ("score", "probs", "label", "tissue", "cell_score", "cell_label")
+ARRAYS = ("score", "probs", "label", "tissue", "tone", "cell_score", "cell_label")
 TILE = 224
 BLOCK = 4  # small blocks: several tasks per slide, so a fault or an interruption lands mid-slide
 
@@ -126,9 +127,11 @@ def test_batch_maps_every_good_slide_and_reports_the_broken_ones(batch, cohort):
         # Tissue tiles are the scored ones and those slideiqa labelled itself (unreadable, artefacts).
         fixed = int(np.isin(quality.array("label"), list(FIXED_LABELS.values())).sum())
         assert record.tissue_tiles == int(np.sum(~np.isnan(quality.array("score")))) + fixed
+        reference = quality.attributes["tone_context"]["reference"]
+        assert record.tone == [reference[name]["median"] for name in TONE_FEATURES] and record.tone[1] is not None
     for relative, name in BROKEN.items():
         record = records[relative]
-        assert record.status == "failed" and name in record.error
+        assert record.status == "failed" and name in record.error and record.tone is None
         assert not (Path(record.map) / "summary.json").exists()
     assert records["run1/case.tif"].verdict == "pass" and records["run2/case.tif"].verdict == "fail"
     assert records["run2/case.tif"].share_per_class["defocus"] > 0.3
@@ -183,8 +186,10 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
     for column in ("slide", "status", "tissue_tiles", "unreadable_tiles", "mean_score", "share_defocus", "share_unreadable",
                    "verdict", "runtime_s", "error"):
         assert column in header
-    for column in ("mpp", "width_px", "height_px", "tissue_area_mm2", "map_runtime_s"):
+    for column in ("mpp", "width_px", "height_px", "tissue_area_mm2", "map_runtime_s", "tone_vs_batch"):
         assert column in header
+    # Four mapped slides are too few for a batch's own tone reference (slide_tone.MIN_COHORT_SLIDES).
+    assert all(row["tone_vs_batch"] is None for row in report["slides"])
     shares = [name for name in header if name.startswith("share_") and name != "share_below_threshold"]
     assert shares[:2] == ["share_good", "share_defocus"]
     assert shares[-6:] == ["share_pen", "share_fold", "share_bubble", "share_edge", "share_debris", "share_unreadable"]
@@ -242,6 +247,26 @@ def test_names_do_not_depend_on_other_inputs_and_same_named_folders_are_refused(
     (twin / "cmu.svs").write_bytes(CMU_SLIDE.read_bytes())
     with pytest.raises(DiscoveryError, match="would both be mapped to run1/cmu.quality.zarr"):
         discover_slides([cohort / "run1", twin])
+
+
+def test_a_slide_toned_unlike_the_rest_of_its_batch_is_pointed_out(tmp_path):
+    """Six slides of one lab's tone and one scanned a stop darker throughout (glass 15 grey levels
+    down, stain density doubled): only that one departs from the batch's tone, in every report."""
+    def record(name: str, tone: list[float | None]) -> SlideRecord:
+        return SlideRecord(f"/scans/{name}.svs", str(tmp_path / f"{name}.quality.zarr"), "mapped", verdict="pass",
+                           share_below_threshold=0.02, tone=tone)
+
+    lab = [record(f"case{i}", [241.0 + i % 3, -0.45 + 0.03 * i, None]) for i in range(6)]
+    darker = record("darker", [226.0, -0.45 + 1.0, None])
+    write_reports([*lab, darker, SlideRecord("/scans/broken.svs", str(tmp_path / "b"), "failed", error="x")],
+                  tmp_path, {"model": "default", "verdict_rule": "rule"})
+    rows = {Path(row["slide"]).stem: row for row in json.loads((tmp_path / "report.json").read_text())["slides"]}
+    assert rows["darker"]["tone_vs_batch"] > DEPARTURE_Z
+    assert all(rows[f"case{i}"]["tone_vs_batch"] < 2 for i in range(6)) and rows["broken"]["tone_vs_batch"] is None
+    csv_rows = {Path(row["slide"]).stem: row for row in csv.DictReader((tmp_path / "report.csv").read_text().splitlines())}
+    assert float(csv_rows["darker"]["tone_vs_batch"]) > DEPARTURE_Z and csv_rows["broken"]["tone_vs_batch"] == ""
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("unlike the batch") == 1 and "1 slides' tone" in page
 
 
 def test_html_report_escapes_names_and_messages(tmp_path):
