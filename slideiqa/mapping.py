@@ -90,8 +90,9 @@ class MapSettings:
     #: Maps made before motion was measured lack it, and are not resumed under the new judgement.
     measured_families: list[str] = field(default_factory=list)
     #: Whether each tile's tone is judged against its slide's when the map is finished
-    #: (``slide_tone``); maps made before that have no tones and are not resumed under it.
-    tone_context: bool = False
+    #: (``slide_tone``; what was found goes to the attribute ``tone_context``). Maps made before that
+    #: have no tones and are not resumed under it.
+    tone_against_slide: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -383,7 +384,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
                            list(ARTEFACTS) if options.find_artefacts else [],
                            card.cells_per_side if options.cells else 0, predictor.measured_families,
-                           tone_context={"good", "exposure"} <= set(card.classes))
+                           tone_against_slide={"good", "exposure"} <= set(card.classes))
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
@@ -524,7 +525,7 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
 def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
     """Each tile's tone judged against its slide's, then summary, overview and regions from the
     written arrays, then status "complete"."""
-    if plan.settings.tone_context:
+    if plan.settings.tone_against_slide:
         judge_map_tone(root, plan.card.classes, plan.card.good_index)
     score, label = read_array(root, "score"), read_array(root, "label")
     options, card = plan.options, plan.card

@@ -33,8 +33,8 @@ probabilities exactly. The cap is idempotent: judging a judged map again changes
 What it cannot do. A slide that is wrongly exposed *throughout* is its own reference and passes this
 check; only the network's own exposure class (which catches gain and flat exposure errors well) and a
 reference of the lab's own slides can judge it: :func:`cohort_deviation` compares each slide of a
-batch with the others the same way, for the batch report. The thresholds were set on physical grounds, and
-their effect is measured on held-out sources in ``training/README.md``.
+batch with the others the same way, for the batch report. The thresholds were set on physical
+grounds, and their effect is measured on held-out sources in ``training/README.md``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ SPREAD_FLOORS = np.array([3.0, 0.12, 3.0])
 DEPARTURE_Z = 4.0
 #: Width of the step from "fits" to "departs", in z units.
 DEPARTURE_SOFTNESS = 0.25
-#: Fewer tiles with a measurement than this, and the slide gives no reference for it.
-MIN_CONTEXT_TILES = 10
+#: Fewer tiles with a measurement than this, and the slide gives no reference for it; fewer mapped
+#: slides than MIN_COHORT_SLIDES, and a batch gives none of its own.
+MIN_CONTEXT_TILES, MIN_COHORT_SLIDES = 10, 5
 #: Pixels sampled: every SUBSAMPLE-th along each axis (tone is not a fine-scale property).
 SUBSAMPLE = 4
 #: A pixel is glass (or mounting medium) when its channels are within this many grey levels and it
@@ -182,10 +183,6 @@ def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[
     judged[:, assessed] = judge_tone(probabilities[:, assessed].T, classes, deviation).T
     return judged, {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
                     "tiles_departing": int((deviation > DEPARTURE_Z).sum())}
-
-
-#: Fewer mapped slides than this, and a batch gives no reference of its own.
-MIN_COHORT_SLIDES = 5
 
 
 def cohort_deviation(slide_medians: np.ndarray) -> np.ndarray:
