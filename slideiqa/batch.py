@@ -39,8 +39,7 @@ from typing import Any
 
 from . import __version__
 from .batch_report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED,
-                           SlideRecord,
-                           write_reports)
+                           SlideRecord, tone_outliers, with_batch_tone, write_reports)
 from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
 from .mapping import MapCancelled, ThreadRunner, map_slide, start_client
@@ -76,6 +75,14 @@ class BatchResult:
     @property
     def exit_code(self) -> int:
         return EXIT_SLIDE_FAILED if self.failed else EXIT_OK
+
+    @property
+    def tone_warnings(self) -> list[str]:
+        """One line per slide whose tone is unlike the rest of the batch's: a slide exposed or stained
+        wrongly throughout passes its own map's tone check, and may pass its verdict too."""
+        return [f"{record.slide}: its tone (glass level, stain density or white point) is unlike the rest of the "
+                f"batch's, by {record.tone_vs_batch:.1f} robust spreads: a slide-wide exposure or staining difference; "
+                "check it" for record in tone_outliers(self.records)]
 
 
 #: How long a stopping batch waits for its whole-slide tasks to finish their current block.
@@ -210,7 +217,8 @@ def run_batch(
             client.close()
         if cluster is not None:
             cluster.close()
-    return BatchResult(out, records, discovery.ignored, discovery.warnings, dashboard, time.perf_counter() - started)
+    return BatchResult(out, with_batch_tone(records), discovery.ignored, discovery.warnings, dashboard,
+                       time.perf_counter() - started)
 
 
 class SlideFeed:

@@ -395,7 +395,7 @@ def batch(
         if client is not None:
             client.close()
             jobs.close()
-    for warning in result.warnings:
+    for warning in [*result.warnings, *result.tone_warnings]:
         output.warning(warning)
     mapped_now = sum(record.status in ("mapped", "resumed") for record in result.records)
     output.line(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "

@@ -269,6 +269,31 @@ def test_a_slide_toned_unlike_the_rest_of_its_batch_is_pointed_out(tmp_path):
     assert page.count("unlike the batch") == 1 and "1 slides' tone" in page
 
 
+def test_a_batch_points_out_a_slide_paled_throughout_that_passes_its_own_map(tmp_path):
+    """Six slides of the same real tumour tissue, one given a paler tone curve throughout by
+    scikit-image (γ = ½, the exposure floor): its own map's tone check cannot tell (its tiles all
+    share the tone; today's model passes the slide), but the batch's comparison points it out, on
+    stderr and in the report."""
+    from skimage.exposure import adjust_gamma
+
+    from slides import mosaic_pixels, write_pyramidal_tiff
+
+    field = np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    for index in range(6):
+        pixels = mosaic_pixels([field], 6, TILE, seed=10 + index)
+        write_pyramidal_tiff(folder / f"slide{index}.tif", adjust_gamma(pixels, 0.5) if index == 5 else pixels, mpp=0.5)
+    result = _cli_batch(folder, "-o", tmp_path / "maps", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    rows = {Path(row["slide"]).stem: row for row in json.loads((tmp_path / "maps" / "report.json").read_text())["slides"]}
+    own = json.loads((Path(rows["slide5"]["map"]) / "summary.json").read_text())["tone"]
+    assert own["tiles_departing"] == 0 and rows["slide5"]["tone_vs_batch"] > DEPARTURE_Z
+    assert all(rows[f"slide{i}"]["tone_vs_batch"] < 2 for i in range(5))
+    warnings = [line for line in result.stderr.splitlines() if "unlike the rest of the batch" in line]
+    assert len(warnings) == 1 and "slide5.tif" in warnings[0]
+
+
 def test_html_report_escapes_names_and_messages(tmp_path):
     records = [SlideRecord("/scans/a<b&c.svs", str(tmp_path / "m.quality.zarr"), "failed",
                            error="<script>alert(1)</script> truncated")]
