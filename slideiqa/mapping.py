@@ -122,21 +122,21 @@ class MapResult:
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know beyond the figures: tissue under preparation artefacts, tissue whose
-        tone is unlike the rest of the slide's, tissue the file could not give."""
+        """What a person must know beyond the figures: tissue under preparation artefacts, tissue the
+        file could not give, tissue whose tone is unlike the rest of the slide's."""
         artefacts = self.summary.get("artefact_tiles") or {}
         found = [f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count against "
                  f"the verdict ({advice})" for name, (what, advice) in ARTEFACT_WARNINGS.items() if artefacts.get(name)]
-        departing = (self.summary.get("tone") or {}).get("tiles_departing") or 0
-        if departing:
-            found.append(f"{departing} tissue tiles' tone (glass level, stain density or white point) departs from "
-                         "the rest of the slide's; they are judged exposure unless they have a worse defect "
-                         "(uneven illumination or staining across the slide: check them by eye)")
         count = self.summary.get("unreadable_tiles") or 0
         if count:
             first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
             found.append(f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
                          f"labelled unreadable in the map and count against the verdict. First: {first}")
+        departing = (self.summary.get("tone") or {}).get("tiles_departing") or 0
+        if departing:
+            found.append(f"{departing} tissue tiles' tone (glass level, stain density or white point) departs from "
+                         "the rest of the slide's; they are judged exposure unless they have a worse defect "
+                         "(uneven illumination or staining across the slide: check them by eye)")
         return found
 
 
