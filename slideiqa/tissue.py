@@ -3,6 +3,9 @@
 Glass is bright and colourless; stained tissue and cells are darker or coloured. A pixel is tissue when
 it is darker than the glass by a margin or visibly saturated. The glass brightness is estimated from
 the image itself (a high percentile), so a slide scanned a little dark or a little bright still works.
+A pixel clipped to white on a slide whose glass is not is kept too: a scanner that does not clip its
+glass clips nothing else unless the light was too strong there, and tissue over-exposed to white must
+be judged (as an exposure error), not taken for glass and left out of the verdict.
 Small specks (dust, debris) are removed and small holes filled, so a tile's tissue fraction reflects
 real tissue. The same rule, at full resolution, keeps empty crops out of training datasets.
 """
@@ -16,16 +19,24 @@ DARKER_THAN_GLASS = 30.0
 #: Brightness of clean glass on a well-set-up scanner; the upper bound of the estimated glass level.
 NOMINAL_GLASS = 245.0
 MIN_SATURATION = 25.0
+#: A pixel whose every channel is at least CLIPPED_WHITE is over-exposed where the slide's own glass
+#: (its 95th percentile of brightness) is at most GLASS_NOT_CLIPPED; a slide that writes its glass as
+#: white is left as it was.
+CLIPPED_WHITE, GLASS_NOT_CLIPPED = 253.0, 250.0
 
 
 def tissue_pixels(rgb: np.ndarray, glass_level: float | None = None) -> np.ndarray:
-    """Boolean mask of stained pixels of a uint8 RGB image."""
+    """Boolean mask of stained (or over-exposed) pixels of a uint8 RGB image."""
     rgb = np.asarray(rgb, dtype=np.float32)
     brightness = rgb.mean(axis=-1)
     saturation = rgb.max(axis=-1) - rgb.min(axis=-1)
+    kept = saturation > MIN_SATURATION
     if glass_level is None:
-        glass_level = min(float(np.percentile(brightness, 95)), NOMINAL_GLASS)
-    return (brightness < glass_level - DARKER_THAN_GLASS) | (saturation > MIN_SATURATION)
+        bright = float(np.percentile(brightness, 95))
+        glass_level = min(bright, NOMINAL_GLASS)
+        if bright <= GLASS_NOT_CLIPPED:
+            kept |= rgb.min(axis=-1) >= CLIPPED_WHITE
+    return kept | (brightness < glass_level - DARKER_THAN_GLASS)
 
 
 def tissue_mask(thumbnail: np.ndarray, min_object_px: int = 16) -> np.ndarray:

@@ -117,3 +117,31 @@ def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone(tmp_path):
     found = open_map(result.path).attributes["tone_context"]
     assert found["tiles_compared"] > 40 and found["tiles_departing"] == 0, found
     assert not any("tone" in warning for warning in result.warnings)
+
+
+def test_tissue_over_exposed_to_white_is_judged_not_taken_for_glass(tmp_path):
+    """A box of pale real tissue (the skin field) over-exposed to white by OpenCV's gain × 2 looked
+    like glass to the tissue mask, so three of its four tiles left the map and the verdict; clipped
+    white on a slide whose glass is not clipped is now assessed, and flagged."""
+    import cv2
+
+    from slideiqa.tissue import tissue_pixels
+
+    skin = mosaic_pixels([np.asarray(Image.open(FIELDS / "he_skin_10x.tif").convert("RGB"))], 10, TILE, seed=3)
+    blown = skin.copy()
+    box = np.s_[4 * TILE:6 * TILE, 4 * TILE:6 * TILE]
+    blown[box] = cv2.convertScaleAbs(np.ascontiguousarray(blown[box]), alpha=2.0)
+    maps = {name: open_map(map_slide(write_pyramidal_tiff(tmp_path / f"{name}.tif", pixels, mpp=0.5, compression="zlib"),
+                                     tmp_path / f"{name}.quality.zarr").path)
+            for name, pixels in (("clean", skin), ("blown", blown))}
+    label, score = maps["blown"].array("label"), maps["blown"].array("score")
+    in_box = np.zeros(label.shape, bool)
+    in_box[4:6, 4:6] = True
+    assert (label[in_box] > 0).all() and (score[in_box] < 0.5).all(), label[in_box]
+    np.testing.assert_array_equal(label[~in_box] > 0, maps["clean"].array("label")[~in_box] > 0)
+
+    # A scanner that writes its glass as white keeps that glass as glass.
+    on_white_glass = np.full((3 * TILE, 3 * TILE, 3), 255, np.uint8)
+    on_white_glass[TILE:2 * TILE, TILE:2 * TILE] = skin[:TILE, :TILE]
+    mask = tissue_pixels(on_white_glass)
+    assert not mask[:TILE].any() and mask[TILE:2 * TILE, TILE:2 * TILE].mean() > 0.5
