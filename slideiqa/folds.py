@@ -12,7 +12,11 @@ tissue, as HistoQC's dark-tissue rule does:
    piece of tissue (a connected part of the tissue mask, at least :data:`MIN_PIECE_UM2`: the cores
    of a tissue micro-array differ in density, and a fold lies within one piece);
 3. **a band, not a speck**: what survives an opening of :data:`MIN_WIDTH_UM` (a dense cluster of
-   nuclei is narrower), in pieces of at least :data:`MIN_AREA_UM2`.
+   nuclei is narrower), in pieces of at least :data:`MIN_AREA_UM2`;
+4. **darker by stain, not by light**: the second layer adds the tissue's own, coloured optical
+   density, while too little light (a darker stripe or field) adds the same density to every
+   channel. A band whose excess density over its piece is about equally spread over R, G and B
+   (:data:`MIN_EXCESS_COLOUR`) is an exposure error, left to the model and the slide's tone.
 
 The thresholds were set on synthetic folds (``slideiqa.synthetic_artefacts.fold``) drawn on the
 training sources and checked for false alarms on every clean source of ``training/sources.toml``
@@ -34,6 +38,9 @@ MIN_WIDTH_UM = 80.0
 MIN_AREA_UM2 = 150.0 * 300.0
 #: Pieces of tissue smaller than this (a 500 µm square) are not searched: too little unfolded tissue.
 MIN_PIECE_UM2 = 500.0 * 500.0
+#: A band's excess OD over its piece must differ between channels by at least this share of its mean
+#: to be a second layer of stain (H&E and DAB excesses differ by 0.6 or more; a gain adds 0 at all).
+MIN_EXCESS_COLOUR = 0.3
 #: Thumbnails finer than this are shrunk to about it: an 80 µm opening is still 10 pixels there.
 WORKING_UM_PER_PX = 8.0
 
@@ -69,6 +76,24 @@ def _fold_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     labels, count = ndimage.label(dark)
     if not count:
         return dark
-    areas = ndimage.sum_labels(dark, labels, index=np.arange(1, count + 1))
-    keep = np.concatenate([[False], areas * um_per_px**2 >= MIN_AREA_UM2])
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(dark, labels, index=index)
+    keep = np.concatenate([[False], (areas * um_per_px**2 >= MIN_AREA_UM2) &
+                           _darker_by_stain(optical_density(rgb), labels, index, pieces, tissue & ~dark)])
     return keep[labels]
+
+
+def _darker_by_stain(od: np.ndarray, bands: np.ndarray, index: np.ndarray, pieces: np.ndarray,
+                     unfolded: np.ndarray) -> np.ndarray:
+    """Per band: whether its mean OD exceeds its piece's unfolded tissue's unequally across R, G, B."""
+    coloured = np.zeros(len(index), bool)
+    for position, band in enumerate(index):
+        inside = bands == band
+        piece = np.bincount(pieces[inside]).argmax()
+        around = unfolded & (pieces == piece)
+        if not around.any():
+            coloured[position] = True
+            continue
+        excess = od[inside].mean(axis=0) - np.median(od[around], axis=0)
+        coloured[position] = excess.mean() <= 0 or np.ptp(excess) >= MIN_EXCESS_COLOUR * excess.mean()
+    return coloured

@@ -145,3 +145,21 @@ def test_without_artefact_detection_every_tile_is_judged_by_the_model(artefact_m
     label = open_map(plain.path).array("label")
     assert not np.isin(label, [FOLD, BUBBLE, DEBRIS]).any()
     assert plain.summary["artefact_tiles"]["debris"] == 0
+
+
+def test_a_band_darkened_by_too_little_light_is_not_a_fold(tumour_slide_pixels):
+    """The synthetic fold's band, darkened instead by OpenCV's gain × ½ (a stripe of too little
+    light): as dark as the fold, but its excess density is the same in every channel, not the
+    tissue's colour, so it is left to the model and the slide's tone instead of being called a fold."""
+    import cv2
+
+    hits = total = 0
+    for seed in range(3):
+        folded, band = add_artefact("fold", tumour_slide_pixels, 0.6, MPP, seed=seed)
+        darkened = tumour_slide_pixels.copy()
+        darkened[band] = cv2.convertScaleAbs(tumour_slide_pixels[band], alpha=0.5)
+        under = _tiles_under(_thumbnail(band.astype(np.uint8) * 255) > 127)
+        hits += int((_tiles_under(fold_mask(_thumbnail(folded), THUMBNAIL_UM)) & under).sum())
+        total += int(under.sum())
+        assert not fold_mask(_thumbnail(darkened), THUMBNAIL_UM).any()
+    assert hits >= 0.8 * total, (hits, total)  # the fold itself is still found
