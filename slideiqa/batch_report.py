@@ -317,12 +317,13 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
     figures and links to its files. One self-contained file (style, script and thumbnails inline)."""
     classes = class_order(records)
     outcomes = [record.outcome for record in records]
+    unlike_the_batch = len(tone_outliers(records))
     facts = (f"{len(records)} slides: {outcomes.count('pass')} pass, {outcomes.count('fail')} fail the quality rule, "
              f"{outcomes.count('error')} could not be mapped"
              + (f", {outcomes.count('interrupted')} interrupted" if "interrupted" in outcomes else "") + ". "
-             + (f"{len(tone_outliers(records))} slides' tone (glass, stain density, white point) is unlike the rest "
+             + (f"{unlike_the_batch} slides' tone (glass, stain density, white point) is unlike the rest "
                 f"of the batch's, by more than {DEPARTURE_Z:g} of its spreads: a slide-wide exposure or staining "
-                "difference; check them. " if tone_outliers(records) else "")
+                "difference; check them. " if unlike_the_batch else "")
              + f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}. "
              f"slideiqa {html.escape(str(header.get('version', '')))}, started {html.escape(str(header.get('started', '')))}"
              f", updated {html.escape(str(header.get('updated', header.get('started', ''))))}.")

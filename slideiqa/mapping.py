@@ -525,8 +525,7 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
 def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
     """Each tile's tone judged against its slide's, then summary, overview and regions from the
     written arrays, then status "complete"."""
-    if plan.settings.tone_against_slide:
-        judge_map_tone(root, plan.card.classes, plan.card.good_index)
+    tone = judge_map_tone(root, plan.card.classes, plan.card.good_index) if plan.settings.tone_against_slide else None
     score, label = read_array(root, "score"), read_array(root, "label")
     options, card = plan.options, plan.card
     summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
@@ -538,8 +537,8 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
                 "reading": plan.slide_attributes["reading"] | {
                     "fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))}}
     summary |= _cell_summary(plan, root)
-    if "tone_context" in root.attrs["slideiqa"]:
-        summary["tone"] = root.attrs["slideiqa"]["tone_context"]
+    if tone is not None:
+        summary["tone"] = tone
     _write_reports(plan, root, summary, score, label)
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
@@ -547,15 +546,17 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     return MapResult(plan.out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
 
 
-def judge_map_tone(root, classes: list[str], good_index: int) -> None:
+def judge_map_tone(root, classes: list[str], good_index: int) -> dict[str, Any]:
     """Every assessed tile's probabilities judged by its tone against the whole slide's
-    (``slide_tone.judge_slide_tone``), written back whole, and what was found kept in the map's
-    attributes. Judging is idempotent, so a finish interrupted half-way is simply done again."""
+    (``slide_tone.judge_slide_tone``), written back whole; what was found is kept in the map's
+    attributes and returned. Judging is idempotent, so a finish interrupted half-way is simply done
+    again."""
     probabilities, tone, label = read_array(root, "probs"), read_array(root, "tone"), read_array(root, "label")
     judged, found = judge_slide_tone(probabilities, tone, classes)
     fixed = np.where(label >= min(FIXED_LABELS.values()), label, 0).astype(np.uint8)
     write_probabilities(root, slice(None), slice(None), judged.astype(np.float32), good_index, fixed)
     update_attributes(root, tone_context=found)
+    return found
 
 
 @dataclass

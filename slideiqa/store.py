@@ -18,8 +18,9 @@ Layout of ``<slide>.quality.zarr``::
     tone/0           float32 (c, y, x)   NGFF image: each assessed tile's tone (glass level, stain
                                          density, white point: ``slide_tone.TONE_FEATURES``), against
                                          which the finished map judges every tile by its slide's;
-                                         NaN where not assessed or not measurable. Maps made before
-                                         tones were judged have none.
+                                         NaN where no tile was read or a measurement has too little
+                                         glass or stain (a debris tile's tone is kept but not judged).
+                                         Maps made before tones were judged have none.
     cells/0          float32 (y, x)      NGFF image, with a model that has a cell head: P(good) of every
                                          cell (16 µm for the default model; k × k cells per tile)
     cells/labels/class/0 uint8 (y, x)    its NGFF image-label: the cell's most likely class, with the
