@@ -13,7 +13,9 @@ from slideiqa.distortions import FAMILIES, distort, random_kind
 from slideiqa.inference import Predictor
 from slideiqa_training.catalogue import load_catalogue
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
-from slideiqa_training.generalisation import CLASSES, FLOORS, TileSet, class_weights, evaluation_tiles, measure
+from slideiqa_training.generalisation import (
+    CLASSES, FLOORS, TileSet, class_weights, evaluation_tiles, measure, shows_its_defect,
+)
 
 from conftest import HELDOUT, degradation_strength
 
@@ -98,6 +100,21 @@ def test_invisible_defects_are_left_out(tissue_crop):
     assert "defocus" not in families[1] and "motion" not in families[1]
     assert {"noise", "exposure"} <= families[1]
     assert len(images) == len(rows)
+
+
+def test_a_clip_that_clips_nothing_is_not_measured(heldout_tiles):
+    # Chula's dim camera fields lie inside the clipping points: clipping at the floor only stretches
+    # their contrast. The H&E tile's glass and nuclei are clipped.
+    smear, tissue = heldout_tiles[4], heldout_tiles[0]
+    clipped = [distort(image, "exposure", FLOORS["exposure"], kind="clip") for image in (smear, tissue)]
+    images = np.stack([smear, clipped[0], tissue, clipped[1], distort(smear, "exposure", 0.5, kind="gain", seed=0)])
+    tiles = TileSet(images, np.array([0, 5, 0, 5, 5]), np.array(["g"] * 5), np.array([0, 0, 1, 1, 0]),
+                    np.array(["none", "exposure", "none", "exposure", "exposure"]),
+                    np.array(["none", "clip", "none", "clip", "gain"]), np.zeros(5), np.array(["none"] + ["slideiqa"] * 4))
+    assert shows_its_defect(tiles).tolist() == [True, False, True, True, True]
+    # The model passes the stretched smear; the copies measured are both flagged.
+    probabilities = np.eye(len(CLASSES))[[0, 0, 0, 5, 5]]
+    assert measure("g", tiles, probabilities).flagged["exposure"] == 1.0
 
 
 #: Bars for the regression set, from the shipped model's measured shares on it, judged as a map judges

@@ -54,6 +54,7 @@ TRAIN_FLOOR_SHARE: dict[str, float] = {"defocus": 0.8, "motion": 0.8, "noise": 0
 COPIES: dict[str, int] = {"defocus": 1, "motion": 2, "noise": 1, "jpeg": 1, "exposure": 2}
 GOOD_LOOKS = 2
 VISIBLE_CHANGE = 4.0
+MIN_NEWLY_CLIPPED = 0.01
 THRESHOLD = 0.5
 MIN_TISSUE = 0.3
 
@@ -240,8 +241,34 @@ class GroupMeasurement:
     right_family_other: dict[str, float] = field(default_factory=dict)
 
 
+def clipped_share(images: np.ndarray) -> np.ndarray:
+    """Share of each image's pixels with a channel at 0 or 255."""
+    return ((images == 0) | (images == 255)).any(axis=-1).mean(axis=(-2, -1))
+
+
+def shows_its_defect(tiles: TileSet) -> np.ndarray:
+    """Which tiles to measure: all but ``clip`` copies that clip fewer than ``MIN_NEWLY_CLIPPED`` of
+    their pixels beyond their sharp reference. A field whose values lie inside the clipping points
+    (Chula's dim camera fields, between 64 and 191 grey levels) is only stretched in contrast,
+    linearly and losslessly, as a camera's own contrast setting would: not the clipped black and
+    white points the kind stands for. Applied when measuring, so that tile sets built before the
+    rule are measured by it too."""
+    keep = np.ones(len(tiles), bool)
+    clip = np.flatnonzero(tiles.kinds == "clip")
+    if len(clip) == 0:
+        return keep
+    sharp = {reference: index for index, reference in enumerate(tiles.references) if tiles.families[index] == "none"}
+    references = np.array([sharp[reference] for reference in tiles.references[clip]])
+    newly = clipped_share(tiles.images[clip]) - clipped_share(tiles.images[references])
+    keep[clip] = newly >= MIN_NEWLY_CLIPPED
+    return keep
+
+
 def measure(group: str, tiles: TileSet, probabilities: np.ndarray, threshold: float = THRESHOLD) -> GroupMeasurement:
-    """Pass, AUC, flag and family shares of one group's test tiles (``probabilities`` in CLASSES order)."""
+    """Pass, AUC, flag and family shares of one group's test tiles (``probabilities`` in CLASSES order),
+    of the tiles that show their defect (``shows_its_defect``)."""
+    keep = shows_its_defect(tiles)
+    tiles, probabilities = tiles.subset(keep), probabilities[keep]
     good = probabilities[:, 0]
     sharp = tiles.families == "none"
     ours, other = tiles.makers == "slideiqa", ~sharp & (tiles.makers != "slideiqa")
