@@ -147,15 +147,16 @@ def predict(
 ) -> None:
     """Score whole fields: each is cut into the model's tiles at its µm/px, and the scores pooled.
 
-    A field finer than the model is shrunk to the model's µm/px (slideiqa models shows it); one
-    coarser is refused. A field whose file does not give its µm/px is taken to be at the model's,
-    with a note: pass --mpp to say what it is.
+    A field finer than the model is shrunk to the model's µm/px (slideiqa models shows it), or, if it
+    would then be smaller than one tile (a camera field at 1000×), only as far as a tile allows, with
+    a note; one coarser is refused. A field whose file does not give its µm/px is taken to be at the
+    model's, with a note: pass --mpp to say what it is.
     """
     import csv
     import json
     import sys
 
-    from .fields import score_field
+    from .fields import COARSEST_RATIO, score_field
     from .inference import Predictor
 
     predictor = Predictor(model, device=device)
@@ -165,15 +166,19 @@ def predict(
         if result.assumed_mpp:
             output.note(f"{path}: µm/px unknown; scored as if at the model's {predictor.card.mpp:g} µm/px "
                         "(pass --mpp if it is not)")
+        elif result.judged_mpp < predictor.card.mpp / COARSEST_RATIO:
+            output.note(f"{path}: smaller than one tile at the model's {predictor.card.mpp:g} µm/px; judged "
+                        f"{predictor.card.mpp / result.judged_mpp:.1f}× magnified, at {result.judged_mpp:.3g} µm/px")
         results.append((path, result))
-    header = ["image", "mpp", "tiles", "score", "verdict class", *predictor.classes]
-    rows = [[str(path), f"{r.mpp:.4g}", str(r.tiles), f"{r.score:.4f}", r.label, *(f"{p:.4f}" for p in r.probabilities)]
+    header = ["image", "mpp", "judged at", "tiles", "score", "verdict class", *predictor.classes]
+    rows = [[str(path), f"{r.mpp:.4g}", f"{r.judged_mpp:.4g}", str(r.tiles), f"{r.score:.4f}", r.label, *(f"{p:.4f}" for p in r.probabilities)]
             for path, r in results]
     if format is Format.csv:
         writer = csv.writer(sys.stdout)
         writer.writerows([header, *rows])
     elif format is Format.json:
-        print(json.dumps([{"image": str(path), "mpp": r.mpp, "mpp_assumed": r.assumed_mpp, "tiles": r.tiles,
+        print(json.dumps([{"image": str(path), "mpp": r.mpp, "mpp_assumed": r.assumed_mpp,
+                           "judged_mpp": r.judged_mpp, "tiles": r.tiles,
                            "score": r.score, "class": r.label,
                            "probabilities": dict(zip(predictor.classes, map(float, r.probabilities)))}
                           for path, r in results], indent=2))

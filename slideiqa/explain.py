@@ -198,7 +198,8 @@ def explain_field(path: str | Path, model: str | Path = "default", mpp: float | 
     image, stated = read_field(path)
     model_mpp = explainer.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
-    return explain_image(at_model_scale(image, field_mpp, model_mpp, str(path)), explainer, str(path))
+    return explain_image(at_model_scale(image, field_mpp, model_mpp, str(path), explainer.card.input_size),
+                         explainer, str(path))
 
 
 def explain_image(image: np.ndarray, explainer: "CellMaps | GradCam", name: str = "image") -> Explanation:

@@ -21,6 +21,8 @@ class FieldQuality:
     #: µm/px the field was taken to be at, and whether that was assumed (neither given nor in the file).
     mpp: float = 0.0
     assumed_mpp: bool = False
+    #: µm/px it was judged at: the model's, or finer where the field is smaller than a tile at the model's.
+    judged_mpp: float = 0.0
 
 
 MAX_FIELD_PIXELS = 8192 * 8192
@@ -28,6 +30,10 @@ MAX_FIELD_PIXELS = 8192 * 8192
 
 #: A field may be this much coarser than the model before it would have to be upsampled (as in a map).
 COARSEST_RATIO = 1.05
+#: A field smaller than a tile at the model's scale is judged magnified, at most this much: held-out
+#: camera fields judged 1.95× and 2.4× magnified pass as the model's own scale does (Chula 0.97,
+#: cbc 1.00), fields 5.7× magnified mostly fail (BCCD 0.17; training/README.md).
+MAX_MAGNIFICATION = 2.5
 
 
 def read_field(path: str | Path) -> tuple[np.ndarray, float | None]:
@@ -40,17 +46,34 @@ def read_field(path: str | Path) -> tuple[np.ndarray, float | None]:
         return field.read_region((0, 0), 0, (width, height)), field.mpp
 
 
-def at_model_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str) -> np.ndarray:
-    """The field shrunk to the model's µm/px (Lanczos, as the map's tiles are); refused when coarser."""
+def judging_mpp(shape: tuple[int, ...], mpp: float, model_mpp: float, tile: int) -> float:
+    """The µm/px a field is judged at: the model's, or, where the field would then be smaller than one
+    tile (a 640 × 480 camera field at 1000×), the coarsest at which its shorter side still fills a
+    tile. Such a field is judged magnified against the model's scale, as the model was trained to see
+    (``training/appearance.magnify``); refusing it would leave a camera lab nothing to judge."""
+    shorter = min(shape[:2])
+    return min(model_mpp, max(mpp, mpp * shorter / tile))
+
+
+def at_model_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> np.ndarray:
+    """The field shrunk to the µm/px of :func:`judging_mpp` (Lanczos, as the map's tiles are);
+    refused when coarser than the model, or when it would be judged more than ``MAX_MAGNIFICATION``
+    magnified."""
     if mpp > model_mpp * COARSEST_RATIO:
         raise SlideIQAError(f"{name}: {mpp:g} µm/px is coarser than the {model_mpp:g} µm/px the model was trained "
                             "for; upsampled, it would look blurred, so the model cannot judge it")
-    if mpp >= model_mpp / COARSEST_RATIO:
+    target = judging_mpp(image.shape, mpp, model_mpp, tile)
+    if model_mpp / target > MAX_MAGNIFICATION:
+        height, width = image.shape[:2]
+        raise SlideIQAError(f"{name}: {width}×{height} px at {mpp:g} µm/px is smaller than one tile at the model's "
+                            f"{model_mpp:g} µm/px, and judging it {model_mpp / target:.1f}× magnified is beyond the "
+                            f"{MAX_MAGNIFICATION:g}× the model is measured to judge")
+    if mpp >= target / COARSEST_RATIO:
         return image
     from PIL import Image
 
     height, width = image.shape[:2]
-    size = (max(1, round(width * mpp / model_mpp)), max(1, round(height * mpp / model_mpp)))
+    size = (max(1, round(width * mpp / target)), max(1, round(height * mpp / target)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
@@ -76,9 +99,10 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     image, stated = read_field(path)
     model_mpp = predictor.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
-    image = at_model_scale(image, field_mpp, model_mpp, str(path))
-    tiles = field_tiles(image, predictor.card.input_size, str(path))
+    size = predictor.card.input_size
+    judged_at = judging_mpp(image.shape, field_mpp, model_mpp, size)
+    tiles = field_tiles(at_model_scale(image, field_mpp, model_mpp, str(path), size), size, str(path))
     probabilities = predictor.predict(tiles).mean(axis=0)
     return FieldQuality(len(tiles), float(probabilities[predictor.card.good_index]),
                         predictor.classes[int(probabilities.argmax())], probabilities, field_mpp,
-                        assumed_mpp=mpp is None and not stated)
+                        assumed_mpp=mpp is None and not stated, judged_mpp=max(judged_at, field_mpp))
