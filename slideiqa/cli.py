@@ -170,9 +170,10 @@ def predict(
             output.note(f"{path}: smaller than one tile at the model's {predictor.card.mpp:g} µm/px; judged "
                         f"{predictor.card.mpp / result.judged_mpp:.1f}× magnified, at {result.judged_mpp:.3g} µm/px")
         results.append((path, result))
-    header = ["image", "mpp", "judged at", "tiles", "score", "verdict class", *predictor.classes]
-    rows = [[str(path), f"{r.mpp:.4g}", f"{r.judged_mpp:.4g}", str(r.tiles), f"{r.score:.4f}", r.label, *(f"{p:.4f}" for p in r.probabilities)]
-            for path, r in results]
+    # New columns go last, so that scripts reading the columns by position keep working.
+    header = ["image", "mpp", "tiles", "score", "verdict class", *predictor.classes, "judged at mpp"]
+    rows = [[str(path), f"{r.mpp:.4g}", str(r.tiles), f"{r.score:.4f}", r.label, *(f"{p:.4f}" for p in r.probabilities),
+             f"{r.judged_mpp:.4g}"] for path, r in results]
     if format is Format.csv:
         writer = csv.writer(sys.stdout)
         writer.writerows([header, *rows])
