@@ -27,12 +27,24 @@ dense epidermis) gets a wide tolerance; a steady one a narrow one.
 
 How it judges. A tile whose largest z passes :data:`DEPARTURE_Z` departs from its slide: its P(good)
 is capped at 1 − P(departs), and what is taken goes to exposure. Nothing else moves, so a tile already
-called blurred or noisy keeps its family, and a tile that passes its slide's tone keeps its
-probabilities exactly. The cap is idempotent: judging a judged map again changes nothing.
+called blurred or noisy keeps its family. The cap is idempotent: judging a judged map again changes
+nothing.
+
+The other way round, a tile whose tone *fits* its slide closely — glass and stain density both
+measured, within :data:`FIT_GLASS_Z` and :data:`FIT_DENSITY_Z` of the slide's — on a slide whose own
+glass is what a calibrated scanner writes (:data:`CALIBRATED_GLASS`) has no exposure error: its glass
+is the slide's glass. Its P(exposure) is then capped at 1 − P(fits) (logistic steps as wide as the
+departure's) and the other classes keep their ratios, as measured noise and motion replace the
+network's. That is what fat and featureless eosin need (white
+vacuoles or pale pink that a network trained without them calls over-exposed; Aperio's sharp tiles
+0.68 → 0.92 held out). A tile that fits neither way keeps its probabilities exactly, and clearing is
+idempotent too.
 
 What it cannot do. A slide that is wrongly exposed *throughout* is its own reference and passes this
-check; only the network's own exposure class (which catches gain and flat exposure errors well) and a
-reference of the lab's own slides can judge it: :func:`cohort_deviation` compares each slide of a
+check; only the network's own exposure class (which catches gain and flat exposure errors well: they
+clip or darken the glass out of :data:`CALIBRATED_GLASS`, so nothing is cleared there) and a reference
+of the lab's own slides can judge it. A wrong tone curve throughout leaves the glass calibrated, and
+clearing costs the network's few flags on it (γ at ±1 EV: 0.16 → 0.07 and 0.44 → 0.40 on average): :func:`cohort_deviation` compares each slide of a
 batch with the others the same way, for the batch report. The thresholds were set on physical
 grounds, and their effect is measured on held-out sources in ``training/README.md``.
 """
@@ -44,6 +56,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
+from .noise_level import set_class_probability
+
 #: The measurements, in the order of a tone array's first axis.
 TONE_FEATURES = ("glass", "stain_density", "white_point")
 #: The least spread each measurement is given (grey levels; log₂ of density; grey levels): what one
@@ -53,6 +67,12 @@ SPREAD_FLOORS = np.array([3.0, 0.12, 3.0])
 DEPARTURE_Z = 4.0
 #: Width of the step from "fits" to "departs", in z units.
 DEPARTURE_SOFTNESS = 0.25
+#: A tile fits its slide when its glass and its stain density are both measured and within these
+#: robust z-scores of the slide's (the density's wider: tissue varies in it more than glass does).
+FIT_GLASS_Z, FIT_DENSITY_Z = 1.0, 1.5
+#: Exposure is cleared only on a slide whose median glass a calibrated scanner writes: within 1 EV of
+#: white in linear light (sRGB 188 is half of white's light) and not clipped (as ``tissue``'s rule).
+CALIBRATED_GLASS = (188.0, 250.0)
 #: Fewer tiles with a measurement than this, and the slide gives no reference for it; fewer mapped
 #: slides than MIN_COHORT_SLIDES, and a batch gives none of its own.
 MIN_CONTEXT_TILES, MIN_COHORT_SLIDES = 10, 5
@@ -142,15 +162,46 @@ class ToneReference:
                 for name, m, s in zip(TONE_FEATURES, self.median, self.spread)}
 
 
-def tone_deviation(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
-    """Per tile of ``features`` (N, 3), its largest robust z-score against ``context`` (the slide's
-    tissue tiles' measurements, or their reference; ``features`` themselves by default); 0 where
-    nothing can be compared."""
+def _reference(features: np.ndarray, context: np.ndarray | ToneReference | None) -> ToneReference:
+    return context if isinstance(context, ToneReference) else ToneReference.of(features if context is None else context)
+
+
+def tone_z(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
+    """(N, 3) robust z-scores of ``features`` against ``context`` (the slide's tissue tiles'
+    measurements, or their reference; ``features`` themselves by default); NaN where either lacks
+    the measurement."""
     features = np.asarray(features, dtype=np.float64)
-    reference = context if isinstance(context, ToneReference) else ToneReference.of(features if context is None else context)
+    reference = _reference(features, context)
     with np.errstate(invalid="ignore"):
-        z = np.abs(features - reference.median) / reference.spread
-    return np.nan_to_num(z, nan=0.0).max(axis=1, initial=0.0)
+        return np.abs(features - reference.median) / reference.spread
+
+
+def tone_deviation(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
+    """Per tile of ``features`` (N, 3), its largest robust z-score against ``context`` (as
+    :func:`tone_z`); 0 where nothing can be compared."""
+    return np.nan_to_num(tone_z(features, context), nan=0.0).max(axis=1, initial=0.0)
+
+
+def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
+    """P(a tile's tone fits its slide so closely that an exposure error is ruled out), per tile of
+    ``features`` (N, 3): glass and stain density both measured and within :data:`FIT_GLASS_Z` and
+    :data:`FIT_DENSITY_Z` (logistic steps as wide as the departure's, so that a reference moved a
+    little by a few tiles more or less moves a tile's judgement a little), on a slide whose glass is
+    in :data:`CALIBRATED_GLASS`; 0 elsewhere."""
+    features = np.asarray(features, dtype=np.float64)
+    reference = _reference(features, context)
+    glass = reference.median[TONE_FEATURES.index("glass")]
+    if not CALIBRATED_GLASS[0] <= glass < CALIBRATED_GLASS[1]:  # False for NaN: a slide without glass
+        return np.zeros(len(features))
+    z = np.nan_to_num(tone_z(features, reference), nan=np.inf)
+    limits = {"glass": FIT_GLASS_Z, "stain_density": FIT_DENSITY_Z}
+    return np.prod([expit((limit - z[:, TONE_FEATURES.index(name)]) / DEPARTURE_SOFTNESS)
+                    for name, limit in limits.items()], axis=0)
+
+
+def fits_slide(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
+    """Which tiles fit their slide more likely than not (:func:`fit_probability`)."""
+    return fit_probability(features, context) > 0.5
 
 
 def departure_probability(deviation: np.ndarray) -> np.ndarray:
@@ -171,6 +222,33 @@ def judge_tone(probabilities: np.ndarray, classes: list[str], deviation: np.ndar
     return judged.astype(np.asarray(probabilities).dtype, copy=False)
 
 
+def clear_exposure(probabilities: np.ndarray, classes: list[str], fit: np.ndarray) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with P(exposure) capped at 1 − ``fit`` (P(the tile's tone
+    fits its slide)) and the other classes rescaled to the rest, keeping their ratios; unchanged for
+    a model without both good and exposure classes."""
+    if "good" not in classes or "exposure" not in classes:
+        return probabilities
+    exposure = classes.index("exposure")
+    cap = (1.0 - np.asarray(fit, dtype=np.float64)).astype(np.asarray(probabilities).dtype)
+    # Rows already within their cap are left alone, so that judging twice changes nothing, to the last bit.
+    clear = np.asarray(probabilities)[:, exposure] > cap
+    if not clear.any():
+        return probabilities
+    judged = np.array(probabilities, dtype=np.float64)
+    judged[clear] = set_class_probability(judged[clear], exposure, cap[clear].astype(np.float64))
+    return judged.astype(np.asarray(probabilities).dtype, copy=False)
+
+
+def judge_against_slide(probabilities: np.ndarray, classes: list[str], features: np.ndarray,
+                        context: np.ndarray | ToneReference | None = None) -> np.ndarray:
+    """Tiles' ``probabilities`` judged by their tone ``features`` against their slide's (``context``
+    as :func:`tone_z`): capped where they depart (:func:`judge_tone`), exposure cleared where they
+    fit (:func:`clear_exposure`)."""
+    reference = _reference(np.asarray(features, dtype=np.float64), context)
+    judged = judge_tone(probabilities, classes, tone_deviation(features, reference))
+    return clear_exposure(judged, classes, fit_probability(features, reference))
+
+
 def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[str]) -> tuple[np.ndarray, dict]:
     """A whole map's (c, y, x) ``probabilities`` judged by its (3, y, x) ``tone``: every assessed tile
     against the reference of all assessed tiles. Returns the probabilities and what was found (the
@@ -178,11 +256,11 @@ def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[
     assessed = np.isfinite(probabilities).all(axis=0)
     features = tone[:, assessed].T
     reference = ToneReference.of(features)
-    deviation = tone_deviation(features, reference)
     judged = np.array(probabilities, copy=True)
-    judged[:, assessed] = judge_tone(probabilities[:, assessed].T, classes, deviation).T
+    judged[:, assessed] = judge_against_slide(probabilities[:, assessed].T, classes, features, reference).T
     return judged, {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
-                    "tiles_departing": int((deviation > DEPARTURE_Z).sum())}
+                    "tiles_departing": int((tone_deviation(features, reference) > DEPARTURE_Z).sum()),
+                    "tiles_fitting": int(fits_slide(features, reference).sum())}
 
 
 def cohort_deviation(slide_medians: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ from skimage.exposure import adjust_gamma
 
 from slideiqa import map_slide
 from slideiqa.mapping import judge_map_tone
-from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, judge_tone, tone_deviation,
-                                 tone_features)
+from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fits_slide,
+                                 judge_against_slide, judge_tone, tone_deviation, tone_features)
 from slideiqa.store import open_for_update, open_map, read_array
 
 from conftest import CMU_SLIDE, FIELDS
@@ -71,6 +71,42 @@ def test_a_tile_is_measured_against_its_slides_spread():
     assert np.isnan(ToneReference.of(steady[:5]).median).all()  # too few tiles: no reference
 
 
+def _slide(glass: float) -> np.ndarray:
+    """Tone measurements of 40 tissue tiles of a slide with glass at ``glass`` and varied tissue."""
+    return np.column_stack([np.full(40, glass), np.linspace(-1.0, 0.0, 40), np.full(40, np.nan)])
+
+
+def test_a_tile_that_fits_its_slide_has_its_exposure_cleared_and_nothing_else():
+    features = np.array([[241.0, -0.4, np.nan],    # fits: fat or pale eosin on its slide's glass
+                         [241.0, -0.4, np.nan],    # fits, but JPEG-damaged as well
+                         [np.nan, -0.4, 230.0],    # no glass to tell its exposure by
+                         [249.0, -0.4, np.nan],    # glass 3 spreads brighter: a paler tone curve?
+                         [241.0, -3.0, np.nan]])   # density far off: departs
+    probabilities = np.array([[0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
+                              [0.03, 0.0, 0.0, 0.0, 0.07, 0.90],
+                              [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
+                              [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
+                              [0.97, 0.01, 0.0, 0.0, 0.01, 0.01]])
+    reference = ToneReference.of(_slide(240.0))
+    assert fits_slide(features, reference).tolist() == [True, True, False, False, False]
+    judged = judge_against_slide(probabilities, CLASSES, features, reference)
+    exposure = CLASSES.index("exposure")
+    assert judged[0, exposure] < 0.1 and judged[0, 0] > 0.7
+    assert judged[0, 0] / judged[0, 1] == pytest.approx(12.0)  # the other classes keep their ratios
+    # The JPEG copy's exposure goes to its other classes in their ratio: it is still flagged, as JPEG.
+    assert judged[1, 0] < 0.5 and judged[1].argmax() == CLASSES.index("jpeg")
+    np.testing.assert_array_equal(judged[2:4], probabilities[2:4])
+    assert judged[4].argmax() == exposure  # departing still adds exposure
+    np.testing.assert_array_equal(judge_against_slide(judged, CLASSES, features, reference), judged)  # idempotent
+    # A slide whose glass is clipped (over-exposed throughout) or dark (1 EV under) clears nothing.
+    for glass in (253.0, 150.0):
+        on_that_glass = features.copy()
+        on_that_glass[:, 0] += glass - 241.0
+        assert not fits_slide(on_that_glass, ToneReference.of(_slide(glass))).any()
+    two_classes = probabilities[:, :2]
+    assert clear_exposure(two_classes, ["good", "defocus"], np.ones(5, bool)) is two_classes
+
+
 def _toned(pixels: np.ndarray, gamma: float, path: Path) -> Path:
     """``pixels`` as a 0.5 µm/px slide (224 px tiles on the map's grid) with :data:`BOX` given a tone
     curve by scikit-image."""
@@ -112,11 +148,35 @@ def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(ga
         np.testing.assert_array_equal(read_array(root, name), before)
 
 
-def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone(tmp_path):
+def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone_and_most_fit_it(tmp_path):
     result = map_slide(CMU_SLIDE, tmp_path / "cmu.quality.zarr")
-    found = open_map(result.path).attributes["tone_context"]
+    quality = open_map(result.path)
+    found = quality.attributes["tone_context"]
     assert found["tiles_compared"] > 40 and found["tiles_departing"] == 0, found
     assert not any("tone" in warning for warning in result.warnings)
+    # Tiles whose glass and stain fit the slide's have no exposure error left: pale dermis and fat
+    # the network alone calls over-exposed pass (the quick start's figures: four exposure tiles left, of five).
+    assert found["tiles_fitting"] > found["tiles_compared"] / 2, found
+    tone, probs = quality.array("tone"), quality.array("probs")
+    fitting = fits_slide(tone[:, np.isfinite(probs).all(axis=0)].T)
+    exposure = probs[CLASSES.index("exposure")][np.isfinite(probs).all(axis=0)]
+    assert fitting.sum() == found["tiles_fitting"] and (exposure[fitting] < 0.5).all()
+    assert (quality.array("label") == CLASSES.index("exposure") + 1).sum() <= 4
+
+
+def test_a_slide_over_exposed_throughout_clears_nothing(tmp_path):
+    """OpenCV's gain × 2 over the whole skin field clips its glass: the slide is its own reference, so
+    nothing departs, but its glass is not what a calibrated scanner writes, so nothing is cleared
+    either and the network's exposure flags stand."""
+    import cv2
+
+    skin = mosaic_pixels([np.asarray(Image.open(FIELDS / "he_skin_10x.tif").convert("RGB"))], 10, TILE, seed=3)
+    blown = write_pyramidal_tiff(tmp_path / "blown.tif", cv2.convertScaleAbs(skin, alpha=2.0), mpp=0.5,
+                                 compression="zlib")
+    result = map_slide(blown, tmp_path / "blown.quality.zarr")
+    score = open_map(result.path).array("score")
+    assert result.summary["tone"]["tiles_fitting"] == 0, result.summary["tone"]
+    assert (score[np.isfinite(score)] < 0.5).mean() >= 0.9
 
 
 def test_tissue_over_exposed_to_white_is_judged_not_taken_for_glass(tmp_path):

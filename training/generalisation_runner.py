@@ -20,7 +20,7 @@ from slideiqa.models.card import load_card, write_card
 from slideiqa.models.checkpoint import ModelCard, save_checkpoint
 from slideiqa.models.export import write_graph
 from slideiqa.judgement import judge_measured, measured_families
-from slideiqa.slide_tone import judge_tone, tone_deviation, tone_features
+from slideiqa.slide_tone import judge_against_slide, tone_features
 
 from .catalogue import SourceGroup
 from .generalisation import (
@@ -55,7 +55,8 @@ def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: M
                  **extra) -> dict:
     """A held-out group's record as slideiqa would judge its tiles in a map: the network's
     probabilities with noise and motion measured (``slideiqa.judgement``) where the recipe's scale
-    allows it, then each tile's tone against its slide's (``slideiqa.slide_tone``).
+    allows it, then each tile's tone against its slide's (``slideiqa.slide_tone``: exposure added where
+    it departs, cleared where it fits).
 
     The group's sharp tiles stand for the rest of the slide (a good scan of that lab, on which a tile
     has gone wrong): the headline. Beside it, under ``context_all_tiles``, the slide is the group's
@@ -64,8 +65,8 @@ def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: M
     model_mpp = plan_mpp * held.images.shape[1] / recipe.input_size
     judged = judge_measured(probabilities, list(CLASSES), held.images, measured_families(list(CLASSES), model_mpp))
     tone = tone_features(held.images)
-    in_good_slide = judge_tone(judged, list(CLASSES), tone_deviation(tone, tone[held.families == "none"]))
-    in_defective_slide = judge_tone(judged, list(CLASSES), tone_deviation(tone))
+    in_good_slide = judge_against_slide(judged, list(CLASSES), tone, tone[held.families == "none"])
+    in_defective_slide = judge_against_slide(judged, list(CLASSES), tone)
     return _record(measure(group, held, in_good_slide),
                    context_all_tiles=_record(measure(group, held, in_defective_slide)),
                    tile_only=_record(measure(group, held, judged)),
