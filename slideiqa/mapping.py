@@ -43,7 +43,7 @@ from .slide_tone import judge_slide_tone
 from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FIXED_LABELS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE,
                     UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap, blocks_done, create_map, is_quality_map,
                     label_entries, open_for_update, open_map, read_array, update_attributes, write_block,
-                    write_probabilities)
+                    write_cell_probabilities, write_probabilities)
 from .terminal import timestamp
 from .thumbnail_artefacts import THUMBNAIL_ARTEFACTS, artefact_labels
 from .tissue import tissue_mask
@@ -93,6 +93,9 @@ class MapSettings:
     #: (``slide_tone``; what was found goes to the attribute ``tone_context``). Maps made before that
     #: have no tones and are not resumed under it.
     tone_against_slide: bool = False
+    #: Whether the cells are judged with their tile (their probabilities kept in ``cell_probs``).
+    #: Maps made before keep none, and are not resumed under it.
+    cells_against_slide: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -384,7 +387,8 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
                            list(ARTEFACTS) if options.find_artefacts else [],
                            card.cells_per_side if options.cells else 0, predictor.measured_families,
-                           tone_against_slide={"good", "exposure"} <= set(card.classes))
+                           tone_against_slide={"good", "exposure"} <= set(card.classes),
+                           cells_against_slide=bool(options.cells and card.cells_per_side))
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
@@ -525,7 +529,8 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
 def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
     """Each tile's tone judged against its slide's, then summary, overview and regions from the
     written arrays, then status "complete"."""
-    tone = judge_map_tone(root, plan.card.classes, plan.card.good_index) if plan.settings.tone_against_slide else None
+    tone = judge_map_tone(root, plan.card.classes, plan.card.good_index, plan.settings.cells_against_slide) \
+        if plan.settings.tone_against_slide else None
     score, label = read_array(root, "score"), read_array(root, "label")
     options, card = plan.options, plan.card
     summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
@@ -546,15 +551,20 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     return MapResult(plan.out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
 
 
-def judge_map_tone(root, classes: list[str], good_index: int) -> dict[str, Any]:
-    """Every assessed tile's probabilities judged by its tone against the whole slide's
-    (``slide_tone.judge_slide_tone``), written back whole; what was found is kept in the map's
-    attributes and returned. Judging is idempotent, so a finish interrupted half-way is simply done
-    again."""
+def judge_map_tone(root, classes: list[str], good_index: int, with_cells: bool = False) -> dict[str, Any]:
+    """Every assessed tile's probabilities, and ``with_cells`` its cells', judged by the tile's tone
+    against the whole slide's (``slide_tone.judge_slide_tone``), written back whole; what was found
+    is kept in the map's attributes and returned. Judging is idempotent, so a finish interrupted
+    half-way is simply done again."""
     probabilities, tone, label = read_array(root, "probs"), read_array(root, "tone"), read_array(root, "label")
-    judged, found = judge_slide_tone(probabilities, tone, classes)
+    cells = read_array(root, "cell_probs") if with_cells else None
+    judged, judged_cells, found = judge_slide_tone(probabilities, tone, classes, cells)
     fixed = np.where(label >= min(FIXED_LABELS.values()), label, 0).astype(np.uint8)
     write_probabilities(root, slice(None), slice(None), judged.astype(np.float32), good_index, fixed)
+    if judged_cells is not None:
+        k = judged_cells.shape[1] // fixed.shape[0]
+        write_cell_probabilities(root, slice(None), slice(None), judged_cells.astype(np.float32), good_index,
+                                 np.kron(fixed, np.ones((k, k), fixed.dtype)))
     update_attributes(root, tone_context=found)
     return found
 

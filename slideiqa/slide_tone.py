@@ -239,28 +239,48 @@ def clear_exposure(probabilities: np.ndarray, classes: list[str], fit: np.ndarra
     return judged.astype(np.asarray(probabilities).dtype, copy=False)
 
 
+def judge_tiles(probabilities: np.ndarray, classes: list[str], deviation: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """Tiles' (or cells') ``probabilities`` judged by how far their tone departs from their slide's
+    (``deviation``: :func:`judge_tone`) and how likely it fits it (``fit``: :func:`clear_exposure`)."""
+    return clear_exposure(judge_tone(probabilities, classes, deviation), classes, fit)
+
+
 def judge_against_slide(probabilities: np.ndarray, classes: list[str], features: np.ndarray,
                         context: np.ndarray | ToneReference | None = None) -> np.ndarray:
     """Tiles' ``probabilities`` judged by their tone ``features`` against their slide's (``context``
-    as :func:`tone_z`): capped where they depart (:func:`judge_tone`), exposure cleared where they
-    fit (:func:`clear_exposure`)."""
+    as :func:`tone_z`): capped where they depart, exposure cleared where they fit."""
     reference = _reference(np.asarray(features, dtype=np.float64), context)
-    judged = judge_tone(probabilities, classes, tone_deviation(features, reference))
-    return clear_exposure(judged, classes, fit_probability(features, reference))
+    return judge_tiles(probabilities, classes, tone_deviation(features, reference), fit_probability(features, reference))
 
 
-def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[str]) -> tuple[np.ndarray, dict]:
+def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[str],
+                     cell_probabilities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """A whole map's (c, y, x) ``probabilities`` judged by its (3, y, x) ``tone``: every assessed tile
-    against the reference of all assessed tiles. Returns the probabilities and what was found (the
-    slide's reference, tiles compared, tiles that depart), for the map's attributes."""
+    against the reference of all assessed tiles; with ``cell_probabilities`` (c, y·k, x·k), every
+    cell as its tile, since exposure is the scan's, not a cell's. Returns the tiles' and the cells'
+    probabilities, and what was found (the slide's reference, tiles compared, departing and fitting),
+    for the map's attributes."""
     assessed = np.isfinite(probabilities).all(axis=0)
     features = tone[:, assessed].T
     reference = ToneReference.of(features)
+    deviation, fit = np.zeros(assessed.shape), np.zeros(assessed.shape)
+    deviation[assessed], fit[assessed] = tone_deviation(features, reference), fit_probability(features, reference)
     judged = np.array(probabilities, copy=True)
-    judged[:, assessed] = judge_against_slide(probabilities[:, assessed].T, classes, features, reference).T
-    return judged, {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
-                    "tiles_departing": int((tone_deviation(features, reference) > DEPARTURE_Z).sum()),
-                    "tiles_fitting": int(fits_slide(features, reference).sum())}
+    judged[:, assessed] = judge_tiles(probabilities[:, assessed].T, classes, deviation[assessed], fit[assessed]).T
+    judged_cells = None
+    if cell_probabilities is not None:
+        k = cell_probabilities.shape[1] // assessed.shape[0]
+        cells = np.isfinite(cell_probabilities).all(axis=0)
+        judged_cells = np.array(cell_probabilities, copy=True)
+        judged_cells[:, cells] = judge_tiles(cell_probabilities[:, cells].T, classes, _cells_of(deviation, k)[cells],
+                                             _cells_of(fit, k)[cells]).T
+    return judged, judged_cells, {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
+                                  "tiles_departing": int((deviation > DEPARTURE_Z).sum()),
+                                  "tiles_fitting": int((fit > 0.5).sum())}
+
+
+def _cells_of(per_tile: np.ndarray, k: int) -> np.ndarray:
+    return np.repeat(np.repeat(per_tile, k, axis=0), k, axis=1)
 
 
 def cohort_deviation(slide_medians: np.ndarray) -> np.ndarray:

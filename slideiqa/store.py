@@ -26,6 +26,9 @@ Layout of ``<slide>.quality.zarr``::
     cells/labels/class/0 uint8 (y, x)    its NGFF image-label: the cell's most likely class, with the
                                          same values and colours as the tiles' (a tile's fixed label
                                          on all of its cells)
+    cell_probs/0     float32 (c, y, x)   NGFF image: the cells' class probabilities, judged with their
+                                         tile against the slide's tone when the map is finished (cell
+                                         score and label follow from them). Maps made before have none.
     progress         uint8   (block rows, block cols)   1 = block written completely
 
 The root is the score image and the class labels sit in its ``labels/`` group, where the NGFF spec
@@ -62,10 +65,11 @@ from .slide_tone import TONE_FEATURES
 NGFF_VERSION = "0.5"
 #: Where each of a map's arrays lives in the group (its name in the API → its Zarr path).
 ARRAY_PATHS = {"score": "0", "label": "labels/class/0", "probs": "probs/0", "tissue": "tissue/0",
-               "tone": "tone/0", "cell_score": "cells/0", "cell_label": "cells/labels/class/0"}
+               "tone": "tone/0", "cell_score": "cells/0", "cell_label": "cells/labels/class/0",
+               "cell_probs": "cell_probs/0"}
 #: The arrays every map has; the cell arrays only a map made with a cell head.
 ARRAYS = ("score", "label", "probs", "tissue", "tone")
-CELL_ARRAYS = ("cell_score", "cell_label")
+CELL_ARRAYS = ("cell_score", "cell_label", "cell_probs")
 TONE_CHANNELS = len(TONE_FEATURES)
 FORMAT = "slideiqa-quality-map"
 #: Version of the group layout above. Maps of layout 1 (score, label, probs and tissue side by side,
@@ -295,6 +299,10 @@ def _build_cell_image(root: zarr.Group, layout: MapLayout, entries: list[tuple[i
     labels.attrs["ome"] = _ngff_image("class", ["y", "x"], cell_um, cell_um / 2)
     labels.create_array("0", shape=shape, chunks=chunks, dtype="uint8", fill_value=BACKGROUND, dimension_names=["y", "x"])
     _add_image_label(labels, entries)
+    probabilities = root.require_group(ARRAY_PATHS["cell_probs"].rpartition("/")[0])
+    probabilities.attrs["ome"] = _ngff_image("cell_probs", ["c", "y", "x"], cell_um, cell_um / 2)
+    probabilities.create_array("0", shape=(len(layout.classes), *shape), chunks=(len(layout.classes), *chunks),
+                               dtype="float32", fill_value=np.nan, dimension_names=["c", "y", "x"])
 
 
 def most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
@@ -324,10 +332,9 @@ def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: 
         if cell_probabilities is None:
             cell_probabilities = np.full((len(layout.classes), probabilities.shape[1] * k, probabilities.shape[2] * k),
                                          np.nan, np.float32)
-        cell_rows, cell_cols = slice(rows.start * k, rows.stop * k), slice(cols.start * k, cols.stop * k)
         cell_fixed = None if fixed is None else np.kron(fixed, np.ones((k, k), fixed.dtype))
-        root[ARRAY_PATHS["cell_score"]][cell_rows, cell_cols] = cell_probabilities[good_index]
-        root[ARRAY_PATHS["cell_label"]][cell_rows, cell_cols] = most_likely_label(cell_probabilities, cell_fixed)
+        write_cell_probabilities(root, slice(rows.start * k, rows.stop * k), slice(cols.start * k, cols.stop * k),
+                                 cell_probabilities, good_index, cell_fixed)
     root["progress"][block_row, block_col] = 1
 
 
@@ -340,6 +347,15 @@ def write_probabilities(root: zarr.Group, rows: slice, cols: slice, probabilitie
     root[ARRAY_PATHS["label"]][rows, cols] = most_likely_label(probabilities, fixed)
 
 
+def write_cell_probabilities(root: zarr.Group, rows: slice, cols: slice, probabilities: np.ndarray, good_index: int,
+                             fixed: np.ndarray | None = None) -> None:
+    """The cells' probabilities, and the cell score and label that follow from them, over cell
+    ``rows`` × ``cols`` (whole chunks, or the whole map: one writer at a time)."""
+    root[ARRAY_PATHS["cell_probs"]][:, rows, cols] = probabilities
+    root[ARRAY_PATHS["cell_score"]][rows, cols] = probabilities[good_index]
+    root[ARRAY_PATHS["cell_label"]][rows, cols] = most_likely_label(probabilities, fixed)
+
+
 def blocks_done(root: zarr.Group) -> np.ndarray:
     return np.asarray(root["progress"][...], dtype=bool)
 
@@ -348,7 +364,7 @@ def read_array(root: zarr.Group, name: str) -> np.ndarray:
     """One of the map's arrays (:data:`ARRAYS`), whole, from an open group."""
     if name not in ARRAY_PATHS:
         raise KeyError(f"no array {name!r}; a quality map has {', '.join(ARRAY_PATHS)}")
-    if name in CELL_ARRAYS and ARRAY_PATHS[name] not in root:
+    if name in CELL_ARRAYS and ARRAY_PATHS["cell_score"] not in root:
         raise KeyError(f"this map has no {name!r} array (it was made without a cell head)")
     if ARRAY_PATHS[name] not in root:
         raise KeyError(f"this map has no {name!r} array (it was made by an older slideiqa)")

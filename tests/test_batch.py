@@ -26,7 +26,7 @@ from slideiqa.store import FIXED_LABELS, UNREADABLE, blocks_done, open_map
 from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
 from slides import mosaic_slide, truncated_copy, with_garbage_tile
 
-ARRAYS = ("score", "probs", "label", "tissue", "tone", "cell_score", "cell_label")
+ARRAYS = ("score", "probs", "label", "tissue", "tone", "cell_score", "cell_label", "cell_probs")
 TILE = 224
 BLOCK = 4  # small blocks: several tasks per slide, so a fault or an interruption lands mid-slide
 

@@ -13,13 +13,13 @@ import zarr
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa.slide import file_checksum, open_slide
+from slideiqa.slide import file_checksum
 from slideiqa.store import PEN, UNREADABLE, MapError, is_quality_map
 
 from conftest import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
 from slides import truncated_copy
 
-ARRAYS = ("score", "probs", "label", "tissue", "cell_score", "cell_label")
+ARRAYS = ("score", "probs", "label", "tissue", "cell_score", "cell_label", "cell_probs")
 
 
 def _box_mask(shape, box):

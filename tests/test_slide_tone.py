@@ -11,8 +11,8 @@ from skimage.exposure import adjust_gamma
 
 from slideiqa import map_slide
 from slideiqa.mapping import judge_map_tone
-from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fits_slide,
-                                 judge_against_slide, judge_tone, tone_deviation, tone_features)
+from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fit_probability,
+                                 fits_slide, judge_against_slide, judge_tone, tone_deviation, tone_features)
 from slideiqa.store import open_for_update, open_map, read_array
 
 from conftest import CMU_SLIDE, FIELDS
@@ -141,8 +141,8 @@ def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(ga
     assert np.isfinite(tone[1, assessed]).all() and np.isnan(tone[:, ~assessed]).all()
 
     # Finishing again (as after a kill during the finish) changes nothing.
-    arrays = {name: quality.array(name) for name in ("probs", "score", "label")}
-    judge_map_tone(open_for_update(result.path), CLASSES, 0)
+    arrays = {name: quality.array(name) for name in ("probs", "score", "label", "cell_probs", "cell_score", "cell_label")}
+    judge_map_tone(open_for_update(result.path), CLASSES, 0, with_cells=True)
     root = open_map(result.path).group
     for name, before in arrays.items():
         np.testing.assert_array_equal(read_array(root, name), before)
@@ -162,6 +162,15 @@ def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone_and_most_fit_it
     exposure = probs[CLASSES.index("exposure")][np.isfinite(probs).all(axis=0)]
     assert fitting.sum() == found["tiles_fitting"] and (exposure[fitting] < 0.5).all()
     assert (quality.array("label") == CLASSES.index("exposure") + 1).sum() <= 4
+    # Their cells are judged with them: exposure is the scan's, not a cell's.
+    fit = np.zeros(probs.shape[1:])
+    fit[np.isfinite(probs).all(axis=0)] = fit_probability(tone[:, np.isfinite(probs).all(axis=0)].T)
+    fit_of_cells = np.repeat(np.repeat(fit, 7, axis=0), 7, axis=1)
+    cells = quality.array("cell_probs")
+    judged = np.isfinite(cells).all(axis=0)
+    assert (cells[CLASSES.index("exposure")][judged] <= 1 - fit_of_cells[judged] + 1e-6).all()
+    assert not (quality.array("cell_label")[fit_of_cells > 0.5] == CLASSES.index("exposure") + 1).any()
+    np.testing.assert_array_equal(quality.array("cell_score")[judged], cells[0][judged])
 
 
 def test_a_slide_over_exposed_throughout_clears_nothing(tmp_path):
