@@ -1,13 +1,11 @@
 """Files that would take the machine's memory or hours: refused in one line, or read in bounded
 memory and time. Real files written here, real processes measured for their peak memory."""
 
-import json
 import subprocess
 import sys
 import zlib
 
 import numpy as np
-import pytest
 import tifffile
 from PIL import Image
 
