@@ -77,9 +77,10 @@ def _fold_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     if not count:
         return dark
     index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(dark, labels, index=index)
-    keep = np.concatenate([[False], (areas * um_per_px**2 >= MIN_AREA_UM2) &
-                           _darker_by_stain(optical_density(rgb), labels, index, pieces, tissue & ~dark)])
+    large_enough = index[ndimage.sum_labels(dark, labels, index=index) * um_per_px**2 >= MIN_AREA_UM2]
+    keep = np.zeros(count + 1, bool)
+    # Colour is judged only for bands large enough to be folds: a slide has many small dark specks.
+    keep[large_enough] = _darker_by_stain(optical_density(rgb), labels, large_enough, pieces, tissue & ~dark)
     return keep[labels]
 
 
@@ -87,13 +88,16 @@ def _darker_by_stain(od: np.ndarray, bands: np.ndarray, index: np.ndarray, piece
                      unfolded: np.ndarray) -> np.ndarray:
     """Per band: whether its mean OD exceeds its piece's unfolded tissue's unequally across R, G, B."""
     coloured = np.zeros(len(index), bool)
+    piece_medians: dict[int, np.ndarray | None] = {}
     for position, band in enumerate(index):
         inside = bands == band
-        piece = np.bincount(pieces[inside]).argmax()
-        around = unfolded & (pieces == piece)
-        if not around.any():
+        piece = int(np.bincount(pieces[inside]).argmax())
+        if piece not in piece_medians:
+            around = unfolded & (pieces == piece)
+            piece_medians[piece] = np.median(od[around], axis=0) if around.any() else None
+        if piece_medians[piece] is None:
             coloured[position] = True
             continue
-        excess = od[inside].mean(axis=0) - np.median(od[around], axis=0)
+        excess = od[inside].mean(axis=0) - piece_medians[piece]
         coloured[position] = excess.mean() <= 0 or np.ptp(excess) >= MIN_EXCESS_COLOUR * excess.mean()
     return coloured
