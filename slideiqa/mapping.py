@@ -39,7 +39,7 @@ from .judgement import judgement_attributes
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .slide_tone import judge_slide_tone
+from .slide_tone import CALIBRATED_GLASS, glass_exposure, judge_slide_tone
 from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FIXED_LABELS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE,
                     UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap, blocks_done, create_map, is_quality_map,
                     label_entries, open_for_update, open_map, read_array, update_attributes, write_block,
@@ -126,7 +126,8 @@ class MapResult:
     @property
     def warnings(self) -> list[str]:
         """What a person must know beyond the figures: tissue under preparation artefacts, tissue the
-        file could not give, tissue whose tone is unlike the rest of the slide's."""
+        file could not give, tissue whose tone is unlike the rest of the slide's, glass that says the
+        whole slide is exposed wrongly."""
         artefacts = self.summary.get("artefact_tiles") or {}
         found = [f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count against "
                  f"the verdict ({advice})" for name, (what, advice) in ARTEFACT_WARNINGS.items() if artefacts.get(name)]
@@ -140,6 +141,13 @@ class MapResult:
             found.append(f"{departing} tissue tiles' tone (glass level, stain density or white point) departs from "
                          "the rest of the slide's; they are judged exposure unless they have a worse defect "
                          "(uneven illumination or staining across the slide: check them by eye)")
+        glass = (((self.summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median")
+        exposed = glass_exposure(glass)
+        if exposed:
+            low, high = CALIBRATED_GLASS
+            found.append(f"the slide's glass is at {glass:.0f} grey levels, outside the {low:.0f}–{high:.0f} a "
+                         f"calibrated scanner writes: the whole slide may be {exposed}, which its tiles, judged "
+                         "against each other, cannot show (compare it with the lab's other slides: slideiqa batch)")
         return found
 
 

@@ -182,6 +182,18 @@ def tone_deviation(features: np.ndarray, context: np.ndarray | ToneReference | N
     return np.nan_to_num(tone_z(features, context), nan=0.0).max(axis=1, initial=0.0)
 
 
+def glass_exposure(glass: float | None) -> str | None:
+    """What a slide's median glass level says of its exposure as a whole: "over-exposed" where it is
+    clipped, "under-exposed" where it is more than 1 EV below white, None where it is what a
+    calibrated scanner writes (:data:`CALIBRATED_GLASS`) or the slide has no glass to tell by. A
+    slide exposed wrongly throughout is its own reference, so this is all its tiles can say of it."""
+    if glass is None or not np.isfinite(glass):
+        return None
+    if glass >= CALIBRATED_GLASS[1]:
+        return "over-exposed"
+    return "under-exposed" if glass < CALIBRATED_GLASS[0] else None
+
+
 def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
     """P(a tile's tone fits its slide so closely that an exposure error is ruled out), per tile of
     ``features`` (N, 3): glass and stain density both measured and within :data:`FIT_GLASS_Z` and
@@ -191,7 +203,7 @@ def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | 
     features = np.asarray(features, dtype=np.float64)
     reference = _reference(features, context)
     glass = reference.median[TONE_FEATURES.index("glass")]
-    if not CALIBRATED_GLASS[0] <= glass < CALIBRATED_GLASS[1]:  # False for NaN: a slide without glass
+    if not np.isfinite(glass) or glass_exposure(glass):  # no glass to tell by, or not calibrated
         return np.zeros(len(features))
     z = np.nan_to_num(tone_z(features, reference), nan=np.inf)
     limits = {"glass": FIT_GLASS_Z, "stain_density": FIT_DENSITY_Z}

@@ -153,7 +153,7 @@ def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone_and_most_fit_it
     quality = open_map(result.path)
     found = quality.attributes["tone_context"]
     assert found["tiles_compared"] > 40 and found["tiles_departing"] == 0, found
-    assert not any("tone" in warning for warning in result.warnings)
+    assert not any("tone" in warning or "glass is at" in warning for warning in result.warnings)
     # Tiles whose glass and stain fit the slide's have no exposure error left: pale dermis and fat
     # the network alone calls over-exposed pass (the quick start's figures: four exposure tiles left, of five).
     assert found["tiles_fitting"] > found["tiles_compared"] / 2, found
@@ -186,6 +186,22 @@ def test_a_slide_over_exposed_throughout_clears_nothing(tmp_path):
     score = open_map(result.path).array("score")
     assert result.summary["tone"]["tiles_fitting"] == 0, result.summary["tone"]
     assert (score[np.isfinite(score)] < 0.5).mean() >= 0.9
+    assert any("the slide's glass is at 255" in w and "over-exposed" in w for w in result.warnings), result.warnings
+
+
+def test_a_slide_under_exposed_throughout_is_named_by_its_glass(tmp_path):
+    """OpenCV's gain × ½ over the whole skin field: its glass falls to about 112, far below what a
+    calibrated scanner writes, and the map says so; its tiles, judged against each other, cannot.
+    The clean field's glass (225) says nothing."""
+    import cv2
+
+    skin = mosaic_pixels([np.asarray(Image.open(FIELDS / "he_skin_10x.tif").convert("RGB"))], 10, TILE, seed=3)
+    warnings = {}
+    for name, pixels in (("clean", skin), ("dark", cv2.convertScaleAbs(skin, alpha=0.5))):
+        slide = write_pyramidal_tiff(tmp_path / f"{name}.tif", pixels, mpp=0.5, compression="zlib")
+        warnings[name] = [w for w in map_slide(slide, tmp_path / f"{name}.quality.zarr").warnings if "glass is at" in w]
+    assert not warnings["clean"]
+    assert len(warnings["dark"]) == 1 and "under-exposed" in warnings["dark"][0], warnings
 
 
 def test_tissue_over_exposed_to_white_is_judged_not_taken_for_glass(tmp_path):
