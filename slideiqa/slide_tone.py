@@ -35,17 +35,19 @@ measured, within :data:`FIT_GLASS_Z` and :data:`FIT_DENSITY_Z` of the slide's �
 glass is what a calibrated scanner writes (:data:`CALIBRATED_GLASS`) has no exposure error: its glass
 is the slide's glass. Its P(exposure) is then capped at 1 − P(fits) (logistic steps as wide as the
 departure's) and the other classes keep their ratios, as measured noise and motion replace the
-network's. That is what fat and featureless eosin need (white
-vacuoles or pale pink that a network trained without them calls over-exposed; Aperio's sharp tiles
-0.68 → 0.92 held out). A tile that fits neither way keeps its probabilities exactly, and clearing is
-idempotent too.
+network's. That is what fat and featureless eosin need (white vacuoles or pale pink that a network
+trained without them calls over-exposed; Aperio's sharp tiles 0.68 → 0.92 held out). A tile that
+fits neither way keeps its probabilities exactly, and clearing is idempotent too. Cells are judged
+as their tile: exposure is the scan's, not a cell's.
 
 What it cannot do. A slide that is wrongly exposed *throughout* is its own reference and passes this
 check; only the network's own exposure class (which catches gain and flat exposure errors well: they
 clip or darken the glass out of :data:`CALIBRATED_GLASS`, so nothing is cleared there) and a reference
 of the lab's own slides can judge it. A wrong tone curve throughout leaves the glass calibrated, and
-clearing costs the network's few flags on it (γ at ±1 EV: 0.16 → 0.07 and 0.44 → 0.40 on average): :func:`cohort_deviation` compares each slide of a
-batch with the others the same way, for the batch report. The thresholds were set on physical
+clearing costs the network's few flags on it (γ ½ and 2 at ±1 EV: 0.16 → 0.09 and 0.44 → 0.40 of
+tiles on average). :func:`glass_exposure` names a slide whose glass is out of the calibrated range,
+and :func:`cohort_deviation` compares each slide of a batch with the others the same way, for the
+batch report. The thresholds were set on physical
 grounds, and their effect is measured on held-out sources in ``training/README.md``.
 """
 
