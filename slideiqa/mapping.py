@@ -42,8 +42,8 @@ from .slide import Slide, SlideError, file_checksum, open_slide
 from .slide_tone import CALIBRATED_GLASS, glass_exposure, judge_slide_tone
 from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FIXED_LABELS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE,
                     UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap, blocks_done, create_map, is_quality_map,
-                    label_entries, open_for_update, open_map, read_array, update_attributes, write_block,
-                    write_cell_probabilities, write_probabilities)
+                    cell_bands, label_entries, open_for_update, open_map, read_array, read_cell_band,
+                    update_attributes, write_block, write_cell_probabilities, write_probabilities)
 from .terminal import timestamp
 from .thumbnail_artefacts import THUMBNAIL_ARTEFACTS, artefact_labels
 from .tissue import tissue_mask
@@ -561,20 +561,22 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
 
 def judge_map_tone(root, classes: list[str], good_index: int, with_cells: bool = False) -> dict[str, Any]:
     """Every assessed tile's probabilities, and ``with_cells`` its cells', judged by the tile's tone
-    against the whole slide's (``slide_tone.judge_slide_tone``), written back whole; what was found
-    is kept in the map's attributes and returned. Judging is idempotent, so a finish interrupted
-    half-way is simply done again."""
+    against the whole slide's (``slide_tone.judge_slide_tone``), written back; what was found is kept
+    in the map's attributes and returned. The cells go a band of blocks at a time (whole chunks), so
+    that a large slide's cells are never all in memory. Judging is idempotent, so a finish
+    interrupted half-way is simply done again."""
     probabilities, tone, label = read_array(root, "probs"), read_array(root, "tone"), read_array(root, "label")
-    cells = read_array(root, "cell_probs") if with_cells else None
-    judged, judged_cells, found = judge_slide_tone(probabilities, tone, classes, cells)
+    judged, slide = judge_slide_tone(probabilities, tone, classes)
     fixed = np.where(label >= min(FIXED_LABELS.values()), label, 0).astype(np.uint8)
     write_probabilities(root, slice(None), slice(None), judged.astype(np.float32), good_index, fixed)
-    if judged_cells is not None:
-        k = judged_cells.shape[1] // fixed.shape[0]
-        write_cell_probabilities(root, slice(None), slice(None), judged_cells.astype(np.float32), good_index,
-                                 np.kron(fixed, np.ones((k, k), fixed.dtype)))
-    update_attributes(root, tone_context=found)
-    return found
+    if with_cells:
+        for tile_rows, cell_rows, k in cell_bands(root):
+            cells = read_cell_band(root, cell_rows)
+            band_fixed = np.kron(fixed[tile_rows], np.ones((k, k), fixed.dtype))
+            write_cell_probabilities(root, cell_rows, slice(None), slide.judge_cells(cells, classes, tile_rows.start),
+                                     good_index, band_fixed)
+    update_attributes(root, tone_context=slide.found)
+    return slide.found
 
 
 @dataclass

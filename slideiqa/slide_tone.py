@@ -75,6 +75,10 @@ FIT_GLASS_Z, FIT_DENSITY_Z = 1.0, 1.5
 #: Exposure is cleared only on a slide whose median glass a calibrated scanner writes: within 1 EV of
 #: white in linear light (sRGB 188 is half of white's light) and not clipped (as ``tissue``'s rule).
 CALIBRATED_GLASS = (188.0, 250.0)
+#: Excesses over a cap smaller than this are left alone: they are the float rounding of an earlier
+#: judgement (departing and fitting each move a hair of the other's share), and acting on them would
+#: make judging a judged map again change its last bits.
+FLOAT_NOISE = 1e-6
 #: Fewer tiles with a measurement than this, and the slide gives no reference for it; fewer mapped
 #: slides than MIN_COHORT_SLIDES, and a batch gives none of its own.
 MIN_CONTEXT_TILES, MIN_COHORT_SLIDES = 10, 5
@@ -230,7 +234,8 @@ def judge_tone(probabilities: np.ndarray, classes: list[str], deviation: np.ndar
         return probabilities
     good, exposure = classes.index("good"), classes.index("exposure")
     judged = np.array(probabilities, dtype=np.float64)
-    capped = np.minimum(judged[:, good], 1.0 - departure_probability(deviation))
+    cap = 1.0 - departure_probability(deviation)
+    capped = np.where(judged[:, good] > cap + FLOAT_NOISE, cap, judged[:, good])
     judged[:, exposure] += judged[:, good] - capped
     judged[:, good] = capped
     return judged.astype(np.asarray(probabilities).dtype, copy=False)
@@ -245,7 +250,7 @@ def clear_exposure(probabilities: np.ndarray, classes: list[str], fit: np.ndarra
     exposure = classes.index("exposure")
     cap = (1.0 - np.asarray(fit, dtype=np.float64)).astype(np.asarray(probabilities).dtype)
     # Rows already within their cap are left alone, so that judging twice changes nothing, to the last bit.
-    clear = np.asarray(probabilities)[:, exposure] > cap
+    clear = np.asarray(probabilities)[:, exposure] > cap + FLOAT_NOISE
     if not clear.any():
         return probabilities
     judged = np.array(probabilities, dtype=np.float64)
@@ -267,13 +272,35 @@ def judge_against_slide(probabilities: np.ndarray, classes: list[str], features:
     return judge_tiles(probabilities, classes, tone_deviation(features, reference), fit_probability(features, reference))
 
 
-def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[str],
-                     cell_probabilities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, dict]:
+@dataclass(frozen=True)
+class SlideTone:
+    """A finished map's tone judgement: per tile (y, x), how far its tone departs from the slide's and
+    how likely it fits it (0 where not assessed), and what was found, for the map's attributes."""
+
+    deviation: np.ndarray
+    fit: np.ndarray
+    found: dict
+
+    def judge_cells(self, cell_probabilities: np.ndarray, classes: list[str], first_row: int = 0) -> np.ndarray:
+        """(c, h·k, w·k) cell probabilities of the tile rows from ``first_row`` judged as their tiles
+        (exposure is the scan's, not a cell's); NaN cells stay NaN."""
+        k = cell_probabilities.shape[2] // self.deviation.shape[1]
+        rows = slice(first_row, first_row + cell_probabilities.shape[1] // k)
+
+        def on_cells(per_tile: np.ndarray) -> np.ndarray:
+            return np.repeat(np.repeat(per_tile[rows], k, axis=0), k, axis=1)
+
+        cells = np.isfinite(cell_probabilities).all(axis=0)
+        judged = np.array(cell_probabilities, copy=True)
+        judged[:, cells] = judge_tiles(cell_probabilities[:, cells].T, classes, on_cells(self.deviation)[cells],
+                                       on_cells(self.fit)[cells]).T
+        return judged
+
+
+def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[str]) -> tuple[np.ndarray, SlideTone]:
     """A whole map's (c, y, x) ``probabilities`` judged by its (3, y, x) ``tone``: every assessed tile
-    against the reference of all assessed tiles; with ``cell_probabilities`` (c, y·k, x·k), every
-    cell as its tile, since exposure is the scan's, not a cell's. Returns the tiles' and the cells'
-    probabilities, and what was found (the slide's reference, tiles compared, departing and fitting),
-    for the map's attributes."""
+    against the reference of all assessed tiles. Returns the probabilities and the judgement (its
+    cells are judged with :meth:`SlideTone.judge_cells`)."""
     assessed = np.isfinite(probabilities).all(axis=0)
     features = tone[:, assessed].T
     reference = ToneReference.of(features)
@@ -281,20 +308,9 @@ def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[
     deviation[assessed], fit[assessed] = tone_deviation(features, reference), fit_probability(features, reference)
     judged = np.array(probabilities, copy=True)
     judged[:, assessed] = judge_tiles(probabilities[:, assessed].T, classes, deviation[assessed], fit[assessed]).T
-    judged_cells = None
-    if cell_probabilities is not None:
-        k = cell_probabilities.shape[1] // assessed.shape[0]
-        cells = np.isfinite(cell_probabilities).all(axis=0)
-        judged_cells = np.array(cell_probabilities, copy=True)
-        judged_cells[:, cells] = judge_tiles(cell_probabilities[:, cells].T, classes, _cells_of(deviation, k)[cells],
-                                             _cells_of(fit, k)[cells]).T
-    return judged, judged_cells, {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
-                                  "tiles_departing": int((deviation > DEPARTURE_Z).sum()),
-                                  "tiles_fitting": int((fit > 0.5).sum())}
-
-
-def _cells_of(per_tile: np.ndarray, k: int) -> np.ndarray:
-    return np.repeat(np.repeat(per_tile, k, axis=0), k, axis=1)
+    found = {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
+             "tiles_departing": int((deviation > DEPARTURE_Z).sum()), "tiles_fitting": int((fit > 0.5).sum())}
+    return judged, SlideTone(deviation, fit, found)
 
 
 def cohort_deviation(slide_medians: np.ndarray) -> np.ndarray:

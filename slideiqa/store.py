@@ -54,7 +54,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import zarr
@@ -354,6 +354,20 @@ def write_cell_probabilities(root: zarr.Group, rows: slice, cols: slice, probabi
     root[ARRAY_PATHS["cell_probs"]][:, rows, cols] = probabilities
     root[ARRAY_PATHS["cell_score"]][rows, cols] = probabilities[good_index]
     root[ARRAY_PATHS["cell_label"]][rows, cols] = most_likely_label(probabilities, fixed)
+
+
+def cell_bands(root: zarr.Group) -> Iterator[tuple[slice, slice, int]]:
+    """(tile rows, cell rows, cells per tile side) of each band of one block's height: whole chunks
+    of the cell arrays, for going through a large slide's cells without holding them all."""
+    k = root[ARRAY_PATHS["cell_score"]].shape[0] // root[ARRAY_PATHS["score"]].shape[0]
+    block = root[ARRAY_PATHS["cell_score"]].chunks[0] // k
+    for start in range(0, root[ARRAY_PATHS["score"]].shape[0], block):
+        yield slice(start, start + block), slice(start * k, (start + block) * k), k
+
+
+def read_cell_band(root: zarr.Group, rows: slice) -> np.ndarray:
+    """The cells' probabilities (c, rows, all columns) of a band of :func:`cell_bands`."""
+    return np.asarray(root[ARRAY_PATHS["cell_probs"]][:, rows, :])
 
 
 def blocks_done(root: zarr.Group) -> np.ndarray:

@@ -12,7 +12,8 @@ from skimage.exposure import adjust_gamma
 from slideiqa import map_slide
 from slideiqa.mapping import judge_map_tone
 from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fit_probability,
-                                 fits_slide, judge_against_slide, judge_tone, tone_deviation, tone_features)
+                                 fits_slide, judge_against_slide, judge_tiles, judge_tone, tone_deviation,
+                                 tone_features)
 from slideiqa.store import open_for_update, open_map, read_array
 
 from conftest import CMU_SLIDE, FIELDS
@@ -107,6 +108,19 @@ def test_a_tile_that_fits_its_slide_has_its_exposure_cleared_and_nothing_else():
     assert clear_exposure(two_classes, ["good", "defocus"], np.ones(5, bool)) is two_classes
 
 
+def test_judging_a_judged_map_again_changes_no_bit():
+    """Stored as float32, a P(good) capped a hair below 1 by a tiny P(departs) rounds back above its
+    cap, and a rescaled row moves a hair of exposure: acted on, a finished map's last bits would
+    change at every finish."""
+    rng = np.random.default_rng(0)
+    probabilities = np.zeros((200, len(CLASSES)), np.float32)
+    probabilities[:, 0] = 1 - rng.uniform(0, 3e-6, 200)
+    probabilities[:, -1] = 1 - probabilities[:, 0]
+    deviation, fit = rng.uniform(0, 1.5, 200), rng.uniform(0, 0.98, 200)
+    once = judge_tiles(probabilities, CLASSES, deviation, fit)
+    np.testing.assert_array_equal(judge_tiles(once, CLASSES, deviation, fit), once)
+
+
 def _toned(pixels: np.ndarray, gamma: float, path: Path) -> Path:
     """``pixels`` as a 0.5 µm/px slide (224 px tiles on the map's grid) with :data:`BOX` given a tone
     curve by scikit-image."""
@@ -171,6 +185,12 @@ def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone_and_most_fit_it
     assert (cells[CLASSES.index("exposure")][judged] <= 1 - fit_of_cells[judged] + 1e-6).all()
     assert not (quality.array("cell_label")[fit_of_cells > 0.5] == CLASSES.index("exposure") + 1).any()
     np.testing.assert_array_equal(quality.array("cell_score")[judged], cells[0][judged])
+    # Departing and fitting each move a hair of the other's share: judging again still changes nothing.
+    names = ("probs", "score", "label", "cell_probs", "cell_score", "cell_label")
+    before = {name: quality.array(name) for name in names}
+    judge_map_tone(open_for_update(result.path), CLASSES, 0, with_cells=True)
+    for name in names:
+        np.testing.assert_array_equal(read_array(open_map(result.path).group, name), before[name])
 
 
 def test_a_slide_over_exposed_throughout_clears_nothing(tmp_path):
