@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slideiqa.batch import MapOptions, run_batch
-from slideiqa.batch_report import SlideRecord, write_reports
+from slideiqa.batch import BatchResult, MapOptions, run_batch
+from slideiqa.batch_report import SlideRecord, with_batch_tone, write_reports
 from slideiqa.discovery import DiscoveryError, discover_slides
 from slideiqa.slide import open_slide
 from slideiqa.slide_tone import DEPARTURE_Z, TONE_FEATURES
@@ -267,6 +267,11 @@ def test_a_slide_toned_unlike_the_rest_of_its_batch_is_pointed_out(tmp_path):
     assert float(csv_rows["darker"]["tone_vs_batch"]) > DEPARTURE_Z and csv_rows["broken"]["tone_vs_batch"] == ""
     page = (tmp_path / "report.html").read_text()
     assert page.count("unlike the batch") == 1 and "1 slides' tone" in page
+    # A slide whose glass is more than 1 EV below white is named too, whatever the batch is like.
+    dim = record("dim", [112.0, -0.45, None])
+    warnings = BatchResult(tmp_path, with_batch_tone([*lab, darker, dim])).tone_warnings
+    assert [w.split(":")[0] for w in warnings if "glass is at" in w] == ["/scans/dim.svs"]
+    assert "under-exposed" in warnings[-1] and sum("unlike the rest" in w for w in warnings) == 2
 
 
 def test_a_batch_points_out_a_slide_paled_throughout_that_passes_its_own_map(tmp_path):
