@@ -49,8 +49,9 @@ def read_field(path: str | Path) -> tuple[np.ndarray, float | None]:
 def judging_mpp(shape: tuple[int, ...], mpp: float, model_mpp: float, tile: int) -> float:
     """The µm/px a field is judged at: the model's, or, where the field would then be smaller than one
     tile (a 640 × 480 camera field at 1000×), the coarsest at which its shorter side still fills a
-    tile. Such a field is judged magnified against the model's scale, as the model was trained to see
-    (``training/appearance.magnify``); refusing it would leave a camera lab nothing to judge."""
+    tile. Such a field is judged magnified against the model's scale, as the held-out smear labs are
+    in the generalisation benchmark (:data:`MAX_MAGNIFICATION`); refusing it would leave a camera lab
+    nothing to judge."""
     shorter = min(shape[:2])
     return min(model_mpp, max(mpp, mpp * shorter / tile))
 
