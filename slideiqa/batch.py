@@ -45,7 +45,7 @@ from .errors import SlideIQAError
 from .mapping import MapCancelled, ThreadRunner, map_slide, start_client
 from .models.zoo import resolve_model
 from .options import MapOptions, mpp_for
-from .slide_tone import CALIBRATED_GLASS, TONE_FEATURES, glass_exposure
+from .slide_tone import TONE_FEATURES, glass_warning
 from .terminal import timestamp
 from .worker import SLIDE_CACHE_SIZE, tune_worker_process
 
@@ -85,12 +85,8 @@ class BatchResult:
                   f"batch's, by {record.tone_vs_batch:.1f} robust spreads: a slide-wide exposure or staining difference; "
                   "check it" for record in tone_outliers(self.records)]
         glass = TONE_FEATURES.index("glass")
-        exposed = [(record, record.tone[glass], glass_exposure(record.tone[glass])) for record in self.records
-                   if record.tone and record.tone[glass] is not None]
-        low, high = CALIBRATED_GLASS
-        return unlike + [f"{record.slide}: its glass is at {level:.0f} grey levels, outside the {low:.0f}–{high:.0f} a "
-                         f"calibrated scanner writes: the whole slide may be {verdict}"
-                         for record, level, verdict in exposed if verdict]
+        exposed = [(record.slide, glass_warning(record.tone[glass])) for record in self.records if record.tone]
+        return unlike + [f"{slide}: its {warning}" for slide, warning in exposed if warning]
 
 
 #: How long a stopping batch waits for its whole-slide tasks to finish their current block.

@@ -39,7 +39,7 @@ from .judgement import judgement_attributes
 from .options import DEFAULT_MIN_TISSUE, MapOptions
 from .report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
 from .slide import Slide, SlideError, file_checksum, open_slide
-from .slide_tone import CALIBRATED_GLASS, glass_exposure, judge_slide_tone
+from .slide_tone import glass_warning, judge_slide_tone
 from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FIXED_LABELS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE,
                     UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap, blocks_done, create_map, is_quality_map,
                     cell_bands, label_entries, open_for_update, open_map, read_array, read_cell_band,
@@ -141,13 +141,10 @@ class MapResult:
             found.append(f"{departing} tissue tiles' tone (glass level, stain density or white point) departs from "
                          "the rest of the slide's; they are judged exposure unless they have a worse defect "
                          "(uneven illumination or staining across the slide: check them by eye)")
-        glass = (((self.summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median")
-        exposed = glass_exposure(glass)
-        if exposed:
-            low, high = CALIBRATED_GLASS
-            found.append(f"the slide's glass is at {glass:.0f} grey levels, outside the {low:.0f}–{high:.0f} a "
-                         f"calibrated scanner writes: the whole slide may be {exposed}, which its tiles, judged "
-                         "against each other, cannot show (compare it with the lab's other slides: slideiqa batch)")
+        glass = glass_warning((((self.summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median"))
+        if glass:
+            found.append(f"the slide's {glass}, which its tiles, judged against each other, cannot show (compare it "
+                         "with the lab's other slides: slideiqa batch)")
         return found
 
 
@@ -570,11 +567,9 @@ def judge_map_tone(root, classes: list[str], good_index: int, with_cells: bool =
     fixed = np.where(label >= min(FIXED_LABELS.values()), label, 0).astype(np.uint8)
     write_probabilities(root, slice(None), slice(None), judged.astype(np.float32), good_index, fixed)
     if with_cells:
-        for tile_rows, cell_rows, k in cell_bands(root):
-            cells = read_cell_band(root, cell_rows)
-            band_fixed = np.kron(fixed[tile_rows], np.ones((k, k), fixed.dtype))
-            write_cell_probabilities(root, cell_rows, slice(None), slide.judge_cells(cells, classes, tile_rows.start),
-                                     good_index, band_fixed)
+        for tile_rows, cell_rows in cell_bands(root):
+            cells = slide.judge_cells(read_cell_band(root, cell_rows), classes, tile_rows.start)
+            write_cell_probabilities(root, cell_rows, slice(None), cells, good_index, fixed[tile_rows])
     update_attributes(root, tone_context=slide.found)
     return slide.found
 

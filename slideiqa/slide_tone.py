@@ -200,6 +200,17 @@ def glass_exposure(glass: float | None) -> str | None:
     return "under-exposed" if glass < CALIBRATED_GLASS[0] else None
 
 
+def glass_warning(glass: float | None) -> str | None:
+    """What a slide's median glass level calls for a warning of (:func:`glass_exposure`), as "glass is
+    at … the whole slide may be over-exposed"; None where it calls for none."""
+    exposed = glass_exposure(glass)
+    if not exposed:
+        return None
+    low, high = CALIBRATED_GLASS
+    return (f"glass is at {glass:.0f} grey levels, outside the {low:.0f}–{high:.0f} a calibrated scanner writes: "
+            f"the whole slide may be {exposed}")
+
+
 def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
     """P(a tile's tone fits its slide so closely that an exposure error is ruled out), per tile of
     ``features`` (N, 3): glass and stain density both measured and within :data:`FIT_GLASS_Z` and
@@ -215,11 +226,6 @@ def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | 
     limits = {"glass": FIT_GLASS_Z, "stain_density": FIT_DENSITY_Z}
     return np.prod([expit((limit - z[:, TONE_FEATURES.index(name)]) / DEPARTURE_SOFTNESS)
                     for name, limit in limits.items()], axis=0)
-
-
-def fits_slide(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
-    """Which tiles fit their slide more likely than not (:func:`fit_probability`)."""
-    return fit_probability(features, context) > 0.5
 
 
 def departure_probability(deviation: np.ndarray) -> np.ndarray:

@@ -332,9 +332,8 @@ def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: 
         if cell_probabilities is None:
             cell_probabilities = np.full((len(layout.classes), probabilities.shape[1] * k, probabilities.shape[2] * k),
                                          np.nan, np.float32)
-        cell_fixed = None if fixed is None else np.kron(fixed, np.ones((k, k), fixed.dtype))
         write_cell_probabilities(root, slice(rows.start * k, rows.stop * k), slice(cols.start * k, cols.stop * k),
-                                 cell_probabilities, good_index, cell_fixed)
+                                 cell_probabilities, good_index, fixed)
     root["progress"][block_row, block_col] = 1
 
 
@@ -348,21 +347,26 @@ def write_probabilities(root: zarr.Group, rows: slice, cols: slice, probabilitie
 
 
 def write_cell_probabilities(root: zarr.Group, rows: slice, cols: slice, probabilities: np.ndarray, good_index: int,
-                             fixed: np.ndarray | None = None) -> None:
+                             tile_fixed: np.ndarray | None = None) -> None:
     """The cells' probabilities, and the cell score and label that follow from them, over cell
-    ``rows`` × ``cols`` (whole chunks, or the whole map: one writer at a time)."""
+    ``rows`` × ``cols`` (whole chunks, or the whole map: one writer at a time); ``tile_fixed`` (the
+    tiles' fixed labels, :func:`write_block`) goes on all of each tile's cells."""
     root[ARRAY_PATHS["cell_probs"]][:, rows, cols] = probabilities
     root[ARRAY_PATHS["cell_score"]][rows, cols] = probabilities[good_index]
+    fixed = None
+    if tile_fixed is not None:
+        k = probabilities.shape[1] // tile_fixed.shape[0]
+        fixed = np.kron(tile_fixed, np.ones((k, k), tile_fixed.dtype))
     root[ARRAY_PATHS["cell_label"]][rows, cols] = most_likely_label(probabilities, fixed)
 
 
-def cell_bands(root: zarr.Group) -> Iterator[tuple[slice, slice, int]]:
-    """(tile rows, cell rows, cells per tile side) of each band of one block's height: whole chunks
-    of the cell arrays, for going through a large slide's cells without holding them all."""
+def cell_bands(root: zarr.Group) -> Iterator[tuple[slice, slice]]:
+    """(tile rows, cell rows) of each band of one block's height: whole chunks of the cell arrays,
+    for going through a large slide's cells without holding them all."""
     k = root[ARRAY_PATHS["cell_score"]].shape[0] // root[ARRAY_PATHS["score"]].shape[0]
     block = root[ARRAY_PATHS["cell_score"]].chunks[0] // k
     for start in range(0, root[ARRAY_PATHS["score"]].shape[0], block):
-        yield slice(start, start + block), slice(start * k, (start + block) * k), k
+        yield slice(start, start + block), slice(start * k, (start + block) * k)
 
 
 def read_cell_band(root: zarr.Group, rows: slice) -> np.ndarray:

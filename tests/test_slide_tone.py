@@ -12,8 +12,7 @@ from skimage.exposure import adjust_gamma
 from slideiqa import map_slide
 from slideiqa.mapping import judge_map_tone
 from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fit_probability,
-                                 fits_slide, judge_against_slide, judge_tiles, judge_tone, tone_deviation,
-                                 tone_features)
+                                 judge_against_slide, judge_tiles, judge_tone, tone_deviation, tone_features)
 from slideiqa.store import open_for_update, open_map, read_array
 
 from conftest import CMU_SLIDE, FIELDS
@@ -89,7 +88,7 @@ def test_a_tile_that_fits_its_slide_has_its_exposure_cleared_and_nothing_else():
                               [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
                               [0.97, 0.01, 0.0, 0.0, 0.01, 0.01]])
     reference = ToneReference.of(_slide(240.0))
-    assert fits_slide(features, reference).tolist() == [True, True, False, False, False]
+    assert (fit_probability(features, reference) > 0.5).tolist() == [True, True, False, False, False]
     judged = judge_against_slide(probabilities, CLASSES, features, reference)
     exposure = CLASSES.index("exposure")
     assert judged[0, exposure] < 0.1 and judged[0, 0] > 0.7
@@ -103,7 +102,7 @@ def test_a_tile_that_fits_its_slide_has_its_exposure_cleared_and_nothing_else():
     for glass in (253.0, 150.0):
         on_that_glass = features.copy()
         on_that_glass[:, 0] += glass - 241.0
-        assert not fits_slide(on_that_glass, ToneReference.of(_slide(glass))).any()
+        assert not fit_probability(on_that_glass, ToneReference.of(_slide(glass))).any()
     two_classes = probabilities[:, :2]
     assert clear_exposure(two_classes, ["good", "defocus"], np.ones(5, bool)) is two_classes
 
@@ -172,7 +171,7 @@ def test_no_tile_of_the_bundled_real_slide_departs_from_its_tone_and_most_fit_it
     # the network alone calls over-exposed pass (the quick start's figures: four exposure tiles left, of five).
     assert found["tiles_fitting"] > found["tiles_compared"] / 2, found
     tone, probs = quality.array("tone"), quality.array("probs")
-    fitting = fits_slide(tone[:, np.isfinite(probs).all(axis=0)].T)
+    fitting = fit_probability(tone[:, np.isfinite(probs).all(axis=0)].T) > 0.5
     exposure = probs[CLASSES.index("exposure")][np.isfinite(probs).all(axis=0)]
     assert fitting.sum() == found["tiles_fitting"] and (exposure[fitting] < 0.5).all()
     assert (quality.array("label") == CLASSES.index("exposure") + 1).sum() <= 4
