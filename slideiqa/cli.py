@@ -148,8 +148,9 @@ def predict(
     """Score whole fields: each is cut into the model's tiles at its µm/px, and the scores pooled.
 
     A field finer than the model is shrunk to the model's µm/px (slideiqa models shows it), or, if it
-    would then be smaller than one tile (a camera field at 1000×), only as far as a tile allows, with
-    a note; one coarser is refused. A field whose file does not give its µm/px is taken to be at the
+    would then be smaller than one tile (a camera field at 1000×), only as far as a tile allows and
+    never more than 2.5× finer than the model's, with a note; a field still smaller than a tile is
+    mirrored out to one, with a note; one coarser is refused. A field whose file does not give its µm/px is taken to be at the
     model's, with a note: pass --mpp to say what it is.
     """
     import csv
@@ -166,6 +167,9 @@ def predict(
         if result.assumed_mpp:
             output.note(f"{path}: µm/px unknown; scored as if at the model's {predictor.card.mpp:g} µm/px "
                         "(pass --mpp if it is not)")
+        elif result.mirrored:
+            output.note(f"{path}: smaller than one tile at {result.judged_mpp:.3g} µm/px "
+                        f"({predictor.card.mpp / result.judged_mpp:.1f}× the model's scale); mirrored out to a tile")
         elif result.judged_mpp < predictor.card.mpp / COARSEST_RATIO:
             output.note(f"{path}: smaller than one tile at the model's {predictor.card.mpp:g} µm/px; judged "
                         f"{predictor.card.mpp / result.judged_mpp:.1f}× magnified, at {result.judged_mpp:.3g} µm/px")
@@ -179,7 +183,7 @@ def predict(
         writer.writerows([header, *rows])
     elif format is Format.json:
         print(json.dumps([{"image": str(path), "mpp": r.mpp, "mpp_assumed": r.assumed_mpp,
-                           "judged_mpp": r.judged_mpp, "tiles": r.tiles,
+                           "judged_mpp": r.judged_mpp, "mirrored": r.mirrored, "tiles": r.tiles,
                            "score": r.score, "class": r.label,
                            "probabilities": dict(zip(predictor.classes, map(float, r.probabilities)))}
                           for path, r in results], indent=2))

@@ -31,13 +31,13 @@ against true defect masks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .fields import at_model_scale, read_field, tile_origins
+from .fields import at_judging_scale, mirrored_to_tile, read_field, tile_origins
 from .judgement import judge_measured, measured_families
 from .noise_level import measured_noise_probability, noise_sigma_patches
 
@@ -198,8 +198,13 @@ def explain_field(path: str | Path, model: str | Path = "default", mpp: float | 
     image, stated = read_field(path)
     model_mpp = explainer.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
-    return explain_image(at_model_scale(image, field_mpp, model_mpp, str(path), explainer.card.input_size),
-                         explainer, str(path))
+    size = explainer.card.input_size
+    field = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
+    explanation = explain_image(mirrored_to_tile(field, size), explainer, str(path))
+    # A field mirrored out to a tile is shown as itself: its mirror images are the model's view only.
+    height, width = field.shape[:2]
+    return replace(explanation, image=explanation.image[:height, :width],
+                   heatmaps={name: heat[:height, :width] for name, heat in explanation.heatmaps.items()})
 
 
 def explain_image(image: np.ndarray, explainer: "CellMaps | GradCam", name: str = "image") -> Explanation:

@@ -23,6 +23,8 @@ class FieldQuality:
     assumed_mpp: bool = False
     #: µm/px it was judged at: the model's, or finer where the field is smaller than a tile at the model's.
     judged_mpp: float = 0.0
+    #: Whether the field was smaller than a tile even so, and was mirrored out to one.
+    mirrored: bool = False
 
 
 MAX_FIELD_PIXELS = 8192 * 8192
@@ -32,8 +34,12 @@ MAX_FIELD_PIXELS = 8192 * 8192
 COARSEST_RATIO = 1.05
 #: A field smaller than a tile at the model's scale is judged magnified, at most this much: held-out
 #: camera fields judged 1.95× and 2.4× magnified pass as the model's own scale does (Chula 0.97,
-#: cbc 1.00), fields 5.7× magnified mostly fail (BCCD 0.17; training/README.md).
+#: cbc 1.00). A field that would need more (BCCD's, 5.7×, where it is soft at the pixel: 0.18
+#: passed) is judged this much magnified all the same, mirrored out to a tile (training/README.md).
 MAX_MAGNIFICATION = 2.5
+#: The smallest field, in px at the scale it is judged at, that is mirrored out to a tile: a little
+#: under the smallest measured (BCCD's 640 × 480 fields, 108 px at 2.5×).
+MIN_FIELD_SIDE = 100
 
 
 def read_field(path: str | Path) -> tuple[np.ndarray, float | None]:
@@ -49,33 +55,47 @@ def read_field(path: str | Path) -> tuple[np.ndarray, float | None]:
 def judging_mpp(shape: tuple[int, ...], mpp: float, model_mpp: float, tile: int) -> float:
     """The µm/px a field is judged at: the model's, or, where the field would then be smaller than one
     tile (a 640 × 480 camera field at 1000×), the coarsest at which its shorter side still fills a
-    tile. Such a field is judged magnified against the model's scale, as the held-out smear labs are
-    in the generalisation benchmark (:data:`MAX_MAGNIFICATION`); refusing it would leave a camera lab
-    nothing to judge."""
-    shorter = min(shape[:2])
-    return min(model_mpp, max(mpp, mpp * shorter / tile))
+    tile, but never more than :data:`MAX_MAGNIFICATION` finer than the model's: as the held-out smear
+    labs are judged in the generalisation benchmark. A field still smaller than a tile there is
+    mirrored out to one (:func:`mirrored_to_tile`)."""
+    return min(model_mpp, max(mpp, mpp * min(shape[:2]) / tile, model_mpp / MAX_MAGNIFICATION))
 
 
-def at_model_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> np.ndarray:
+def mirrored_to_tile(field: np.ndarray, size: int) -> np.ndarray:
+    """A field smaller than a ``size`` tile filled out to one by mirroring it about its edges, again
+    and again. Mirroring, unlike a border of glass or a wrap-around, adds no edge the field does not
+    have: a blurred field stays blurred up to every seam, and a sharp one gains no sharp border that
+    could pass a soft field. The field keeps the tile's top-left corner, so its own JPEG blocks stay
+    on the tile's 8-pixel grid."""
+    height, width = field.shape[:2]
+    pad = ((0, max(0, size - height)), (0, max(0, size - width))) + ((0, 0),) * (field.ndim - 2)
+    return np.pad(field, pad, mode="symmetric")
+
+
+def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> np.ndarray:
     """The field shrunk to the µm/px of :func:`judging_mpp` (Lanczos, as the map's tiles are);
-    refused when coarser than the model, or when it would be judged more than ``MAX_MAGNIFICATION``
-    magnified."""
+    refused when coarser than the model, or when smaller than ``MIN_FIELD_SIDE`` px there."""
     if mpp > model_mpp * COARSEST_RATIO:
         raise SlideIQAError(f"{name}: {mpp:g} µm/px is coarser than the {model_mpp:g} µm/px the model was trained "
                             "for; upsampled, it would look blurred, so the model cannot judge it")
     target = judging_mpp(image.shape, mpp, model_mpp, tile)
-    if model_mpp / target > MAX_MAGNIFICATION:
-        height, width = image.shape[:2]
-        raise SlideIQAError(f"{name}: {width}×{height} px at {mpp:g} µm/px is smaller than one tile at the model's "
-                            f"{model_mpp:g} µm/px, and judging it {model_mpp / target:.1f}× magnified is beyond the "
-                            f"{MAX_MAGNIFICATION:g}× the model is measured to judge")
+    height, width = image.shape[:2]
+    size = (max(1, round(width * mpp / target)), max(1, round(height * mpp / target)))
+    if min(size) < MIN_FIELD_SIDE:
+        raise SlideIQAError(f"{name}: {width}×{height} px at {mpp:g} µm/px is {size[0]}×{size[1]} px at the "
+                            f"{target:g} µm/px it would be judged at, smaller than the {MIN_FIELD_SIDE} px the "
+                            "model is measured to judge")
     if mpp >= target / COARSEST_RATIO:
         return image
     from PIL import Image
 
-    height, width = image.shape[:2]
-    size = (max(1, round(width * mpp / target)), max(1, round(height * mpp / target)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def at_model_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> np.ndarray:
+    """The field at its judging scale (:func:`at_judging_scale`), mirrored out to a tile where it is
+    smaller than one: what the model is shown."""
+    return mirrored_to_tile(at_judging_scale(image, mpp, model_mpp, name, tile), tile)
 
 
 def tile_origins(image: np.ndarray, size: int, name: str = "field") -> list[tuple[int, int]]:
@@ -101,9 +121,10 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     model_mpp = predictor.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = predictor.card.input_size
-    judged_at = judging_mpp(image.shape, field_mpp, model_mpp, size)
+    judged_at = max(judging_mpp(image.shape, field_mpp, model_mpp, size), field_mpp)
     tiles = field_tiles(at_model_scale(image, field_mpp, model_mpp, str(path), size), size, str(path))
     probabilities = predictor.predict(tiles).mean(axis=0)
     return FieldQuality(len(tiles), float(probabilities[predictor.card.good_index]),
                         predictor.classes[int(probabilities.argmax())], probabilities, field_mpp,
-                        assumed_mpp=mpp is None and not stated, judged_mpp=max(judged_at, field_mpp))
+                        assumed_mpp=mpp is None and not stated, judged_mpp=judged_at,
+                        mirrored=min(image.shape[:2]) * field_mpp / judged_at < size - 0.5)

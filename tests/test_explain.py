@@ -1,5 +1,7 @@
 """Explanation heatmaps: they point inside a local defect, in a tile and in a larger field."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -121,3 +123,14 @@ def test_a_cell_map_marks_little_of_a_clean_crop(cell_maps):
     marked = [explain_image(crop, cell_maps).where(name).mean() for crop in crops()
               for name in cell_maps.classes if name != "good"]
     assert np.mean(marked) <= 0.08
+
+
+def test_a_field_mirrored_out_to_a_tile_is_explained_as_itself(tmp_path):
+    # A 640 × 480 camera field at 0.045 µm/px is judged as 144 × 108 px at 2.5× (slideiqa predict),
+    # mirrored out to a tile; the explanation shows the field, not its mirror images.
+    field = tmp_path / "oil_field.png"
+    Image.open(Path(__file__).parents[1] / "examples" / "data" / "smears" / "chula_rbc12" / "4.jpg").save(field)
+    explanation = explain_field(field, mpp=0.045)
+    assert explanation.image.shape == (108, 144, 3)
+    assert all(heat.shape == (108, 144) for heat in explanation.heatmaps.values())
+    assert explanation.probabilities.shape == (1, len(explanation.classes))
