@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 
 from slideiqa.distortions import FAMILIES, distort, random_kind
+from slideiqa.fields import mirrored_to_tile
 from slideiqa.inference import Predictor
-from slideiqa_training.catalogue import load_catalogue
+from slideiqa_training.catalogue import SourceGroup, load_catalogue
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import (
-    CLASSES, FLOORS, TileSet, class_weights, evaluation_tiles, measure, shows_its_defect,
+    CLASSES, FLOORS, CropPlan, TileSet, class_weights, cut_references, evaluation_tiles, measure, shows_its_defect,
 )
 
 from conftest import HELDOUT, degradation_strength
@@ -100,6 +101,31 @@ def test_invisible_defects_are_left_out(tissue_crop):
     assert "defocus" not in families[1] and "motion" not in families[1]
     assert {"noise", "exposure"} <= families[1]
     assert len(images) == len(rows)
+
+
+def test_a_source_beyond_the_measured_magnification_gives_whole_fields_at_it():
+    # Camera fields of 640 × 480 px: at Chula's 0.13 µm/px a 224 px crop shown 1.95× magnified; at
+    # BCCD's 0.045 µm/px the whole field's 480 px square shrunk to 2.5× (108 px), not 5.2×.
+    fields = sorted((Path(__file__).parents[1] / "examples" / "data" / "smears" / "chula_rbc12").glob("*.jpg"))[:3]
+    for mpp, size in ((0.13, 224), (0.045, 108)):
+        group = SourceGroup("camera", "smear", "", mpp, "", "", files=("*.jpg",))
+        crops = cut_references(group, fields, 4, CropPlan(max_magnification=2.5), np.random.default_rng(0))
+        assert {crop.shape for crop in crops} == {(size, size, 3)}
+    legacy = cut_references(group, fields, 2, CropPlan(), np.random.default_rng(0))  # magnified as far as needed
+    assert {crop.shape for crop in legacy} == {(224, 224, 3)}
+
+
+def test_a_field_smaller_than_a_tile_is_defected_at_its_size_then_mirrored_out(tissue_crop):
+    # BCCD's 640 × 480 fields are a 108 px square 2.5× magnified: the defect is the field's own, and
+    # the tile is the field mirrored out, as slideiqa predict shows such a field.
+    small = tissue_crop[:108, :108]
+    images, rows = evaluation_tiles("g", [small], 0, 0.5, np.random.default_rng(0))
+    assert {row[3] for row in rows} == {"none", *FAMILIES}
+    assert all(image.shape == (224, 224, 3) for image in images)
+    assert np.array_equal(images[0], mirrored_to_tile(small, 224))
+    for image in images[1:]:
+        assert np.array_equal(image, mirrored_to_tile(image[:108, :108], 224))
+        assert not np.array_equal(image[:108, :108], small)
 
 
 def test_a_clip_that_clips_nothing_is_not_measured(heldout_tiles):

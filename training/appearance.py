@@ -102,14 +102,19 @@ def scanner_jpeg2000(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return imagecodecs.jpeg2k_decode(encoded)
 
 
-def vary_good(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def vary_good(image: np.ndarray, rng: np.random.Generator, compressed: bool = True) -> np.ndarray:
     """One good look of a sharp crop: maybe another stain pair, stain density and calibration always,
-    then maybe the scanner's sharpening, then maybe its compression (JPEG or JPEG 2000, never both)."""
+    then maybe the scanner's sharpening, then maybe its compression (JPEG or JPEG 2000, never both).
+    ``compressed=False`` for a field shown much coarser than its camera wrote it (a camera field at
+    1000× shrunk to the model's scale): the camera's blocks were shrunk away with it, so blocks seen
+    at the model's scale are a defect of the field, not a look of a good one."""
     varied = restain(image, rng) if rng.random() < P_RESTAIN else image
     varied = vary_calibration(vary_stain(varied, rng), rng)
     if rng.random() < P_SHARPEN:
         varied = sharpen(varied, rng)
     draw = rng.random()
+    if not compressed:
+        return varied
     if draw < P_JPEG:
         varied = scanner_jpeg(varied, rng)
     elif draw < P_JPEG + P_JPEG2000:

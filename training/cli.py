@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from slideiqa.errors import debug_option, run_cli
+from slideiqa.fields import MAX_MAGNIFICATION
 
 from .datasets import KINDS, BuildConfig, ImageFolder, build_dataset, model_mpp
 from slideiqa.models.checkpoint import load_card
@@ -319,6 +320,9 @@ def generalisation_command(
     init: Annotated[str, typer.Option(help="random or imagenet")] = "random",
     input_size: Annotated[int, typer.Option(help="px the network sees of each 224 px tile (Lanczos shrink)")] = 224,
     only: Annotated[Optional[list[str]], typer.Option(help="hold out only this group; repeatable")] = None,
+    max_magnification: Annotated[Optional[float], typer.Option(
+        help="show a source too fine for a tile at the model's scale magnified at most this much, its fields "
+             "mirrored out to a tile (slideiqa predict's rule; 0 for as much as a tile needs)")] = MAX_MAGNIFICATION,
     remeasure: Annotated[bool, typer.Option(
         help="measure the finished folds again from their saved probabilities, without retraining")] = False,
     record_in_card: Annotated[Optional[Path], typer.Option(
@@ -336,7 +340,7 @@ def generalisation_command(
 
     groups = load_catalogue()
     plan = CropPlan(train_references=train_references, test_references=test_references, seed=seed,
-                    cache=cache or DEFAULT_CACHE)
+                    cache=cache or DEFAULT_CACHE, max_magnification=max_magnification or None)
     train, test = tile_sets(groups, data, plan, out, typer.echo)
     config = TrainConfig(epochs, 32, lr, seed=seed, schedule="cosine", progress=False)
     sections = []

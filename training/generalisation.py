@@ -34,6 +34,7 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import Dataset
 
 from slideiqa.distortions import FAMILIES, distort, random_kind
+from slideiqa.fields import mirrored_to_tile
 
 from .appearance import vary_good
 from .catalogue import DEFAULT_CACHE, SourceGroup
@@ -88,12 +89,18 @@ class TileSet:
 
 @dataclass
 class CropPlan:
+    """How reference crops are cut. ``max_magnification``: a source too fine to give a tile at the
+    model's scale is shown magnified at most this much; a field still smaller than a tile there is
+    cut whole and mirrored out to one (``slideiqa.fields.mirrored_to_tile``), as ``slideiqa
+    predict`` judges it (``None``: magnified as far as a tile needs, the earlier recipe)."""
+
     size: int = 224
     mpp: float = 0.5
     train_references: int = 80
     test_references: int = 60
     seed: int = 0
     cache: Path = DEFAULT_CACHE
+    max_magnification: float | None = None
 
 
 def _downsample(source: Source, group: SourceGroup, plan: CropPlan) -> float:
@@ -102,10 +109,27 @@ def _downsample(source: Source, group: SourceGroup, plan: CropPlan) -> float:
     return downsample_factor(source, source.slide.mpp or group.mpp, plan.mpp, plan.size, margin=1.1)
 
 
+def magnification(source: Source, group: SourceGroup, plan: CropPlan) -> float:
+    """How much finer than the model's scale the source's crops are shown (1 where it can be shrunk
+    to the model's scale)."""
+    return plan.mpp / ((source.slide.mpp or group.mpp) * _downsample(source, group, plan))
+
+
+def _small_field(source: Source, group: SourceGroup, plan: CropPlan, rng: np.random.Generator) -> np.ndarray:
+    """A square as large as the field allows, shrunk to ``plan.max_magnification`` finer than the
+    model's scale (a 640 × 480 field at 0.045 µm/px gives 108 px at 0.2 µm/px)."""
+    read = min(source.width, source.height)
+    x, y = int(rng.integers(0, source.width - read + 1)), int(rng.integers(0, source.height - read + 1))
+    side = max(1, round(read * (source.slide.mpp or group.mpp) * plan.max_magnification / plan.mpp))
+    return np.asarray(Image.fromarray(source.crop(x, y, read)).resize((side, side), Image.Resampling.LANCZOS))
+
+
 def cut_references(group: SourceGroup, paths: list[Path], count: int, plan: CropPlan,
                    rng: np.random.Generator) -> list[np.ndarray]:
     """``count`` crops with at least ``MIN_TISSUE`` stain, spread over the group's files; half of them
-    seen up to 2× coarser (antialiased), so that object sizes vary as 0.25–1 µm/px scans do."""
+    seen up to 2× coarser (antialiased), so that object sizes vary as 0.25–1 µm/px scans do. A source
+    that would be shown more than ``plan.max_magnification`` magnified gives small fields at the
+    model's scale instead (``_small_field``)."""
     order = rng.permutation(len(paths))
     opened: dict[int, Source] = {}
     crops: list[np.ndarray] = []
@@ -114,6 +138,11 @@ def cut_references(group: SourceGroup, paths: list[Path], count: int, plan: Crop
         index = int(order[len(crops) % len(paths)]) if attempts < 30 * count else int(rng.integers(len(paths)))
         attempts += 1
         source = opened.setdefault(index, open_source(paths[index]))
+        if plan.max_magnification and magnification(source, group, plan) > plan.max_magnification:
+            crop = _small_field(source, group, plan, rng)
+            if tissue_fraction(crop) >= MIN_TISSUE:
+                crops.append(crop)
+            continue
         base = _downsample(source, group, plan)
         extra = rng.uniform(1.0, 2.0) if rng.random() < 0.5 else 1.0
         read = int(round(plan.size * base * extra))
@@ -139,29 +168,34 @@ def visible_change(original: np.ndarray, degraded: np.ndarray) -> float:
 
 def training_tiles(group: SourceGroup, crops: list[np.ndarray], first_reference: int, plan: CropPlan,
                    rng: np.random.Generator) -> tuple[list[np.ndarray], list[tuple]]:
+    """Good looks and defective copies of every crop; a crop smaller than a tile is defected at its
+    size and then mirrored out to a tile, its good looks never compressed (``vary_good``)."""
     images, rows = [], []
     for offset, crop in enumerate(crops):
         reference = first_reference + offset
+        compressed = len(crop) >= plan.size
         for _ in range(GOOD_LOOKS):
-            images.append(vary_good(crop, rng))
+            images.append(mirrored_to_tile(vary_good(crop, rng, compressed), plan.size))
             rows.append((0, group.name, reference, "none", "none", 0.0, "none"))
         for label, family in enumerate(FAMILIES, start=1):
             for _ in range(COPIES[family]):
                 severity = float(rng.uniform(TRAIN_FLOOR_SHARE[family] * FLOORS[family], 1.0))
                 kind = random_kind(family, rng)
-                look = vary_good(crop, rng)
+                look = vary_good(crop, rng, compressed)
                 degraded = distort(look, family, severity, mpp=plan.mpp, seed=rng, kind=kind)
-                images.append(degraded)
+                images.append(mirrored_to_tile(degraded, plan.size))
                 rows.append((label, group.name, reference, family, kind, severity, "slideiqa"))
     return images, rows
 
 
 def evaluation_tiles(group_name: str, crops: list[np.ndarray], first_reference: int, mpp: float,
-               rng: np.random.Generator) -> tuple[list[np.ndarray], list[tuple]]:
+               rng: np.random.Generator, size: int = 224) -> tuple[list[np.ndarray], list[tuple]]:
+    """Every crop as it is and its defective copies; a crop smaller than a tile is defected at its
+    size and mirrored out to a tile, as ``slideiqa predict`` shows such a field."""
     images, rows = [], []
     for offset, crop in enumerate(crops):
         reference = first_reference + offset
-        images.append(crop)
+        images.append(mirrored_to_tile(crop, size))
         rows.append((0, group_name, reference, "none", "none", 0.0, "none"))
         for label, family in enumerate(FAMILIES, start=1):
             severity = float(rng.uniform(FLOORS[family], 1.0))
@@ -172,7 +206,7 @@ def evaluation_tiles(group_name: str, crops: list[np.ndarray], first_reference: 
             copies.append((degraded, "other", severity, maker))
             for degraded, kind, severity, maker in copies:
                 if visible_change(crop, degraded) >= VISIBLE_CHANGE:
-                    images.append(degraded)
+                    images.append(mirrored_to_tile(degraded, size))
                     rows.append((label, group_name, reference, family, kind, severity, maker))
     return images, rows
 
@@ -191,7 +225,7 @@ def build_tile_sets(groups: list[SourceGroup], data: Path, plan: CropPlan) -> tu
         train_images += images
         train_rows += rows
         images, rows = evaluation_tiles(group.name, crops[plan.train_references:], first + plan.train_references,
-                                  plan.mpp, test_rng)
+                                  plan.mpp, test_rng, plan.size)
         test_images += images
         test_rows += rows
     return TileSet.from_rows(train_images, train_rows), TileSet.from_rows(test_images, test_rows)

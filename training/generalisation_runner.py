@@ -24,8 +24,8 @@ from slideiqa.slide_tone import judge_against_slide, tone_features
 
 from .catalogue import SourceGroup
 from .generalisation import (
-    CLASSES, COPIES, FLOORS, GOOD_LOOKS, TRAIN_FLOOR_SHARE, CropPlan, GroupMeasurement, ModelRecipe, TileSet, build_tile_sets,
-    fit, load_tile_set, measure, meets_targets,
+    CLASSES, COPIES, FLOORS, GOOD_LOOKS, TRAIN_FLOOR_SHARE, CropPlan,
+    GroupMeasurement, ModelRecipe, TileSet, build_tile_sets, fit, load_tile_set, measure, meets_targets,
     predict_tiles, save_tile_set,
 )
 from .trainer import TrainConfig
@@ -149,7 +149,9 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
             "init": recipe.init,
             "recipe": {"good_looks": GOOD_LOOKS, "copies": COPIES, "severity_floors": FLOORS,
                        "train_from_share_of_floor": TRAIN_FLOOR_SHARE, "kinds": "every kind, drawn uniformly",
-                       "loss": "good weighted as all defects together"},
+                       "loss": "good weighted as all defects together",
+                       "max_magnification": plan.max_magnification,
+                       "smaller_than_a_tile": "mirrored out to one; good looks never compressed"},
             "command": " ".join(["slideiqa-train", *sys.argv[1:]]),
         },
         metrics={"leave_one_source_out": loso, "severity_floors": FLOORS, **judgement_metrics(list(CLASSES), mpp)},
