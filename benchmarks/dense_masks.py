@@ -36,7 +36,7 @@ from slideiqa.inference import Predictor  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 from training.cell_head import holdout_crops, local_mask, per_cell  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402
-from training.generalisation import FLOORS, CropPlan, cut_references  # noqa: E402
+from training.generalisation import FLOORS, CropPlan, cut_tiles  # noqa: E402
 
 
 def dense_defect(cells: np.ndarray, good: int, shape: tuple[int, int]) -> np.ndarray:
@@ -84,7 +84,7 @@ def clean_cells_per_group(predictor: Predictor, data: Path, plan: CropPlan, per_
     print(f"\n| group ({per_group} clean crops) | tiles flagged | cells flagged | flagged cells by most likely class |")
     print("|---|---|---|---|")
     for group in load_catalogue():
-        crops = cut_references(group, group.paths(data, plan.cache, include_holdout=True), per_group, plan, rng)
+        crops = cut_tiles(group, group.paths(data, plan.cache, include_holdout=True), per_group, plan, rng)
         tiles, cells = predictor.predict_with_cells(np.stack(crops))
         bad = cells[..., good] < 0.5
         by_class = ", ".join(f"{name} {(bad & (cells.argmax(-1) == i)).mean():.1%}"

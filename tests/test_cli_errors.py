@@ -62,10 +62,10 @@ def test_folder_with_no_images(tmp_path):
                     "no images found")
 
 
-def test_explain_refuses_a_field_smaller_than_a_tile(tmp_path):
+def test_explain_refuses_a_field_too_small_to_mirror_out_to_a_tile(tmp_path):
     small = tmp_path / "small.png"
-    Image.fromarray(np.full((100, 100, 3), 200, np.uint8)).save(small)
-    _one_error_line(_run("slideiqa.cli", "explain", small), "small.png", "smaller than one 224 px tile")
+    Image.fromarray(np.full((80, 80, 3), 200, np.uint8)).save(small)
+    _one_error_line(_run("slideiqa.cli", "explain", small), "small.png", "smaller than the 100 px")
     assert not (tmp_path / "small.explain.png").exists()
     _one_error_line(_run("slideiqa.cli", "explain", tmp_path / "missing.png"), "missing.png")
 

@@ -15,7 +15,7 @@ from slideiqa.inference import Predictor
 from slideiqa_training.catalogue import SourceGroup, load_catalogue
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import (
-    CLASSES, FLOORS, CropPlan, TileSet, class_weights, cut_references, evaluation_tiles, measure, shows_its_defect,
+    CLASSES, FLOORS, CropPlan, TileSet, class_weights, cut_references, cut_tiles, evaluation_tiles, measure, shows_its_defect,
 )
 
 from conftest import HELDOUT, degradation_strength
@@ -111,8 +111,11 @@ def test_a_source_beyond_the_measured_magnification_gives_whole_fields_at_it():
         group = SourceGroup("camera", "smear", "", mpp, "", "", files=("*.jpg",))
         crops = cut_references(group, fields, 4, CropPlan(max_magnification=2.5), np.random.default_rng(0))
         assert {crop.shape for crop in crops} == {(size, size, 3)}
-    legacy = cut_references(group, fields, 2, CropPlan(), np.random.default_rng(0))  # magnified as far as needed
-    assert {crop.shape for crop in legacy} == {(224, 224, 3)}
+    legacy = cut_references(group, fields, 2, CropPlan(max_magnification=None), np.random.default_rng(0))
+    assert {crop.shape for crop in legacy} == {(224, 224, 3)}  # magnified as far as a tile needs (5.2×)
+    tiles = cut_tiles(group, fields, 2, CropPlan(), np.random.default_rng(0))  # as the model is shown them
+    assert {tile.shape for tile in tiles} == {(224, 224, 3)}
+    assert all(np.array_equal(tile, mirrored_to_tile(tile[:108, :108], 224)) for tile in tiles)
 
 
 def test_a_field_smaller_than_a_tile_is_defected_at_its_size_then_mirrored_out(tissue_crop):

@@ -198,7 +198,8 @@ def add_cell_head(checkpoint: str | Path, groups: list[SourceGroup], data: Path,
     ONNX graph; the tile classifier's tensors are copied unchanged."""
     network, card = load_checkpoint(checkpoint)
     labels = family_labels(card.classes, card.good_class)
-    plan = CropPlan(seed=seed)
+    # BCCD's fields magnified as far as a tile needs, as the shipped network was trained (training/README.md).
+    plan = CropPlan(seed=seed, max_magnification=None)
     rng = np.random.default_rng(seed)
     cell_px = cell_stride(network, card.input_size)
     crops = training_crops(groups, data, plan, per_group, rng)

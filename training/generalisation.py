@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import Dataset
 
 from slideiqa.distortions import FAMILIES, distort, random_kind
-from slideiqa.fields import mirrored_to_tile
+from slideiqa.fields import MAX_MAGNIFICATION, mirrored_to_tile
 
 from .appearance import vary_good
 from .catalogue import DEFAULT_CACHE, SourceGroup
@@ -92,7 +92,7 @@ class CropPlan:
     """How reference crops are cut. ``max_magnification``: a source too fine to give a tile at the
     model's scale is shown magnified at most this much; a field still smaller than a tile there is
     cut whole and mirrored out to one (``slideiqa.fields.mirrored_to_tile``), as ``slideiqa
-    predict`` judges it (``None``: magnified as far as a tile needs, the earlier recipe)."""
+    predict`` judges it (``None``: magnified as far as a tile needs, the recipe before 2026-12-05)."""
 
     size: int = 224
     mpp: float = 0.5
@@ -100,7 +100,7 @@ class CropPlan:
     test_references: int = 60
     seed: int = 0
     cache: Path = DEFAULT_CACHE
-    max_magnification: float | None = None
+    max_magnification: float | None = MAX_MAGNIFICATION
 
 
 def _downsample(source: Source, group: SourceGroup, plan: CropPlan) -> float:
@@ -159,6 +159,13 @@ def cut_references(group: SourceGroup, paths: list[Path], count: int, plan: Crop
     if len(crops) < count:
         raise ValueError(f"{group.name}: only {len(crops)} of {count} crops with ≥ {MIN_TISSUE:.0%} tissue")
     return crops
+
+
+def cut_tiles(group: SourceGroup, paths: list[Path], count: int, plan: CropPlan,
+              rng: np.random.Generator) -> list[np.ndarray]:
+    """:func:`cut_references` as the model is shown them: a field smaller than a tile mirrored out to
+    one, as ``slideiqa predict`` shows it."""
+    return [mirrored_to_tile(crop, plan.size) for crop in cut_references(group, paths, count, plan, rng)]
 
 
 def visible_change(original: np.ndarray, degraded: np.ndarray) -> float:
