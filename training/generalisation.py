@@ -1,7 +1,8 @@
 """Does the model's judgement hold on sources it never saw? Tile sets, training and the measurement.
 
 For every source group of the catalogue (``sources.toml``) sharp reference crops are cut at the
-model's scale, and two tile sets are made from them:
+model's scale (a camera field too small for that, at most ``CropPlan.max_magnification`` finer, and
+mirrored out to a tile where it is smaller still), and two tile sets are made from them:
 
 * **training tiles** — each reference in ``GOOD_LOOKS`` good looks (``appearance.vary_good``: stain,
   calibration, sharpening, scanner compression) and ``COPIES[family]`` copies per defect family, each
@@ -128,8 +129,8 @@ def cut_references(group: SourceGroup, paths: list[Path], count: int, plan: Crop
                    rng: np.random.Generator) -> list[np.ndarray]:
     """``count`` crops with at least ``MIN_TISSUE`` stain, spread over the group's files; half of them
     seen up to 2× coarser (antialiased), so that object sizes vary as 0.25–1 µm/px scans do. A source
-    that would be shown more than ``plan.max_magnification`` magnified gives small fields at the
-    model's scale instead (``_small_field``)."""
+    that would be shown more than ``plan.max_magnification`` magnified gives its fields whole at that
+    magnification instead, smaller than a tile (``_small_field``; :func:`cut_tiles` mirrors them out)."""
     order = rng.permutation(len(paths))
     opened: dict[int, Source] = {}
     crops: list[np.ndarray] = []
