@@ -150,8 +150,8 @@ def predict(
     A field finer than the model is shrunk to the model's µm/px (slideiqa models shows it), or, if it
     would then be smaller than one tile (a camera field at 1000×), only as far as a tile allows and
     never more than 2.5× finer than the model's, with a note; a field still smaller than a tile is
-    mirrored out to one, with a note; one coarser is refused. A field whose file does not give its µm/px is taken to be at the
-    model's, with a note: pass --mpp to say what it is.
+    mirrored out to one, with a note; one coarser is refused. A field whose file does not give its
+    µm/px is taken to be at the model's, with a note: pass --mpp to say what it is.
     """
     import csv
     import json

@@ -92,12 +92,6 @@ def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str,
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
-def at_model_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> np.ndarray:
-    """The field at its judging scale (:func:`at_judging_scale`), mirrored out to a tile where it is
-    smaller than one: what the model is shown."""
-    return mirrored_to_tile(at_judging_scale(image, mpp, model_mpp, name, tile), tile)
-
-
 def tile_origins(image: np.ndarray, size: int, name: str = "field") -> list[tuple[int, int]]:
     """(y, x) of non-overlapping ``size`` tiles covering the field; the last row/column is shifted
     inwards so that every pixel is seen and no tile is padded."""
@@ -121,10 +115,11 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     model_mpp = predictor.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = predictor.card.input_size
-    judged_at = max(judging_mpp(image.shape, field_mpp, model_mpp, size), field_mpp)
-    tiles = field_tiles(at_model_scale(image, field_mpp, model_mpp, str(path), size), size, str(path))
+    field = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
+    tiles = field_tiles(mirrored_to_tile(field, size), size, str(path))
     probabilities = predictor.predict(tiles).mean(axis=0)
     return FieldQuality(len(tiles), float(probabilities[predictor.card.good_index]),
                         predictor.classes[int(probabilities.argmax())], probabilities, field_mpp,
-                        assumed_mpp=mpp is None and not stated, judged_mpp=judged_at,
-                        mirrored=min(image.shape[:2]) * field_mpp / judged_at < size - 0.5)
+                        assumed_mpp=mpp is None and not stated,
+                        judged_mpp=max(judging_mpp(image.shape, field_mpp, model_mpp, size), field_mpp),
+                        mirrored=min(field.shape[:2]) < size)
