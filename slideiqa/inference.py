@@ -91,6 +91,25 @@ def onnx_session_options(threads: int | None = None):
     return options
 
 
+def graph_card_mismatch(session, card) -> str | None:
+    """How an ONNX graph's inputs and outputs disagree with the card that describes it, or None: a
+    card edited to list other classes would otherwise label every column of the output wrongly."""
+    shapes = {node.name: node.shape for node in [*session.get_inputs(), *session.get_outputs()]}
+    size, classes = card.input_size, len(card.classes)
+    wanted = {"tiles": [None, size, size, 3], "probabilities": [None, classes]}
+    if card.has_cells:
+        wanted["cell_probabilities"] = [None, card.cells_per_side, card.cells_per_side, classes]
+    for name, dims in wanted.items():
+        if name not in shapes:
+            return f"it has no {name!r} {'input' if name == 'tiles' else 'output'}"
+        actual = shapes[name]
+        # A named (dynamic) dimension fits any size; the batch dimension is always dynamic.
+        if len(actual) != len(dims) or any(isinstance(a, int) and w is not None and a != w
+                                           for a, w in zip(actual, dims)):
+            return f"{name} has shape {actual}, the card says {['N' if d is None else d for d in dims]}"
+    return None
+
+
 class Predictor:
     """A loaded quality model. ``predict`` maps (N, H, W, 3) uint8 tiles to (N, classes) probabilities;
     ``predict_with_cells`` adds, for a model with a cell head, the probabilities of every cell."""
@@ -128,8 +147,13 @@ class Predictor:
     def _onnx_session(self, threads: int | None):
         import onnxruntime
 
-        path = str(exported_graph(self.checkpoint))
-        return onnxruntime.InferenceSession(path, onnx_session_options(threads), providers=["CPUExecutionProvider"])
+        path = exported_graph(self.checkpoint)
+        session = onnxruntime.InferenceSession(str(path), onnx_session_options(threads),
+                                               providers=["CPUExecutionProvider"])
+        problem = graph_card_mismatch(session, self.card)
+        if problem:
+            raise ModelError(f"{path}: the graph does not fit its model card {self.checkpoint}: {problem}")
+        return session
 
     def _torch_classifier(self, threads: int | None):
         import torch

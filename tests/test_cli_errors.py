@@ -141,7 +141,7 @@ def test_environment_errors_are_one_line_and_leave_nothing(tmp_path):
     card = json.loads(resolve_model("default").with_suffix(".json").read_text()) | {"tile_size": 0}
     stem.with_suffix(".json").write_text(json.dumps(card))
     _one_error_line(_run("slideiqa.cli", "map", SAMPLE, "-o", out, "--model", stem), "model.json",
-                    "tile_size must be a positive number, got 0")
+                    "tile_size must be a whole number of pixels from 1 to 4096, got 0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.json", "model.onnx", "model.safetensors"]
 
 

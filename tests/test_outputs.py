@@ -143,7 +143,7 @@ def test_settings_file_is_checked_and_names_the_file(tmp_path):
         load_settings(typo)
     bad = tmp_path / "bad.toml"
     bad.write_text("threshold = 1.5\n")
-    with pytest.raises(SettingsError, match=r"bad\.toml: --threshold must lie between 0 and 1"):
+    with pytest.raises(SettingsError, match=r"bad\.toml: threshold must lie between 0 and 1"):
         load_settings(bad)
     result = _cli("map", CMU_SLIDE, "-o", tmp_path / "x.quality.zarr", "--settings", typo)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [

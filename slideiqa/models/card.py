@@ -68,19 +68,66 @@ class ModelCard:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "model card") -> "ModelCard":
-        known = set(cls.__dataclass_fields__)
+    def from_dict(cls, data: Any, source: str = "model card") -> "ModelCard":
+        """A card from its JSON object, every field's kind and range checked: a card is a file a
+        person may have edited or been sent, and a bad value (``input_size`` 1e9, ``cell_px`` 0,
+        classes as text) must be one line naming the card, not a crash or a silent misreading."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{source}: a model card is a JSON object, got {type(data).__name__}")
         missing = {"architecture", "classes"} - set(data)
         if missing:
             raise ModelError(f"{source}: missing field(s) {', '.join(sorted(missing))}")
-        card = cls(**{key: value for key, value in data.items() if key in known})
-        for name in ("input_size", "tile_size", "mpp"):
-            value = getattr(card, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ModelError(f"{source}: {name} must be a positive number, got {value!r}")
+        known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        for name, value in known.items():
+            problem = _field_problem(name, value)
+            if problem:
+                raise ModelError(f"{source}: {name} {problem}")
+        card = cls(**known)
         if card.good_class not in card.classes:
             raise ModelError(f"{source}: good_class {card.good_class!r} is not one of the classes {card.classes}")
+        if card.has_cells and not (card.cell_px >= 1 and card.input_size % card.cell_px == 0):
+            raise ModelError(f"{source}: cell_px must divide input_size ({card.input_size}) into whole cells, "
+                             f"got {card.cell_px}")
         return card
+
+
+#: Largest tile side a card may ask for: 4096² RGB is 50 MB a tile, far beyond any quality model.
+MAX_INPUT_SIZE = 4096
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a card's field, or None."""
+    if name in ("input_size", "tile_size"):
+        if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_INPUT_SIZE):
+            return f"must be a whole number of pixels from 1 to {MAX_INPUT_SIZE}, got {value!r}"
+    elif name in ("cell_hidden", "cell_px"):
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INPUT_SIZE):
+            return f"must be a whole number from 0 to {MAX_INPUT_SIZE}, got {value!r}"
+    elif name == "mpp":
+        if not (_number(value) and value > 0):
+            return f"must be a positive number of µm per pixel, got {value!r}"
+    elif name == "dropout":
+        if not (_number(value) and 0 <= value < 1):
+            return f"must be a number from 0 to below 1, got {value!r}"
+    elif name in ("mean", "std"):
+        if not (isinstance(value, list) and len(value) == 3 and all(_number(v) for v in value)):
+            return f"must be three numbers (R, G, B), got {value!r}"
+        if name == "std" and not all(v > 0 for v in value):
+            return f"must be positive, got {value!r}"
+    elif name == "classes":
+        if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) and v for v in value)
+                and len(set(value)) == len(value)):
+            return f"must be a list of at least two distinct class names, got {value!r}"
+    elif name in ("training_data", "metrics"):
+        if not isinstance(value, dict):
+            return f"must be a JSON object, got {type(value).__name__}"
+    elif not isinstance(value, str):  # architecture, names, descriptions and checksums
+        return f"must be text, got {value!r}"
+    return None
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -112,6 +159,8 @@ def load_card(path: str | Path) -> ModelCard:
         raise ModelError(f"{card_path}: model card not found")
     try:
         data = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise ModelError(f"{card_path}: not a JSON model card ({error})") from None
+    except OSError as error:
+        raise ModelError(f"{card_path}: cannot read the model card ({error.strerror or error})") from None
     return ModelCard.from_dict(data, str(card_path))
