@@ -9,7 +9,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from . import __version__
-from .errors import SlideIQAError, debug_option, run_cli
+from .errors import SlideIQAError, debug_option, debugging, describe, run_cli
 from .options import DEFAULT_MIN_TISSUE
 from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, DEFAULT_USABLE_UM_PER_PX
 from .terminal import Output
@@ -144,8 +144,11 @@ def predict(
     mpp: Annotated[Optional[float], typer.Option(help="µm/px of the fields, overriding (or supplying) their metadata")] = None,
     device: DeviceOption = "auto",
     format: Annotated[Format, typer.Option("--format", help="table (terminal), csv or json (for scripts)")] = Format.table,
-) -> None:
+) -> int:
     """Score whole fields: each is cut into the model's tiles at its µm/px, and the scores pooled.
+
+    A file that cannot be scored gets one error line; the others are still scored and printed, and
+    the exit status is 1.
 
     A field finer than the model is shrunk to the model's µm/px (slideiqa models shows it), or, if it
     would then be smaller than one tile (a camera field at 1000×), only as far as a tile allows and
@@ -161,9 +164,16 @@ def predict(
     from .inference import Predictor
 
     predictor = Predictor(model, device=device)
-    results = []
+    results, failed = [], 0
     for path in images:
-        result = score_field(path, predictor, mpp)
+        try:
+            result = score_field(path, predictor, mpp)
+        except (SlideIQAError, OSError) as error:  # one bad file costs its own row only
+            if debugging():
+                raise
+            output.error(describe(error))
+            failed += 1
+            continue
         if result.assumed_mpp:
             output.note(f"{path}: µm/px unknown; scored as if at the model's {predictor.card.mpp:g} µm/px "
                         "(pass --mpp if it is not)")
@@ -174,6 +184,8 @@ def predict(
             output.note(f"{path}: smaller than one tile at the model's {predictor.card.mpp:g} µm/px; judged "
                         f"{predictor.card.mpp / result.judged_mpp:.1f}× magnified, at {result.judged_mpp:.3g} µm/px")
         results.append((path, result))
+    if not results:  # every file failed: its error lines say all there is
+        return 1
     # New columns go last, so that scripts reading the columns by position keep working.
     header = ["image", "mpp", "tiles", "score", "verdict class", *predictor.classes, "judged at mpp"]
     rows = [[str(path), f"{r.mpp:.4g}", str(r.tiles), f"{r.score:.4f}", r.label, *(f"{p:.4f}" for p in r.probabilities),
@@ -189,6 +201,7 @@ def predict(
                           for path, r in results], indent=2))
     else:
         output.table(header, rows)
+    return 1 if failed else 0
 
 
 class ExplainMethod(str, Enum):

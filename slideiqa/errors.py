@@ -15,9 +15,15 @@ import warnings
 
 import typer
 
+from .terminal import one_line
+
 
 class SlideIQAError(Exception):
-    """Base of slideiqa's user-facing errors: the message is the whole story."""
+    """Base of slideiqa's user-facing errors: the message is the whole story, and one line whatever
+    it quotes (a file name holding a newline cannot split it)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(one_line(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 def _aborts_and_usage_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
@@ -32,15 +38,25 @@ def _aborts_and_usage_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 def describe(error: BaseException) -> str:
     """One line: slideiqa's own message, or for a filesystem error (read-only folder, full disk, a
-    path under a regular file, permissions) the path and the system's reason."""
+    path under a regular file, permissions) the path and the system's reason, or the first line of
+    another library's message; control characters (a newline in a file name) are escaped."""
     if isinstance(error, OSError) and not isinstance(error, SlideIQAError) and error.filename:
-        return f"{error.filename}: {error.strerror or type(error).__name__}"
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return one_line(f"{error.filename}: {error.strerror or type(error).__name__}")
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    return one_line(text if isinstance(error, SlideIQAError) else text.splitlines()[0])
 
 
 #: Whether errors show their full traceback: ``--debug`` (read by the command line's own parser, see
 #: :func:`debug_option`) or ``SLIDEIQA_DEBUG=1``.
 _debug = {"on": False}
+
+
+def debugging() -> bool:
+    """Whether this run shows full tracebacks (``--debug``): a command that goes on past one item's
+    error (``predict`` over many files) raises it instead."""
+    return _debug["on"]
 
 
 def show_tracebacks(on: bool) -> None:

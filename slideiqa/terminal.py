@@ -13,12 +13,24 @@ import contextlib
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TextIO
 
 #: Plain progress: one line at most this often (and always at the end).
 PROGRESS_EVERY_S = 10.0
+
+#: Escapes for the control characters people recognise; any other is written as its code.
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character and line separator escaped (``\\n``, ``\\x1b``…), so
+    that a file name holding a newline or a terminal escape cannot split a message, forge a log line
+    ("mapped … pass") or restyle the terminal: one event is one line."""
+    return "".join(_NAMED_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+                   if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text)
 
 
 def timestamp() -> str:
@@ -65,6 +77,7 @@ class Output:
 
     def line(self, text: str, style: str | None = None, stream: TextIO | None = None) -> None:
         """One event. ``style`` is a rich style for the terminal (e.g. ``"red"``)."""
+        text = one_line(text)
         if self.interactive:
             from rich.text import Text
 
@@ -78,7 +91,19 @@ class Output:
     def warning(self, text: str) -> None:
         self._labelled("warning", "yellow", text)
 
+    def error(self, text: str) -> None:
+        """An error that ends one item's work, not the command's: ``error: …`` on stderr, as the
+        command's own last error is written (``errors.run_cli``), so scripts find both alike."""
+        text = one_line(text)
+        if self.interactive:
+            from rich.markup import escape
+
+            self._console_for(self.messages).print(f"[red]error:[/] {escape(text)}", highlight=False)
+        else:
+            print(f"error: {text}", file=self.messages, flush=True)
+
     def _labelled(self, label: str, style: str, text: str) -> None:
+        text = one_line(text)
         if self.interactive:
             from rich.markup import escape
 
@@ -102,6 +127,7 @@ class Output:
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         """A table with a header: rich on a terminal, tab-separated lines (never cut short) elsewhere."""
+        header, rows = [one_line(cell) for cell in header], [[one_line(cell) for cell in row] for row in rows]
         if self.interactive:
             from rich.table import Table
 
