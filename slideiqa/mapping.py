@@ -30,7 +30,7 @@ import numpy as np
 
 from . import __version__
 from .errors import SlideIQAError
-from .files import write_atomically
+from .files import exclusive_output, write_atomically
 from .grid import TileGrid, read_plan, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
@@ -150,6 +150,11 @@ class MapResult:
 
 def default_output(slide_path: Path) -> Path:
     return slide_path.with_name(slide_path.stem + ".quality.zarr")
+
+
+def output_path(slide_path: str | Path, out: str | Path | None) -> Path:
+    """Where a map goes: ``out``, or beside the slide."""
+    return Path(out) if out else default_output(Path(slide_path).resolve())
 
 
 def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
@@ -317,6 +322,9 @@ def _dashboard_available() -> bool:
 
 def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> QualityMap | None:
     """The existing map to resume (or to report as complete), or None to start a new one."""
+    if overwrite and out.is_symlink():
+        raise MapError(f"{out}: is a symbolic link (to {os.readlink(out)}); to replace the map, give its own path "
+                       "with --overwrite, or remove the link")
     if not out.exists() or overwrite:
         if out.exists() and not is_quality_map(out):
             raise MapError(f"{out}: exists and is not a slideiqa quality map; refusing to overwrite it")
@@ -367,8 +375,8 @@ class MapPlan:
 def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions, notice: Notice | None = None) -> MapPlan:
     """Open the model and the slide, lay the grid, find tissue and ink, and check any existing map:
     everything that can fail on bad input fails here, before any output exists."""
+    out = output_path(slide_path, out)
     slide_path = Path(slide_path).resolve()  # workers, possibly on other machines, get absolute paths
-    out = Path(out) if out else default_output(slide_path)
     checkpoint = resolve_model(options.model)
     # Loading once here checks the checkpoint against its card and prepares the ONNX graph, so
     # that a bad model fails before any output exists and workers only read the cached graph.
@@ -432,22 +440,23 @@ def map_slide(
     """
     started = time.perf_counter()
     options = (options or MapOptions()).updated(**changes)
-    plan = plan_map(slide_path, out, options, notice)
-    if plan.existing is not None and plan.existing.complete:
-        return _report_complete(plan)
-    # The cluster first: an unreachable scheduler must fail before any output exists.
-    own_client, cluster, own_threads = (None, None, None) if client is not None else start_client(workers, scheduler)
-    try:
-        root = _open_output(plan)
-        resumed, finished, total, compute_s = run_blocks(
-            plan, root, client or own_client, inference_threads if client is not None else own_threads,
-            progress, should_stop)
-    finally:
-        if own_client is not None:
-            own_client.close()
-        if cluster is not None:
-            cluster.close()
-    return finish_map(plan, root, started, compute_s, assessed_now=total - finished, resumed=resumed)
+    with exclusive_output(output_path(slide_path, out)):  # one run writes a map at a time
+        plan = plan_map(slide_path, out, options, notice)
+        if plan.existing is not None and plan.existing.complete:
+            return _report_complete(plan)
+        # The cluster first: an unreachable scheduler must fail before any output exists.
+        own_client, cluster, own_threads = (None, None, None) if client is not None else start_client(workers, scheduler)
+        try:
+            root = _open_output(plan)
+            resumed, finished, total, compute_s = run_blocks(
+                plan, root, client or own_client, inference_threads if client is not None else own_threads,
+                progress, should_stop)
+        finally:
+            if own_client is not None:
+                own_client.close()
+            if cluster is not None:
+                cluster.close()
+        return finish_map(plan, root, started, compute_s, assessed_now=total - finished, resumed=resumed)
 
 
 def _report_complete(plan: MapPlan) -> MapResult:
