@@ -39,12 +39,13 @@ from typing import Any
 
 from . import __version__
 from .batch_report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED,
-                           SlideRecord, tone_outliers, with_batch_tone, write_reports)
+                           EarlierRows, SlideRecord, check_report_files, earlier_rows, record_from_summary,
+                           tone_outliers, with_batch_tone, write_reports)
 from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
 from .mapping import MapCancelled, ThreadRunner, map_slide, start_client
 from .models.zoo import resolve_model
-from .options import MapOptions, mpp_for
+from .options import MapOptions, MppTable, mpp_for
 from .slide_tone import TONE_FEATURES, glass_warning
 from .terminal import timestamp
 from .worker import SLIDE_CACHE_SIZE, tune_worker_process
@@ -117,23 +118,9 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
         message = str(error) if isinstance(error, SlideIQAError) else f"{job.path}: {type(error).__name__}: {error}"
         return SlideRecord(str(job.path), str(target), STATUS_FAILED, runtime_s=time.perf_counter() - started,
                            error=message)
-    summary = result.summary
     status = (STATUS_SKIPPED if result.skipped else STATUS_RESUMED if result.resumed_blocks and partial_before
               else STATUS_MAPPED)
-    return SlideRecord(str(job.path), str(target), status, tissue_tiles=summary["tissue_tiles"],
-                       unreadable_tiles=summary.get("unreadable_tiles", 0),
-                       mean_score=summary["mean_score"], share_below_threshold=summary["share_below_threshold"],
-                       share_per_class=summary["share_per_class"], verdict=summary["verdict"],
-                       mpp=summary.get("mpp"), width_px=(summary.get("dimensions_px") or [None, None])[0],
-                       height_px=(summary.get("dimensions_px") or [None, None])[1],
-                       tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
-                       runtime_s=time.perf_counter() - started, tone=_slide_tone(summary))
-
-
-def _slide_tone(summary: dict) -> list[float | None] | None:
-    """A map's median tone, as the batch report compares slides by it (None for a map without one)."""
-    reference = (summary.get("tone") or {}).get("reference")
-    return [reference[name]["median"] for name in TONE_FEATURES] if reference else None
+    return record_from_summary(str(job.path), str(target), status, result.summary, time.perf_counter() - started)
 
 
 def map_on_worker(job: SlideJob, out: Path, options: MapOptions, threads: int | None,
@@ -180,20 +167,26 @@ def run_batch(
     out = Path(out)
     discovery = discover_slides([Path(p) for p in inputs], recursive, output=out)
     checkpoint = resolve_model(options.model)  # an unknown model fails the batch before any slide
+    table = mpp_table if isinstance(mpp_table, MppTable) else MppTable(Path("mpp_table"), mpp_table or {}, [])
+    # A folder that already holds a report: the new one lists its slides too, and a report file
+    # slideiqa did not write is never overwritten.
+    check_report_files(out)
+    earlier = earlier_rows(out)
+    warnings = discovery.warnings + table.warnings([job.path for job in discovery.jobs]) + earlier.dropped
     out.mkdir(parents=True, exist_ok=True)
     header = {"version": __version__, "model": options.model, "checkpoint": str(checkpoint),
               "started": timestamp(),
               "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
                               f"{options.threshold}", "inputs": [str(p) for p in inputs],
               "options": options.to_dict(), "mpp_table": mpp_table or {},
-              "warnings": discovery.warnings}
+              "warnings": warnings}
     own_client, cluster = client is None, None
     threads = inference_threads
     if own_client:
         client, cluster, threads = start_client(workers or os.cpu_count() or 1, scheduler)
     records: list[SlideRecord] = []
     stop = threading.Event()
-    reports = ReportWriter(out, header, started)
+    reports = ReportWriter(out, header, started, earlier, {str(job.path) for job in discovery.jobs})
     try:
         dashboard = _dashboard_link(client)
         if on_start:
@@ -221,7 +214,7 @@ def run_batch(
             client.close()
         if cluster is not None:
             cluster.close()
-    return BatchResult(out, with_batch_tone(records), discovery.ignored, discovery.warnings, dashboard,
+    return BatchResult(out, with_batch_tone(records), discovery.ignored, warnings, dashboard,
                        time.perf_counter() - started)
 
 
@@ -339,16 +332,20 @@ def _succeeded(future: Any) -> bool:
 
 class ReportWriter:
     """Rewrites the batch report as slides finish: at most every ``interval`` seconds (the HTML page
-    of a large cohort is megabytes), and always at the end."""
+    of a large cohort is megabytes), and always at the end. The rows of ``earlier`` runs into the
+    same folder that this batch does not redo are listed too (``slides``: this batch's)."""
 
-    def __init__(self, out: Path, header: dict[str, Any], started: float, interval: float = 10.0) -> None:
+    def __init__(self, out: Path, header: dict[str, Any], started: float, earlier: EarlierRows | None = None,
+                 slides: set[str] | None = None, interval: float = 10.0) -> None:
         self.out, self.header, self.started, self.interval = out, header, started, interval
+        self.earlier, self.slides = earlier or EarlierRows([], []), slides or set()
         self.last = 0.0
 
     def update(self, records: list[SlideRecord], final: bool = False) -> None:
         now = time.perf_counter()
         if records and (final or now - self.last >= self.interval or len(records) == 1):
-            write_reports(records, self.out, self.header | _totals(records, self.started))
+            listed = records + self.earlier.kept_beside(records, self.slides)
+            write_reports(listed, self.out, self.header | _totals(records, self.started))
             self.last = now
 
 

@@ -19,12 +19,15 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
 
+from .errors import SlideIQAError
 from .files import write_atomically
-from .slide_tone import DEPARTURE_Z, MIN_COHORT_SLIDES, cohort_deviation
+from .formats import MAP_SUFFIX
+from .slide_tone import DEPARTURE_Z, MIN_COHORT_SLIDES, TONE_FEATURES, cohort_deviation
 
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
 #: A slide the batch was stopped before finishing (Ctrl-C): its map, if begun, resumes on the next run.
@@ -62,6 +65,9 @@ class SlideRecord:
     #: How far that tone is from the batch's other slides, in robust spreads (``slide_tone``); set
     #: when the report is written, None with fewer than ``MIN_COHORT_SLIDES`` mapped slides.
     tone_vs_batch: float | None = None
+    #: Not a slide of this batch: a row of an earlier batch into the same folder, or a complete map
+    #: found there, kept so that the report lists every slide mapped into the folder.
+    earlier: bool = False
 
     @property
     def failed(self) -> bool:
@@ -83,6 +89,121 @@ class SlideRecord:
         if self.status == STATUS_INTERRUPTED:
             return "interrupted"
         return self.verdict or "?"
+
+
+def record_from_summary(slide: str, map_path: str, status: str, summary: dict[str, Any],
+                        runtime_s: float | None = None, earlier: bool = False) -> SlideRecord:
+    """A slide's row from its map's ``summary.json``."""
+    width, height = (summary.get("dimensions_px") or [None, None])[:2]
+    reference = (summary.get("tone") or {}).get("reference")
+    return SlideRecord(slide, map_path, status, tissue_tiles=summary.get("tissue_tiles"),
+                       unreadable_tiles=summary.get("unreadable_tiles", 0), mean_score=summary.get("mean_score"),
+                       share_below_threshold=summary.get("share_below_threshold"),
+                       share_per_class=summary.get("share_per_class") or {}, verdict=summary.get("verdict"),
+                       mpp=summary.get("mpp"), width_px=width, height_px=height,
+                       tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
+                       runtime_s=runtime_s, earlier=earlier,
+                       tone=[reference[name]["median"] for name in TONE_FEATURES] if reference else None)
+
+
+# -- a report in a folder that already holds one ------------------------------------------------------
+
+REPORT_FILES = ("report.json", "report.csv", "report.html")
+#: What the first bytes of each report file written by slideiqa start with or contain.
+_CSV_HEADER = "slide,map,status,"
+_HTML_TITLE = "<title>slideiqa batch report</title>"
+
+
+class ReportError(SlideIQAError):
+    """The output folder holds a report file slideiqa did not write; the message names it."""
+
+
+def check_report_files(out: Path) -> None:
+    """Refuse an output folder whose ``report.*`` files were not written by slideiqa batch: a lab's
+    own ``report.csv`` there must never be overwritten."""
+    for name in REPORT_FILES:
+        path = out / name
+        if (path.exists() or path.is_symlink()) and not _written_by_slideiqa(path):
+            raise ReportError(f"{path}: exists and is not a slideiqa batch report; move it away or choose "
+                              "another output folder (-o)")
+
+
+def _written_by_slideiqa(path: Path) -> bool:
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(1 << 16 if path.suffix != ".json" else -1)
+        if path.suffix == ".json":
+            document = json.loads(text)
+            return isinstance(document, dict) and isinstance(document.get("slides"), list) and "verdict_rule" in document
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return text.startswith(_CSV_HEADER) if path.suffix == ".csv" else _HTML_TITLE in text
+
+
+@dataclass
+class EarlierRows:
+    """The rows an earlier batch into the same folder reported, and the complete maps found there
+    that no report lists; ``dropped`` says which earlier rows were left out and why."""
+
+    records: list[SlideRecord]
+    dropped: list[str]
+
+    def kept_beside(self, current: list[SlideRecord], current_slides: set[str]) -> list[SlideRecord]:
+        """The earlier rows that still stand beside this batch's: not a slide of this batch, and not
+        a map this batch has now made for another slide."""
+        remade = {record.map for record in current if record.status in (STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED)}
+        return [record for record in self.records if record.slide not in current_slides and record.map not in remade]
+
+
+def earlier_rows(out: Path) -> EarlierRows:
+    """What ``out`` already holds: the rows of its ``report.json`` (a slideiqa report: see
+    :func:`check_report_files`) and a row for every complete map under it that the report does not
+    list (made by an earlier batch whose report was removed, or by ``slideiqa map -o``). A row whose
+    map has been removed since is dropped, and said."""
+    rows, dropped = [], []
+    report = out / "report.json"
+    if report.exists():
+        for row in json.loads(report.read_text(encoding="utf-8")).get("slides", []):
+            known = {key: value for key, value in row.items() if key in SlideRecord.__dataclass_fields__}
+            record = replace(SlideRecord(**known), earlier=True, tone_vs_batch=None)
+            if record.status != STATUS_FAILED and record.status != STATUS_INTERRUPTED and not Path(record.map).exists():
+                dropped.append(f"{record.slide}: listed by an earlier report, but its map {record.map} is gone; "
+                               "left out of the report")
+                continue
+            rows.append(record)
+    listed = {str(Path(record.map).resolve()) for record in rows}
+    for map_path in _maps_under(out):
+        if str(map_path.resolve()) in listed:
+            continue
+        summary = _complete_summary(map_path)
+        if summary is not None:
+            rows.append(record_from_summary(str(summary.get("slide", "")), str(map_path), STATUS_SKIPPED, summary,
+                                            earlier=True))
+    return EarlierRows(rows, dropped)
+
+
+def _maps_under(out: Path) -> list[Path]:
+    """Quality maps under ``out``, not looking inside one (they hold thousands of chunk files) nor
+    into hidden folders (a map being built or removed)."""
+    found: list[Path] = []
+    for folder, subfolders, _ in os.walk(out):
+        maps = [name for name in subfolders if name.endswith(MAP_SUFFIX) and not name.startswith(".")]
+        found += [Path(folder) / name for name in maps]
+        subfolders[:] = [name for name in subfolders if not name.startswith(".") and name not in maps]
+    return sorted(found)
+
+
+def _complete_summary(map_path: Path) -> dict[str, Any] | None:
+    """A complete map's summary, or None for a partial map or anything else."""
+    try:
+        from .store import open_map
+
+        opened = open_map(map_path)
+        return opened.summary if opened.complete else None
+    except (SlideIQAError, OSError, ValueError):
+        return None
 
 
 def with_batch_tone(records: list[SlideRecord]) -> list[SlideRecord]:
@@ -137,7 +258,7 @@ def _csv(records: list[SlideRecord]) -> str:
     classes = class_order(records)
     columns = ["slide", "map", "status", "verdict", "mean_score", "share_below_threshold",
                *(f"share_{name}" for name in classes), "tissue_tiles", "unreadable_tiles", "tissue_area_mm2", "mpp",
-               "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "error"]
+               "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "error", "earlier"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
@@ -181,12 +302,20 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def relative_href(out: Path, target: Path) -> str:
+    """``target`` as a link from a page in ``out``: relative (the page keeps working when the output
+    folder moves), starting with ``./`` or ``../`` and percent-encoded, so that no file name can make it
+    a ``javascript:`` or other scheme's address, and ``#`` or ``?`` in a name open that file."""
+    relative = Path(os.path.relpath(target, out)).as_posix()
+    if not relative.startswith("../"):
+        relative = "./" + relative
+    return html.escape(quote(relative, safe="/"), quote=True)
+
+
 def _link(out: Path, target: Path, label: str) -> str:
-    """A link relative to the report, so the page keeps working when the output folder moves."""
     if not target.exists():
         return ""
-    relative = Path(os.path.relpath(target, out)).as_posix()
-    return f'<a href="{html.escape(relative, quote=True)}">{label}</a>'
+    return f'<a href="{relative_href(out, target)}">{label}</a>'
 
 
 def _tone(record: SlideRecord) -> str:
@@ -200,7 +329,7 @@ def _tone(record: SlideRecord) -> str:
 def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     name, map_path = Path(record.slide).name, Path(record.map)
     thumbnail = None if record.failed else _thumbnail(map_path)
-    picture = (f'<a href="{html.escape(Path(os.path.relpath(map_path / "overview.png", out)).as_posix(), quote=True)}">'
+    picture = (f'<a href="{relative_href(out, map_path / "overview.png")}">'
                f'<img src="{thumbnail}" alt="quality overview of {html.escape(name)}"></a>') if thumbnail else ""
     links = " ".join(filter(None, (_link(out, map_path / "overview.png", "overview"),
                                    _link(out, map_path / "regions.geojson", "regions"),
@@ -213,7 +342,9 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     cells = [
         _cell(picture, None, "picture"),
         _cell(f'<span class="name">{html.escape(name)}</span><span class="path">{html.escape(record.slide)}</span>'
-              + (f'<span class="error">{html.escape(record.error)}</span>' if record.error else ""), name, "slide"),
+              + (f'<span class="error">{html.escape(record.error)}</span>' if record.error else "")
+              + ('<span class="earlier">from an earlier run into this folder</span>' if record.earlier else ""),
+              name, "slide"),
         _cell(f'<span class="badge {outcome}">{badge}</span>', record.severity()[0]),
         _cell("–" if record.mean_score is None else f"{record.mean_score:.3f}", record.mean_score),
         _cell(_share(record.share_below_threshold), record.share_below_threshold),
@@ -242,7 +373,7 @@ td.picture img{width:160px;display:block}.name{display:block;font-weight:600}
 .badge.pass{background:#1a9850;color:#fff}.badge.fail{background:#fdae61;color:#222;border:2px dashed #a05a00}
 .badge.error{background:#d73027;color:#fff;outline:3px double #7a0000}.badge.interrupted{background:#999;color:#fff}
 .warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;max-width:40em}.count{color:#555}
-td.slide{min-width:18em}.nowrap{white-space:nowrap}
+td.slide{min-width:18em}.nowrap{white-space:nowrap}.earlier{display:block;font-size:.8em;color:#555;font-style:italic}
 """
 
 SCRIPT = """
@@ -318,9 +449,11 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
     classes = class_order(records)
     outcomes = [record.outcome for record in records]
     unlike_the_batch = len(tone_outliers(records))
+    earlier = sum(record.earlier for record in records)
     facts = (f"{len(records)} slides: {outcomes.count('pass')} pass, {outcomes.count('fail')} fail the quality rule, "
              f"{outcomes.count('error')} could not be mapped"
              + (f", {outcomes.count('interrupted')} interrupted" if "interrupted" in outcomes else "") + ". "
+             + (f"{earlier} of them from earlier runs into this folder. " if earlier else "")
              + (f"{unlike_the_batch} slides' tone (glass, stain density, white point) is unlike the rest "
                 f"of the batch's, by more than {DEPARTURE_Z:g} of its spreads: a slide-wide exposure or staining "
                 "difference; check them. " if unlike_the_batch else "")
@@ -342,7 +475,7 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
     controls = (f'<div class="controls"><label>Show <select id="outcome">{options}</select></label>'
                 f'<label>Filter <input id="filter" type="search" placeholder="slide name, path or error"></label>'
                 f'<span id="count" class="count"></span></div>')
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>slideiqa batch report</title>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{_HTML_TITLE}"
             f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p class='facts'>{facts}</p>{skipped}"
             f"{controls}<table id='slides'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
             f"<p class='facts'>Shares are of tissue tiles; <em>below threshold or lost</em> is the verdict's figure "
