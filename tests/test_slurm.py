@@ -127,3 +127,21 @@ def test_a_cluster_whose_jobs_never_start_fails_clearly_within_its_timeout(slurm
     assert elapsed < 60 and not out.exists()
     time.sleep(1)
     assert _jobs(name) == []  # its pending job was cancelled, not left in the queue
+
+
+def test_a_job_the_scheduler_refuses_is_one_line_with_its_reason_not_a_wait(slurm, cohort, tmp_path):
+    """sbatch refuses an unknown partition at once; dask-jobqueue only logs that from a background
+    task (a tornado traceback), so the batch would wait out worker_timeout_s. It must say why, now."""
+    settings = _settings(tmp_path / "lab.toml", f"slideiqa-refused-{os.getpid()}", jobs=1, worker_timeout_s=120,
+                         queue="no-such-partition")
+    out = tmp_path / "refused"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", str(cohort), "-o", str(out),
+                             "--cluster", "slurm", "--settings", str(settings)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and time.monotonic() - started < 60
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith("error: --cluster slurm: the scheduler refused the job (sbatch: error: invalid "
+                               "partition") and "no-such-partition" in lines[0]
+    assert not out.exists()
