@@ -22,6 +22,7 @@ import numpy as np
 from .errors import SlideIQAError
 from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
+from .exposure_evidence import exposure_evidence, judge_exposure
 from .judgement import judge_measured, measured_families
 from .noise_level import judge_noise, noise_sigma_cells
 
@@ -123,6 +124,7 @@ class Predictor:
         threads: int | None = None,
         measure_noise: bool = True,
         measure_motion: bool = True,
+        measure_exposure: bool = True,
     ) -> None:
         self.checkpoint = resolve_model(model)
         self.card = load_card(self.checkpoint)
@@ -131,9 +133,10 @@ class Predictor:
             engine = "onnx" if self.device == "cpu" else "torch"
         self.engine = engine
         # Noise and motion are measured, not guessed, where the model sees tiles at the scale the
-        # measurements were calibrated on (judgement.py); measure_noise=False or measure_motion=False
-        # gives the network's own P(noise) or P(motion).
-        asked = {"noise": measure_noise, "motion": measure_motion}
+        # measurements were calibrated on, and exposure is capped by its physical evidence
+        # (judgement.py); measure_noise, measure_motion or measure_exposure=False gives the
+        # network's own P(noise), P(motion) or P(exposure).
+        asked = {"noise": measure_noise, "motion": measure_motion, "exposure": measure_exposure}
         #: The defect families this predictor measures rather than takes from the network.
         self.measured_families = [family for family in measured_families(self.card.classes, self.card.mpp)
                                   if asked[family]]
@@ -208,11 +211,16 @@ class Predictor:
         probabilities = outputs[0]
         cell_probabilities = outputs[1] if cells else None
         probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families)
-        if self.measure_noise and cells:
+        if cells and self.measure_noise:
             shape = cell_probabilities.shape
             sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)  # one σ per cell
             cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
                                              sigma).reshape(shape)
+        if cells and "exposure" in self.measured_families:  # a cell is judged by its tile's evidence
+            shape = cell_probabilities.shape
+            evidence = exposure_evidence(tiles).per_cell(shape[1] * shape[2])
+            cell_probabilities = judge_exposure(cell_probabilities.reshape(-1, shape[-1]), self.classes,
+                                                evidence).reshape(shape)
         return probabilities, cell_probabilities
 
     def score(self, probabilities: np.ndarray) -> np.ndarray:

@@ -1,27 +1,32 @@
 """The defect families judged by measuring them, applied in one place for maps, explanations and
 the generalisation benchmark.
 
-Two families have a physical signature a network trained on a few labs does not reliably learn:
-noise (``noise_level``: fine-scale energy everywhere in the tile) and motion (``motion_blur``: fine
-detail gone along one direction only). Where a model sees tiles at the scale these measurements were
-calibrated on, its P(noise) and P(motion) are replaced by the measurements' and the other classes
-keep their ratios; elsewhere the network's own probabilities stand.
+Three families have a physical signature a network trained on a few labs does not reliably learn:
+noise (``noise_level``: fine-scale energy everywhere in the tile), motion (``motion_blur``: fine
+detail gone along one direction only) and exposure (``exposure_evidence``: a white point no light
+source leaves, stain clipped to white, a crushed black level — never a tile's darkness alone). Where
+a model sees tiles at the scale the noise and motion measurements were calibrated on, its P(noise)
+and P(motion) are replaced by the measurements' and the other classes keep their ratios; its
+P(exposure) is capped by the exposure evidence at any scale. Elsewhere the network's own
+probabilities stand.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .exposure_evidence import exposure_evidence, exposure_judgement, judge_exposure, measures_exposure
 from .motion_blur import judge_motion, measures_motion, motion_judgement, motion_score
 from .noise_level import judge_noise, measures_noise, noise_judgement, noise_sigma
 
 #: Every family that can be measured, in the order the measurements are applied.
-MEASURABLE = ("noise", "motion")
+MEASURABLE = ("noise", "motion", "exposure")
 
 
 def measured_families(classes: list[str], mpp: float) -> list[str]:
     """The families measured for a model with these classes seeing tiles at ``mpp`` µm/px."""
-    applies = {"noise": measures_noise(classes, mpp), "motion": measures_motion(classes, mpp)}
+    applies = {"noise": measures_noise(classes, mpp), "motion": measures_motion(classes, mpp),
+               "exposure": measures_exposure(classes)}
     return [family for family in MEASURABLE if applies[family]]
 
 
@@ -32,9 +37,12 @@ def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndar
         probabilities = judge_noise(probabilities, classes, noise_sigma(tiles))
     if "motion" in families:
         probabilities = judge_motion(probabilities, classes, motion_score(tiles))
+    if "exposure" in families:
+        probabilities = judge_exposure(probabilities, classes, exposure_evidence(tiles))
     return probabilities
 
 
 def judgement_attributes(classes: list[str], mpp: float) -> dict:
-    """How a map's P(noise) and P(motion) were made, for its attributes."""
-    return {"noise": noise_judgement(classes, mpp), "motion": motion_judgement(classes, mpp)}
+    """How a map's P(noise), P(motion) and P(exposure) were made, for its attributes."""
+    return {"noise": noise_judgement(classes, mpp), "motion": motion_judgement(classes, mpp),
+            "exposure": exposure_judgement(classes)}
