@@ -160,7 +160,7 @@ def predict(
     import json
     import sys
 
-    from .fields import COARSEST_RATIO, score_field
+    from .fields import SAME_SCALE, score_field
     from .inference import Predictor
 
     predictor = Predictor(model, device=device)
@@ -180,7 +180,7 @@ def predict(
         elif result.mirrored:
             output.note(f"{path}: smaller than one tile at {result.judged_mpp:.3g} µm/px "
                         f"({predictor.card.mpp / result.judged_mpp:.1f}× the model's scale); mirrored out to a tile")
-        elif result.judged_mpp < predictor.card.mpp / COARSEST_RATIO:
+        elif result.judged_mpp < predictor.card.mpp / SAME_SCALE:
             output.note(f"{path}: smaller than one tile at the model's {predictor.card.mpp:g} µm/px; judged "
                         f"{predictor.card.mpp / result.judged_mpp:.1f}× magnified, at {result.judged_mpp:.3g} µm/px")
         results.append((path, result))

@@ -199,7 +199,7 @@ def explain_field(path: str | Path, model: str | Path = "default", mpp: float | 
     model_mpp = explainer.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = explainer.card.input_size
-    field = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
+    field, _ = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
     explanation = explain_image(mirrored_to_tile(field, size), explainer, str(path))
     # A field mirrored out to a tile is shown as itself: its mirror images are the model's view only.
     height, width = field.shape[:2]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SlideIQAError
+from .grid import COARSEST_RATIO
 from .inference import Predictor
 from .slide import open_slide
 
@@ -30,8 +31,8 @@ class FieldQuality:
 MAX_FIELD_PIXELS = 8192 * 8192
 
 
-#: A field may be this much coarser than the model before it would have to be upsampled (as in a map).
-COARSEST_RATIO = 1.05
+#: A field within this ratio of the scale it is judged at is judged as it is, not resampled.
+SAME_SCALE = 1.05
 #: A field smaller than a tile at the model's scale is judged magnified, at most this much: held-out
 #: camera fields judged 1.95× and 2.4× magnified pass as the model's own scale does (Chula 0.97,
 #: cbc 1.00). A field that would need more (BCCD's, 5.7×, where it is soft at the pixel: 0.18
@@ -72,12 +73,15 @@ def mirrored_to_tile(field: np.ndarray, size: int) -> np.ndarray:
     return np.pad(field, pad, mode="symmetric")
 
 
-def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> np.ndarray:
-    """The field shrunk to the µm/px of :func:`judging_mpp` (Lanczos, as the map's tiles are);
-    refused when coarser than the model, or when smaller than ``MIN_FIELD_SIDE`` px there."""
+def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> tuple[np.ndarray, float]:
+    """The field resized to the µm/px of :func:`judging_mpp` (Lanczos, as the map's tiles are), and
+    the µm/px it is judged at; judged as it is within :data:`SAME_SCALE` of that; refused when more
+    than :data:`~slideiqa.grid.COARSEST_RATIO` coarser than the model, or when smaller than
+    ``MIN_FIELD_SIDE`` px there."""
     if mpp > model_mpp * COARSEST_RATIO:
-        raise SlideIQAError(f"{name}: {mpp:g} µm/px is coarser than the {model_mpp:g} µm/px the model was trained "
-                            "for; upsampled, it would look blurred, so the model cannot judge it")
+        raise SlideIQAError(f"{name}: {mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
+                            f"{model_mpp:g} µm/px the model was trained for; enlarged, it would look blurred, so "
+                            "the model cannot judge it")
     target = judging_mpp(image.shape, mpp, model_mpp, tile)
     height, width = image.shape[:2]
     size = (max(1, round(width * mpp / target)), max(1, round(height * mpp / target)))
@@ -85,11 +89,11 @@ def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str,
         raise SlideIQAError(f"{name}: {width}×{height} px at {mpp:g} µm/px is {size[0]}×{size[1]} px at the "
                             f"{target:g} µm/px it would be judged at, smaller than the {MIN_FIELD_SIDE} px the "
                             "model is measured to judge")
-    if mpp >= target / COARSEST_RATIO:
-        return image
+    if target / SAME_SCALE <= mpp <= target * SAME_SCALE:
+        return image, mpp
     from PIL import Image
 
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)), target
 
 
 def tile_origins(image: np.ndarray, size: int, name: str = "field") -> list[tuple[int, int]]:
@@ -115,11 +119,11 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     model_mpp = predictor.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = predictor.card.input_size
-    field = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
+    field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
     tiles = field_tiles(mirrored_to_tile(field, size), size, str(path))
     probabilities = predictor.predict(tiles).mean(axis=0)
     return FieldQuality(len(tiles), float(probabilities[predictor.card.good_index]),
                         predictor.classes[int(probabilities.argmax())], probabilities, field_mpp,
                         assumed_mpp=mpp is None and not stated,
-                        judged_mpp=max(judging_mpp(image.shape, field_mpp, model_mpp, size), field_mpp),
+                        judged_mpp=judged_mpp,
                         mirrored=min(field.shape[:2]) < size)

@@ -31,7 +31,7 @@ import numpy as np
 from . import __version__
 from .errors import SlideIQAError
 from .files import exclusive_output, write_atomically
-from .grid import TileGrid, read_plan, tile_fractions
+from .grid import COARSEST_RATIO, TileGrid, read_plan, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
@@ -51,8 +51,6 @@ from .worker import BlockResult, BlockTask, assess_block, worker_threads
 
 MASK_PIXELS_PER_TILE = 8
 MAX_MASK_SIDE = 8192
-#: A slide may be this much coarser than the model before tiles would have to be upsampled.
-COARSEST_RATIO = 1.05
 #: How long to wait for a ``--scheduler`` before giving up with a one-line error.
 SCHEDULER_TIMEOUT_S = 10
 #: How long a reachable scheduler may take to have its first worker (an adaptive cluster scaling up
@@ -189,9 +187,9 @@ def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_
     side = int(min(MAX_MASK_SIDE, max(256, MASK_PIXELS_PER_TILE * max(rows, cols))))
     gaps: list[tuple[int, int, int, int]] = []
     thumbnail = slide.thumbnail(side, gaps=gaps, progress=_slow_thumbnail_notice(slide, side, notice))
-    stained = tissue_mask(thumbnail)
+    um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
+    stained = tissue_mask(thumbnail, um_per_px=um_per_px)
     if find_artefacts:
-        um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
         fractions, fixed = artefact_labels(thumbnail, stained, grid, um_per_px, min_tissue)
     else:
         fractions, fixed = tile_fractions(stained, grid), np.zeros(grid.shape, np.uint8)
@@ -385,8 +383,9 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     with open_slide(slide_path) as slide:
         slide_mpp = slide_pixel_size(slide, options.mpp)
         if slide_mpp > card.mpp * COARSEST_RATIO:
-            raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is coarser than the {card.mpp:g} µm/px the model "
-                           "was trained for; upsampled tiles would look blurred, so it cannot judge this slide")
+            raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
+                           f"{card.mpp:g} µm/px the model was trained for; enlarged tiles would look blurred, so it "
+                           "cannot judge this slide")
         grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
         found = tissue_map(slide, grid, notice, find_artefacts=options.find_artefacts, min_tissue=options.min_tissue)
         info, reading = slide.info, read_plan(slide, grid)
