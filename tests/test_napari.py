@@ -17,7 +17,8 @@ import zarr
 from PIL import Image
 
 from slideiqa.slide import open_slide
-from slideiqa.store import BUBBLE, DEBRIS, EDGE, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done, open_map
+from slideiqa.store import (BUBBLE, DEBRIS, EDGE, FIXED_LABELS, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done,
+                           open_map)
 
 from conftest import CMU_SLIDE, FIXTURES, ROOT
 from slides import truncated_copy, write_pyramidal_tiff
@@ -332,13 +333,12 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     outlined_at_half = int(highlight.data.sum())
     widget.threshold_slider.setValue(95)
     score, label = quality.array("score"), quality.array("label")
-    debris = int((label == DEBRIS).sum())  # fixed-labelled tiles count as lost at any threshold
-    assert debris > 0
+    fixed = int((label >= min(FIXED_LABELS.values())).sum())  # artefact tiles count as lost at any threshold
     assert widget.summary()["share_below_threshold"] == pytest.approx(
-        (int((score[~np.isnan(score)] < 0.95).sum()) + debris) / read)
+        (int((score[~np.isnan(score)] < 0.95).sum()) + fixed) / read)
     assert int(highlight.data.sum()) > outlined_at_half and highlight.name == "below 0.95"
     widget.threshold_slider.setValue(0)
-    assert int(highlight.data.sum()) == 0 and f"{debris / read:.1%} of" in widget.summary_label.text()
+    assert int(highlight.data.sum()) == 0 and f"{fixed / read:.1%} of" in widget.summary_label.text()
 
 
 def test_cancel_stops_the_worker_and_leaves_a_resumable_map(viewer, qtbot, tmp_path, tumour_field):
