@@ -39,8 +39,7 @@ from typing import Any
 
 from . import __version__
 from .batch_report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED,
-                           EarlierRows, SlideRecord, check_report_files, earlier_rows, record_from_summary,
-                           tone_outliers, with_batch_tone, write_reports)
+                           FolderReport, SlideRecord, record_from_summary, tone_outliers, with_batch_tone)
 from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
 from .mapping import MapCancelled, ThreadRunner, map_slide, start_client
@@ -79,9 +78,9 @@ class BatchResult:
 
     @property
     def tone_warnings(self) -> list[str]:
-        """One line per slide whose tone is unlike the rest of the batch's, and per slide whose glass
-        says it is exposed wrongly throughout: such a slide passes its own map's tone check, and may
-        pass its verdict too."""
+        """One line per slide of this batch whose tone is unlike the rest of the folder's slides (this
+        batch's and earlier ones), and per slide whose glass says it is exposed wrongly throughout:
+        such a slide passes its own map's tone check, and may pass its verdict too."""
         unlike = [f"{record.slide}: its tone (glass level, stain density or white point) is unlike the rest of the "
                   f"batch's, by {record.tone_vs_batch:.1f} robust spreads: a slide-wide exposure or staining difference; "
                   "check it" for record in tone_outliers(self.records)]
@@ -164,15 +163,14 @@ def run_batch(
     """
     started = time.perf_counter()
     options = options or MapOptions()
-    out = Path(out)
+    out = Path(out).resolve()  # rows name maps by absolute paths, whatever the working folder
     discovery = discover_slides([Path(p) for p in inputs], recursive, output=out)
     checkpoint = resolve_model(options.model)  # an unknown model fails the batch before any slide
     table = mpp_table if isinstance(mpp_table, MppTable) else MppTable(Path("mpp_table"), mpp_table or {}, [])
     # A folder that already holds a report: the new one lists its slides too, and a report file
     # slideiqa did not write is never overwritten.
-    check_report_files(out)
-    earlier = earlier_rows(out)
-    warnings = discovery.warnings + table.warnings([job.path for job in discovery.jobs]) + earlier.dropped
+    folder = FolderReport(out)
+    warnings = discovery.warnings + table.warnings([job.path for job in discovery.jobs]) + folder.dropped
     out.mkdir(parents=True, exist_ok=True)
     header = {"version": __version__, "model": options.model, "checkpoint": str(checkpoint),
               "started": timestamp(),
@@ -186,7 +184,7 @@ def run_batch(
         client, cluster, threads = start_client(workers or os.cpu_count() or 1, scheduler)
     records: list[SlideRecord] = []
     stop = threading.Event()
-    reports = ReportWriter(out, header, started, earlier, {str(job.path) for job in discovery.jobs})
+    reports = ReportWriter(folder, header, started)
     try:
         dashboard = _dashboard_link(client)
         if on_start:
@@ -214,8 +212,10 @@ def run_batch(
             client.close()
         if cluster is not None:
             cluster.close()
-    return BatchResult(out, with_batch_tone(records), discovery.ignored, warnings, dashboard,
-                       time.perf_counter() - started)
+    # Each slide's tone against every slide of the folder's report, as the report itself compares them.
+    compared = {record.slide: record for record in with_batch_tone(reports.listed or records) if not record.earlier}
+    return BatchResult(out, [compared.get(record.slide, record) for record in records], discovery.ignored, warnings,
+                       dashboard, time.perf_counter() - started)
 
 
 class SlideFeed:
@@ -332,20 +332,18 @@ def _succeeded(future: Any) -> bool:
 
 class ReportWriter:
     """Rewrites the batch report as slides finish: at most every ``interval`` seconds (the HTML page
-    of a large cohort is megabytes), and always at the end. The rows of ``earlier`` runs into the
-    same folder that this batch does not redo are listed too (``slides``: this batch's)."""
+    of a large cohort is megabytes), and always at the end; ``listed`` is every row last written (this
+    batch's and the folder's others: :class:`~slideiqa.batch_report.FolderReport`)."""
 
-    def __init__(self, out: Path, header: dict[str, Any], started: float, earlier: EarlierRows | None = None,
-                 slides: set[str] | None = None, interval: float = 10.0) -> None:
-        self.out, self.header, self.started, self.interval = out, header, started, interval
-        self.earlier, self.slides = earlier or EarlierRows([], []), slides or set()
+    def __init__(self, folder: FolderReport, header: dict[str, Any], started: float, interval: float = 10.0) -> None:
+        self.folder, self.header, self.started, self.interval = folder, header, started, interval
         self.last = 0.0
+        self.listed: list[SlideRecord] = []
 
     def update(self, records: list[SlideRecord], final: bool = False) -> None:
         now = time.perf_counter()
         if records and (final or now - self.last >= self.interval or len(records) == 1):
-            listed = records + self.earlier.kept_beside(records, self.slides)
-            write_reports(listed, self.out, self.header | _totals(records, self.started))
+            self.listed = self.folder.write(records, self.header | _totals(records, self.started))
             self.last = now
 
 

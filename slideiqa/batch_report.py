@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import SlideIQAError
-from .files import write_atomically
+from .files import held_lock, write_atomically
 from .formats import MAP_SUFFIX
 from .slide_tone import DEPARTURE_Z, MIN_COHORT_SLIDES, TONE_FEATURES, cohort_deviation
 
@@ -142,46 +142,75 @@ def _written_by_slideiqa(path: Path) -> bool:
     return text.startswith(_CSV_HEADER) if path.suffix == ".csv" else _HTML_TITLE in text
 
 
-@dataclass
-class EarlierRows:
-    """The rows an earlier batch into the same folder reported, and the complete maps found there
-    that no report lists; ``dropped`` says which earlier rows were left out and why."""
-
-    records: list[SlideRecord]
-    dropped: list[str]
-
-    def kept_beside(self, current: list[SlideRecord], current_slides: set[str]) -> list[SlideRecord]:
-        """The earlier rows that still stand beside this batch's: not a slide of this batch, and not
-        a map this batch has now made for another slide."""
-        remade = {record.map for record in current if record.status in (STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED)}
-        return [record for record in self.records if record.slide not in current_slides and record.map not in remade]
+def _key(path: str) -> str:
+    """A path as rows are matched by: resolved, so that ``-o qc`` and ``-o /abs/qc`` name one map."""
+    return str(Path(path).resolve()) if path else path
 
 
-def earlier_rows(out: Path) -> EarlierRows:
-    """What ``out`` already holds: the rows of its ``report.json`` (a slideiqa report: see
-    :func:`check_report_files`) and a row for every complete map under it that the report does not
-    list (made by an earlier batch whose report was removed, or by ``slideiqa map -o``). A row whose
-    map has been removed since is dropped, and said."""
-    rows, dropped = [], []
+def _report_rows(out: Path) -> list[SlideRecord]:
+    """The rows of ``out/report.json`` as it is now (none where there is none)."""
     report = out / "report.json"
-    if report.exists():
-        for row in json.loads(report.read_text(encoding="utf-8")).get("slides", []):
-            known = {key: value for key, value in row.items() if key in SlideRecord.__dataclass_fields__}
-            record = replace(SlideRecord(**known), earlier=True, tone_vs_batch=None)
-            if record.status != STATUS_FAILED and record.status != STATUS_INTERRUPTED and not Path(record.map).exists():
-                dropped.append(f"{record.slide}: listed by an earlier report, but its map {record.map} is gone; "
-                               "left out of the report")
+    if not report.exists():
+        return []
+    rows = []
+    for row in json.loads(report.read_text(encoding="utf-8")).get("slides", []):
+        known = {key: value for key, value in row.items() if key in SlideRecord.__dataclass_fields__}
+        rows.append(replace(SlideRecord(**known), tone_vs_batch=None))
+    return rows
+
+
+class FolderReport:
+    """The report of a folder that batches map into week after week: it lists every slide mapped
+    there. Besides this batch's rows: the rows of the folder's report as it is when written (re-read
+    under a lock, so that two batches into one folder at once keep each other's rows) and a row for
+    every complete map found in the folder when the batch began that no report lists (made by a
+    batch whose report was removed, or by ``slideiqa map -o``). A listed map removed since is left
+    out, and said in :attr:`dropped`. Made at the start of a batch: a ``report.*`` file slideiqa did
+    not write is refused before any slide is mapped (:func:`check_report_files`)."""
+
+    def __init__(self, out: Path) -> None:
+        check_report_files(out)
+        self.out = out
+        self.found: dict[str, SlideRecord] = {}  # resolved map path → a row made from its summary
+        for map_path in _maps_under(out):
+            summary = _complete_summary(map_path)
+            if summary is not None:
+                self.found[_key(str(map_path))] = record_from_summary(str(summary.get("slide", "")), str(map_path),
+                                                                      STATUS_SKIPPED, summary, earlier=True)
+        found_slides = {_key(record.slide) for record in self.found.values()}
+        self.gone: set[str] = set()  # slides whose listed map was removed and is found nowhere else
+        self.dropped: list[str] = []
+        for record in _report_rows(out):
+            if (record.status not in (STATUS_FAILED, STATUS_INTERRUPTED) and not Path(record.map).exists()
+                    and _key(record.slide) not in found_slides):
+                self.gone.add(_key(record.slide))
+                self.dropped.append(f"{record.slide}: listed by an earlier report, but its map {record.map} is gone; "
+                                    "left out of the report")
+
+    def rows(self, current: list[SlideRecord]) -> list[SlideRecord]:
+        """This batch's rows, then every other slide's: from the report as it is now, else from the
+        maps found at the start. A slide this batch has a row for, or whose map it has now made for
+        another slide, keeps no other row."""
+        mine = {_key(record.slide) for record in current}
+        remade = {_key(record.map) for record in current
+                  if record.status in (STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED)}
+        listed, seen = list(current), mine | self.gone
+        on_disk = [record for record in _report_rows(self.out) if Path(record.map).exists()
+                   or record.status in (STATUS_FAILED, STATUS_INTERRUPTED)]
+        for record in [*on_disk, *self.found.values()]:
+            slide = _key(record.slide)
+            if slide in seen or _key(record.map) in remade:
                 continue
-            rows.append(record)
-    listed = {str(Path(record.map).resolve()) for record in rows}
-    for map_path in _maps_under(out):
-        if str(map_path.resolve()) in listed:
-            continue
-        summary = _complete_summary(map_path)
-        if summary is not None:
-            rows.append(record_from_summary(str(summary.get("slide", "")), str(map_path), STATUS_SKIPPED, summary,
-                                            earlier=True))
-    return EarlierRows(rows, dropped)
+            seen.add(slide)
+            listed.append(replace(record, earlier=True))
+        return listed
+
+    def write(self, current: list[SlideRecord], header: dict[str, Any]) -> list[SlideRecord]:
+        """Write the folder's report with this batch's ``current`` rows; returns every row written."""
+        with held_lock(self.out / ".report.lock"):
+            listed = self.rows(current)
+            write_reports(listed, self.out, header)
+        return listed
 
 
 def _maps_under(out: Path) -> list[Path]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import logging
 import os
 import socket
 import uuid
@@ -11,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import SlideIQAError
+
+log = logging.getLogger(__name__)
 
 
 class OutputInUse(SlideIQAError):
@@ -43,15 +47,29 @@ def exclusive_output(path: Path) -> Iterator[None]:
     """Be the only slideiqa run writing ``path`` while the block runs, or fail at once with
     :class:`OutputInUse` naming the run that is. Without it, two ``--overwrite`` runs of one slide
     with different settings would interleave their blocks in one map, and the loser would report a
-    verdict the map on disk does not hold.
-
-    The lock is an ``flock`` on a hidden file beside the output (a symbolic link's target, so both
-    names of one map share it), released by the kernel when its process dies, and removed when the
-    block ends; one left by a killed run is taken over and removed by the next. Where no file can be
-    created beside the output, nothing could be written there either: the block runs unlocked and
-    the write reports the cause."""
+    verdict the map on disk does not hold. The lock is on a hidden file beside the output (a
+    symbolic link's target, so both names of one map share it): see :func:`held_lock`."""
     target = Path(path).resolve()
-    lock = target.with_name(f".{target.name}.lock")
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(held_lock(target.with_name(f".{target.name}.lock"), wait=False))
+        except BlockingIOError as busy:
+            raise OutputInUse(f"{path}: another slideiqa run ({busy.filename}) is writing this map; let it "
+                              "finish, then run again") from None
+        yield
+
+
+@contextlib.contextmanager
+def held_lock(lock: Path, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` while the block runs: waiting for it, or
+    (``wait`` False) raising :class:`BlockingIOError` whose ``filename`` names the holder.
+
+    The kernel releases the lock when its process dies; the file is removed when the block ends, and
+    one left by a killed run is taken over and removed by the next (an acquirer checks that the file
+    it locked is still the one at ``lock``). Where the file cannot be created, nothing could be
+    written beside it either: the block runs unlocked and the write reports the cause. On a
+    filesystem that refuses locks (Lustre without ``-o flock``, some NFS or CIFS mounts) the block
+    runs unlocked, with a warning."""
     while True:
         try:
             descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -59,12 +77,19 @@ def exclusive_output(path: Path) -> Iterator[None]:
             yield
             return
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             owner = os.read(descriptor, 200).decode("utf-8", "replace").strip() or "another process"
             os.close(descriptor)
-            raise OutputInUse(f"{path}: another slideiqa run ({owner}) is writing this map; let it finish, "
-                              "then run again") from None
+            raise BlockingIOError(errno.EWOULDBLOCK, "locked", owner) from None
+        except OSError as error:
+            os.close(descriptor)
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            log.warning("%s: this filesystem does not lock files (%s); two slideiqa runs writing here at once "
+                        "would not be stopped", lock.parent, error.strerror or error)
+            yield
+            return
         try:  # the previous holder may have removed the file between our open and our lock
             if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:
                 break

@@ -83,7 +83,7 @@ def test_report_links_run_no_script_and_open_names_with_hash_and_question_mark(t
 # -- 2. a second batch into the same folder ----------------------------------------------------------
 
 
-def test_a_second_batch_into_a_folder_lists_every_slide_mapped_there(tmp_path):
+def test_a_second_batch_into_a_folder_lists_every_slide_mapped_there(tmp_path, monkeypatch):
     first, second = tmp_path / "week1", tmp_path / "week2"
     for folder in (first, second):
         folder.mkdir()
@@ -107,6 +107,15 @@ def test_a_second_batch_into_a_folder_lists_every_slide_mapped_there(tmp_path):
     rows = [Path(row["slide"]).name for row in json.loads((out / "report.json").read_text())["slides"]]
     assert sorted(rows) == ["loose.svs", "week2.svs"]
     assert any("week1.svs" in warning and "gone" in warning for warning in result.warnings)
+
+    moved = tmp_path / "archive" / "cohort"  # the folder moved, then given again by a relative path
+    moved.parent.mkdir()
+    out.rename(moved)
+    monkeypatch.chdir(moved.parent)
+    result = run_batch([second], Path("cohort"), workers=1)
+    rows = json.loads((moved / "report.json").read_text())["slides"]
+    assert sorted(Path(row["slide"]).name for row in rows) == ["loose.svs", "week2.svs"] and not result.warnings
+    assert all(Path(row["map"]).is_absolute() and Path(row["map"]).exists() for row in rows)
 
 
 def test_a_report_file_slideiqa_did_not_write_is_never_overwritten(tmp_path):
