@@ -10,8 +10,9 @@ DAB little red). A tile has debris where, in some particle of at least :data:`MI
    top-hat: only structures smaller than a large particle) by :data:`CONTRAST` or more in every
    channel;
 2. the rise is colourless or brownish grey: blue rises at least :data:`BLUE_TO_GREEN` of green's
-   rise (haematoxylin and eosin absorb little blue), red and green at least :data:`RED_TO_MOST` of
-   the largest (DAB absorbs little red; green, blue and teal marking dyes absorb red most), and
+   rise (haematoxylin and eosin absorb little blue), red at least :data:`RED_TO_MOST` and green at
+   least :data:`GREEN_TO_MOST` of the largest (DAB absorbs little red; green, blue and teal marking
+   dyes absorb red most), and
    green no more than :data:`GREEN_EXCESS` of the mean rise above the mean of red and blue. Every
    stain absorbs green more than that — haematoxylin, eosin, and DAB over haematoxylin, whose mixture
    in a Ki67-positive nucleus is nearly grey otherwise (its rise about 0.42 / 0.55 / 0.51: green
@@ -37,7 +38,7 @@ DEBRIS = "debris"
 MAX_PARTICLE_UM = 45.0
 CONTRAST = 0.2
 BLUE_TO_GREEN = 0.8
-RED_TO_MOST = 0.6
+RED_TO_MOST = GREEN_TO_MOST = 0.6
 GREEN_EXCESS = 0.12
 #: An 8 µm particle: smaller dark specks are common in clean tissue (pigment, crushed nuclei).
 MIN_PARTICLE_UM2 = np.pi * 4.0**2
@@ -71,7 +72,7 @@ def debris_pixels(tiles: np.ndarray, mpp: float) -> tuple[np.ndarray, float]:
     most = rise.max(-1)
     # Not haematoxylin or eosin (which absorb little blue), not DAB (which absorbs little red), not a
     # marking dye (which absorbs red most), not a mixture of stains (green in excess).
-    colourless = ((blue >= BLUE_TO_GREEN * green) & (red >= RED_TO_MOST * most) & (green >= RED_TO_MOST * most)
+    colourless = ((blue >= BLUE_TO_GREEN * green) & (red >= RED_TO_MOST * most) & (green >= GREEN_TO_MOST * most)
                   & (green - (red + blue) / 2 <= GREEN_EXCESS * rise.mean(-1)))
     return colourless & (rise.min(-1) >= CONTRAST), um_per_px
 

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import SlideIQAError
+from .options import DEVICE_PATTERN
 from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
 from .exposure_evidence import exposure_evidence, judge_exposure
@@ -42,7 +43,7 @@ def _nvidia_driver_present() -> bool:
 
 def choose_device(device: str) -> str:
     """``auto`` is CUDA when there is a GPU, else the CPU; asking for a missing GPU is a clear error."""
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+    if not DEVICE_PATTERN.fullmatch(device):
         raise SlideIQAError(f"unknown device {device!r}; use auto, cpu or cuda")
     if device == "cpu" or (device == "auto" and not _nvidia_driver_present()):
         return "cpu"
@@ -210,7 +211,8 @@ class Predictor:
                 outputs = [r.float().cpu().numpy() for r in result[: 2 if cells else 1]]
         probabilities = outputs[0]
         cell_probabilities = outputs[1] if cells else None
-        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families)
+        evidence = exposure_evidence(tiles) if "exposure" in self.measured_families else None
+        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence)
         if cells and self.measure_noise:
             shape = cell_probabilities.shape
             sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)  # one σ per cell
@@ -218,9 +220,8 @@ class Predictor:
                                              sigma).reshape(shape)
         if cells and "exposure" in self.measured_families:  # a cell is judged by its tile's evidence
             shape = cell_probabilities.shape
-            evidence = exposure_evidence(tiles).per_cell(shape[1] * shape[2])
             cell_probabilities = judge_exposure(cell_probabilities.reshape(-1, shape[-1]), self.classes,
-                                                evidence).reshape(shape)
+                                                evidence.per_cell(shape[1] * shape[2])).reshape(shape)
         return probabilities, cell_probabilities
 
     def score(self, probabilities: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exposure_evidence import exposure_evidence, exposure_judgement, judge_exposure, measures_exposure
+from .exposure_evidence import (ExposureEvidence, exposure_evidence, exposure_judgement, judge_exposure,
+                                measures_exposure)
 from .motion_blur import judge_motion, measures_motion, motion_judgement, motion_score
 from .noise_level import judge_noise, measures_noise, noise_judgement, noise_sigma
 
@@ -31,14 +32,15 @@ def measured_families(classes: list[str], mpp: float) -> list[str]:
 
 
 def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndarray,
-                   families: list[str]) -> np.ndarray:
-    """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured."""
+                   families: list[str], evidence: ExposureEvidence | None = None) -> np.ndarray:
+    """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured
+    (``evidence``: the tiles' exposure evidence, where the caller has it already)."""
     if "noise" in families:
         probabilities = judge_noise(probabilities, classes, noise_sigma(tiles))
     if "motion" in families:
         probabilities = judge_motion(probabilities, classes, motion_score(tiles))
     if "exposure" in families:
-        probabilities = judge_exposure(probabilities, classes, exposure_evidence(tiles))
+        probabilities = judge_exposure(probabilities, classes, evidence or exposure_evidence(tiles))
     return probabilities
 
 

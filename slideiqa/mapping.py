@@ -71,6 +71,11 @@ class MapCancelled(SlideIQAError):
     """The caller asked a running map to stop; the map stays resumable (status "running")."""
 
 
+#: How tiles are read and judged (``MapSettings.judgement``): 1 is edge tiles mirrored past the slide,
+#: pale stroma joined into tissue, exposure judged by evidence and the debris colour rule of stains.
+JUDGEMENT = 1
+
+
 @dataclass
 class MapSettings:
     """Everything that determines a map's numbers: a map is resumed only under identical settings."""
@@ -94,6 +99,10 @@ class MapSettings:
     #: Whether the cells are judged with their tile (their probabilities kept in ``cell_probs``).
     #: Maps made before keep none, and are not resumed under it.
     cells_against_slide: bool = False
+    #: The version of how tiles are read and judged beyond the model and the settings above (edge
+    #: tiles mirrored, pale stroma joined into tissue, the debris colour rule): a map made under an
+    #: earlier one is not resumed into a mix of both. Raise :data:`JUDGEMENT` with any such change.
+    judgement: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -338,11 +347,14 @@ def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> Qualit
 
 
 def _difference(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
-    """What makes an existing map not this run's, in words: the slide, the model, or a setting."""
+    """What makes an existing map not this run's, in words: the slide, the model, how slideiqa
+    judges, or a setting."""
     if stored.get("slide_checksum") != wanted["slide_checksum"]:
         return "of this slide as it was before: the slide file has changed since"
     if stored.get("model_sha256") != wanted["model_sha256"]:
         return "made with another model"
+    if stored.get("judgement", 0) != wanted["judgement"]:
+        return "made by an earlier slideiqa, which judged tiles differently (README: what changed)"
     changed = sorted(key for key in wanted if stored.get(key) != wanted[key])
     return f"made with other settings ({', '.join(changed)})"
 
@@ -400,7 +412,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
                            list(ARTEFACTS) if options.find_artefacts else [],
                            card.cells_per_side if options.cells else 0, predictor.measured_families,
                            tone_against_slide={"good", "exposure"} <= set(card.classes),
-                           cells_against_slide=bool(options.cells and card.cells_per_side))
+                           cells_against_slide=bool(options.cells and card.cells_per_side), judgement=JUDGEMENT)
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
                         "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,

@@ -49,7 +49,8 @@ def tissue_pixels(rgb: np.ndarray, glass_level: float | None = None) -> np.ndarr
 def tissue_mask(thumbnail: np.ndarray, min_object_px: int = 16, um_per_px: float | None = None) -> np.ndarray:
     """Cleaned tissue mask of a slide thumbnail: specks below ``min_object_px`` removed, holes filled;
     with the thumbnail's ``um_per_px``, gaps narrower than :data:`BRIDGE_UM` between stained pixels
-    closed (a morphological closing: it joins, and never grows the tissue's outline)."""
+    closed (a morphological closing: it joins pieces and fills notches narrower than that, and moves
+    no straight or convex edge of the tissue)."""
     mask = tissue_pixels(thumbnail)
     mask = morphology.remove_small_objects(mask, max_size=min_object_px)
     radius = int(BRIDGE_UM / 2 / um_per_px) if um_per_px else 0
