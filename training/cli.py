@@ -327,6 +327,10 @@ def generalisation_command(
         help="measure the finished folds again from their saved probabilities, without retraining")] = False,
     record_in_card: Annotated[Optional[Path], typer.Option(
         help="write the leave-one-group-out rows into this checkpoint's card (its tensors untouched)")] = None,
+    save_folds: Annotated[bool, typer.Option(
+        help="save each fold's network as OUT/without-GROUP, to map a group's fields with the model that never "
+             "saw them (benchmarks/clean_tissue.py --loso OUT); folds already in OUT's results are not retrained, "
+             "so not saved")] = False,
 ) -> None:
     """Leave-one-source-group-out over every catalogued source: sharp pass, AUC, flagged and right-family
     shares at the severity floors, for slideiqa's defects and other libraries' (generalisation.py)."""
@@ -334,7 +338,9 @@ def generalisation_command(
 
     from .catalogue import DEFAULT_CACHE, load_catalogue
     from .generalisation import CropPlan, ModelRecipe
-    from .generalisation_runner import evaluate_checkpoint, fit_shipped, leave_one_group_out, table, tile_sets
+    from .generalisation_runner import evaluate_checkpoint, fit_shipped, leave_one_group_out
+    from .generalisation_runner import save_model as save_fold_model
+    from .generalisation_runner import table, tile_sets
     from .generalisation_runner import record_in_card as record_rows
     from .generalisation_runner import remeasure as remeasure_folds
 
@@ -349,14 +355,19 @@ def generalisation_command(
     recipe = ModelRecipe(arch, init, input_size)
     if remeasure:
         remeasure_folds(test, out, recipe)
-    loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo, recipe, only)
+    def keep_fold(model, group: str, tiles: int, best_epoch: int | None) -> None:
+        save_fold_model(model, out / f"without-{group}", plan, [g for g in groups if g.name != group], recipe, tiles,
+                        best_epoch)
+
+    loso = [] if skip_loso else leave_one_group_out(train, test, config, out, typer.echo, recipe, only,
+                                                    keep=keep_fold if save_folds else None)
     if loso:
         sections.insert(0, table(loso, "Leave one group out (trained without the held-out group), each tile judged "
                                        "against a good slide of its lab (the group's sharp tiles)"))
         compositions = [("context_all_tiles", "The same folds, the slide being all the group's test tiles "
                                               "(ten defective to one sharp)"),
                         ("tile_only", "The same folds, each tile alone (no slide)"),
-                        ("model_only", "The same folds, the network alone (its own P(noise) and P(motion))")]
+                        ("model_only", "The same folds, the network alone (its own P(noise), P(motion) and P(exposure))")]
         for position, (key, title) in enumerate((c for c in compositions if all(c[0] in row for row in loso)), 1):
             sections.insert(position, table([row[key] for row in loso], title))
     if save_model:

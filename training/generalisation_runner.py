@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -54,8 +54,8 @@ def _record(m: GroupMeasurement, **extra) -> dict:
 def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: ModelRecipe, plan_mpp: float = 0.5,
                  **extra) -> dict:
     """A held-out group's record as slideiqa would judge its tiles in a map: the network's
-    probabilities with noise and motion measured (``slideiqa.judgement``) where the recipe's scale
-    allows it, then each tile's tone against its slide's (``slideiqa.slide_tone``: exposure added where
+    probabilities with noise and motion measured where the recipe's scale allows it and exposure
+    capped by its evidence (``slideiqa.judgement``), then each tile's tone against its slide's (``slideiqa.slide_tone``: exposure added where
     it departs, cleared where it fits).
 
     The group's sharp tiles stand for the rest of the slide (a good scan of that lab, on which a tile
@@ -89,9 +89,11 @@ def remeasure(test: TileSet, out: Path, recipe: ModelRecipe = ModelRecipe()) -> 
 
 
 def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out: Path, log: Log,
-                        recipe: ModelRecipe = ModelRecipe(), only: list[str] | None = None) -> list[dict]:
+                        recipe: ModelRecipe = ModelRecipe(), only: list[str] | None = None,
+                        keep: Callable[[Any, str, int, int | None], None] | None = None) -> list[dict]:
     """Train without each group in turn (or each of ``only``) and measure on its test tiles; finished
-    groups are skipped."""
+    groups are skipped. ``keep(model, group, tiles, best_epoch)`` hears each fold's network (to save
+    it: ``benchmarks/clean_tissue.py`` maps a group's fields with the model that never saw them)."""
     results_path = out / "results.jsonl"
     done = {}
     if results_path.exists():
@@ -100,7 +102,10 @@ def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out:
         if group in done or (only and group not in only):
             continue
         started = time.perf_counter()
-        model, result = fit(train.subset(train.groups != group), config, recipe)
+        fold_train = train.subset(train.groups != group)
+        model, result = fit(fold_train, config, recipe)
+        if keep:
+            keep(model, group, len(fold_train), result.best_epoch)
         held = test.subset(test.groups == group)
         probabilities = predict_tiles(model, held, recipe, device=config.device)
         np.save(out / f"probabilities-{group}.npy", probabilities)  # for analyses beyond the summary
@@ -137,6 +142,13 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
     """The model to ship: trained on every group's training tiles, its card holding the measurement.
     Its grid is the plan's 112 µm field; a smaller input size makes its µm/px coarser."""
     model, result = fit(train, config, recipe)
+    save_model(model, out_stem, plan, groups, recipe, tiles=len(train), best_epoch=result.best_epoch, loso=loso)
+
+
+def save_model(model: Any, out_stem: Path, plan: CropPlan, groups: list[SourceGroup], recipe: ModelRecipe,
+               tiles: int, best_epoch: int | None, loso: list[dict] | None = None) -> None:
+    """A trained network as a checkpoint slideiqa maps with (safetensors, card, ONNX graph), its card
+    naming the ``groups`` it was trained on: the shipped model, or a fold's, trained without one."""
     mpp = plan.mpp * plan.size / recipe.input_size
     card = ModelCard(
         architecture=recipe.architecture, classes=list(CLASSES), input_size=recipe.input_size, mpp=mpp,
@@ -145,7 +157,7 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
         description="Tile quality: good, or the defect family that makes it bad. Score = P(good).",
         training_data={
             "groups": {g.name: {"modality": g.modality, "origin": g.origin, "licence": g.licence} for g in groups},
-            "tiles": len(train), "references_per_group": plan.train_references, "best_epoch": result.best_epoch,
+            "tiles": tiles, "references_per_group": plan.train_references, "best_epoch": best_epoch,
             "init": recipe.init,
             "recipe": {"good_looks": GOOD_LOOKS, "copies": COPIES, "severity_floors": FLOORS,
                        "train_from_share_of_floor": TRAIN_FLOOR_SHARE, "kinds": "every kind, drawn uniformly",
@@ -154,7 +166,8 @@ def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropP
                        "smaller_than_a_tile": "mirrored out to one; good looks never compressed"},
             "command": " ".join(["slideiqa-train", *sys.argv[1:]]),
         },
-        metrics={"leave_one_source_out": loso, "severity_floors": FLOORS, **judgement_metrics(list(CLASSES), mpp)},
+        metrics={"leave_one_source_out": loso or [], "severity_floors": FLOORS,
+                 **judgement_metrics(list(CLASSES), mpp)},
     )
     save_checkpoint(model, card, out_stem)
     write_graph(out_stem)
