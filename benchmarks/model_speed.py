@@ -2,9 +2,9 @@
 
 Measures, at batch 32 and the model input size, PyTorch eager (NCHW), PyTorch channels_last and
 ONNX Runtime (the engine ``slideiqa.inference.Predictor`` uses on CPU), all fp32, with the same
-uint8-in / probabilities-out graph the predictor runs, and ONNX Runtime followed by the noise and
-motion measurements the predictor adds for models at 0.5 µm/px (``slideiqa.noise_level``,
-``slideiqa.motion_blur``): what a map pays
+uint8-in / probabilities-out graph the predictor runs, and ONNX Runtime followed by the noise,
+motion and exposure measurements the predictor adds for models at 0.5 µm/px (``slideiqa.noise_level``,
+``slideiqa.motion_blur``, ``slideiqa.exposure_evidence``): what a map pays
 per tile. ``iqanet+cells`` is iqanet with the default model's cell head: both outputs, and noise
 measured per tile and per cell, as ``Predictor.predict_with_cells`` runs it. Weights are random: speed
 does not depend on them.
@@ -27,6 +27,7 @@ import torch
 from slideiqa.models.export import TileClassifier, export_onnx
 from slideiqa.models import ModelCard, build_model
 from slideiqa.inference import onnx_session_options
+from slideiqa.exposure_evidence import exposure_evidence
 from slideiqa.motion_blur import motion_score
 from slideiqa.noise_level import noise_sigma, noise_sigma_cells
 
@@ -67,6 +68,7 @@ def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float
             session.run(None, {"tiles": tiles})
             noise_sigma(tiles)
             motion_score(tiles)
+            exposure_evidence(tiles)
             if cells:
                 noise_sigma_cells(tiles, card.cell_px)
 
@@ -84,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"onnxruntime {onnxruntime.__version__}, batch {args.batch}, {args.size} px, fp32")
-    print("| architecture | torch eager | torch channels_last | ONNX Runtime | ONNX Runtime + measured noise and motion |")
+    print("| architecture | torch eager | torch channels_last | ONNX Runtime | ONNX Runtime + measured noise, motion, exposure |")
     print("|---|---|---|---|---|")
     for architecture in args.archs:
         r = measure(architecture, args.batch, args.size, args.seconds)
