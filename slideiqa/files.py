@@ -70,12 +70,28 @@ def held_lock(lock: Path, wait: bool = True) -> Iterator[None]:
     written beside it either: the block runs unlocked and the write reports the cause. On a
     filesystem that refuses locks (Lustre without ``-o flock``, some NFS or CIFS mounts) the block
     runs unlocked, with a warning."""
+    descriptor = _locked_descriptor(lock, wait)
+    if descriptor is None:
+        yield
+        return
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(descriptor)
+
+
+def _locked_descriptor(lock: Path, wait: bool) -> int | None:
+    """An open descriptor of ``lock`` holding its ``flock`` (see :func:`held_lock`), or None where
+    the file cannot be created or the filesystem has no locks."""
     while True:
         try:
             descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
-            yield
-            return
+            return None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -88,19 +104,10 @@ def held_lock(lock: Path, wait: bool = True) -> Iterator[None]:
                 os.unlink(lock)
             log.warning("%s: this filesystem does not lock files (%s); two slideiqa runs writing here at once "
                         "would not be stopped", lock.parent, error.strerror or error)
-            yield
-            return
+            return None
         try:  # the previous holder may have removed the file between our open and our lock
             if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:
-                break
+                return descriptor
         except FileNotFoundError:
             pass
-        os.close(descriptor)
-    try:
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
         os.close(descriptor)
