@@ -34,6 +34,7 @@ import numpy as np
 from scipy.special import expit
 
 from .noise_level import set_class_probability
+from .slide_tone import sampled_pixels
 
 #: Pixels sampled: every SUBSAMPLE-th along each axis (the measurements are quantiles and shares).
 SUBSAMPLE = 4
@@ -71,12 +72,9 @@ class ExposureEvidence:
 def exposure_measurements(tiles: np.ndarray) -> dict[str, np.ndarray]:
     """White point, clipped-stain share, clipped-tile share and black share of (N, H, W, 3) uint8
     ``tiles``, from every :data:`SUBSAMPLE`-th pixel, in one histogram for all tiles."""
-    sampled = np.asarray(tiles)[:, ::SUBSAMPLE, ::SUBSAMPLE]
-    count = len(sampled)
-    red, green, blue = (np.ascontiguousarray(sampled[..., channel]).reshape(count, -1) for channel in range(3))
-    per_tile = red.shape[1]
-    brightest = np.maximum(np.maximum(red, green), blue)
-    darkest = np.minimum(np.minimum(red, green), blue)
+    pixels = sampled_pixels(tiles, SUBSAMPLE)
+    brightest, darkest = pixels.brightest, pixels.darkest
+    count, per_tile = brightest.shape
     rows = (np.arange(count, dtype=np.int32) * 256)[:, None]
     histogram = np.bincount((brightest.astype(np.int32) + rows).ravel(), minlength=count * 256).reshape(count, 256)
     white_point = (histogram.cumsum(axis=1) >= 0.995 * per_tile).argmax(axis=1).astype(np.float64)

@@ -54,6 +54,7 @@ grounds, and their effect is measured on held-out sources in ``training/README.m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit
@@ -115,15 +116,32 @@ def _histogram_quantiles(values: np.ndarray, masks: np.ndarray, bins: int, quant
     return np.where(totals >= min_count, position, np.nan)
 
 
-def tone_features(tiles: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 :data:`TONE_FEATURES` of (N, H, W, 3) uint8 ``tiles``; NaN where a tile has too
-    little glass (or stain) to measure."""
-    sampled = np.asarray(tiles)[:, ::SUBSAMPLE, ::SUBSAMPLE]
+class SampledPixels(NamedTuple):
+    """Every ``SUBSAMPLE``-th pixel of each tile along each axis, channel by channel, (N, pixels)
+    uint8 each, with each pixel's brightest and darkest channel: what tone and exposure measure."""
+
+    red: np.ndarray
+    green: np.ndarray
+    blue: np.ndarray
+    brightest: np.ndarray
+    darkest: np.ndarray
+
+
+def sampled_pixels(tiles: np.ndarray, step: int = SUBSAMPLE) -> SampledPixels:
+    """:class:`SampledPixels` of (N, H, W, 3) uint8 ``tiles`` (tone is not a fine-scale property)."""
+    sampled = np.asarray(tiles)[:, ::step, ::step]
     count = len(sampled)
     # Channel by channel: reductions over a last axis of three are several times slower in NumPy.
     red, green, blue = (np.ascontiguousarray(sampled[..., channel]).reshape(count, -1) for channel in range(3))
-    per_tile = red.shape[1]
-    brightest, darkest = np.maximum(np.maximum(red, green), blue), np.minimum(np.minimum(red, green), blue)
+    return SampledPixels(red, green, blue, np.maximum(np.maximum(red, green), blue),
+                         np.minimum(np.minimum(red, green), blue))
+
+
+def tone_features(tiles: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 :data:`TONE_FEATURES` of (N, H, W, 3) uint8 ``tiles``; NaN where a tile has too
+    little glass (or stain) to measure."""
+    red, green, blue, brightest, darkest = sampled_pixels(tiles)
+    count, per_tile = red.shape
     channel_sum = red.astype(np.int32) + green + blue  # 3 × luminance, 0–765
     grey = ((brightest - darkest) < GREY_SPREAD) & (channel_sum > 3 * GLASS_MIN_LUMINANCE)
     density = _DENSITY_STEPS[red].astype(np.int32) + _DENSITY_STEPS[green] + _DENSITY_STEPS[blue]
