@@ -2,7 +2,7 @@
 real fields, each mapped on its own at its true µm/px.
 
     python benchmarks/clean_tissue.py [--data ../shared/data] [--model default] [--sources a,b]
-                                      [--loso DIR] [--json PATH] [--keep DIR]
+                                      [--loso DIR] [--at-mpp UM] [--json PATH] [--keep DIR]
 
 Why this way. A lab does not see tile AUCs; it sees a verdict per slide, and a *fail* on a clean slide
 costs a rescan or a pathologist's look. So every clean field is mapped alone (a one-level slide, µm/px
@@ -125,6 +125,25 @@ def catalogue_fields(data: Path) -> tuple[dict[str, list[Field]], list[str], lis
             why = "glass only, no tissue" if "glass" in path.name else "µm/px unknown"
             left_out.append(f"{path.relative_to(data)}: {why}")
     return sources, left_out, smears
+
+
+def resampled(pixels: np.ndarray, mpp: float, to_mpp: float) -> np.ndarray:
+    """``pixels`` at ``mpp`` µm/px resized (Lanczos, as slideiqa resizes tiles) to ``to_mpp``."""
+    size = (round(pixels.shape[1] * mpp / to_mpp), round(pixels.shape[0] * mpp / to_mpp))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
+
+
+def at_mpp(item: Field, folder: Path, to_mpp: float) -> Field:
+    """The field as a scanner writing ``to_mpp`` µm/px would give it (a 20× scanner's 0.55: a field
+    10 % coarser than the model), written as PNG; a field already coarser is left as it is."""
+    with open_slide(item.path) as slide:
+        mpp = item.mpp if item.mpp is not None else slide.mpp
+        if mpp > to_mpp:
+            return item
+        pixels = slide.read_region((0, 0), 0, slide.dimensions)
+    out = folder / f"{item.path.stem}.at{to_mpp:g}.png"
+    Image.fromarray(resampled(pixels, mpp, to_mpp)).save(out)
+    return Field(item.source, out, to_mpp, item.seen, item.cut, model=item.model)
 
 
 def centre_cut(item: Field, folder: Path) -> Field:
@@ -279,6 +298,8 @@ def main() -> None:
     parser.add_argument("--sources", help="comma-separated source names to run (default: all)")
     parser.add_argument("--loso", type=Path, help="folds of slideiqa-train generalisation --save-folds: map each "
                                                   "catalogued group's fields with the model trained without it")
+    parser.add_argument("--at-mpp", type=float, help="map every field resized to this µm/px first (0.55: as a 20× "
+                                                      "scanner writes it, 10 %% coarser than the model)")
     parser.add_argument("--json", type=Path, help="write the table and every field's outcome here")
     parser.add_argument("--keep", type=Path, help="write maps and cuts here instead of a temporary folder")
     args = parser.parse_args()
@@ -303,6 +324,8 @@ def main() -> None:
             folder = work / name.split(" ")[0]
             folder.mkdir(exist_ok=True)
             for item in [*items, *(centre_cut(item, folder) for item in items)]:
+                if args.at_mpp:
+                    item = at_mpp(item, folder, args.at_mpp)
                 out = folder / f"{item.path.stem}.quality.zarr"
                 o = measure(item, out, item.model or args.model)
                 outcomes.append(o)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SlideIQAError
-from .grid import COARSEST_RATIO
+from .grid import COARSEST_RATIO, judging_scale
 from .inference import Predictor
 from .slide import open_slide
 
@@ -58,7 +58,10 @@ def judging_mpp(shape: tuple[int, ...], mpp: float, model_mpp: float, tile: int)
     tile (a 640 × 480 camera field at 1000×), the coarsest at which its shorter side still fills a
     tile, but never more than :data:`MAX_MAGNIFICATION` finer than the model's: as the held-out smear
     labs are judged in the generalisation benchmark. A field still smaller than a tile there is
-    mirrored out to one (:func:`mirrored_to_tile`)."""
+    mirrored out to one (:func:`mirrored_to_tile`). A field a little coarser than the model is judged
+    at its own pixels, as a slide is (:func:`~slideiqa.grid.judging_scale`)."""
+    if mpp > model_mpp:
+        return judging_scale(mpp, model_mpp)
     return min(model_mpp, max(mpp, mpp * min(shape[:2]) / tile, model_mpp / MAX_MAGNIFICATION))
 
 

@@ -14,11 +14,13 @@ white) and the straight tissue/white step read as a motion streak. Mirroring add
 the image does not have, so a defect inside the image is judged as it is.
 
 Each tile is read from the coarsest pyramid level that is still at least as fine as the model
-(never upsampled where the slide has such a level), then shrunk to ``tile_size`` with an
-antialiasing filter. A slide up to :data:`COARSEST_RATIO` coarser than the model (a 20× scanner
-writing 0.55 µm/px for a 0.5 µm/px model) is enlarged to it with the same Lanczos filter: the
-scores of clean and defective fields shrunk by 10 % hold (``benchmarks/README.md``); a coarser slide
-is refused, since enlarged tiles would look blurred. Where that level is
+(never upsampled), then shrunk to ``tile_size`` with an antialiasing filter. A slide up to
+:data:`COARSEST_RATIO` coarser than the model (a 20× scanner writing 0.55 µm/px for a 0.5 µm/px
+model) is judged at its own pixels, its tiles ``tile_size`` of them (:func:`judging_scale`):
+enlarged to the model's scale, its tiles lost the scanner's own JPEG blocks and noise to the
+filter (JPEG quality 15 flagged on 0 of 51 held-out tiles enlarged, 41 of 49 as they are), while
+10 % in scale leaves clean tiles passing and blur flagged alike (``benchmarks/README.md``). A
+coarser slide is refused. Where that level is
 at least twice as fine as the model and its tiles are JPEG, the decoder itself shrinks by 2, 4 or 8
 (:mod:`slideiqa.scaled_decode`) and only the remainder, if any, is resized; a tile the scaled decoder
 rejects is read by the general path instead and counted.
@@ -35,8 +37,14 @@ from PIL import Image
 from .scaled_decode import ScaledDecodeError, scale_factor
 from .slide import Slide
 
-#: A slide or field may be this much coarser than the model; its tiles are then enlarged (Lanczos).
+#: A slide or field may be this much coarser than the model; it is then judged at its own pixels.
 COARSEST_RATIO = 1.10
+
+
+def judging_scale(slide_mpp: float, model_mpp: float) -> float:
+    """The µm/px a slide's tiles are judged at: the model's, or a slide's own where it is coarser by
+    at most :data:`COARSEST_RATIO` (never enlarged: see the module docstring)."""
+    return slide_mpp if model_mpp < slide_mpp <= model_mpp * COARSEST_RATIO else model_mpp
 
 
 @dataclass(frozen=True)

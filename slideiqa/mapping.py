@@ -31,7 +31,7 @@ import numpy as np
 from . import __version__
 from .errors import SlideIQAError
 from .files import exclusive_output, write_atomically
-from .grid import COARSEST_RATIO, TileGrid, read_plan, tile_fractions
+from .grid import COARSEST_RATIO, TileGrid, judging_scale, read_plan, tile_fractions
 from .inference import Predictor
 from .models.card import checkpoint_paths
 from .models.zoo import resolve_model
@@ -398,7 +398,8 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
             raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
                            f"{card.mpp:g} µm/px the model was trained for; enlarged tiles would look blurred, so it "
                            "cannot judge this slide")
-        grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, card.mpp, card.tile_size)
+        grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, judging_scale(slide_mpp, card.mpp),
+                        card.tile_size)
         found = tissue_map(slide, grid, notice, find_artefacts=options.find_artefacts, min_tissue=options.min_tissue)
         info, reading = slide.info, read_plan(slide, grid)
     tissue, fixed = found.tissue, found.fixed

@@ -146,8 +146,9 @@ def _cli_map(path: Path, mpp: float, out: Path) -> subprocess.CompletedProcess:
 
 
 def test_a_20x_scan_at_055_is_mapped_and_one_at_06_refused_in_one_line(tmp_path, tumour_field):
-    """A field shrunk by 10 % (a 20× scanner's 0.55 µm/px) is enlarged back to the model's scale by the
-    same Lanczos filter that shrinks finer slides, and judged as the field at 0.5 is; 0.6 is refused."""
+    """A field shrunk by 10 % (a 20× scanner's 0.55 µm/px) is judged at its own pixels, as the field at
+    0.5 is, and its scanner's own JPEG blocks are still seen (enlarged to the model's scale, none of
+    this field's compressed tiles was flagged); 0.6 is refused."""
     half = np.asarray(Image.fromarray(tumour_field).resize((500, 500), Image.Resampling.LANCZOS))
     coarser = np.asarray(Image.fromarray(tumour_field).resize((455, 455), Image.Resampling.LANCZOS))
     Image.fromarray(coarser).save(tmp_path / "coarser.png")
@@ -157,6 +158,9 @@ def test_a_20x_scan_at_055_is_mapped_and_one_at_06_refused_in_one_line(tmp_path,
     summary, _ = _mapped(tmp_path / "coarser.png", tmp_path, 0.55, "coarser")
     assert summary["verdict"] == reference["verdict"] == "pass"
     assert abs(summary["mean_score"] - reference["mean_score"]) < 0.05
+    Image.fromarray(coarser).save(tmp_path / "compressed.jpg", quality=15)
+    compressed, _ = _mapped(tmp_path / "compressed.jpg", tmp_path, 0.55, "compressed")
+    assert compressed["verdict"] == "fail" and compressed["share_per_class"]["jpeg"] >= 0.5
     refused = _cli_map(tmp_path / "coarser.png", 0.6, tmp_path / "refused.quality.zarr")
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 1 and len(lines) == 1 and "more than 10% coarser" in lines[0]
