@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SlideIQAError
+from .values import is_number, is_whole
 
 #: ``--cluster`` names and dask-jobqueue's classes for them.
 JOBQUEUE_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
@@ -63,10 +64,9 @@ def cluster_settings(path: Path | None) -> dict[str, Any]:
 
 
 def _setting_problem(key: str, value: Any) -> str | None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if key in WHOLE_SETTINGS and not (number and isinstance(value, int) and 1 <= value <= MAX_JOBS):
+    if key in WHOLE_SETTINGS and not (is_whole(value) and 1 <= value <= MAX_JOBS):
         return f"must be a whole number from 1 to {MAX_JOBS}, got {value!r}"
-    if key in POSITIVE_SETTINGS and not (number and 0 < value < float("inf")):
+    if key in POSITIVE_SETTINGS and not (is_number(value) and value > 0):
         return f"must be a positive number of seconds, got {value!r}"
     if key in TEXT_SETTINGS and not isinstance(value, str):
         return f"must be text, got {value!r}"

@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import SlideIQAError
 from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
+from .values import is_whole
 
 #: A tile is assessed when at least this share of it is tissue.
 DEFAULT_MIN_TISSUE = 0.25
@@ -92,12 +93,10 @@ _WANTED = {"text": "text", "number": "a number", "switch": "true or false", "who
 def _is_kind(value: Any, kind: str) -> bool:
     if kind == "switch":
         return isinstance(value, bool)
-    if isinstance(value, bool):  # Python's bool is an int: True is no number of tiles
-        return False
-    if kind == "number":
-        return isinstance(value, (int, float))
+    if kind == "number":  # NaN and infinities pass as numbers, to be refused by their range below
+        return isinstance(value, float) or is_whole(value)
     if kind == "whole":
-        return isinstance(value, int)
+        return is_whole(value)
     return isinstance(value, str)
 
 

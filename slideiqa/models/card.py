@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import SlideIQAError
+from ..values import is_number, is_whole
 
 CARD_SUFFIX = ".json"
 TENSORS_SUFFIX = ".safetensors"
@@ -95,26 +95,22 @@ class ModelCard:
 MAX_INPUT_SIZE = 4096
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _field_problem(name: str, value: Any) -> str | None:
     """What is wrong with a card's field, or None."""
     if name in ("input_size", "tile_size"):
-        if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_INPUT_SIZE):
+        if not (is_whole(value) and 1 <= value <= MAX_INPUT_SIZE):
             return f"must be a whole number of pixels from 1 to {MAX_INPUT_SIZE}, got {value!r}"
     elif name in ("cell_hidden", "cell_px"):
-        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INPUT_SIZE):
+        if not (is_whole(value) and 0 <= value <= MAX_INPUT_SIZE):
             return f"must be a whole number from 0 to {MAX_INPUT_SIZE}, got {value!r}"
     elif name == "mpp":
-        if not (_number(value) and value > 0):
+        if not (is_number(value) and value > 0):
             return f"must be a positive number of µm per pixel, got {value!r}"
     elif name == "dropout":
-        if not (_number(value) and 0 <= value < 1):
+        if not (is_number(value) and 0 <= value < 1):
             return f"must be a number from 0 to below 1, got {value!r}"
     elif name in ("mean", "std"):
-        if not (isinstance(value, list) and len(value) == 3 and all(_number(v) for v in value)):
+        if not (isinstance(value, list) and len(value) == 3 and all(is_number(v) for v in value)):
             return f"must be three numbers (R, G, B), got {value!r}"
         if name == "std" and not all(v > 0 for v in value):
             return f"must be positive, got {value!r}"
