@@ -8,22 +8,24 @@ capped by the physical evidence of an exposure error in that tile, and only shar
 
 * **too little light** (``dark``): the white point — the 99.5th percentile of each pixel's brightest
   channel — below :data:`DARK_WHITE_POINT`. Every 112 µm of tissue holds something that lets light
-  through in at least one channel (eosin red, DAB red, haematoxylin blue; glass in all): clean tiles
-  of twelve sources reach no lower than 213, a tile given half the light no higher than 128;
+  through in at least one channel (eosin red, DAB red, haematoxylin blue; glass in all): the sharp
+  test tiles of the seven tissue groups reach no lower than 224, and in every group a tile given
+  half the light is certainly dark (a camera's dim smear fields reach 145, where the network decides);
 * **too much light** (``bright``): stain clipped to white in one channel — among a tile's coloured
-  pixels, the share whose brightest channel is saturated, beyond :data:`CLIPPED_STAIN` (clean: at
-  most 0.07) — or most of the tile saturated in some channel (:data:`CLIPPED_TILE`; dense IHC whose
-  pale background turns white);
+  pixels, the share whose brightest channel is saturated, beyond :data:`CLIPPED_STAIN` (sharp tissue
+  tiles: at most 0.14) — or most of the tile saturated in some channel (:data:`CLIPPED_TILE`; dense
+  IHC whose pale background turns white);
 * **a crushed black level** (``black``): a share of pixels black in every channel beyond
-  :data:`BLACK_SHARE` (clean: at most 0.002).
+  :data:`BLACK_SHARE` (sharp tiles: at most 0.0003).
 
 P(exposure) becomes min(P_network, E) with E the largest of the three, and where too little light
-is certain (``dark`` above :data:`CERTAIN`) it is at least that: the network misses half of the
-tiles given half the light, which no stain explains. What a tile alone cannot show — a tone curve
+is certain (``dark`` above :data:`CERTAIN`) it is at least that: without it, 0.74–0.81 of held-out
+fields' tiles given half the light were flagged (``benchmarks/README.md``), and no stain explains it. What a tile alone cannot show — a tone curve
 (γ ½ or 2 leaves the glass calibrated and clips nothing: it *is* a stain of another density), a
 linear stretch that clips nothing — is left to the tile against its slide (``slide_tone``) and the
-slide against its batch (``batch_report``). Measured on clean tiles of every source and on every
-exposure kind at ±1 and ±2 EV (by slideiqa's code, scikit-image's and OpenCV's) in ``training/README.md``.
+slide against its batch (``batch_report``). The figures above: ``training/analysis/exposure_evidence.py``
+(every group's sharp test tiles, and the same tiles given every exposure error at ±1 EV); fields of
+hospitals no model saw, mapped alone: ``benchmarks/clean_tissue.py`` and ``defects_found.py``.
 """
 
 from __future__ import annotations
@@ -43,14 +45,14 @@ DARK_WHITE_POINT, DARK_SOFTNESS = 160.0, 6.0
 #: A channel at or above this is saturated; a pixel whose darkest channel is below STAINED is coloured.
 SATURATED, STAINED = 254, 240
 #: Share of a tile's coloured pixels saturated in some channel beyond which stain was clipped to white
-#: (clean tiles: at most 0.07), and share of all its pixels (clean: at most 0.10, and 0.50 where a
-#: scanner writes its glass as white: the bound keeps such scanners' tissue tiles unflagged).
+#: (sharp tissue tiles: at most 0.14), and share of all its pixels (at most 0.22; a scanner that
+#: writes its glass as white saturates all of it, so the bound is half the tile).
 CLIPPED_STAIN, CLIPPED_STAIN_SOFTNESS = 0.20, 0.015
 CLIPPED_TILE, CLIPPED_TILE_SOFTNESS = 0.50, 0.02
 #: Least share of coloured pixels for the clipped-stain share to mean anything.
 MIN_STAINED_SHARE = 0.05
 #: A pixel at or below this in every channel is black; beyond BLACK_SHARE of them, the black level
-#: was crushed (clean tiles: at most 0.002; a tone curve of γ 2 on dense tissue: 0.022).
+#: was crushed (sharp tiles: at most 0.0003).
 BLACK, BLACK_SHARE, BLACK_SOFTNESS = 5, 0.03, 0.004
 #: Evidence of too little light this strong raises P(exposure) whatever the network says.
 CERTAIN = 0.99
