@@ -29,7 +29,7 @@ from slideiqa.models import ModelCard, build_model
 from slideiqa.inference import onnx_session_options
 from slideiqa.exposure_evidence import exposure_evidence
 from slideiqa.motion_blur import motion_score
-from slideiqa.noise_level import noise_sigma, noise_sigma_cells
+from slideiqa.noise_level import patch_noise
 
 
 def rate(run, batch: int, seconds: float) -> float:
@@ -66,11 +66,12 @@ def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float
 
         def measured() -> None:
             session.run(None, {"tiles": tiles})
-            noise_sigma(tiles)
+            noise = patch_noise(tiles)  # once, for the tiles and their cells
+            noise.per_tile()
             motion_score(tiles)
             exposure_evidence(tiles)
             if cells:
-                noise_sigma_cells(tiles, card.cell_px)
+                noise.per_cell(card.cell_px)
 
         result["onnxruntime + measured"] = rate(measured, batch, seconds)
     return result

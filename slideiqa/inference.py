@@ -25,7 +25,7 @@ from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
 from .exposure_evidence import exposure_evidence, judge_exposure
 from .judgement import judge_measured, measured_families
-from .noise_level import judge_noise, noise_sigma_cells
+from .noise_level import judge_noise, patch_noise
 
 Engine = Literal["auto", "torch", "onnx"]
 
@@ -187,7 +187,7 @@ class Predictor:
 
     def predict_with_cells(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tile probabilities (N, classes), cell probabilities (N, rows, cols, classes)) from one
-        pass; noise measured per cell as per tile (``noise_level.noise_sigma_cells``)."""
+        pass; noise measured per cell as per tile (``noise_level.PatchNoise.per_cell``)."""
         if not self.has_cells:
             raise ModelError(f"{self.checkpoint}: this model has no cell head; it judges whole tiles only")
         return self._run(tiles, cells=True)
@@ -212,10 +212,11 @@ class Predictor:
         probabilities = outputs[0]
         cell_probabilities = outputs[1] if cells else None
         evidence = exposure_evidence(tiles) if "exposure" in self.measured_families else None
-        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence)
-        if cells and self.measure_noise:
+        noise = patch_noise(tiles) if "noise" in self.measured_families else None  # once, for tiles and cells
+        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence, noise)
+        if cells and noise is not None:
             shape = cell_probabilities.shape
-            sigma = noise_sigma_cells(tiles, self.card.cell_px).reshape(-1)  # one σ per cell
+            sigma = noise.per_cell(self.card.cell_px).reshape(-1)  # one σ per cell
             cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
                                              sigma).reshape(shape)
         if cells and "exposure" in self.measured_families:  # a cell is judged by its tile's evidence

@@ -18,7 +18,7 @@ import numpy as np
 from .exposure_evidence import (ExposureEvidence, exposure_evidence, exposure_judgement, judge_exposure,
                                 measures_exposure)
 from .motion_blur import judge_motion, measures_motion, motion_judgement, motion_score
-from .noise_level import judge_noise, measures_noise, noise_judgement, noise_sigma
+from .noise_level import PatchNoise, judge_noise, measures_noise, noise_judgement, patch_noise
 
 #: Every family that can be measured, in the order the measurements are applied.
 MEASURABLE = ("noise", "motion", "exposure")
@@ -32,11 +32,13 @@ def measured_families(classes: list[str], mpp: float) -> list[str]:
 
 
 def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndarray,
-                   families: list[str], evidence: ExposureEvidence | None = None) -> np.ndarray:
+                   families: list[str], evidence: ExposureEvidence | None = None,
+                   noise: PatchNoise | None = None) -> np.ndarray:
     """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured
-    (``evidence``: the tiles' exposure evidence, where the caller has it already)."""
+    (``evidence``, ``noise``: the tiles' exposure evidence and patch noise, where the caller has them
+    already)."""
     if "noise" in families:
-        probabilities = judge_noise(probabilities, classes, noise_sigma(tiles))
+        probabilities = judge_noise(probabilities, classes, (noise or patch_noise(tiles)).per_tile())
     if "motion" in families:
         probabilities = judge_motion(probabilities, classes, motion_score(tiles))
     if "exposure" in families:

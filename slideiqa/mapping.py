@@ -72,8 +72,9 @@ class MapCancelled(SlideIQAError):
 
 
 #: How tiles are read and judged (``MapSettings.judgement``): 1 is edge tiles mirrored past the slide,
-#: pale stroma joined into tissue, exposure judged by evidence and the debris colour rule of stains.
-JUDGEMENT = 1
+#: pale stroma joined into tissue, exposure judged by evidence and the debris colour rule of stains;
+#: 2 measures noise on a tile's unclipped patches.
+JUDGEMENT = 2
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 
 from slideiqa.distortions import KINDS, noise
 from slideiqa.inference import Predictor
-from slideiqa.noise_level import NOISE_SIGMA, judge_noise, measures_noise, noise_sigma
+from slideiqa.noise_level import NOISE_SIGMA, judge_noise, measures_noise, noise_sigma, patch_noise
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 
@@ -26,6 +26,29 @@ def test_the_estimate_rises_with_noise_and_crosses_the_threshold_at_the_floor(he
     levels = [measured(severity) for severity in (0.2, FLOORS["noise"], 0.75, 1.0)]
     assert all(np.all(a < b) for a, b in zip(levels, levels[1:])), [level.round(1) for level in levels]
     assert levels[1].min() > NOISE_SIGMA, levels[1].round(2)
+
+
+def test_noise_on_a_pale_tile_is_measured_where_the_white_does_not_clip_it(heldout_tiles):
+    """Half a stop brighter, the held-out tiles' glass and pale stroma sit at 255 (up to a third of a
+    tile): noise at the floor is flattened there, so those patches are left out. Taken as the tile's
+    smoothest parts, they measured one tile's floor noise at 8.3 grey levels."""
+    pale = np.clip(heldout_tiles.astype(np.float32) * 2 ** 0.5, 0, 255).astype(np.uint8)
+    assert (pale[..., 1] == 255).mean(axis=(1, 2)).max() > 0.3
+    noisy = np.stack([noise(tile, FLOORS["noise"], seed=i, kind="gaussian") for i, tile in enumerate(pale)])
+    assert noise_sigma(noisy).min() > NOISE_SIGMA + 2.0, noise_sigma(noisy).round(1)
+    assert noise_sigma(pale).max() < NOISE_SIGMA - 4.0
+
+
+def test_a_cell_of_clipped_glass_is_not_called_noisy_nor_hides_the_noise_beside_it(heldout_tiles):
+    """A cell's σ is its smoothest unclipped patch; a cell with nothing but glass clipped at white
+    keeps the lowest of its patches (the noise the clip left: half of it), and is not noisy."""
+    tile = heldout_tiles[4].copy()
+    tile[:112] = 255
+    noisy = noise(tile, FLOORS["noise"], seed=3, kind="gaussian")
+    cells = patch_noise(noisy[None]).per_cell(32)[0]
+    assert cells.shape == (7, 7)
+    assert cells[:3].max() < NOISE_SIGMA, cells[:3].round(1)
+    assert (cells[4:] > NOISE_SIGMA).mean() >= 0.9, cells[4:].round(1)  # a cell is 4 patches: noisier
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS["noise"])
