@@ -28,6 +28,7 @@ from slideiqa.models.export import TileClassifier, export_onnx
 from slideiqa.models import ModelCard, build_model
 from slideiqa.inference import onnx_session_options
 from slideiqa.exposure_evidence import exposure_evidence
+from slideiqa.jpeg_quantisation import jpeg_scale
 from slideiqa.motion_blur import motion_score
 from slideiqa.noise_level import patch_noise
 
@@ -69,6 +70,7 @@ def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float
             noise = patch_noise(tiles)  # once, for the tiles and their cells
             noise.per_tile()
             motion_score(tiles)
+            jpeg_scale(tiles)
             exposure_evidence(tiles)
             if cells:
                 noise.per_cell(card.cell_px)

@@ -25,6 +25,7 @@ from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
 from .exposure_evidence import exposure_evidence, judge_exposure
 from .judgement import judge_measured, measured_families
+from .jpeg_quantisation import jpeg_scale, judge_jpeg
 from .noise_level import judge_noise, patch_noise
 
 Engine = Literal["auto", "torch", "onnx"]
@@ -125,6 +126,7 @@ class Predictor:
         threads: int | None = None,
         measure_noise: bool = True,
         measure_motion: bool = True,
+        measure_jpeg: bool = True,
         measure_exposure: bool = True,
     ) -> None:
         self.checkpoint = resolve_model(model)
@@ -135,9 +137,9 @@ class Predictor:
         self.engine = engine
         # Noise and motion are measured, not guessed, where the model sees tiles at the scale the
         # measurements were calibrated on, and exposure is capped by its physical evidence
-        # (judgement.py); measure_noise, measure_motion or measure_exposure=False gives the
-        # network's own P(noise), P(motion) or P(exposure).
-        asked = {"noise": measure_noise, "motion": measure_motion, "exposure": measure_exposure}
+        # (judgement.py); measure_noise, measure_motion, measure_jpeg or measure_exposure=False gives
+        # the network's own P(noise), P(motion), P(jpeg) or P(exposure).
+        asked = {"noise": measure_noise, "motion": measure_motion, "jpeg": measure_jpeg, "exposure": measure_exposure}
         #: The defect families this predictor measures rather than takes from the network.
         self.measured_families = [family for family in measured_families(self.card.classes, self.card.mpp)
                                   if asked[family]]
@@ -213,12 +215,17 @@ class Predictor:
         cell_probabilities = outputs[1] if cells else None
         evidence = exposure_evidence(tiles) if "exposure" in self.measured_families else None
         noise = patch_noise(tiles) if "noise" in self.measured_families else None  # once, for tiles and cells
-        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence, noise)
+        jpeg = jpeg_scale(tiles) if "jpeg" in self.measured_families else None
+        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg)
         if cells and noise is not None:
             shape = cell_probabilities.shape
             sigma = noise.per_cell(self.card.cell_px).reshape(-1)  # one σ per cell
             cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
                                              sigma).reshape(shape)
+        if cells and jpeg is not None:  # compression is the tile's: a cell takes its tile's step
+            shape = cell_probabilities.shape
+            cell_probabilities = judge_jpeg(cell_probabilities.reshape(-1, shape[-1]), self.classes,
+                                            np.repeat(jpeg, shape[1] * shape[2])).reshape(shape)
         if cells and "exposure" in self.measured_families:  # a cell is judged by its tile's evidence
             shape = cell_probabilities.shape
             cell_probabilities = judge_exposure(cell_probabilities.reshape(-1, shape[-1]), self.classes,

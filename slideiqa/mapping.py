@@ -73,7 +73,7 @@ class MapCancelled(SlideIQAError):
 
 #: How tiles are read and judged (``MapSettings.judgement``): 1 is edge tiles mirrored past the slide,
 #: pale stroma joined into tissue, exposure judged by evidence and the debris colour rule of stains;
-#: 2 measures noise on a tile's unclipped patches.
+#: 2 adds the JPEG step read from the tile and noise measured on its unclipped patches.
 JUDGEMENT = 2
 
 
