@@ -132,8 +132,9 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
     threshold = map_threshold(quality) if threshold is None else threshold
     placement = _grid_placement(quality.tile_um)
     classes = quality.classes
+    unfinished = "" if quality.complete else " (unfinished)"
     score_layer = (score, {
-        "name": f"{stem} score", "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 1.0),
+        "name": f"{stem} score{unfinished}", "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 1.0),
         "opacity": SCORE_OPACITY, "blending": "translucent", "interpolation2d": "nearest",
         "metadata": tag(ROLE_SCORE, quality.path, slide_path), **placement,
     }, "image")

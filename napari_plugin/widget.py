@@ -53,7 +53,8 @@ class QualityWidget(QWidget):
         self.map_path: Path | None = None
         self._stop = threading.Event()
         self._files: list[Path] = []
-        self._rule: tuple[Path | None, float] | None = None
+        #: (map, its verdict rule's max_bad_share, whether it is complete), read once per map shown.
+        self._rule: tuple[Path | None, float, bool] | None = None
         self._progress = _Progress(self)
         self._progress.changed.connect(self._on_progress)
         self._build()
@@ -205,14 +206,23 @@ class QualityWidget(QWidget):
                          self._max_bad_share())
 
     def _max_bad_share(self) -> float:
-        """The shown map's verdict rule, read once per map (the slider calls for it at every step)."""
+        """The shown map's verdict rule (the slider calls for it at every step)."""
+        return self._map_facts()[0]
+
+    def _map_complete(self) -> bool:
+        """Whether the shown map is complete: a map still being written, or interrupted, has no verdict."""
+        return self._map_facts()[1]
+
+    def _map_facts(self) -> tuple[float, bool]:
+        """(max_bad_share, complete) of the shown map, read once per map."""
         if self._rule is None or self._rule[0] != self.map_path:
             try:
-                saved = open_map(self.map_path).attributes.get("summary") or {}
+                opened = open_map(self.map_path)
+                saved, complete = opened.attributes.get("summary") or {}, opened.complete
             except SlideIQAError:  # the map was moved or deleted since it was shown
-                saved = {}
-            self._rule = (self.map_path, float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)))
-        return self._rule[1]
+                saved, complete = {}, False
+            self._rule = (self.map_path, float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)), complete)
+        return self._rule[1], self._rule[2]
 
     def _show_score_legend(self, score_layer: Any) -> None:
         """A colour bar of the score layer with the threshold marked, under the layer's name."""
@@ -235,6 +245,12 @@ class QualityWidget(QWidget):
         self._show_score_legend(self._map_layer(ROLE_SCORE))
         if summary is None:
             self.summary_label.setText("")
+            return
+        if not self._map_complete():
+            self.summary_label.setText(
+                f"<b>{html.escape(self.map_path.name)}</b> — <b style='color: #d73027'>UNFINISHED</b>: the map "
+                "is still being written or was interrupted, so it has no verdict yet; run slideiqa map on its "
+                "slide again (or Run here) to finish it")
             return
         label_layer = self._map_layer(ROLE_LABEL)
         if not getattr(label_layer, "_slideiqa_watched", False):  # its legend's title follows its eye
@@ -373,6 +389,7 @@ class QualityWidget(QWidget):
         self.progress_bar.setValue(done)
 
     def _on_done(self, result: MapResult, slide: Path) -> None:
+        self._rule = None  # the map may have been shown while it was being written
         state = "already complete" if result.skipped else f"done in {result.summary.get('runtime_s', 0):.1f} s"
         self.status_label.setText(f"{result.path.name}: {state}")
         try:

@@ -554,8 +554,11 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
 
 
 def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
-    """Each tile's tone judged against its slide's, then summary, overview and regions from the
-    written arrays, then status "complete"."""
+    """Each tile's tone judged against its slide's, then status "complete" with the summary in the
+    map's attributes, then overview, regions and ``summary.json`` from the written arrays. The files
+    come last so that no verdict is ever on disk beside a map that is not complete: a process killed
+    before the status has written none (a rerun finishes the map), one killed after it leaves a
+    complete map whose files a rerun writes again (``_report_complete``)."""
     tone = judge_map_tone(root, plan.card.classes, plan.card.good_index, plan.settings.cells_against_slide) \
         if plan.settings.tone_against_slide else None
     score, label = read_array(root, "score"), read_array(root, "label")
@@ -571,10 +574,10 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     summary |= _cell_summary(plan, root)
     if tone is not None:
         summary["tone"] = tone
-    _write_reports(plan, root, summary, score, label)
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
                       timing={"runtime_s": runtime, "compute_s": compute_s})
+    _write_reports(plan, root, summary, score, label)
     return MapResult(plan.out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
 
 

@@ -445,8 +445,13 @@ class QualityMap:
 
     @property
     def summary(self) -> dict[str, Any] | None:
+        """A complete map's summary (``summary.json``, or the copy in its attributes where a process
+        was stopped before it wrote the file); None for a map still being written or interrupted,
+        whatever files lie beside it, since its figures are not the slide's."""
+        if not self.complete:
+            return None
         path = self.path / "summary.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return json.loads(path.read_text()) if path.exists() else self.attributes.get("summary")
 
 
 def open_map(path: str | Path) -> QualityMap:

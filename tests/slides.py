@@ -124,3 +124,33 @@ def mosaic_slide(path: Path, sources: list[np.ndarray], tiles: int, tile: int, s
     if blurred:
         mosaic[:blurred] = defocus(np.ascontiguousarray(mosaic[:blurred]), 0.6, mpp=mpp)
     return write_pyramidal_tiff(path, mosaic, mpp=mpp, levels=3, compression="zlib")
+
+
+#: Where a map's finish step can be cut by a kill: just before the status "complete" is written, or
+#: just after it, before the overview, regions and summary.json.
+FINISH_KILL_POINTS = {
+    "before the status": "update_attributes",
+    "after the status": "_write_reports",
+}
+
+
+def map_killed_in_its_finish(slide: Path, out: Path, point: str) -> int:
+    """Map ``slide`` to ``out`` in a child process that SIGKILLs itself at ``point`` of the finish step
+    (:data:`FINISH_KILL_POINTS`); returns its exit code (-9). The child wraps a function of
+    ``slideiqa.mapping`` — the real process is killed by a real signal, the code under test is unchanged."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "import slideiqa.mapping as mapping\n"
+        f"name = {FINISH_KILL_POINTS[point]!r}\n"
+        "original = getattr(mapping, name)\n"
+        "def killed(*args, **kwargs):\n"
+        "    if name != 'update_attributes' or kwargs.get('status') == 'complete':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return original(*args, **kwargs)\n"
+        "setattr(mapping, name, killed)\n"
+        "mapping.map_slide(sys.argv[1], sys.argv[2])\n"
+    )
+    return subprocess.run([sys.executable, "-c", script, str(slide), str(out)], timeout=300).returncode

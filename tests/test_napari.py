@@ -21,7 +21,7 @@ from slideiqa.store import (BUBBLE, DEBRIS, EDGE, FIXED_LABELS, FOLD, PEN, STATU
                            open_map)
 
 from conftest import CMU_SLIDE, FIXTURES, ROOT
-from slides import truncated_copy, write_pyramidal_tiff
+from slides import map_killed_in_its_finish, truncated_copy, write_pyramidal_tiff
 
 pytest.importorskip("napari", reason="the napari extra is not installed")  # `pip install -e ".[dev]"` has it
 
@@ -418,6 +418,25 @@ def test_map_whose_slide_is_gone_opens_alone_with_a_warning(viewer, tmp_path, sa
     assert [layer.metadata["slideiqa"]["role"] for layer in layers] == [
         "score", "label", "cell score", "cell class", "below threshold"]
     assert any(severity == "warning" and "not found" in message for severity, message in notifications)
+
+
+def test_a_map_killed_in_its_finish_is_shown_as_unfinished_without_a_verdict(viewer, tmp_path):
+    """A map cut by kill -9 just before it was marked complete: every tile is there, but the widget
+    gives no verdict for it and its score layer says it is unfinished; finished by a rerun, both
+    follow."""
+    from slideiqa import map_slide
+
+    out = tmp_path / "cmu.quality.zarr"
+    assert map_killed_in_its_finish(CMU_SLIDE, out, "before the status") == -9
+    widget = _widget(viewer)
+    widget.show_map(out, CMU_SLIDE)
+    text = widget.summary_label.text()
+    assert "UNFINISHED" in text and "PASS" not in text and "FAIL" not in text
+    assert by_role(viewer, "score").name.endswith("(unfinished)")
+    map_slide(CMU_SLIDE, out)
+    widget._rule = None  # as after a run of the widget's own
+    widget.show_map(out, CMU_SLIDE)
+    assert "PASS" in widget.summary_label.text() and not by_role(viewer, "score").name.endswith("(unfinished)")
 
 
 def test_widget_reports_a_broken_slide_without_adding_layers(viewer, qtbot, notifications):
