@@ -361,6 +361,51 @@ def test_killing_a_worker_mid_batch_still_gives_identical_maps(batch, cohort, tm
     _same_maps(out, batch.out, atol=1e-6)
 
 
+def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
+    """Every worker that takes one slide is killed (kill -9) until Dask gives up on it (``allowed-
+    failures`` lowered to 1 for speed: two deaths). That slide fails with a line that says so; the
+    other slides of the batch are mapped whole, and the batch ends."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    (cohort / "a_doomed.svs").write_bytes(CMU_SLIDE.read_bytes())  # first in line: mapped on a worker
+    mosaic_slide(cohort / "b_case.tif", sources, 8, TILE, seed=1)
+    mosaic_slide(cohort / "c_case.tif", sources, 8, TILE, seed=2)
+    out, deaths, stop = tmp_path / "maps", [], threading.Event()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        def kill_whoever_maps_it() -> None:
+            while not stop.is_set():
+                for address, keys in client.processing().items():
+                    if any(str(key).startswith("slide-a_doomed.svs") for key in keys):
+                        with contextlib.suppress(Exception):
+                            pid = client.run(os.getpid, workers=[address])[address]
+                            os.kill(pid, signal.SIGKILL)
+                            deaths.append(pid)
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_whoever_maps_it)
+        killer.start()
+        try:
+            result = run_batch([cohort], out, scheduler=cluster.scheduler_address, options=MapOptions(block=BLOCK))
+        finally:
+            stop.set()
+            killer.join()
+    assert len(set(deaths)) >= 2
+    records = {Path(record.slide).name: record for record in result.records}
+    assert records["a_doomed.svs"].status == "failed"
+    assert "the workers mapping it kept dying" in records["a_doomed.svs"].error
+    assert "a_doomed.svs" in records["a_doomed.svs"].error and "\n" not in records["a_doomed.svs"].error
+    for name in ("b_case.tif", "c_case.tif"):
+        assert records[name].status == "mapped" and open_map(records[name].map).complete, records[name].error
+    report = json.loads((out / "report.json").read_text())
+    assert {Path(row["slide"]).name: row["status"] for row in report["slides"]} == {
+        "a_doomed.svs": "failed", "b_case.tif": "mapped", "c_case.tif": "mapped"}
+
+
 def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, cohort, tmp_path):
     out = tmp_path / "interrupted"
     script = ("import sys\nfrom slideiqa.batch import MapOptions, run_batch\n"
