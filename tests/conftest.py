@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,19 @@ CMU_SLIDE = EXAMPLES / "cmu_small_region.svs"
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
 #: Real sharp tiles of files the shipped model never saw (tests/data/PROVENANCE.md).
 HELDOUT = sorted((ROOT / "tests" / "data" / "heldout").glob("*.png"))
+
+
+#: Capabilities whose tests must run, not skip: comma-separated in this variable (``.ci/run`` names
+#: the ones it installed or started, so that a test skipped there for want of one fails instead).
+REQUIRED = {name.strip() for name in os.environ.get("SLIDEIQA_REQUIRE", "").split(",") if name.strip()}
+
+
+def skip_unless_available(capability: str, reason: str, module: bool = False) -> None:
+    """Skip the test (``module``: the whole module) for want of ``capability`` (slurm, tmpfs, chromium,
+    napari) — or fail it, where the environment says that capability was provided (``SLIDEIQA_REQUIRE``)."""
+    if capability in REQUIRED:
+        pytest.fail(f"{capability} was required (SLIDEIQA_REQUIRE) but is not available: {reason}")
+    pytest.skip(reason, allow_module_level=module)
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +101,7 @@ def browser():
     """Headless Chromium (Debian's package) driven through its own chromedriver."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
-        pytest.skip("Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+        skip_unless_available("chromium", "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -13,6 +13,8 @@ from PIL import Image
 import slideiqa
 from slideiqa.models.zoo import resolve_model
 
+from conftest import skip_unless_available
+
 
 def _subprocess(module, *args):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=300)
@@ -159,7 +161,7 @@ def small_filesystem(tmp_path):
     mount_point.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
                       capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+        skip_unless_available("tmpfs", "cannot mount a tmpfs here (needs root and mount permission)")
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 

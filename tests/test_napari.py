@@ -20,10 +20,13 @@ from slideiqa.slide import open_slide
 from slideiqa.store import (BUBBLE, DEBRIS, EDGE, FIXED_LABELS, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done,
                            open_map)
 
-from conftest import CMU_SLIDE, FIXTURES, ROOT
+from conftest import CMU_SLIDE, FIXTURES, ROOT, skip_unless_available
 from slides import map_killed_in_its_finish, truncated_copy, write_pyramidal_tiff
 
-pytest.importorskip("napari", reason="the napari extra is not installed")  # `pip install -e ".[dev]"` has it
+try:  # `pip install -e ".[dev]"` has it
+    import napari  # noqa: F401
+except ImportError:
+    skip_unless_available("napari", "the napari extra is not installed", module=True)
 
 PLUGIN = "slideiqa"
 CMU_MPP = 0.499

@@ -19,7 +19,7 @@ from slideiqa.batch import MapOptions, run_batch
 from slideiqa.slide import open_slide
 from slideiqa.store import ARRAYS, CELL_ARRAYS, blocks_done, is_quality_map, open_map
 
-from conftest import CMU_SLIDE, FIELDS
+from conftest import CMU_SLIDE, FIELDS, skip_unless_available
 from slides import mosaic_slide
 
 pytestmark = pytest.mark.slurm
@@ -36,7 +36,7 @@ def _slurm_running() -> bool:
 @pytest.fixture(scope="module")
 def slurm():
     if not _slurm_running():
-        pytest.skip("no SLURM cluster running here (root: examples/slurm/single_node.sh start)")
+        skip_unless_available("slurm", "no SLURM cluster running here (root: examples/slurm/single_node.sh start)")
 
 
 @pytest.fixture(scope="module")
