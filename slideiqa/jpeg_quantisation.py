@@ -11,9 +11,10 @@ over the five), on the block grid the tile's own block edges show.
 
 A network misses part of what this sees: it passed 13 of 73 CPM-15 tiles at quality 15, at the
 model's scale. Measured on every clean field's tiles at 0.5 µm/px (1101 tiles of the held-out and
-the catalogued sources, ``training/README.md``): compressed at quality 15 by Pillow, OpenCV or
-albumentations, every tile reads 3.3–3.8; at quality 30, 1.6–1.8; clean and quality 50–75, at most
-1.1. ``JPEG_SCALE`` lies between. The measurement only *raises* P(jpeg): a tile resampled after
+the catalogued sources, ``training/analysis/field_measurements.py``): compressed at quality 15 by
+Pillow, OpenCV or albumentations, every tile reads 2.9–3.8; at quality 30, at most 1.83; at 50 and
+75, at most 1.0; clean tiles and 3303 good looks of them (a scanner's own compression among them),
+at most 0.5 and 1.64. ``JPEG_SCALE`` lies between. The measurement only *raises* P(jpeg): a tile resampled after
 compression (a 40× slide read at 0.5 µm/px, or a slide shrunk on the fly) shows no lattice, and
 there the network's own call stands.
 
@@ -33,12 +34,12 @@ from .noise_level import set_class_probability
 
 #: The standard (Annex K) luminance table's entries at the coefficients read, (row, column).
 COEFFICIENTS = {(0, 1): 11, (1, 0): 12, (1, 1): 14, (0, 2): 10, (2, 0): 14}
-#: Table scale above which a tile was compressed past the floor (quality 15 reads 3.3–3.8, quality
-#: 30 1.6–1.8): quality below about 20.
+#: Table scale above which a tile was compressed past the floor (quality 15 reads 2.9–3.8, quality
+#: 30 at most 1.83): quality below about 20.
 JPEG_SCALE, JPEG_SOFTNESS = 2.5, 0.05
 #: Log-ratio of the strongest 8-px phase of the tile's green-channel steps to their median below which
 #: no block grid is seen (quality 15, any of the three encoders: at least 0.24; 86 % of the sharp
-#: tiles, and 82 % of them at quality 75, are below it and cost nothing more).
+#: tiles are below it and cost nothing more).
 MIN_BLOCKINESS = 0.2
 #: A coefficient's values fit a step when the mean of cos(2π value / step) exceeds this; at least
 #: MIN_VALUES values of magnitude ≥ 2 are needed for a fit.

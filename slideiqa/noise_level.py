@@ -16,10 +16,10 @@ field's bright glass and cream stroma were its "smoothest parts", and noise at t
 the whole tile, once: the same patches give the tile's estimate and its cells' (:class:`PatchNoise`).
 
 Measured on every clean field's tiles at 0.5 µm/px (the held-out sources and the catalogued ones:
-1101 tiles, ``training/README.md``), no sharp tile comes near ``NOISE_SIGMA`` (the highest: 6.5);
-of 3303 good looks of them (stain, calibration, the scanner's sharpening and compression:
-``appearance.vary_good``) 2 are above it; of the same tiles with noise at the floor, 0–1.2 % are
-below it, for slideiqa's noise and other libraries' alike. ``judge_noise`` therefore replaces the
+1101 tiles, ``training/analysis/field_measurements.py``), no sharp tile comes near ``NOISE_SIGMA``
+(the highest: 6.5); of 3303 good looks of them (stain, calibration, the scanner's sharpening and
+compression: ``appearance.vary_good``) 5 are above it; of the same tiles with noise at the floor,
+at most 0.2 % are below it, for slideiqa's noise and other libraries' alike. ``judge_noise`` therefore replaces the
 network's P(noise) with the measurement's and leaves the network to share the rest of the probability
 among good and the other families, in its own proportions.
 
@@ -35,8 +35,8 @@ import numpy as np
 import pywt
 from scipy.special import expit
 
-#: Noise σ (grey levels of the green channel) above which a tile is noisy: 2 of 3303 good looks of
-#: the clean fields' tiles above it, at most 1.2 % of their copies with noise at the floor (σ 15
+#: Noise σ (grey levels of the green channel) above which a tile is noisy: 5 of 3303 good looks of
+#: the clean fields' tiles above it, at most 0.2 % of their copies with noise at the floor (σ 15
 #: grey levels, any implementation) below it. (9.8 with the earlier estimate, on the tile's central
 #: half with clipped patches kept, whose floor copies measured lower.)
 NOISE_SIGMA = 9.0
