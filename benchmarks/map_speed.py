@@ -6,11 +6,12 @@ turned, inside an elliptical tissue area on glass), then in one run measures:
 
 (a) read-only: OpenSlide decoding exactly the tissue tiles of the map's grid, with as many threads
     as there are cores (OpenSlide releases the GIL), nothing else;
-(b) ``map_slide`` end to end on the same slide with the default model and settings;
+(b) ``map_slide`` end to end on the same slide with the default model and settings (and with each
+    further model of ``--models``, e.g. ``default,accurate``: the same map with another network);
 
 and prints tiles/s of each, their ratio, and peak RSS of the mapping process (with its children).
 
-    python benchmarks/map_speed.py [--workers N]
+    python benchmarks/map_speed.py [--workers N] [--models default,accurate]
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=None, help="map with N worker processes")
     parser.add_argument("--build-only", action="store_true", help="only build (and cache) the benchmark slide")
+    parser.add_argument("--models", default="default", help="comma-separated models to map with, in turn")
     args = parser.parse_args()
     from slideiqa import map_slide
 
@@ -74,18 +76,25 @@ def main() -> None:
     read_rate = tiles / seconds
     print(f"(a) read-only OpenSlide, {cores} threads: {tiles} tissue tiles in {seconds:.1f} s = {read_rate:.0f} tiles/s",
           flush=True)
-    out = Path(tempfile.mkdtemp()) / "benchmark.quality.zarr"
-    started = time.perf_counter()
-    result = map_slide(slide, out, workers=args.workers)
-    wall = time.perf_counter() - started
-    assessed = result.summary["tissue_tiles"]
-    map_rate = result.summary["tiles_per_s"]
-    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print(f"(b) slideiqa map ({'threads' if args.workers is None else f'{args.workers} workers'}): {assessed} tiles, "
-          f"{map_rate:.0f} tiles/s while computing, {assessed / wall:.0f} tiles/s over {wall:.1f} s in all")
-    print(f"ratio map / read-only: {map_rate / read_rate:.2f} (computing), {assessed / wall / read_rate:.2f} (in all)")
-    print(f"peak RSS: {rss / 1024:.0f} MB (largest of this process and of its children)")
-    shutil.rmtree(out.parent)
+    rates: dict[str, float] = {}
+    for model in args.models.split(","):
+        out = Path(tempfile.mkdtemp()) / "benchmark.quality.zarr"
+        started = time.perf_counter()
+        result = map_slide(slide, out, model=model, workers=args.workers)
+        wall = time.perf_counter() - started
+        assessed = result.summary["tissue_tiles"]
+        map_rate = rates[model] = result.summary["tiles_per_s"]
+        rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        print(f"(b) slideiqa map, model {model} ({'threads' if args.workers is None else f'{args.workers} workers'}): "
+              f"{assessed} tiles, {map_rate:.0f} tiles/s while computing, {assessed / wall:.0f} tiles/s over "
+              f"{wall:.1f} s in all")
+        print(f"ratio map / read-only: {map_rate / read_rate:.2f} (computing), {assessed / wall / read_rate:.2f} (in all)")
+        print(f"peak RSS so far: {rss / 1024:.0f} MB (largest of this process and of its children)", flush=True)
+        shutil.rmtree(out.parent)
+    first = next(iter(rates))
+    for model, rate in list(rates.items())[1:]:
+        print(f"model {model} maps at {rate / rates[first]:.2f}× the speed of {first} ({rates[first] / rate:.1f}× slower)")
     sys.exit(0)
 
 
