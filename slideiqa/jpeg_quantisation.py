@@ -81,14 +81,17 @@ def block_grid(tiles: np.ndarray, extent: np.ndarray | None = None) -> tuple[np.
     absolute step between neighbours peaks with a period of 8 px, and how strongly (log of the peak
     over the median of the eight phases, the weaker of the two axes)."""
     count, height, width = tiles.shape[:3]
-    green = tiles[..., 1].astype(np.int16)
     inside = None if extent is None else ((np.arange(height)[None, :, None] < extent[:, 0, None, None])
                                           & (np.arange(width)[None, None, :] < extent[:, 1, None, None]))
     starts, strengths = [], []
     for axis in (2, 1):
-        steps = np.abs(np.diff(green, axis=axis))
+        # Every other line across the steps: 112 lines show the period as well as 224, at a quarter
+        # of the cost (the strided copy and the differences).
+        lines = tiles[:, ::2, :, 1] if axis == 2 else tiles[:, :, ::2, 1]
+        steps = np.abs(np.diff(lines.astype(np.int16), axis=axis))
         if inside is not None:
-            steps *= inside[:, :, 1:] & inside[:, :, :-1] if axis == 2 else inside[:, 1:] & inside[:, :-1]
+            kept = inside[:, ::2, :] if axis == 2 else inside[:, :, ::2]
+            steps *= kept[:, :, 1:] & kept[:, :, :-1] if axis == 2 else kept[:, 1:] & kept[:, :-1]
         steps = steps.sum(axis=3 - axis, dtype=np.int32)
         usable = steps.shape[1] // 8 * 8
         phases = steps[:, :usable].reshape(count, -1, 8).sum(axis=1).astype(np.float64) + 1.0

@@ -18,7 +18,7 @@ from slideiqa_training.generalisation import (
     CLASSES, FLOORS, CropPlan, TileSet, class_weights, cut_references, cut_tiles, evaluation_tiles, measure, shows_its_defect,
 )
 
-from conftest import HELDOUT, degradation_strength
+from conftest import HELDOUT, ROOT, degradation_strength
 
 def test_catalogue_has_ten_groups_of_both_modalities_each_with_its_origin():
     groups = load_catalogue()
@@ -86,9 +86,12 @@ def test_other_libraries_degrade_deterministically_and_more_with_severity(tissue
 
 
 def test_regression_set_is_what_provenance_says():
-    assert len(HELDOUT) == 10
+    """Ten crops of the catalogue's holdout files and one tile of a source the catalogue lacks."""
+    assert len(HELDOUT) == 11
     held = {f"{g.name}__{Path(p).stem}" for g in load_catalogue() for p in g.holdout}
-    assert {path.stem.rsplit("__", 1)[0] for path in HELDOUT} <= held
+    cut = [path for path in HELDOUT if not path.name.startswith("histoart__")]
+    assert len(cut) == 10 and {path.stem.rsplit("__", 1)[0] for path in cut} <= held
+    assert "histoart" not in (ROOT / "training" / "sources.toml").read_text().lower()
 
 
 def test_invisible_defects_are_left_out(tissue_crop):
