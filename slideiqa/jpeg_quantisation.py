@@ -5,7 +5,7 @@ quantisation table: the decoded pixels keep that lattice. The luminance's lowest
 of a tile compressed at quality 15 sit at multiples of 37 and 40 grey levels (the standard table's
 11 and 12, scaled 3.33×); at quality 30, of 18 and 20; a scanner's quality 70–90 leaves steps of
 2–7, and a tile never compressed, or resampled after it, no lattice at all. So the tile's step is
-*read*, in units of the standard table (``scale``: 1 at quality 50, 5000 / quality below it), from
+*read*, in units of the standard table (``scale``: 1 at quality 50, 50 / quality below it), from
 five low-frequency coefficients (each the largest step whose multiples its values fit, the median
 over the five), on the block grid the tile's own block edges show.
 
@@ -14,14 +14,14 @@ model's scale. Measured on every clean field's tiles at 0.5 µm/px (1101 tiles o
 the catalogued sources, ``training/analysis/field_measurements.py``): compressed at quality 15 by
 Pillow, OpenCV or albumentations, every tile reads 2.9–3.8; at quality 30, at most 1.83; at 50 and
 75, at most 1.0; clean tiles and 3303 good looks of them (a scanner's own compression among them),
-at most 0.5 and 1.64. ``JPEG_SCALE`` lies between. The measurement only *raises* P(jpeg): a tile resampled after
-compression (a 40× slide read at 0.5 µm/px, or a slide shrunk on the fly) shows no lattice, and
-there the network's own call stands.
+at most 0.5 and 1.64. ``JPEG_SCALE`` lies between. The measurement only *raises* P(jpeg): a tile
+resampled after compression (a 40× slide read at 0.5 µm/px, or a slide shrunk on the fly) shows no
+lattice, and there the network's own call stands.
 
 Block edges are found on the green channel; tiles whose edges show no clear 8-px period
-(``MIN_BLOCKINESS``: most sharp tiles) are not read further, which keeps the cost at about 0.2 ms a
-tile (0.8 ms on a tile that shows its blocks). Encoders that take RGB for BGR (albumentations over OpenCV) mix the channels into another
-luminance; both orders are read and the larger step kept.
+(``MIN_BLOCKINESS``: most sharp tiles) are not read further, which keeps the cost at about 0.1–0.2 ms
+a tile (0.8 ms on a tile that shows its blocks). Encoders that take RGB for BGR (albumentations over
+OpenCV) mix the channels into another luminance; both orders are read and the larger step kept.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def _coefficients(tiles: np.ndarray, columns: np.ndarray, rows: np.ndarray,
     across = pixels.reshape(len(tiles), 3, side, blocks_side, 8) @ _BASIS.T  # (N, c, H, across, v)
     down = across.reshape(len(tiles), 3, blocks_side, 8, blocks_side * 3).transpose(0, 1, 2, 4, 3) @ _BASIS.T
     dct = down.reshape(len(tiles), 3, blocks_side, blocks_side, 3, 3)  # (N, c, down, across, v, u)
-    per_channel = np.stack([dct[..., v, u] for u, v in COEFFICIENTS], axis=2).reshape(len(tiles), 3, len(COEFFICIENTS), -1)
+    per_channel = np.stack([dct[..., v, u] for u, v in COEFFICIENTS], axis=2)
+    per_channel = per_channel.reshape(len(tiles), 3, len(COEFFICIENTS), -1)
     return np.einsum("oc,nckb->nokb", np.stack(_LUMINANCE), per_channel), inside.reshape(len(tiles), -1)
 
 
@@ -143,7 +144,7 @@ def _fitted_scales(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
 def jpeg_scale(tiles: np.ndarray) -> np.ndarray:
     """(N,) the quantisation table scale each (N, H, W, 3) uint8 tile was compressed with (1 at
-    quality 50, 5000 / quality below it); 0 where no block grid or no lattice is seen."""
+    quality 50, 50 / quality below it); 0 where no block grid or no lattice is seen."""
     tiles = np.asarray(tiles)
     scale = np.zeros(len(tiles))
     columns, rows, blockiness = block_grid(tiles)

@@ -51,7 +51,8 @@ def test_tile_outlines_lie_on_the_448_px_grid(mapped_40x):
     tiles = json.loads((mapped_40x.path / "tiles.geojson").read_text())["features"]
     assert len(tiles) == 4
     for feature in tiles:
-        row, col = int(feature["properties"]["measurements"]["row"]), int(feature["properties"]["measurements"]["column"])
+        measured = feature["properties"]["measurements"]
+        row, col = int(measured["row"]), int(measured["column"])
         assert shape(feature["geometry"]).bounds == (col * STEP, row * STEP, (col + 1) * STEP, (row + 1) * STEP)
 
 

@@ -27,7 +27,7 @@ def test_quality_15_is_read_on_any_block_grid(tumour_field, kind, offset):
     columns, rows, _ = block_grid(tiles)
     assert set(columns) == set(rows) == {(8 - offset) % 8}
     scale = jpeg_scale(tiles)
-    assert np.all((scale > 3.0) & (scale < 4.0)), scale.round(2)  # 5000 / 15 % of the standard table
+    assert np.all((scale > 3.0) & (scale < 4.0)), scale.round(2)  # 50 / 15 = 3.33 times the standard table
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS["jpeg"])
