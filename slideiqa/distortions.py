@@ -232,9 +232,13 @@ def jpeg(
     image, severity, kind = _check_image(image), _check_severity(severity), _check_kind("jpeg", kind)
     if severity == 0:
         return image.copy()
+    return jpeg_round_trip(image, jpeg_quality_for(severity), chroma_subsampled=kind == "420")
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int, chroma_subsampled: bool = True) -> np.ndarray:
+    """``image`` written as a JPEG of ``quality`` by Pillow (4:2:0 chroma, or 4:4:4) and read back."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=jpeg_quality_for(severity),
-                                subsampling=2 if kind == "420" else 0)
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=2 if chroma_subsampled else 0)
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 

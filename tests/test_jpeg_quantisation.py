@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slideiqa.distortions import jpeg
+from slideiqa.distortions import jpeg, jpeg_round_trip
 from slideiqa.inference import Predictor
 from slideiqa.jpeg_quantisation import JPEG_SCALE, block_grid, jpeg_scale, judge_jpeg, own_extent
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
@@ -56,7 +56,7 @@ def test_an_edge_tile_is_read_on_its_own_part_not_its_mirror_image(tumour_field,
 def test_sharp_tiles_and_a_scanners_quality_are_not_read_as_the_floor(heldout_tiles, tumour_field):
     assert jpeg_scale(heldout_tiles).max() < 1.0
     for quality, top in ((30, 2.0), (75, 0.6)):
-        tiles = tiles_of(_encoded(tumour_field, quality), 0)
+        tiles = tiles_of(jpeg_round_trip(tumour_field, quality), 0)
         assert jpeg_scale(tiles).max() < top
 
 
@@ -87,11 +87,3 @@ def test_the_predictor_flags_every_tile_at_the_floor(heldout_tiles):
     assert (judged[:, index] > 0.99).all()
     assert measured.predict(heldout_tiles)[:, index].max() < 0.05
     assert "jpeg" not in network.measured_families
-
-
-def _encoded(image: np.ndarray, quality: int) -> np.ndarray:
-    import io
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert("RGB"))

@@ -17,18 +17,16 @@ defective tiles it misses. Takes about two minutes here.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from clean_tissue import catalogue_fields, resampled  # noqa: E402
 
-from slideiqa.distortions import KINDS, distort  # noqa: E402
+from slideiqa.distortions import KINDS, distort, jpeg_round_trip  # noqa: E402
 from slideiqa.jpeg_quantisation import JPEG_SCALE, MIN_BLOCKINESS, block_grid, jpeg_scale  # noqa: E402
 from slideiqa.motion_blur import motion_score  # noqa: E402
 from slideiqa.noise_level import NOISE_SIGMA, noise_sigma  # noqa: E402
@@ -43,13 +41,6 @@ MIN_TISSUE, DARK_SUM = 0.10, 630
 GOOD_LOOKS = 3
 
 
-def encoded(image: np.ndarray, quality: int, subsampling: int = 2) -> np.ndarray:
-    """A Pillow JPEG round trip at ``quality`` (subsampling 2: 4:2:0, 0: 4:4:4)."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
-    return np.asarray(Image.open(buffer).convert("RGB"))
-
-
 def copies_of(field: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """The field degraded whole by every implementation of the measured families."""
     seed = lambda: int(rng.integers(2**31))  # noqa: E731
@@ -60,8 +51,9 @@ def copies_of(field: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarr
     for family in ("noise", "motion", "jpeg"):
         for name, implementation in IMPLEMENTATIONS[family].items():
             out[f"{family} {name}"] = implementation(field, FLOORS[family], MODEL_MPP, np.random.default_rng(seed()))
-    out |= {"jpeg Pillow q15 4:2:0": encoded(field, 15), "jpeg Pillow q15 4:4:4": encoded(field, 15, 0)}
-    out |= {f"scanner Pillow q{quality}": encoded(field, quality) for quality in (30, 50, 75)}
+    out |= {"jpeg Pillow q15 4:2:0": jpeg_round_trip(field, 15),
+            "jpeg Pillow q15 4:4:4": jpeg_round_trip(field, 15, chroma_subsampled=False)}
+    out |= {f"scanner Pillow q{quality}": jpeg_round_trip(field, quality) for quality in (30, 50, 75)}
     return out
 
 
