@@ -217,20 +217,22 @@ class Predictor:
         noise = patch_noise(tiles) if "noise" in self.measured_families else None  # once, for tiles and cells
         jpeg = jpeg_scale(tiles) if "jpeg" in self.measured_families else None
         probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg)
-        if cells and noise is not None:
-            shape = cell_probabilities.shape
-            sigma = noise.per_cell(self.card.cell_px).reshape(-1)  # one σ per cell
-            cell_probabilities = judge_noise(cell_probabilities.reshape(-1, shape[-1]), self.classes,
-                                             sigma).reshape(shape)
-        if cells and jpeg is not None:  # compression is the tile's: a cell takes its tile's step
-            shape = cell_probabilities.shape
-            cell_probabilities = judge_jpeg(cell_probabilities.reshape(-1, shape[-1]), self.classes,
-                                            np.repeat(jpeg, shape[1] * shape[2])).reshape(shape)
-        if cells and "exposure" in self.measured_families:  # a cell is judged by its tile's evidence
-            shape = cell_probabilities.shape
-            cell_probabilities = judge_exposure(cell_probabilities.reshape(-1, shape[-1]), self.classes,
-                                                evidence.per_cell(shape[1] * shape[2])).reshape(shape)
+        if cells:
+            per_tile = cell_probabilities.shape[1] * cell_probabilities.shape[2]
+            if noise is not None:  # one σ per cell
+                cell_probabilities = self._judge_cells(judge_noise, cell_probabilities,
+                                                       noise.per_cell(self.card.cell_px).reshape(-1))
+            if jpeg is not None:  # compression is the tile's: a cell takes its tile's step
+                cell_probabilities = self._judge_cells(judge_jpeg, cell_probabilities, np.repeat(jpeg, per_tile))
+            if evidence is not None:  # so is the light: a cell takes its tile's evidence
+                cell_probabilities = self._judge_cells(judge_exposure, cell_probabilities, evidence.per_cell(per_tile))
         return probabilities, cell_probabilities
+
+    def _judge_cells(self, judge, cell_probabilities: np.ndarray, measured) -> np.ndarray:
+        """(N, rows, cols, classes) cell probabilities judged as tiles are, by ``judge(probabilities,
+        classes, measured)`` with one measurement per cell."""
+        shape = cell_probabilities.shape
+        return judge(cell_probabilities.reshape(-1, shape[-1]), self.classes, measured).reshape(shape)
 
     def score(self, probabilities: np.ndarray) -> np.ndarray:
         """Quality score = P(good)."""

@@ -40,7 +40,7 @@ def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndar
     (``evidence``, ``noise``, ``jpeg``: the tiles' exposure evidence, patch noise and JPEG scale,
     where the caller has them already)."""
     if "noise" in families:
-        probabilities = judge_noise(probabilities, classes, (noise or patch_noise(tiles)).per_tile())
+        probabilities = judge_noise(probabilities, classes, (patch_noise(tiles) if noise is None else noise).per_tile())
     if "motion" in families:
         probabilities = judge_motion(probabilities, classes, motion_score(tiles))
     if "jpeg" in families:
