@@ -171,7 +171,9 @@ def main() -> None:
                         pixels = np.ascontiguousarray(degrade(field, mpp, 1000 * index + 7))
                         if "clip" in name and clipped_share(pixels[None])[0] - clipped_share(field[None])[0] < MIN_NEWLY_CLIPPED:
                             continue  # a field inside the clipping points is only stretched in contrast
-                        path = work / f"{item.path.stem}.png"
+                        # Never the field's own name: with --at-mpp the clean field itself is a PNG
+                        # in this folder, and each copy must start from it, not from the last copy.
+                        path = work / f"{item.path.stem}.degraded.png"
                         Image.fromarray(pixels).save(path)
                         mapped = tile_scores(Field(item.source, item.path, mpp, False), path,
                                              work / "defect.quality.zarr", args.model)
