@@ -18,9 +18,14 @@ capped by the physical evidence of an exposure error in that tile, and only shar
 * **a crushed black level** (``black``): a share of pixels black in every channel beyond
   :data:`BLACK_SHARE` (sharp tiles: at most 0.0003).
 
-P(exposure) becomes min(P_network, E) with E the largest of the three, and where too little light
-is certain (``dark`` above :data:`CERTAIN`) it is at least that: without it, 0.74–0.81 of held-out
-fields' tiles given half the light were flagged (``benchmarks/README.md``), and no stain explains it. What a tile alone cannot show — a tone curve
+P(exposure) becomes min(P_network, E) with E the largest of the three, and where an error is
+certain it is at least that: too little light (``dark`` above :data:`CERTAIN`) — without it, 0.74–0.81
+of held-out fields' tiles given half the light were flagged (``benchmarks/README.md``), and no stain
+explains it — and too much light clipping most of the stain *and* most of the tile (beyond
+:data:`CERTAIN_CLIPPED_STAIN` and :data:`CERTAIN_CLIPPED_TILE`): no clean tile of any field comes
+near (at most 0.11 and 0.18), one good look in 3303 does (a camera's gain set high), and 62 % of
+tiles given twice the light do — among them those the network still called good
+(``training/analysis/field_measurements.py``). What a tile alone cannot show — a tone curve
 (γ ½ or 2 leaves the glass calibrated and clips nothing: it *is* a stain of another density), a
 linear stretch that clips nothing — is left to the tile against its slide (``slide_tone``) and the
 slide against its batch (``batch_report``). The figures above: ``training/analysis/exposure_evidence.py``
@@ -56,12 +61,14 @@ MIN_STAINED_SHARE = 0.05
 BLACK, BLACK_SHARE, BLACK_SOFTNESS = 5, 0.03, 0.004
 #: Evidence of too little light this strong raises P(exposure) whatever the network says.
 CERTAIN = 0.99
+#: Shares of clipped stain and of a saturated tile beyond which too much light is certain too.
+CERTAIN_CLIPPED_STAIN, CERTAIN_CLIPPED_TILE = 0.40, 0.80
 
 
 @dataclass(frozen=True)
 class ExposureEvidence:
     """Per tile, the evidence of an exposure error (0–1) that caps P(exposure), and the certain
-    evidence of too little light that floors it (0 where not certain)."""
+    evidence of too little or too much light that floors it (0 where not certain)."""
 
     cap: np.ndarray
     floor: np.ndarray
@@ -96,7 +103,10 @@ def exposure_evidence(tiles: np.ndarray) -> ExposureEvidence:
     bright = np.maximum(expit((measured["clipped_stain"] - CLIPPED_STAIN) / CLIPPED_STAIN_SOFTNESS),
                         expit((measured["clipped_tile"] - CLIPPED_TILE) / CLIPPED_TILE_SOFTNESS))
     black = expit((measured["black"] - BLACK_SHARE) / BLACK_SOFTNESS)
-    return ExposureEvidence(np.maximum(np.maximum(dark, bright), black), np.where(dark > CERTAIN, dark, 0.0))
+    too_bright = np.minimum(expit((measured["clipped_stain"] - CERTAIN_CLIPPED_STAIN) / CLIPPED_STAIN_SOFTNESS),
+                            expit((measured["clipped_tile"] - CERTAIN_CLIPPED_TILE) / CLIPPED_TILE_SOFTNESS))
+    certain = np.maximum(dark, too_bright)
+    return ExposureEvidence(np.maximum(np.maximum(dark, bright), black), np.where(certain > CERTAIN, certain, 0.0))
 
 
 def judge_exposure(probabilities: np.ndarray, classes: list[str], evidence: ExposureEvidence) -> np.ndarray:
@@ -119,6 +129,6 @@ def exposure_judgement(classes: list[str]) -> dict:
     """How a map's P(exposure) was made, for its attributes."""
     if not measures_exposure(classes):
         return {"measured": False}
-    return {"measured": True, "rule": "min(P_network, evidence), at least certain evidence of too little light",
+    return {"measured": True, "rule": "min(P_network, evidence), at least certain evidence of too little or too much light",
             "dark_white_point": DARK_WHITE_POINT, "clipped_stain": CLIPPED_STAIN, "clipped_tile": CLIPPED_TILE,
             "black_share": BLACK_SHARE}

@@ -17,7 +17,7 @@ from PIL import Image
 from slideiqa import map_slide, open_map
 from slideiqa.debris import debris_tiles
 from slideiqa.distortions import exposure
-from slideiqa.exposure_evidence import exposure_evidence
+from slideiqa.exposure_evidence import exposure_evidence, judge_exposure
 from slideiqa.grid import TileGrid, mirrored_past_edge
 from slideiqa.tissue import tissue_mask
 from slideiqa_training.cross_implementation import degrade
@@ -158,6 +158,24 @@ def test_exposure_evidence_sees_light_not_stain():
         assert exposure_evidence(ours).cap.min() > 0.5 and exposure_evidence(theirs).cap.min() > 0.5, direction
         curve = np.stack([exposure(tile, 0.5, kind="gamma", direction=direction, seed=0) for tile in tiles])
         assert exposure_evidence(curve).cap.max() < 0.5
+
+
+def test_light_that_clips_most_stain_and_most_of_the_tile_is_exposure_whatever_the_network_says():
+    """Certain over-exposure floors P(exposure) as certain darkness does: no clean held-out tile shows
+    it, while twice the light (ours and OpenCV's) clips most of the stain and most of the tile on the
+    tiles with least glass, and those are called exposure even where the network said good."""
+    tiles = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in HELDOUT])
+    assert not exposure_evidence(tiles).floor.any()
+    classes = ["good", "defocus", "motion", "noise", "jpeg", "exposure"]
+    called_good = np.tile(np.eye(len(classes), dtype=np.float32)[0], (len(tiles), 1))
+    for bright in (np.stack([exposure(tile, 0.5, kind="gain", direction=1, seed=0) for tile in tiles]),
+                   np.stack([cv2.convertScaleAbs(tile, alpha=2.0) for tile in tiles])):
+        evidence = exposure_evidence(bright)
+        certain = evidence.floor > 0
+        assert certain.sum() >= 4, evidence.floor.round(3)
+        judged = judge_exposure(called_good, classes, evidence)
+        assert (judged[certain, classes.index("exposure")] > 0.99).all()
+        assert (judged[~certain, 0] == 1.0).all()  # elsewhere the cap only lowers what the network said
 
 
 @pytest.mark.parametrize("direction", [-1, 1])

@@ -1,5 +1,6 @@
 """The measured families on every clean field's tiles, and on the same fields degraded at the floors:
-the figures ``slideiqa/noise_level.py``, ``jpeg_quantisation.py`` and ``motion_blur.py`` quote.
+the figures ``slideiqa/noise_level.py``, ``jpeg_quantisation.py``, ``motion_blur.py`` and
+``exposure_evidence.py`` (certain over-exposure) quote.
 
     python training/analysis/field_measurements.py [--data ../shared/data]
 
@@ -7,7 +8,8 @@ Every clean field of ``benchmarks/clean_tissue.py``'s catalogue (held-out and ca
 or finer than 0.55 µm/px is brought to the model's 0.5 µm/px (Lanczos), degraded *as a whole* — noise
 σ 15 (slideiqa's three kinds, scikit-image's, albumentations'), a 5 µm streak (slideiqa's uniform and
 accelerating, albumentations', OpenCV's), JPEG at quality 15 (Pillow 4:2:0 and 4:4:4, OpenCV,
-albumentations) and at the qualities scanners write (30, 50, 75) — and cut into 224 px tiles on a
+albumentations) and at the qualities scanners write (30, 50, 75), twice the light (slideiqa's gain,
+OpenCV's) — and cut into 224 px tiles on a
 112 px stride, kept where at least 10 % of the pixels are tissue-dark. Three good looks of each clean
 tile (``appearance.vary_good``: stain, calibration, the scanner's sharpening and compression) stand
 for scanners the fields did not come from. Prints per measurement its clean extremes and the share of
@@ -18,15 +20,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from clean_tissue import catalogue_fields, resampled  # noqa: E402
 
-from slideiqa.distortions import KINDS, distort, jpeg_round_trip  # noqa: E402
+from slideiqa.distortions import KINDS, distort, exposure, jpeg_round_trip  # noqa: E402
+from slideiqa.exposure_evidence import exposure_evidence  # noqa: E402
 from slideiqa.jpeg_quantisation import JPEG_SCALE, MIN_BLOCKINESS, block_grid, jpeg_scale  # noqa: E402
 from slideiqa.motion_blur import motion_score  # noqa: E402
 from slideiqa.noise_level import NOISE_SIGMA, noise_sigma  # noqa: E402
@@ -54,15 +59,24 @@ def copies_of(field: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarr
     out |= {"jpeg Pillow q15 4:2:0": jpeg_round_trip(field, 15),
             "jpeg Pillow q15 4:4:4": jpeg_round_trip(field, 15, chroma_subsampled=False)}
     out |= {f"scanner Pillow q{quality}": jpeg_round_trip(field, quality) for quality in (30, 50, 75)}
+    out |= {"exposure slideiqa gain brighter": exposure(field, FLOORS["exposure"], kind="gain", direction=1),
+            "exposure OpenCV gain ×2": cv2.convertScaleAbs(field, alpha=2.0)}
     return out
 
 
-def tile_sets(data: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(clean tiles, their good looks, {copy: tiles}) of every clean field at the model's scale."""
+Copies = Callable[[np.ndarray, np.random.Generator], dict[str, np.ndarray]]
+
+
+def tile_sets(data: Path, copies_of: Copies = copies_of, keep: Callable[[str], bool] = lambda source: True,
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(clean tiles, their good looks, {copy: tiles}) of every clean field at the model's scale, of the
+    sources ``keep`` names, each field degraded by ``copies_of``."""
     sources, _, _ = catalogue_fields(data)
     rng = np.random.default_rng(2026)
     clean, looks, degraded = [], [], {}
-    for fields in sources.values():
+    for source, fields in sources.items():
+        if not keep(source):
+            continue
         for item in fields:
             with open_slide(item.path) as slide:
                 mpp = item.mpp or slide.mpp
@@ -109,6 +123,8 @@ def main() -> None:
     report("motion score", clean, looks, degraded, motion_score, 1.0, "motion")
     report("JPEG table scale", clean, looks, degraded, jpeg_scale, JPEG_SCALE, "jpeg")
     report("JPEG table scale, quality scanners write", clean, looks, degraded, jpeg_scale, JPEG_SCALE, "scanner")
+    report("certain over-exposure (P(exposure) floored)", clean, looks, degraded,
+           lambda tiles: exposure_evidence(tiles).floor, 0.0, "exposure")
     print(f"\nJPEG block grid (blockiness ≥ {MIN_BLOCKINESS}, read further): "
           f"clean {np.mean(block_grid(clean)[2] >= MIN_BLOCKINESS):.2f} of tiles; lowest blockiness at quality 15: "
           + ", ".join(f"{copy.removeprefix('jpeg ')} {block_grid(tiles)[2].min():.2f}"
