@@ -59,6 +59,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import expit
 
+from .block_means import block_means
 from .noise_level import set_class_probability
 
 #: The measurements, in the order of a tone array's first axis.
@@ -83,7 +84,7 @@ FLOAT_NOISE = 1e-6
 #: Fewer tiles with a measurement than this, and the slide gives no reference for it; fewer mapped
 #: slides than MIN_COHORT_SLIDES, and a batch gives none of its own.
 MIN_CONTEXT_TILES, MIN_COHORT_SLIDES = 10, 5
-#: Pixels sampled: every SUBSAMPLE-th along each axis (tone is not a fine-scale property).
+#: Tone is read on the means of SUBSAMPLE × SUBSAMPLE pixels (it is not a fine-scale property).
 SUBSAMPLE = 4
 #: A pixel is glass (or mounting medium) when its channels are within this many grey levels and it
 #: is brighter than GLASS_MIN_LUMINANCE (the dimmest good glass here, a camera's, is at 134; black
@@ -138,9 +139,10 @@ def sampled_pixels(tiles: np.ndarray, step: int = SUBSAMPLE) -> SampledPixels:
 
 
 def tone_features(tiles: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 :data:`TONE_FEATURES` of (N, H, W, 3) uint8 ``tiles``; NaN where a tile has too
-    little glass (or stain) to measure."""
-    red, green, blue, brightest, darkest = sampled_pixels(tiles)
+    """(N, 3) float32 :data:`TONE_FEATURES` of (N, H, W, 3) uint8 ``tiles``, read on the means of
+    their :data:`SUBSAMPLE` × :data:`SUBSAMPLE` pixels (``block_means``: every 4th pixel carries the
+    decoder's fine detail); NaN where a tile has too little glass (or stain) to measure."""
+    red, green, blue, brightest, darkest = sampled_pixels(block_means(tiles, SUBSAMPLE), step=1)
     count, per_tile = red.shape
     channel_sum = red.astype(np.int32) + green + blue  # 3 × luminance, 0–765
     grey = ((brightest - darkest) < GREY_SPREAD) & (channel_sum > 3 * GLASS_MIN_LUMINANCE)

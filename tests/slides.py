@@ -19,16 +19,19 @@ def pyramid(image: np.ndarray, levels: int, step: int = 2) -> list[np.ndarray]:
 
 
 def write_pyramidal_tiff(path: Path, image: np.ndarray, mpp: float, levels: int = 3, tile: int = 256,
-                         ome: bool = False, compression: str = "jpeg", level_step: int = 2) -> Path:
+                         ome: bool = False, compression: str = "jpeg", level_step: int = 2,
+                         quality: int | None = None) -> Path:
     """A tiled pyramidal TIFF as scanners write it: reduced levels (each ``level_step`` times
     coarser; Aperio writes 4) as separate pages with ``subfiletype=1`` (OpenSlide does not see SubIFD
     pyramids), resolution tags in pixels per cm. tifffile stores RGB JPEG tiles as YCbCr with 2×2
-    chroma subsampling, as most scanners do (Aperio keeps RGB: see the bundled SVS)."""
+    chroma subsampling, as most scanners do (Aperio keeps RGB: see the bundled SVS); ``quality`` is
+    the JPEG quality (tifffile's default where None)."""
     images = pyramid(image, levels, level_step)
     with tifffile.TiffWriter(path, bigtiff=False, ome=ome) as tif:
         for index, level in enumerate(images):
             scale = level_step ** index
             options = dict(tile=(tile, tile), photometric="rgb", compression=compression,
+                           compressionargs={"level": quality} if quality is not None else None,
                            resolution=(1e4 / (mpp * scale), 1e4 / (mpp * scale)), resolutionunit="CENTIMETER")
             if ome and index == 0:
                 options["metadata"] = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp,

@@ -10,6 +10,7 @@ from PIL import Image
 from skimage.exposure import adjust_gamma
 
 from slideiqa import map_slide
+from slideiqa.block_means import block_means
 from slideiqa.mapping import judge_map_tone
 from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fit_probability,
                                  judge_against_slide, judge_tiles, judge_tone, tone_deviation, tone_features)
@@ -41,6 +42,21 @@ def test_a_tone_curve_moves_the_measurements_as_the_physics_says(heldout_tiles):
     assert glass[1] < glass[0] - 8 and glass[2] > glass[0] + 4, glass
     full_of_tissue = np.full((1, TILE, TILE, 3), (150, 80, 160), np.uint8)
     assert np.isnan(tone_features(full_of_tissue)[0, TONE_FEATURES.index("glass")])
+
+
+def test_tone_is_read_on_block_means_so_fine_detail_a_decoder_adds_does_not_move_it(heldout_tiles):
+    """Two decoders of one scan differ in fine detail, not in tone: a zero-mean pattern of a few grey
+    levels at the pixel scale (what a DCT-domain shrink and a Lanczos one differ by) leaves the
+    features where they were, because they are read on 4 × 4 means rather than on single pixels."""
+    tiles = heldout_tiles[:6].astype(np.int16)
+    checker = np.where((np.indices((TILE, TILE)).sum(axis=0) % 2) == 0, 3, -3)[None, :, :, None]
+    patterned = np.clip(tiles + checker, 0, 255).astype(np.uint8)
+    before, after = tone_features(tiles.astype(np.uint8)), tone_features(patterned)
+    np.testing.assert_array_equal(np.isnan(before), np.isnan(after))
+    measured = ~np.isnan(before)
+    assert np.abs(after - before)[measured].max() < 0.3, np.abs(after - before)
+    means = block_means(patterned, 4)
+    np.testing.assert_array_equal(means, np.rint(patterned.reshape(6, 56, 4, 56, 4, 3).mean(axis=(2, 4)) + 1e-9))
 
 
 def test_judging_takes_only_from_good_and_leaves_fitting_tiles_exactly_as_they_were():
