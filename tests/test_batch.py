@@ -370,7 +370,9 @@ def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
 
     cohort = tmp_path / "cohort"
     cohort.mkdir()
-    (cohort / "a_doomed.svs").write_bytes(CMU_SLIDE.read_bytes())  # first in line: mapped on a worker
+    # First in line, and large enough (32 × 32 tiles) that no worker maps it before it is killed, even
+    # on a machine so busy that finding the worker takes a second.
+    mosaic_slide(cohort / "a_doomed.tif", sources, 32, TILE, seed=3)
     mosaic_slide(cohort / "b_case.tif", sources, 8, TILE, seed=1)
     mosaic_slide(cohort / "c_case.tif", sources, 8, TILE, seed=2)
     out, deaths, stop = tmp_path / "maps", [], threading.Event()
@@ -380,7 +382,7 @@ def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
         def kill_whoever_maps_it() -> None:
             while not stop.is_set():
                 for address, keys in client.processing().items():
-                    if any(str(key).startswith("slide-a_doomed.svs") for key in keys):
+                    if any(str(key).startswith("slide-a_doomed.tif") for key in keys):
                         with contextlib.suppress(Exception):
                             pid = client.run(os.getpid, workers=[address])[address]
                             os.kill(pid, signal.SIGKILL)
@@ -396,14 +398,14 @@ def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
             killer.join()
     assert len(set(deaths)) >= 2
     records = {Path(record.slide).name: record for record in result.records}
-    assert records["a_doomed.svs"].status == "failed"
-    assert "the workers mapping it kept dying" in records["a_doomed.svs"].error
-    assert "a_doomed.svs" in records["a_doomed.svs"].error and "\n" not in records["a_doomed.svs"].error
+    assert records["a_doomed.tif"].status == "failed"
+    assert "the workers mapping it kept dying" in records["a_doomed.tif"].error
+    assert "a_doomed.tif" in records["a_doomed.tif"].error and "\n" not in records["a_doomed.tif"].error
     for name in ("b_case.tif", "c_case.tif"):
         assert records[name].status == "mapped" and open_map(records[name].map).complete, records[name].error
     report = json.loads((out / "report.json").read_text())
     assert {Path(row["slide"]).name: row["status"] for row in report["slides"]} == {
-        "a_doomed.svs": "failed", "b_case.tif": "mapped", "c_case.tif": "mapped"}
+        "a_doomed.tif": "failed", "b_case.tif": "mapped", "c_case.tif": "mapped"}
 
 
 def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, cohort, tmp_path):

