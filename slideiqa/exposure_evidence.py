@@ -23,7 +23,7 @@ certain it is at least that: too little light (``dark`` above :data:`CERTAIN`) �
 of held-out fields' tiles given half the light were flagged (``benchmarks/README.md``), and no stain
 explains it — and too much light clipping most of the stain *and* most of the tile (beyond
 :data:`CERTAIN_CLIPPED_STAIN` and :data:`CERTAIN_CLIPPED_TILE`): no clean tile of any field comes
-near (at most 0.11 and 0.18), one good look in 3303 does (a camera's gain set high), and 62 % of
+near (at most 0.11 and 0.18), one good look in 3312 does (a camera's gain set high), and 62 % of
 tiles given twice the light do — among them those the network still called good
 (``training/analysis/field_measurements.py``). What a tile alone cannot show — a tone curve
 (γ ½ or 2 leaves the glass calibrated and clips nothing: it *is* a stain of another density), a
@@ -131,4 +131,5 @@ def exposure_judgement(classes: list[str]) -> dict:
         return {"measured": False}
     return {"measured": True, "rule": "min(P_network, evidence), at least certain evidence of too little or too much light",
             "dark_white_point": DARK_WHITE_POINT, "clipped_stain": CLIPPED_STAIN, "clipped_tile": CLIPPED_TILE,
-            "black_share": BLACK_SHARE}
+            "black_share": BLACK_SHARE, "certain_clipped_stain": CERTAIN_CLIPPED_STAIN,
+            "certain_clipped_tile": CERTAIN_CLIPPED_TILE}
