@@ -264,7 +264,7 @@ def info(
     rows += [(f"level {level}", f"{w} × {h} px, downsample {d:.4g}")
              for level, ((w, h), d) in enumerate(zip(meta.level_dimensions, meta.level_downsamples))]
     rows.append(("associated images", ", ".join(meta.associated_images) or "none"))
-    output.fields(slide.name, rows)
+    output.fields(slide.name, rows, event=False)
 
 
 @command("map", short="Map the quality of every tissue tile of one slide")

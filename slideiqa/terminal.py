@@ -111,9 +111,11 @@ class Output:
         else:
             self.line(f"{label}: {text}", stream=self.messages)
 
-    def fields(self, title: str, rows: Sequence[tuple[str, str]]) -> None:
-        """A titled list of name → value (a summary): a two-column table without a header row on a
-        terminal, one ``title: name: value`` line per row elsewhere."""
+    def fields(self, title: str, rows: Sequence[tuple[str, str]], event: bool = True) -> None:
+        """A titled list of name → value: a two-column table without a header row on a terminal;
+        elsewhere, for an ``event`` in a log (a map's summary), one timestamped ``title: name: value``
+        line per row, each whole for grep, and for a record read by itself (``slideiqa info``), one
+        timestamped title line and plain ``name: value`` lines."""
         if self.interactive:
             from rich.table import Table
 
@@ -121,9 +123,13 @@ class Output:
             for name, value in rows:
                 table.add_row(name, value)
             self.console.print(table)
-        else:
+        elif event:
             for name, value in rows:
                 self.line(f"{title}: {name.strip()}: {value}")
+        else:
+            self.line(title)
+            for name, value in rows:
+                print(one_line(f"{name.strip()}: {value}"), file=self.stream, flush=True)
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         """A table with a header: rich on a terminal, tab-separated lines (never cut short) elsewhere."""

@@ -217,6 +217,16 @@ def test_info_json_says_scanner_date_tiles_compression_and_size(tmp_path):
     assert facts["tile_size"] == [128, 128] and facts["compression"] == "deflate" and facts["size_mm"] is None
 
 
+def test_info_piped_is_one_header_line_and_plain_key_value_lines():
+    """Read by itself or piped into grep, ``info`` is a record: the file and the time once, then one
+    ``key: value`` per fact, not a log that repeats both on every line."""
+    lines = _cli("info", CMU_SLIDE).stdout.splitlines()
+    assert TIMESTAMP.match(lines[0]) and lines[0].endswith(CMU_SLIDE.name), lines[0]
+    facts = dict(line.split(": ", 1) for line in lines[1:])
+    assert facts["scanner"] == "CPAPERIOCS" and facts["µm/px"] == "0.499 × 0.499", facts
+    assert not any(TIMESTAMP.match(line) or CMU_SLIDE.name in line for line in lines[2:])
+
+
 def test_predict_resamples_to_the_model_scale_and_says_when_it_assumes(tmp_path):
     field = FIELDS / "ihc_colon.png"
     assumed = _cli("predict", field, "--format", "json")
