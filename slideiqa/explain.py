@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .fields import at_judging_scale, mirrored_to_tile, read_field, tile_origins
+from .fields import at_judging_scale, measured_at, mirrored_to_tile, read_field, tile_origins
 from .judgement import judge_measured, measured_families
 from .noise_level import measured_noise_probability, noise_sigma_patches
 
@@ -54,7 +54,7 @@ BATCH = 16
 
 @dataclass
 class Explanation:
-    """Heatmaps of one field at the model's µm/px: ``heatmaps[name]`` is (H, W) in 0–1 for each
+    """Heatmaps of one field at the µm/px it is judged at: ``heatmaps[name]`` is (H, W) in 0–1 for each
     class but ``good``; ``probabilities`` are per tile (``origins`` gives each tile's (y, x))."""
 
     image: np.ndarray
@@ -90,10 +90,10 @@ class CellMaps:
     def classes(self) -> list[str]:
         return self.card.classes
 
-    def explain_tiles(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def explain_tiles(self, tiles: np.ndarray, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (N, classes), heatmaps (N, classes, H, W) in 0–1): each class's P per cell,
-        enlarged over the tile; ``good``'s heatmap is 0."""
-        probabilities, cells = self.predictor.predict_with_cells(tiles)
+        enlarged over the tile; ``good``'s heatmap is 0. ``mpp``: the tiles' µm/px, where not the model's."""
+        probabilities, cells = self.predictor.predict_with_cells(tiles, mpp)
         heatmaps = np.zeros((len(tiles), len(self.classes), *tiles.shape[1:3]), np.float32)
         for index in range(len(self.classes)):
             if index != self.card.good_index:
@@ -140,16 +140,17 @@ class GradCam:
     def classes(self) -> list[str]:
         return self.card.classes
 
-    def explain_tiles(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def explain_tiles(self, tiles: np.ndarray, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (N, classes), heatmaps (N, classes, H, W) in 0–1) of (N, H, W, 3) uint8
-        tiles at the model's input size, as the module docstring says; ``good``'s heatmap is 0."""
+        tiles at the model's input size, as the module docstring says; ``good``'s heatmap is 0.
+        ``mpp``: the tiles' µm/px, where not the model's."""
         probabilities, heatmaps = [], []
         for start in range(0, len(tiles), BATCH):
             chunk = np.ascontiguousarray(tiles[start:start + BATCH], dtype=np.uint8)
             chunk_probabilities, cams = self._grad_cam(chunk)
             top = cams.max(axis=(2, 3), keepdims=True)
             chunk_heatmaps = np.where(top > 0, cams / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
-            chunk_probabilities = judge_measured(chunk_probabilities, self.classes, chunk, self.measured)
+            chunk_probabilities = judge_measured(chunk_probabilities, self.classes, chunk, self.measured, mpp=mpp)
             chunk_heatmaps *= chunk_probabilities[:, :, None, None].astype(np.float32)
             if "noise" in self.measured:
                 chunk_heatmaps[:, self.classes.index("noise")] = [
@@ -199,20 +200,23 @@ def explain_field(path: str | Path, model: str | Path = "default", mpp: float | 
     model_mpp = explainer.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = explainer.card.input_size
-    field, _ = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
-    explanation = explain_image(mirrored_to_tile(field, size), explainer, str(path))
+    field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
+    explanation = explain_image(mirrored_to_tile(field, size), explainer, str(path),
+                                measured_at(judged_mpp, model_mpp))
     # A field mirrored out to a tile is shown as itself: its mirror images are the model's view only.
     height, width = field.shape[:2]
     return replace(explanation, image=explanation.image[:height, :width],
                    heatmaps={name: heat[:height, :width] for name, heat in explanation.heatmaps.items()})
 
 
-def explain_image(image: np.ndarray, explainer: "CellMaps | GradCam", name: str = "image") -> Explanation:
-    """Heatmaps of an (H, W, 3) uint8 image already at the model's µm/px, tile by tile."""
+def explain_image(image: np.ndarray, explainer: "CellMaps | GradCam", name: str = "image",
+                  mpp: float | None = None) -> Explanation:
+    """Heatmaps of an (H, W, 3) uint8 image already at the scale it is judged at (``mpp``: the
+    model's µm/px where None, else a slightly coarser slide's own), tile by tile."""
     size = explainer.card.input_size
     origins = tile_origins(image, size, name)
     tiles = np.stack([image[y:y + size, x:x + size] for y, x in origins])
-    probabilities, tile_heatmaps = explainer.explain_tiles(tiles)
+    probabilities, tile_heatmaps = explainer.explain_tiles(tiles, mpp)
     heatmaps = {}
     for index, name_of_class in enumerate(explainer.classes):
         if index == explainer.card.good_index:
@@ -222,8 +226,8 @@ def explain_image(image: np.ndarray, explainer: "CellMaps | GradCam", name: str 
             # Tiles shifted inwards at the far edges overlap: keep the stronger reading.
             np.maximum(heat[y:y + size, x:x + size], tile_heat, out=heat[y:y + size, x:x + size])
         heatmaps[name_of_class] = heat
-    return Explanation(image, explainer.card.mpp, explainer.classes, origins, probabilities, heatmaps, explainer.method,
-                       explainer.where_floor)
+    return Explanation(image, mpp or explainer.card.mpp, explainer.classes, origins, probabilities, heatmaps,
+                       explainer.method, explainer.where_floor)
 
 
 def explain_map_tile(map_path: str | Path, row: int, col: int, slide_path: str | Path | None = None,
@@ -244,7 +248,7 @@ def explain_map_tile(map_path: str | Path, row: int, col: int, slide_path: str |
     explainer = explainer or explainer_for((attributes.get("options") or {}).get("model", "default"))
     with open_slide(slide_path or attributes["slide"]["path"]) as slide:
         tile, _ = read_tile(slide, grid, read_plan(slide, grid), row, col)
-    return explain_image(tile, explainer, f"{quality.path} tile ({row}, {col})")
+    return explain_image(tile, explainer, f"{quality.path} tile ({row}, {col})", grid.model_mpp)
 
 
 def explanation_picture(explanation: Explanation, title: str) -> Image.Image:

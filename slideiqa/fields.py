@@ -65,6 +65,13 @@ def judging_mpp(shape: tuple[int, ...], mpp: float, model_mpp: float, tile: int)
     return min(model_mpp, max(mpp, mpp * min(shape[:2]) / tile, model_mpp / MAX_MAGNIFICATION))
 
 
+def measured_at(judged_mpp: float, model_mpp: float) -> float | None:
+    """The µm/px to hand the measurements that read detail of a physical size (``Predictor.predict``):
+    a slightly coarser field's own, judged at its own pixels; None — the model's — for a field resized
+    to the model's scale or magnified to fill a tile, which the measurements read as they always have."""
+    return judged_mpp if judged_mpp > model_mpp else None
+
+
 def mirrored_to_tile(field: np.ndarray, size: int) -> np.ndarray:
     """A field smaller than a ``size`` tile filled out to one by mirroring it about its edges, again
     and again. Mirroring, unlike a border of glass or a wrap-around, adds no edge the field does not
@@ -124,7 +131,7 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     size = predictor.card.input_size
     field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
     tiles = field_tiles(mirrored_to_tile(field, size), size, str(path))
-    probabilities = predictor.predict(tiles).mean(axis=0)
+    probabilities = predictor.predict(tiles, measured_at(judged_mpp, model_mpp)).mean(axis=0)
     return FieldQuality(len(tiles), float(probabilities[predictor.card.good_index]),
                         predictor.classes[int(probabilities.argmax())], probabilities, field_mpp,
                         assumed_mpp=mpp is None and not stated,

@@ -11,7 +11,10 @@ tile is assessed only if what is really there passes the threshold. For judging,
 is the image it holds mirrored about the slide's edge out to a full tile: judged on white padding,
 a clean edge tile of dense tissue was called under-exposed (its "glass" at 255, its tissue against
 white) and the straight tissue/white step read as a motion streak. Mirroring adds no edge or tone
-the image does not have, so a defect inside the image is judged as it is.
+the image does not have, so a defect inside the image is judged as it is. A tile read from a finer
+level has the part inside shrunk first and is mirrored at the tile's scale, so that the mirror line
+lies exactly on its pixels for the measurements that read only an edge tile's own part (JPEG blocks,
+a streak's direction: ``edge_tiles``).
 
 Each tile is read from the coarsest pyramid level that is still at least as fine as the model
 (never upsampled), then shrunk to ``tile_size`` with an antialiasing filter. A slide up to
@@ -109,26 +112,47 @@ def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) 
             fell_back = True
     if pixels is None:
         pixels = slide.read_region(origin, plan.level, size)
-    pixels = mirrored_past_edge(pixels, grid, origin)
-    if pixels.shape[:2] != (grid.tile_size, grid.tile_size):
-        pixels = np.asarray(
-            Image.fromarray(pixels).resize((grid.tile_size, grid.tile_size), Image.Resampling.LANCZOS)
-        )
-    return pixels, fell_back
+    tile = (grid.tile_size, grid.tile_size)
+    if pixels.shape[:2] == tile:
+        return mirrored_past_edge(pixels, grid, origin), fell_back
+    # The part inside the slide is shrunk alone and mirrored at the tile's scale, so the mirror line
+    # lies exactly on the tile's pixels, where the measurements that read an edge tile's own part
+    # find it (``edge_tiles.own_extent``); shrunk after mirroring, the line was blurred away.
+    rows, columns = _inside_size(grid, origin, tile)
+    own = np.asarray(Image.fromarray(_inside_part(pixels, grid, origin)).resize((columns, rows), Image.Resampling.LANCZOS))
+    return _mirrored_out(own, tile), fell_back
+
+
+def _inside_size(grid: TileGrid, origin: tuple[int, int], shape: tuple[int, ...]) -> tuple[int, int]:
+    """(rows, columns) of a tile at level-0 ``origin``, held as ``shape`` pixels, that lie inside the
+    slide: at least one each way."""
+    height, width = shape[:2]
+    inside_x = (grid.width - origin[0]) / grid.step  # share of the tile's side inside the slide
+    inside_y = (grid.height - origin[1]) / grid.step
+    return min(height, max(1, int(round(inside_y * height)))), min(width, max(1, int(round(inside_x * width))))
+
+
+def _inside_part(pixels: np.ndarray, grid: TileGrid, origin: tuple[int, int]) -> np.ndarray:
+    """The part of a tile read at level-0 ``origin`` (``pixels`` at any scale of its footprint) that
+    lies inside the slide."""
+    rows, columns = _inside_size(grid, origin, pixels.shape)
+    return pixels[:rows, :columns]
+
+
+def _mirrored_out(part: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``part`` mirrored about its right and bottom edges out to ``shape`` (repeatedly, where less
+    than half of it is there); ``part`` itself where it fills the shape."""
+    if part.shape[:2] == shape:
+        return part
+    return np.pad(part, ((0, shape[0] - part.shape[0]), (0, shape[1] - part.shape[1]), (0, 0)), mode="symmetric")
 
 
 def mirrored_past_edge(pixels: np.ndarray, grid: TileGrid, origin: tuple[int, int]) -> np.ndarray:
     """A tile read at level-0 ``origin`` with the part beyond the slide's right or bottom edge
     replaced by the image mirrored about that edge (repeatedly, where less than half is inside);
     unchanged for a tile wholly inside. ``pixels`` may be at any scale of the tile's footprint."""
-    height, width = pixels.shape[:2]
-    inside_x = (grid.width - origin[0]) / grid.step  # share of the tile's side inside the slide
-    inside_y = (grid.height - origin[1]) / grid.step
-    keep_x = min(width, max(1, int(round(inside_x * width))))
-    keep_y = min(height, max(1, int(round(inside_y * height))))
-    if (keep_x, keep_y) == (width, height):
-        return pixels
-    return np.pad(pixels[:keep_y, :keep_x], ((0, height - keep_y), (0, width - keep_x), (0, 0)), mode="symmetric")
+    part = _inside_part(pixels, grid, origin)
+    return pixels if part.shape == pixels.shape else _mirrored_out(part, pixels.shape[:2])
 
 
 def tile_fractions(mask: np.ndarray, grid: TileGrid) -> np.ndarray:

@@ -23,6 +23,7 @@ from .errors import SlideIQAError
 from .options import DEVICE_PATTERN
 from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
+from .edge_tiles import own_extent
 from .exposure_evidence import exposure_evidence, judge_exposure
 from .judgement import judge_measured, measured_families
 from .jpeg_quantisation import jpeg_scale, judge_jpeg
@@ -184,17 +185,20 @@ class Predictor:
     def has_cells(self) -> bool:
         return self.card.has_cells
 
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
-        return self._run(tiles, cells=False)[0]
+    def predict(self, tiles: np.ndarray, mpp: float | None = None) -> np.ndarray:
+        """(N, classes) probabilities of (N, size, size, 3) uint8 tiles; ``mpp``: the tiles' µm/px
+        where it is not the model's (a slide judged at its own, slightly coarser pixels), which
+        the measurements that read detail of a physical size scale to."""
+        return self._run(tiles, cells=False, mpp=mpp)[0]
 
-    def predict_with_cells(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_cells(self, tiles: np.ndarray, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(tile probabilities (N, classes), cell probabilities (N, rows, cols, classes)) from one
         pass; noise measured per cell as per tile (``noise_level.PatchNoise.per_cell``)."""
         if not self.has_cells:
             raise ModelError(f"{self.checkpoint}: this model has no cell head; it judges whole tiles only")
-        return self._run(tiles, cells=True)
+        return self._run(tiles, cells=True, mpp=mpp)
 
-    def _run(self, tiles: np.ndarray, cells: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, tiles: np.ndarray, cells: bool, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(tile probabilities, cell probabilities or None) with noise and motion judged, by either
         engine. Motion is judged per tile only: a 32 px cell is too small a window for its spectrum."""
         tiles = np.ascontiguousarray(tiles, dtype=np.uint8)
@@ -215,8 +219,11 @@ class Predictor:
         cell_probabilities = outputs[1] if cells else None
         evidence = exposure_evidence(tiles) if "exposure" in self.measured_families else None
         noise = patch_noise(tiles) if "noise" in self.measured_families else None  # once, for tiles and cells
-        jpeg = jpeg_scale(tiles) if "jpeg" in self.measured_families else None
-        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg)
+        # Edge tiles' own parts, found once for the two measurements that read them (edge_tiles.py).
+        extent = own_extent(tiles) if {"jpeg", "motion"} & set(self.measured_families) else None
+        jpeg = jpeg_scale(tiles, extent) if "jpeg" in self.measured_families else None
+        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg,
+                                       mpp, extent)
         if cells:
             per_tile = cell_probabilities.shape[1] * cell_probabilities.shape[2]
             if noise is not None:  # one σ per cell

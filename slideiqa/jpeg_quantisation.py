@@ -30,6 +30,7 @@ import numpy as np
 import scipy.fft
 from scipy.special import expit
 
+from .edge_tiles import own_extent
 from .noise_level import set_class_probability
 
 #: The standard (Annex K) luminance table's entries at the coefficients read, (row, column).
@@ -50,29 +51,6 @@ _COSINES = np.cos(2 * np.pi * np.arange(_LARGEST)[:, None] / STEPS[None, :]).ast
 _BASIS = scipy.fft.dct(np.eye(8), norm="ortho", axis=0)[:3].astype(np.float32)  # DCT rows u = 0, 1, 2
 #: Luminance weights of the two channel orders an encoder may have taken.
 _LUMINANCE = (np.array([0.299, 0.587, 0.114], np.float32), np.array([0.114, 0.587, 0.299], np.float32))
-
-
-def own_extent(tiles: np.ndarray) -> np.ndarray:
-    """(N, 2) rows and columns of each (N, H, W, 3) uint8 tile that are its own image: a map's edge
-    tile is mirrored about the slide's border (``grid.mirrored_past_edge``), and the mirror image's
-    blocks lie on another grid, so only the part before the mirror line is read. The line is where
-    the rest of the tile repeats what precedes it, line for line, in reverse."""
-    green = tiles[..., 1]
-    extent = np.empty((len(tiles), 2), np.int64)
-    for index, tile in enumerate(green):
-        extent[index] = _mirror_line(tile), _mirror_line(tile.T)
-    return extent
-
-
-def _mirror_line(image: np.ndarray) -> int:
-    """The first row of (H, W) ``image`` from which every row to the end repeats the rows above it
-    as symmetric padding does (reflected, and reflected again where fewer rows precede), or H."""
-    length = len(image)
-    for line in np.flatnonzero((image[1:] == image[:-1]).all(axis=1)) + 1:
-        source = np.pad(np.arange(line), (0, length - line), mode="symmetric")[line:]
-        if np.array_equal(image[-1], image[source[-1]]) and np.array_equal(image[line:], image[source]):
-            return int(line)
-    return length
 
 
 def block_grid(tiles: np.ndarray, extent: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,9 +120,10 @@ def _fitted_scales(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return np.median(scales, axis=2).max(axis=1)
 
 
-def jpeg_scale(tiles: np.ndarray) -> np.ndarray:
+def jpeg_scale(tiles: np.ndarray, extent: np.ndarray | None = None) -> np.ndarray:
     """(N,) the quantisation table scale each (N, H, W, 3) uint8 tile was compressed with (1 at
-    quality 50, 50 / quality below it); 0 where no block grid or no lattice is seen."""
+    quality 50, 50 / quality below it); 0 where no block grid or no lattice is seen. ``extent``:
+    the tiles' own parts (``edge_tiles.own_extent``), where the caller has them already."""
     tiles = np.asarray(tiles)
     scale = np.zeros(len(tiles))
     columns, rows, blockiness = block_grid(tiles)
@@ -152,7 +131,7 @@ def jpeg_scale(tiles: np.ndarray) -> np.ndarray:
     if not len(gridded):
         return scale
     tiles, columns, rows, blockiness = tiles[gridded], columns[gridded], rows[gridded], blockiness[gridded]
-    extent = own_extent(tiles)
+    extent = own_extent(tiles) if extent is None else np.asarray(extent)[gridded]
     mirrored = np.flatnonzero((extent < tiles.shape[1:3]).any(axis=1))
     if len(mirrored):  # edge tiles: the grid of their own part
         columns[mirrored], rows[mirrored], blockiness[mirrored] = block_grid(tiles[mirrored], extent[mirrored])

@@ -35,16 +35,18 @@ def measured_families(classes: list[str], mpp: float) -> list[str]:
 
 def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndarray,
                    families: list[str], evidence: ExposureEvidence | None = None,
-                   noise: PatchNoise | None = None, jpeg: np.ndarray | None = None) -> np.ndarray:
+                   noise: PatchNoise | None = None, jpeg: np.ndarray | None = None,
+                   mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
     """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured
-    (``evidence``, ``noise``, ``jpeg``: the tiles' exposure evidence, patch noise and JPEG scale,
-    where the caller has them already)."""
+    (``evidence``, ``noise``, ``jpeg``, ``extent``: the tiles' exposure evidence, patch noise, JPEG
+    scale and own parts, where the caller has them already; ``mpp``: the tiles' µm/px where not the
+    model's, as for a slide judged at its own slightly coarser pixels)."""
     if "noise" in families:
         probabilities = judge_noise(probabilities, classes, (patch_noise(tiles) if noise is None else noise).per_tile())
     if "motion" in families:
-        probabilities = judge_motion(probabilities, classes, motion_score(tiles))
+        probabilities = judge_motion(probabilities, classes, motion_score(tiles, mpp, extent))
     if "jpeg" in families:
-        probabilities = judge_jpeg(probabilities, classes, jpeg_scale(tiles) if jpeg is None else jpeg)
+        probabilities = judge_jpeg(probabilities, classes, jpeg_scale(tiles, extent) if jpeg is None else jpeg)
     if "exposure" in families:
         probabilities = judge_exposure(probabilities, classes, evidence or exposure_evidence(tiles))
     return probabilities

@@ -74,8 +74,9 @@ class MapCancelled(SlideIQAError):
 #: How tiles are read and judged (``MapSettings.judgement``): 1 is edge tiles mirrored past the slide,
 #: pale stroma joined into tissue, exposure judged by evidence and the debris colour rule of stains;
 #: 2 adds the JPEG step read from the tile and noise measured on its unclipped patches; 3 reads tone on
-#: block means, motion on a fine band from 0.13 cycles/px, and floors P(exposure) on certain over-exposure.
-JUDGEMENT = 3
+#: block means, motion on a fine band from 0.13 cycles/px, and floors P(exposure) on certain over-exposure;
+#: 4 reads motion on an edge tile's own part and on bands scaled to a slightly coarser slide's µm/px.
+JUDGEMENT = 4
 
 
 @dataclass

@@ -37,7 +37,21 @@ measurement's, as ``noise_level.judge_noise`` does for noise, and leaves the net
 among good and the other families in its own proportions.
 
 The thresholds hold at the scale they were measured on, ``MOTION_MPP`` µm/px (a 5 µm streak is 10 px
-there); models at other scales keep their own P(motion). 0.3–0.4 ms a tile on one core here.
+there); models at other scales keep their own P(motion). A tile judged at its own pixels up to
+``MOTION_COARSEST`` coarser (a 20× scanner's 0.55 µm/px, ``grid.judging_scale``) has its bands
+scaled to the same periods in µm, so the measurement reads the same detail of the glass: read at
+fixed cycles per pixel, a 5 µm streak (9 px at 0.55) took less of the fine band and accelerating
+streaks were missed on one tile in five of CPM-15's fields (``benchmarks/README.md``).
+An edge tile, filled past the slide's border with the image mirrored about it, is read on its own
+part (``edge_tiles``): mirrored, a streak at θ adds one at −θ, and measured whole, 20–30 % of the
+streaks on edge tiles holding 29–57 % of a tile went unseen. The part is read as the mean spectrum of
+square windows of its shorter side laid along it (a window of the part's own shape resolves its long
+axis finer than its short one), and the thresholds are raised as its share ``a`` of the tile
+shrinks (``EDGE_SPREAD``), since fewer pixels spread the sector energies more: on the fields the
+model trains on, clean edge tiles are then flagged no more often than whole ones (1.1 %) but on the
+smallest corner measured (96 × 96 px: 1.5 %; 3.8 % through the mirror), and fewer streaks are
+missed than through the mirror at every size measured (``training/analysis/motion_edges.py``).
+0.3–0.4 ms a tile on one core here.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ import numpy as np
 import scipy.fft
 from scipy.special import expit
 
+from .edge_tiles import own_extent
 from .noise_level import set_class_probability
 
 #: Log-ratio of the strongest to the weakest sector of fine detail above which a tile may be streaked.
@@ -58,9 +73,19 @@ MOTION_RATIO = 2.45
 MOTION_SOFTNESS = 0.03
 #: µm/px of the tiles the thresholds were measured on.
 MOTION_MPP = 0.5
+#: Tiles up to this much coarser than ``MOTION_MPP`` are measured with their bands scaled to it.
+MOTION_COARSEST = 1.10
 SECTORS = 12
 FINE_BAND = (0.13, 0.35)
 COARSE_BAND = (0.025, 0.06)
+#: An edge tile is measured on its own part (``edge_tiles.own_extent``) where that part is at least
+#: this many pixels each way; a narrower one is measured whole, its mirror image included.
+MIN_OWN = 64
+#: The thresholds of an edge tile measured on a share ``a`` of its area are raised by the factor
+#: 1 + EDGE_SPREAD × (1/√a − 1): fewer pixels spread the sector energies more, and the 99th
+#: percentile of clean tiles' scores grew so on the fields the model trains on (1.01 whole, 1.10
+#: on 43 % of a tile, 1.38 on 18 %: ``training/analysis/motion_edges.py``).
+EDGE_SPREAD = 0.26
 #: A floor under each sector's energy, so that a flat tile (no detail) has no direction either.
 _FLAT = 9e-3
 #: Spectra are computed this many tiles at a time, in place where numpy allows: ≈ 0.6 MB of
@@ -74,18 +99,33 @@ def measures_motion(classes: list[str], mpp: float) -> bool:
     return "motion" in classes and abs(mpp - MOTION_MPP) <= 0.05 * MOTION_MPP
 
 
+def band_scale(mpp: float | None) -> float:
+    """The factor from the bands at ``MOTION_MPP`` to those of tiles at ``mpp`` µm/px (the same
+    periods in µm), rounded so that the few scales a run sees share their cached bins."""
+    if mpp is None:
+        return 1.0
+    ratio = mpp / MOTION_MPP
+    if not 0.95 <= ratio <= MOTION_COARSEST + 1e-9:
+        raise ValueError(f"motion is measured on tiles of {MOTION_MPP} µm/px up to {MOTION_COARSEST - 1:.0%} "
+                         f"coarser, not {mpp:g}")
+    return round(ratio, 3)
+
+
 def motion_judgement(classes: list[str], mpp: float) -> dict:
     """How a map's P(motion) was made, for its attributes."""
     if not measures_motion(classes, mpp):
         return {"measured": False}
     return {"measured": True, "estimator": "directional power spectrum, fine and fine/coarse anisotropy",
-            "threshold_fine": MOTION_FINE, "threshold_ratio": MOTION_RATIO, "softness": MOTION_SOFTNESS}
+            "threshold_fine": MOTION_FINE, "threshold_ratio": MOTION_RATIO, "softness": MOTION_SOFTNESS,
+            "bands_cycles_per_um": {"fine": [f / MOTION_MPP for f in FINE_BAND],
+                                    "coarse": [f / MOTION_MPP for f in COARSE_BAND]}}
 
 
-@lru_cache(maxsize=4)
-def _sector_bins(height: int, width: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(Hann window, fine band, coarse band) for tiles of this size; each band is (indices into the
-    flattened half-spectrum of ``rfft2``, grouped by sector; where each sector's indices start)."""
+@lru_cache(maxsize=8)
+def _sector_bins(height: int, width: int, scale: float = 1.0) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(Hann window, fine band, coarse band) for tiles of this size, the bands' cycles/px times
+    ``scale``; each band is (indices into the flattened half-spectrum of ``rfft2``, grouped by
+    sector; where each sector's indices start)."""
     window = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
     fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
     radius = np.hypot(fx, fy).ravel()
@@ -97,7 +137,7 @@ def _sector_bins(height: int, width: int) -> tuple[np.ndarray, tuple[np.ndarray,
         starts = np.searchsorted(sector[by_sector], np.arange(SECTORS))
         return by_sector, starts
 
-    return window, band(*FINE_BAND), band(*COARSE_BAND)
+    return window, band(*(f * scale for f in FINE_BAND)), band(*(f * scale for f in COARSE_BAND))
 
 
 def _sector_energy(power: np.ndarray, band: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -108,10 +148,36 @@ def _sector_energy(power: np.ndarray, band: tuple[np.ndarray, np.ndarray]) -> np
     return np.add.reduceat(power[:, indices], starts, axis=1) + _FLAT
 
 
-def motion_anisotropy(tiles: np.ndarray) -> np.ndarray:
-    """(N, 2) log-ratios (fine anisotropy, fine-to-coarse anisotropy) of (N, H, W, 3) uint8 tiles."""
+def _own_part_energies(summed: np.ndarray, height: int, width: int, full: tuple[int, int],
+                       scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fine, coarse) sector energies, each (1, SECTORS), of an edge tile's own ``height`` × ``width``
+    part of ``summed`` (its channel sum): the mean power spectrum of square windows of the part's
+    shorter side laid along its longer one (Welch's method). A square resolves every direction
+    alike; a window of the part's own shape resolved its long axis finer than its short one and
+    called 2–3 times as many clean edge tiles motion (``training/analysis/motion_edges.py``)."""
+    side, longer = min(height, width), max(height, width)
+    offsets = np.linspace(0, longer - side, max(1, -(-longer // side))).round().astype(int)
+    squares = np.stack([summed[:side, o:o + side] if width > height else summed[o:o + side, :side]
+                        for o in offsets]).astype(np.float32)
+    squares -= squares.mean(axis=(1, 2), keepdims=True)
+    squares *= _sector_bins(side, side)[0]
+    # Zero-padded to the tile's size, so the bands keep every sector's bins at any side.
+    _, fine_band, coarse_band = _sector_bins(*full, scale)
+    power = np.abs(scipy.fft.rfft2(squares, s=full)).reshape(len(squares), -1)
+    # Energy grows with the window's area; scaled to a whole tile's, so that _FLAT means the same.
+    power = (power * power).mean(axis=0, keepdims=True) * (full[0] * full[1] / side**2)
+    return _sector_energy(power, fine_band), _sector_energy(power, coarse_band)
+
+
+def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
+    """(N, 2) log-ratios (fine anisotropy, fine-to-coarse anisotropy) of (N, H, W, 3) uint8 tiles
+    at ``mpp`` µm/px (default ``MOTION_MPP``); an edge tile's spectrum is read on its own part
+    (``extent``: ``edge_tiles.own_extent`` of the tiles, where the caller has it already)."""
     tiles = np.asarray(tiles)
-    window, fine_band, coarse_band = _sector_bins(*tiles.shape[1:3])
+    full, scale = tiles.shape[1:3], band_scale(mpp)
+    window, fine_band, coarse_band = _sector_bins(*full, scale)
+    extent = own_extent(tiles) if extent is None else np.asarray(extent)
+    own_part = measured_on_own_part(extent, full)
     out = np.empty((len(tiles), 2), np.float64)
     for start in range(0, len(tiles), _CHUNK):
         chunk = tiles[start:start + _CHUNK]
@@ -126,16 +192,37 @@ def motion_anisotropy(tiles: np.ndarray) -> np.ndarray:
         power = np.abs(scipy.fft.rfft2(luminance)).reshape(len(luminance), -1)
         power *= power
         fine, coarse = _sector_energy(power, fine_band), _sector_energy(power, coarse_band)
+        for index in np.flatnonzero(own_part[start:start + _CHUNK]):
+            height, width = extent[start + index]
+            fine[index], coarse[index] = _own_part_energies(summed[index], int(height), int(width), full, scale)
         ratio = fine / coarse
         out[start:start + _CHUNK, 0] = np.log(fine.max(axis=1) / fine.min(axis=1))
         out[start:start + _CHUNK, 1] = np.log(ratio.max(axis=1) / ratio.min(axis=1))
     return out
 
 
-def motion_score(tiles: np.ndarray) -> np.ndarray:
-    """How far each tile is past both thresholds: > 1 streaked, < 1 not (the lower of the two ratios)."""
-    anisotropy = motion_anisotropy(tiles)
-    return np.minimum(anisotropy[:, 0] / MOTION_FINE, anisotropy[:, 1] / MOTION_RATIO)
+def measured_on_own_part(extent: np.ndarray, full: tuple[int, int]) -> np.ndarray:
+    """(N,) whether each tile is an edge tile measured on its own part (at least ``MIN_OWN`` each way)."""
+    extent = np.asarray(extent)
+    return (extent.min(axis=1) >= MIN_OWN) & (extent < full).any(axis=1)
+
+
+def edge_margin(extent: np.ndarray, full: tuple[int, int]) -> np.ndarray:
+    """(N,) the factor each tile's thresholds are raised by: 1 for a tile measured whole, more for an
+    edge tile measured on a smaller own part (``EDGE_SPREAD``)."""
+    extent = np.asarray(extent)
+    share = np.where(measured_on_own_part(extent, full), extent.prod(axis=1) / (full[0] * full[1]), 1.0)
+    return 1.0 + EDGE_SPREAD * (1.0 / np.sqrt(share) - 1.0)
+
+
+def motion_score(tiles: np.ndarray, mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
+    """How far each tile is past both thresholds: > 1 streaked, < 1 not (the lower of the two ratios);
+    ``mpp`` and ``extent`` as :func:`motion_anisotropy`."""
+    tiles = np.asarray(tiles)
+    extent = own_extent(tiles) if extent is None else np.asarray(extent)
+    anisotropy = motion_anisotropy(tiles, mpp, extent)
+    score = np.minimum(anisotropy[:, 0] / MOTION_FINE, anisotropy[:, 1] / MOTION_RATIO)
+    return score / edge_margin(extent, tiles.shape[1:3])
 
 
 def measured_motion_probability(score: np.ndarray) -> np.ndarray:

@@ -184,12 +184,13 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
         if not batch:
             continue
         pixels = np.stack(tiles)
+        judged_mpp = task.grid.model_mpp  # the model's, or a slightly coarser slide's own (grid.judging_scale)
         if k:
-            probabilities, cell_probabilities = predictor.predict_with_cells(pixels)
+            probabilities, cell_probabilities = predictor.predict_with_cells(pixels, judged_mpp)
         else:
-            probabilities, cell_probabilities = predictor.predict(pixels), None
+            probabilities, cell_probabilities = predictor.predict(pixels, judged_mpp), None
         if task.find_debris:
-            dirty = debris_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
+            dirty = debris_tiles(pixels, judged_mpp, probabilities, predictor.classes)
             result.debris += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dirty) if found]
             probabilities[dirty] = np.nan  # labelled debris, not judged by the model
             if k:

@@ -18,12 +18,16 @@ from slideiqa import map_slide, open_map
 from slideiqa.debris import debris_tiles
 from slideiqa.distortions import exposure
 from slideiqa.exposure_evidence import exposure_evidence, judge_exposure
-from slideiqa.grid import TileGrid, mirrored_past_edge
+from slideiqa.edge_tiles import own_extent
+from slideiqa.grid import TileGrid, mirrored_past_edge, read_plan, read_tile
+from slideiqa.slide import open_slide
+from slideiqa.store import MapError
 from slideiqa.tissue import tissue_mask
 from slideiqa_training.cross_implementation import degrade
 from slideiqa_training.generalisation import FLOORS
 
 from conftest import CMU_SLIDE, FIELDS, HELDOUT, ROOT
+from slides import write_pyramidal_tiff
 
 CLEAN_LOOKS = ROOT / "tests" / "data" / "clean_looks"
 DENSE = CLEAN_LOOKS / "histolab_high-nuclei-score-level0.png"
@@ -107,6 +111,22 @@ def test_mirroring_past_the_edge_is_exact():
     np.testing.assert_array_equal(edge[:252, 104:208], pixels[:252, 103::-1])
     np.testing.assert_array_equal(edge[252:448, :104], pixels[251:55:-1, :104])
     assert mirrored_past_edge(pixels, grid, (0, 0)) is pixels  # a tile wholly inside is untouched
+
+
+def test_an_edge_tile_read_from_a_finer_level_is_mirrored_at_the_tiles_scale(tmp_path, tumour_field):
+    """A 40× field's edge tile: the part inside is shrunk alone and mirrored afterwards, so the mirror
+    line lies exactly on the tile's pixels, where the motion and JPEG measurements find it."""
+    path = write_pyramidal_tiff(tmp_path / "forty.tif", tumour_field[:700, :1000], mpp=0.25, levels=1,
+                                compression="zlib")
+    grid = TileGrid(1000, 700, 0.25, 0.5, 224)  # the last column holds 104 px (52 at 0.5), the last row 252 (126)
+    with open_slide(path) as slide:
+        plan = read_plan(slide, grid)
+        edge, _ = read_tile(slide, grid, plan, 1, 2)
+        inner, _ = read_tile(slide, grid, plan, 0, 0)
+    assert own_extent(np.stack([inner, edge])).tolist() == [[224, 224], [126, 52]]
+    own = np.asarray(Image.fromarray(tumour_field[448:700, 896:1000]).resize((52, 126), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(edge[:126, :52], own)
+    np.testing.assert_array_equal(edge[:126, 52:104], own[:, ::-1])
 
 
 def test_dab_over_haematoxylin_is_stain_and_grey_particles_are_debris():

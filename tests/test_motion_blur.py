@@ -7,7 +7,7 @@ import pytest
 from slideiqa.distortions import KINDS, defocus, motion
 from slideiqa.inference import Predictor
 from slideiqa.judgement import measured_families
-from slideiqa.motion_blur import judge_motion, measures_motion, motion_anisotropy, motion_score
+from slideiqa.motion_blur import band_scale, judge_motion, measures_motion, motion_anisotropy, motion_score
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 
@@ -55,6 +55,46 @@ def test_the_measurement_is_blind_to_the_streak_angle_and_to_flat_tiles(heldout_
     assert scores.min() > 1.2, scores.round(2)
     flat = np.full((2, 224, 224, 3), 230, np.uint8)
     np.testing.assert_allclose(motion_anisotropy(flat), 0.0, atol=1e-6)
+
+
+def mirrored_edge(tiles: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """``tiles`` cut to their first ``rows`` × ``columns`` and mirrored out to a tile, as a map fills
+    a tile past the slide's border (``grid.mirrored_past_edge``)."""
+    return np.pad(tiles[:, :rows, :columns], ((0, 0), (0, 224 - rows), (0, 224 - columns), (0, 0)), mode="symmetric")
+
+
+@pytest.mark.parametrize("part", [(224, 90), (110, 224), (120, 150)])
+def test_an_edge_tile_is_measured_on_its_own_part_not_its_mirror_image(heldout_tiles, part):
+    """Mirrored, a streak at θ adds one at −θ: measured whole, an edge tile looked less streaked than
+    it is (CPM-15 at 0.55 µm/px: 9 of 35 streaked edge tiles passed). On its own part, with the
+    thresholds raised for the fewer pixels, more streaks are found and clean tiles still pass."""
+    streaked = np.stack([motion(tile, FLOORS["motion"], seed=i, kind="ramp", angle_deg=30 + 10 * i)
+                         for i, tile in enumerate(heldout_tiles)])
+    edge = mirrored_edge(streaked, *part)
+    own, whole = motion_score(edge), motion_score(edge, extent=np.tile(edge.shape[1:3], (len(edge), 1)))
+    assert (own > 1.0).mean() >= 0.8 and (own > 1.0).sum() > (whole > 1.0).sum(), (own.round(2), whole.round(2))
+    assert motion_score(mirrored_edge(heldout_tiles, *part)).max() < 0.9
+
+
+def grating(period_um: float, mpp: float, angle_deg: float = 20.0) -> np.ndarray:
+    """A (1, 224, 224, 3) tile of a sine grating of ``period_um`` at ``mpp`` µm/px."""
+    y, x = np.mgrid[:224, :224] * mpp
+    along = x * np.cos(np.radians(angle_deg)) + y * np.sin(np.radians(angle_deg))
+    grey = (128 + 60 * np.sin(2 * np.pi * along / period_um)).astype(np.uint8)
+    return np.repeat(grey[None, ..., None], 3, axis=-1)
+
+
+def test_a_20x_scanners_tiles_are_read_on_the_same_periods_in_um():
+    """At 0.55 µm/px (judged at its own pixels, ``grid.judging_scale``) the bands are scaled so that
+    they hold the same detail of the glass: a 1.45 µm period lies in the fine band at either scale,
+    and read at fixed cycles per pixel it would fall out of it at 0.55."""
+    at_model = motion_anisotropy(grating(1.45, 0.5), 0.5)[0, 0]
+    at_20x = motion_anisotropy(grating(1.45, 0.55), 0.55)[0, 0]
+    unscaled = motion_anisotropy(grating(1.45, 0.55))[0, 0]
+    assert at_model > 5 and at_20x > 5 and unscaled < 2, (at_model, at_20x, unscaled)
+    assert band_scale(0.55) == 1.1 and band_scale(None) == 1.0
+    with pytest.raises(ValueError, match="not 0.6"):
+        band_scale(0.6)
 
 
 def test_judging_motion_keeps_the_other_classes_ratios():

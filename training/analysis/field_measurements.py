@@ -68,9 +68,10 @@ Copies = Callable[[np.ndarray, np.random.Generator], dict[str, np.ndarray]]
 
 
 def tile_sets(data: Path, copies_of: Copies = copies_of, keep: Callable[[str], bool] = lambda source: True,
-              ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(clean tiles, their good looks, {copy: tiles}) of every clean field at the model's scale, of the
-    sources ``keep`` names, each field degraded by ``copies_of``."""
+              at_mpp: float = MODEL_MPP) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(clean tiles, their good looks, {copy: tiles}) of every clean field at ``at_mpp`` µm/px (the
+    model's, or a 20× scanner's slightly coarser one), of the sources ``keep`` names, each field
+    degraded by ``copies_of``."""
     sources, _, _ = catalogue_fields(data)
     rng = np.random.default_rng(2026)
     clean, looks, degraded = [], [], {}
@@ -83,7 +84,7 @@ def tile_sets(data: Path, copies_of: Copies = copies_of, keep: Callable[[str], b
                 pixels = slide.read_region((0, 0), 0, slide.dimensions)
             if mpp > MODEL_MPP * 1.1:
                 continue
-            field = pixels if abs(mpp - MODEL_MPP) < 0.01 else resampled(pixels, mpp, MODEL_MPP)
+            field = pixels if abs(mpp - at_mpp) < 0.01 else resampled(pixels, mpp, at_mpp)
             copies = copies_of(field, rng)
             height, width = field.shape[:2]
             for top in range(0, height - TILE + 1, STRIDE):

@@ -1,0 +1,36 @@
+"""An edge tile's own part: where the mirror image that fills it past the slide's border begins.
+
+A map's tile that runs past the slide's right or bottom edge is filled by mirroring the image about
+that edge (``grid.mirrored_past_edge``), so that it is never judged on white padding. Measurements
+that read a structure the mirror does not keep read only the part before the mirror line: the JPEG
+block grid (the mirror image's blocks lie on another grid) and a streak's direction (mirrored, a
+streak at θ adds one at −θ, and the tile looks less streaked than it is). The line is found from the
+pixels, so it needs nothing from the tiler; a tile resized after mirroring (read from a finer level)
+keeps no exact line and is measured whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def own_extent(tiles: np.ndarray) -> np.ndarray:
+    """(N, 2) rows and columns of each (N, H, W, 3) uint8 tile that are its own image (all of them
+    for a tile wholly inside): the line is where the rest of the tile repeats what precedes it,
+    line for line, in reverse. A flat tile reads as 1 × 1: callers keep a least size."""
+    green = tiles[..., 1]
+    extent = np.empty((len(tiles), 2), np.int64)
+    for index, tile in enumerate(green):
+        extent[index] = _mirror_line(tile), _mirror_line(tile.T)
+    return extent
+
+
+def _mirror_line(image: np.ndarray) -> int:
+    """The first row of (H, W) ``image`` from which every row to the end repeats the rows above it
+    as symmetric padding does (reflected, and reflected again where fewer rows precede), or H."""
+    length = len(image)
+    for line in np.flatnonzero((image[1:] == image[:-1]).all(axis=1)) + 1:
+        source = np.pad(np.arange(line), (0, length - line), mode="symmetric")[line:]
+        if np.array_equal(image[-1], image[source[-1]]) and np.array_equal(image[line:], image[source]):
+            return int(line)
+    return length
