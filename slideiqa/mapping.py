@@ -30,6 +30,7 @@ import numpy as np
 
 from . import __version__
 from .errors import SlideIQAError
+from .exposure_evidence import SATURATED
 from .files import exclusive_output, write_atomically
 from .grid import COARSEST_RATIO, TileGrid, judging_scale, read_plan, tile_fractions
 from .inference import Predictor
@@ -211,6 +212,22 @@ def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_
             unknown[y0:y1, x0:x1] = True
         fractions[tile_fractions(unknown, grid) > 0] = 1.0
     return TissueMap(thumbnail, fractions, fixed)
+
+
+#: Share of a slide without tissue clipped to pure white beyond which the error asks about exposure.
+CLIPPED_WHITE_SHARE = 0.5
+
+
+def no_tissue_message(slide_path: Path, min_tissue: float, thumbnail: np.ndarray) -> str:
+    """The one-line error of a slide with no tissue tile. Twice the light turns pale tissue (a faint
+    IHC counterstain) into glass, so where most of the slide is clipped to pure white the message
+    says so: the scan may hold tissue that its exposure erased."""
+    message = f"{slide_path}: no tissue found (no tile ≥ {min_tissue:.0%} tissue)"
+    white = float((thumbnail.min(axis=-1) >= SATURATED).mean())
+    if white > CLIPPED_WHITE_SHARE:
+        message += (f"; {white:.0%} of it is clipped to pure white, as an over-exposed scan is: if the glass "
+                    "holds tissue, check the scanner's exposure and rescan")
+    return message + "; use --no-tissue-mask to assess every tile"
 
 
 def _slow_thumbnail_notice(slide: Slide, side: int, notice: Notice | None) -> Progress | None:
@@ -408,8 +425,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     tissue, fixed = found.tissue, found.fixed
     to_assess = (tissue >= options.min_tissue if options.use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
     if not to_assess.any() and not fixed.any():
-        raise MapError(f"{slide_path}: no tissue found (no tile ≥ {options.min_tissue:.0%} tissue); "
-                       "use --no-tissue-mask to assess every tile")
+        raise MapError(no_tissue_message(slide_path, options.min_tissue, found.thumbnail))
     checksum = file_checksum(slide_path)
     settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,

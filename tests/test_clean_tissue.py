@@ -166,6 +166,20 @@ def test_pale_stroma_between_stained_nuclei_is_tissue():
     assert tissue_mask(np.full((256, 256, 3), 240, np.uint8), um_per_px=0.5).mean() == 0.0  # glass stays glass
 
 
+def test_a_pale_field_whose_tissue_twice_the_light_erased_says_so(tmp_path):
+    """Over-exposed, a pale IHC field turns to glass and no tile is assessed; the error says that
+    most of it is clipped to white, which glass of a normal scan is not."""
+    field = np.full((512, 512, 3), (211, 207, 198), np.uint8)  # a pale Ki67 field's stroma
+    yy, xx = np.mgrid[:512, :512]
+    field[(np.hypot(yy % 32 - 16, xx % 32 - 16) < 6)] = (150, 170, 210)  # pale nuclei every 16 µm
+    assert _mapped(field, tmp_path, 0.5)[0]["verdict"] == "pass"
+    for image, clipped in ((exposure(field, 0.5, kind="flat", direction=1, seed=0), True),
+                           (np.full((512, 512, 3), 238, np.uint8), False)):
+        with pytest.raises(MapError, match="no tissue found") as raised:
+            _mapped(image, tmp_path, 0.5, name=f"clipped{clipped}")
+        assert ("clipped to pure white" in str(raised.value)) == clipped, raised.value
+
+
 def test_exposure_evidence_sees_light_not_stain():
     """Clean held-out crops have no exposure evidence whatever their density; too little or too much
     light (slideiqa's gain and OpenCV's at ±1 EV) does. A tone curve (γ ½ or 2) is a stain of another
