@@ -190,7 +190,10 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
         else:
             probabilities, cell_probabilities = predictor.predict(pixels, judged_mpp), None
         if task.find_debris:
-            dirty = debris_tiles(pixels, judged_mpp, probabilities, predictor.classes)
+            # Searched as at the model's scale even on a slide judged at its own slightly coarser
+            # pixels: told 0.55, the particle sizes in pixels shrank and clean DAB was called debris
+            # (benchmarks/README.md, A 20x scanner's 0.55 um/px).
+            dirty = debris_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
             result.debris += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dirty) if found]
             probabilities[dirty] = np.nan  # labelled debris, not judged by the model
             if k:
