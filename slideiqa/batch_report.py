@@ -68,6 +68,9 @@ class SlideRecord:
     #: Not a slide of this batch: a row of an earlier batch into the same folder, or a complete map
     #: found there, kept so that the report lists every slide mapped into the folder.
     earlier: bool = False
+    #: What a person must know beyond the figures, from its map's summary (``mapping.map_warnings``:
+    #: code, count, message each).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -103,7 +106,8 @@ def record_from_summary(slide: str, map_path: str, status: str, summary: dict[st
                        mpp=summary.get("mpp"), width_px=width, height_px=height,
                        tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
                        runtime_s=runtime_s, earlier=earlier,
-                       tone=[reference[name]["median"] for name in TONE_FEATURES] if reference else None)
+                       tone=[reference[name]["median"] for name in TONE_FEATURES] if reference else None,
+                       warnings=list(summary.get("warnings") or []))
 
 
 # -- a report in a folder that already holds one ------------------------------------------------------
@@ -287,7 +291,7 @@ def _csv(records: list[SlideRecord]) -> str:
     classes = class_order(records)
     columns = ["slide", "map", "status", "verdict", "mean_score", "share_below_threshold",
                *(f"share_{name}" for name in classes), "tissue_tiles", "unreadable_tiles", "tissue_area_mm2", "mpp",
-               "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "error", "earlier"]
+               "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "warnings", "error", "earlier"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
@@ -295,6 +299,7 @@ def _csv(records: list[SlideRecord]) -> str:
         row = {key: value for key, value in asdict(record).items() if key not in ("share_per_class", "tone")}
         row |= {"slide": str(Path(record.slide).resolve()), "map": str(Path(record.map).resolve())}
         row |= {f"share_{name}": record.share_per_class.get(name) for name in classes}
+        row["warnings"] = "; ".join(f"{warning['code']} {warning['count']}" for warning in record.warnings) or None
         writer.writerow({key: "" if value is None else _rounded(key, value) for key, value in row.items()})
     return buffer.getvalue()
 
@@ -355,6 +360,15 @@ def _tone(record: SlideRecord) -> str:
     return f"{record.tone_vs_batch:.1f}"
 
 
+def _warnings(record: SlideRecord) -> str:
+    """The slide's warnings, folded under one line that counts them."""
+    if not record.warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(warning['message'])}</li>" for warning in record.warnings)
+    codes = ", ".join(html.escape(f"{warning['code']} {warning['count']}") for warning in record.warnings)
+    return f'<details class="warnings"><summary>⚠ {codes}</summary><ul>{items}</ul></details>'
+
+
 def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     name, map_path = Path(record.slide).name, Path(record.map)
     thumbnail = None if record.failed else _thumbnail(map_path)
@@ -372,7 +386,8 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
         _cell(picture, None, "picture"),
         _cell(f'<span class="name">{html.escape(name)}</span><span class="path">{html.escape(record.slide)}</span>'
               + (f'<span class="error">{html.escape(record.error)}</span>' if record.error else "")
-              + ('<span class="earlier">from an earlier run into this folder</span>' if record.earlier else ""),
+              + ('<span class="earlier">from an earlier run into this folder</span>' if record.earlier else "")
+              + _warnings(record),
               name, "slide"),
         _cell(f'<span class="badge {outcome}">{badge}</span>', record.severity()[0]),
         _cell("–" if record.mean_score is None else f"{record.mean_score:.3f}", record.mean_score),
@@ -403,6 +418,7 @@ td.picture img{width:160px;display:block}.name{display:block;font-weight:600}
 .badge.error{background:#d73027;color:#fff;outline:3px double #7a0000}.badge.interrupted{background:#999;color:#fff}
 .warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;max-width:40em}.count{color:#555}
 td.slide{min-width:18em}.nowrap{white-space:nowrap}.earlier{display:block;font-size:.8em;color:#555;font-style:italic}
+.warnings{font-size:.85em;color:#b35806;max-width:40em}.warnings summary{cursor:pointer}.warnings ul{margin:.3em 0;padding-left:1.2em}
 """
 
 SCRIPT = """

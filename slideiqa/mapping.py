@@ -136,27 +136,43 @@ class MapResult:
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know beyond the figures: tissue under preparation artefacts, tissue the
-        file could not give, tissue whose tone is unlike the rest of the slide's, glass that says the
-        whole slide is exposed wrongly."""
-        artefacts = self.summary.get("artefact_tiles") or {}
-        found = [f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count against "
-                 f"the verdict ({advice})" for name, (what, advice) in ARTEFACT_WARNINGS.items() if artefacts.get(name)]
-        count = self.summary.get("unreadable_tiles") or 0
-        if count:
+        """What a person must know beyond the figures (:func:`map_warnings`), one sentence each."""
+        found = self.summary.get("warnings")
+        if found is None:  # a map made before its summary kept them
             first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
-            found.append(f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
-                         f"labelled unreadable in the map and count against the verdict. First: {first}")
-        departing = (self.summary.get("tone") or {}).get("tiles_departing") or 0
-        if departing:
-            found.append(f"{departing} tissue tiles' tone (glass level, stain density or white point) departs from "
-                         "the rest of the slide's; they are judged exposure unless they have a worse defect "
-                         "(uneven illumination or staining across the slide: check them by eye)")
-        glass = glass_warning((((self.summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median"))
-        if glass:
-            found.append(f"the slide's {glass}, which its tiles, judged against each other, cannot show (compare it "
-                         "with the lab's other slides: slideiqa batch)")
-        return found
+            found = map_warnings(self.summary, first)
+        return [warning["message"] for warning in found]
+
+
+def map_warnings(summary: dict[str, Any], first_unreadable: str = "") -> list[dict[str, Any]]:
+    """What a person must know beyond the figures, each as ``code`` (an artefact's name,
+    ``unreadable``, ``tone`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass) and
+    ``message``: tissue under preparation artefacts, tissue the file could not give (the first
+    decoder error: ``first_unreadable``), tissue whose tone is unlike the rest of the slide's, glass
+    that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the batch's report,
+    not only on the terminal, so that a lab reading the files later sees them too."""
+    artefacts = summary.get("artefact_tiles") or {}
+    found = [{"code": name, "count": artefacts[name],
+              "message": f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count "
+                         f"against the verdict ({advice})"}
+             for name, (what, advice) in ARTEFACT_WARNINGS.items() if artefacts.get(name)]
+    count = summary.get("unreadable_tiles") or 0
+    if count:
+        found.append({"code": UNREADABLE_CLASS, "count": count,
+                      "message": f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
+                                 f"labelled unreadable in the map and count against the verdict. First: {first_unreadable}"})
+    departing = (summary.get("tone") or {}).get("tiles_departing") or 0
+    if departing:
+        found.append({"code": "tone", "count": departing,
+                      "message": f"{departing} tissue tiles' tone (glass level, stain density or white point) departs "
+                                 "from the rest of the slide's; they are judged exposure unless they have a worse "
+                                 "defect (uneven illumination or staining across the slide: check them by eye)"})
+    glass = glass_warning((((summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median"))
+    if glass:
+        found.append({"code": "glass", "count": 1,
+                      "message": f"the slide's {glass}, which its tiles, judged against each other, cannot show "
+                                 "(compare it with the lab's other slides: slideiqa batch)"})
+    return found
 
 
 def default_output(slide_path: Path) -> Path:
@@ -592,6 +608,7 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     summary |= _cell_summary(plan, root)
     if tone is not None:
         summary["tone"] = tone
+    summary["warnings"] = map_warnings(summary, (root.attrs["slideiqa"].get("unreadable") or [{}])[0].get("error", ""))
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
                       timing={"runtime_s": runtime, "compute_s": compute_s})

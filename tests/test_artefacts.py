@@ -84,6 +84,8 @@ def test_a_real_pen_slide_maps_pen_where_its_mask_says(pen_image, pen_map):
     assert summary["artefact_tiles"]["pen"] == pen.sum()
     assert summary["share_per_class"]["pen"] == pytest.approx(pen.sum() / summary["tissue_tiles"])
     assert "lie under pen ink" in pen_map.warnings[0]
+    assert json.loads((pen_map.path / "summary.json").read_text())["warnings"][0] == {
+        "code": "pen", "count": int(pen.sum()), "message": pen_map.warnings[0]}
     features = json.loads((pen_map.path / "regions.geojson").read_text())["features"]
     pens = [f for f in features if f["properties"]["classification"]["name"] == "pen"]
     assert sum(f["properties"]["measurements"]["tiles"] for f in pens) == pen.sum()

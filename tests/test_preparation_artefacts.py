@@ -1,6 +1,8 @@
 """Folds, air bubbles and debris: found where synthetic ones were drawn, not on clean tissue, and
 mapped end to end as their own classes in the map, summary, warnings and GeoJSON."""
 
+import csv
+import html
 import json
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from PIL import Image
 
 from slideiqa import map_slide, open_map
+from slideiqa.batch_report import record_from_summary, write_reports
 from slideiqa.bubbles import bubble_mask
 from slideiqa.debris import debris_tiles
 from slideiqa.distortions import distort
@@ -133,6 +136,18 @@ def test_folds_bubbles_and_debris_are_mapped_as_their_own_classes(artefact_map):
     for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS)):
         assert summary["artefact_tiles"][name] == (label == value).sum()
         assert any(f"labelled {name} in the map" in warning for warning in result.warnings)
+    # The warnings are kept in summary.json and reach the batch's reports, not only the terminal.
+    kept = json.loads((result.path / "summary.json").read_text())["warnings"]
+    assert {w["code"]: w["count"] for w in kept if w["code"] in ("fold", "bubble", "debris")} == \
+        {name: (label == value).sum() for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS))}
+    assert [w["message"] for w in kept] == result.warnings
+    write_reports([record_from_summary(str(result.path), str(result.path), "mapped", json.loads(
+        (result.path / "summary.json").read_text()))], result.path.parent, {"model": "default", "verdict_rule": "rule"})
+    assert json.loads((result.path.parent / "report.json").read_text())["slides"][0]["warnings"] == kept
+    row = next(csv.DictReader((result.path.parent / "report.csv").read_text().splitlines()))
+    assert row["warnings"] == "; ".join(f"{w['code']} {w['count']}" for w in kept)
+    page = (result.path.parent / "report.html").read_text()
+    assert all(html.escape(w["message"]) in page for w in kept)
     features = json.loads((result.path / "regions.geojson").read_text())["features"]
     for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS)):
         regions = [f for f in features if f["properties"]["classification"]["name"] == name]
