@@ -154,7 +154,8 @@ def predict(
     would then be smaller than one tile (a camera field at 1000×), only as far as a tile allows and
     never more than 2.5× finer than the model's, with a note; a field still smaller than a tile is
     mirrored out to one, with a note; one coarser is refused. A field whose file does not give its
-    µm/px is taken to be at the model's, with a note: pass --mpp to say what it is.
+    µm/px is taken to be at the model's, with a note: pass --mpp to say what it is. A slide file (a
+    scanner's format or a pyramid) is refused: slideiqa map judges its tissue tile by tile.
     """
     import csv
     import json

@@ -13,7 +13,7 @@ from PIL import Image
 import slideiqa
 from slideiqa.models.zoo import resolve_model
 
-from conftest import skip_unless_available
+from conftest import CMU_SLIDE, skip_unless_available
 
 
 def _subprocess(module, *args):
@@ -70,6 +70,21 @@ def test_explain_refuses_a_field_too_small_to_mirror_out_to_a_tile(tmp_path):
     _one_error_line(_run("slideiqa.cli", "explain", small), "small.png", "smaller than the 100 px")
     assert not (tmp_path / "small.explain.png").exists()
     _one_error_line(_run("slideiqa.cli", "explain", tmp_path / "missing.png"), "missing.png")
+
+
+def test_predict_refuses_a_slide_file_and_names_the_command_that_judges_it(tmp_path, tumour_field):
+    """A slide, however small, is judged tile by tile on its tissue by ``map``: averaged over its tiles,
+    glass and all, ``predict`` gave the clean sample 0.59 and called it good."""
+    from slides import write_pyramidal_tiff
+
+    pyramid = write_pyramidal_tiff(tmp_path / "small_pyramid.tif", tumour_field[:600, :600], mpp=0.5, levels=2)
+    for slide, kind in ((CMU_SLIDE, "aperio"), (pyramid, "2 levels")):
+        _one_error_line(_run("slideiqa.cli", "predict", slide), slide.name, kind,
+                        f"not a field image: judge its tissue tile by tile with slideiqa map {slide}")
+    field = tmp_path / "field.png"
+    Image.fromarray(tumour_field[:600, :600]).save(field)
+    both = _run("slideiqa.cli", "predict", "--mpp", "0.5", CMU_SLIDE, field)
+    assert both.returncode == 1 and str(field) in both.stdout and str(CMU_SLIDE) not in both.stdout
 
 
 def test_unreadable_image(tmp_path):
