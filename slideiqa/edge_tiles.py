@@ -5,8 +5,8 @@ that edge (``grid.mirrored_past_edge``), so that it is never judged on white pad
 that read a structure the mirror does not keep read only the part before the mirror line: the JPEG
 block grid (the mirror image's blocks lie on another grid) and a streak's direction (mirrored, a
 streak at θ adds one at −θ, and the tile looks less streaked than it is). The line is found from the
-pixels, so it needs nothing from the tiler; a tile resized after mirroring (read from a finer level)
-keeps no exact line and is measured whole.
+pixels, so it needs nothing from the tiler; a tile read from a finer level is shrunk before it is
+mirrored (``grid.read_tile``), so that its line stays exact.
 """
 
 from __future__ import annotations

@@ -139,18 +139,18 @@ class MapResult:
         """What a person must know beyond the figures (:func:`map_warnings`), one sentence each."""
         found = self.summary.get("warnings")
         if found is None:  # a map made before its summary kept them
-            first = (open_map(self.path).attributes.get("unreadable") or [{}])[0].get("error", "")
-            found = map_warnings(self.summary, first)
+            found = map_warnings(self.summary, open_map(self.path).attributes)
         return [warning["message"] for warning in found]
 
 
-def map_warnings(summary: dict[str, Any], first_unreadable: str = "") -> list[dict[str, Any]]:
+def map_warnings(summary: dict[str, Any], attributes: dict[str, Any]) -> list[dict[str, Any]]:
     """What a person must know beyond the figures, each as ``code`` (an artefact's name,
     ``unreadable``, ``tone`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass) and
     ``message``: tissue under preparation artefacts, tissue the file could not give (the first
-    decoder error: ``first_unreadable``), tissue whose tone is unlike the rest of the slide's, glass
-    that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the batch's report,
-    not only on the terminal, so that a lab reading the files later sees them too."""
+    decoder error, from the map's ``attributes``), tissue whose tone is unlike the rest of the
+    slide's, glass that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the
+    batch's report, not only on the terminal, so that a lab reading the files later sees them too."""
+    first_unreadable = (attributes.get("unreadable") or [{}])[0].get("error", "")
     artefacts = summary.get("artefact_tiles") or {}
     found = [{"code": name, "count": artefacts[name],
               "message": f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count "
@@ -608,7 +608,7 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     summary |= _cell_summary(plan, root)
     if tone is not None:
         summary["tone"] = tone
-    summary["warnings"] = map_warnings(summary, (root.attrs["slideiqa"].get("unreadable") or [{}])[0].get("error", ""))
+    summary["warnings"] = map_warnings(summary, root.attrs["slideiqa"])
     update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
                       verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
                       timing={"runtime_s": runtime, "compute_s": compute_s})

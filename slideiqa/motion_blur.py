@@ -37,11 +37,12 @@ measurement's, as ``noise_level.judge_noise`` does for noise, and leaves the net
 among good and the other families in its own proportions.
 
 The thresholds hold at the scale they were measured on, ``MOTION_MPP`` µm/px (a 5 µm streak is 10 px
-there); models at other scales keep their own P(motion). A tile judged at its own pixels up to
-``MOTION_COARSEST`` coarser (a 20× scanner's 0.55 µm/px, ``grid.judging_scale``) has its bands
-scaled to the same periods in µm, so the measurement reads the same detail of the glass: read at
-fixed cycles per pixel, a 5 µm streak (9 px at 0.55) took less of the fine band and accelerating
-streaks were missed on one tile in five of CPM-15's fields (``benchmarks/README.md``).
+there); models at other scales keep their own P(motion). A tile judged at its own pixels, up to
+``grid.COARSEST_RATIO`` coarser than the model (a 20× scanner's 0.55 µm/px, ``grid.judging_scale``),
+has its bands scaled to the same periods in µm, so the measurement reads the same detail of the
+glass (a 5 µm streak is 9 px at 0.55). Streaks missed are the same either way on the clean fields
+shrunk to 0.55; defocused tiles taken for motion fell from 2.6 % to 0.9 % on the trained-on ones
+(``training/analysis/motion_scale.py``).
 An edge tile, filled past the slide's border with the image mirrored about it, is read on its own
 part (``edge_tiles``): mirrored, a streak at θ adds one at −θ, and measured whole, 20–30 % of the
 streaks on edge tiles holding 29–57 % of a tile went unseen. The part is read as the mean spectrum of
@@ -63,6 +64,7 @@ import scipy.fft
 from scipy.special import expit
 
 from .edge_tiles import own_extent
+from .grid import COARSEST_RATIO
 from .noise_level import set_class_probability
 
 #: Log-ratio of the strongest to the weakest sector of fine detail above which a tile may be streaked.
@@ -73,8 +75,8 @@ MOTION_RATIO = 2.45
 MOTION_SOFTNESS = 0.03
 #: µm/px of the tiles the thresholds were measured on.
 MOTION_MPP = 0.5
-#: Tiles up to this much coarser than ``MOTION_MPP`` are measured with their bands scaled to it.
-MOTION_COARSEST = 1.10
+#: A model within this share of ``MOTION_MPP`` has its tiles' motion measured.
+MOTION_TOLERANCE = 0.05
 SECTORS = 12
 FINE_BAND = (0.13, 0.35)
 COARSE_BAND = (0.025, 0.06)
@@ -96,18 +98,20 @@ _CHUNK = 16
 
 def measures_motion(classes: list[str], mpp: float) -> bool:
     """Whether a model with these classes, seeing tiles at ``mpp`` µm/px, has its motion measured."""
-    return "motion" in classes and abs(mpp - MOTION_MPP) <= 0.05 * MOTION_MPP
+    return "motion" in classes and abs(mpp - MOTION_MPP) <= MOTION_TOLERANCE * MOTION_MPP
 
 
 def band_scale(mpp: float | None) -> float:
     """The factor from the bands at ``MOTION_MPP`` to those of tiles at ``mpp`` µm/px (the same
-    periods in µm), rounded so that the few scales a run sees share their cached bins."""
+    periods in µm), rounded so that the few scales a run sees share their cached bins. Tiles are
+    those of a model that :func:`measures_motion`, at its scale or a slide's up to
+    ``grid.COARSEST_RATIO`` coarser."""
     if mpp is None:
         return 1.0
     ratio = mpp / MOTION_MPP
-    if not 0.95 <= ratio <= MOTION_COARSEST + 1e-9:
-        raise ValueError(f"motion is measured on tiles of {MOTION_MPP} µm/px up to {MOTION_COARSEST - 1:.0%} "
-                         f"coarser, not {mpp:g}")
+    if not 1 - MOTION_TOLERANCE <= ratio <= (1 + MOTION_TOLERANCE) * COARSEST_RATIO + 1e-9:
+        raise ValueError(f"motion is measured on tiles within {MOTION_TOLERANCE:.0%} of {MOTION_MPP} µm/px, or up to "
+                         f"{COARSEST_RATIO - 1:.0%} coarser than such a model's, not {mpp:g}")
     return round(ratio, 3)
 
 

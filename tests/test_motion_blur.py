@@ -93,6 +93,7 @@ def test_a_20x_scanners_tiles_are_read_on_the_same_periods_in_um():
     unscaled = motion_anisotropy(grating(1.45, 0.55))[0, 0]
     assert at_model > 5 and at_20x > 5 and unscaled < 2, (at_model, at_20x, unscaled)
     assert band_scale(0.55) == 1.1 and band_scale(None) == 1.0
+    assert band_scale(0.525 * 1.1) == 1.155  # a model 5 % coarser, on a slide 10 % coarser than it
     with pytest.raises(ValueError, match="not 0.6"):
         band_scale(0.6)
 
