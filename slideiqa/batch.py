@@ -42,6 +42,7 @@ from .batch_report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STA
                            FolderReport, SlideRecord, record_from_summary, tone_outliers, with_batch_tone)
 from .discovery import SlideJob, discover_slides
 from .errors import SlideIQAError
+from .extras import dashboard_installed
 from .mapping import MapCancelled, ThreadRunner, map_slide, start_client
 from .models.zoo import resolve_model
 from .options import MapOptions, MppTable, mpp_for
@@ -186,7 +187,8 @@ def run_batch(
     stop = threading.Event()
     reports = ReportWriter(folder, header, started)
     try:
-        dashboard = _dashboard_link(client)
+        # A cluster started here without bokeh serves no dashboard pages; a running one may have its own.
+        dashboard = _dashboard_link(client) if dashboard_installed() or not own_client else None
         if on_start:
             on_start(discovery.jobs, dashboard)
         feed = SlideFeed(client, discovery.jobs, out, options, threads, mpp_table, slides_in_flight, stop)

@@ -393,7 +393,7 @@ def batch(
     per_slide_mpp = load_mpp_table(mpp_table) if mpp_table else None
 
     def started(jobs, dashboard) -> None:
-        output.line(f"{len(jobs)} slides → {out}" + (f"; Dask dashboard: {dashboard}" if dashboard else ""))
+        output.line(f"{len(jobs)} slides → {out}{_dashboard_note(dashboard)}")
 
     def finished(record) -> None:
         mean = "–" if record.mean_score is None else f"{record.mean_score:.3f}"
@@ -425,6 +425,15 @@ def batch(
     output.line(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "
                   f"({mapped_now} mapped now) in {result.runtime_s:.0f} s; report: {out / 'report.html'}")
     return result.exit_code
+
+
+def _dashboard_note(link: str | None) -> str:
+    """Where the batch's Dask dashboard is, or how to get one where bokeh is not installed."""
+    from .extras import DASHBOARD_INSTALL, dashboard_installed
+
+    if link:
+        return f"; Dask dashboard: {link}"
+    return "" if dashboard_installed() else f"; no Dask dashboard here: {DASHBOARD_INSTALL}"
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .extras import require_torch
 from .fields import at_judging_scale, measured_at, mirrored_to_tile, read_field, tile_origins
 from .judgement import judge_measured, measured_families
 from .noise_level import measured_noise_probability, noise_sigma_patches
@@ -123,7 +124,7 @@ class GradCam:
     where_floor = 0.0
 
     def __init__(self, model: str | Path = "default", device: str = "cpu") -> None:
-        import torch
+        torch = require_torch("Grad-CAM (explain --method gradcam, or a model without a cell head)")
 
         from .models.checkpoint import load_checkpoint
         from .models.export import TileClassifier

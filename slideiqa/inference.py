@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import SlideIQAError
+from .extras import require_torch, torch_installed
 from .options import DEVICE_PATTERN
 from .models.card import ModelError, file_sha256, graph_path, load_card
 from .models.zoo import resolve_model
@@ -49,10 +50,14 @@ def choose_device(device: str) -> str:
         raise SlideIQAError(f"unknown device {device!r}; use auto, cpu or cuda")
     if device == "cpu" or (device == "auto" and not _nvidia_driver_present()):
         return "cpu"
-    import torch
-
     if device == "auto":
+        # A GPU without PyTorch installed: the CPU runs the shipped ONNX graph.
+        if not torch_installed():
+            return "cpu"
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
+    torch = require_torch(f"--device {device}")
     if not torch.cuda.is_available():
         raise SlideIQAError(f"device {device!r} asked for, but no CUDA GPU is available here")
     return device
@@ -67,7 +72,7 @@ def exported_graph(checkpoint: Path) -> Path:
         if file_sha256(shipped) != card.graph_sha256:
             raise ModelError(f"{shipped}: does not match its model card (SHA-256 differs)")
         return shipped
-    import torch
+    torch = require_torch(f"{checkpoint}: a checkpoint without its ONNX graph (exported on first use)")
 
     from .models.checkpoint import load_checkpoint
     from .models.export import TileClassifier, export_onnx
@@ -163,7 +168,7 @@ class Predictor:
         return session
 
     def _torch_classifier(self, threads: int | None):
-        import torch
+        torch = require_torch("the torch engine")
 
         from .models.checkpoint import load_checkpoint
         from .models.export import TileClassifier

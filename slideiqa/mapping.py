@@ -306,8 +306,8 @@ def start_client(workers: int | None, scheduler: str | None, worker_wait_s: floa
 
     ``workers=N`` starts a Dask cluster of N single-threaded worker processes sharing the cores out
     for inference; ``scheduler`` connects to a running one; neither gives a :class:`ThreadRunner`
-    with a thread per core. Dask's dashboard is served on a free port when its web dependency
-    (bokeh) is installed. A scheduler must have a worker within ``worker_wait_s`` (default
+    with a thread per core. Dask's dashboard is served on a free port (its pages need bokeh, the
+    ``dashboard`` extra). A scheduler must have a worker within ``worker_wait_s`` (default
     :data:`SCHEDULER_WORKER_WAIT_S`).
     """
     worker_wait_s = SCHEDULER_WORKER_WAIT_S if worker_wait_s is None else worker_wait_s
@@ -329,11 +329,11 @@ def start_client(workers: int | None, scheduler: str | None, worker_wait_s: floa
                            f"{worker_wait_s:g} s; start workers (dask worker {scheduler}) and run again") from None
         return client, None, None
     # A free port always: Dask's default (8787) clashes with any other cluster on the machine, and
-    # two maps started at once would both warn about it.
-    address = ":0" if _dashboard_available() else None
+    # two maps started at once would both warn about it. The scheduler serves its HTTP routes with or
+    # without bokeh (without, the dashboard's pages ask for it), and None would mean 8787.
     with _interrupts_ignored_by_children():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=address, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
     return Client(cluster), cluster, worker_threads(workers)
 
 
@@ -355,12 +355,6 @@ def _interrupts_ignored_by_children():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _dashboard_available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("bokeh") is not None
 
 
 def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> QualityMap | None:

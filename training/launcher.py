@@ -1,15 +1,18 @@
 """``slideiqa-train``'s entry point: a one-line message, not a traceback, when the extra is missing.
 
 ``pip install slideiqa`` installs the ``slideiqa-train`` command too, but the training library needs
-the ``training`` extra (scikit-learn, tqdm, albumentations, OpenCV, matplotlib); without it the command says so.
+the ``training`` extra (PyTorch, scikit-learn, tqdm, albumentations, OpenCV, matplotlib); without it the
+command says so.
 """
 
 from __future__ import annotations
 
 import sys
 
-#: Modules of the ``training`` extra (import names).
-EXTRA_MODULES = {"sklearn", "tqdm", "albumentations", "cv2", "matplotlib"}
+from slideiqa.extras import TORCH_MODULES
+
+#: Modules of the ``training`` extra (import names), which includes the ``torch`` extra's.
+EXTRA_MODULES = {"sklearn", "tqdm", "albumentations", "cv2", "matplotlib", *TORCH_MODULES}
 
 
 def main() -> None:
