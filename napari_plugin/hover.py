@@ -16,9 +16,6 @@ import numpy as np
 
 from .layers import ROLE_LABEL, ROLE_SCORE, role_of
 
-_WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
 def _map_arrays(viewer: Any, map_path: str) -> tuple[np.ndarray | None, np.ndarray | None, Any]:
     """The score array, label array and class layer shown for ``map_path``: what the user sees."""
     score = label = label_layer = None
@@ -82,24 +79,7 @@ def _attach(viewer: Any, layer: Any) -> None:
     layer._slideiqa_hover = True
 
 
-def _attach_all(viewer: Any) -> None:
+def attach_all(viewer: Any) -> None:
+    """Give every slideiqa map layer of ``viewer`` the tile description (idempotent)."""
     for layer in list(viewer.layers):
         _attach(viewer, layer)
-
-
-def watch_viewer(viewer: Any) -> None:
-    """Give every slideiqa map layer of ``viewer``, now and later, the tile description (idempotent)."""
-    if viewer is None:
-        return
-    _attach_all(viewer)
-    if viewer in _WATCHED:
-        return
-    _WATCHED.add(viewer)
-    viewer_ref = weakref.ref(viewer)  # the viewer's own event must not keep the viewer alive
-
-    def on_inserted(event: Any) -> None:
-        # The slide may be inserted before its map's score layer: re-check every layer each time.
-        if (current := viewer_ref()) is not None:
-            _attach_all(current)
-
-    viewer.layers.events.inserted.connect(on_inserted)

@@ -22,22 +22,26 @@ import numpy as np
 
 from slideiqa.report import DEFAULT_THRESHOLD
 from slideiqa.slide import Slide
-from slideiqa.store import QualityMap, label_entries
+from slideiqa.palette import OUTLINE_INNER, OUTLINE_OUTER, SCORE_RAMP
+from slideiqa.store import FIXED_LABELS, QualityMap, label_entries
 
 from .pyramid import slide_pyramid
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 UNITS = ("micrometer", "micrometer")
-#: Diverging red → yellow → green, so bad tiles stand out red and good ones green, yellow near 0.5.
-SCORE_COLORMAP = "RdYlGn"
+#: The score layer's colours: the overview's ramp (``slideiqa.palette``), red (bad) through yellow to
+#: blue (good), which colour-blind readers tell apart.
+SCORE_COLORMAP_NAME = "slideiqa score (RdYlBu)"
 #: Light enough to read the tissue through the overlay, strong enough to see the colours on H&E.
 SCORE_OPACITY = 0.5
 LABEL_OPACITY = 0.6
 #: Regions of tiles below the threshold are outlined, not filled, so the score colours stay readable;
-#: each tile is drawn as this many sub-pixels per side so the outline is an eighth of a tile wide.
+#: each tile is drawn as this many sub-pixels per side so each of the outline's two lines (black
+#: outside, white inside: ``palette.OUTLINE_OUTER``, ``OUTLINE_INNER``) is an eighth of a tile wide.
 HIGHLIGHT_SUBDIVISION = 8
-HIGHLIGHT_COLOUR = (0.0, 1.0, 1.0, 1.0)  # cyan: in no class colour and not on the red–green scale
+#: Values of the outline layer: its outer and inner line.
+OUTLINE_OUTER_VALUE, OUTLINE_INNER_VALUE = 1, 2
 
 ROLE_SLIDE, ROLE_SCORE, ROLE_LABEL, ROLE_HIGHLIGHT = "slide", "score", "label", "below threshold"
 ROLE_EXPLANATION = "explanation"
@@ -94,23 +98,41 @@ def legend(classes: list[str]) -> list[tuple[str, tuple[int, int, int]]]:
     return [(name, tuple(rgba[:3])) for _, name, rgba in label_entries(classes)[1:]]
 
 
-def below_threshold(score: np.ndarray, threshold: float, subdivision: int = HIGHLIGHT_SUBDIVISION) -> np.ndarray:
-    """1 on the outline of each region of assessed tiles scoring below ``threshold``, 0 elsewhere;
-    each tile is ``subdivision`` px wide, the outline one px."""
+def score_colormap() -> Any:
+    """The score layer's colormap, from the same ramp the overview draws."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=np.c_[SCORE_RAMP / 255, np.ones(len(SCORE_RAMP))], name=SCORE_COLORMAP_NAME)
+
+
+def below_threshold(score: np.ndarray, threshold: float, label: np.ndarray | None = None,
+                    subdivision: int = HIGHLIGHT_SUBDIVISION) -> np.ndarray:
+    """The outline of each region of tiles lost at ``threshold`` — assessed tiles scoring below it,
+    and tiles slideiqa labelled itself (pen, fold, debris…: no score, lost at any threshold, and
+    transparent on the score layer) — its outermost px :data:`OUTLINE_OUTER_VALUE`, the px inside
+    that :data:`OUTLINE_INNER_VALUE`, 0 elsewhere; each tile is ``subdivision`` px wide."""
     from scipy import ndimage
 
     mask = ~np.isnan(score) & (score < threshold)
+    if label is not None:
+        mask |= np.isin(label, list(FIXED_LABELS.values()))
     fine = np.repeat(np.repeat(mask, subdivision, axis=0), subdivision, axis=1)
-    return (fine & ~ndimage.binary_erosion(fine, border_value=0)).astype(np.uint8)
+    inside = ndimage.binary_erosion(fine, border_value=0)
+    outline = np.zeros(fine.shape, np.uint8)
+    outline[fine & ~inside] = OUTLINE_OUTER_VALUE
+    outline[inside & ~ndimage.binary_erosion(inside, border_value=0)] = OUTLINE_INNER_VALUE
+    return outline
 
 
-def highlight_layer(score: np.ndarray, threshold: float, tile_um: float, map_path: Path,
+def highlight_layer(score: np.ndarray, label: np.ndarray, threshold: float, tile_um: float, map_path: Path,
                     slide_path: str | None) -> LayerData:
-    """Outlines of the tiles below ``threshold``; the widget's slider rewrites its data."""
+    """Outlines of the tiles lost at ``threshold``; the widget's slider rewrites its data."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    colormap = DirectLabelColormap(color_dict={None: np.zeros(4), 0: np.zeros(4), 1: np.asarray(HIGHLIGHT_COLOUR)})
-    return (below_threshold(score, threshold), {
+    colormap = DirectLabelColormap(color_dict={None: np.zeros(4), 0: np.zeros(4),
+                                               OUTLINE_OUTER_VALUE: np.asarray(OUTLINE_OUTER),
+                                               OUTLINE_INNER_VALUE: np.asarray(OUTLINE_INNER)})
+    return (below_threshold(score, threshold, label), {
         "name": f"below {threshold:.2f}", "colormap": colormap, "opacity": 1.0,
         "metadata": tag(ROLE_HIGHLIGHT, map_path, slide_path) | {"threshold": threshold},
         **_grid_placement(tile_um, HIGHLIGHT_SUBDIVISION),
@@ -134,7 +156,7 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
     classes = quality.classes
     unfinished = "" if quality.complete else " (unfinished)"
     score_layer = (score, {
-        "name": f"{stem} score{unfinished}", "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 1.0),
+        "name": f"{stem} score{unfinished}", "colormap": score_colormap(), "contrast_limits": (0.0, 1.0),
         "opacity": SCORE_OPACITY, "blending": "translucent", "interpolation2d": "nearest",
         "metadata": tag(ROLE_SCORE, quality.path, slide_path), **placement,
     }, "image")
@@ -147,7 +169,7 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
     layers = [score_layer, label_layer]
     if quality.cells_per_side:
         layers += cell_layers(quality, stem, slide_path)
-    return layers + [highlight_layer(score, threshold, quality.tile_um, quality.path, slide_path)]
+    return layers + [highlight_layer(score, label, threshold, quality.tile_um, quality.path, slide_path)]
 
 
 def cell_layers(quality: QualityMap, stem: str, slide_path: str | None) -> list[LayerData]:
@@ -156,7 +178,7 @@ def cell_layers(quality: QualityMap, stem: str, slide_path: str | None) -> list[
     placement = _grid_placement(quality.cell_um)
     classes = quality.classes
     return [(quality.array("cell_score"), {
-        "name": f"{stem} cell score", "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 1.0),
+        "name": f"{stem} cell score", "colormap": score_colormap(), "contrast_limits": (0.0, 1.0),
         "opacity": SCORE_OPACITY, "blending": "translucent", "interpolation2d": "nearest", "visible": False,
         "metadata": tag(ROLE_CELL_SCORE, quality.path, slide_path), **placement,
     }, "image"), (quality.array("cell_label"), {

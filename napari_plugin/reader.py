@@ -16,7 +16,7 @@ from slideiqa.formats import FIELD_SUFFIXES, MAP_READER_SUFFIXES, SLIDE_SUFFIXES
 from slideiqa.slide import Slide, file_checksum, open_slide
 from slideiqa.store import QualityMap, blocks_done, open_map
 
-from .hover import watch_viewer
+from .viewer_watch import watch_viewer
 from .layers import LayerData, map_layers, slide_layer
 
 #: napari's value for "the file was read and holds no layer".

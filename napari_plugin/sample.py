@@ -15,7 +15,7 @@ from slideiqa.mapping import map_slide
 from slideiqa.slide import open_slide
 from slideiqa.store import is_quality_map, open_map
 
-from .hover import watch_viewer
+from .viewer_watch import watch_viewer
 from .layers import LayerData, map_layers, slide_layer
 
 SAMPLE_SLIDE = Path(__file__).parent / "data" / "cmu_small_region.svs"

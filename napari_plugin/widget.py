@@ -26,10 +26,11 @@ from slideiqa.errors import SlideIQAError
 from slideiqa.mapping import MapCancelled, MapResult, map_slide
 from slideiqa.options import MapOptions
 from slideiqa.models.zoo import available_pretrained
-from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, score_colours, summarize
+from slideiqa.palette import SCORE_RAMP_WORDS, score_colours
+from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
 from slideiqa.store import open_map
 
-from .hover import watch_viewer
+from .viewer_watch import watch_viewer
 from .layers import (ROLE_HIGHLIGHT, ROLE_LABEL, ROLE_SCORE, ROLE_SLIDE, below_threshold, explanation_layers,
                      map_layers, role_of, slide_layer)
 
@@ -123,7 +124,7 @@ class QualityWidget(QWidget):
         # different things: red is "low P(good)" on one and "defocus" on the other. Each gets its
         # own legend, titled by its layer.
         self.score_legend = QLabel("")
-        self.score_legend.setToolTip("colours of the score layer: P(good) of each tile, red 0 → green 1; "
+        self.score_legend.setToolTip(f"colours of the score layer: P(good) of each tile, {SCORE_RAMP_WORDS}; "
                                      "the black tick is the threshold")
 
         form = QFormLayout()
@@ -190,8 +191,10 @@ class QualityWidget(QWidget):
         threshold = self.threshold
         self.threshold_label.setText(f"{threshold:.2f}")
         score_layer, highlight = self._map_layer(ROLE_SCORE), self._map_layer(ROLE_HIGHLIGHT)
+        label_layer = self._map_layer(ROLE_LABEL)
         if score_layer is not None and highlight is not None:
-            highlight.data = below_threshold(np.asarray(score_layer.data), threshold)
+            label = None if label_layer is None else np.asarray(label_layer.data)
+            highlight.data = below_threshold(np.asarray(score_layer.data), threshold, label)
             highlight.name = f"below {threshold:.2f}"
             highlight.metadata["threshold"] = threshold
         self._show_summary()
@@ -237,7 +240,7 @@ class QualityWidget(QWidget):
         bar[:, max(0, tick - 1):tick + 2] = 0
         image = QImage(bar.data, LEGEND_WIDTH, LEGEND_HEIGHT, 3 * LEGEND_WIDTH, QImage.Format.Format_RGB888).copy()
         self.score_legend.setPixmap(QPixmap.fromImage(image))
-        self.score_legend.setToolTip(f"'{score_layer.name}' layer: P(good) per tile, red 0 → green 1; "
+        self.score_legend.setToolTip(f"'{score_layer.name}' layer: P(good) per tile, {SCORE_RAMP_WORDS}; "
                                      f"the black tick is the threshold {self.threshold:.2f}")
 
     def _show_summary(self) -> None:
@@ -265,8 +268,8 @@ class QualityWidget(QWidget):
             f"{html.escape(name)}</td><td align='right'>{share:.1%}</td></tr>"
             for name, share in summary["share_per_class"].items())
         self.summary_label.setText(
-            f"<b>{html.escape(self.map_path.name)}</b> — above: the score layer's colours (P(good), red 0 → "
-            f"green 1, tick = threshold)<br>"
+            f"<b>{html.escape(self.map_path.name)}</b> — above: the score layer's colours (P(good), "
+            f"{SCORE_RAMP_WORDS}, tick = threshold)<br>"
             f"<b style='color: {verdict_colour}'>{summary['verdict'].upper()}</b> — {summary['verdict_rule']}<br>"
             f"{summary['share_below_threshold']:.1%} of {summary['tissue_tiles']} tissue tiles below "
             f"{summary['threshold']:.2f}; mean score {'–' if mean is None else f'{mean:.2f}'}<br>"

@@ -414,8 +414,8 @@ th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{co
 td.picture img{width:160px;display:block}.name{display:block;font-weight:600}
 .path{display:block;font-size:.8em;color:#666;word-break:break-all;max-width:28em}
 .badge{display:inline-block;padding:.2em .55em;border-radius:3px;font-size:.8em;font-weight:700;white-space:nowrap}
-.badge.pass{background:#1a9850;color:#fff}.badge.fail{background:#fdae61;color:#222;border:2px dashed #a05a00}
-.badge.error{background:#d73027;color:#fff;outline:3px double #7a0000}.badge.interrupted{background:#999;color:#fff}
+.badge.pass{background:#009e73;color:#111}.badge.fail{background:#e69f00;color:#111;border:2px dashed #7a4f00}
+.badge.error{background:#d55e00;color:#fff;outline:3px double #6b2f00}.badge.interrupted{background:#999;color:#fff}
 .warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;max-width:40em}.count{color:#555}
 td.slide{min-width:18em}.nowrap{white-space:nowrap}.earlier{display:block;font-size:.8em;color:#555;font-style:italic}
 .warnings{font-size:.85em;color:#b35806;max-width:40em}.warnings summary{cursor:pointer}.warnings ul{margin:.3em 0;padding-left:1.2em}

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .palette import score_colours
 from .rules import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD  # noqa: F401  (the rule's defaults, re-exported)
 from .store import FIXED_LABELS, UNREADABLE_CLASS, label_entries
 
@@ -60,24 +61,10 @@ def summarize_cells(cell_score: np.ndarray, cell_label: np.ndarray, classes: lis
             "below_threshold_by_class": {name: count for name, count in counts.items() if count}}
 
 
-#: ColorBrewer's RdYlGn (11 classes), the diverging red → yellow → green of the napari score layer.
-RD_YL_GN = np.array([[165, 0, 38], [215, 48, 39], [244, 109, 67], [253, 174, 97], [254, 224, 139],
-                     [255, 255, 191], [217, 239, 139], [166, 217, 106], [102, 189, 99], [26, 152, 80],
-                     [0, 104, 55]], np.float32)
 OVERVIEW_WIDTH = 640  # per panel
 SCORE_ALPHA, MARK_ALPHA, CLASS_ALPHA = 0.55, 0.85, 0.7
 #: Scale-bar lengths to choose from, in µm: the longest that fits a fifth of a panel is drawn.
 SCALE_BAR_UM = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
-
-
-def score_colours(score: np.ndarray) -> np.ndarray:
-    """RGB (float) of each score on RdYlGn, interpolated between its 11 colours; NaN gives NaN."""
-    position = np.clip(score, 0.0, 1.0) * (len(RD_YL_GN) - 1)
-    low = np.clip(np.floor(np.nan_to_num(position)).astype(int), 0, len(RD_YL_GN) - 2)
-    weight = (np.nan_to_num(position) - low)[..., None]
-    colours = RD_YL_GN[low] * (1 - weight) + RD_YL_GN[low + 1] * weight
-    colours[np.isnan(score)] = np.nan
-    return colours
 
 
 @dataclass
@@ -133,7 +120,7 @@ def fonts() -> tuple[Any, Any, str]:
 
 def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, tile_step: float, threshold: float,
                    title: str, entries: list[tuple[int, str, list[int]]], thumbnail_um_per_px: float) -> Image.Image:
-    """Two panels of the slide thumbnail: *where* — tile scores (red = bad → green = good; artefact and
+    """Two panels of the slide thumbnail: *where* — tile scores (red = bad → blue = good; artefact and
     unreadable tiles in their own colour) with a colour bar marking the threshold — and *why* — each
     tile's most likely class, with a legend of the classes present and their tile counts. Both carry
     a scale bar.

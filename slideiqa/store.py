@@ -60,6 +60,7 @@ import numpy as np
 import zarr
 
 from .errors import SlideIQAError
+from .palette import class_colour
 from .slide_tone import TONE_FEATURES
 
 NGFF_VERSION = "0.5"
@@ -98,23 +99,8 @@ DEBRIS_CLASS = "debris"
 FIXED_LABELS = {PEN_CLASS: PEN, FOLD_CLASS: FOLD, BUBBLE_CLASS: BUBBLE, EDGE_CLASS: EDGE, DEBRIS_CLASS: DEBRIS,
                 UNREADABLE_CLASS: UNREADABLE}
 
-#: RGBA of each label value: background transparent, good green, defects warm colours.
-CLASS_COLOURS = {
-    "good": [26, 152, 80, 255], "defocus": [215, 48, 39, 255], "motion": [244, 109, 67, 255],
-    "noise": [153, 112, 171, 255], "jpeg": [253, 174, 97, 255], "exposure": [69, 117, 180, 255],
-    "bad": [215, 48, 39, 255], "fair": [253, 174, 97, 255], "excellent": [0, 104, 55, 255],
-    UNREADABLE_CLASS: [0, 0, 0, 255], PEN_CLASS: [0, 188, 212, 255], EDGE_CLASS: [255, 235, 59, 255],
-    FOLD_CLASS: [121, 85, 72, 255], BUBBLE_CLASS: [224, 64, 251, 255], DEBRIS_CLASS: [96, 125, 139, 255],
-}
-FALLBACK_COLOURS = [[102, 102, 102, 255], [166, 86, 40, 255], [247, 129, 191, 255], [77, 175, 74, 255]]
-
-
 class MapError(SlideIQAError):
     """A quality map cannot be created, resumed or opened; the message names the path and the cause."""
-
-
-def class_colour(name: str, index: int) -> list[int]:
-    return CLASS_COLOURS.get(name, FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)])
 
 
 def label_entries(classes: list[str]) -> list[tuple[int, str, list[int]]]:

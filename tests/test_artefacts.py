@@ -11,7 +11,8 @@ from slideiqa.artefacts import pen_mask
 from slideiqa.grid import TileGrid, tile_fractions
 from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
 from slideiqa.slide import open_slide
-from slideiqa.store import PEN, class_colour
+from slideiqa.palette import class_colour
+from slideiqa.store import PEN
 
 from conftest import CMU_SLIDE, ROOT
 from slides import enlarged_slide

@@ -13,7 +13,8 @@ from slideiqa.coverslip import edge_mask
 from slideiqa.grid import TileGrid, tile_fractions
 from slideiqa.thumbnail_artefacts import EDGE_TILE_SHARE
 from slideiqa.slide import open_slide
-from slideiqa.store import EDGE, PEN, class_colour
+from slideiqa.palette import class_colour
+from slideiqa.store import EDGE, PEN
 
 from conftest import CMU_SLIDE, ROOT
 from slides import enlarged_slide
@@ -116,5 +117,5 @@ def test_a_real_edge_slide_maps_edge_where_its_mask_says(edge_map):
     assert {"label-value": EDGE, "class": "edge"} in quality.image_label["properties"]
 
     overview = np.asarray(Image.open(result.path / "overview.png").convert("RGB")).astype(int)
-    yellow = np.abs(overview - np.array(class_colour("edge", 0)[:3])).max(axis=-1) <= 12
-    assert yellow.sum() >= 13 * 13  # the legend's swatch (inside its outline); tiles are blended over the slide
+    swatch = np.abs(overview - np.array(class_colour("edge", 0)[:3])).max(axis=-1) <= 12
+    assert swatch.sum() >= 13 * 13  # the legend's swatch (inside its outline); tiles are blended over the slide

@@ -16,9 +16,12 @@ import pytest
 import zarr
 from PIL import Image
 
+from slideiqa.palette import score_colours
 from slideiqa.slide import open_slide
 from slideiqa.store import (BUBBLE, DEBRIS, EDGE, FIXED_LABELS, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done,
                            open_map)
+
+from slideiqa_napari.layers import OUTLINE_INNER_VALUE, OUTLINE_OUTER_VALUE, SCORE_COLORMAP_NAME
 
 from conftest import CMU_SLIDE, FIXTURES, ROOT, skip_unless_available
 from slides import map_killed_in_its_finish, truncated_copy, write_pyramidal_tiff
@@ -145,6 +148,15 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
         assert np.allclose(layer.scale, (quality.tile_um,) * 2)
         assert np.allclose(layer.translate, (quality.tile_um / 2,) * 2)
     assert highlight.data.shape == (rows * 8, cols * 8)
+    # Below-threshold outlines: a black line with a white one inside, colours no class has.
+    assert set(np.unique(highlight.data)) == {0, OUTLINE_OUTER_VALUE, OUTLINE_INNER_VALUE}
+    np.testing.assert_allclose(highlight.colormap.map(np.array([OUTLINE_OUTER_VALUE, OUTLINE_INNER_VALUE])),
+                               [[0, 0, 0, 1], [1, 1, 1, 1]])
+    # Measurements, not annotations: the label layers open read-only, and a paint tool is refused.
+    for layer in (label, cell_label, highlight):
+        assert not layer.editable
+        layer.mode = "paint"
+        assert layer.mode == "pan_zoom", layer.name
     # The cells (where inside each tile): seven a tile side, 16 µm each, over exactly the tiles' extent.
     assert cell_score.data.shape == cell_label.data.shape == (rows * 7, cols * 7)
     for layer in (cell_score, cell_label):
@@ -158,7 +170,10 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
     assert np.all(map_box[1] >= slide_box[1] - 1e-6)  # the grid covers the slide…
     assert np.all(map_box[1] < slide_box[1] + quality.tile_um)  # …with edge tiles running past by < 1 tile
     np.testing.assert_allclose(outer_extent(highlight), map_box, atol=1e-6)
-    assert score.colormap.name == "RdYlGn" and tuple(score.contrast_limits) == (0.0, 1.0)
+    assert score.colormap.name == SCORE_COLORMAP_NAME and tuple(score.contrast_limits) == (0.0, 1.0)
+    # the overview's ramp: the same colours at 0, 0.5 and 1
+    np.testing.assert_allclose(score.colormap.map(np.array([0.0, 0.5, 1.0]))[:, :3] * 255,
+                               score_colours(np.array([0.0, 0.5, 1.0])), atol=1)
     assert 0.3 <= score.opacity <= 0.7 and not label.visible
     classes = quality.classes
     for index, name in enumerate(classes):  # one colour per class, from the map's own image-label
@@ -166,12 +181,12 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
         np.testing.assert_allclose(label.colormap.map(np.array([index + 1]))[0], expected, atol=1e-6)
     assert label.colormap.map(np.array([0]))[0][3] == 0  # background transparent
     assert tuple(label.colormap.map(np.array([UNREADABLE]))[0]) == (0, 0, 0, 1)  # unreadable tissue black
-    np.testing.assert_allclose(label.colormap.map(np.array([PEN]))[0], np.array([0, 188, 212, 255]) / 255)
-    np.testing.assert_allclose(label.colormap.map(np.array([EDGE]))[0], np.array([255, 235, 59, 255]) / 255)
+    np.testing.assert_allclose(label.colormap.map(np.array([PEN]))[0], np.array([86, 180, 233, 255]) / 255)
+    np.testing.assert_allclose(label.colormap.map(np.array([EDGE]))[0], np.array([70, 70, 70, 255]) / 255)
     assert list(label.features["class"]) == ["background", *classes, "pen", "fold", "bubble", "edge",
                                               "debris", "unreadable"]
     assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), PEN, FOLD, BUBBLE, EDGE, DEBRIS, UNREADABLE]
-    for value, colour in ((FOLD, [121, 85, 72, 255]), (BUBBLE, [224, 64, 251, 255]), (DEBRIS, [96, 125, 139, 255])):
+    for value, colour in ((FOLD, [110, 110, 110, 255]), (BUBBLE, [255, 255, 255, 255]), (DEBRIS, [190, 190, 190, 255])):
         np.testing.assert_allclose(label.colormap.map(np.array([value]))[0], np.array(colour) / 255)
 
 
@@ -229,7 +244,7 @@ def test_screenshot_shows_overlay_colours_where_map_says_bad_and_good(viewer, sa
         expected = overlay.colormap.map(np.array([score.flat[flat]]))[0][:3] * 255
         np.testing.assert_allclose(recovered, expected, atol=20, err_msg=f"tile score {score.flat[flat]:.2f}")
     bad, good = (overlay.colormap.map(np.array([score.flat[i]]))[0][:3] for i in (worst, best))
-    assert bad[0] > bad[1] and good[1] > good[0]  # red where the map says bad, green where good
+    assert bad[0] > bad[2] and good[2] > good[0]  # red where the map says bad, blue where good
 
     background = tile_centre(quality, *np.argwhere(np.isnan(score))[0])
     overlay.visible = True
@@ -319,11 +334,11 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     for name, share in saved["share_per_class"].items():  # legend and share of each class
         assert name in widget.summary_label.text() and f"{share:.1%}" in widget.summary_label.text()
 
-    # The visible score layer has its own legend (a red → green bar with the threshold), and the class
+    # The visible score layer has its own legend (a red → blue bar with the threshold), and the class
     # legend says which layer it belongs to and whether that layer is shown.
     legend = widget.score_legend.pixmap().toImage()
     left, right = legend.pixelColor(2, 5), legend.pixelColor(legend.width() - 3, 5)
-    assert left.red() > 150 and left.green() < 60 and right.green() > 80 and right.red() < 60
+    assert left.red() > 150 and left.blue() < 60 and right.blue() > 120 and right.red() < 80
     tick = legend.pixelColor(round(0.5 * (legend.width() - 1)), 5)
     assert (tick.red(), tick.green(), tick.blue()) == (0, 0, 0)
     assert "hidden" in widget.summary_label.text() and by_role(viewer, "label").name in widget.summary_label.text()
@@ -342,8 +357,26 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     assert widget.summary()["share_below_threshold"] == pytest.approx(
         (int((score[~np.isnan(score)] < 0.95).sum()) + fixed) / read)
     assert int(highlight.data.sum()) > outlined_at_half and highlight.name == "below 0.95"
+    assert not highlight.editable  # napari makes a layer editable whenever its data is set
     widget.threshold_slider.setValue(0)
     assert int(highlight.data.sum()) == 0 and f"{fixed / read:.1%} of" in widget.summary_label.text()
+
+
+def test_tiles_slideiqa_labelled_itself_are_outlined_at_any_threshold():
+    """A pen, fold or debris tile has no score, so the score layer leaves it transparent, like
+    background; it is lost at any threshold, and the outline says so."""
+    from slideiqa_napari.layers import below_threshold
+
+    score = np.array([[0.9, np.nan, np.nan], [0.2, 0.9, np.nan]])
+    label = np.array([[1, PEN, 0], [2, 1, DEBRIS]], np.uint8)
+    for threshold, lost in ((0.5, {(0, 1), (1, 0), (1, 2)}), (0.0, {(0, 1), (1, 2)})):
+        outline = below_threshold(score, threshold, label, subdivision=4)
+        tiles = outline.reshape(2, 4, 3, 4).max(axis=(1, 3))
+        assert {tuple(map(int, at)) for at in np.argwhere(tiles)} == lost
+        for row, col in lost:  # no two lost tiles touch: each has a black ring of 12 px, a white one of 4
+            block = outline[row * 4:(row + 1) * 4, col * 4:(col + 1) * 4]
+            assert (block == OUTLINE_OUTER_VALUE).sum() == 12 and (block == OUTLINE_INNER_VALUE).sum() == 4
+    assert not below_threshold(score, 0.5, subdivision=4)[:4, 4:8].any()  # without the labels, pen is not seen
 
 
 def test_cancel_stops_the_worker_and_leaves_a_resumable_map(viewer, qtbot, tmp_path, tumour_field):

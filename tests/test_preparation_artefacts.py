@@ -17,7 +17,8 @@ from slideiqa.distortions import distort
 from slideiqa.folds import fold_mask
 from slideiqa.grid import TileGrid, tile_fractions
 from slideiqa.slide import open_slide
-from slideiqa.store import BUBBLE, DEBRIS, FIXED_LABELS, FOLD, class_colour
+from slideiqa.palette import class_colour
+from slideiqa.store import BUBBLE, DEBRIS, FIXED_LABELS, FOLD
 from slideiqa.synthetic_artefacts import add_artefact
 from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
 
