@@ -187,9 +187,11 @@ def cell_layers(quality: QualityMap, stem: str, slide_path: str | None) -> list[
     }, "labels")]
 
 
-def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map_path: Path) -> list[LayerData]:
+def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map_path: Path,
+                       threshold: float = DEFAULT_THRESHOLD) -> list[LayerData]:
     """One heatmap layer per defect class of an explained map tile (``slideiqa.explain``), placed over
-    that tile in micrometres; only the class the model finds most likely is shown at first."""
+    that tile in micrometres; the most likely class is shown at first if it is found in the tile
+    (P at least ``threshold``), and a class that is not says so in its layer's name."""
     probabilities = explanation.probabilities[0]
     ranked = sorted(explanation.heatmaps, key=lambda name: -probabilities[explanation.classes.index(name)])
     placement = _grid_placement(tile_um, explanation.image.shape[0])
@@ -199,9 +201,10 @@ def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map
     for name in ranked:
         p = float(probabilities[explanation.classes.index(name)])
         layers.append((explanation.heatmaps[name], {
-            "name": f"why ({row}, {col}): {name} P={p:.2f}", "colormap": EXPLANATION_COLORMAP,
+            "name": f"why ({row}, {col}): {name} P={p:.2f}" + ("" if p >= threshold else " (not found)"),
+            "colormap": EXPLANATION_COLORMAP,
             "opacity": EXPLANATION_OPACITY, "contrast_limits": (0.0, 1.0), "blending": "additive",
-            "visible": name == ranked[0], "metadata": {"slideiqa": tag(ROLE_EXPLANATION, map_path, None)["slideiqa"]
+            "visible": name == ranked[0] and p >= threshold, "metadata": {"slideiqa": tag(ROLE_EXPLANATION, map_path, None)["slideiqa"]
                                                        | {"class": name}}, **placement}, "image"))
     return layers
 

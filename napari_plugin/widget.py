@@ -339,7 +339,8 @@ class QualityWidget(QWidget):
             self._explainer = (model, explainer_for(model))  # loading takes a second: kept for the next tile
         explanation = explain_map_tile(quality.path, row, col, slide, self._explainer[1])
         added = [self.viewer.add_layer(Layer.create(*data))
-                 for data in explanation_layers(explanation, row, col, quality.tile_um, quality.path)]
+                 for data in explanation_layers(explanation, row, col, quality.tile_um, quality.path,
+                                                    self.threshold)]
         self.status_label.setText(f"tile ({row}, {col}) explained: {added[0].name}")
         return added
 

@@ -31,16 +31,23 @@ against true defect masks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from .errors import SlideIQAError
 from .extras import require_torch
 from .fields import at_judging_scale, measured_at, mirrored_to_tile, read_field, tile_origins
 from .judgement import judge_measured, measured_families
 from .noise_level import measured_noise_probability, noise_sigma_patches
+from .rules import DEFAULT_THRESHOLD
+
+if TYPE_CHECKING:
+    from .grid import TileGrid
 
 #: A heatmap's pixels at or above this share of its maximum are where the model sees the defect.
 WHERE_SHARE = 0.3
@@ -51,6 +58,14 @@ WHERE_SHARE = 0.3
 CELL_WHERE_FLOOR = 0.1
 #: Tiles explained per pass through the network (each pass holds their feature maps for the gradients).
 BATCH = 16
+#: The largest region of a slide explained at once, in tiles a side: one map block (1.8 mm at
+#: 0.5 µm/px), whose pixels and heat maps take about 60 MB, whatever the slide's size.
+MAX_REGION_TILES = 16
+#: The widest picture ``explanation_picture`` draws unless asked for more (a screen's width), its
+#: panels per row, its title and caption sizes (px), and the opacity of full heat over the field.
+PICTURE_WIDTH, PANELS_PER_ROW = 2500, 3
+PICTURE_TITLE_PX, PICTURE_LABEL_PX = 20, 16
+HEAT_OPACITY = 0.85
 
 
 @dataclass
@@ -66,6 +81,38 @@ class Explanation:
     heatmaps: dict[str, np.ndarray]
     method: str = ""  # "cell map" or "Grad-CAM"
     where_floor: float = 0.0  # the least heat ``where`` marks (CELL_WHERE_FLOOR for a cell map)
+    tile_size: int = 224  # the side of each tile at ``origins``
+    #: Which tiles a map would assess (tissue enough), where that is known (a slide's region); a
+    #: field's tiles are all assessed, as ``slideiqa predict`` assesses them.
+    assessed: np.ndarray | None = None
+
+    def found_tiles(self, name: str, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+        """Per tile, whether ``name`` is found in it: assessed, with P(``name``) at least ``threshold``."""
+        found = self.probabilities[:, self.classes.index(name)] >= threshold
+        return found if self.assessed is None else found & self.assessed
+
+    def found_in(self, name: str, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+        """Pixels of the assessed tiles whose P(``name``) reaches ``threshold``: where a verdict can
+        rest on ``name``. A heat map elsewhere (the cells of a tile the measurements cleared, a
+        Grad-CAM map of a class at P 0.01, glass) is an impression, not a finding."""
+        mask = np.zeros(self.image.shape[:2], bool)
+        for (y, x), found in zip(self.origins, self.found_tiles(name, threshold)):
+            if found:
+                mask[y:y + self.tile_size, x:x + self.tile_size] = True
+        return mask
+
+    def tiles_found_in(self, name: str, threshold: float = DEFAULT_THRESHOLD) -> int:
+        return int(self.found_tiles(name, threshold).sum())
+
+    def highest(self, name: str) -> float:
+        """The highest P(``name``) of an assessed tile (0 where none is assessed)."""
+        column = self.probabilities[:, self.classes.index(name)]
+        column = column if self.assessed is None else column[self.assessed]
+        return float(column.max(initial=0.0))
+
+    @property
+    def assessed_tiles(self) -> int:
+        return len(self.origins) if self.assessed is None else int(self.assessed.sum())
 
     def where(self, name: str, share: float = WHERE_SHARE) -> np.ndarray:
         """Pixels at or above ``share`` of the ``name`` heatmap's maximum and at least ``where_floor``
@@ -195,9 +242,11 @@ def explain_field(path: str | Path, model: str | Path = "default", mpp: float | 
                   method: str = "auto") -> Explanation:
     """Heatmaps of a field image (PNG, JPEG, TIFF; a tile is a small field), shrunk to the model's
     µm/px as ``slideiqa predict`` does; ``mpp`` overrides the file's (with neither, the field is
-    taken to be at the model's); ``method`` as :func:`explainer_for`."""
+    taken to be at the model's); ``method`` as :func:`explainer_for`. A slide file is refused: it is
+    explained a region at a time (:func:`explain_slide_region`)."""
     explainer = explainer or explainer_for(model, device, method)
-    image, stated = read_field(path)
+    image, stated = read_field(path, f"explain one region of it at a time: slideiqa explain {path} "
+                                     "--region X,Y,W,H (level-0 px)")
     model_mpp = explainer.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = explainer.card.input_size
@@ -216,19 +265,24 @@ def explain_image(image: np.ndarray, explainer: "CellMaps | GradCam", name: str 
     model's µm/px where None, else a slightly coarser slide's own), tile by tile."""
     size = explainer.card.input_size
     origins = tile_origins(image, size, name)
-    tiles = np.stack([image[y:y + size, x:x + size] for y, x in origins])
-    probabilities, tile_heatmaps = explainer.explain_tiles(tiles, mpp)
-    heatmaps = {}
-    for index, name_of_class in enumerate(explainer.classes):
-        if index == explainer.card.good_index:
-            continue
-        heat = np.zeros(image.shape[:2], np.float32)
-        for (y, x), tile_heat in zip(origins, tile_heatmaps[:, index]):
-            # Tiles shifted inwards at the far edges overlap: keep the stronger reading.
-            np.maximum(heat[y:y + size, x:x + size], tile_heat, out=heat[y:y + size, x:x + size])
-        heatmaps[name_of_class] = heat
+    defects = [(index, name_of_class) for index, name_of_class in enumerate(explainer.classes)
+               if index != explainer.card.good_index]
+    heatmaps = {name_of_class: np.zeros(image.shape[:2], np.float32) for _, name_of_class in defects}
+    probabilities = []
+    # A batch at a time: a region's tiles' own heat maps would take 1.2 MB a tile at once.
+    for start in range(0, len(origins), BATCH):
+        batch = origins[start:start + BATCH]
+        tiles = np.stack([image[y:y + size, x:x + size] for y, x in batch])
+        batch_probabilities, tile_heatmaps = explainer.explain_tiles(tiles, mpp)
+        probabilities.append(batch_probabilities)
+        for index, name_of_class in defects:
+            heat = heatmaps[name_of_class]
+            for (y, x), tile_heat in zip(batch, tile_heatmaps[:, index]):
+                # Tiles shifted inwards at the far edges overlap: keep the stronger reading.
+                np.maximum(heat[y:y + size, x:x + size], tile_heat, out=heat[y:y + size, x:x + size])
+    probabilities = np.concatenate(probabilities)
     return Explanation(image, mpp or explainer.card.mpp, explainer.classes, origins, probabilities, heatmaps,
-                       explainer.method, explainer.where_floor)
+                       explainer.method, explainer.where_floor, size)
 
 
 def explain_map_tile(map_path: str | Path, row: int, col: int, slide_path: str | Path | None = None,
@@ -252,29 +306,163 @@ def explain_map_tile(map_path: str | Path, row: int, col: int, slide_path: str |
     return explain_image(tile, explainer, f"{quality.path} tile ({row}, {col})", grid.model_mpp)
 
 
-def explanation_picture(explanation: Explanation, title: str) -> Image.Image:
-    """The field, then one panel per defect class: the field in grey with the heatmap over it in
-    yellow → red (opacity = heat), captioned with the class and its highest tile probability."""
+@dataclass(frozen=True)
+class RegionTiles:
+    """The map grid's tiles that cover a region of a slide: rows ``row0``… and columns ``col0``…."""
+
+    row0: int
+    col0: int
+    rows: int
+    cols: int
+
+
+def region_tiles(grid: "TileGrid", region: tuple[int, int, int, int], where: str) -> RegionTiles:
+    """The tiles of ``grid`` covering ``region`` (level-0 x, y, width, height), or a one-line error
+    naming ``where`` for a region off the slide, empty, or larger than :data:`MAX_REGION_TILES` a side."""
+    x, y, width, height = region
+    if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > grid.width or y + height > grid.height:
+        raise SlideIQAError(f"{where}: region {x},{y},{width},{height} is not inside the slide's "
+                            f"{grid.width} × {grid.height} level-0 px")
+    rows, cols = grid.shape
+    row0, col0 = int(y // grid.step), int(x // grid.step)
+    row1, col1 = min(rows, math.ceil((y + height) / grid.step)), min(cols, math.ceil((x + width) / grid.step))
+    if max(row1 - row0, col1 - col0) > MAX_REGION_TILES:
+        side = MAX_REGION_TILES * grid.tile_um
+        raise SlideIQAError(f"{where}: region {x},{y},{width},{height} spans {row1 - row0} × {col1 - col0} tiles; "
+                            f"explain at most {MAX_REGION_TILES} × {MAX_REGION_TILES} "
+                            f"({side / 1000:.1f} × {side / 1000:.1f} mm) at a time")
+    return RegionTiles(row0, col0, row1 - row0, col1 - col0)
+
+
+def explain_slide_region(path: str | Path, region: tuple[int, int, int, int], model: str | Path = "default",
+                         mpp: float | None = None, device: str = "cpu", explainer: "CellMaps | GradCam | None" = None,
+                         method: str = "auto") -> tuple[Explanation, RegionTiles]:
+    """Heatmaps of the map grid's tiles covering ``region`` (level-0 x, y, width, height) of a slide,
+    each read exactly as ``slideiqa map`` reads it (same grid, level, decoder and resize), so their
+    probabilities are the map's, and assessed where the map assesses them (tissue by its default
+    share); only those tiles are read, never the whole slide. ``mpp`` overrides the file's µm/px, as
+    ``map --mpp`` does."""
+    from .grid import read_plan, read_tile
+    from .mapping import slide_grid, tissue_map
+    from .options import DEFAULT_MIN_TISSUE
+    from .slide import open_slide
+
+    explainer = explainer or explainer_for(model, device, method)
+    size = explainer.card.input_size
+    with open_slide(path) as slide:
+        grid = slide_grid(slide, mpp, explainer.card)
+        tiles = region_tiles(grid, region, str(path))
+        tissue = tissue_map(slide, grid, find_artefacts=False).tissue[tiles.row0:tiles.row0 + tiles.rows,
+                                                                       tiles.col0:tiles.col0 + tiles.cols]
+        plan = read_plan(slide, grid)
+        image = np.zeros((tiles.rows * size, tiles.cols * size, 3), np.uint8)
+        for row in range(tiles.rows):
+            for col in range(tiles.cols):
+                pixels, _ = read_tile(slide, grid, plan, tiles.row0 + row, tiles.col0 + col)
+                image[row * size:(row + 1) * size, col * size:(col + 1) * size] = pixels
+    explanation = explain_image(image, explainer, str(path), measured_at(grid.model_mpp, explainer.card.mpp))
+    # Shown as far as the slide goes (an edge tile's mirror image is the model's view only), its
+    # tiles in explain_image's order (row by row) assessed where the map would: tissue enough.
+    height = min(image.shape[0], math.ceil((grid.height / grid.step - tiles.row0) * size))
+    width = min(image.shape[1], math.ceil((grid.width / grid.step - tiles.col0) * size))
+    return replace(explanation, image=explanation.image[:height, :width],
+                   heatmaps={name: heat[:height, :width] for name, heat in explanation.heatmaps.items()},
+                   assessed=(tissue >= DEFAULT_MIN_TISSUE).reshape(-1)), tiles
+
+
+def explanation_picture(explanation: Explanation, title: str, threshold: float = DEFAULT_THRESHOLD,
+                        max_width: int = PICTURE_WIDTH) -> Image.Image:
+    """The field, then one panel per defect class: the field in grey with the class's heat map over it
+    in yellow → red (opacity = heat), drawn only on the tiles whose P(class) reaches ``threshold`` —
+    what a verdict can rest on (:meth:`Explanation.found_in`); a panel without such a tile says so
+    and shows no heat. Each panel is captioned with its class and highest tile P (the figures of the
+    command's table) and has a colour bar. Panels are laid three to a row and shrunk so that the
+    picture is at most ``max_width`` px wide."""
     from PIL import ImageDraw
 
     from .report import fonts
 
-    font, small, _ = fonts()
+    title_font, font, _ = fonts(PICTURE_TITLE_PX, PICTURE_LABEL_PX)
     image = explanation.image
-    height, width = image.shape[:2]
-    grey = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1) * 0.8 + 40
-    panels = [("field", image.astype(np.float32))]
+    columns = min(PANELS_PER_ROW, 1 + len(explanation.heatmaps))
+    margin, caption, bar = 12, 2 * PICTURE_LABEL_PX + 12, 34
+    scale = min(1.0, (max_width - margin * (columns + 1)) / (columns * image.shape[1]))
+    width, height = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+
+    def shrunk(pixels: np.ndarray, resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+        """``pixels`` at the panel's size: composited there, a large region costs panel-sized arrays."""
+        if scale == 1.0:
+            return pixels
+        return np.asarray(Image.fromarray(pixels).resize((width, height), resample))
+
+    field = shrunk(image, Image.Resampling.LANCZOS)
+    grey = np.repeat(field.mean(axis=-1, keepdims=True, dtype=np.float32), 3, axis=-1) * 0.8 + 40
+    panels: list[tuple[list[str], Image.Image, str | None]] = [([f"the field ({image.shape[1]} × {image.shape[0]} px "
+                                                               f"at {explanation.mpp:g} µm/px)"], Image.fromarray(field),
+                                                              None)]
+    tiles = explanation.assessed_tiles
+    kind = "tile" if explanation.assessed is None else "tissue tile"
+    if explanation.assessed is not None:
+        panels[0][0].append(f"{tiles} of {len(explanation.origins)} tiles tissue, assessed as the map does")
     for name, heat in explanation.heatmaps.items():
-        colour = np.stack([np.full_like(heat, 255.0), 255.0 * (1.0 - heat), np.zeros_like(heat)], axis=-1)
-        alpha = np.clip(heat, 0.0, 1.0)[..., None] * 0.85
-        highest = float(explanation.probabilities[:, explanation.classes.index(name)].max())
-        panels.append((f"{name} (P up to {highest:.2f})", grey * (1 - alpha) + colour * alpha))
-    margin, top = 8, 44
-    canvas = Image.new("RGB", (margin + len(panels) * (width + margin), top + height + margin), "white")
+        highest = explanation.highest(name)
+        found = explanation.tiles_found_in(name, threshold)
+        if found:
+            shown = shrunk(np.where(explanation.found_in(name, threshold), heat, np.float32(0.0)))
+            lines = [f"{name}: P up to {highest:.2f}",
+                     f"found in {found} of {tiles} {kind}{'s' if tiles > 1 else ''} (outlined)"]
+        else:
+            shown = np.zeros(grey.shape[:2], np.float32)
+            lines = [f"{name}: P up to {highest:.2f}", f"below {threshold:g}: not found, no heat shown"]
+        picture = Image.fromarray(np.clip(np.rint(_heat_over(grey, shown)), 0, 255).astype(np.uint8))
+        _outline_tiles(picture, explanation, name, threshold, scale)
+        panels.append((lines, picture, name))
+    rows = math.ceil(len(panels) / columns)
+    cell_height = caption + height + bar
+    canvas = Image.new("RGB", (margin + columns * (width + margin), 2 * margin + PICTURE_TITLE_PX
+                               + rows * (cell_height + margin)), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((margin, 6), title, fill="black", font=font)
-    for number, (caption, pixels) in enumerate(panels):
-        left = margin + number * (width + margin)
-        canvas.paste(Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)), (left, top))
-        draw.text((left, top - 16), caption, fill="black", font=small)
+    draw.text((margin, margin), title, fill="black", font=title_font)
+    what = "P per cell" if explanation.method == "cell map" else "heat"
+    for number, (lines, picture, name) in enumerate(panels):
+        left = margin + (number % columns) * (width + margin)
+        top = 2 * margin + PICTURE_TITLE_PX + (number // columns) * (cell_height + margin)
+        for line_number, line in enumerate(lines):
+            draw.text((left, top + line_number * (PICTURE_LABEL_PX + 4)), line, fill="black", font=font)
+        canvas.paste(picture, (left, top + caption))
+        if name is not None:
+            _colour_bar(draw, font, left, top + caption + height + 6, min(width, 240), f"{name}: {what}")
     return canvas
+
+
+def _heat_over(grey: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """``heat`` (0–1) drawn in yellow → red over ``grey``, its opacity the heat itself."""
+    heat = np.clip(heat, 0.0, 1.0).astype(np.float32)
+    colour = np.stack([np.full_like(heat, 255.0), 255.0 * (1.0 - heat), np.zeros_like(heat)], axis=-1)
+    alpha = heat[..., None] * HEAT_OPACITY
+    return grey * (1 - alpha) + colour * alpha
+
+
+def _outline_tiles(picture: Image.Image, explanation: Explanation, name: str, threshold: float, scale: float) -> None:
+    """Outline, on a panel drawn at ``scale``, each tile in which ``name`` is found: the verdict rests
+    on the tile (a motion streak is measured over a whole tile), the heat says where in it."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(picture)
+    found = explanation.found_tiles(name, threshold)
+    for (y, x), is_found in zip(explanation.origins, found):
+        if is_found:
+            size = explanation.tile_size * scale
+            draw.rectangle((round(x * scale), round(y * scale), round(x * scale + size) - 1, round(y * scale + size) - 1),
+                           outline=(200, 0, 0), width=max(2, round(3 * scale)))
+
+
+def _colour_bar(draw, font, left: int, top: int, width: int, label: str) -> None:
+    """The heat scale from 0 to 1 as drawn over a mid-grey field, with its ends marked."""
+    ramp = _heat_over(np.full((1, width, 3), 128.0), np.linspace(0.0, 1.0, width)[None])[0]
+    for x, colour in enumerate(np.rint(ramp).astype(int)):
+        draw.line((left + x, top, left + x, top + 8), fill=tuple(colour))
+    draw.rectangle((left, top, left + width - 1, top + 8), outline="black")
+    draw.text((left, top + 10), "0", fill="black", font=font)
+    draw.text((left + width - 10, top + 10), "1", fill="black", font=font)
+    draw.text((left + width + 10, top - 4), label, fill="black", font=font)

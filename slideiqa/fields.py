@@ -43,20 +43,19 @@ MAX_MAGNIFICATION = 2.5
 MIN_FIELD_SIDE = 100
 
 
-def read_field(path: str | Path, refuse_slide_files: bool = False) -> tuple[np.ndarray, float | None]:
+def read_field(path: str | Path, slide_file_hint: str | None = None) -> tuple[np.ndarray, float | None]:
     """A whole field image and its µm/px if the file says it; whole slides belong to ``slideiqa map``,
-    which reads them tile by tile. With ``refuse_slide_files``, so does any slide file — a scanner's
-    format or a pyramid, however small: averaged over its tiles, glass and all, its score says
-    nothing a lab can use, while the map judges its tissue tile by tile."""
+    which reads them tile by tile. With ``slide_file_hint`` (what to do instead), so does any slide
+    file: averaged over its tiles, glass and all, its score says nothing a lab can use."""
     with open_slide(path) as field:
         width, height = field.dimensions
         if width * height > MAX_FIELD_PIXELS:
             raise SlideIQAError(f"{path}: {width}×{height} px is a whole slide, not a field; use slideiqa map")
         info = field.info
-        if refuse_slide_files and (info.reader == "openslide" or len(info.level_dimensions) > 1):
+        if slide_file_hint and (info.reader == "openslide" or len(info.level_dimensions) > 1):
             levels = len(info.level_dimensions)
             raise SlideIQAError(f"{path}: a slide file ({info.vendor}{f', {levels} levels' if levels > 1 else ''}), "
-                                f"not a field image: judge its tissue tile by tile with slideiqa map {path}")
+                                f"not a field image: {slide_file_hint}")
         return field.read_region((0, 0), 0, (width, height)), field.mpp
 
 
@@ -133,7 +132,7 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     """Mean class probabilities over the field's tiles at the model's µm/px; score = mean P(good).
     ``mpp`` overrides the file's µm/px; with neither, the field is taken to be at the model's. A slide
     file is refused (:func:`read_field`)."""
-    image, stated = read_field(path, refuse_slide_files=True)
+    image, stated = read_field(path, f"judge its tissue tile by tile with slideiqa map {path}")
     model_mpp = predictor.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = predictor.card.input_size

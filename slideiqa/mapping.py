@@ -34,7 +34,7 @@ from .exposure_evidence import SATURATED
 from .files import exclusive_output, write_atomically
 from .grid import COARSEST_RATIO, TileGrid, judging_scale, read_plan, tile_fractions
 from .inference import Predictor
-from .models.card import checkpoint_paths
+from .models.card import ModelCard, checkpoint_paths
 from .models.zoo import resolve_model
 from .judgement import judgement_attributes
 from .options import DEFAULT_MIN_TISSUE, MapOptions
@@ -192,6 +192,18 @@ def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
     if slide.mpp is None:
         raise SlideError(f"{slide.path}: pixel size unknown (no µm/px in its metadata); pass it with --mpp")
     return slide.mpp
+
+
+def slide_grid(slide: Slide, mpp: float | None, card: ModelCard) -> TileGrid:
+    """The grid a map lays on ``slide`` for a model with ``card`` (``mpp`` overriding the file's), or
+    a one-line error for a slide too coarse to judge."""
+    slide_mpp = slide_pixel_size(slide, mpp)
+    if slide_mpp > card.mpp * COARSEST_RATIO:
+        raise MapError(f"{slide.path}: {slide_mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
+                       f"{card.mpp:g} µm/px the model was trained for; enlarged tiles would look blurred, so it "
+                       "cannot judge this slide")
+    return TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, judging_scale(slide_mpp, card.mpp),
+                    card.tile_size)
 
 
 @dataclass
@@ -423,13 +435,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     predictor = Predictor(checkpoint, device=options.device)
     card = predictor.card
     with open_slide(slide_path) as slide:
-        slide_mpp = slide_pixel_size(slide, options.mpp)
-        if slide_mpp > card.mpp * COARSEST_RATIO:
-            raise MapError(f"{slide_path}: {slide_mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
-                           f"{card.mpp:g} µm/px the model was trained for; enlarged tiles would look blurred, so it "
-                           "cannot judge this slide")
-        grid = TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, judging_scale(slide_mpp, card.mpp),
-                        card.tile_size)
+        grid = slide_grid(slide, options.mpp, card)
         found = tissue_map(slide, grid, notice, find_artefacts=options.find_artefacts, min_tissue=options.min_tissue)
         info, reading = slide.info, read_plan(slide, grid)
     tissue, fixed = found.tissue, found.fixed
@@ -437,14 +443,14 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     if not to_assess.any() and not fixed.any():
         raise MapError(no_tissue_message(slide_path, options.min_tissue, found.thumbnail))
     checksum = file_checksum(slide_path)
-    settings = MapSettings(card.weights_sha256, checksum, slide_mpp, options.use_tissue_mask,
+    settings = MapSettings(card.weights_sha256, checksum, grid.slide_mpp, options.use_tissue_mask,
                            options.min_tissue if options.use_tissue_mask else 0.0, options.block,
                            list(ARTEFACTS) if options.find_artefacts else [],
                            card.cells_per_side if options.cells else 0, predictor.measured_families,
                            tone_against_slide={"good", "exposure"} <= set(card.classes),
                            cells_against_slide=bool(options.cells and card.cells_per_side), judgement=JUDGEMENT)
     slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
-                        "mpp": slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
+                        "mpp": grid.slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
                         "reading": {"level": reading.level, "read_px": reading.read_size,
                                     "decode_factor": reading.decode_factor,

@@ -107,15 +107,15 @@ def _scale_bar(draw, font, um_per_pixel: float, left: int, bottom: int, width: i
     draw.text((x0, y0 - 15), text, fill="black", font=font)
 
 
-def fonts() -> tuple[Any, Any, str]:
-    """Title and label fonts, and how to write "micro": DejaVu Sans where the system has it, else
-    Pillow's built-in font, which has no "µ" (the scale bar then says "um")."""
+def fonts(title: int = 14, label: int = 11) -> tuple[Any, Any, str]:
+    """Title and label fonts of those sizes, and how to write "micro": DejaVu Sans where the system
+    has it, else Pillow's built-in font, which has no "µ" (the scale bar then says "um")."""
     from PIL import ImageFont
 
     try:
-        return ImageFont.truetype("DejaVuSans.ttf", 14), ImageFont.truetype("DejaVuSans.ttf", 11), "µ"
+        return ImageFont.truetype("DejaVuSans.ttf", title), ImageFont.truetype("DejaVuSans.ttf", label), "µ"
     except OSError:
-        return ImageFont.load_default(size=14), ImageFont.load_default(size=11), "u"
+        return ImageFont.load_default(size=title), ImageFont.load_default(size=label), "u"
 
 
 def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, tile_step: float, threshold: float,

@@ -1,5 +1,8 @@
 """Explanation heatmaps: they point inside a local defect, in a tile and in a larger field."""
 
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +12,13 @@ from typer.testing import CliRunner
 
 from slideiqa.cli import app
 from slideiqa.distortions import FAMILIES, distort_local, exposure
-from slideiqa.explain import CellMaps, GradCam, explain_field, explain_image, explainer_for
+from slideiqa.explain import (MAX_REGION_TILES, CellMaps, GradCam, explain_field, explain_image, explain_slide_region,
+                              explainer_for, explanation_picture)
+from slideiqa.mapping import map_slide
+from slideiqa.store import open_map
 from slideiqa.noise_level import noise_sigma_patches
 
-from conftest import HELDOUT
+from conftest import CMU_SLIDE, FIELDS, HELDOUT
 
 LEFT = np.zeros((224, 224), bool)
 LEFT[:, :90] = True  # 40 % of the tile
@@ -125,7 +131,8 @@ def test_explain_command_writes_the_picture(tmp_path):
     picture = tmp_path / "field.explain.png"
     assert picture.exists() and "defocus" in result.output
     width, height = Image.open(picture).size
-    assert width > 6 * 224 and height > 224  # the field and one panel per defect class
+    # the field and one panel per defect class, three to a row, each at the field's own size
+    assert width == 12 + 3 * (224 + 12) and height > 2 * 224
     explanation = explain_field(field)
     assert explanation.probabilities.shape == (1, len(explanation.classes)) and explanation.method == "cell map"
 
@@ -147,3 +154,83 @@ def test_a_field_mirrored_out_to_a_tile_is_explained_as_itself(tmp_path):
     assert explanation.image.shape == (108, 144, 3)
     assert all(heat.shape == (108, 144) for heat in explanation.heatmaps.values())
     assert explanation.probabilities.shape == (1, len(explanation.classes))
+
+
+def test_a_clean_field_shows_no_heat_and_its_captions_agree_with_the_table(tmp_path, cell_maps):
+    """A sharp tumour field: no class reaches the threshold in any tile, so no panel may show heat —
+    the picture equals the one drawn with every heat map blank — though its cells' maps are not all
+    dark (the motion panel once glowed red over a field whose table said motion 0.0000). The table
+    says each class's highest tile P, in how many tiles it is found, and no area."""
+    field = FIELDS / "he_tumour_target.png"
+    explanation = explain_field(field, explainer=cell_maps)
+    assert max(float(heat.max()) for heat in explanation.heatmaps.values()) > 0.05  # something to hide
+    assert all(explanation.tiles_found_in(name) == 0 for name in explanation.heatmaps)
+    blank = {name: np.zeros_like(heat) for name, heat in explanation.heatmaps.items()}
+    drawn, without_heat = (np.asarray(explanation_picture(e, "t")) for e in
+                           (explanation, replace(explanation, heatmaps=blank)))
+    np.testing.assert_array_equal(drawn, without_heat)
+    # A lower threshold finds what the cells show, and then the heat is drawn.
+    assert not np.array_equal(np.asarray(explanation_picture(explanation, "t", threshold=0.0)), without_heat)
+
+    result = CliRunner().invoke(app, ["explain", str(field), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in result.output.splitlines() if "\t" in line}
+    tiles = len(explanation.origins)
+    for name in explanation.heatmaps:
+        assert rows[name] == [f"{explanation.highest(name):.4f}", f"0 of {tiles}", "–"], name
+
+
+def test_the_picture_fits_a_screen_unless_asked(tmp_path):
+    field = FIELDS / "he_tumour_target.png"  # 1000 px: three panels a row would be 3048 px wide
+    for argv, width in (([], 2500), (["--width", "4000"], 12 + 3 * (1000 + 12))):
+        out = tmp_path / f"{width}.png"
+        assert CliRunner().invoke(app, ["explain", str(field), "-o", str(out), *argv]).exit_code == 0
+        assert width - 2 <= Image.open(out).size[0] <= width
+
+
+def test_a_slide_is_explained_a_region_at_a_time_as_the_map_reads_it(tmp_path, cell_maps):
+    """The whole sample slide as one region (10 × 14 tiles): the tiles the map assesses, and their
+    probabilities, are the map's own; a motion tile of the map is the one outlined as motion."""
+    quality = open_map(map_slide(CMU_SLIDE, tmp_path / "cmu.quality.zarr").path)
+    explanation, tiles = explain_slide_region(CMU_SLIDE, (0, 0, 2220, 2967), explainer=cell_maps)
+    rows, cols = quality.array("score").shape
+    assert (tiles.row0, tiles.col0, tiles.rows, tiles.cols) == (0, 0, rows, cols)
+    assessed = ~np.isnan(quality.array("score")).reshape(-1)
+    np.testing.assert_array_equal(explanation.assessed, assessed)
+    probs = np.moveaxis(quality.array("probs"), 0, -1).reshape(-1, len(quality.classes))
+    # The network and the measurements per tile alike; the map's finish then weighs each tile's tone
+    # against its slide's (exposure and good move a little), which a region alone cannot.
+    toned = [quality.classes.index("good"), quality.classes.index("exposure")]
+    alone = [index for index in range(len(quality.classes)) if index not in toned]
+    np.testing.assert_allclose(explanation.probabilities[assessed][:, alone], probs[assessed][:, alone], atol=1e-5)
+    np.testing.assert_allclose(explanation.probabilities[assessed][:, toned], probs[assessed][:, toned], atol=0.01)
+    motion = quality.classes.index("motion") + 1
+    assert explanation.tiles_found_in("motion") == int((quality.array("label") == motion).sum()) >= 1
+    # shown as far as the slide goes (2967 × 2220 px at 0.499 µm/px), not the edge tiles' mirror images
+    assert explanation.image.shape[:2] == (2962, 2216)
+
+
+def test_a_slide_without_a_region_or_with_a_bad_one_is_one_line(tmp_path):
+    slide = str(CMU_SLIDE)
+    cases = {
+        (): f"not a field image: explain one region of it at a time: slideiqa explain {slide} --region X,Y,W,H",
+        ("--region", "0,0,5000,100"): "region 0,0,5000,100 is not inside the slide's 2220 × 2967 level-0 px",
+        ("--region", "1,2,3"): "give X,Y,W,H, four whole numbers of level-0 px",
+    }
+    for argv, message in cases.items():
+        done = subprocess.run([sys.executable, "-m", "slideiqa.cli", "explain", slide, "-o", str(tmp_path / "x.png"),
+                               *argv], capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode in (1, 2) and message in " ".join(done.stderr.split()), (argv, done.stderr)
+        assert len(lines) == 1 or done.returncode == 2, lines  # a usage error is click's own short block
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_region_larger_than_a_block_is_refused(tmp_path):
+    from slideiqa.grid import TileGrid
+    from slideiqa.explain import region_tiles
+
+    grid = TileGrid(100_000, 80_000, 0.25, 0.5, 224)
+    assert region_tiles(grid, (0, 0, 448 * MAX_REGION_TILES, 448), "s").cols == MAX_REGION_TILES
+    with pytest.raises(Exception, match=r"spans 1 × 17 tiles; explain at most 16 × 16 \(1.8 × 1.8 mm\)"):
+        region_tiles(grid, (0, 0, 448 * MAX_REGION_TILES + 1, 448), "s")

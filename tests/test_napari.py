@@ -283,6 +283,10 @@ def test_explaining_the_tile_under_the_cursor_adds_its_heatmaps_over_it(viewer, 
     assert shown == max(defects, key=lambda n: expected.probabilities[0, expected.classes.index(n)])
     np.testing.assert_allclose(added[0].data, expected.heatmaps[shown], atol=1e-5)
     assert added[0].data.max() > 0 and f"tile ({row}, {col}) explained" in widget.status_label.text()
+    # The best tile: no class is found in it, so no heat map is shown, and each layer says so.
+    viewer.cursor.position = tile_centre(quality, *np.unravel_index(np.nanargmax(score), score.shape))
+    clean = widget.explain_cursor_tile()
+    assert not any(layer.visible for layer in clean) and all(layer.name.endswith("(not found)") for layer in clean)
 
     viewer.cursor.position = (-5 * quality.tile_um, -5 * quality.tile_um)
     assert widget.explain_cursor_tile() == [] and "not over the map" in widget.status_label.text()
