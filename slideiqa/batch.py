@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,8 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
                            error=message)
     status = (STATUS_SKIPPED if result.skipped else STATUS_RESUMED if result.resumed_blocks and partial_before
               else STATUS_MAPPED)
-    return record_from_summary(str(job.path), str(target), status, result.summary, time.perf_counter() - started)
+    record = record_from_summary(str(job.path), str(target), status, result.summary, time.perf_counter() - started)
+    return replace(record, mpp_from="table") if own_mpp else record
 
 
 def map_on_worker(job: SlideJob, out: Path, options: MapOptions, threads: int | None,

@@ -71,6 +71,8 @@ class SlideRecord:
     #: What a person must know beyond the figures, from its map's summary (``mapping.map_warnings``:
     #: code, count, message each).
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    #: Where ``mpp`` came from: the slide's ``file``, the batch's ``--mpp`` or its µm/px ``table``.
+    mpp_from: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -94,6 +96,10 @@ class SlideRecord:
         return self.verdict or "?"
 
 
+#: A map's ``mpp_from`` as a report says it (a batch's table is told apart by the batch itself).
+MPP_SOURCES = {"metadata": "file", "option": "--mpp"}
+
+
 def record_from_summary(slide: str, map_path: str, status: str, summary: dict[str, Any],
                         runtime_s: float | None = None, earlier: bool = False) -> SlideRecord:
     """A slide's row from its map's ``summary.json``."""
@@ -107,7 +113,8 @@ def record_from_summary(slide: str, map_path: str, status: str, summary: dict[st
                        tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
                        runtime_s=runtime_s, earlier=earlier,
                        tone=[reference[name]["median"] for name in TONE_FEATURES] if reference else None,
-                       warnings=list(summary.get("warnings") or []))
+                       warnings=list(summary.get("warnings") or []),
+                       mpp_from=MPP_SOURCES.get(summary.get("mpp_from")))
 
 
 # -- a report in a folder that already holds one ------------------------------------------------------
@@ -291,7 +298,7 @@ def _csv(records: list[SlideRecord]) -> str:
     classes = class_order(records)
     columns = ["slide", "map", "status", "verdict", "mean_score", "share_below_threshold",
                *(f"share_{name}" for name in classes), "tissue_tiles", "unreadable_tiles", "tissue_area_mm2", "mpp",
-               "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "warnings", "error", "earlier"]
+               "mpp_from", "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "warnings", "error", "earlier"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
@@ -377,28 +384,32 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     links = " ".join(filter(None, (_link(out, map_path / "overview.png", "overview"),
                                    _link(out, map_path / "regions.geojson", "regions"),
                                    _link(out, map_path / "tiles.geojson", "tiles"),
-                                   _link(out, map_path / "summary.json", "summary"))))
+                                   _link(out, map_path / "summary.json", "summary"),
+                                   _link(out, map_path / "usable.png", "usable mask"),
+                                   _link(out, map_path / "usable.geojson", "usable regions"))))
     outcome = record.outcome
     badge = {"pass": "PASS", "fail": "FAIL · quality", "error": "ERROR · no map", "interrupted": "INTERRUPTED"}.get(
         outcome, outcome.upper())
     size = (f"{record.width_px:,} × {record.height_px:,} px" if record.width_px else "")
     cells = [
-        _cell(picture, None, "picture"),
+        _cell(picture, None, "picture fixed"),
         _cell(f'<span class="name">{html.escape(name)}</span><span class="path">{html.escape(record.slide)}</span>'
               + (f'<span class="error">{html.escape(record.error)}</span>' if record.error else "")
               + ('<span class="earlier">from an earlier run into this folder</span>' if record.earlier else "")
               + _warnings(record),
-              name, "slide"),
+              name, "slide fixed"),
         _cell(f'<span class="badge {outcome}">{badge}</span>', record.severity()[0]),
         _cell("–" if record.mean_score is None else f"{record.mean_score:.3f}", record.mean_score),
         _cell(_share(record.share_below_threshold), record.share_below_threshold),
+        _cell(links, None, "links"),
         *(_cell(_share(record.share_per_class.get(c)), record.share_per_class.get(c)) for c in classes),
         _cell("–" if record.tissue_area_mm2 is None else f"{record.tissue_area_mm2:.2f}", record.tissue_area_mm2),
-        _cell("–" if record.mpp is None else f"{record.mpp:.3g}", record.mpp),
+        _cell("–" if record.mpp is None else f"{record.mpp:.3g}"
+              + (f' <span class="source">{html.escape(record.mpp_from)}</span>' if record.mpp_from else ""),
+              record.mpp, "nowrap"),
         _cell(html.escape(size), (record.width_px or 0) * (record.height_px or 0) or None, "nowrap"),
         _cell("–" if record.map_runtime_s is None else f"{record.map_runtime_s:.1f}", record.map_runtime_s),
         _cell(_tone(record), record.tone_vs_batch, "warn" if departs_from_batch(record) else ""),
-        _cell(links),
     ]
     search = html.escape(f"{record.slide} {outcome} {record.error or ''}".lower(), quote=True)
     return f'<tr data-outcome="{outcome}" data-search="{search}">{"".join(cells)}</tr>'
@@ -407,18 +418,23 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#f6f6f6;color:#222}
 .facts{max-width:75em}.controls{margin:1em 0;display:flex;gap:1em;align-items:center}
-table{border-collapse:collapse;background:#fff;box-shadow:0 1px 3px #0003;font-size:.9em}
+table{border-collapse:collapse;background:#fff;font-size:.9em}
 th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 th{position:sticky;top:0;background:#eee;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
-td.picture img{width:160px;display:block}.name{display:block;font-weight:600}
-.path{display:block;font-size:.8em;color:#666;word-break:break-all;max-width:28em}
+.scroll{overflow-x:auto;max-width:100%;box-shadow:0 1px 3px #0003}
+.fixed{position:sticky;background:#fff;z-index:1}th.fixed{background:#eee;z-index:3}
+.picture{left:0;width:160px;min-width:160px}.slide{left:calc(160px + 1.2em);width:16em;min-width:16em;max-width:16em}
+td.picture img{width:160px;display:block;cursor:zoom-in}.name{display:block;font-weight:600;word-break:break-all}
+.path{display:block;font-size:.8em;color:#666;word-break:break-all}.source{color:#666;font-size:.85em}
+td.links a{margin-right:.4em;white-space:nowrap}
+#preview{position:fixed;z-index:10;width:min(640px,45vw);box-shadow:0 4px 16px #0006;background:#fff;pointer-events:none}
 .badge{display:inline-block;padding:.2em .55em;border-radius:3px;font-size:.8em;font-weight:700;white-space:nowrap}
 .badge.pass{background:#009e73;color:#111}.badge.fail{background:#e69f00;color:#111;border:2px dashed #7a4f00}
 .badge.error{background:#d55e00;color:#fff;outline:3px double #6b2f00}.badge.interrupted{background:#999;color:#fff}
-.warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;max-width:40em}.count{color:#555}
-td.slide{min-width:18em}.nowrap{white-space:nowrap}.earlier{display:block;font-size:.8em;color:#555;font-style:italic}
-.warnings{font-size:.85em;color:#b35806;max-width:40em}.warnings summary{cursor:pointer}.warnings ul{margin:.3em 0;padding-left:1.2em}
+.warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;word-break:break-word}.count{color:#555}
+.nowrap{white-space:nowrap}.earlier{display:block;font-size:.8em;color:#555;font-style:italic}
+.warnings{font-size:.85em;color:#b35806}.warnings summary{cursor:pointer}.warnings ul{margin:.3em 0;padding-left:1.2em}
 """
 
 SCRIPT = """
@@ -481,11 +497,30 @@ SCRIPT = """
     const key = sort.replace(/^-/, ''), column = headers.findIndex(function (h) { return h.dataset.key === key; });
     if (column >= 0) sortBy(column, sort.startsWith('-'));
   }
+  // A thumbnail enlarged beside the pointer, from the same inline picture.
+  const preview = document.getElementById('preview');
+  body.addEventListener('mouseover', function (event) {
+    if (!event.target.matches('td.picture img')) return;
+    preview.src = event.target.src;
+    const box = event.target.getBoundingClientRect();
+    preview.style.left = (box.right + 8) + 'px';
+    preview.style.top = Math.max(8, Math.min(box.top, window.innerHeight - 0.75 * preview.offsetWidth - 8)) + 'px';
+    preview.hidden = false;
+  });
+  body.addEventListener('mouseout', function (event) {
+    if (event.target.matches('td.picture img')) preview.hidden = true;
+  });
   if (state.get('outcome')) outcome.value = state.get('outcome');
   if (state.get('q')) query.value = state.get('q');
   filter();
 })();
 """
+
+
+def _header_cell(label: str, key: str | None, css: str) -> str:
+    """A column's heading; ``key`` makes it sortable (the script sorts by it)."""
+    attributes = (f' data-key="{key}"' if key else "") + (f' class="{css}"' if css else "")
+    return f'<th{attributes} scope="col">{html.escape(label)}</th>'
 
 
 def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
@@ -505,12 +540,14 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
              + f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}. "
              f"slideiqa {html.escape(str(header.get('version', '')))}, started {html.escape(str(header.get('started', '')))}"
              f", updated {html.escape(str(header.get('updated', header.get('started', ''))))}.")
-    columns = [("", None), ("slide", "slide"), ("verdict", "verdict"), ("mean score", "mean_score"),
-               ("below threshold or lost", "share_below_threshold"),
-               *((name, f"share_{name}") for name in classes), ("tissue mm²", "tissue_area_mm2"), ("µm/px", "mpp"),
-               ("size", "size"), ("map time s", "map_runtime_s"), ("tone vs batch", "tone_vs_batch"), ("files", None)]
-    head = "".join(f'<th data-key="{key}" scope="col">{html.escape(label)}</th>' if key else
-                   f'<th scope="col">{html.escape(label)}</th>' for label, key in columns)
+    # What a reviewer decides on comes first and the two first columns stay put; the rest scrolls
+    # inside the table, so a 1400 px window never scrolls the page sideways.
+    columns = [("", None, "picture fixed"), ("slide", "slide", "slide fixed"), ("verdict", "verdict", ""),
+               ("mean score", "mean_score", ""), ("below threshold or lost", "share_below_threshold", ""),
+               ("files", None, ""), *((name, f"share_{name}", "") for name in classes),
+               ("tissue mm²", "tissue_area_mm2", ""), ("µm/px (from)", "mpp", ""), ("size", "size", ""),
+               ("map time s", "map_runtime_s", ""), ("tone vs batch", "tone_vs_batch", "")]
+    head = "".join(_header_cell(*column) for column in columns)
     rows = "".join(_row(record, classes, out) for record in records)
     warnings = "".join(f"<li>{html.escape(text)}</li>" for text in header.get("warnings", []))
     skipped = f"<p>Not looked at:</p><ul class='error'>{warnings}</ul>" if warnings else ""
@@ -522,8 +559,10 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
                 f'<span id="count" class="count"></span></div>')
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{_HTML_TITLE}"
             f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p class='facts'>{facts}</p>{skipped}"
-            f"{controls}<table id='slides'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            f"{controls}<div class='scroll'><table id='slides'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+            f"</table></div><img id='preview' alt='' hidden>"
             f"<p class='facts'>Shares are of tissue tiles; <em>below threshold or lost</em> is the verdict's figure "
             f"(tiles scoring below the threshold, under pen ink, a fold, an air bubble, a coverslip edge or debris, or unreadable); a class's share counts the tiles "
-            f"the model found most likely to be of that class. Click a column to sort.</p>"
+            f"the model found most likely to be of that class; µm/px says where it came from (the slide's file, "
+            f"--mpp or the µm/px table). Click a column to sort; point at a thumbnail to enlarge it.</p>"
             f"<script>{SCRIPT}</script></body></html>\n")

@@ -10,13 +10,16 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from slideiqa.batch import BatchResult, MapOptions, run_batch
+from slideiqa.cli import app
 from slideiqa.batch_report import SlideRecord, with_batch_tone, write_reports
 from slideiqa.discovery import DiscoveryError, discover_slides
 from slideiqa.slide import open_slide
@@ -560,6 +563,64 @@ def test_html_report_renders_sorts_and_filters_in_chromium(batch, browser):
     assert "sort=-mean_score" in state and "q=run2" in state
     browser.get(page + state)
     assert _shown(browser) == shown
+
+
+def test_html_report_fits_a_1400_px_window_and_enlarges_thumbnails(batch, browser, tmp_path):
+    """At 1400 × 900 the page never scrolls sideways and what a reviewer decides on — verdict, score,
+    share lost, the files — is in view on every row; in a narrower window the table scrolls inside
+    itself with the thumbnail and slide columns kept in place; pointing at a thumbnail enlarges it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    report = tmp_path / "report"
+    shutil.copytree(batch.out, report, symlinks=True)
+    first = next(r for r in batch.records if not r.failed)
+    usable = report / Path(first.map).relative_to(batch.out)
+    assert CliRunner().invoke(app, ["usable", str(usable)]).exit_code == 0  # usable.png and .geojson
+    records = [replace(r, map=str(report / Path(r.map).relative_to(batch.out))) for r in batch.records]
+    write_reports(records, report, {"model": "default", "verdict_rule": "rule"})
+
+    browser.set_window_size(1400, 900)
+    browser.get((report / "report.html").resolve().as_uri())
+    scroll_width, inner_width = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll_width <= inner_width
+    headings = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#slides thead th")]
+    decisive = [headings.index(name) for name in ("verdict", "mean score", "below threshold or lost", "files")]
+    for row in browser.find_elements(By.CSS_SELECTOR, "#slides tbody tr"):
+        rights = browser.execute_script("return arguments[0].map(i => arguments[1].cells[i].getBoundingClientRect()"
+                                        ".right)", decisive, row)
+        assert max(rights) <= inner_width, (row.text[:60], rights)
+    links = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "td.links a")]
+    assert {"overview", "regions", "summary", "usable mask", "usable regions"} <= set(links)
+    assert any(cell.text.endswith(" file") for cell in browser.find_elements(By.CSS_SELECTOR, "td.nowrap"))
+
+    image = browser.find_element(By.CSS_SELECTOR, "td.picture img")
+    ActionChains(browser).move_to_element(image).perform()
+    preview = browser.find_element(By.ID, "preview")
+    assert preview.is_displayed() and preview.size["width"] >= 400
+    assert preview.get_attribute("src") == image.get_attribute("src")
+    ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
+    assert not preview.is_displayed()
+
+    browser.set_window_size(800, 900)
+    slide_cell = browser.find_element(By.CSS_SELECTOR, "#slides tbody td.slide")
+    before = slide_cell.location["x"]
+    scrolled = browser.execute_script("const s = document.querySelector('.scroll'); s.scrollLeft = 10000; "
+                                      "return [s.scrollLeft, document.documentElement.scrollWidth, window.innerWidth]")
+    assert scrolled[0] > 100 and scrolled[1] <= scrolled[2]  # the table scrolled, not the page
+    assert slide_cell.location["x"] == before  # the slide column stayed
+
+
+def test_the_report_says_where_each_slides_mpp_came_from(cohort, tmp_path):
+    """A slide given its µm/px by the batch's table is told apart from one whose file says it."""
+    table = {"cmu.svs": 0.499}
+    result = run_batch([cohort / "run1"], tmp_path / "out", mpp_table=table, options=MapOptions(block=BLOCK),
+                       workers=1)
+    sources = {Path(r.slide).name: r.mpp_from for r in result.records if not r.failed}
+    assert sources == {"cmu.svs": "table", "case.tif": "file"}
+    rows = list(csv.DictReader((tmp_path / "out" / "report.csv").read_text().splitlines()))
+    assert {Path(row["slide"]).name: row["mpp_from"] for row in rows if row["status"] != "failed"} == sources
 
 
 def test_a_scheduler_without_workers_is_a_clear_error_not_a_wait():
