@@ -244,8 +244,9 @@ class _OpenSlideReader:
         region = self.handle.read_region(location, level, size)
         # OpenSlide returns RGBA, transparent outside the scanned area: composite it onto white glass.
         # Most regions are opaque throughout and need only their colour channels: checking costs a
-        # fifth of compositing (0.14 against 0.65 ms a 224 px tile, measured).
-        if region.getextrema()[3][0] == 255:
+        # fifth of compositing (0.14 against 0.65 ms a 224 px tile, measured). Only the alpha band
+        # is looked at: Image.getextrema() scans all four (with the conversion, 0.18 against 0.33 ms).
+        if region.getchannel(3).getextrema()[0] == 255:
             return np.asarray(region.convert("RGB"))
         white = Image.new("RGBA", region.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, region).convert("RGB"))
