@@ -7,7 +7,7 @@ itself (*self*) and under each slideiqa function (*inclusive*), so that a speed 
 aimed at what costs, and checked afterwards.
 
     pip install py-spy
-    python benchmarks/map_profile.py [--slide PATH] [--top 15] [--rate 100]
+    python benchmarks/map_profile.py [--slide PATH] [--top 15] [--rate 100] [--callers NAME]
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def frame_name(frame: str) -> str:
     return f"{match['function']} ({short})"
 
 
-def profile_shares(raw: str) -> tuple[int, Counter, Counter]:
-    """(busy samples, self samples by function, inclusive samples by slideiqa function)."""
-    own, inclusive, total = Counter(), Counter(), 0
+def profile_shares(raw: str, callers_of: str = "") -> tuple[int, Counter, Counter, Counter]:
+    """(busy samples, self samples by function, inclusive samples by slideiqa function, and — for
+    the functions whose name contains ``callers_of`` — self samples by the slideiqa function nearest
+    above them)."""
+    own, inclusive, callers, total = Counter(), Counter(), Counter(), 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -49,9 +51,12 @@ def profile_shares(raw: str) -> tuple[int, Counter, Counter]:
         frames = [frame_name(frame) for frame in stack.split(";")]
         total += samples
         own[frames[-1]] += samples
-        for name in {name for name in frames if "slideiqa/" in name and "site-packages" not in name}:
+        ours = [name for name in frames if "slideiqa/" in name and "site-packages" not in name]
+        for name in set(ours):
             inclusive[name] += samples
-    return total, own, inclusive
+        if callers_of and callers_of in frames[-1]:
+            callers[ours[-1] if ours else "(outside slideiqa)"] += samples
+    return total, own, inclusive, callers
 
 
 def main() -> None:
@@ -59,6 +64,8 @@ def main() -> None:
     parser.add_argument("--slide", type=Path, default=None, help="slide to map (default: map_speed.py's slide)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
+    parser.add_argument("--callers", default="", help="also show which slideiqa functions the functions "
+                                                      "with this in their name run under (e.g. _amin)")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -74,7 +81,7 @@ def main() -> None:
         if done.returncode:
             sys.exit(f"py-spy or the map failed: {done.stderr.strip()[-500:]}")
         tiles, rate = next(line for line in done.stdout.splitlines() if line.startswith("mapped:")).split()[1:]
-        total, own, inclusive = profile_shares(raw.read_text())
+        total, own, inclusive, callers = profile_shares(raw.read_text(), args.callers)
     print(f"{slide.name}: {tiles} tissue tiles at {rate} tiles/s; {total} busy samples at {args.rate}/s")
     print(f"\nself (the function itself, native code it calls included) — top {args.top}:")
     for name, samples in own.most_common(args.top):
@@ -82,6 +89,10 @@ def main() -> None:
     print(f"\ninclusive (everything under it), slideiqa's functions — top {args.top}:")
     for name, samples in inclusive.most_common(args.top):
         print(f"  {samples / total:6.1%}  {name}")
+    if args.callers:
+        print(f"\n'{args.callers}' (self) under:")
+        for name, samples in callers.most_common(args.top):
+            print(f"  {samples / total:6.1%}  {name}")
 
 
 if __name__ == "__main__":
