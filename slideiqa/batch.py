@@ -179,7 +179,7 @@ def run_batch(
               "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
                               f"{options.threshold}", "inputs": [str(p) for p in inputs],
               "options": options.to_dict(), "mpp_table": mpp_table or {},
-              "warnings": warnings}
+              "warnings": warnings, "left_out": discovery.left_out}
     own_client, cluster = client is None, None
     threads = inference_threads
     if own_client:

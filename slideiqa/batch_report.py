@@ -434,7 +434,8 @@ td.links a{margin-right:.4em;white-space:nowrap}
 .badge.error{background:#d55e00;color:#fff;outline:3px double #6b2f00}.badge.interrupted{background:#999;color:#fff}
 .warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;word-break:break-word}.count{color:#555}
 .nowrap{white-space:nowrap}.earlier{display:block;font-size:.8em;color:#555;font-style:italic}
-.warnings{font-size:.85em;color:#b35806}.warnings summary{cursor:pointer}.warnings ul{margin:.3em 0;padding-left:1.2em}
+.warnings{font-size:.85em;color:#b35806}.left-out{margin:.5em 0;font-size:.9em}.left-out summary{cursor:pointer}
+.left-out .path{display:inline;font-size:1em;color:#222}.warnings summary{cursor:pointer}.warnings ul{margin:.3em 0;padding-left:1.2em}
 """
 
 SCRIPT = """
@@ -551,6 +552,12 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
     rows = "".join(_row(record, classes, out) for record in records)
     warnings = "".join(f"<li>{html.escape(text)}</li>" for text in header.get("warnings", []))
     skipped = f"<p>Not looked at:</p><ul class='error'>{warnings}</ul>" if warnings else ""
+    left_out = header.get("left_out") or []
+    if left_out:
+        items = "".join(f"<li><span class='path'>{html.escape(item['path'])}</span> {html.escape(item['why'])}</li>"
+                        for item in left_out)
+        skipped += (f"<details class='left-out'><summary>{len(left_out)} file{'s' if len(left_out) > 1 else ''} "
+                    f"in the folders left out, and why</summary><ul>{items}</ul></details>")
     options = "".join(f'<option value="{value}">{label}</option>' for value, label in
                       (("", "all slides"), ("error", "errors (no map)"), ("fail", "failing the quality rule"),
                        ("pass", "passing"), ("interrupted", "interrupted")))

@@ -446,6 +446,10 @@ def batch(
             jobs.close()
     for warning in [*result.warnings, *result.tone_warnings]:
         output.warning(warning)
+    if result.ignored:
+        count = len(result.ignored)
+        output.line(f"{count} file{'s' if count > 1 else ''} in the folders not mapped (not slides); the report "
+                    "lists each with why")
     mapped_now = sum(record.status in ("mapped", "resumed") for record in result.records)
     output.line(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides have complete maps "
                   f"({mapped_now} mapped now) in {result.runtime_s:.0f} s; report: {out / 'report.html'}")

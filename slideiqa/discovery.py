@@ -46,6 +46,11 @@ class Discovery:
     ignored: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def left_out(self) -> list[dict[str, str]]:
+        """Each file looked at and not mapped, with why (as the batch report lists them)."""
+        return [{"path": str(path), "why": why_left_out(path)} for path in self.ignored]
+
 
 def looks_like_slide(path: Path) -> bool:
     """Content check for files whose extension says nothing: TIFF magic or an OpenSlide vendor format."""
@@ -65,6 +70,17 @@ def _is_candidate(path: Path) -> bool:
     if suffix(path) in FIELD_SUFFIXES | NOT_SLIDE_SUFFIXES:
         return False
     return looks_like_slide(path)
+
+
+def why_left_out(path: Path) -> str:
+    """Why a file found in a batch's folders is not mapped, in words a lab can act on."""
+    if path.is_dir():
+        return "a folder that cannot be listed"
+    if suffix(path) in FIELD_SUFFIXES:
+        return "a field image, not a slide: score it with slideiqa predict"
+    if suffix(path) in NOT_SLIDE_SUFFIXES:
+        return "not an image (by its extension)"
+    return "not a slide format slideiqa reads (neither its extension nor its first bytes say so)"
 
 
 def _resolved(entry: Path, warnings: list[str]) -> Path | None:

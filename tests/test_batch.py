@@ -91,6 +91,20 @@ def _same_maps(out_a: Path, out_b: Path, atol: float = 0.0) -> None:
             np.testing.assert_allclose(a.array(name), b.array(name), atol=atol, err_msg=f"{relative} {name}")
 
 
+def test_a_file_left_out_says_why(tmp_path):
+    cohort = tmp_path / "c"
+    cohort.mkdir()
+    (cohort / "field.png").write_bytes((FIELDS / "ihc_colon.png").read_bytes())
+    (cohort / "scan.bin").write_bytes(b"\0" * 1000)
+    (cohort / "notes.csv").write_text("a,b\n")
+    shutil.copy(CMU_SLIDE, cohort / "slide.svs")
+    reasons = {Path(item["path"]).name: item["why"] for item in discover_slides([cohort]).left_out}
+    assert reasons == {"field.png": "a field image, not a slide: score it with slideiqa predict",
+                       "scan.bin": "not a slide format slideiqa reads (neither its extension nor its first bytes "
+                                   "say so)",
+                       "notes.csv": "not an image (by its extension)"}
+
+
 def test_discovery_finds_slides_by_extension_and_content_with_unique_names(cohort, tmp_path):
     found = discover_slides([cohort], recursive=True)
     names = {str(job.path.relative_to(cohort)): job.map_name for job in found.jobs}
@@ -139,6 +153,12 @@ def test_batch_maps_every_good_slide_and_reports_the_broken_ones(batch, cohort):
     assert records["run1/case.tif"].verdict == "pass" and records["run2/case.tif"].verdict == "fail"
     assert records["run2/case.tif"].share_per_class["defocus"] > 0.3
     assert batch.exit_code == 1 and [p.name for p in batch.ignored] == ["notes.txt"]
+    # Files left out are listed in the report, with why.
+    report = json.loads((batch.out / "report.json").read_text())
+    assert [(Path(item["path"]).name, item["why"]) for item in report["left_out"]] == [
+        ("notes.txt", "not an image (by its extension)")]
+    page = (batch.out / "report.html").read_text()
+    assert "1 file in the folders left out, and why" in page and "notes.txt</span> not an image" in page
 
 
 def test_batch_maps_equal_single_slide_maps(batch, cohort, tmp_path):
@@ -219,6 +239,8 @@ def test_cli_exit_status_and_rerun_skips_complete_maps(cohort, tmp_path):
     assert first.returncode == 1, first.stderr
     assert "2 of 3 slides have complete maps (2 mapped now)" in " ".join(first.stdout.split())
     assert "Dask dashboard: http://" in first.stdout
+    assert "1 file in the folders not mapped (not slides); the report lists each with why" in " ".join(
+        first.stdout.split())
     maps = [out / "run1" / "cmu.quality.zarr", out / "run1" / "case.quality.zarr"]
     before = [(m / "zarr.json").stat().st_mtime_ns for m in maps]
     again = _cli_batch(cohort / "run1", "-o", out, "--workers", "1")
