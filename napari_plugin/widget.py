@@ -22,11 +22,11 @@ from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
-from slideiqa.errors import SlideIQAError
+from slideiqa.errors import SlideIQAError, describe
 from slideiqa.mapping import MapCancelled, MapResult, map_slide
 from slideiqa.options import MapOptions
 from slideiqa.models.zoo import available_pretrained
-from slideiqa.palette import SCORE_RAMP_WORDS, score_colours
+from slideiqa.palette import SCORE_RAMP_WORDS, VERDICT_COLOURS, hex_colour, score_colours
 from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
 from slideiqa.store import open_map
 
@@ -108,8 +108,9 @@ class QualityWidget(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         self.explain_button = QPushButton("Explain the tile under the cursor")
-        self.explain_button.setToolTip("heatmaps of where the model sees each defect in that tile (Grad-CAM; "
-                                       "noise as measured): one layer per class, the most likely shown")
+        self.explain_button.setToolTip("heatmaps of where the model sees each defect in that tile (its cell "
+                                       "map, or Grad-CAM for a model without one): one layer per class, the "
+                                       "most likely shown where it is found")
         self.explain_button.clicked.connect(self.explain_cursor_tile)
         self._explainer: Any = None
 
@@ -250,8 +251,9 @@ class QualityWidget(QWidget):
             self.summary_label.setText("")
             return
         if not self._map_complete():
+            alarm = hex_colour(VERDICT_COLOURS["error"])
             self.summary_label.setText(
-                f"<b>{html.escape(self.map_path.name)}</b> — <b style='color: #d73027'>UNFINISHED</b>: the map "
+                f"<b>{html.escape(self.map_path.name)}</b> — <b style='color: {alarm}'>UNFINISHED</b>: the map "
                 "is still being written or was interrupted, so it has no verdict yet; run slideiqa map on its "
                 "slide again (or Run here) to finish it")
             return
@@ -261,7 +263,7 @@ class QualityWidget(QWidget):
             label_layer._slideiqa_watched = True
         shown = "shown" if label_layer.visible else "hidden: tick its eye in the layer list to show it"
         colours = dict(label_layer.metadata.get("legend", []))
-        verdict_colour = "#1a9850" if summary["verdict"] == "pass" else "#d73027"
+        verdict_colour = hex_colour(VERDICT_COLOURS["pass" if summary["verdict"] == "pass" else "error"])
         mean = summary["mean_score"]
         rows = "".join(
             f"<tr><td><span style='color: rgb{tuple(colours.get(name, (128, 128, 128)))}'>■</span> "
@@ -335,9 +337,17 @@ class QualityWidget(QWidget):
         slide_layers = [layer for layer in self._slide_layers() if role_of(layer)[1] == str(quality.path)]
         slide = slide_layers[0].metadata["slideiqa"]["slide"] if slide_layers else None
         model = (quality.attributes.get("options") or {}).get("model", "default")
-        if self._explainer is None or self._explainer[0] != model:
-            self._explainer = (model, explainer_for(model))  # loading takes a second: kept for the next tile
-        explanation = explain_map_tile(quality.path, row, col, slide, self._explainer[1])
+        try:
+            if self._explainer is None or self._explainer[0] != model:
+                self._explainer = (model, explainer_for(model))  # loading takes a second: kept for the next tile
+            explanation = explain_map_tile(quality.path, row, col, slide, self._explainer[1])
+        except (SlideIQAError, OSError) as error:  # a slide moved away, PyTorch missing: a notice, not a traceback
+            from napari.utils.notifications import show_error
+
+            message = describe(error)
+            self.status_label.setText(f"cannot explain tile ({row}, {col}): {message}")
+            show_error(f"Slide quality: cannot explain tile ({row}, {col}): {message}")
+            return []
         added = [self.viewer.add_layer(Layer.create(*data))
                  for data in explanation_layers(explanation, row, col, quality.tile_um, quality.path,
                                                     self.threshold)]

@@ -27,6 +27,7 @@ from PIL import Image
 from .errors import SlideIQAError
 from .files import held_lock, write_atomically
 from .formats import MAP_SUFFIX
+from .palette import VERDICT_COLOURS, hex_colour
 from .slide_tone import DEPARTURE_Z, MIN_COHORT_SLIDES, TONE_FEATURES, cohort_deviation
 
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
@@ -415,7 +416,14 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     return f'<tr data-outcome="{outcome}" data-search="{search}">{"".join(cells)}</tr>'
 
 
-STYLE = """
+def _in_verdict_colours(style: str) -> str:
+    """``style`` with its badges' ``PASS_COLOUR``… in the palette's verdict colours."""
+    for outcome, rgb in VERDICT_COLOURS.items():
+        style = style.replace(f"{outcome.upper()}_COLOUR", hex_colour(rgb))
+    return style
+
+
+STYLE = _in_verdict_colours("""
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#f6f6f6;color:#222}
 .facts{max-width:75em}.controls{margin:1em 0;display:flex;gap:1em;align-items:center}
 table{border-collapse:collapse;background:#fff;font-size:.9em}
@@ -430,13 +438,13 @@ td.picture img{width:160px;display:block;cursor:zoom-in}.name{display:block;font
 td.links a{margin-right:.4em;white-space:nowrap}
 #preview{position:fixed;z-index:10;width:min(640px,45vw);box-shadow:0 4px 16px #0006;background:#fff;pointer-events:none}
 .badge{display:inline-block;padding:.2em .55em;border-radius:3px;font-size:.8em;font-weight:700;white-space:nowrap}
-.badge.pass{background:#009e73;color:#111}.badge.fail{background:#e69f00;color:#111;border:2px dashed #7a4f00}
-.badge.error{background:#d55e00;color:#fff;outline:3px double #6b2f00}.badge.interrupted{background:#999;color:#fff}
+.badge.pass{background:PASS_COLOUR;color:#111}.badge.fail{background:FAIL_COLOUR;color:#111;border:2px dashed #7a4f00}
+.badge.error{background:ERROR_COLOUR;color:#fff;outline:3px double #6b2f00}.badge.interrupted{background:#999;color:#fff}
 .warn{color:#b35806;font-weight:600}.error{display:block;color:#b00;font-family:monospace;font-size:.85em;word-break:break-word}.count{color:#555}
 .nowrap{white-space:nowrap}.earlier{display:block;font-size:.8em;color:#555;font-style:italic}
 .warnings{font-size:.85em;color:#b35806}.left-out{margin:.5em 0;font-size:.9em}.left-out summary{cursor:pointer}
 .left-out .path{display:inline;font-size:1em;color:#222}.warnings summary{cursor:pointer}.warnings ul{margin:.3em 0;padding-left:1.2em}
-"""
+""")
 
 SCRIPT = """
 (function () {

@@ -52,6 +52,15 @@ SCORE_RAMP_WORDS = "red 0 → yellow → blue 1"
 OUTLINE_OUTER, OUTLINE_INNER = (0.0, 0.0, 0.0, 1.0), (1.0, 1.0, 1.0, 1.0)
 
 
+#: A verdict's colour wherever one is written in colour (the batch report's badges, napari's widget).
+VERDICT_COLOURS = {"pass": OKABE_ITO["bluish green"], "fail": OKABE_ITO["orange"], "error": OKABE_ITO["vermillion"]}
+
+
+def hex_colour(rgb: tuple[int, int, int]) -> str:
+    """``#rrggbb`` of an RGB colour, for HTML."""
+    return "#" + "".join(f"{channel:02x}" for channel in rgb[:3])
+
+
 def class_colour(name: str, index: int) -> list[int]:
     """The RGBA of class ``name``, the ``index``-th of its model's classes."""
     return CLASS_COLOURS.get(name, FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)])

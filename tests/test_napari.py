@@ -458,6 +458,14 @@ def test_map_whose_slide_is_gone_opens_alone_with_a_warning(viewer, tmp_path, sa
     assert [layer.metadata["slideiqa"]["role"] for layer in layers] == [
         "score", "label", "cell score", "cell class", "below threshold"]
     assert any(severity == "warning" and "not found" in message for severity, message in notifications)
+    # Explaining one of its tiles needs the slide's pixels: a one-line notice naming the file, no traceback.
+    widget = _widget(viewer)
+    quality = open_map(moved)
+    viewer.cursor.position = tile_centre(quality, *np.argwhere(~np.isnan(quality.array("score")))[0])
+    notifications.clear()
+    assert widget.explain_cursor_tile() == []
+    (error,) = [message for severity, message in notifications if severity == "error"]
+    assert "gone.svs" in error and "Traceback" not in error and "cannot explain tile" in widget.status_label.text()
 
 
 def test_a_map_killed_in_its_finish_is_shown_as_unfinished_without_a_verdict(viewer, tmp_path):
