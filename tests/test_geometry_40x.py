@@ -72,3 +72,19 @@ def test_the_usable_tissue_outline_avoids_the_failing_tiles_in_level0_pixels(map
     assert x1 > 2 * STEP - 40 and y1 > 2 * STEP - 40  # ... all of it: the field is tissue almost everywhere
     assert outline.intersection(FAILING).area < 0.01 * FAILING.area
     assert outline.area > 0.8 * PASSING.area
+
+
+def test_explaining_a_region_reads_the_maps_tiles_and_finds_the_blurred_ones(mapped_40x):
+    """``explain --region`` in level-0 px of a 40× slide: the region x, y 224–672 lies across the
+    four assessed tiles, read as the map read them (their probabilities are the map's), and
+    defocus is found in the two blurred ones only."""
+    from slideiqa.explain import explain_slide_region
+
+    quality = open_map(mapped_40x.path)
+    explanation, tiles = explain_slide_region(quality.attributes["slide"]["path"], (224, 224, STEP, STEP))
+    assert (tiles.row0, tiles.col0, tiles.rows, tiles.cols) == (0, 0, 2, 2)
+    probs = np.moveaxis(quality.array("probs")[:, :2, :2], 0, -1).reshape(4, -1)
+    alone = [i for i, name in enumerate(quality.classes) if name not in ("good", "exposure")]  # tone aside
+    np.testing.assert_allclose(explanation.probabilities[:, alone], probs[:, alone], atol=1e-5)
+    assert explanation.found_tiles("defocus").tolist() == [True, False, True, False]
+    assert explanation.image.shape[:2] == (448, 448)  # two tiles a side at the model's 0.5 µm/px
