@@ -225,11 +225,12 @@ def explain(
                                                        "cell head); gradcam: Grad-CAM")] = ExplainMethod.auto,
     threshold: Annotated[float, typer.Option(help="a class is found in a tile whose P reaches this; heat is "
                                                   "drawn only there", min=0.0, max=1.0)] = DEFAULT_THRESHOLD,
-    width: Annotated[int, typer.Option(help="the picture's largest width in px", min=400)] = 2500,
+    width: Annotated[Optional[int], typer.Option(help="the picture's largest width in px [default: 2500, a "
+                                                      "screen's]", min=400)] = None,
 ) -> None:
     """Write a picture of the field and, per defect class, a heatmap of where the model sees it
     (its cell map, or Grad-CAM) on the tiles where it is found: see slideiqa/explain.py."""
-    from .explain import WHERE_SHARE, explain_field, explain_slide_region, explanation_picture
+    from .explain import PICTURE_WIDTH, WHERE_SHARE, explain_field, explain_slide_region, explanation_picture
 
     if region is None:
         explanation = explain_field(image, model, mpp, device, method=method.value)
@@ -240,7 +241,7 @@ def explain(
                 f"columns {tiles.col0}–{tiles.col0 + tiles.cols - 1})")
     target = out or image.with_name(image.stem + ".explain.png")
     explanation_picture(explanation, f"{what}: where the model sees each defect ({explanation.method})",
-                        threshold, width).save(target)
+                        threshold, width or PICTURE_WIDTH).save(target)
     rows, assessed = [], explanation.assessed_tiles
     for name in explanation.classes:
         found = explanation.tiles_found_in(name, threshold)

@@ -59,7 +59,8 @@ CELL_WHERE_FLOOR = 0.1
 #: Tiles explained per pass through the network (each pass holds their feature maps for the gradients).
 BATCH = 16
 #: The largest region of a slide explained at once, in tiles a side: one map block (1.8 mm at
-#: 0.5 µm/px), whose pixels and heat maps take about 60 MB, whatever the slide's size.
+#: 0.5 µm/px). Its pixels and heat maps bound the memory, whatever the slide's size: 16 × 16 tiles of
+#: the 40 960 × 30 720 px benchmark slide peaked at 721 MB (the whole process, model included).
 MAX_REGION_TILES = 16
 #: The widest picture ``explanation_picture`` draws unless asked for more (a screen's width), its
 #: panels per row, its title and caption sizes (px), and the opacity of full heat over the field.

@@ -10,7 +10,6 @@ needs bokeh, the ``dashboard`` extra; without it clusters run without one.
 from __future__ import annotations
 
 from importlib.util import find_spec
-
 from types import ModuleType
 
 from .errors import SlideIQAError

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from slideiqa.cli import app
 from slideiqa.distortions import FAMILIES, distort_local, exposure
+from slideiqa.errors import SlideIQAError
 from slideiqa.explain import (MAX_REGION_TILES, CellMaps, GradCam, explain_field, explain_image, explain_slide_region,
                               explainer_for, explanation_picture)
 from slideiqa.mapping import map_slide
@@ -232,5 +233,5 @@ def test_a_region_larger_than_a_block_is_refused(tmp_path):
 
     grid = TileGrid(100_000, 80_000, 0.25, 0.5, 224)
     assert region_tiles(grid, (0, 0, 448 * MAX_REGION_TILES, 448), "s").cols == MAX_REGION_TILES
-    with pytest.raises(Exception, match=r"spans 1 × 17 tiles; explain at most 16 × 16 \(1.8 × 1.8 mm\)"):
+    with pytest.raises(SlideIQAError, match=r"spans 1 × 17 tiles; explain at most 16 × 16 \(1.8 × 1.8 mm\)"):
         region_tiles(grid, (0, 0, 448 * MAX_REGION_TILES + 1, 448), "s")
