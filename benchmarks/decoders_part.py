@@ -45,7 +45,7 @@ def both_ways(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         def read(how) -> np.ndarray:
             return np.stack([read_tile(slide, grid, how, row, col)[0] for row, col in picked])
 
-        return read(dataclasses.replace(plan, decode_factor=1)), read(plan)
+        return read(dataclasses.replace(plan, decode_factor=1, jpeg_tiles=False)), read(plan)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ from the real pixels in ``examples/data`` (512 px pieces of the H&E, IHC and CMU
 turned, inside an elliptical tissue area on glass), then in one run measures:
 
 (a) read-only: OpenSlide decoding exactly the tissue tiles of the map's grid, with as many threads
-    as there are cores (OpenSlide releases the GIL), nothing else;
+    as there are cores (OpenSlide releases the GIL), nothing else — the yardstick;
+(a2) the same tiles read as the map reads them (its JPEG tiles decoded directly, each once:
+    ``slideiqa.scaled_decode``), nothing else;
 (b) ``map_slide`` end to end on the same slide with the default model and settings (and with each
     further model of ``--models``, e.g. ``default,accurate``: the same map with another network);
 
@@ -45,13 +47,18 @@ def tissue_cells(slide):
     return grid, read_plan(slide, grid), np.argwhere(tissue >= DEFAULT_MIN_TISSUE)
 
 
-def read_only(path: Path, threads: int) -> tuple[int, float]:
-    """Decode exactly the map's tissue tiles with OpenSlide; returns (tiles, seconds)."""
+def read_only(path: Path, threads: int, openslide: bool = True) -> tuple[int, float]:
+    """Decode exactly the map's tissue tiles with OpenSlide (``openslide``), else as the map reads them;
+    returns (tiles, seconds)."""
+    from dataclasses import replace
+
     from slideiqa.grid import read_tile
     from slideiqa.slide import open_slide
 
     with open_slide(path) as slide:
         grid, plan, cells = tissue_cells(slide)
+        if openslide:
+            plan = replace(plan, decode_factor=1, jpeg_tiles=False)
         started = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             chunks = np.array_split(cells, threads * 16)
@@ -76,6 +83,9 @@ def main() -> None:
     read_rate = tiles / seconds
     print(f"(a) read-only OpenSlide, {cores} threads: {tiles} tissue tiles in {seconds:.1f} s = {read_rate:.0f} tiles/s",
           flush=True)
+    _, direct_seconds = read_only(slide, cores, openslide=False)
+    print(f"(a2) read-only as the map reads (direct JPEG), {cores} threads: {tiles / direct_seconds:.0f} tiles/s "
+          f"({seconds / direct_seconds:.1f}× OpenSlide's)", flush=True)
     rates: dict[str, float] = {}
     for model in args.models.split(","):
         out = Path(tempfile.mkdtemp()) / "benchmark.quality.zarr"

@@ -454,7 +454,7 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
                         "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
                         "reading": {"level": reading.level, "read_px": reading.read_size,
                                     "decode_factor": reading.decode_factor,
-                                    "decoder": "scaled JPEG" if reading.decode_factor > 1 else info.reader}}
+                                    "decoder": reading.decoder or info.reader}}
     existing = _prepare_output(out, settings, options.overwrite)
     return MapPlan(slide_path, out, options, checkpoint, card, grid, found, to_assess, settings, slide_attributes,
                    existing)

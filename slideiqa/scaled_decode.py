@@ -1,6 +1,13 @@
-"""Reading a pyramid level's JPEG tiles at ½, ¼ or ⅛ of their size, inside the decoder.
+"""Reading a pyramid level's JPEG tiles directly: at full size, or at ½, ¼ or ⅛ of it inside the decoder.
 
-A 40× slide (0.25 µm/px) mapped by a 0.5 µm/px model has no pyramid level at the model's scale (the
+At full size. OpenSlide reads a region at a time: a 224 px tile of a slide with 512 px JPEG tiles
+touches up to four of them, and each region is converted from premultiplied ARGB. Decoded here, each
+file tile is decoded once and cut into the grid tiles over it (the cache below), and the pixels are
+OpenSlide's to the bit (the same libjpeg-turbo, the same islow IDCT and fancy upsampling; pinned by
+``tests/test_scaled_decode.py``): 0.5–0.6 ms a tile here against 2.4–3.0 through OpenSlide, block
+by block as a map reads them.
+
+At reduced size. A 40× slide (0.25 µm/px) mapped by a 0.5 µm/px model has no pyramid level at the model's scale (the
 next one is 4× coarser), so each tile is read at level 0 and shrunk by two: OpenSlide decodes four
 times the pixels the model sees and an antialiasing filter then throws three quarters of them away.
 libjpeg-turbo can instead run the inverse DCT at reduced size ("DCT scaling"): a 256 px tile comes
@@ -16,8 +23,7 @@ tile the decoder rejects, is read by the caller's general path (OpenSlide), and 
 
 A region is read from the multiple of the factor at or before its corner (TIFF tile sides are
 multiples of 16, so every tile then lands on whole scaled pixels): less than one scaled pixel, a
-quarter of a micrometre at ½ of a 40× level, from where the general path starts. A small per-process cache keeps recently decoded tiles, because a file tile straddling two grid
-tiles is needed twice.
+quarter of a micrometre at ½ of a 40× level, from where the general path starts.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +43,11 @@ FACTORS = (8, 4, 2)
 JPEG, RGB, YCBCR = 7, 2, 6
 #: APP14 "Adobe" segment, version 100, flags 0, transform 0 (no colour transform: components are RGB).
 ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
-#: Decoded tiles kept per level reader: about 25 MB of 128 px tiles.
-CACHED_TILES = 512
+#: Decoded tiles kept per file, in bytes: a map's threads each read a block row by row, and a row of
+#: file tiles (fifteen 512 px tiles across a 32-tile block) serves two or three rows of grid tiles.
+CACHE_BYTES = 48 << 20
+#: ... but never fewer tiles than this, however large they are.
+MIN_CACHED_TILES = 16
 
 
 class ScaledDecodeError(Exception):
@@ -100,7 +110,7 @@ class ScaledJpegReader:
                     self._levels[level] = candidates[0]
         self._fd = os.open(self.path, os.O_RDONLY)
         self._lock = threading.Lock()
-        self._decoded = functools.lru_cache(maxsize=CACHED_TILES)(self._decode_tile)
+        self._caches: dict[tuple[int, int], Callable[[int], np.ndarray]] = {}
 
     @property
     def levels(self) -> set[int]:
@@ -114,7 +124,7 @@ class ScaledJpegReader:
 
         Raises :class:`ScaledDecodeError` where a tile cannot be decoded (nothing is half-read).
         """
-        layout = self._levels[level]
+        layout, decoded = self._levels[level], self._cache(level, factor)
         x, y = x - x % factor, y - y % factor
         out_w, out_h = -(-width // factor), -(-height // factor)
         canvas = np.full((out_h, out_w, 3), 255, np.uint8)
@@ -123,7 +133,7 @@ class ScaledJpegReader:
         first_row, last_row = max(0, y // layout.tile_height), min(rows, -(-(y + height) // layout.tile_height))
         for row in range(first_row, last_row):
             for col in range(first_col, last_col):
-                tile = self._decoded(level, row * layout.columns + col, factor)
+                tile = decoded(row * layout.columns + col)
                 tx, ty = col * layout.tile_width, row * layout.tile_height
                 # The tile's part inside the image (edge tiles are padded in the file) and the region.
                 valid_w = -(-min(layout.tile_width, layout.width - tx) // factor)
@@ -136,6 +146,19 @@ class ScaledJpegReader:
                 if w > 0 and h > 0:
                     canvas[dst_y0:dst_y0 + h, dst_x0:dst_x0 + w] = tile[src_y0:src_y0 + h, src_x0:src_x0 + w]
         return canvas
+
+    def _cache(self, level: int, factor: int) -> Callable[[int], np.ndarray]:
+        """The level's tiles decoded at ``factor``, by index, with the most recent kept (as many as
+        :data:`CACHE_BYTES` holds at that size)."""
+        with self._lock:
+            cache = self._caches.get((level, factor))
+            if cache is None:
+                layout = self._levels[level]
+                tile_bytes = -(-layout.tile_width // factor) * -(-layout.tile_height // factor) * 3
+                size = max(MIN_CACHED_TILES, CACHE_BYTES // tile_bytes)
+                cache = functools.lru_cache(maxsize=size)(functools.partial(self._decode_tile, level, factor=factor))
+                self._caches[level, factor] = cache
+            return cache
 
     def _decode_tile(self, level: int, index: int, factor: int) -> np.ndarray:
         import simplejpeg

@@ -98,6 +98,20 @@ def test_a_40x_map_by_scaled_decode_agrees_with_the_openslide_path(slide_40x, tm
     np.testing.assert_array_equal(open_map(fast.path).array("label"), open_map(general.path).array("label"))
 
 
+def test_a_20x_map_decoded_directly_is_the_openslide_map_bit_for_bit(tmp_path, monkeypatch):
+    """At the model's own scale every JPEG tile is decoded once at full size: the same pixels as
+    OpenSlide's, so the same map to the last bit, edge tiles included."""
+    direct = _map(CMU_SLIDE, tmp_path / "direct.quality.zarr", monkeypatch, "scaled")
+    general = _map(CMU_SLIDE, tmp_path / "general.quality.zarr", monkeypatch, "openslide")
+    assert direct.summary["reading"] == {"level": 0, "read_px": 224, "decode_factor": 1, "decoder": "direct JPEG",
+                                         "fallback_tiles": 0}
+    assert general.summary["reading"]["decoder"] == "openslide"
+    fast, slow = open_map(direct.path), open_map(general.path)
+    for name in ("probs", "score", "label", "tone"):
+        np.testing.assert_array_equal(fast.array(name), slow.array(name), err_msg=name)
+    assert direct.summary["verdict"] == general.summary["verdict"]
+
+
 def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(slide_40x, tmp_path, monkeypatch):
     """A tile with no bytes (sparse TIFFs leave out empty tiles): OpenSlide draws it as glass, the
     scaled decoder hands it over; the summary counts every grid tile that needed it."""
