@@ -48,9 +48,14 @@ MIN_FIT, MIN_VALUES = 0.7, 30
 STEPS = np.arange(2, 81)
 _LARGEST = 256
 _COSINES = np.cos(2 * np.pi * np.arange(_LARGEST)[:, None] / STEPS[None, :]).astype(np.float32)
-_BASIS = scipy.fft.dct(np.eye(8), norm="ortho", axis=0)[:3].astype(np.float32)  # DCT rows u = 0, 1, 2
+_BASIS = scipy.fft.dct(np.eye(8), norm="ortho", axis=0)[:3]  # DCT rows u = 0, 1, 2
 #: Luminance weights of the two channel orders an encoder may have taken.
-_LUMINANCE = (np.array([0.299, 0.587, 0.114], np.float32), np.array([0.114, 0.587, 0.299], np.float32))
+_LUMINANCE = np.array([[0.299, 0.587, 0.114], [0.114, 0.587, 0.299]])
+#: (8 · 8 · 3, 2 · coefficients): a block's pixels (row, column, channel) to each order's luminance
+#: coefficients. The DCT and the luminance are both linear, so one product does both.
+_BLOCK_TO_COEFFICIENTS = np.einsum("kyx,oc->yxcok", np.stack([np.outer(_BASIS[row], _BASIS[column])
+                                                               for row, column in COEFFICIENTS]),
+                                   _LUMINANCE).reshape(8 * 8 * 3, -1).astype(np.float32)
 
 
 def block_grid(tiles: np.ndarray, extent: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,15 +94,12 @@ def _coefficients(tiles: np.ndarray, columns: np.ndarray, rows: np.ndarray,
     ends = 8 * np.arange(1, blocks_side + 1)
     inside = ((rows[:, None, None] + ends[None, :, None] <= extent[:, 0, None, None])
               & (columns[:, None, None] + ends[None, None, :] <= extent[:, 1, None, None]))
-    # Each channel's lowest 3 × 3 DCT coefficients (the DCT is linear, so the luminances follow), as
-    # two large products over a block's columns and then its rows, not one small one per block.
-    pixels = grids.astype(np.float32).transpose(0, 3, 1, 2)  # (N, channel, H, W)
-    across = pixels.reshape(len(tiles), 3, side, blocks_side, 8) @ _BASIS.T  # (N, c, H, across, v)
-    down = across.reshape(len(tiles), 3, blocks_side, 8, blocks_side * 3).transpose(0, 1, 2, 4, 3) @ _BASIS.T
-    dct = down.reshape(len(tiles), 3, blocks_side, blocks_side, 3, 3)  # (N, c, down, across, v, u)
-    per_channel = np.stack([dct[..., v, u] for u, v in COEFFICIENTS], axis=2)
-    per_channel = per_channel.reshape(len(tiles), 3, len(COEFFICIENTS), -1)
-    return np.einsum("oc,nckb->nokb", np.stack(_LUMINANCE), per_channel), inside.reshape(len(tiles), -1)
+    # Every block as one row of its 192 values, and one product with the coefficients' kernels: a
+    # single large matrix product, not many small ones (a third of the time of a separable DCT).
+    blocks = grids.reshape(len(tiles), blocks_side, 8, blocks_side, 8, 3).transpose(0, 1, 3, 2, 4, 5)
+    values = blocks.reshape(-1, 8 * 8 * 3).astype(np.float32) @ _BLOCK_TO_COEFFICIENTS
+    values = values.reshape(len(tiles), blocks_side * blocks_side, len(_LUMINANCE), len(COEFFICIENTS))
+    return values.transpose(0, 2, 3, 1), inside.reshape(len(tiles), -1)
 
 
 def _fitted_scales(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
