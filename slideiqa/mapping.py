@@ -48,7 +48,7 @@ from .store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FIXED_LABELS
 from .terminal import timestamp
 from .thumbnail_artefacts import THUMBNAIL_ARTEFACTS, artefact_labels
 from .tissue import tissue_mask
-from .worker import BlockResult, BlockTask, assess_block, worker_threads
+from .worker import BlockResult, BlockTask, assess_block, blas_on_one_thread, worker_threads
 
 MASK_PIXELS_PER_TILE = 8
 MAX_MASK_SIDE = 8192
@@ -294,6 +294,7 @@ class ThreadRunner:
         from concurrent.futures import ThreadPoolExecutor
 
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="slideiqa-block")
+        self._blas_limit = blas_on_one_thread()  # a thread per core already; restored on close
 
     def submit(self, function: Callable, *arguments: Any, pure: bool = False) -> Any:
         return self.pool.submit(function, *arguments)
@@ -310,6 +311,7 @@ class ThreadRunner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self._blas_limit.restore_original_limits()
 
 
 def start_client(workers: int | None, scheduler: str | None, worker_wait_s: float | None = None):

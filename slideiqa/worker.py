@@ -120,6 +120,18 @@ WORKER_MMAP_THRESHOLD_BYTES, WORKER_TRIM_THRESHOLD_BYTES = 32 * 2**20, 64 * 2**2
 _tuned = False
 
 
+def blas_on_one_thread():
+    """A limit of one BLAS thread (threadpoolctl), process-wide until its ``restore_original_limits()``.
+
+    A map already runs a thread per core, and the measurements' matrix products (the JPEG step's block
+    coefficients) would each start BLAS threads of their own that busy-wait for work between calls:
+    measured with the block tasks of ``map_speed.py``'s slide on two threads, 7.0 CPU-ms a tile with
+    OpenBLAS's own threads against 6.5 with one."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def tune_worker_process() -> None:
     """Undo two Dask worker defaults that cost slideiqa's tasks CPU, once per worker process; a no-op
     outside a Dask worker (the in-process ``map``).
@@ -130,6 +142,7 @@ def tune_worker_process() -> None:
       against 0.3 s with the thresholds here, for ~30 MB more peak memory.
     - Dask's profiler samples every thread's stack every 10 ms to draw the dashboard's profile; it
       takes the GIL from the task thread each time.
+    - BLAS's own threads (:func:`blas_on_one_thread`): the workers share the cores out already.
     """
     global _tuned
     if _tuned:
@@ -141,6 +154,7 @@ def tune_worker_process() -> None:
     except (ImportError, ValueError):
         return
     _tuned = True
+    blas_on_one_thread()
     profiler = getattr(worker, "periodic_callbacks", {}).get("profile")
     if profiler is not None:
         profiler.stop()

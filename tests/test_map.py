@@ -322,3 +322,25 @@ def test_a_map_of_the_older_layout_is_refused_with_the_way_out(phantom, phantom_
         map_slide(phantom, old, block=4)
     assert map_slide(phantom, old, block=4, overwrite=True).summary["tissue_tiles"] == phantom_map.summary["tissue_tiles"]
     assert open_map(old).attributes["layout"] == 2
+
+
+def test_a_map_runs_blas_on_one_thread_and_gives_the_limit_back():
+    """The block threads already fill the cores: a measurement's matrix product must not start BLAS
+    threads of its own under them (they busy-wait between calls), and the caller's BLAS is as it was."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from slideiqa.mapping import ThreadRunner
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert before and set(before) == {2}
+        runner = ThreadRunner(2)
+        try:
+            inside = runner.submit(blas_threads).result()
+        finally:
+            runner.close()
+        assert set(inside) == {1}
+        assert blas_threads() == before
