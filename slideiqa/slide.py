@@ -159,6 +159,17 @@ class Slide:
         x, y = round(location[0] / downsample), round(location[1] / downsample)
         return self.scaled.read_region(x, y, size[0], size[1], level, factor)
 
+    def read_region_direct(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """:meth:`read_region`, by the level's JPEG tiles decoded directly where it has them (the same
+        pixels, each file tile decoded once and nothing kept in OpenSlide's tile cache), else by the
+        general reader."""
+        if self.scaled is not None and level in self.scaled.levels:
+            try:
+                return self.read_region_scaled(location, level, size, 1)
+            except ScaledDecodeError:
+                pass
+        return self.read_region(location, level, size)
+
     def _unreadable(self, location: tuple[int, int], level: int, size: tuple[int, int],
                     error: Exception) -> UnreadableRegion:
         downsample = self.info.level_downsamples[level]
@@ -196,8 +207,8 @@ class Slide:
             if y1 <= y0 or x1 <= x0:
                 return
             try:
-                pixels = self.read_region((int(left * downsample), int(top * downsample)), level,
-                                          (right - left, bottom - top))
+                pixels = self.read_region_direct((int(left * downsample), int(top * downsample)), level,
+                                                 (right - left, bottom - top))
             except UnreadableRegion:
                 if max(right - left, bottom - top) <= SMALLEST_GAP:
                     if gaps is not None:

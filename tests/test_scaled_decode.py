@@ -112,6 +112,20 @@ def test_a_20x_map_decoded_directly_is_the_openslide_map_bit_for_bit(tmp_path, m
     assert direct.summary["verdict"] == general.summary["verdict"]
 
 
+@pytest.mark.parametrize("which", ["aperio_rgb", "ycbcr_40x"])
+def test_a_thumbnail_decoded_directly_is_the_openslide_thumbnail(which, slide_40x, monkeypatch):
+    """The tissue mask's thumbnail is read in pieces by the direct decode too (nothing left in
+    OpenSlide's tile cache): pieces of 1000 px, so that several tiles and pieces meet."""
+    path = CMU_SLIDE if which == "aperio_rgb" else slide_40x
+    with open_slide(path) as slide:
+        assert slide.scaled is not None
+        direct = slide.thumbnail(700, block=1000)
+    monkeypatch.setenv(DECODER_VARIABLE, "openslide")
+    with open_slide(path) as slide:
+        assert slide.scaled is None
+        np.testing.assert_array_equal(direct, slide.thumbnail(700, block=1000))
+
+
 def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(slide_40x, tmp_path, monkeypatch):
     """A tile with no bytes (sparse TIFFs leave out empty tiles): OpenSlide draws it as glass, the
     scaled decoder hands it over; the summary counts every grid tile that needed it."""
