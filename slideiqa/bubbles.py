@@ -40,7 +40,7 @@ MIN_COVER = 0.6
 #: At most this many bubbles are looked for on one thumbnail.
 MAX_BUBBLES = 50
 #: Hough accumulators computed at once (each the thumbnail's size, in float64).
-RADII_AT_ONCE = 4
+RADII_AT_ONCE = 2
 #: Thumbnails finer than this are shrunk to about it: a 10 µm rim is still two pixels there.
 WORKING_UM_PER_PX = 4.0
 
