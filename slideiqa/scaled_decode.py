@@ -46,8 +46,9 @@ ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 #: Decoded tiles kept per file, in bytes: a map's threads each read a block row by row, and a row of
 #: file tiles (fifteen 512 px tiles across a 32-tile block) serves two or three rows of grid tiles.
 CACHE_BYTES = 48 << 20
-#: ... but never fewer tiles than this, however large they are.
-MIN_CACHED_TILES = 16
+#: ... but never fewer tiles than the first of these, however large they are, nor more than the
+#: second, however small (a 40× level's tiles at ½: 25 MB; two blocks' rows need far fewer).
+MIN_CACHED_TILES, MAX_CACHED_TILES = 16, 512
 
 
 class ScaledDecodeError(Exception):
@@ -155,7 +156,7 @@ class ScaledJpegReader:
             if cache is None:
                 layout = self._levels[level]
                 tile_bytes = -(-layout.tile_width // factor) * -(-layout.tile_height // factor) * 3
-                size = max(MIN_CACHED_TILES, CACHE_BYTES // tile_bytes)
+                size = min(max(MIN_CACHED_TILES, CACHE_BYTES // tile_bytes), MAX_CACHED_TILES)
                 cache = functools.lru_cache(maxsize=size)(functools.partial(self._decode_tile, level, factor=factor))
                 self._caches[level, factor] = cache
             return cache
