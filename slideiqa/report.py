@@ -209,9 +209,12 @@ def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str]
     groups = [(name, bad & (label == index + 1)) for index, name in enumerate(classes)]
     groups += [(name, label == value) for name, value in FIXED_LABELS.items()]
     for name, cells in groups:
-        components, count = ndimage.label(cells)
-        for component in range(1, count + 1):
-            rows, cols = np.nonzero(components == component)
+        components, _ = ndimage.label(cells)
+        # Each component searched within its bounding box: over the whole map, one comparison per
+        # component made a large slide's regions quadratic in its size.
+        for component, (row_span, col_span) in enumerate(ndimage.find_objects(components), start=1):
+            rows, cols = np.nonzero(components[row_span, col_span] == component)
+            rows, cols = rows + row_span.start, cols + col_span.start
             shape = unary_union([box(c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step)
                                  for r, c in zip(rows, cols)])
             mean = None if name in FIXED_LABELS else float(score[rows, cols].mean())
