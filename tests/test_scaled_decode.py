@@ -126,11 +126,21 @@ def test_a_thumbnail_decoded_directly_is_the_openslide_thumbnail(which, slide_40
         np.testing.assert_array_equal(direct, slide.thumbnail(700, block=1000))
 
 
-def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(slide_40x, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def slide_20x(tumour_field, tmp_path_factory):
+    """The real tumour field at the model's own 0.5 µm/px, 2 × 2 copies: read at full size."""
+    path = tmp_path_factory.mktemp("twenty") / "twenty.tif"
+    return write_pyramidal_tiff(path, np.tile(tumour_field, (2, 2, 1)), mpp=0.5, levels=2, level_step=4)
+
+
+@pytest.mark.parametrize("scale", ["40x", "20x"])
+def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(scale, slide_40x, slide_20x, tmp_path,
+                                                                            monkeypatch):
     """A tile with no bytes (sparse TIFFs leave out empty tiles): OpenSlide draws it as glass, the
-    scaled decoder hands it over; the summary counts every grid tile that needed it."""
+    JPEG decoder hands it over, at ½ size or in full; the summary counts every grid tile that needed it."""
+    source, factor, step = (slide_40x, 2, 448) if scale == "40x" else (slide_20x, 1, 224)
     broken = tmp_path / "sparse.tif"
-    broken.write_bytes(slide_40x.read_bytes())
+    broken.write_bytes(source.read_bytes())
     with tifffile.TiffFile(broken) as tiff:
         page = tiff.pages[0]
         counts = page.tags["TileByteCounts"]
@@ -144,12 +154,13 @@ def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(slid
         handle.write((0).to_bytes(width, byteorder))
     with open_slide(broken) as slide:
         with pytest.raises(ScaledDecodeError, match="is empty"):
-            slide.read_region_scaled((box[0], box[1]), 0, (256, 256), 2)
+            slide.read_region_scaled((box[0], box[1]), 0, (256, 256), factor)
         assert slide.read_region((box[0], box[1]), 0, (256, 256)).min() == 255  # glass, by OpenSlide
     result = _map(broken, tmp_path / "sparse.quality.zarr", monkeypatch, "scaled")
     stored = open_map(result.path)
     assessed = ~np.isnan(stored.array("score"))
-    over = tiles_over(box, 448, assessed.shape) & assessed
+    assert result.summary["reading"]["decode_factor"] == factor
+    over = tiles_over(box, step, assessed.shape) & assessed
     assert over.sum() >= 1
     assert result.summary["reading"]["fallback_tiles"] == int(over.sum())
     assert json.loads((result.path / "summary.json").read_text())["reading"]["fallback_tiles"] == int(over.sum())
