@@ -621,6 +621,10 @@ def _inspect_tiff(path: Path) -> bool:
 
 #: Set to ``openslide`` to read every tile by the general path (comparisons, or a decoder in doubt).
 DECODER_VARIABLE = "SLIDEIQA_DECODER"
+#: Formats whose TIFF pages are their levels tile for tile, so that decoding the JPEG tiles directly
+#: gives the general reader's pixels. Others place tiles themselves (Ventana's overlaps, Leica's
+#: offsets, Philips' cropped levels) and are read by OpenSlide only.
+DIRECT_DECODE_VENDORS = frozenset({"aperio", "generic-tiff", "tiff", "ome-tiff"})
 
 
 def open_slide(path: str | Path) -> Slide:
@@ -645,7 +649,8 @@ def open_slide(path: str | Path) -> Slide:
                 continue
             if slide is not None:
                 slide._reopen = lambda reader=reader: reader(path)._reader
-                if os.environ.get(DECODER_VARIABLE, "scaled") != "openslide":
+                if (os.environ.get(DECODER_VARIABLE, "scaled") != "openslide"
+                        and slide.info.vendor in DIRECT_DECODE_VENDORS):
                     slide.scaled = open_scaled_reader(path, slide.info.level_dimensions)
                 return slide
         if first_error is not None:
