@@ -29,8 +29,10 @@ quarter of a micrometre at ½ of a 40× level, from where the general path start
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +45,48 @@ FACTORS = (8, 4, 2)
 JPEG, RGB, YCBCR = 7, 2, 6
 #: APP14 "Adobe" segment, version 100, flags 0, transform 0 (no colour transform: components are RGB).
 ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
-#: Decoded tiles kept per file, in bytes: a map's threads each read a block row by row, and a row of
-#: file tiles (fifteen 512 px tiles across a 32-tile block) serves two or three rows of grid tiles.
+#: Decoded tiles kept in a process, of every file together: a map's threads each read a block row by
+#: row, and a row of file tiles (eight 512 px tiles across a default block of 16 grid tiles) serves
+#: two or three rows of grid tiles. Shared, so that a batch worker's open slides (eight) do not keep a cache each.
 CACHE_BYTES = 48 << 20
-#: ... but never fewer tiles than the first of these, however large they are, nor more than the
-#: second, however small (a 40× level's tiles at ½: 25 MB; two blocks' rows need far fewer).
-MIN_CACHED_TILES, MAX_CACHED_TILES = 16, 512
+#: ... and never more tiles than this, however small (a 40× level's tiles at ½: 25 MB).
+MAX_CACHED_TILES = 512
+
+
+class TileCache:
+    """Decoded tiles by key, the least recently used dropped past ``max_bytes`` or ``max_tiles``;
+    thread-safe. A tile is decoded outside the lock: two threads may both decode one, never wait."""
+
+    def __init__(self, max_bytes: int, max_tiles: int) -> None:
+        self.max_bytes, self.max_tiles = max_bytes, max_tiles
+        self._tiles: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, decode: Callable[[], np.ndarray]) -> np.ndarray:
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+                return tile
+        tile = decode()
+        with self._lock:
+            if key not in self._tiles:
+                self._tiles[key] = tile
+                self._bytes += tile.nbytes
+                while len(self._tiles) > 1 and (self._bytes > self.max_bytes or len(self._tiles) > self.max_tiles):
+                    self._bytes -= self._tiles.popitem(last=False)[1].nbytes
+        return tile
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+#: The process's decoded tiles, keyed by (reader, level, factor, tile index).
+_TILES = TileCache(CACHE_BYTES, MAX_CACHED_TILES)
+#: A number for each reader, never reused (an object's id is, once it is gone).
+_READERS = itertools.count()
 
 
 class ScaledDecodeError(Exception):
@@ -111,7 +149,7 @@ class ScaledJpegReader:
                     self._levels[level] = candidates[0]
         self._fd = os.open(self.path, os.O_RDONLY)
         self._lock = threading.Lock()
-        self._caches: dict[tuple[int, int], Callable[[int], np.ndarray]] = {}
+        self._number = next(_READERS)
 
     @property
     def levels(self) -> set[int]:
@@ -125,7 +163,7 @@ class ScaledJpegReader:
 
         Raises :class:`ScaledDecodeError` where a tile cannot be decoded (nothing is half-read).
         """
-        layout, decoded = self._levels[level], self._cache(level, factor)
+        layout = self._levels[level]
         x, y = x - x % factor, y - y % factor
         out_w, out_h = -(-width // factor), -(-height // factor)
         canvas = np.full((out_h, out_w, 3), 255, np.uint8)
@@ -134,7 +172,9 @@ class ScaledJpegReader:
         first_row, last_row = max(0, y // layout.tile_height), min(rows, -(-(y + height) // layout.tile_height))
         for row in range(first_row, last_row):
             for col in range(first_col, last_col):
-                tile = decoded(row * layout.columns + col)
+                index = row * layout.columns + col
+                tile = _TILES.get((self._number, level, factor, index),
+                                  functools.partial(self._decode_tile, level, index, factor))
                 tx, ty = col * layout.tile_width, row * layout.tile_height
                 # The tile's part inside the image (edge tiles are padded in the file) and the region.
                 valid_w = -(-min(layout.tile_width, layout.width - tx) // factor)
@@ -147,19 +187,6 @@ class ScaledJpegReader:
                 if w > 0 and h > 0:
                     canvas[dst_y0:dst_y0 + h, dst_x0:dst_x0 + w] = tile[src_y0:src_y0 + h, src_x0:src_x0 + w]
         return canvas
-
-    def _cache(self, level: int, factor: int) -> Callable[[int], np.ndarray]:
-        """The level's tiles decoded at ``factor``, by index, with the most recent kept (as many as
-        :data:`CACHE_BYTES` holds at that size)."""
-        with self._lock:
-            cache = self._caches.get((level, factor))
-            if cache is None:
-                layout = self._levels[level]
-                tile_bytes = -(-layout.tile_width // factor) * -(-layout.tile_height // factor) * 3
-                size = min(max(MIN_CACHED_TILES, CACHE_BYTES // tile_bytes), MAX_CACHED_TILES)
-                cache = functools.lru_cache(maxsize=size)(functools.partial(self._decode_tile, level, factor=factor))
-                self._caches[level, factor] = cache
-            return cache
 
     def _decode_tile(self, level: int, index: int, factor: int) -> np.ndarray:
         import simplejpeg

@@ -164,3 +164,43 @@ def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(scal
     assert over.sum() >= 1
     assert result.summary["reading"]["fallback_tiles"] == int(over.sum())
     assert json.loads((result.path / "summary.json").read_text())["reading"]["fallback_tiles"] == int(over.sum())
+
+
+def test_the_tile_cache_drops_the_least_recently_used_past_its_bounds():
+    from slideiqa.scaled_decode import TileCache
+
+    cache, decoded = TileCache(max_bytes=3 * 100, max_tiles=10), []
+
+    def tile(key):
+        def decode():
+            decoded.append(key)
+            return np.full(100, key, np.uint8)
+        return cache.get((key,), decode)
+
+    for key in (1, 2, 3, 1, 4):  # 1 used again before 4 comes: 2 is the least recently used
+        tile(key)
+    assert cache.nbytes == 300 and decoded == [1, 2, 3, 4]
+    tile(1), tile(3), tile(4)
+    assert decoded == [1, 2, 3, 4]
+    tile(2)
+    assert decoded == [1, 2, 3, 4, 2] and cache.nbytes == 300
+    few = TileCache(max_bytes=10**6, max_tiles=2)
+    for key in range(5):
+        few.get((key,), lambda key=key: np.zeros(10, np.uint8))
+    assert few.nbytes == 20
+
+
+def test_one_cache_for_every_open_slide_keeps_each_slides_own_pixels(slide_40x, slide_20x):
+    """The decoded tiles of all open slides share one bounded cache (a batch worker keeps eight open);
+    tiles at the same place of different slides never stand in for each other."""
+    from slideiqa import scaled_decode
+
+    with open_slide(slide_20x) as a, open_slide(CMU_SLIDE) as b, open_slide(slide_40x) as c:
+        for slide in (a, b, c):
+            for y in range(0, 1400, 224):
+                for x in range(0, 1400, 224):
+                    slide.read_region_scaled((x, y), 0, (224, 224), 1)
+            assert scaled_decode._TILES.nbytes <= scaled_decode.CACHE_BYTES
+        for slide in (a, b, c):
+            np.testing.assert_array_equal(slide.read_region_scaled((448, 448), 0, (224, 224), 1),
+                                          slide.read_region((448, 448), 0, (224, 224)))
