@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from .scaled_decode import ScaledDecodeError, scale_factor
+from .scaled_decode import scale_factor
 from .slide import Slide
 
 #: A slide or field may be this much coarser than the model; it is then judged at its own pixels.
@@ -114,15 +114,11 @@ def read_plan(slide: Slide, grid: TileGrid) -> ReadPlan:
 def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) -> tuple[np.ndarray, bool]:
     """One (tile_size, tile_size, 3) uint8 tile, and whether the JPEG decoder had to hand it to the
     general path (a tile it rejected)."""
-    origin, size, fell_back = grid.origin(row, col), (plan.read_size, plan.read_size), False
-    pixels = None
+    origin, size = grid.origin(row, col), (plan.read_size, plan.read_size)
     if plan.jpeg_tiles:
-        try:
-            pixels = slide.read_region_scaled(origin, plan.level, size, plan.decode_factor)
-        except ScaledDecodeError:
-            fell_back = True
-    if pixels is None:
-        pixels = slide.read_region(origin, plan.level, size)
+        pixels, fell_back = slide.read_region_direct(origin, plan.level, size, plan.decode_factor)
+    else:
+        pixels, fell_back = slide.read_region(origin, plan.level, size), False
     tile = (grid.tile_size, grid.tile_size)
     if pixels.shape[:2] == tile:
         return mirrored_past_edge(pixels, grid, origin), fell_back

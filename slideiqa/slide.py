@@ -159,16 +159,18 @@ class Slide:
         x, y = round(location[0] / downsample), round(location[1] / downsample)
         return self.scaled.read_region(x, y, size[0], size[1], level, factor)
 
-    def read_region_direct(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """:meth:`read_region`, by the level's JPEG tiles decoded directly where it has them (the same
-        pixels, each file tile decoded once and nothing kept in OpenSlide's tile cache), else by the
-        general reader."""
+    def read_region_direct(self, location: tuple[int, int], level: int, size: tuple[int, int],
+                           factor: int = 1) -> tuple[np.ndarray, bool]:
+        """:meth:`read_region_scaled` where the level's JPEG tiles can be decoded directly (at full size
+        the same pixels as :meth:`read_region`, each file tile decoded once and nothing kept in
+        OpenSlide's tile cache), else :meth:`read_region`; and whether a tile the decoder rejected
+        sent the region to the general reader. A level without direct decode is read in full."""
         if self.scaled is not None and level in self.scaled.levels:
             try:
-                return self.read_region_scaled(location, level, size, 1)
+                return self.read_region_scaled(location, level, size, factor), False
             except ScaledDecodeError:
-                pass
-        return self.read_region(location, level, size)
+                return self.read_region(location, level, size), True
+        return self.read_region(location, level, size), False
 
     def _unreadable(self, location: tuple[int, int], level: int, size: tuple[int, int],
                     error: Exception) -> UnreadableRegion:
@@ -207,8 +209,8 @@ class Slide:
             if y1 <= y0 or x1 <= x0:
                 return
             try:
-                pixels = self.read_region_direct((int(left * downsample), int(top * downsample)), level,
-                                                 (right - left, bottom - top))
+                pixels, _ = self.read_region_direct((int(left * downsample), int(top * downsample)), level,
+                                                    (right - left, bottom - top))
             except UnreadableRegion:
                 if max(right - left, bottom - top) <= SMALLEST_GAP:
                     if gaps is not None:
