@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from clean_tissue import catalogue_fields, resampled  # noqa: E402
 
 from slideiqa.distortions import KINDS, distort, exposure, jpeg_round_trip  # noqa: E402
-from slideiqa.exposure_evidence import exposure_evidence  # noqa: E402
+from slideiqa.exposure_evidence import (CERTAIN_CLIPPED_STAIN, CERTAIN_CLIPPED_TILE, exposure_evidence,  # noqa: E402
+                                        exposure_measurements)
 from slideiqa.jpeg_quantisation import JPEG_SCALE, MIN_BLOCKINESS, block_grid, jpeg_scale  # noqa: E402
 from slideiqa.motion_blur import motion_score  # noqa: E402
 from slideiqa.noise_level import NOISE_SIGMA, noise_sigma  # noqa: E402
@@ -126,6 +127,9 @@ def main() -> None:
     report("JPEG table scale, quality scanners write", clean, looks, degraded, jpeg_scale, JPEG_SCALE, "scanner")
     report("certain over-exposure (P(exposure) floored)", clean, looks, degraded,
            lambda tiles: exposure_evidence(tiles).floor, 0.0, "exposure")
+    for share, threshold in (("clipped_stain", CERTAIN_CLIPPED_STAIN), ("clipped_tile", CERTAIN_CLIPPED_TILE)):
+        report(f"{share} (certain beyond {threshold:g}, with the other)", clean, looks, degraded,
+               lambda tiles, share=share: exposure_measurements(tiles)[share], threshold, "exposure")
     print(f"\nJPEG block grid (blockiness ≥ {MIN_BLOCKINESS}, read further): "
           f"clean {np.mean(block_grid(clean)[2] >= MIN_BLOCKINESS):.2f} of tiles; lowest blockiness at quality 15: "
           + ", ".join(f"{copy.removeprefix('jpeg ')} {block_grid(tiles)[2].min():.2f}"
