@@ -50,7 +50,7 @@ def tissue_crop(tumour_field: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def heldout_tiles() -> np.ndarray:
-    """The held-out tiles, (10, 224, 224, 3) uint8."""
+    """The held-out tiles, (15, 224, 224, 3) uint8 (tests/data/PROVENANCE.md)."""
     return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in HELDOUT])
 
 

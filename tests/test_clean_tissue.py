@@ -31,6 +31,15 @@ from slides import write_pyramidal_tiff
 
 CLEAN_LOOKS = ROOT / "tests" / "data" / "clean_looks"
 DENSE = CLEAN_LOOKS / "histolab_high-nuclei-score-level0.png"
+#: HistoQC's histogram templates, H&E of a source no model here saw (tests/data/PROVENANCE.md): oriented
+#: collagen stroma with ducts, and dense dark tumour. About 1 µm/px, taken as 0.5, as the training
+#: shows half its crops (up to 2× coarser than the model's scale).
+UNSEEN_STROMA, UNSEEN_TUMOUR = (CLEAN_LOOKS / f"histoqc_templates__template{number}.png" for number in (1, 3))
+HISTOART = next(path for path in HELDOUT if path.name == "histoart__artifact_free_1.png")
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def _mapped(image: np.ndarray | Path, tmp_path: Path, mpp: float, name: str = "field"):
@@ -87,8 +96,8 @@ def test_oriented_collagen_bundles_pass_and_the_same_field_streaked_fails(tmp_pa
 def test_the_real_out_of_focus_tile_is_flagged_and_its_clean_sibling_passes(tmp_path):
     """HistoArtifacts' real out-of-focus tile and its artefact-free sibling, neither seen by any model
     here, each mapped alone (224 px, taken as 0.5 µm/px)."""
-    clean, _ = _mapped(HELDOUT[-1], tmp_path, 0.5, "sibling")
-    assert HELDOUT[-1].name == "histoart__artifact_free_1.png" and clean["verdict"] == "pass"
+    clean, _ = _mapped(HISTOART, tmp_path, 0.5, "sibling")
+    assert clean["verdict"] == "pass"
     blurred, _ = _mapped(ROOT / "tests" / "data" / "natural_focus" / "histoart_blur_1.png", tmp_path, 0.5, "blurred")
     assert blurred["verdict"] == "fail"
 
@@ -221,17 +230,43 @@ def test_a_field_exposed_wrongly_throughout_still_fails(tmp_path, tumour_field, 
     assert summary["verdict"] == "fail" and summary["share_per_class"]["exposure"] >= 0.9
 
 
+@pytest.mark.parametrize("direction", [-1, 1])
+def test_an_unseen_field_exposed_wrongly_throughout_still_fails(tmp_path, direction):
+    """The same on dense dark tumour of a source no model here saw. Twice the gain also doubles the
+    sensor's noise, which is then measured: of the brighter copy's four tiles three are called noise
+    and one exposure — flagged all the same, for a defect the image really has."""
+    summary, _ = _mapped(cv2.convertScaleAbs(_pixels(UNSEEN_TUMOUR), alpha=2.0 ** direction), tmp_path, 0.5)
+    assert summary["verdict"] == "fail" and summary["share_below_threshold"] == 1.0
+    shares = summary["share_per_class"]
+    assert shares["exposure"] >= 0.9 if direction < 0 else shares["exposure"] + shares["noise"] == 1.0, shares
+
+
+@pytest.mark.parametrize("corner", [0, 100])
+def test_unseen_dense_tumour_and_oriented_stroma_cut_at_the_border_pass(tmp_path, corner):
+    """400 px cuts of both unseen fields: 2 × 2 tiles whose last row and column hold 176 of 224 px,
+    judged on their own pixels mirrored. Dense dark nuclei are no exposure error, oriented collagen
+    bundles no streak."""
+    for path in (UNSEEN_TUMOUR, UNSEEN_STROMA):
+        summary, quality = _mapped(_pixels(path)[corner:corner + 400, corner:corner + 400], tmp_path, 0.5, path.stem)
+        assert summary["verdict"] == "pass" and summary["share_below_threshold"] == 0.0, (path.name, summary)
+        assert summary["tissue_tiles"] == 4 and np.isfinite(quality.array("score")).all()
+
+
 def _cli_map(path: Path, mpp: float, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "slideiqa.cli", "map", str(path), "--mpp", str(mpp), "-o", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
-def test_a_20x_scan_at_055_is_mapped_and_one_at_06_refused_in_one_line(tmp_path, tumour_field):
+@pytest.mark.parametrize("source", ["tumour (trained on)", "stroma (unseen)"])
+def test_a_20x_scan_at_055_is_mapped_and_one_at_06_refused_in_one_line(tmp_path, tumour_field, source):
     """A field shrunk by 10 % (a 20× scanner's 0.55 µm/px) is judged at its own pixels, as the field at
     0.5 is, and its scanner's own JPEG blocks are still seen (enlarged to the model's scale, none of
-    this field's compressed tiles was flagged); 0.6 is refused."""
-    half = np.asarray(Image.fromarray(tumour_field).resize((500, 500), Image.Resampling.LANCZOS))
-    coarser = np.asarray(Image.fromarray(tumour_field).resize((455, 455), Image.Resampling.LANCZOS))
+    this field's compressed tiles was flagged); 0.6 is refused. On a field the model trained on, and
+    on one of a source no model here saw."""
+    at_half = Image.fromarray(tumour_field).resize((500, 500), Image.Resampling.LANCZOS) \
+        if source.startswith("tumour") else Image.open(UNSEEN_STROMA).convert("RGB")
+    half = np.asarray(at_half)
+    coarser = np.asarray(at_half.resize((455, 455), Image.Resampling.LANCZOS))
     Image.fromarray(coarser).save(tmp_path / "coarser.png")
     reference, _ = _mapped(half, tmp_path, 0.5, "reference")
     run = _cli_map(tmp_path / "coarser.png", 0.55, tmp_path / "coarser.quality.zarr")
