@@ -80,6 +80,23 @@ def phantom_map(phantom, tmp_path_factory):
     return map_slide(phantom, tmp_path_factory.mktemp("maps") / "phantom.quality.zarr", block=4)
 
 
+@pytest.fixture(scope="session")
+def unseen_phantom_map(tmp_path_factory):
+    """The phantom's twin made of a source no model here saw: an 8×8-tile mosaic of crops of the two
+    whole HistoQC H&E templates (oriented stroma, dense tumour; tests/data/PROVENANCE.md) with the
+    same defocused and noisy rectangles, mapped."""
+    from slides import mosaic_pixels, slide_with_defects
+
+    from slideiqa import map_slide
+
+    templates = [np.asarray(Image.open(path).convert("RGB")) for path in
+                 sorted((ROOT / "tests" / "data" / "clean_looks").glob("histoqc_templates__*.png"))]
+    folder = tmp_path_factory.mktemp("unseen_phantom")
+    slide = slide_with_defects(folder / "unseen.tif", mosaic_pixels(templates, 8, 224, seed=0), 224,
+                               DEFOCUS_BOX, NOISE_BOX)
+    return map_slide(slide, folder / "unseen.quality.zarr", block=4)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Exported ONNX graphs go to a per-session temporary cache, never the user's home."""

@@ -88,14 +88,21 @@ def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: 
     """A slide of real tissue — a 2×2 mosaic of 4×4-tile pieces of the H&E tumour field and of the CMU
     slide, seams on tile borders — with a defocused and a noisy rectangle given in tile units
     (row0, col0, row1, col1)."""
-    from slideiqa.distortions import defocus, noise
-
     piece = 4 * tile
     mosaic = np.concatenate([
         np.concatenate([tumour[:piece, :piece], cmu_region[:piece, :piece]], axis=1),
         np.concatenate([cmu_region[piece : 2 * piece, :piece], tumour[::-1][:piece, :piece]], axis=1),
     ], axis=0)
-    mosaic = np.ascontiguousarray(mosaic)
+    return slide_with_defects(path, mosaic, tile, defocus_box, noise_box, mpp)
+
+
+def slide_with_defects(path: Path, pixels: np.ndarray, tile: int, defocus_box: tuple[int, int, int, int],
+                       noise_box: tuple[int, int, int, int], mpp: float = 0.5) -> Path:
+    """``pixels`` written as a pyramidal TIFF with a defocused and a noisy rectangle given in tile
+    units (row0, col0, row1, col1)."""
+    from slideiqa.distortions import defocus, noise
+
+    mosaic = np.array(pixels, copy=True)
     for box, distortion in ((defocus_box, lambda a: defocus(a, 0.6, mpp=mpp)), (noise_box, lambda a: noise(a, 0.7, seed=0))):
         r0, c0, r1, c1 = (v * tile for v in box)
         mosaic[r0:r1, c0:c1] = distortion(np.ascontiguousarray(mosaic[r0:r1, c0:c1]))

@@ -32,8 +32,10 @@ def _iou(a, b):
     return (a & b).sum() / max((a | b).sum(), 1)
 
 
-def test_spatial_fidelity_of_defocus_and_noise_rectangles(phantom_map):
-    quality = open_map(phantom_map.path)
+@pytest.mark.parametrize("mapped", ["phantom_map", "unseen_phantom_map"])
+def test_spatial_fidelity_of_defocus_and_noise_rectangles(mapped, request):
+    """On the phantom (tissue the shipped model trained on) and on its twin of a source it never saw."""
+    quality = open_map(request.getfixturevalue(mapped).path)
     label, classes = quality.array("label"), quality.classes
     tissue = label > 0
     assert tissue.mean() > 0.8
