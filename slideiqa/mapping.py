@@ -145,10 +145,10 @@ class MapResult:
 
 def map_warnings(summary: dict[str, Any], attributes: dict[str, Any]) -> list[dict[str, Any]]:
     """What a person must know beyond the figures, each as ``code`` (an artefact's name,
-    ``unreadable``, ``tone`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass) and
+    ``unreadable``, ``tone``, ``dye`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass) and
     ``message``: tissue under preparation artefacts, tissue the file could not give (the first
     decoder error, from the map's ``attributes``), tissue whose tone is unlike the rest of the
-    slide's, glass that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the
+    slide's, specks of marking dye, glass that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the
     batch's report, not only on the terminal, so that a lab reading the files later sees them too."""
     first_unreadable = (attributes.get("unreadable") or [{}])[0].get("error", "")
     artefacts = summary.get("artefact_tiles") or {}
@@ -167,6 +167,11 @@ def map_warnings(summary: dict[str, Any], attributes: dict[str, Any]) -> list[di
                       "message": f"{departing} tissue tiles' tone (glass level, stain density or white point) departs "
                                  "from the rest of the slide's; they are judged exposure unless they have a worse "
                                  "defect (uneven illumination or staining across the slide: check them by eye)"})
+    dye = summary.get("dye_tiles") or 0
+    if dye:
+        found.append({"code": "dye", "count": dye,
+                      "message": f"{dye} tissue tiles hold specks of a green or teal marking dye (grossing ink, not a "
+                                 "scanning defect); they are judged as usual and do not count against the verdict"})
     glass = glass_warning((((summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median"))
     if glass:
         found.append({"code": "glass", "count": 1,
@@ -605,6 +610,7 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
                 **_slide_facts(plan, read_array(root, "tissue")), "created": timestamp(), "runtime_s": runtime,
                 "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
                 "resumed_blocks": resumed,
+                "dye_tiles": sum((root.attrs["slideiqa"].get("dye_tiles_by_block") or {}).values()),
                 "reading": plan.slide_attributes["reading"] | {
                     "fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))}}
     summary |= _cell_summary(plan, root)
@@ -661,6 +667,9 @@ class BlockRun:
             fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
         for row, col in result.debris:
             fixed[row - rows.start, col - cols.start] = DEBRIS
+        if result.dye:  # per block, so that a block written again is not counted twice
+            dye = dict(self.root.attrs["slideiqa"].get("dye_tiles_by_block") or {})
+            update_attributes(self.root, dye_tiles_by_block=dye | {f"{block[0]},{block[1]}": len(result.dye)})
         if result.decode_fallbacks:
             fallbacks = int(self.root.attrs["slideiqa"].get("decode_fallback_tiles", 0)) + result.decode_fallbacks
             update_attributes(self.root, decode_fallback_tiles=fallbacks)

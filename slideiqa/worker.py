@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .debris import debris_tiles
+from .debris import specks_in_tiles
 from .grid import TileGrid, read_plan, read_tile
 from .inference import Predictor
 from .slide import Slide, UnreadableRegion, open_slide
@@ -71,6 +71,8 @@ class BlockResult:
     unreadable: list[UnreadableTile]
     decode_fallbacks: int = 0
     debris: list[tuple[int, int]] = field(default_factory=list)
+    #: Tissue tiles holding specks of marking dye (``debris``): judged as usual, named in a warning.
+    dye: list[tuple[int, int]] = field(default_factory=list)
     cell_probabilities: np.ndarray | None = None
     #: (3, rows, cols) tone measurements of the assessed tiles (``slide_tone``), NaN elsewhere
     tone: np.ndarray | None = None
@@ -207,7 +209,8 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
             # Searched as at the model's scale even on a slide judged at its own slightly coarser
             # pixels: told 0.55, the particle sizes in pixels shrank and clean DAB was called debris
             # (benchmarks/README.md, A 20x scanner's 0.55 um/px).
-            dirty = debris_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
+            dirty, dyed = specks_in_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
+            result.dye += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dyed) if found]
             result.debris += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dirty) if found]
             probabilities[dirty] = np.nan  # labelled debris, not judged by the model
             if k:

@@ -62,11 +62,15 @@ def test_dense_dark_tumour_whose_tissue_runs_to_the_border_passes(tmp_path):
 
 def test_the_quick_start_sample_passes_its_dark_epidermis_not_called_exposure(tmp_path):
     """The bundled clean Aperio scan failed its own quick start: dark epidermis called exposure, green
-    marking-dye specks called debris. Its cells are judged by their tile's evidence, so none is
+    marking-dye specks called debris (now named as dye in a warning). Its cells are judged by their tile's evidence, so none is
     called exposure either."""
     result = map_slide(CMU_SLIDE, tmp_path / "cmu.quality.zarr")
     assert result.summary["verdict"] == "pass"
     assert result.summary["share_per_class"]["exposure"] == 0.0 and result.summary["artefact_tiles"]["debris"] == 0
+    # The dye is named for what it is, with no advice to clean the coverslip.
+    dye = [warning for warning in result.summary["warnings"] if warning["code"] == "dye"]
+    assert result.summary["dye_tiles"] >= 5 and len(dye) == 1 and dye[0]["count"] == result.summary["dye_tiles"]
+    assert "marking dye" in dye[0]["message"] and "coverslip" not in dye[0]["message"]
     quality = open_map(result.path)
     exposure_cells = quality.array("cell_probs")[list(quality.attributes["model"]["classes"]).index("exposure")]
     assert np.nanmax(exposure_cells) < 0.5

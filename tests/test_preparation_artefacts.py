@@ -12,7 +12,7 @@ from PIL import Image
 from slideiqa import map_slide, open_map
 from slideiqa.batch_report import record_from_summary, write_reports
 from slideiqa.bubbles import bubble_mask
-from slideiqa.debris import debris_tiles
+from slideiqa.debris import debris_tiles, specks_in_tiles
 from slideiqa.distortions import distort
 from slideiqa.folds import fold_mask
 from slideiqa.grid import TileGrid, tile_fractions
@@ -93,6 +93,34 @@ def test_debris_is_found_in_tiles_and_nothing_else_is(clean_tiles, tissue_crop):
         degraded = np.stack([distort(tile, family, 0.5, mpp=MPP, seed=i) for i, tile in enumerate(tiles)])
         assert not debris_tiles(degraded, MPP).any(), family
     assert debris_tiles(tiles[:0], MPP).shape == (0,)
+
+
+def _with_speck(tile: np.ndarray, od: tuple[float, float, float], radius_um: float = 6.0) -> np.ndarray:
+    """``tile`` with a disk of optical density ``od`` (R, G, B) at its centre (Beer–Lambert)."""
+    yy, xx = np.mgrid[: tile.shape[0], : tile.shape[1]]
+    disk = np.hypot(yy - tile.shape[0] / 2, xx - tile.shape[1] / 2) <= radius_um / MPP
+    specked = tile.astype(np.float64)
+    specked[disk] *= 10.0 ** -np.asarray(od)
+    return np.clip(np.rint(specked), 0, 255).astype(np.uint8)
+
+
+def test_green_marking_dye_is_named_not_called_debris(clean_tiles):
+    """A 12 µm speck of green grossing ink (absorbing red most, green least) is dye, not debris, on
+    every held-out tile; a grey one of the same size is not dye (over glass it is debris); clean tiles
+    of every held-out source — H&E, smears, dense tumour — hold neither."""
+    dirt, dye = specks_in_tiles(clean_tiles, MPP)
+    assert not dirt.any() and not dye.any()
+    dirt, dye = specks_in_tiles(np.stack([_with_speck(tile, (0.9, 0.25, 0.6)) for tile in clean_tiles]), MPP)
+    assert dye.all() and not dirt.any(), (dye, dirt)
+    # Faint ink is still dye; over pink eosin its density and the eosin's add up to a grey, which two
+    # of the tiles also call debris (a speck that dark and colourless is what debris looks like).
+    dirt, dye = specks_in_tiles(np.stack([_with_speck(tile, (0.5, 0.1, 0.35)) for tile in clean_tiles]), MPP)
+    assert dye.all() and dirt.sum() <= 2, (dye, dirt)
+    dirt, dye = specks_in_tiles(np.stack([_with_speck(tile, (0.6, 0.6, 0.6)) for tile in clean_tiles]), MPP)
+    assert not dye.any()
+    glass = np.full((1, 224, 224, 3), 235, np.uint8)
+    assert specks_in_tiles(_with_speck(glass[0], (0.6, 0.6, 0.6))[None], MPP)[0].all()
+    np.testing.assert_array_equal(debris_tiles(clean_tiles, MPP), specks_in_tiles(clean_tiles, MPP)[0])
 
 
 @pytest.fixture(scope="module")

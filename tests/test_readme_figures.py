@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import CMU_SLIDE, ROOT
 
@@ -16,6 +15,8 @@ QUICK_START = re.compile(r"\*\*(?P<verdict>pass|fail)\*\*: (?P<tiles>\d+) tissue
                          r"(?P<share>[0-9.]+) % \((?P<count>\w+) tiles?, `(?P<family>\w+)`\)\s+below (?P<threshold>[0-9.]+) "
                          r"where the rule allows (?P<allowed>\d+) %")
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+#: And its warning: "green marking dye in 9 tiles".
+DYE = re.compile(r"green marking dye in (?P<tiles>\d+) tiles")
 
 
 def test_the_quick_start_says_what_slideiqa_map_prints_for_the_sample(tmp_path):
@@ -35,3 +36,6 @@ def test_the_quick_start_says_what_slideiqa_map_prints_for_the_sample(tmp_path):
     assert NUMBERS[claim["count"]] == below and flagged == {claim["family"]}
     assert float(claim["threshold"]) == summary["threshold"]
     assert int(claim["allowed"]) == round(100 * summary["max_bad_share"])
+    dye = DYE.search((ROOT / "README.md").read_text())
+    assert dye and int(dye["tiles"]) == summary["dye_tiles"]
+    assert [warning["code"] for warning in summary["warnings"]] == ["dye"]
