@@ -33,7 +33,8 @@ tiles) no tile holds dye but on the CMU slide, whose green ink is in 8 of its 53
 (``training/analysis/dye_specks.py``) and in 9 of the 57 the sample's map assesses.
 
 Tiles are searched at a quarter of their resolution (2 µm/px for the 0.5 µm/px model), where an
-8 µm particle still covers a dozen pixels, in a sixteenth of the time (about 1 ms a tile here). The thresholds were set on synthetic
+8 µm particle still covers a dozen pixels, in a sixteenth of the time (debris takes 8.5 % of a map's
+busy time: ``benchmarks/map_profile.py``). The thresholds were set on synthetic
 debris (``slideiqa.synthetic_artefacts.debris``) on the training sources and checked for false
 alarms on every clean source of ``training/sources.toml`` (``benchmarks/synthetic_artefacts.py``).
 """
