@@ -27,27 +27,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from clean_tissue import catalogue_fields, resampled  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clean_tissue import catalogue_fields  # noqa: E402
+from field_tiles import MODEL_MPP, field_at_model_scale, tissue_tiles  # noqa: E402
 
 from slideiqa.distortions import exposure  # noqa: E402
 from slideiqa.exposure_evidence import exposure_measurements  # noqa: E402
-from slideiqa.slide import open_slide  # noqa: E402
 from training.appearance import vary_good  # noqa: E402
 from training.generalisation import FLOORS  # noqa: E402
 
-MODEL_MPP, TILE = 0.5, 224
 #: The rule measured: a slide whose tissue tiles' median clipped-stain share passes OVER_EXPOSED_STAIN,
 #: over at least MIN_OVER_EXPOSED_TILES tiles, called over-exposed throughout.
 OVER_EXPOSED_STAIN, MIN_OVER_EXPOSED_TILES = 0.08, 3
-#: A tile is kept where this share of its pixels has an RGB sum below DARK_SUM (tissue, not glass).
-MIN_TISSUE, DARK_SUM = 0.25, 630
-
-
-def tissue_tiles(field: np.ndarray) -> list[np.ndarray]:
-    """The field's 224 px grid tiles that hold tissue."""
-    tiles = [field[r:r + TILE, c:c + TILE] for r in range(0, field.shape[0] - TILE + 1, TILE)
-             for c in range(0, field.shape[1] - TILE + 1, TILE)]
-    return [tile for tile in tiles if (tile.astype(np.int32).sum(-1) < DARK_SUM).mean() >= MIN_TISSUE]
 
 
 def slide_median(field: np.ndarray) -> float | None:
@@ -78,10 +69,7 @@ def main() -> None:
     for name, fields in sources.items():
         clean, looks, bright = [], [], []
         for item in fields:
-            with open_slide(item.path) as slide:
-                pixels = slide.read_region((0, 0), 0, slide.dimensions)
-                mpp = item.mpp or slide.mpp
-            field = resampled(pixels, mpp, MODEL_MPP) if abs(mpp - MODEL_MPP) > 0.01 else pixels
+            field = field_at_model_scale(item.path, item.mpp)
             clean.append(slide_median(field))
             looks += [slide_median(vary_good(field, rng)) for _ in range(args.looks)]
             bright += [slide_median(np.ascontiguousarray(degrade(field))) for degrade in BRIGHTER.values()]
