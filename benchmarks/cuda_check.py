@@ -51,7 +51,7 @@ def slides(scale: float) -> dict[str, Path]:
 
 
 def scores_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from slideiqa.store import open_map
+    from slideiqa.outputs.store import open_map
 
     quality = open_map(path)
     return quality.array("score"), quality.array("label")
@@ -73,8 +73,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="the device compared with the CPU (cuda, cuda:1, …)")
     args = parser.parse_args()
     from slideiqa import map_slide
-    from slideiqa.batch import run_batch
-    from slideiqa.options import MapOptions
+    from slideiqa.batch.run import run_batch
+    from slideiqa.settings.options import MapOptions
 
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp())

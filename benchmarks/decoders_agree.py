@@ -32,7 +32,7 @@ from map_speed_40x import AGREEMENT_BARS, agreement  # noqa: E402
 from slides import write_pyramidal_tiff  # noqa: E402
 
 from slideiqa import map_slide  # noqa: E402
-from slideiqa.slide import DECODER_VARIABLE, open_slide  # noqa: E402
+from slideiqa.io.slide import DECODER_VARIABLE, open_slide  # noqa: E402
 
 FORTY_X = 0.25
 

@@ -26,11 +26,11 @@ from map_speed import tissue_cells  # noqa: E402
 from map_speed_40x import HEIGHT, LEVEL_STEP, LEVELS, MPP, SLIDE, TILE, WIDTH  # noqa: E402
 from synthetic_slides import build_slide  # noqa: E402
 
-from slideiqa.debris import debris_tiles  # noqa: E402
-from slideiqa.grid import read_tile  # noqa: E402
-from slideiqa.inference import Predictor  # noqa: E402
-from slideiqa.slide import open_slide  # noqa: E402
-from slideiqa.slide_tone import DEPARTURE_Z, tone_features, tone_z  # noqa: E402
+from slideiqa.artefacts.debris import debris_tiles  # noqa: E402
+from slideiqa.io.grid import read_tile  # noqa: E402
+from slideiqa.models.predictor import Predictor  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
+from slideiqa.measure.slide_tone import DEPARTURE_Z, tone_features, tone_z  # noqa: E402
 
 NETWORK_ONLY = {"measure_noise": False, "measure_motion": False, "measure_jpeg": False, "measure_exposure": False}
 

@@ -19,7 +19,7 @@ clipping points) is only stretched in contrast, as a camera's contrast setting d
 out, as in the generalisation benchmark (``training/generalisation.shows_its_defect``).
 
 A field exposed wrongly *throughout* is its own reference: only what a single tile shows (a white
-point no light leaves, clipped stain, a crushed black level: ``slideiqa.exposure_evidence``) can flag
+point no light leaves, clipped stain, a crushed black level: ``slideiqa.measure.exposure_evidence``) can flag
 it. A tone curve (γ) clips nothing and leaves the glass calibrated — it is a stain of another
 density — so its rows measure what a single field cannot show: such a slide is named by its batch
 (``batch_report``) or, for a part of a slide, by the slide's own tone (``slide_tone``).
@@ -44,12 +44,12 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clean_tissue import HELD_OUT, ROOT, Field, at_mpp, resampled  # noqa: E402
 
-from slideiqa.distortions import KINDS, distort, exposure  # noqa: E402
+from slideiqa.synthetic.distortions import KINDS, distort, exposure  # noqa: E402
 from slideiqa.errors import SlideIQAError  # noqa: E402
-from slideiqa.mapping import map_slide  # noqa: E402
-from slideiqa.options import MapOptions  # noqa: E402
-from slideiqa.slide import open_slide  # noqa: E402
-from slideiqa.store import FIXED_LABELS, open_map  # noqa: E402
+from slideiqa.pipeline.mapping import map_slide  # noqa: E402
+from slideiqa.settings.options import MapOptions  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
+from slideiqa.outputs.store import FIXED_LABELS, open_map  # noqa: E402
 from training.cross_implementation import IMPLEMENTATIONS  # noqa: E402
 from training.generalisation import FLOORS, MIN_NEWLY_CLIPPED, clipped_share  # noqa: E402
 

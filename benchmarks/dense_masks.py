@@ -30,9 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.distortions import FAMILIES, distort_local  # noqa: E402
-from slideiqa.explain import enlarge  # noqa: E402
-from slideiqa.inference import Predictor  # noqa: E402
+from slideiqa.synthetic.distortions import FAMILIES, distort_local  # noqa: E402
+from slideiqa.explain.heatmaps import enlarge  # noqa: E402
+from slideiqa.models.predictor import Predictor  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 from training.cell_head import holdout_crops, local_mask, per_cell  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402

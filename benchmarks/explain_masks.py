@@ -14,7 +14,7 @@ library (``training.cross_implementation``, composited inside the same mask). Pe
 * the share of tiles whose heatmap peaks inside the mask;
 * the share of those tiles the model flags at all (P(good) < 0.5), for context.
 
-``--method`` chooses the heatmaps (``slideiqa.explain.explainer_for``): the model's own cell map where
+``--method`` chooses the heatmaps (``slideiqa.explain.heatmaps.explainer_for``): the model's own cell map where
 it has a cell head (``auto``, as ``slideiqa explain`` does), or Grad-CAM of its tile classifier.
 """
 
@@ -28,8 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.distortions import FAMILIES, distort_local  # noqa: E402
-from slideiqa.explain import WHERE_SHARE, explain_image, explainer_for  # noqa: E402
+from slideiqa.synthetic.distortions import FAMILIES, distort_local  # noqa: E402
+from slideiqa.explain.heatmaps import WHERE_SHARE, explain_image, explainer_for  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 from training.cell_head import holdout_crops, local_mask  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402

@@ -7,7 +7,7 @@ turned, inside an elliptical tissue area on glass), then in one run measures:
 (a) read-only: OpenSlide decoding exactly the tissue tiles of the map's grid, with as many threads
     as there are cores (OpenSlide releases the GIL), nothing else — the yardstick;
 (a2) the same tiles read as the map reads them (its JPEG tiles decoded directly, each once:
-    ``slideiqa.scaled_decode``), nothing else;
+    ``slideiqa.io.scaled_decode``), nothing else;
 (b) ``map_slide`` end to end on the same slide with the default model and settings (and with each
     further model of ``--models``, e.g. ``default,accurate``: the same map with another network);
 
@@ -40,9 +40,9 @@ WIDTH, HEIGHT, LEVELS = 40_960, 30_720, 4
 
 def tissue_cells(slide):
     """The default model's grid on ``slide``, its read plan, and the grid cells a map assesses."""
-    from slideiqa.grid import TileGrid, read_plan
-    from slideiqa.inference import Predictor
-    from slideiqa.mapping import DEFAULT_MIN_TISSUE, tissue_map
+    from slideiqa.io.grid import TileGrid, read_plan
+    from slideiqa.models.predictor import Predictor
+    from slideiqa.pipeline.mapping import DEFAULT_MIN_TISSUE, tissue_map
 
     card = Predictor("default").card
     grid = TileGrid(*slide.dimensions, slide.mpp, card.mpp, card.tile_size)
@@ -55,8 +55,8 @@ def read_only(path: Path, threads: int, openslide: bool = True) -> tuple[int, fl
     returns (tiles, seconds)."""
     from dataclasses import replace
 
-    from slideiqa.grid import read_tile
-    from slideiqa.slide import open_slide
+    from slideiqa.io.grid import read_tile
+    from slideiqa.io.slide import open_slide
 
     with open_slide(path) as slide:
         grid, plan, cells = tissue_cells(slide)

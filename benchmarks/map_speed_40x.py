@@ -58,7 +58,7 @@ def agreement(general_map: Path, scaled_map: Path, threshold: float = 0.5) -> di
     both = ~np.isnan(score_a) & ~np.isnan(score_b)
     crossing = int(((score_a >= threshold) != (score_b >= threshold))[both].sum())
     differ = tissue & (label_a != label_b)
-    from slideiqa.store import label_entries
+    from slideiqa.outputs.store import label_entries
 
     names = {value: name for value, name, _ in label_entries(general.classes)}
     pairs: dict[str, int] = {}
@@ -88,7 +88,7 @@ def agreement_line(figures: dict) -> str:
 
 def read_only(path: Path, threads: int) -> dict:
     """Decode exactly the map's tissue tiles at level 0 with OpenSlide, no shrink, no model."""
-    from slideiqa.slide import open_slide
+    from slideiqa.io.slide import open_slide
 
     with open_slide(path) as slide:
         grid, plan, cells = tissue_cells(slide)

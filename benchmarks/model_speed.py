@@ -1,10 +1,10 @@
 """Tiles per second of each quality-model architecture alone, by inference engine.
 
 Measures, at batch 32 and the model input size, PyTorch eager (NCHW), PyTorch channels_last and
-ONNX Runtime (the engine ``slideiqa.inference.Predictor`` uses on CPU), all fp32, with the same
+ONNX Runtime (the engine ``slideiqa.models.predictor.Predictor`` uses on CPU), all fp32, with the same
 uint8-in / probabilities-out graph the predictor runs, and ONNX Runtime followed by the noise,
-motion and exposure measurements the predictor adds for models at 0.5 µm/px (``slideiqa.noise_level``,
-``slideiqa.motion_blur``, ``slideiqa.exposure_evidence``): what a map pays
+motion and exposure measurements the predictor adds for models at 0.5 µm/px (``slideiqa.measure.noise_level``,
+``slideiqa.measure.motion_blur``, ``slideiqa.measure.exposure_evidence``): what a map pays
 per tile. ``iqanet+cells`` is iqanet with the default model's cell head: both outputs, and noise
 measured per tile and per cell, as ``Predictor.predict_with_cells`` runs it. Weights are random: speed
 does not depend on them.
@@ -26,11 +26,11 @@ import torch
 
 from slideiqa.models.export import TileClassifier, export_onnx
 from slideiqa.models import ModelCard, build_model
-from slideiqa.inference import onnx_session_options
-from slideiqa.exposure_evidence import exposure_evidence
-from slideiqa.jpeg_quantisation import jpeg_scale
-from slideiqa.motion_blur import motion_score
-from slideiqa.noise_level import patch_noise
+from slideiqa.models.predictor import onnx_session_options
+from slideiqa.measure.exposure_evidence import exposure_evidence
+from slideiqa.measure.jpeg_quantisation import jpeg_scale
+from slideiqa.measure.motion_blur import motion_score
+from slideiqa.measure.noise_level import patch_noise
 
 
 def rate(run, batch: int, seconds: float) -> float:

@@ -3,7 +3,7 @@
     python benchmarks/synthetic_artefacts.py [--data ../shared/data] [--seeds 3]     # ~10 min here
 
 The shared data holds no real folds, bubbles or debris with masks, so the detectors are measured on
-``slideiqa.synthetic_artefacts`` drawn on the clean sources of ``training/sources.toml`` (every one
+``slideiqa.synthetic.artefacts`` drawn on the clean sources of ``training/sources.toml`` (every one
 of them held out: the detectors learn nothing, their thresholds were set by hand):
 
 1. **Folds and bubbles** (found on the thumbnail): each tissue source's fields are laid side by
@@ -35,17 +35,17 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.artefacts import optical_density  # noqa: E402
-from slideiqa.debris import MIN_PARTICLE_UM2, debris_tiles  # noqa: E402
-from slideiqa.distortions import distort  # noqa: E402
-from slideiqa.inference import Predictor  # noqa: E402
-from slideiqa.grid import TileGrid, tile_fractions  # noqa: E402
-from slideiqa.options import DEFAULT_MIN_TISSUE  # noqa: E402
-from slideiqa.store import FIXED_LABELS  # noqa: E402
-from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE, artefact_labels  # noqa: E402
-from slideiqa.slide import open_slide  # noqa: E402
-from slideiqa.synthetic_artefacts import add_artefact  # noqa: E402
-from slideiqa.tissue import tissue_mask, tissue_pixels  # noqa: E402
+from slideiqa.artefacts.pen import optical_density  # noqa: E402
+from slideiqa.artefacts.debris import MIN_PARTICLE_UM2, debris_tiles  # noqa: E402
+from slideiqa.synthetic.distortions import distort  # noqa: E402
+from slideiqa.models.predictor import Predictor  # noqa: E402
+from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
+from slideiqa.settings.options import DEFAULT_MIN_TISSUE  # noqa: E402
+from slideiqa.outputs.store import FIXED_LABELS  # noqa: E402
+from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE, artefact_labels  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
+from slideiqa.synthetic.artefacts import add_artefact  # noqa: E402
+from slideiqa.measure.tissue import tissue_mask, tissue_pixels  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 

@@ -26,8 +26,8 @@ TILE, MPP = 512, 0.5
 @lru_cache(maxsize=1)
 def source_pieces() -> tuple[np.ndarray, ...]:
     """512 px pieces of every real field and of the CMU slide's tissue."""
-    from slideiqa.slide import open_slide
-    from slideiqa.tissue import tissue_pixels
+    from slideiqa.io.slide import open_slide
+    from slideiqa.measure.tissue import tissue_pixels
 
     pieces = []
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((DATA / "fields").iterdir())]

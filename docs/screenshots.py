@@ -34,8 +34,8 @@ def save(image: Image.Image, name: str) -> None:
 
 
 def overview_and_explain(work: Path) -> Path:
-    from slideiqa.explain import explain_slide_region, explanation_picture
-    from slideiqa.mapping import map_slide
+    from slideiqa.explain.heatmaps import explain_slide_region, explanation_picture
+    from slideiqa.pipeline.mapping import map_slide
 
     quality = map_slide(SAMPLE, work / "cmu_small_region.quality.zarr").path
     save(Image.open(quality / "overview.png"), "overview.png")
@@ -53,7 +53,7 @@ def report_page(work: Path) -> None:
     cohort.mkdir()
     shutil.copy(SAMPLE, cohort / "cmu.svs")
     (cohort / "broken.svs").write_bytes(SAMPLE.read_bytes()[:40_000])
-    subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", str(cohort), "-o", str(work / "batch"),
+    subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(work / "batch"),
                     "--workers", "1"], capture_output=True, check=False)
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "chromium"

@@ -16,7 +16,7 @@ import sys
 from dask_jobqueue import SLURMCluster
 from distributed import Client
 
-from slideiqa.batch import run_batch
+from slideiqa.batch.run import run_batch
 
 
 def main(scans: str, out: str) -> int:

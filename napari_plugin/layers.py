@@ -6,7 +6,7 @@ Everything is placed in micrometres, so the slide and its map align at every zoo
   ``j`` spans ``[j, j + 1) × µm/px`` — the convention of the map's tile grid, which starts at the
   outer corner of level-0 pixel (0, 0);
 * the map's arrays have a scale of one tile in µm and a translation of half a tile, exactly as in the
-  NGFF metadata that :mod:`slideiqa.store` writes, so tile ``c`` spans ``[c, c + 1) × tile µm``;
+  NGFF metadata that :mod:`slideiqa.outputs.store` writes, so tile ``c`` spans ``[c, c + 1) × tile µm``;
   its cell arrays likewise with one cell (a k-th of a tile), so cells ``k·c … k·c + k − 1`` span tile ``c``.
 
 A layer's ``metadata["slideiqa"]`` says what it is (``role``) and which map or slide it comes from;
@@ -20,17 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from slideiqa.report import DEFAULT_THRESHOLD
-from slideiqa.slide import Slide
-from slideiqa.palette import OUTLINE_INNER, OUTLINE_OUTER, SCORE_RAMP
-from slideiqa.store import FIXED_LABELS, QualityMap, label_entries
+from slideiqa.outputs.report import DEFAULT_THRESHOLD
+from slideiqa.io.slide import Slide
+from slideiqa.outputs.palette import OUTLINE_INNER, OUTLINE_OUTER, SCORE_RAMP
+from slideiqa.outputs.store import FIXED_LABELS, QualityMap, label_entries
 
 from .pyramid import slide_pyramid
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 UNITS = ("micrometer", "micrometer")
-#: The score layer's colours: the overview's ramp (``slideiqa.palette``), red (bad) through yellow to
+#: The score layer's colours: the overview's ramp (``slideiqa.outputs.palette``), red (bad) through yellow to
 #: blue (good), which colour-blind readers tell apart.
 SCORE_COLORMAP_NAME = "slideiqa score (RdYlBu)"
 #: Light enough to read the tissue through the overlay, strong enough to see the colours on H&E.
@@ -189,7 +189,7 @@ def cell_layers(quality: QualityMap, stem: str, slide_path: str | None) -> list[
 
 def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map_path: Path,
                        threshold: float = DEFAULT_THRESHOLD) -> list[LayerData]:
-    """One heatmap layer per defect class of an explained map tile (``slideiqa.explain``), placed over
+    """One heatmap layer per defect class of an explained map tile (``slideiqa.explain.heatmaps``), placed over
     that tile in micrometres; the most likely class is shown at first if it is found in the tile
     (P at least ``threshold``), and a class that is not says so in its layer's name."""
     probabilities = explanation.probabilities[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from slideiqa.slide import Slide
+from slideiqa.io.slide import Slide
 
 #: Side of one chunk in level pixels: a few scanner tiles per read keeps per-read overhead low while
 #: letting napari fetch little more than what is on screen.

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slideiqa.formats import FIELD_SUFFIXES, MAP_READER_SUFFIXES, SLIDE_SUFFIXES
-from slideiqa.slide import Slide, file_checksum, open_slide
-from slideiqa.store import QualityMap, blocks_done, open_map
+from slideiqa.io.formats import FIELD_SUFFIXES, MAP_READER_SUFFIXES, SLIDE_SUFFIXES
+from slideiqa.io.slide import Slide, file_checksum, open_slide
+from slideiqa.outputs.store import QualityMap, blocks_done, open_map
 
 from .viewer_watch import watch_viewer
 from .layers import LayerData, map_layers, slide_layer
@@ -24,7 +24,7 @@ NOTHING: list[tuple[None]] = [(None,)]
 #: Maps are named ``*.quality.zarr``; any other Zarr is claimed too, so that one opened with this reader
 #: gets a clear "not a slideiqa quality map" rather than napari's generic failure.
 MAP_SUFFIXES = MAP_READER_SUFFIXES
-#: What the slideiqa readers open (``slideiqa.formats``); napari.yaml lists the same patterns.
+#: What the slideiqa readers open (``slideiqa.io.formats``); napari.yaml lists the same patterns.
 READABLE_SUFFIXES = tuple(sorted(SLIDE_SUFFIXES | FIELD_SUFFIXES))
 
 ReaderFunction = Callable[[str | list[str]], list[Any]]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slideiqa.inference import cache_dir
-from slideiqa.mapping import map_slide
-from slideiqa.slide import open_slide
-from slideiqa.store import is_quality_map, open_map
+from slideiqa.models.predictor import cache_dir
+from slideiqa.pipeline.mapping import map_slide
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.store import is_quality_map, open_map
 
 from .viewer_watch import watch_viewer
 from .layers import LayerData, map_layers, slide_layer

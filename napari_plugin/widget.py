@@ -23,12 +23,12 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBo
                             QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
 from slideiqa.errors import SlideIQAError, describe
-from slideiqa.mapping import MapCancelled, MapResult, map_slide
-from slideiqa.options import MapOptions
+from slideiqa.pipeline.mapping import MapCancelled, MapResult, map_slide
+from slideiqa.settings.options import MapOptions
 from slideiqa.models.zoo import available_pretrained
-from slideiqa.palette import SCORE_RAMP_WORDS, VERDICT_COLOURS, hex_colour, score_colours
-from slideiqa.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
-from slideiqa.store import open_map
+from slideiqa.outputs.palette import SCORE_RAMP_WORDS, VERDICT_COLOURS, hex_colour, score_colours
+from slideiqa.outputs.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
+from slideiqa.outputs.store import open_map
 
 from .viewer_watch import watch_viewer
 from .layers import (ROLE_HIGHLIGHT, ROLE_LABEL, ROLE_SCORE, ROLE_SLIDE, below_threshold, explanation_layers,
@@ -201,7 +201,7 @@ class QualityWidget(QWidget):
         self._show_summary()
 
     def summary(self) -> dict[str, Any] | None:
-        """The shown map's figures at the slider's threshold (``slideiqa.report.summarize``)."""
+        """The shown map's figures at the slider's threshold (``slideiqa.outputs.report.summarize``)."""
         score_layer, label_layer = self._map_layer(ROLE_SCORE), self._map_layer(ROLE_LABEL)
         if score_layer is None or label_layer is None:
             return None
@@ -308,7 +308,7 @@ class QualityWidget(QWidget):
         if slide_layers:  # the slide on screen now lies under this map: its tiles describe themselves
             slide_layers[0].metadata["slideiqa"]["map"] = str(quality.path)
         else:
-            from slideiqa.slide import open_slide
+            from slideiqa.io.slide import open_slide
 
             mpp = float(quality.attributes["slide"]["mpp"])
             self.viewer.add_layer(Layer.create(*slide_layer(open_slide(slide_path), mpp, quality.path)))
@@ -322,7 +322,7 @@ class QualityWidget(QWidget):
         with a note in the status line, when no map is shown or the cursor is off its tiles)."""
         from napari.layers import Layer
 
-        from slideiqa.explain import explain_map_tile, explainer_for
+        from slideiqa.explain.heatmaps import explain_map_tile, explainer_for
 
         if self.map_path is None:
             self.status_label.setText("open or run a map first: explanations are of its tiles")

@@ -17,15 +17,15 @@ __all__ = ["__version__", "map_slide", "open_map", "open_slide"]
 def __getattr__(name: str):
     """The Python API, imported on first use so that ``slideiqa --version`` stays instant."""
     if name == "map_slide":
-        from .mapping import map_slide
+        from slideiqa.pipeline.mapping import map_slide
 
         return map_slide
     if name == "open_map":
-        from .store import open_map
+        from slideiqa.outputs.store import open_map
 
         return open_map
     if name == "open_slide":
-        from .slide import open_slide
+        from slideiqa.io.slide import open_slide
 
         return open_slide
     raise AttributeError(f"module 'slideiqa' has no attribute {name!r}")

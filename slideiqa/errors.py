@@ -15,7 +15,7 @@ import warnings
 
 import typer
 
-from .terminal import one_line
+from slideiqa.cli.terminal import one_line
 
 
 class SlideIQAError(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib.util import find_spec
 from types import ModuleType
 
-from .errors import SlideIQAError
+from slideiqa.errors import SlideIQAError
 
 #: The commands that install what this module guards.
 TORCH_INSTALL, DASHBOARD_INSTALL = "pip install 'slideiqa[torch]'", "pip install 'slideiqa[dashboard]'"

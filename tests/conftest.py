@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from slideiqa.distortions import sharpness
+from slideiqa.synthetic.distortions import sharpness
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "data"
@@ -63,7 +63,7 @@ def phantom(tmp_path_factory) -> Path:
     """An 8×8-tile slide of real tissue (224 px tiles at 0.5 µm/px) with a defocused and a noisy rectangle."""
     from slides import phantom_slide
 
-    from slideiqa.slide import open_slide
+    from slideiqa.io.slide import open_slide
 
     tumour = np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
     with open_slide(CMU_SLIDE) as cmu:

@@ -100,7 +100,7 @@ def slide_with_defects(path: Path, pixels: np.ndarray, tile: int, defocus_box: t
                        noise_box: tuple[int, int, int, int], mpp: float = 0.5) -> Path:
     """``pixels`` written as a pyramidal TIFF with a defocused and a noisy rectangle given in tile
     units (row0, col0, row1, col1)."""
-    from slideiqa.distortions import defocus, noise
+    from slideiqa.synthetic.distortions import defocus, noise
 
     mosaic = np.array(pixels, copy=True)
     for box, distortion in ((defocus_box, lambda a: defocus(a, 0.6, mpp=mpp)), (noise_box, lambda a: noise(a, 0.7, seed=0))):
@@ -127,7 +127,7 @@ def mosaic_slide(path: Path, sources: list[np.ndarray], tiles: int, tile: int, s
                  defocus_share: float = 0.0, mpp: float = 0.5) -> Path:
     """A slide of :func:`mosaic_pixels` whose top ``defocus_share`` of rows is defocused: slides that
     pass or fail the quality rule, as large as a test needs."""
-    from slideiqa.distortions import defocus
+    from slideiqa.synthetic.distortions import defocus
 
     mosaic = mosaic_pixels(sources, tiles, tile, seed)
     blurred = int(round(defocus_share * tiles)) * tile
@@ -147,13 +147,13 @@ FINISH_KILL_POINTS = {
 def map_killed_in_its_finish(slide: Path, out: Path, point: str) -> int:
     """Map ``slide`` to ``out`` in a child process that SIGKILLs itself at ``point`` of the finish step
     (:data:`FINISH_KILL_POINTS`); returns its exit code (-9). The child wraps a function of
-    ``slideiqa.mapping`` — the real process is killed by a real signal, the code under test is unchanged."""
+    ``slideiqa.pipeline.mapping`` — the real process is killed by a real signal, the code under test is unchanged."""
     import subprocess
     import sys
 
     script = (
         "import os, signal, sys\n"
-        "import slideiqa.mapping as mapping\n"
+        "import slideiqa.pipeline.mapping as mapping\n"
         f"name = {FINISH_KILL_POINTS[point]!r}\n"
         "original = getattr(mapping, name)\n"
         "def killed(*args, **kwargs):\n"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from slideiqa.distortions import sharpness
+from slideiqa.synthetic.distortions import sharpness
 from slideiqa_training import appearance
 
 

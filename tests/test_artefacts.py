@@ -7,12 +7,12 @@ import pytest
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa.artefacts import pen_mask
-from slideiqa.grid import TileGrid, tile_fractions
-from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
-from slideiqa.slide import open_slide
-from slideiqa.palette import class_colour
-from slideiqa.store import PEN
+from slideiqa.artefacts.pen import pen_mask
+from slideiqa.io.grid import TileGrid, tile_fractions
+from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.palette import class_colour
+from slideiqa.outputs.store import PEN
 
 from conftest import CMU_SLIDE, ROOT
 from slides import enlarged_slide

@@ -18,13 +18,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from slideiqa.batch import BatchResult, MapOptions, run_batch
-from slideiqa.cli import app
-from slideiqa.batch_report import SlideRecord, with_batch_tone, write_reports
-from slideiqa.discovery import DiscoveryError, discover_slides
-from slideiqa.slide import open_slide
-from slideiqa.slide_tone import DEPARTURE_Z, TONE_FEATURES
-from slideiqa.store import FIXED_LABELS, UNREADABLE, blocks_done, open_map
+from slideiqa.batch.run import BatchResult, MapOptions, run_batch
+from slideiqa.cli.app import app
+from slideiqa.batch.report import SlideRecord, with_batch_tone, write_reports
+from slideiqa.batch.discovery import DiscoveryError, discover_slides
+from slideiqa.io.slide import open_slide
+from slideiqa.measure.slide_tone import DEPARTURE_Z, TONE_FEATURES
+from slideiqa.outputs.store import FIXED_LABELS, UNREADABLE, blocks_done, open_map
 
 from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
 from slides import mosaic_slide, truncated_copy, with_garbage_tile
@@ -229,7 +229,7 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
 
 
 def _cli_batch(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", *map(str, arguments)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", *map(str, arguments)], capture_output=True,
                           text=True, cwd=ROOT, timeout=300)
 
 
@@ -438,7 +438,7 @@ def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
 
 def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, cohort, tmp_path):
     out = tmp_path / "interrupted"
-    script = ("import sys\nfrom slideiqa.batch import MapOptions, run_batch\n"
+    script = ("import sys\nfrom slideiqa.batch.run import MapOptions, run_batch\n"
               f"run_batch([sys.argv[1]], sys.argv[2], recursive=True, workers=1, slides_in_flight=1, "
               f"options=MapOptions(block={BLOCK}))\n")
     process = subprocess.Popen([sys.executable, "-c", script, str(cohort), str(out)], start_new_session=True)
@@ -509,7 +509,7 @@ def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources
     for seed in range(3):  # 1600 tiles each: several seconds of mapping even on a quiet machine
         mosaic_slide(folder / f"slide{seed}.tif", sources, 40, TILE, seed=seed)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "slideiqa.cli", "batch", str(folder), "-o", str(out), "--workers", "2"]
+    command = [sys.executable, "-m", "slideiqa.cli.app", "batch", str(folder), "-o", str(out), "--workers", "2"]
     # As from a terminal: SIGINT handled, even where this test runs under a shell's background job
     # (which starts its children with SIGINT ignored, and Python then installs no handler).
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -649,8 +649,8 @@ def test_a_scheduler_without_workers_is_a_clear_error_not_a_wait():
     """A reachable scheduler that never gets a worker: one error naming it and what to do."""
     from distributed import LocalCluster
 
-    from slideiqa.mapping import start_client
-    from slideiqa.store import MapError
+    from slideiqa.pipeline.mapping import start_client
+    from slideiqa.outputs.store import MapError
 
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
         with pytest.raises(MapError, match=r"has no worker, and none joined within 1 s; start workers"):

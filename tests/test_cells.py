@@ -8,13 +8,13 @@ from conftest import CMU_SLIDE
 from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide
-from slideiqa.distortions import defocus, noise
-from slideiqa.inference import Predictor
+from slideiqa.synthetic.distortions import defocus, noise
+from slideiqa.models.predictor import Predictor
 from slideiqa.models.checkpoint import load_checkpoint, load_state
 from slideiqa.models.registry import CELL_HEAD_PREFIX, build_model
 from slideiqa.models.zoo import resolve_model
-from slideiqa.slide import open_slide
-from slideiqa.store import open_map
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.store import open_map
 from training.cell_head import cell_targets, per_cell
 
 TILE, TILES = 224, 4  # a 4 × 4-tile slide at the model's 0.5 µm/px

@@ -15,14 +15,14 @@ import pytest
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa.debris import debris_tiles
-from slideiqa.distortions import exposure
-from slideiqa.exposure_evidence import exposure_evidence, judge_exposure
-from slideiqa.edge_tiles import own_extent
-from slideiqa.grid import TileGrid, mirrored_past_edge, read_plan, read_tile
-from slideiqa.slide import open_slide
-from slideiqa.store import MapError
-from slideiqa.tissue import tissue_mask
+from slideiqa.artefacts.debris import debris_tiles
+from slideiqa.synthetic.distortions import exposure
+from slideiqa.measure.exposure_evidence import exposure_evidence, judge_exposure
+from slideiqa.io.edge_tiles import own_extent
+from slideiqa.io.grid import TileGrid, mirrored_past_edge, read_plan, read_tile
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.store import MapError
+from slideiqa.measure.tissue import tissue_mask
 from slideiqa_training.cross_implementation import degrade
 from slideiqa_training.generalisation import FLOORS
 
@@ -257,7 +257,7 @@ def test_unseen_dense_tumour_and_oriented_stroma_cut_at_the_border_pass(tmp_path
 
 
 def _cli_map(path: Path, mpp: float, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", "map", str(path), "--mpp", str(mpp), "-o", str(out)],
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(path), "--mpp", str(mpp), "-o", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 

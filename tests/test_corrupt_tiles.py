@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from slideiqa import map_slide, open_map
-from slideiqa.slide import UnreadableRegion, open_slide
-from slideiqa.store import UNREADABLE
+from slideiqa.io.slide import UnreadableRegion, open_slide
+from slideiqa.outputs.store import UNREADABLE
 
 from conftest import ROOT
 from slides import tiles_over, with_garbage_tile, write_pyramidal_tiff
@@ -49,7 +49,7 @@ def test_a_corrupt_tile_costs_only_the_map_tiles_over_it(phantom, phantom_map, t
     box = with_garbage_tile(phantom, corrupt, MIDDLE_TILE)
     out = tmp_path / "corrupt.quality.zarr"
     # The default in-process cluster: threads share one OpenSlide handle, which the corrupt tile poisons.
-    result = subprocess.run([sys.executable, "-m", "slideiqa.cli", "map", str(corrupt), "-o", str(out)],
+    result = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(corrupt), "-o", str(out)],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Compute Failed" not in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -8,13 +8,13 @@ from PIL import Image
 from scipy import ndimage
 
 from slideiqa import map_slide, open_map
-from slideiqa.artefacts import disk
-from slideiqa.coverslip import edge_mask
-from slideiqa.grid import TileGrid, tile_fractions
-from slideiqa.thumbnail_artefacts import EDGE_TILE_SHARE
-from slideiqa.slide import open_slide
-from slideiqa.palette import class_colour
-from slideiqa.store import EDGE, PEN
+from slideiqa.artefacts.pen import disk
+from slideiqa.artefacts.coverslip import edge_mask
+from slideiqa.io.grid import TileGrid, tile_fractions
+from slideiqa.artefacts.thumbnail import EDGE_TILE_SHARE
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.palette import class_colour
+from slideiqa.outputs.store import EDGE, PEN
 
 from conftest import CMU_SLIDE, ROOT
 from slides import enlarged_slide

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from slideiqa.distortions import defocus, noise
-from slideiqa.inference import Predictor
+from slideiqa.synthetic.distortions import defocus, noise
+from slideiqa.models.predictor import Predictor
 from slideiqa.models.zoo import available_pretrained
 from slideiqa_training.sources import open_source, tissue_fraction
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from slideiqa import distortions as d
+from slideiqa.synthetic import distortions as d
 
 from conftest import degradation_strength
 

@@ -10,14 +10,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from slideiqa.cli import app
-from slideiqa.distortions import FAMILIES, distort_local, exposure
+from slideiqa.cli.app import app
+from slideiqa.synthetic.distortions import FAMILIES, distort_local, exposure
 from slideiqa.errors import SlideIQAError
-from slideiqa.explain import (MAX_REGION_TILES, CellMaps, GradCam, explain_field, explain_image, explain_slide_region,
+from slideiqa.explain.heatmaps import (MAX_REGION_TILES, CellMaps, GradCam, explain_field, explain_image, explain_slide_region,
                               explainer_for, explanation_picture)
-from slideiqa.mapping import map_slide
-from slideiqa.store import open_map
-from slideiqa.noise_level import noise_sigma_patches
+from slideiqa.pipeline.mapping import map_slide
+from slideiqa.outputs.store import open_map
+from slideiqa.measure.noise_level import noise_sigma_patches
 
 from conftest import CMU_SLIDE, FIELDS, HELDOUT
 
@@ -219,7 +219,7 @@ def test_a_slide_without_a_region_or_with_a_bad_one_is_one_line(tmp_path):
         ("--region", "1,2,3"): "give X,Y,W,H, four whole numbers of level-0 px",
     }
     for argv, message in cases.items():
-        done = subprocess.run([sys.executable, "-m", "slideiqa.cli", "explain", slide, "-o", str(tmp_path / "x.png"),
+        done = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "explain", slide, "-o", str(tmp_path / "x.png"),
                                *argv], capture_output=True, text=True, timeout=120)
         lines = done.stderr.strip().splitlines()
         assert done.returncode in (1, 2) and message in " ".join(done.stderr.split()), (argv, done.stderr)
@@ -228,8 +228,8 @@ def test_a_slide_without_a_region_or_with_a_bad_one_is_one_line(tmp_path):
 
 
 def test_a_region_larger_than_a_block_is_refused(tmp_path):
-    from slideiqa.grid import TileGrid
-    from slideiqa.explain import region_tiles
+    from slideiqa.io.grid import TileGrid
+    from slideiqa.explain.heatmaps import region_tiles
 
     grid = TileGrid(100_000, 80_000, 0.25, 0.5, 224)
     assert region_tiles(grid, (0, 0, 448 * MAX_REGION_TILES, 448), "s").cols == MAX_REGION_TILES

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage.filters import gaussian
 
-from slideiqa.fields import judging_mpp, mirrored_to_tile
+from slideiqa.pipeline.fields import judging_mpp, mirrored_to_tile
 
 SMEARS = Path(__file__).parents[1] / "examples" / "data" / "smears" / "chula_rbc12"
 #: The Chula camera's µm/px, from red-cell size (training/sources.toml).
@@ -40,7 +40,7 @@ def test_a_small_field_is_mirrored_out_to_a_tile_without_a_new_edge():
 
 
 def _predict(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", "predict", *map(str, arguments)],
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "predict", *map(str, arguments)],
                           capture_output=True, text=True, timeout=300)
 
 

@@ -20,7 +20,7 @@ REPORT_FILES = ("summary.json", "overview.png", "regions.geojson")
 
 
 def _slideiqa(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", *map(str, arguments)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)], capture_output=True,
                           text=True, cwd=ROOT, timeout=300)
 
 

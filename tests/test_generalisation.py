@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slideiqa.distortions import FAMILIES, distort, random_kind
-from slideiqa.fields import mirrored_to_tile
-from slideiqa.inference import Predictor
+from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
+from slideiqa.pipeline.fields import mirrored_to_tile
+from slideiqa.models.predictor import Predictor
 from slideiqa_training.catalogue import SourceGroup, load_catalogue
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import (
@@ -205,7 +205,7 @@ def test_a_fold_is_measured_with_noise_measured_and_can_be_measured_again(heldou
     and the noisy ones are still flagged; its own figures are kept; --remeasure rebuilds the record."""
     import json
 
-    from slideiqa.distortions import noise
+    from slideiqa.synthetic.distortions import noise
     from slideiqa_training.generalisation import ModelRecipe
     from slideiqa_training.generalisation_runner import measure_fold, remeasure
 
@@ -261,7 +261,7 @@ def test_a_fold_is_measured_with_motion_measured_and_can_be_recorded_in_a_card(h
     the sharp tiles pass, streaks are named motion; the rows go into a card, its tensors untouched."""
     import shutil
 
-    from slideiqa.distortions import motion
+    from slideiqa.synthetic.distortions import motion
     from slideiqa.models.card import file_sha256, load_card
     from slideiqa.models.zoo import resolve_model
     from slideiqa_training.generalisation import ModelRecipe

@@ -18,8 +18,8 @@ import shapely
 from shapely.geometry import box, shape
 
 from slideiqa import map_slide, open_map
-from slideiqa.options import MapOptions
-from slideiqa.usable import mask_geojson, usable_tissue
+from slideiqa.settings.options import MapOptions
+from slideiqa.outputs.usable import mask_geojson, usable_tissue
 
 from slides import write_pyramidal_tiff
 
@@ -78,7 +78,7 @@ def test_explaining_a_region_reads_the_maps_tiles_and_finds_the_blurred_ones(map
     """``explain --region`` in level-0 px of a 40× slide: the region x, y 224–672 lies across the
     four assessed tiles, read as the map read them (their probabilities are the map's), and
     defocus is found in the two blurred ones only."""
-    from slideiqa.explain import explain_slide_region
+    from slideiqa.explain.heatmaps import explain_slide_region
 
     quality = open_map(mapped_40x.path)
     explanation, tiles = explain_slide_region(quality.attributes["slide"]["path"], (224, 224, STEP, STEP))

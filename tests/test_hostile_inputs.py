@@ -21,19 +21,19 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from slideiqa import map_slide
-from slideiqa.batch import run_batch
-from slideiqa.batch_report import ReportError, SlideRecord, write_reports
+from slideiqa.batch.run import run_batch
+from slideiqa.batch.report import ReportError, SlideRecord, write_reports
 from slideiqa.models.card import ModelCard, ModelError, load_card
 from slideiqa.models.zoo import resolve_model
-from slideiqa.options import SETTINGS_KEYS, SettingsError, load_mpp_table, load_settings
-from slideiqa.store import open_map
+from slideiqa.settings.options import SETTINGS_KEYS, SettingsError, load_mpp_table, load_settings
+from slideiqa.outputs.store import open_map
 
 from conftest import CMU_SLIDE, FIELDS, ROOT
 
 
 def _slideiqa(*arguments: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     """The command line as a user runs it, its output going to a pipe (plain, timestamped lines)."""
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", *arguments], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *arguments], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -344,7 +344,7 @@ def _lock_holder(out: Path) -> str:
 
 def test_a_second_overwrite_of_a_map_being_written_is_refused_and_the_first_wins(tmp_path):
     out = tmp_path / "cmu.quality.zarr"
-    first = subprocess.Popen([sys.executable, "-m", "slideiqa.cli", "map", str(CMU_SLIDE), "-o", str(out), "--overwrite",
+    first = subprocess.Popen([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out), "--overwrite",
                               "--min-tissue", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while f"pid {first.pid}" not in _lock_holder(out):

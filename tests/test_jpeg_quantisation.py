@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slideiqa.distortions import jpeg, jpeg_round_trip
-from slideiqa.inference import Predictor
-from slideiqa.edge_tiles import own_extent
-from slideiqa.jpeg_quantisation import JPEG_SCALE, block_grid, jpeg_scale, judge_jpeg
+from slideiqa.synthetic.distortions import jpeg, jpeg_round_trip
+from slideiqa.models.predictor import Predictor
+from slideiqa.io.edge_tiles import own_extent
+from slideiqa.measure.jpeg_quantisation import JPEG_SCALE, block_grid, jpeg_scale, judge_jpeg
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 

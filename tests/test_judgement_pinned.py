@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from slideiqa import map_slide, open_map
-from slideiqa.debris import debris_tiles
-from slideiqa.inference import Predictor
-from slideiqa.mapping import JUDGEMENT
+from slideiqa.artefacts.debris import debris_tiles
+from slideiqa.models.predictor import Predictor
+from slideiqa.pipeline.mapping import JUDGEMENT
 
 PINNED = Path(__file__).parent / "data" / "regression" / "judgement.npz"
 #: ONNX Runtime and NumPy builds differ in their last float bits between machines; a judgement that

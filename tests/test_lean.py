@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from slideiqa.extras import TORCH_MODULES
-from slideiqa.inference import Predictor
+from slideiqa.models.predictor import Predictor
 from slideiqa.models.card import ModelError, graph_path
 from slideiqa.models.zoo import resolve_model
 
@@ -53,7 +53,7 @@ def python(script: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def slideiqa(*argv: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", *map(str, argv)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, argv)], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
 
 
@@ -61,7 +61,7 @@ def slideiqa(*argv: str | Path) -> subprocess.CompletedProcess:
 # and the napari reader on the map just made. Afterwards none of the hidden modules was asked for.
 SCRIPT = """
 import sys
-from slideiqa.cli import app
+from slideiqa.cli.app import app
 for argv in ({map}, ["info", "{slide}"], ["models"], ["predict", "{field}"], ["explain", "{field}", "-o", "{png}"]):
     try:
         app(argv, standalone_mode=False)

@@ -13,8 +13,8 @@ import zarr
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa.slide import file_checksum
-from slideiqa.store import PEN, UNREADABLE, MapError, is_quality_map
+from slideiqa.io.slide import file_checksum
+from slideiqa.outputs.store import PEN, UNREADABLE, MapError, is_quality_map
 
 from conftest import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
 from slides import truncated_copy
@@ -198,7 +198,7 @@ def _one_error_line(result, *fragments):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, args)], capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
 
 
@@ -280,7 +280,7 @@ def test_a_map_killed_while_its_store_is_created_never_blocks_a_rerun(tmp_path):
     # kill -9 the moment anything appears in the output folder, i.e. while the store is being made:
     # the output path is then absent or a slideiqa map, never a half-made folder that blocks reruns.
     out = tmp_path / "cmu.quality.zarr"
-    process = subprocess.Popen([sys.executable, "-m", "slideiqa.cli", "map", str(CMU_SLIDE), "-o", str(out)],
+    process = subprocess.Popen([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not any(tmp_path.iterdir()) and process.poll() is None and time.monotonic() < deadline:
@@ -296,7 +296,7 @@ def test_a_map_killed_while_its_store_is_created_never_blocks_a_rerun(tmp_path):
 def test_two_runs_writing_one_map_at_once_end_cleanly(tmp_path):
     # Each run either completes the map or loses the race with a one-line error; the map is whole.
     out = tmp_path / "cmu.quality.zarr"
-    command = [sys.executable, "-m", "slideiqa.cli", "map", str(CMU_SLIDE), "-o", str(out)]
+    command = [sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)]
     runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     for run in runs:
@@ -331,7 +331,7 @@ def test_a_map_runs_blas_on_one_thread_and_gives_the_limit_back():
     threads of its own under them (they busy-wait between calls), and the caller's BLAS is as it was."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from slideiqa.mapping import ThreadRunner
+    from slideiqa.pipeline.mapping import ThreadRunner
 
     def blas_threads() -> list[int]:
         return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]

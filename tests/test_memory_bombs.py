@@ -10,8 +10,8 @@ import tifffile
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa import mapping
-from slideiqa.slide import READ_BUDGET_BYTES, open_slide
+from slideiqa.pipeline import mapping
+from slideiqa.io.slide import READ_BUDGET_BYTES, open_slide
 
 from conftest import ROOT
 from slides import write_pyramidal_tiff
@@ -33,7 +33,7 @@ def _deflate_bomb(path) -> None:
 def _map_measuring_memory(*arguments) -> tuple[subprocess.CompletedProcess, float]:
     """``slideiqa map`` in a child of a fresh interpreter, and the child's peak RSS in MB."""
     probe = ("import resource, subprocess, sys; "
-             "done = subprocess.run([sys.executable, '-m', 'slideiqa.cli', 'map', *sys.argv[1:]], "
+             "done = subprocess.run([sys.executable, '-m', 'slideiqa.cli.app', 'map', *sys.argv[1:]], "
              "capture_output=True, text=True); "
              "print(done.returncode); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); "
              "sys.stderr.write(done.stderr)")

@@ -4,10 +4,10 @@ and from defocused ones, rises with the streak, and the Predictor hands P(motion
 import numpy as np
 import pytest
 
-from slideiqa.distortions import KINDS, defocus, motion
-from slideiqa.inference import Predictor
-from slideiqa.judgement import measured_families
-from slideiqa.motion_blur import band_scale, judge_motion, measures_motion, motion_anisotropy, motion_score
+from slideiqa.synthetic.distortions import KINDS, defocus, motion
+from slideiqa.models.predictor import Predictor
+from slideiqa.measure.judgement import measured_families
+from slideiqa.measure.motion_blur import band_scale, judge_motion, measures_motion, motion_anisotropy, motion_score
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 

@@ -19,7 +19,7 @@ OWN_MPP = 0.499  # what the sample's Aperio header states
 
 
 def _slideiqa(*arguments) -> None:
-    run = subprocess.run([sys.executable, "-m", "slideiqa.cli", *map(str, arguments)], capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
 

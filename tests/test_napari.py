@@ -16,9 +16,9 @@ import pytest
 import zarr
 from PIL import Image
 
-from slideiqa.palette import score_colours
-from slideiqa.slide import open_slide
-from slideiqa.store import (BUBBLE, DEBRIS, EDGE, FIXED_LABELS, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done,
+from slideiqa.outputs.palette import score_colours
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.store import (BUBBLE, DEBRIS, EDGE, FIXED_LABELS, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done,
                            open_map)
 
 from slideiqa_napari.layers import OUTLINE_INNER_VALUE, OUTLINE_OUTER_VALUE, SCORE_COLORMAP_NAME
@@ -97,10 +97,10 @@ def test_npe2_validate_passes():
 
 
 def test_manifest_patterns_are_the_formats_slideiqa_reads():
-    """napari.yaml cannot import Python: its reader patterns must be kept equal to slideiqa.formats."""
+    """napari.yaml cannot import Python: its reader patterns must be kept equal to slideiqa.io.formats."""
     import yaml
 
-    from slideiqa.formats import reader_patterns
+    from slideiqa.io.formats import reader_patterns
 
     manifest = yaml.safe_load((ROOT / "napari_plugin" / "napari.yaml").read_text())
     (reader,) = manifest["contributions"]["readers"]
@@ -262,7 +262,7 @@ def _widget(viewer):
 def test_explaining_the_tile_under_the_cursor_adds_its_heatmaps_over_it(viewer, sample_map):
     """The worst tile of the sample map: one heatmap layer per defect class, over exactly that tile,
     the most likely class shown, and the same numbers the Python API gives for that tile."""
-    from slideiqa.explain import explain_map_tile
+    from slideiqa.explain.heatmaps import explain_map_tile
 
     quality = open_map(sample_map)
     score = quality.array("score")

@@ -5,9 +5,9 @@ with the noise, and the Predictor hands the network's P(noise) over to it."""
 import numpy as np
 import pytest
 
-from slideiqa.distortions import KINDS, noise
-from slideiqa.inference import Predictor
-from slideiqa.noise_level import NOISE_SIGMA, judge_noise, measures_noise, noise_sigma, patch_noise
+from slideiqa.synthetic.distortions import KINDS, noise
+from slideiqa.models.predictor import Predictor
+from slideiqa.measure.noise_level import NOISE_SIGMA, judge_noise, measures_noise, noise_sigma, patch_noise
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 

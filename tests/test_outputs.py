@@ -16,9 +16,9 @@ import pytest
 import tifffile
 
 from slideiqa import map_slide, open_map
-from slideiqa.options import MapOptions, SettingsError, load_mpp_table, load_settings
-from slideiqa.report import overview_image
-from slideiqa.store import label_entries
+from slideiqa.settings.options import MapOptions, SettingsError, load_mpp_table, load_settings
+from slideiqa.outputs.report import overview_image
+from slideiqa.outputs.store import label_entries
 
 from conftest import CMU_SLIDE, FIELDS, ROOT
 
@@ -30,7 +30,7 @@ def _cli(*arguments, **environment) -> subprocess.CompletedProcess:
     import os
 
     env = os.environ | {"COLUMNS": "40"} | environment  # a narrow terminal width must not wrap a log
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli", *map(str, arguments)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)], capture_output=True,
                           text=True, cwd=ROOT, timeout=300, env=env)
 
 
@@ -171,7 +171,7 @@ def test_batch_reads_the_settings_file_and_per_slide_mpp(tmp_path):
     assert load_mpp_table(table) == {"no_mpp.tif": 0.5, str(cohort / "sample.svs"): 0.45}
 
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", cohort, "-o", out, "--workers", "1",
+    run = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", cohort, "-o", out, "--workers", "1",
                           "--settings", settings, "--mpp-table", table, "--max-bad-share", "0.4"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -184,7 +184,7 @@ def test_batch_reads_the_settings_file_and_per_slide_mpp(tmp_path):
         attributes = open_map(row["map"]).attributes
         assert attributes["options"]["threshold"] == 0.6 and attributes["slide"]["mpp_from"] == "option"
 
-    without_table = subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", cohort / "no_mpp.tif", "-o",
+    without_table = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", cohort / "no_mpp.tif", "-o",
                                     tmp_path / "out2", "--workers", "1"], capture_output=True, text=True, timeout=300)
     assert without_table.returncode == 1 and "pass it with --mpp" in without_table.stdout
 

@@ -13,8 +13,8 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 
 from slideiqa.models.card import load_card
 from slideiqa.models.zoo import PRETRAINED, resolve_model
-from slideiqa.palette import score_colours
-from slideiqa.store import label_entries
+from slideiqa.outputs.palette import score_colours
+from slideiqa.outputs.store import label_entries
 
 #: Machado et al. 2009, severity 1.0, on linear RGB.
 SIMULATIONS = {

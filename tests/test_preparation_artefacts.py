@@ -10,17 +10,17 @@ import pytest
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa.batch_report import record_from_summary, write_reports
-from slideiqa.bubbles import bubble_mask
-from slideiqa.debris import debris_tiles, specks_in_tiles
-from slideiqa.distortions import distort
-from slideiqa.folds import fold_mask
-from slideiqa.grid import TileGrid, tile_fractions
-from slideiqa.slide import open_slide
-from slideiqa.palette import class_colour
-from slideiqa.store import BUBBLE, DEBRIS, FIXED_LABELS, FOLD
-from slideiqa.synthetic_artefacts import add_artefact
-from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
+from slideiqa.batch.report import record_from_summary, write_reports
+from slideiqa.artefacts.bubbles import bubble_mask
+from slideiqa.artefacts.debris import debris_tiles, specks_in_tiles
+from slideiqa.synthetic.distortions import distort
+from slideiqa.artefacts.folds import fold_mask
+from slideiqa.io.grid import TileGrid, tile_fractions
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.palette import class_colour
+from slideiqa.outputs.store import BUBBLE, DEBRIS, FIXED_LABELS, FOLD
+from slideiqa.synthetic.artefacts import add_artefact
+from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
 
 from conftest import CMU_SLIDE, ROOT
 from slides import write_pyramidal_tiff

@@ -23,7 +23,7 @@ def test_the_quick_start_says_what_slideiqa_map_prints_for_the_sample(tmp_path):
     claim = QUICK_START.search((ROOT / "README.md").read_text())
     assert claim, "the README's quick start no longer states the sample's verdict in the expected words"
     out = tmp_path / "cmu_small_region.quality.zarr"
-    done = subprocess.run([sys.executable, "-m", "slideiqa.cli", "map", str(CMU_SLIDE), "-o", str(out)],
+    done = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())

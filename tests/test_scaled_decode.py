@@ -11,8 +11,8 @@ import tifffile
 from PIL import Image
 
 from slideiqa import map_slide, open_map
-from slideiqa.scaled_decode import ScaledDecodeError, scale_factor
-from slideiqa.slide import DECODER_VARIABLE, open_slide
+from slideiqa.io.scaled_decode import ScaledDecodeError, scale_factor
+from slideiqa.io.slide import DECODER_VARIABLE, open_slide
 
 from conftest import CMU_SLIDE
 from slides import tiles_over, write_pyramidal_tiff
@@ -167,7 +167,7 @@ def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(scal
 
 
 def test_the_tile_cache_drops_the_least_recently_used_past_its_bounds():
-    from slideiqa.scaled_decode import TileCache
+    from slideiqa.io.scaled_decode import TileCache
 
     cache, decoded = TileCache(max_bytes=3 * 100, max_tiles=10), []
 
@@ -193,7 +193,7 @@ def test_the_tile_cache_drops_the_least_recently_used_past_its_bounds():
 def test_one_cache_for_every_open_slide_keeps_each_slides_own_pixels(slide_40x, slide_20x):
     """The decoded tiles of all open slides share one bounded cache (a batch worker keeps eight open);
     tiles at the same place of different slides never stand in for each other."""
-    from slideiqa import scaled_decode
+    from slideiqa.io import scaled_decode
 
     with open_slide(slide_20x) as a, open_slide(CMU_SLIDE) as b, open_slide(slide_40x) as c:
         for slide in (a, b, c):

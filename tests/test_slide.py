@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slideiqa.slide import SlideError, open_slide
+from slideiqa.io.slide import SlideError, open_slide
 
 from conftest import CMU_SLIDE, FIELDS, FIXTURES
 from slides import truncated_copy, write_pyramidal_tiff
@@ -89,11 +89,11 @@ def test_truncated_slide_fails_when_its_missing_tiles_are_read(tmp_path, tumour)
 
 
 def test_info_command():
-    result = subprocess.run([sys.executable, "-m", "slideiqa.cli", "info", str(CMU_SLIDE)],
+    result = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "info", str(CMU_SLIDE)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "aperio" in result.stdout and "0.499" in result.stdout and "2220 × 2967" in result.stdout
     assert "label, macro, thumbnail" in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "slideiqa.cli", "info", str(FIXTURES / "unopenable.tiff")],
+    bad = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "info", str(FIXTURES / "unopenable.tiff")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "unopenable.tiff" in bad.stderr

@@ -10,11 +10,11 @@ from PIL import Image
 from skimage.exposure import adjust_gamma
 
 from slideiqa import map_slide
-from slideiqa.block_means import block_means
-from slideiqa.mapping import judge_map_tone
-from slideiqa.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fit_probability,
+from slideiqa.measure.block_means import block_means
+from slideiqa.pipeline.mapping import judge_map_tone
+from slideiqa.measure.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fit_probability,
                                  judge_against_slide, judge_tiles, judge_tone, tone_deviation, tone_features)
-from slideiqa.store import open_for_update, open_map, read_array
+from slideiqa.outputs.store import open_for_update, open_map, read_array
 
 from conftest import CMU_SLIDE, FIELDS
 from slides import mosaic_pixels, write_pyramidal_tiff
@@ -245,7 +245,7 @@ def test_tissue_over_exposed_to_white_is_judged_not_taken_for_glass(tmp_path):
     white on a slide whose glass is not clipped is now assessed, and flagged."""
     import cv2
 
-    from slideiqa.tissue import tissue_pixels
+    from slideiqa.measure.tissue import tissue_pixels
 
     skin = mosaic_pixels([np.asarray(Image.open(FIELDS / "he_skin_10x.tif").convert("RGB"))], 10, TILE, seed=3)
     blown = skin.copy()

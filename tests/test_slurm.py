@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slideiqa.batch import MapOptions, run_batch
-from slideiqa.slide import open_slide
-from slideiqa.store import ARRAYS, CELL_ARRAYS, blocks_done, is_quality_map, open_map
+from slideiqa.batch.run import MapOptions, run_batch
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.store import ARRAYS, CELL_ARRAYS, blocks_done, is_quality_map, open_map
 
 from conftest import CMU_SLIDE, FIELDS, skip_unless_available
 from slides import mosaic_slide
@@ -86,7 +86,7 @@ def test_batch_runs_on_slurm_jobs_survives_scancel_and_matches_a_local_run(slurm
     settings = _settings(tmp_path / "lab.toml", name, jobs=2, cores=1, processes=1, memory="1500MB",
                          walltime="00:20:00", worker_timeout_s=120)
     out = tmp_path / "slurm"
-    command = [sys.executable, "-m", "slideiqa.cli", "batch", str(cohort), "-o", str(out), "--cluster", "slurm",
+    command = [sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(out), "--cluster", "slurm",
                "--settings", str(settings)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -116,7 +116,7 @@ def test_a_cluster_whose_jobs_never_start_fails_clearly_within_its_timeout(slurm
                          job_extra_directives=["--begin=now+1hour"])
     out = tmp_path / "never"
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", str(cohort), "-o", str(out),
+    result = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(out),
                              "--cluster", "slurm", "--settings", str(settings)],
                             capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
@@ -136,7 +136,7 @@ def test_a_job_the_scheduler_refuses_is_one_line_with_its_reason_not_a_wait(slur
                          queue="no-such-partition")
     out = tmp_path / "refused"
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "slideiqa.cli", "batch", str(cohort), "-o", str(out),
+    result = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(out),
                              "--cluster", "slurm", "--settings", str(settings)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and time.monotonic() - started < 60

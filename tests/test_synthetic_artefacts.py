@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from slideiqa.artefacts import pen_mask
-from slideiqa.grid import TileGrid, tile_fractions
-from slideiqa.thumbnail_artefacts import ARTEFACT_TILE_SHARE
-from slideiqa.slide import open_slide
-from slideiqa.synthetic_artefacts import ARTEFACTS, INK_OD, add_artefact
+from slideiqa.artefacts.pen import pen_mask
+from slideiqa.io.grid import TileGrid, tile_fractions
+from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.io.slide import open_slide
+from slideiqa.synthetic.artefacts import ARTEFACTS, INK_OD, add_artefact
 
 from conftest import CMU_SLIDE
 

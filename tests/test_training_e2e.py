@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from slideiqa.inference import Predictor
+from slideiqa.models.predictor import Predictor
 from slideiqa_training.datasets import BuildConfig, ImageFolder, build_dataset
 from slideiqa_training.metrics import good_vs_bad_auc
 

@@ -9,10 +9,10 @@ import shapely
 from PIL import Image
 from test_cli_errors import _one_error_line, _run
 
-from slideiqa.slide import open_slide
-from slideiqa.store import open_map
-from slideiqa.tissue import tissue_mask
-from slideiqa.usable import mask_geojson, usable_tissue
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.store import open_map
+from slideiqa.measure.tissue import tissue_mask
+from slideiqa.outputs.usable import mask_geojson, usable_tissue
 
 UM_PER_PX = 4.0  # the phantom's 112 µm tiles are 28 mask pixels across
 
@@ -77,7 +77,7 @@ def test_geojson_outlines_the_mask_in_level0_pixels(phantom_map):
 
 def test_cli_writes_png_with_its_scale_and_geojson(phantom_map, tmp_path):
     out = tmp_path / "usable.png"
-    result = _run("slideiqa.cli", "usable", phantom_map.path, "-o", out, "--um-per-px", UM_PER_PX)
+    result = _run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--um-per-px", UM_PER_PX)
     assert result.returncode == 0, result.stderr
     picture = Image.open(out)
     assert picture.size == (224, 224) and picture.mode == "L"
@@ -90,29 +90,29 @@ def test_cli_writes_png_with_its_scale_and_geojson(phantom_map, tmp_path):
 
 def test_bad_requests_are_one_line_errors_and_write_nothing(phantom_map, phantom, tmp_path):
     out = tmp_path / "usable.png"
-    _one_error_line(_run("slideiqa.cli", "usable", phantom_map.path, "-o", out, "--um-per-px", 0.1),
+    _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--um-per-px", 0.1),
                     "at least the slide's own 0.5 µm/px")
-    _one_error_line(_run("slideiqa.cli", "usable", tmp_path / "none.quality.zarr", "-o", out), "no such quality map")
+    _one_error_line(_run("slideiqa.cli.app", "usable", tmp_path / "none.quality.zarr", "-o", out), "no such quality map")
     other = tmp_path / "other.tif"
     shutil.copy(phantom, other)
     with open(other, "r+b") as handle:  # the same size, other content
         handle.seek(other.stat().st_size // 2)
         handle.write(b"\x00" * 64)
-    _one_error_line(_run("slideiqa.cli", "usable", phantom_map.path, "-o", out, "--slide", other),
+    _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--slide", other),
                     "other.tif", "not the slide this map was made from")
-    _one_error_line(_run("slideiqa.cli", "usable", phantom_map.path, "-o", out, "--slide", tmp_path / "gone.tif"),
+    _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--slide", tmp_path / "gone.tif"),
                     "gone.tif", "not there")
     missing = tmp_path / "missing" / "usable.png"
-    _one_error_line(_run("slideiqa.cli", "usable", phantom_map.path, "-o", missing), f"{missing}: No such file")
+    _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", missing), f"{missing}: No such file")
     assert not list(tmp_path.glob("usable*")) and not list(tmp_path.glob(".usable*"))
 
 
 def test_an_unfinished_map_has_no_usable_mask(phantom_map, tmp_path):
     partial = tmp_path / "partial.quality.zarr"
     shutil.copytree(phantom_map.path, partial)
-    from slideiqa.store import open_for_update, update_attributes
+    from slideiqa.outputs.store import open_for_update, update_attributes
 
     update_attributes(open_for_update(partial), status="running")
-    _one_error_line(_run("slideiqa.cli", "usable", partial, "-o", tmp_path / "u.png"), "partial.quality.zarr",
+    _one_error_line(_run("slideiqa.cli.app", "usable", partial, "-o", tmp_path / "u.png"), "partial.quality.zarr",
                     "not complete")
     assert not (tmp_path / "u.png").exists()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from slideiqa import open_map
-from slideiqa.report import summarize
-from slideiqa.store import FIXED_LABELS
+from slideiqa.outputs.report import summarize
+from slideiqa.outputs.store import FIXED_LABELS
 
 from conftest import CMU_SLIDE, ROOT
 
@@ -55,7 +55,7 @@ def test_artefact_and_unreadable_tiles_count_as_lost_tissue():
 
 
 def _map(out, settings) -> dict:
-    run = subprocess.run([sys.executable, "-m", "slideiqa.cli", "map", str(CMU_SLIDE), "-o", str(out),
+    run = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out),
                           "--settings", str(settings)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     return open_map(out).summary

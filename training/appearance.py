@@ -4,7 +4,7 @@ Labs and scanners differ in staining (intensity and hue of haematoxylin, eosin, 
 in colour calibration, in the sharpening filter the scanner applies and in the compression it writes
 (JPEG at quality 30–95, Aperio's default being 30; JPEG 2000). A quality model that has seen only a few sources
 takes any unfamiliar look for a defect, so every reference crop is shown to it in many such looks,
-all labelled good, while the defects (``slideiqa.distortions``) are applied on top of them.
+all labelled good, while the defects (``slideiqa.synthetic.distortions``) are applied on top of them.
 
 Stain is varied in optical density (``RandomStainJitter.apply``), where glass stays white: a paler or
 darker *stain* changes how much light the tissue absorbs, not how much light the lamp gives, which

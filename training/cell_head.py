@@ -2,7 +2,7 @@
 
 The seed's future work: "add noise only in part of the image, and train with these examples. After
 that, analyze the activation maps and see if the explanation is consistent with the spatial placement
-of the noise." A Grad-CAM heatmap (``slideiqa.explain``) answers that for a model trained on whole
+of the noise." A Grad-CAM heatmap (``slideiqa.explain.heatmaps``) answers that for a model trained on whole
 tiles; this module trains the model to answer it itself, cell by cell:
 
 * **examples** — crops of every catalogued group's *training* files (the generalisation plan's: 0.5 µm/px,
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slideiqa.distortions import FAMILIES, distort, random_kind
+from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
 from slideiqa.models.checkpoint import ModelError, load_checkpoint, save_checkpoint
 from slideiqa.models.export import TileClassifier, write_graph
 from slideiqa.models.registry import QualityNet, cell_head

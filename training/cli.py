@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from slideiqa.errors import debug_option, run_cli
-from slideiqa.fields import MAX_MAGNIFICATION
+from slideiqa.pipeline.fields import MAX_MAGNIFICATION
 
 from .datasets import KINDS, BuildConfig, ImageFolder, build_dataset, model_mpp
 from slideiqa.models.checkpoint import load_card

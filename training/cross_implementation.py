@@ -1,12 +1,12 @@
 """The same defects written by code slideiqa did not write: albumentations, OpenCV and scikit-image.
 
-A model trained on ``slideiqa.distortions`` could learn the fingerprint of that code (its PSF
+A model trained on ``slideiqa.synthetic.distortions`` could learn the fingerprint of that code (its PSF
 rasterisation, its noise generator, Pillow's JPEG encoder) instead of blur, noise or compression.
 Degrading held-out tiles with other libraries at the same physical strength tells the two apart:
 a model that has learnt quality flags them as often as its own.
 
 Each family has two implementations; ``severity`` maps to the physical parameters exactly as in
-``slideiqa.distortions`` (defocus RMS radius ``4 µm × s / √2``, motion streak ``12 µm × s``, noise
+``slideiqa.synthetic.distortions`` (defocus RMS radius ``4 µm × s / √2``, motion streak ``12 µm × s``, noise
 σ ``30 × s`` grey levels, JPEG quality ``5 + 90 (1 − s)²``, exposure ``±2 EV × s``), rounded where a
 library takes integers (kernel sizes, disk radii).
 """
@@ -21,7 +21,7 @@ import numpy as np
 from skimage import exposure as sk_exposure
 from skimage import util as sk_util
 
-from slideiqa.distortions import DEFOCUS_MAX_RADIUS_UM, EXPOSURE_MAX_STOPS, MOTION_MAX_LENGTH_UM, jpeg_quality_for
+from slideiqa.synthetic.distortions import DEFOCUS_MAX_RADIUS_UM, EXPOSURE_MAX_STOPS, MOTION_MAX_LENGTH_UM, jpeg_quality_for
 
 Degrade = Callable[[np.ndarray, float, float, np.random.Generator], np.ndarray]
 

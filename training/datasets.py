@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from slideiqa.distortions import FAMILIES, SEED_FAMILIES, distort
+from slideiqa.synthetic.distortions import FAMILIES, SEED_FAMILIES, distort
 from slideiqa.errors import SlideIQAError
 
 from .sources import IMAGE_SUFFIXES, Source, SourceError, open_source, tissue_fraction

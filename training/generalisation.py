@@ -6,7 +6,7 @@ mirrored out to a tile where it is smaller still), and two tile sets are made fr
 
 * **training tiles** — each reference in ``GOOD_LOOKS`` good looks (``appearance.vary_good``: stain,
   calibration, sharpening, scanner compression) and ``COPIES[family]`` copies per defect family, each
-  of a random kind (``slideiqa.distortions.KINDS``), at a severity from ``TRAIN_FLOOR_SHARE[family]``
+  of a random kind (``slideiqa.synthetic.distortions.KINDS``), at a severity from ``TRAIN_FLOOR_SHARE[family]``
   × the family's floor up to 1, applied to a good look;
 * **test tiles** — other references of the group *as they are* (the real sharp look, which is
   what a lab's scans are), one copy per family by slideiqa's code at a severity from the floor to 1,
@@ -34,8 +34,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import Dataset
 
-from slideiqa.distortions import FAMILIES, distort, random_kind
-from slideiqa.fields import MAX_MAGNIFICATION, mirrored_to_tile
+from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
+from slideiqa.pipeline.fields import MAX_MAGNIFICATION, mirrored_to_tile
 
 from .appearance import vary_good
 from .catalogue import DEFAULT_CACHE, SourceGroup
@@ -92,7 +92,7 @@ class TileSet:
 class CropPlan:
     """How reference crops are cut. ``max_magnification``: a source too fine to give a tile at the
     model's scale is shown magnified at most this much; a field still smaller than a tile there is
-    cut whole and mirrored out to one (``slideiqa.fields.mirrored_to_tile``), as ``slideiqa
+    cut whole and mirrored out to one (``slideiqa.pipeline.fields.mirrored_to_tile``), as ``slideiqa
     predict`` judges it (``None``: magnified as far as a tile needs, the recipe before 2026-12-05)."""
 
     size: int = 224
@@ -368,7 +368,7 @@ class ModelRecipe:
     """Which network learns the tiles, from what start, and at what input size.
 
     ``input_size`` below the tile size shows the network the tile shrunk with the map's own Lanczos
-    resize (``slideiqa.grid``), i.e. at a coarser µm/px over the same 112 µm field; ImageNet starts
+    resize (``slideiqa.io.grid``), i.e. at a coarser µm/px over the same 112 µm field; ImageNet starts
     use ImageNet normalisation, as torchvision's weights expect.
     """
 

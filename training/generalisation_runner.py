@@ -15,12 +15,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from slideiqa.distortions import FAMILIES
+from slideiqa.synthetic.distortions import FAMILIES
 from slideiqa.models.card import load_card, write_card
 from slideiqa.models.checkpoint import ModelCard, save_checkpoint
 from slideiqa.models.export import write_graph
-from slideiqa.judgement import judge_measured, measured_families
-from slideiqa.slide_tone import judge_against_slide, tone_features
+from slideiqa.measure.judgement import judge_measured, measured_families
+from slideiqa.measure.slide_tone import judge_against_slide, tone_features
 
 from .catalogue import SourceGroup
 from .generalisation import (
@@ -55,7 +55,7 @@ def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: M
                  **extra) -> dict:
     """A held-out group's record as slideiqa would judge its tiles in a map: the network's
     probabilities with noise and motion measured where the recipe's scale allows it and exposure
-    capped by its evidence (``slideiqa.judgement``), then each tile's tone against its slide's (``slideiqa.slide_tone``: exposure added where
+    capped by its evidence (``slideiqa.measure.judgement``), then each tile's tone against its slide's (``slideiqa.measure.slide_tone``: exposure added where
     it departs, cleared where it fits).
 
     The group's sharp tiles stand for the rest of the slide (a good scan of that lab, on which a tile
@@ -127,7 +127,7 @@ def summary_line(row: dict) -> str:
 def evaluate_checkpoint(stem: Path, test: TileSet, device: str = "auto") -> list[dict]:
     """An existing model on every group's test tiles, through slideiqa's own inference (what a map
     uses); for a model shipped before, which saw some of the groups, only the others are held out."""
-    from slideiqa.inference import Predictor
+    from slideiqa.models.predictor import Predictor
 
     predictor = Predictor(stem, device=device)
     order = [predictor.classes.index(name) for name in CLASSES]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slideiqa.distortions import FAMILIES
+from slideiqa.synthetic.distortions import FAMILIES
 from .slide_context import shift_probabilities, slide_shift
 
 from .generalisation import THRESHOLD, GroupMeasurement, TileSet, measure

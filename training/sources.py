@@ -13,9 +13,9 @@ from typing import Iterable
 import numpy as np
 
 from slideiqa.errors import SlideIQAError
-from slideiqa.formats import FIELD_SUFFIXES, SLIDE_SUFFIXES
-from slideiqa.slide import Slide, SlideError, open_slide
-from slideiqa.tissue import NOMINAL_GLASS, tissue_pixels
+from slideiqa.io.formats import FIELD_SUFFIXES, SLIDE_SUFFIXES
+from slideiqa.io.slide import Slide, SlideError, open_slide
+from slideiqa.measure.tissue import NOMINAL_GLASS, tissue_pixels
 
 #: Images a labelled folder may hold: fields, and fields saved as TIFF.
 IMAGE_SUFFIXES = FIELD_SUFFIXES | {".tif", ".tiff"}

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from slideiqa.errors import SlideIQAError
-from slideiqa.inference import choose_device
+from slideiqa.models.predictor import choose_device
 from slideiqa.models.checkpoint import load_card, load_state, transfer_state
 from slideiqa.models.registry import LAST_LAYER_PREFIX, ModelError, QualityNet, build_model, load_imagenet_backbone
 

@@ -6,7 +6,7 @@ mapping on a CPU must not pay for importing it (nor need it installed: ``extras.
 
 from importlib import import_module
 
-from ..extras import is_missing_extra, missing_torch
+from slideiqa.extras import is_missing_extra, missing_torch
 
 _WHERE = {
     "ModelCard": "card", "ModelError": "card", "load_card": "card",

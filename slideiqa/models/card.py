@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SlideIQAError
-from ..values import is_number, is_whole
+from slideiqa.errors import SlideIQAError
+from slideiqa.settings.values import is_number, is_whole
 
 CARD_SUFFIX = ".json"
 TENSORS_SUFFIX = ".safetensors"

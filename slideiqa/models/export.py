@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .card import ModelCard, file_sha256, graph_path, load_card, write_card
-from .checkpoint import load_checkpoint
-from ..files import write_atomically
+from slideiqa.models.card import ModelCard, file_sha256, graph_path, load_card, write_card
+from slideiqa.models.checkpoint import load_checkpoint
+from slideiqa.io.files import write_atomically
 
 #: torch.onnx.export keeps global state and fails when two threads export at once (a batch prepares
 #: several slides in threads): exports in one process take turns; processes are kept apart by the

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .card import ModelError
+from slideiqa.models.card import ModelError
 
 #: Name of the module that transfer learning replaces.
 LAST_LAYER_PREFIX = "head.1."

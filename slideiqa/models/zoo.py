@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .card import ModelError, checkpoint_paths
+from slideiqa.models.card import ModelError, checkpoint_paths
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 

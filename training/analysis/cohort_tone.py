@@ -1,5 +1,5 @@
 """Whether a batch can tell a slide toned wrongly *throughout* from its lab's other slides: the batch
-report's tone comparison (``slideiqa.slide_tone.cohort_deviation``) measured on each smear lab's fields.
+report's tone comparison (``slideiqa.measure.slide_tone.cohort_deviation``) measured on each smear lab's fields.
 
     python training/analysis/cohort_tone.py ../shared/data
 
@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 from skimage.exposure import adjust_gamma
 
-from slideiqa.distortions import exposure
-from slideiqa.slide_tone import DEPARTURE_Z, ToneReference, tone_deviation, tone_features
+from slideiqa.synthetic.distortions import exposure
+from slideiqa.measure.slide_tone import DEPARTURE_Z, ToneReference, tone_deviation, tone_features
 
 LABS = {"bccd": "smears/bccd", "chula_rbc12": "smears/chula_rbc12"}
 #: Whole-field tone errors at the exposure floor (±1 EV at mid-grey).

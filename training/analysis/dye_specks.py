@@ -1,5 +1,5 @@
 """Tiles that hold specks of green or teal marking dye, on every clean source and on the sample:
-the figures ``slideiqa/debris.py`` quotes for its dye rule.
+the figures ``slideiqa/artefacts/debris.py`` quotes for its dye rule.
 
     python training/analysis/dye_specks.py [--data ../shared/data]
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clean_tissue import catalogue_fields  # noqa: E402
 from field_tiles import MODEL_MPP, field_at_model_scale, tissue_tiles  # noqa: E402
 
-from slideiqa.debris import speck_pixels, specks_in_tiles  # noqa: E402
+from slideiqa.artefacts.debris import speck_pixels, specks_in_tiles  # noqa: E402
 
 SAMPLE = ROOT / "examples" / "data" / "cmu_small_region.svs"
 

@@ -1,4 +1,4 @@
-"""What exposure evidence a tile shows (``slideiqa.exposure_evidence``): on every group's sharp test
+"""What exposure evidence a tile shows (``slideiqa.measure.exposure_evidence``): on every group's sharp test
 tiles, and on the same tiles given each exposure error of ``tone_throughout.ERRORS`` (slideiqa's
 kinds at the ±1 EV floor, OpenCV's gain).
 
@@ -7,7 +7,7 @@ kinds at the ±1 EV floor, OpenCV's gain).
 Per group: the extremes of its sharp tiles' measurements and the share with evidence (cap above 0.5),
 then per error the share of tiles whose evidence lets P(exposure) stand (cap > 0.5) and the share
 where too little light is certain (floor > 0). A tone curve (γ) shows none by design: it is a stain
-of another density. ``README.md`` and ``slideiqa/exposure_evidence.py`` quote the table.
+of another density. ``README.md`` and ``slideiqa/measure/exposure_evidence.py`` quote the table.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tone_throughout import ERRORS, load_tile_set  # noqa: E402
 
-from slideiqa.exposure_evidence import exposure_evidence, exposure_measurements  # noqa: E402
+from slideiqa.measure.exposure_evidence import exposure_evidence, exposure_measurements  # noqa: E402
 
 
 def main(run: Path) -> None:

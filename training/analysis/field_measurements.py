@@ -1,5 +1,5 @@
 """The measured families on every clean field's tiles, and on the same fields degraded at the floors:
-the figures ``slideiqa/noise_level.py``, ``jpeg_quantisation.py``, ``motion_blur.py`` and
+the figures ``slideiqa/measure/noise_level.py``, ``jpeg_quantisation.py``, ``motion_blur.py`` and
 ``exposure_evidence.py`` (certain over-exposure) quote.
 
     python training/analysis/field_measurements.py [--data ../shared/data]
@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from clean_tissue import catalogue_fields, resampled  # noqa: E402
 
-from slideiqa.distortions import KINDS, distort, exposure, jpeg_round_trip  # noqa: E402
-from slideiqa.exposure_evidence import (CERTAIN_CLIPPED_STAIN, CERTAIN_CLIPPED_TILE, exposure_evidence,  # noqa: E402
+from slideiqa.synthetic.distortions import KINDS, distort, exposure, jpeg_round_trip  # noqa: E402
+from slideiqa.measure.exposure_evidence import (CERTAIN_CLIPPED_STAIN, CERTAIN_CLIPPED_TILE, exposure_evidence,  # noqa: E402
                                         exposure_measurements)
-from slideiqa.jpeg_quantisation import JPEG_SCALE, MIN_BLOCKINESS, block_grid, jpeg_scale  # noqa: E402
-from slideiqa.motion_blur import motion_score  # noqa: E402
-from slideiqa.noise_level import NOISE_SIGMA, noise_sigma  # noqa: E402
-from slideiqa.slide import open_slide  # noqa: E402
+from slideiqa.measure.jpeg_quantisation import JPEG_SCALE, MIN_BLOCKINESS, block_grid, jpeg_scale  # noqa: E402
+from slideiqa.measure.motion_blur import motion_score  # noqa: E402
+from slideiqa.measure.noise_level import NOISE_SIGMA, noise_sigma  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
 from training.appearance import vary_good  # noqa: E402
 from training.cross_implementation import IMPLEMENTATIONS  # noqa: E402
 from training.generalisation import FLOORS  # noqa: E402

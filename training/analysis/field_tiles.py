@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from clean_tissue import resampled  # noqa: E402
 
-from slideiqa.slide import open_slide  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
 
 MODEL_MPP, TILE = 0.5, 224
 #: A tile is kept where this share of its pixels has an RGB sum below DARK_SUM (tissue, not glass).

@@ -23,7 +23,7 @@ except ImportError:  # from a checkout that is not installed
     sys.modules["slideiqa_training"] = __import__("training")
     from slideiqa_training.generalisation import CLASSES, THRESHOLD, load_tile_set
 
-from slideiqa.judgement import judge_measured, measured_families
+from slideiqa.measure.judgement import judge_measured, measured_families
 
 
 def physical_exposure_measures(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -46,7 +46,7 @@ def main(run: Path) -> None:
         probabilities[tiles.groups == group] = np.load(path)
     measured = ~np.isnan(probabilities[:, 0])
     tiles, probabilities = tiles.subset(measured), probabilities[measured]
-    # Judged as a map judges them: noise and motion measured (slideiqa.judgement).
+    # Judged as a map judges them: noise and motion measured (slideiqa.measure.judgement).
     judged = judge_measured(probabilities, list(CLASSES), tiles.images, measured_families(list(CLASSES), 0.5))
     good = judged[:, 0]
     named = np.array(CLASSES)[judged.argmax(1)]
@@ -123,9 +123,9 @@ def print_stain_density(tiles) -> None:
 
 
 def print_noise_measurement(tiles, probabilities: np.ndarray) -> None:
-    """Per group: how well the measured noise level (slideiqa.noise_level) and the network's P(noise)
+    """Per group: how well the measured noise level (slideiqa.measure.noise_level) and the network's P(noise)
     tell sharp tiles from noisy ones, and how often the measurement is on the wrong side of its threshold."""
-    from slideiqa.noise_level import NOISE_SIGMA, noise_sigma
+    from slideiqa.measure.noise_level import NOISE_SIGMA, noise_sigma
 
     sigma = np.concatenate([noise_sigma(tiles.images[start:start + 256]) for start in range(0, len(tiles), 256)])
     network = probabilities[:, CLASSES.index("noise")]

@@ -26,8 +26,8 @@ from field_measurements import ROOT, tile_sets  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from clean_tissue import HELD_OUT  # noqa: E402
 
-from slideiqa import motion_blur  # noqa: E402
-from slideiqa.distortions import KINDS, distort  # noqa: E402
+from slideiqa.measure import motion_blur  # noqa: E402
+from slideiqa.synthetic.distortions import KINDS, distort  # noqa: E402
 from training.cross_implementation import IMPLEMENTATIONS  # noqa: E402
 from training.generalisation import FLOORS  # noqa: E402
 

@@ -28,7 +28,7 @@ from motion_scale import degraded_at  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from clean_tissue import HELD_OUT  # noqa: E402
 
-from slideiqa import motion_blur  # noqa: E402
+from slideiqa.measure import motion_blur  # noqa: E402
 
 #: Own parts (rows, columns) of a 224 px tile: right edges, bottom edges, corners.
 PARTS = [(224, 64), (224, 96), (224, 160), (64, 224), (128, 224), (96, 96), (100, 120), (150, 180)]

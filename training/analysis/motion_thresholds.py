@@ -3,7 +3,7 @@
     python training/analysis/motion_thresholds.py runs/generalisation
 
 Reads a generalisation run's ``train_tiles.npz`` and ``test_tiles.npz``. The two anisotropies of
-``slideiqa.motion_blur`` are computed for every tile; the thresholds are the pair, on a grid, that
+``slideiqa.measure.motion_blur`` are computed for every tile; the thresholds are the pair, on a grid, that
 misses the fewest *training* motion copies at the 5 µm floor or stronger while flagging at most
 ``MAX_GOOD_FLAGGED`` of the training good looks. Then, per held-out group, with the shipped pair and
 with a pair chosen again without that group's training tiles (so that nothing of the group is seen):
@@ -25,7 +25,7 @@ except ImportError:  # from a checkout that is not installed
     sys.modules["slideiqa_training"] = __import__("training")
     from slideiqa_training.generalisation import FLOORS, load_tile_set
 
-from slideiqa.motion_blur import MOTION_FINE, MOTION_RATIO, motion_anisotropy
+from slideiqa.measure.motion_blur import MOTION_FINE, MOTION_RATIO, motion_anisotropy
 
 MAX_GOOD_FLAGGED = 0.002
 FINE_GRID = np.round(np.arange(2.0, 5.01, 0.1), 2)

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clean_tissue import catalogue_fields  # noqa: E402
 from field_tiles import MODEL_MPP, field_at_model_scale, tissue_tiles  # noqa: E402
 
-from slideiqa.distortions import exposure  # noqa: E402
-from slideiqa.exposure_evidence import exposure_measurements  # noqa: E402
+from slideiqa.synthetic.distortions import exposure  # noqa: E402
+from slideiqa.measure.exposure_evidence import exposure_measurements  # noqa: E402
 from training.appearance import vary_good  # noqa: E402
 from training.generalisation import FLOORS  # noqa: E402
 

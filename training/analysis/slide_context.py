@@ -5,7 +5,7 @@
 Reads the run's ``test_tiles.npz`` and ``probabilities-<group>.npy`` (each from a model that never saw
 the group) and prints, per group, the measurement without context beside the three contexts of
 ``training/slide_context_measure.py``; noise is measured on the 224 px test tiles first
-(``slideiqa.noise_level``), as a map at 0.5 µm/px does.
+(``slideiqa.measure.noise_level``), as a map at 0.5 µm/px does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slideiqa.noise_level import judge_noise, noise_sigma
+from slideiqa.measure.noise_level import judge_noise, noise_sigma
 
 try:
     from slideiqa_training.generalisation import CLASSES, load_tile_set

@@ -3,7 +3,7 @@ several limits, for a good slide of each lab and for a mostly defective one.
 
     python training/analysis/tone_limits.py runs/base
 
-The limit (``slideiqa.slide_tone.DEPARTURE_Z``) was set on physical grounds; this is the look at its
+The limit (``slideiqa.measure.slide_tone.DEPARTURE_Z``) was set on physical grounds; this is the look at its
 effect afterwards that ``training/README.md`` quotes. Reads the run's ``test_tiles.npz`` and
 ``probabilities-<group>.npy`` (leave-one-group-out).
 """
@@ -24,7 +24,7 @@ except ImportError:  # from a checkout that is not installed
     from slideiqa_training.generalisation import ModelRecipe, load_tile_set
     from slideiqa_training.generalisation_runner import measure_fold
 
-import slideiqa.slide_tone as slide_tone
+import slideiqa.measure.slide_tone as slide_tone
 
 LIMITS = (3.0, 4.0, 5.0, 6.0)
 

@@ -5,7 +5,7 @@ forming a slide of their own, judged by the shipped model with and without the s
     python training/analysis/tone_throughout.py runs/base
 
 Such a slide is its own reference, so nothing departs; what can change is the clearing of exposure
-on tiles that fit their slide (``slideiqa.slide_tone.fit_probability``), which a calibrated glass
+on tiles that fit their slide (``slideiqa.measure.slide_tone.fit_probability``), which a calibrated glass
 allows. ``training/README.md`` quotes the table. The shipped model saw other tiles of these groups,
 so its flags are the optimistic end; the difference between the columns is the point.
 """
@@ -25,9 +25,9 @@ except ImportError:  # from a checkout that is not installed
     sys.modules["slideiqa_training"] = __import__("training")
     from slideiqa_training.generalisation import CLASSES, load_tile_set
 
-from slideiqa.distortions import exposure
-from slideiqa.inference import Predictor
-from slideiqa.slide_tone import judge_against_slide, judge_tone, tone_deviation, tone_features
+from slideiqa.synthetic.distortions import exposure
+from slideiqa.models.predictor import Predictor
+from slideiqa.measure.slide_tone import judge_against_slide, judge_tone, tone_deviation, tone_features
 
 ERRORS = {
     "gamma, paler (γ ½)": lambda tile: exposure(tile, 0.5, kind="gamma", direction=1),

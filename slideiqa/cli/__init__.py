@@ -1,0 +1,1 @@
+"""The ``slideiqa`` command line and where its messages go."""

@@ -1,0 +1,1 @@
+"""Where in a field or tile the model sees each defect."""

@@ -1,0 +1,58 @@
+"""The defect families judged by measuring them, applied in one place for maps, explanations and
+the generalisation benchmark.
+
+Four families have a physical signature a network trained on a few labs does not reliably learn:
+noise (``noise_level``: fine-scale energy everywhere in the tile), motion (``motion_blur``: fine
+detail gone along one direction only), JPEG (``jpeg_quantisation``: the DCT lattice of the block
+grid, read as the quality's step) and exposure (``exposure_evidence``: a white point no light
+source leaves, stain clipped to white, a crushed black level — never a tile's darkness alone). Where
+a model sees tiles at the scale the noise and motion measurements were calibrated on, its P(noise)
+and P(motion) are replaced by the measurements' and the other classes keep their ratios; its
+P(jpeg) is raised to the measured step's wherever the lattice shows, and its P(exposure) is capped
+by the exposure evidence, at any scale. Elsewhere the network's own probabilities stand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slideiqa.measure.exposure_evidence import (ExposureEvidence, exposure_evidence, exposure_judgement, judge_exposure,
+                                measures_exposure)
+from slideiqa.measure.jpeg_quantisation import jpeg_judgement, jpeg_scale, judge_jpeg, measures_jpeg
+from slideiqa.measure.motion_blur import judge_motion, measures_motion, motion_judgement, motion_score
+from slideiqa.measure.noise_level import PatchNoise, judge_noise, measures_noise, noise_judgement, patch_noise
+
+#: Every family that can be measured, in the order the measurements are applied.
+MEASURABLE = ("noise", "motion", "jpeg", "exposure")
+
+
+def measured_families(classes: list[str], mpp: float) -> list[str]:
+    """The families measured for a model with these classes seeing tiles at ``mpp`` µm/px."""
+    applies = {"noise": measures_noise(classes, mpp), "motion": measures_motion(classes, mpp),
+               "jpeg": measures_jpeg(classes), "exposure": measures_exposure(classes)}
+    return [family for family in MEASURABLE if applies[family]]
+
+
+def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndarray,
+                   families: list[str], evidence: ExposureEvidence | None = None,
+                   noise: PatchNoise | None = None, jpeg: np.ndarray | None = None,
+                   mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
+    """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured
+    (``evidence``, ``noise``, ``jpeg``, ``extent``: the tiles' exposure evidence, patch noise, JPEG
+    scale and own parts, where the caller has them already; ``mpp``: the tiles' µm/px where not the
+    model's, as for a slide judged at its own slightly coarser pixels)."""
+    if "noise" in families:
+        probabilities = judge_noise(probabilities, classes, (patch_noise(tiles) if noise is None else noise).per_tile())
+    if "motion" in families:
+        probabilities = judge_motion(probabilities, classes, motion_score(tiles, mpp, extent))
+    if "jpeg" in families:
+        probabilities = judge_jpeg(probabilities, classes, jpeg_scale(tiles, extent) if jpeg is None else jpeg)
+    if "exposure" in families:
+        probabilities = judge_exposure(probabilities, classes, evidence or exposure_evidence(tiles))
+    return probabilities
+
+
+def judgement_attributes(classes: list[str], mpp: float) -> dict:
+    """How a map's P(noise), P(motion) and P(exposure) were made, for its attributes."""
+    return {"noise": noise_judgement(classes, mpp), "motion": motion_judgement(classes, mpp),
+            "jpeg": jpeg_judgement(classes), "exposure": exposure_judgement(classes)}

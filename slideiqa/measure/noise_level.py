@@ -1,0 +1,171 @@
+"""Noise judged by measuring it, not by the network's impression of it.
+
+A network that has not seen a lab's stain or scanner often takes its texture for noise (dense DAB
+granules, a scanner's sharpening). Sensor noise, though, has a physical signature a texture lacks: it
+is everywhere in the tile, at the finest scale. The noise level is estimated as Donoho & Johnstone's
+robust median of the finest diagonal wavelet coefficients (``median(|HH|) / 0.6745``, the estimator of
+``skimage.restoration.estimate_sigma``), taken per 16 px patch, and the tile's estimate is a low
+percentile of its patches: a tile's smoothest parts show its noise, its textured parts add nothing.
+It is read from the green channel (averaging the channels would divide channel-independent noise by
+√3 and leave texture as it is).
+
+A patch whose pixels are clipped to white or black cannot show its noise — the clip flattens it — so
+patches with more than ``CLIPPED_SHARE`` of clipped pixels are left out. Without that, a pale IHC
+field's bright glass and cream stroma were its "smoothest parts", and noise at the floor measured
+9.6 grey levels there (DeepLIIF's Ki67 fields: 3 of 14 noisy tiles passed a map). The patches cover
+the whole tile, once: the same patches give the tile's estimate and its cells' (:class:`PatchNoise`).
+
+Measured on every clean field's tiles at 0.5 µm/px (the held-out sources and the catalogued ones:
+1101 tiles, ``training/analysis/field_measurements.py``), no sharp tile comes near ``NOISE_SIGMA``
+(the highest: 6.5); of 3303 good looks of them (stain, calibration, the scanner's sharpening and
+compression: ``appearance.vary_good``) 5 are above it; of the same tiles with noise at the floor,
+at most 0.2 % are below it, for slideiqa's noise and other libraries' alike. ``judge_noise`` therefore replaces the
+network's P(noise) with the measurement's and leaves the network to share the rest of the probability
+among good and the other families, in its own proportions.
+
+The estimate is in grey levels at the scale it was measured on, ``NOISE_MPP`` µm/px; a shrunk tile
+averages noise away, so models at other scales keep their own P(noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pywt
+from scipy.special import expit
+
+#: Noise σ (grey levels of the green channel) above which a tile is noisy: 5 of 3303 good looks of
+#: the clean fields' tiles above it, at most 0.2 % of their copies with noise at the floor (σ 15
+#: grey levels, any implementation) below it. (9.8 with the earlier estimate, on the tile's central
+#: half with clipped patches kept, whose floor copies measured lower.)
+NOISE_SIGMA = 9.0
+#: Width of the logistic step around ``NOISE_SIGMA``, grey levels.
+NOISE_SOFTNESS = 0.25
+#: µm/px of the tiles the threshold was measured on.
+NOISE_MPP = 0.5
+#: Patch side in wavelet coefficients (16 px of the tile) and the percentile of patch estimates used.
+PATCH, PATCH_PERCENTILE = 8, 10
+#: A patch with more than this share of its pixels at 0 or 255 is clipped and shows no noise.
+CLIPPED_SHARE = 0.02
+#: A tile with fewer unclipped patches than this (of 196) is estimated from all of them.
+MIN_UNCLIPPED = 8
+_GAUSSIAN_MAD = 0.6745
+
+
+def measures_noise(classes: list[str], mpp: float) -> bool:
+    """Whether a model with these classes, seeing tiles at ``mpp`` µm/px, has its noise measured."""
+    return "noise" in classes and abs(mpp - NOISE_MPP) <= 0.05 * NOISE_MPP
+
+
+def noise_judgement(classes: list[str], mpp: float) -> dict:
+    """How a map's P(noise) was made, for its attributes."""
+    if not measures_noise(classes, mpp):
+        return {"measured": False}
+    return {"measured": True, "estimator": "wavelet MAD, green channel, 10th percentile of unclipped 16 px patches",
+            "threshold_sigma": NOISE_SIGMA, "softness": NOISE_SOFTNESS}
+
+
+@dataclass(frozen=True)
+class PatchNoise:
+    """The noise σ of every 16 px patch of a batch of tiles, and which patches are clipped: measured
+    once, read per tile and per cell."""
+
+    #: (N, H // 16, W // 16) σ, grey levels of the green channel.
+    sigma: np.ndarray
+    #: (N, H // 16, W // 16) True where the patch is clipped (``CLIPPED_SHARE``).
+    clipped: np.ndarray
+
+    def per_tile(self) -> np.ndarray:
+        """(N,) the ``PATCH_PERCENTILE``-th percentile of each tile's unclipped patches (of all of
+        them where fewer than ``MIN_UNCLIPPED`` are unclipped)."""
+        sigma = self.sigma.reshape(len(self.sigma), -1)
+        clipped = self.clipped.reshape(len(sigma), -1)
+        clipped = clipped & ((~clipped).sum(axis=1) >= MIN_UNCLIPPED)[:, None]
+        counts = (~clipped).sum(axis=1)
+        ordered = np.sort(np.where(clipped, np.inf, sigma), axis=1)
+        return ordered[np.arange(len(sigma)), counts * PATCH_PERCENTILE // 100]
+
+    def per_cell(self, cell_px: int) -> np.ndarray:
+        """(N, H // cell_px, W // cell_px) σ of each cell: the lowest of its unclipped patches — as
+        the tile's estimate is a low percentile of its own, a cell's smoothest part shows its noise —
+        or of all of them where every one is clipped."""
+        per_cell = cell_px // (2 * PATCH)
+        count, rows, cols = len(self.sigma), self.sigma.shape[1] // per_cell, self.sigma.shape[2] // per_cell
+
+        def cells(values: np.ndarray) -> np.ndarray:
+            return values[:, : rows * per_cell, : cols * per_cell].reshape(count, rows, per_cell, cols, per_cell)
+
+        sigma, clipped = cells(self.sigma), cells(self.clipped)
+        lowest_unclipped = np.where(clipped, np.inf, sigma).min(axis=(2, 4))
+        return np.where(np.isfinite(lowest_unclipped), lowest_unclipped, sigma.min(axis=(2, 4)))
+
+
+def patch_noise(tiles: np.ndarray) -> PatchNoise:
+    """The noise of every 16 px patch of (N, H, W, 3) uint8 tiles."""
+    tiles = np.asarray(tiles)
+    side = 2 * PATCH  # a diagonal coefficient per 2 px
+    rows, cols = tiles.shape[1] // side, tiles.shape[2] // side
+    if rows == 0 or cols == 0:
+        raise ValueError(f"tiles of {tiles.shape[2]}×{tiles.shape[1]} px are too small to measure noise")
+    green = tiles[:, : rows * side, : cols * side, 1]
+    diagonal = np.abs(_diagonal_detail(green.astype(np.float32))[:, : rows * PATCH, : cols * PATCH])
+    patches = diagonal.reshape(len(tiles), rows, PATCH, cols, PATCH).transpose(0, 1, 3, 2, 4)
+    sigma = _median(patches.reshape(len(tiles), rows, cols, -1)) / _GAUSSIAN_MAD
+    # Pixels at 0 or 255 (one comparison: adding 1 wraps 255 to 0), counted per patch a band of rows
+    # at a time — a third of the cost of a mean over a 5-d view.
+    extreme = ((green + np.uint8(1)) <= 1).view(np.uint8)
+    per_band = extreme.reshape(len(tiles), rows, side, cols * side).sum(axis=2, dtype=np.uint16)
+    clipped = per_band.reshape(len(tiles), rows, cols, side).sum(axis=3, dtype=np.uint16)
+    return PatchNoise(sigma, clipped > CLIPPED_SHARE * side * side)
+
+
+def noise_sigma(tiles: np.ndarray) -> np.ndarray:
+    """Estimated noise σ (grey levels of the green channel) of each (N, H, W, 3) uint8 tile."""
+    return patch_noise(tiles).per_tile()
+
+
+def noise_sigma_patches(tile: np.ndarray) -> np.ndarray:
+    """The estimate per 16 px patch of one (H, W, 3) uint8 tile: (H // 16, W // 16) σ, to show where
+    in a tile the noise is (``slideiqa.explain.heatmaps``)."""
+    return patch_noise(np.asarray(tile)[None]).sigma[0]
+
+
+def _diagonal_detail(images: np.ndarray) -> np.ndarray:
+    """The finest diagonal wavelet coefficients (db2) of (N, H, W) float32 images: exactly
+    ``pywt.dwt2(images, "db2", axes=(-2, -1))[1][2]``, without the three subbands it is not asked for."""
+    _, rows_detail = pywt.dwt(images, "db2", axis=-2)
+    return pywt.dwt(rows_detail, "db2", axis=-1)[1]
+
+
+def _median(values: np.ndarray) -> np.ndarray:
+    """``np.median`` over the last axis, exactly, by sorting: numpy's vectorised sort of short rows
+    takes a fifteenth of the time of partitioning them here (AVX2)."""
+    count = values.shape[-1]
+    ordered = np.sort(values, axis=-1)
+    return (ordered[..., (count - 1) // 2] + ordered[..., count // 2]) / 2
+
+
+def measured_noise_probability(sigma: np.ndarray) -> np.ndarray:
+    return expit((np.asarray(sigma, dtype=np.float64) - NOISE_SIGMA) / NOISE_SOFTNESS)
+
+
+def set_class_probability(probabilities: np.ndarray, index: int, values: np.ndarray) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with class ``index`` set to ``values`` and the other
+    classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    others = np.delete(probabilities, index, axis=1)
+    total = others.sum(axis=1, keepdims=True)
+    even = np.full_like(others, 1.0 / others.shape[1])
+    others = np.where(total > 1e-12, others / np.maximum(total, 1e-12), even) * (1.0 - values)[:, None]
+    return np.insert(others, index, values, axis=1)
+
+
+def judge_noise(probabilities: np.ndarray, classes: list[str], sigma: np.ndarray) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with P(noise) from the measured ``sigma`` and the other
+    classes rescaled to the rest, keeping their ratios; unchanged for a model without a noise class."""
+    if "noise" not in classes:
+        return probabilities
+    return set_class_probability(probabilities, classes.index("noise"),
+                                 measured_noise_probability(sigma)).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Synthetic degradations and artefacts with physical parameters, for training and for tests."""
