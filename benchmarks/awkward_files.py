@@ -24,15 +24,21 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from startup import measure  # noqa: E402  (the same whole-process measurement)
-from synthetic_slides import CACHE, build_slide  # noqa: E402
+from startup import measure
+from synthetic_slides import CACHE, build_slide
 
 FIJI_SIDE = 8192
 
 
 def write_single_strip(path: Path, pixels: np.ndarray) -> None:
-    tifffile.imwrite(path, pixels, photometric="rgb", rowsperstrip=pixels.shape[0], resolution=(2e4, 2e4),
-                     resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        path,
+        pixels,
+        photometric="rgb",
+        rowsperstrip=pixels.shape[0],
+        resolution=(2e4, 2e4),
+        resolutionunit="CENTIMETER",
+    )
 
 
 def write_deflate_bomb(path: Path, side: int) -> None:
@@ -40,8 +46,14 @@ def write_deflate_bomb(path: Path, side: int) -> None:
     rows = bytes(side * 3 * 1000)
     strip = b"".join([compressor.compress(rows) for _ in range(side // 1000)] + [compressor.flush()])
     with tifffile.TiffWriter(path, bigtiff=side**2 * 3 >= 2**32) as tif:
-        tif.write(iter([strip]), shape=(side, side, 3), dtype=np.uint8, compression="zlib", rowsperstrip=side,
-                  photometric="rgb")
+        tif.write(
+            iter([strip]),
+            shape=(side, side, 3),
+            dtype=np.uint8,
+            compression="zlib",
+            rowsperstrip=side,
+            photometric="rgb",
+        )
 
 
 def main() -> None:
@@ -58,9 +70,11 @@ def main() -> None:
             write_single_strip(folder / "fiji.tif", slide.read_region((0, 0), 0, slide.dimensions))
         write_deflate_bomb(folder / "bomb.tif", bomb_side)
         print("| file | size on disk | wall s | peak RSS MB | result |\n|---|---|---|---|---|")
-        for name, path, extra in (("8192² RGB, one uncompressed strip (Fiji)", folder / "fiji.tif", []),
-                                  ("the same pixels, tiled JPEG pyramid", tiled, []),
-                                  (f"deflate bomb, {bomb_side}² RGB in one strip", folder / "bomb.tif", ["--mpp", "0.5"])):
+        for name, path, extra in (
+            ("8192² RGB, one uncompressed strip (Fiji)", folder / "fiji.tif", []),
+            ("the same pixels, tiled JPEG pyramid", tiled, []),
+            (f"deflate bomb, {bomb_side}² RGB in one strip", folder / "bomb.tif", ["--mpp", "0.5"]),
+        ):
             out = folder / f"{path.stem}.quality.zarr"
             result = measure([slideiqa, "map", str(path), "-o", str(out), *extra])
             summary = out / "summary.json"
@@ -69,8 +83,11 @@ def main() -> None:
                 outcome = f"{figures['tissue_tiles']} tissue tiles at {figures['tiles_per_s']:.0f} tiles/s"
             else:
                 outcome = f"exit {result['rc']}: {re.sub(str(folder) + '/', '', result.get('stderr', ''))[:160]}"
-            print(f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {result['wall']:.1f} | {result['rss_mb']:.0f} "
-                  f"| {outcome} |", flush=True)
+            print(
+                f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {result['wall']:.1f} | {result['rss_mb']:.0f} "
+                f"| {outcome} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

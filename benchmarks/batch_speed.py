@@ -58,10 +58,15 @@ def commands(slides: list[Path], out: Path) -> tuple[int, float]:
     started = time.perf_counter()
     for slide in slides:
         target = out / f"{slide.stem}.quality.zarr"
-        subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(slide), "-o", str(target)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "slideiqa.cli.app", "map", str(slide), "-o", str(target)],
+            check=True,
+            capture_output=True,
+        )
     seconds = time.perf_counter() - started
-    tiles = sum(json.loads((out / f"{s.stem}.quality.zarr" / "summary.json").read_text())["tissue_tiles"] for s in slides)
+    tiles = sum(
+        json.loads((out / f"{s.stem}.quality.zarr" / "summary.json").read_text())["tissue_tiles"] for s in slides
+    )
     return tiles, seconds
 
 
@@ -74,8 +79,12 @@ def batched(slides: list[Path], out: Path, workers: int) -> tuple[int, float, fl
     from slideiqa.pipeline.mapping import worker_threads
 
     # The same cluster run_batch starts by itself, opened here so that the workers' memory can be read.
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         started = time.perf_counter()
         result = run_batch(slides, out, client=client, inference_threads=worker_threads(workers))
         seconds = time.perf_counter() - started
@@ -88,10 +97,19 @@ def on_slurm(slides: list[Path], out: Path, jobs: int) -> tuple[int, float, floa
     from slideiqa.execution.jobqueue import start_jobqueue
 
     started = time.perf_counter()
-    client, cluster, threads = start_jobqueue("slurm", {"jobs": jobs, "cores": 1, "processes": 1, "memory": "2GB",
-                                                        "walltime": "01:00:00", "worker_timeout_s": 120,
-                                                        "log_directory": str(out.parent / "slurm-logs")},
-                                              name="slideiqa-benchmark")
+    client, cluster, threads = start_jobqueue(
+        "slurm",
+        {
+            "jobs": jobs,
+            "cores": 1,
+            "processes": 1,
+            "memory": "2GB",
+            "walltime": "01:00:00",
+            "worker_timeout_s": 120,
+            "log_directory": str(out.parent / "slurm-logs"),
+        },
+        name="slideiqa-benchmark",
+    )
     try:
         client.wait_for_workers(jobs, timeout=120)
         result = run_batch(slides, out, client=client, inference_threads=threads)
@@ -109,8 +127,10 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=8192, help="slide width and height in pixels")
     parser.add_argument("--slurm", action="store_true", help="also run on 1 and 2 SLURM jobs")
     args = parser.parse_args()
-    slides = [build_slide(CACHE / "batch" / f"slide_{i}_{args.side}.tif", args.side, args.side, 3, seed=i + 1)
-              for i in range(args.slides)]
+    slides = [
+        build_slide(CACHE / "batch" / f"slide_{i}_{args.side}.tif", args.side, args.side, 3, seed=i + 1)
+        for i in range(args.slides)
+    ]
     scratch = Path(tempfile.mkdtemp())
     try:
         tiles, base = one_by_one(slides, scratch / "one_by_one")
@@ -121,20 +141,35 @@ def main() -> None:
         for workers in (1, 2):
             tiles_b, seconds, rss = batched(slides, scratch / f"batch_{workers}", workers)
             assert tiles_b == tiles
-            rows.append((f"({'b' if workers == 1 else 'c'}) batch, LocalCluster of {workers} worker process"
-                         f"{'es' if workers > 1 else ''}", tiles, seconds, rss))
+            rows.append(
+                (
+                    f"({'b' if workers == 1 else 'c'}) batch, LocalCluster of {workers} worker process"
+                    f"{'es' if workers > 1 else ''}",
+                    tiles,
+                    seconds,
+                    rss,
+                )
+            )
         for jobs in (1, 2) if args.slurm else ():
             tiles_s, seconds, rss = on_slurm(slides, scratch / f"slurm_{jobs}", jobs)
             assert tiles_s == tiles
-            rows.append((f"({'d' if jobs == 1 else 'e'}) batch, {jobs} SLURM job{'s' if jobs > 1 else ''} of 1 worker",
-                         tiles, seconds, rss))
+            rows.append(
+                (
+                    f"({'d' if jobs == 1 else 'e'}) batch, {jobs} SLURM job{'s' if jobs > 1 else ''} of 1 worker",
+                    tiles,
+                    seconds,
+                    rss,
+                )
+            )
     finally:
         shutil.rmtree(scratch)
     print(f"{len(slides)} slides of {args.side} × {args.side} px, {tiles} tissue tiles in all")
     print(f"{'mode':<48} {'s':>6} {'slides/h':>9} {'tiles/s':>8} {'vs (a)':>7} {'worker peak RSS':>16}")
     for name, count, seconds, rss in rows:
-        print(f"{name:<48} {seconds:6.1f} {len(slides) * 3600 / seconds:9.0f} {count / seconds:8.0f} "
-              f"{base / seconds:7.2f} {'' if rss is None else f'{rss:.0f} MB':>16}")
+        print(
+            f"{name:<48} {seconds:6.1f} {len(slides) * 3600 / seconds:9.0f} {count / seconds:8.0f} "
+            f"{base / seconds:7.2f} {'' if rss is None else f'{rss:.0f} MB':>16}"
+        )
 
 
 if __name__ == "__main__":

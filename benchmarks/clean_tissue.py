@@ -46,10 +46,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from slideiqa.errors import SlideIQAError  # noqa: E402
-from slideiqa.pipeline.mapping import map_slide  # noqa: E402
-from slideiqa.settings.options import MapOptions  # noqa: E402
 from slideiqa.io.slide import open_slide  # noqa: E402
 from slideiqa.outputs.store import FIXED_LABELS, open_map  # noqa: E402
+from slideiqa.pipeline.mapping import map_slide  # noqa: E402
+from slideiqa.settings.options import MapOptions  # noqa: E402
 from training.catalogue import CatalogueError, load_catalogue  # noqa: E402
 
 CUT = 700
@@ -103,23 +103,26 @@ def catalogue_fields(data: Path) -> tuple[dict[str, list[Field]], list[str], lis
     left_out: list[str] = []
     smears: list[tuple[str, list[Path], float]] = []
     for name, patterns in HELD_OUT.items():
-        sources[name] = [Field(name, path, mpp, seen=False) for pattern, mpp in patterns
-                         for path in sorted(data.glob(pattern))]
+        sources[name] = [
+            Field(name, path, mpp, seen=False) for pattern, mpp in patterns for path in sorted(data.glob(pattern))
+        ]
     catalogued: set[Path] = set()
     for group in load_catalogue():
         try:
             paths = group.paths(data, include_holdout=True)
         except CatalogueError:
-            left_out.append(f"{group.name} (seen): {group.pypi or 'its files'} not fetched "
-                            "(slideiqa-train fetch-sources)")
+            left_out.append(
+                f"{group.name} (seen): {group.pypi or 'its files'} not fetched (slideiqa-train fetch-sources)"
+            )
             continue
         catalogued |= set(paths)
         if group.modality == "smear":
             smears.append((group.name, paths, group.mpp))
             continue
         # A slide file states its own µm/px (the CMU crop: 0.499); plain images take the group's.
-        sources[group.name] = [Field(group.name, path, None if path.suffix == ".svs" else group.mpp, seen=True)
-                               for path in paths]
+        sources[group.name] = [
+            Field(group.name, path, None if path.suffix == ".svs" else group.mpp, seen=True) for path in paths
+        ]
     for path in sorted([*data.glob("fields/*"), *data.glob("fields_more/*")]):
         if path not in catalogued:
             why = "glass only, no tissue" if "glass" in path.name else "µm/px unknown"
@@ -189,11 +192,17 @@ def measure(item: Field, out: Path, model: str) -> Outcome:
         outcome.flagged += 1
         outcome.flagged_edge += int(edge)
         outcome.classes[why] = outcome.classes.get(why, 0) + 1
-        outcome.tiles.append({"row": int(row), "col": int(col), "class": why, "edge": bool(edge),
-                              "tissue": round(float(tissue_fraction[row, col]), 3),
-                              "score": None if np.isnan(score[row, col]) else round(float(score[row, col]), 3),
-                              "probs": {name: round(float(p), 3) for name, p in zip(classes, probs[:, row, col])
-                                        if np.isfinite(p)}})
+        outcome.tiles.append(
+            {
+                "row": int(row),
+                "col": int(col),
+                "class": why,
+                "edge": bool(edge),
+                "tissue": round(float(tissue_fraction[row, col]), 3),
+                "score": None if np.isnan(score[row, col]) else round(float(score[row, col]), 3),
+                "probs": {name: round(float(p), 3) for name, p in zip(classes, probs[:, row, col]) if np.isfinite(p)},
+            }
+        )
     assert outcome.flagged == round(outcome.share_below_threshold * outcome.tissue_tiles), item.path
     return outcome
 
@@ -202,13 +211,14 @@ def measure(item: Field, out: Path, model: str) -> Outcome:
 SMEAR_FIELDS = 60
 
 
-def judge_smears(smears: list[tuple[str, list[Path], float]], model: str, loso: Path | None,
-                 per_group: int) -> dict[str, dict]:
+def judge_smears(
+    smears: list[tuple[str, list[Path], float]], model: str, loso: Path | None, per_group: int
+) -> dict[str, dict]:
     """Each smear collection's camera fields judged as ``slideiqa predict`` judges such a field (a smear
     field is smaller than a tile at the model's scale: ``map`` finds no tissue tile in it), with the
     collection's fold where ``loso`` has one; a field passes when its P(good) is at least 0.5."""
-    from slideiqa.pipeline.fields import score_field
     from slideiqa.models.predictor import Predictor
+    from slideiqa.pipeline.fields import score_field
 
     rows = {}
     for group, paths, mpp in smears:
@@ -222,21 +232,30 @@ def judge_smears(smears: list[tuple[str, list[Path], float]], model: str, loso: 
                 scores.append(score_field(path, predictor, mpp).score)
             except SlideIQAError:
                 refused += 1
-        rows[group] = {"fields": len(scores), "refused": refused, "seen": not held, "fold": held,
-                       "pass": float(np.mean(np.array(scores) >= 0.5)) if scores else None,
-                       "mean_score": float(np.mean(scores)) if scores else None}
+        rows[group] = {
+            "fields": len(scores),
+            "refused": refused,
+            "seen": not held,
+            "fold": held,
+            "pass": float(np.mean(np.array(scores) >= 0.5)) if scores else None,
+            "mean_score": float(np.mean(scores)) if scores else None,
+        }
     return rows
 
 
 def print_smears(rows: dict[str, dict]) -> None:
     if not rows:
         return
-    print("\nSmear fields, judged as slideiqa predict judges a camera field:\n\n"
-          "| collection | model | fields | pass | mean score |\n|---|---|---|---|---|")
+    print(
+        "\nSmear fields, judged as slideiqa predict judges a camera field:\n\n"
+        "| collection | model | fields | pass | mean score |\n|---|---|---|---|---|"
+    )
     for group, f in rows.items():
         model = "seen" if f["seen"] else "held out (its fold)"
-        print(f"| {group} | {model} | {f['fields']} | {_share(f['pass'])} | "
-              f"{'–' if f['mean_score'] is None else round(f['mean_score'], 3)} |")
+        print(
+            f"| {group} | {model} | {f['fields']} | {_share(f['pass'])} | "
+            f"{'–' if f['mean_score'] is None else round(f['mean_score'], 3)} |"
+        )
 
 
 def row_figures(outcomes: list[Outcome]) -> dict:
@@ -248,14 +267,16 @@ def row_figures(outcomes: list[Outcome]) -> dict:
         for name, count in o.classes.items():
             classes[name] = classes.get(name, 0) + count
     count = len(counted)
-    return {"fields": count,
-            "pass": sum(o.verdict == "pass" for o in counted) / count if count else None,
-            "tissue_found": sum(o.status == "mapped" for o in counted) / count if count else None,
-            "tissue_tiles": tiles,
-            "flagged": sum(o.flagged for o in counted) / tiles if tiles else None,
-            "flagged_on_edge_tiles": sum(o.flagged_edge for o in counted) / tiles if tiles else None,
-            "classes": {name: n / tiles for name, n in sorted(classes.items(), key=lambda kv: -kv[1])},
-            "failing": [o.file for o in counted if o.verdict != "pass"]}
+    return {
+        "fields": count,
+        "pass": sum(o.verdict == "pass" for o in counted) / count if count else None,
+        "tissue_found": sum(o.status == "mapped" for o in counted) / count if count else None,
+        "tissue_tiles": tiles,
+        "flagged": sum(o.flagged for o in counted) / tiles if tiles else None,
+        "flagged_on_edge_tiles": sum(o.flagged_edge for o in counted) / tiles if tiles else None,
+        "classes": {name: n / tiles for name, n in sorted(classes.items(), key=lambda kv: -kv[1])},
+        "failing": [o.file for o in counted if o.verdict != "pass"],
+    }
 
 
 def bars_missed(figures: dict) -> list[str]:
@@ -277,18 +298,24 @@ def _share(value: float | None) -> str:
 
 
 def print_table(rows: dict[str, dict]) -> None:
-    print("\n| source | model | fields | pass | tissue found | tissue tiles | flagged (of them on edge tiles) "
-          "| false alarms per class, share of tissue tiles | bars missed |")
+    print(
+        "\n| source | model | fields | pass | tissue found | tissue tiles | flagged (of them on edge tiles) "
+        "| false alarms per class, share of tissue tiles | bars missed |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, f in rows.items():
         classes = ", ".join(f"{c} {_share(s)}" for c, s in f["classes"].items()) or "–"
         bars = "(seen: not a measurement)" if f["seen"] else ", ".join(f["missed"]) or "none: all met"
         model = "seen" if f["seen"] else "held out (its fold)" if f.get("fold") else "held out"
-        print(f"| {name} | {model} | {f['fields']} | {_share(f['pass'])} "
-              f"| {_share(f['tissue_found'])} | {f['tissue_tiles']} | {_share(f['flagged'])} "
-              f"({_share(f['flagged_on_edge_tiles'])}) | {classes} | {bars} |")
-    print(f"\nBars (held-out rows): pass ≥ {BARS['pass']:.0%}, flagged ≤ {BARS['flagged']:.0%} of tissue tiles, "
-          f"no class > {BARS['class']:.0%}, tissue found ≥ {BARS['tissue_found']:.0%}.")
+        print(
+            f"| {name} | {model} | {f['fields']} | {_share(f['pass'])} "
+            f"| {_share(f['tissue_found'])} | {f['tissue_tiles']} | {_share(f['flagged'])} "
+            f"({_share(f['flagged_on_edge_tiles'])}) | {classes} | {bars} |"
+        )
+    print(
+        f"\nBars (held-out rows): pass ≥ {BARS['pass']:.0%}, flagged ≤ {BARS['flagged']:.0%} of tissue tiles, "
+        f"no class > {BARS['class']:.0%}, tissue found ≥ {BARS['tissue_found']:.0%}."
+    )
 
 
 def main() -> None:
@@ -296,10 +323,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--model", default="default", help="model name or checkpoint path")
     parser.add_argument("--sources", help="comma-separated source names to run (default: all)")
-    parser.add_argument("--loso", type=Path, help="folds of slideiqa-train generalisation --save-folds: map each "
-                                                  "catalogued group's fields with the model trained without it")
-    parser.add_argument("--at-mpp", type=float, help="map every field resized to this µm/px first (0.55: as a 20× "
-                                                      "scanner writes it, 10 %% coarser than the model)")
+    parser.add_argument(
+        "--loso",
+        type=Path,
+        help="folds of slideiqa-train generalisation --save-folds: map each "
+        "catalogued group's fields with the model trained without it",
+    )
+    parser.add_argument(
+        "--at-mpp",
+        type=float,
+        help="map every field resized to this µm/px first (0.55: as a 20× "
+        "scanner writes it, 10 %% coarser than the model)",
+    )
     parser.add_argument("--json", type=Path, help="write the table and every field's outcome here")
     parser.add_argument("--keep", type=Path, help="write maps and cuts here instead of a temporary folder")
     args = parser.parse_args()
@@ -329,19 +364,23 @@ def main() -> None:
                 out = folder / f"{item.path.stem}.quality.zarr"
                 o = measure(item, out, item.model or args.model)
                 outcomes.append(o)
-                print(f"{o.source}: {o.file} — {o.verdict or o.status}, {o.flagged}/{o.tissue_tiles} flagged "
-                      f"{o.classes or ''} {o.message}", flush=True)
+                print(
+                    f"{o.source}: {o.file} — {o.verdict or o.status}, {o.flagged}/{o.tissue_tiles} flagged "
+                    f"{o.classes or ''} {o.message}",
+                    flush=True,
+                )
         smear_rows = judge_smears(smears, args.model, args.loso, SMEAR_FIELDS) if not args.sources else {}
     elapsed = time.perf_counter() - started
     rows: dict[str, dict] = {}
     for name in dict.fromkeys(o.source for o in outcomes):
         of_source = [o for o in outcomes if o.source == name]
         if any(o.status != "refused" for o in of_source):
-            rows[name] = row_figures(of_source) | {"seen": of_source[0].seen,
-                                                   "fold": "without-" in of_source[0].model}
+            rows[name] = row_figures(of_source) | {"seen": of_source[0].seen, "fold": "without-" in of_source[0].model}
     held = [o for o in outcomes if not o.seen]
-    for name, chosen in (("held-out total, whole fields", [o for o in held if not o.cut]),
-                         (f"held-out total, whole + {CUT} px cuts", held)):
+    for name, chosen in (
+        ("held-out total, whole fields", [o for o in held if not o.cut]),
+        (f"held-out total, whole + {CUT} px cuts", held),
+    ):
         if chosen:
             rows[name] = row_figures(chosen) | {"seen": False}
     for figures in rows.values():
@@ -357,13 +396,29 @@ def main() -> None:
             print(f"\nfailing in {name}: {', '.join(figures['failing'])}")
     held_rows = {name: f for name, f in rows.items() if not f["seen"] and "total" not in name}
     met = [name for name, f in held_rows.items() if not f["missed"]]
-    print(f"\nHeld-out sources meeting all four bars: {len(met)} of {len(held_rows)}"
-          + (f" ({', '.join(met)})" if met else "") + f". {len(outcomes)} maps in {elapsed:.0f} s.")
+    print(
+        f"\nHeld-out sources meeting all four bars: {len(met)} of {len(held_rows)}"
+        + (f" ({', '.join(met)})" if met else "")
+        + f". {len(outcomes)} maps in {elapsed:.0f} s."
+    )
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "bars": BARS, "seconds": elapsed, "rows": rows,
-                                         "refused": refused, "left_out": left_out, "smears": smear_rows,
-                                         "fields": [asdict(o) for o in outcomes]},
-                                        indent=1, default=str) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "bars": BARS,
+                    "seconds": elapsed,
+                    "rows": rows,
+                    "refused": refused,
+                    "left_out": left_out,
+                    "smears": smear_rows,
+                    "fields": [asdict(o) for o in outcomes],
+                },
+                indent=1,
+                default=str,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

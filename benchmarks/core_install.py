@@ -61,16 +61,24 @@ def main() -> None:
         installed = run(python, "-m", "pip", "list", "--format=freeze").stdout.lower()
         torch_there = [name for name in ("torch==", "torchvision==", "triton==", "nvidia-") if name in installed]
         start = time.perf_counter()
-        mapped = subprocess.run([venv / "bin" / "slideiqa", "map", SAMPLE, "-o", Path(work) / "s.quality.zarr"],
-                                capture_output=True, text=True)
+        mapped = subprocess.run(
+            [venv / "bin" / "slideiqa", "map", SAMPLE, "-o", Path(work) / "s.quality.zarr"],
+            capture_output=True,
+            text=True,
+        )
         map_seconds = time.perf_counter() - start
-        packages = sorted(((size_mb(path), path.name) for path in site_packages(venv).iterdir() if path.is_dir()),
-                          reverse=True)
-    print(f"core install: {total:.0f} MB on disk (target ≤ {TARGET_MB}), {seconds:.0f} s from the local wheels "
-          f"({len(installed.splitlines())} distributions)")
+        packages = sorted(
+            ((size_mb(path), path.name) for path in site_packages(venv).iterdir() if path.is_dir()), reverse=True
+        )
+    print(
+        f"core install: {total:.0f} MB on disk (target ≤ {TARGET_MB}), {seconds:.0f} s from the local wheels "
+        f"({len(installed.splitlines())} distributions)"
+    )
     print(f"PyTorch or CUDA wheels installed: {', '.join(torch_there) or 'none'}")
-    print(f"slideiqa map on the sample with it: exit {mapped.returncode}, {map_seconds:.1f} s"
-          + (f" — {mapped.stderr.strip().splitlines()[-1]}" if mapped.returncode else ""))
+    print(
+        f"slideiqa map on the sample with it: exit {mapped.returncode}, {map_seconds:.1f} s"
+        + (f" — {mapped.stderr.strip().splitlines()[-1]}" if mapped.returncode else "")
+    )
     print("largest folders in site-packages (MB):")
     for mb, name in packages[:12]:
         print(f"  {mb:7.1f}  {name}")

@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import map_speed
 import map_speed_40x
+import numpy as np
 from synthetic_slides import CACHE, build_slide
 
 #: CUDA agrees with the CPU when no tissue tile's score differs by this much and every label is equal.
@@ -37,6 +36,7 @@ MAX_SCORE_DIFFERENCE = 0.01
 
 def slides(scale: float) -> dict[str, Path]:
     """The two benchmark slides at ``scale`` of their full size (width and height)."""
+
     def size(value: int, multiple: int) -> int:
         return max(multiple, int(value * scale) // multiple * multiple)
 
@@ -44,9 +44,15 @@ def slides(scale: float) -> dict[str, Path]:
     width_40x, height_40x = size(map_speed_40x.WIDTH, 4096), size(map_speed_40x.HEIGHT, 4096)
     return {
         "0.5 µm/px": build_slide(CACHE / f"benchmark_{width}x{height}.tif", width, height, map_speed.LEVELS),
-        "40×": build_slide(CACHE / f"benchmark_{width_40x}x{height_40x}_40x.tif", width_40x, height_40x,
-                           map_speed_40x.LEVELS, mpp=map_speed_40x.MPP, tile=map_speed_40x.TILE,
-                           level_step=map_speed_40x.LEVEL_STEP),
+        "40×": build_slide(
+            CACHE / f"benchmark_{width_40x}x{height_40x}_40x.tif",
+            width_40x,
+            height_40x,
+            map_speed_40x.LEVELS,
+            mpp=map_speed_40x.MPP,
+            tile=map_speed_40x.TILE,
+            level_step=map_speed_40x.LEVEL_STEP,
+        ),
     }
 
 
@@ -82,7 +88,9 @@ def main() -> None:
     for name, slide in slides(args.scale).items():
         tiles, seconds = map_speed.read_only(slide, cores)
         read_rate = tiles / seconds
-        print(f"{name} {slide.name}: (a) read-only {read_rate:.0f} tiles/s ({tiles} tiles, {cores} threads)", flush=True)
+        print(
+            f"{name} {slide.name}: (a) read-only {read_rate:.0f} tiles/s ({tiles} tiles, {cores} threads)", flush=True
+        )
         maps: list[Path] = []
         for run, device in enumerate(("cpu", args.device)):
             maps.append(work / f"{run}-{device}-{slide.stem}.quality.zarr")
@@ -90,11 +98,16 @@ def main() -> None:
             result = map_slide(slide, maps[-1], MapOptions(device=device), workers=args.workers)
             wall = time.perf_counter() - started
             rate = result.summary["tiles_per_s"]
-            print(f"  map --device {device}: {rate:.0f} tiles/s computing ({rate / read_rate:.2f}× read-only), "
-                  f"{result.summary['tissue_tiles'] / wall:.0f} over {wall:.1f} s", flush=True)
+            print(
+                f"  map --device {device}: {rate:.0f} tiles/s computing ({rate / read_rate:.2f}× read-only), "
+                f"{result.summary['tissue_tiles'] / wall:.0f} over {wall:.1f} s",
+                flush=True,
+            )
         count, largest, labels = compare(*maps)
         agree &= largest < MAX_SCORE_DIFFERENCE and labels == 0
-        print(f"  {args.device} against cpu: {count} tissue tiles, largest |Δ score| {largest:.4f}, labels differ on {labels}")
+        print(
+            f"  {args.device} against cpu: {count} tissue tiles, largest |Δ score| {largest:.4f}, labels differ on {labels}"
+        )
     folder = work / "cohort"
     folder.mkdir()
     for slide in slides(args.scale).values():
@@ -104,8 +117,11 @@ def main() -> None:
         batch = run_batch([folder], work / f"batch-{run}-{device}", options=MapOptions(device=device))
         wall = time.perf_counter() - started
         tiles = sum(record.tissue_tiles or 0 for record in batch.records)
-        print(f"batch --device {device}: {len(batch.records)} slides, {tiles} tiles in {wall:.1f} s = "
-              f"{tiles / wall:.0f} tiles/s", flush=True)
+        print(
+            f"batch --device {device}: {len(batch.records)} slides, {tiles} tiles in {wall:.1f} s = "
+            f"{tiles / wall:.0f} tiles/s",
+            flush=True,
+        )
     print(json.dumps({"agree": agree, "bar": MAX_SCORE_DIFFERENCE}))
     sys.exit(0 if agree else 1)
 

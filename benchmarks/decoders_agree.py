@@ -27,12 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from clean_tissue import HELD_OUT, ROOT  # noqa: E402
-from map_speed_40x import AGREEMENT_BARS, agreement  # noqa: E402
-from slides import write_pyramidal_tiff  # noqa: E402
+from clean_tissue import HELD_OUT, ROOT
+from map_speed_40x import AGREEMENT_BARS, agreement
+from slides import write_pyramidal_tiff
 
-from slideiqa import map_slide  # noqa: E402
-from slideiqa.io.slide import DECODER_VARIABLE, open_slide  # noqa: E402
+from slideiqa import map_slide
+from slideiqa.io.slide import DECODER_VARIABLE, open_slide
 
 FORTY_X = 0.25
 
@@ -59,15 +59,19 @@ def mapped_both_ways(field: Path, folder: Path, quality: int) -> tuple[dict, dic
     with open_slide(field) as slide:
         pixels = slide.read_region((0, 0), 0, slide.dimensions)
     pixels = mirrored_2x2(pixels)
-    pyramid = write_pyramidal_tiff(folder / f"{field.stem}.tif", pixels, mpp=FORTY_X, levels=2, level_step=4,
-                                   quality=quality)
+    pyramid = write_pyramidal_tiff(
+        folder / f"{field.stem}.tif", pixels, mpp=FORTY_X, levels=2, level_step=4, quality=quality
+    )
     summaries = {}
     for decoder in ("openslide", "scaled"):
         os.environ[DECODER_VARIABLE] = decoder
         summaries[decoder] = map_slide(pyramid, folder / f"{decoder}.quality.zarr", overwrite=True).summary
     os.environ.pop(DECODER_VARIABLE)
-    return (agreement(folder / "openslide.quality.zarr", folder / "scaled.quality.zarr"),
-            summaries["openslide"], summaries["scaled"])
+    return (
+        agreement(folder / "openslide.quality.zarr", folder / "scaled.quality.zarr"),
+        summaries["openslide"],
+        summaries["scaled"],
+    )
 
 
 def main() -> None:
@@ -86,22 +90,37 @@ def main() -> None:
                 figures, general, scaled = mapped_both_ways(field, Path(temporary), args.quality)
                 if scaled["reading"]["decoder"] != "scaled JPEG":
                     raise SystemExit(f"{field.name}: the scaled decode did not run ({scaled['reading']})")
-                tiles, crossing, differ = tiles + figures["tiles"], crossing + figures["crossing"], differ + figures["labels_differ"]
+                tiles, crossing, differ = (
+                    tiles + figures["tiles"],
+                    crossing + figures["crossing"],
+                    differ + figures["labels_differ"],
+                )
                 for change, count in figures["label_changes"].items():
                     changes[change] = changes.get(change, 0) + count
                 if general["verdict"] != scaled["verdict"]:
                     verdicts_differ.append(f"{field.name}: {general['verdict']} → {scaled['verdict']}")
-            print(f"{source}: {len(fields)} fields, {tiles} tissue tiles, {crossing} cross the threshold, {differ} "
-                  f"labelled differently {changes or ''}", flush=True)
-            total = {"tiles": total["tiles"] + tiles, "crossing": total["crossing"] + crossing,
-                     "labels_differ": total["labels_differ"] + differ}
+            print(
+                f"{source}: {len(fields)} fields, {tiles} tissue tiles, {crossing} cross the threshold, {differ} "
+                f"labelled differently {changes or ''}",
+                flush=True,
+            )
+            total = {
+                "tiles": total["tiles"] + tiles,
+                "crossing": total["crossing"] + crossing,
+                "labels_differ": total["labels_differ"] + differ,
+            }
     tiles = max(total["tiles"], 1)
-    agrees = (total["crossing"] <= AGREEMENT_BARS["crossing"] * tiles
-              and tiles - total["labels_differ"] >= AGREEMENT_BARS["labels"] * tiles and not verdicts_differ)
-    print(f"\nIn all, JPEG quality {args.quality}: {total['tiles']} tissue tiles, {total['crossing']} "
-          f"({total['crossing'] / tiles:.2%}) cross (bar ≤ {AGREEMENT_BARS['crossing']:.1%}), labels agree on "
-          f"{1 - total['labels_differ'] / tiles:.2%} (bar ≥ {AGREEMENT_BARS['labels']:.0%}); verdicts differ: "
-          f"{verdicts_differ or 'none'} ({time.perf_counter() - started:.0f} s)")
+    agrees = (
+        total["crossing"] <= AGREEMENT_BARS["crossing"] * tiles
+        and tiles - total["labels_differ"] >= AGREEMENT_BARS["labels"] * tiles
+        and not verdicts_differ
+    )
+    print(
+        f"\nIn all, JPEG quality {args.quality}: {total['tiles']} tissue tiles, {total['crossing']} "
+        f"({total['crossing'] / tiles:.2%}) cross (bar ≤ {AGREEMENT_BARS['crossing']:.1%}), labels agree on "
+        f"{1 - total['labels_differ'] / tiles:.2%} (bar ≥ {AGREEMENT_BARS['labels']:.0%}); verdicts differ: "
+        f"{verdicts_differ or 'none'} ({time.perf_counter() - started:.0f} s)"
+    )
     if not agrees:
         print("FAILED: the scaled decode does not agree with the general path", file=sys.stderr)
         sys.exit(1)

@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from map_speed import tissue_cells  # noqa: E402
-from map_speed_40x import HEIGHT, LEVEL_STEP, LEVELS, MPP, SLIDE, TILE, WIDTH  # noqa: E402
-from synthetic_slides import build_slide  # noqa: E402
+from map_speed import tissue_cells
+from map_speed_40x import HEIGHT, LEVEL_STEP, LEVELS, MPP, SLIDE, TILE, WIDTH
+from synthetic_slides import build_slide
 
-from slideiqa.artefacts.debris import debris_tiles  # noqa: E402
-from slideiqa.io.grid import read_tile  # noqa: E402
-from slideiqa.models.predictor import Predictor  # noqa: E402
-from slideiqa.io.slide import open_slide  # noqa: E402
-from slideiqa.measure.slide_tone import DEPARTURE_Z, tone_features, tone_z  # noqa: E402
+from slideiqa.artefacts.debris import debris_tiles
+from slideiqa.io.grid import read_tile
+from slideiqa.io.slide import open_slide
+from slideiqa.measure.slide_tone import DEPARTURE_Z, tone_features, tone_z
+from slideiqa.models.predictor import Predictor
 
 NETWORK_ONLY = {"measure_noise": False, "measure_motion": False, "measure_jpeg": False, "measure_exposure": False}
 
@@ -54,28 +54,39 @@ def main() -> None:
     args = parser.parse_args()
     general, scaled = both_ways(args.tiles)
     print(f"{len(general)} tissue tiles of the {WIDTH} × {HEIGHT} px 40× benchmark slide")
-    for name, predictor in (("network alone", Predictor("default", **NETWORK_ONLY)),
-                            ("network and measured families", Predictor("default"))):
+    for name, predictor in (
+        ("network alone", Predictor("default", **NETWORK_ONLY)),
+        ("network and measured families", Predictor("default")),
+    ):
         a, b = predictor.predict(general), predictor.predict(scaled)
         crossing = int(((a[:, 0] < 0.5) != (b[:, 0] < 0.5)).sum())
         print(f"{name}: tiles crossing 0.5 {crossing}, mean |ΔP(good)| {np.abs(a[:, 0] - b[:, 0]).mean():.4f}")
     classes = predictor.classes
     debris_a = np.asarray(debris_tiles(general, predictor.card.mpp, a, classes))
     debris_b = np.asarray(debris_tiles(scaled, predictor.card.mpp, b, classes))
-    print(f"debris: general {int(debris_a.sum())}, scaled {int(debris_b.sum())}, "
-          f"tiles labelled differently {int((debris_a != debris_b).sum())}")
+    print(
+        f"debris: general {int(debris_a.sum())}, scaled {int(debris_b.sum())}, "
+        f"tiles labelled differently {int((debris_a != debris_b).sum())}"
+    )
     tone_a, tone_b = tone_features(general), tone_features(scaled)
-    print("tone features (glass, stain density, white point): mean |Δ| "
-          + ", ".join(f"{value:.3f}" for value in np.nanmean(np.abs(tone_a - tone_b), axis=0))
-          + "; spread across tiles " + ", ".join(f"{value:.3f}" for value in np.nanstd(tone_a, axis=0)))
-    print("tone features, scaled minus general, mean: "
-          + ", ".join(f"{value:+.3f}" for value in np.nanmean(tone_b - tone_a, axis=0)))
+    print(
+        "tone features (glass, stain density, white point): mean |Δ| "
+        + ", ".join(f"{value:.3f}" for value in np.nanmean(np.abs(tone_a - tone_b), axis=0))
+        + "; spread across tiles "
+        + ", ".join(f"{value:.3f}" for value in np.nanstd(tone_a, axis=0))
+    )
+    print(
+        "tone features, scaled minus general, mean: "
+        + ", ".join(f"{value:+.3f}" for value in np.nanmean(tone_b - tone_a, axis=0))
+    )
     # Each path against its own sample's reference, as each map judges its tiles against its own slide.
     departs_a = np.nanmax(np.abs(tone_z(tone_a)), axis=1) > DEPARTURE_Z
     departs_b = np.nanmax(np.abs(tone_z(tone_b)), axis=1) > DEPARTURE_Z
-    print(f"tiles departing the slide's tone (> {DEPARTURE_Z} spreads, each path against its own reference): "
-          f"general {int(departs_a.sum())}, scaled {int(departs_b.sum())}, "
-          f"judged differently {int((departs_a != departs_b).sum())}")
+    print(
+        f"tiles departing the slide's tone (> {DEPARTURE_Z} spreads, each path against its own reference): "
+        f"general {int(departs_a.sum())}, scaled {int(departs_b.sum())}, "
+        f"judged differently {int((departs_a != departs_b).sum())}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,16 +42,16 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clean_tissue import HELD_OUT, ROOT, Field, at_mpp, resampled  # noqa: E402
+from clean_tissue import HELD_OUT, ROOT, Field, at_mpp, resampled
 
-from slideiqa.synthetic.distortions import KINDS, distort, exposure  # noqa: E402
-from slideiqa.errors import SlideIQAError  # noqa: E402
-from slideiqa.pipeline.mapping import map_slide  # noqa: E402
-from slideiqa.settings.options import MapOptions  # noqa: E402
-from slideiqa.io.slide import open_slide  # noqa: E402
-from slideiqa.outputs.store import FIXED_LABELS, open_map  # noqa: E402
-from training.cross_implementation import IMPLEMENTATIONS  # noqa: E402
-from training.generalisation import FLOORS, MIN_NEWLY_CLIPPED, clipped_share  # noqa: E402
+from slideiqa.errors import SlideIQAError
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.store import FIXED_LABELS, open_map
+from slideiqa.pipeline.mapping import map_slide
+from slideiqa.settings.options import MapOptions
+from slideiqa.synthetic.distortions import KINDS, distort, exposure
+from training.cross_implementation import IMPLEMENTATIONS
+from training.generalisation import FLOORS, MIN_NEWLY_CLIPPED, clipped_share
 
 #: The bars on every held-out source: share of defective tiles flagged, AUC clean vs defective.
 BARS = {"flagged": 0.90, "auc": 0.97}
@@ -66,18 +66,34 @@ def implementations(family: str) -> list[tuple[str, object]]:
     for kind in KINDS[family]:
         if family == "exposure":
             for direction, word in ((-1, "darker"), (1, "brighter")):
-                found.append((f"slideiqa {kind} {word}", lambda image, mpp, seed, k=kind, d=direction:
-                              exposure(image, severity, mpp=mpp, seed=seed, kind=k, direction=d)))
+                found.append(
+                    (
+                        f"slideiqa {kind} {word}",
+                        lambda image, mpp, seed, k=kind, d=direction: exposure(
+                            image, severity, mpp=mpp, seed=seed, kind=k, direction=d
+                        ),
+                    )
+                )
         else:
-            found.append((f"slideiqa {kind}", lambda image, mpp, seed, k=kind:
-                          distort(image, family, severity, mpp=mpp, seed=seed, kind=k)))
+            found.append(
+                (
+                    f"slideiqa {kind}",
+                    lambda image, mpp, seed, k=kind: distort(image, family, severity, mpp=mpp, seed=seed, kind=k),
+                )
+            )
     for name, degrade in IMPLEMENTATIONS[family].items():
         if family == "exposure":  # the library draws the direction: run it both ways, with fixed draws
             for draw, word in ((0.9, "darker"), (0.1, "brighter")):
-                found.append((f"{name} {word}", lambda image, mpp, seed, g=degrade, u=draw:
-                              g(image, severity, mpp, _FixedDraw(u, seed))))
+                found.append(
+                    (
+                        f"{name} {word}",
+                        lambda image, mpp, seed, g=degrade, u=draw: g(image, severity, mpp, _FixedDraw(u, seed)),
+                    )
+                )
         else:
-            found.append((name, lambda image, mpp, seed, g=degrade: g(image, severity, mpp, np.random.default_rng(seed))))
+            found.append(
+                (name, lambda image, mpp, seed, g=degrade: g(image, severity, mpp, np.random.default_rng(seed)))
+            )
     return found
 
 
@@ -106,8 +122,10 @@ def tile_scores(item: Field, path: Path, out: Path, model: str) -> tuple[np.ndar
     fixed = label >= min(FIXED_LABELS.values())
     scores = np.where(fixed, 0.0, np.nan_to_num(score, nan=0.0))[tissue]
     flagged = (fixed | (np.nan_to_num(score, nan=1.0) < result.summary["threshold"]))[tissue]
-    names = [FIXED_NAMES[int(v)] if v >= min(FIXED_LABELS.values())
-             else classes[1 + int(np.argmax(probs[1:, r, c]))] for (r, c), v in zip(np.argwhere(tissue), label[tissue])]
+    names = [
+        FIXED_NAMES[int(v)] if v >= min(FIXED_LABELS.values()) else classes[1 + int(np.argmax(probs[1:, r, c]))]
+        for (r, c), v in zip(np.argwhere(tissue), label[tissue])
+    ]
     return scores, flagged, names
 
 
@@ -138,12 +156,19 @@ def main() -> None:
     parser.add_argument("--sources", help="comma-separated held-out sources (default: all)")
     parser.add_argument("--families", help="comma-separated families (default: all)")
     parser.add_argument("--fields-per-source", type=int, default=0, help="at most this many fields of each (0: all)")
-    parser.add_argument("--at-mpp", type=float, help="resize every field to this µm/px first (0.55: 10 %% coarser "
-                                                      "than the model, as a 20× scanner writes it)")
+    parser.add_argument(
+        "--at-mpp",
+        type=float,
+        help="resize every field to this µm/px first (0.55: 10 %% coarser than the model, as a 20× scanner writes it)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    sources = {name: [Field(name, path, mpp, seen=False) for pattern, mpp in patterns
-                      for path in sorted(args.data.glob(pattern))] for name, patterns in HELD_OUT.items()}
+    sources = {
+        name: [
+            Field(name, path, mpp, seen=False) for pattern, mpp in patterns for path in sorted(args.data.glob(pattern))
+        ]
+        for name, patterns in HELD_OUT.items()
+    }
     if args.sources:
         unknown = [name for name in args.sources.split(",") if name not in sources]
         if unknown:
@@ -169,14 +194,18 @@ def main() -> None:
                     for index, item in enumerate(items):
                         field, mpp = at_defect_scale(native_pixels(item), item.mpp, family)
                         pixels = np.ascontiguousarray(degrade(field, mpp, 1000 * index + 7))
-                        if "clip" in name and clipped_share(pixels[None])[0] - clipped_share(field[None])[0] < MIN_NEWLY_CLIPPED:
+                        if (
+                            "clip" in name
+                            and clipped_share(pixels[None])[0] - clipped_share(field[None])[0] < MIN_NEWLY_CLIPPED
+                        ):
                             continue  # a field inside the clipping points is only stretched in contrast
                         # Never the field's own name: with --at-mpp the clean field itself is a PNG
                         # in this folder, and each copy must start from it, not from the last copy.
                         path = work / f"{item.path.stem}.degraded.png"
                         Image.fromarray(pixels).save(path)
-                        mapped = tile_scores(Field(item.source, item.path, mpp, False), path,
-                                             work / "defect.quality.zarr", args.model)
+                        mapped = tile_scores(
+                            Field(item.source, item.path, mpp, False), path, work / "defect.quality.zarr", args.model
+                        )
                         if mapped is None:
                             continue
                         scores.append(mapped[0])
@@ -188,27 +217,47 @@ def main() -> None:
                     scores_all, flagged_all = np.concatenate(scores), np.concatenate(flagged)
                     truth = np.r_[np.ones(len(clean_scores)), np.zeros(len(scores_all))]
                     auc = roc_auc_score(truth, np.r_[clean_scores, scores_all])
-                    row = {"source": source, "family": family, "implementation": name, "tiles": len(scores_all),
-                           "flagged": float(flagged_all.mean()), "right_family": float(np.mean(right)), "auc": float(auc)}
+                    row = {
+                        "source": source,
+                        "family": family,
+                        "implementation": name,
+                        "tiles": len(scores_all),
+                        "flagged": float(flagged_all.mean()),
+                        "right_family": float(np.mean(right)),
+                        "auc": float(auc),
+                    }
                     rows.append(row)
-                    print(f"{source:14s} {family:9s} {name:34s} tiles {row['tiles']:4d}  flagged {row['flagged']:.2f}  "
-                          f"right family {row['right_family']:.2f}  AUC {auc:.3f}", flush=True)
+                    print(
+                        f"{source:14s} {family:9s} {name:34s} tiles {row['tiles']:4d}  flagged {row['flagged']:.2f}  "
+                        f"right family {row['right_family']:.2f}  AUC {auc:.3f}",
+                        flush=True,
+                    )
         pair = {}
         for name in ("histoart_blur_1.png", "histoart_artifact_free_1.png"):
             item = Field("natural focus", args.data / "natural_focus" / name, 0.5, seen=False)
-            result = map_slide(item.path, work / "pair.quality.zarr", MapOptions(model=args.model, mpp=0.5, overwrite=True))
+            result = map_slide(
+                item.path, work / "pair.quality.zarr", MapOptions(model=args.model, mpp=0.5, overwrite=True)
+            )
             pair[name] = {"verdict": result.summary["verdict"], "mean_score": result.summary["mean_score"]}
-        print(f"\nreal out-of-focus tile (0.5 µm/px assumed): {pair['histoart_blur_1.png']}; "
-              f"its clean sibling: {pair['histoart_artifact_free_1.png']}")
+        print(
+            f"\nreal out-of-focus tile (0.5 µm/px assumed): {pair['histoart_blur_1.png']}; "
+            f"its clean sibling: {pair['histoart_artifact_free_1.png']}"
+        )
     print("\nBelow the bars (flagged < 0.90 or AUC < 0.97):")
     for row in rows:
         if row["flagged"] < BARS["flagged"] or row["auc"] < BARS["auc"]:
-            print(f"  {row['source']} {row['family']} {row['implementation']}: flagged {row['flagged']:.2f}, "
-                  f"AUC {row['auc']:.3f}")
+            print(
+                f"  {row['source']} {row['family']} {row['implementation']}: flagged {row['flagged']:.2f}, "
+                f"AUC {row['auc']:.3f}"
+            )
     print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s.")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "floors": FLOORS, "bars": BARS, "rows": rows,
-                                         "natural_focus": pair}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"model": args.model, "floors": FLOORS, "bars": BARS, "rows": rows, "natural_focus": pair}, indent=1
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

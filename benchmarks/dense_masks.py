@@ -30,9 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.synthetic.distortions import FAMILIES, distort_local  # noqa: E402
 from slideiqa.explain.heatmaps import enlarge  # noqa: E402
 from slideiqa.models.predictor import Predictor  # noqa: E402
+from slideiqa.synthetic.distortions import FAMILIES, distort_local  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 from training.cell_head import holdout_crops, local_mask, per_cell  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402
@@ -68,12 +68,15 @@ def masks(predictor: Predictor, crops: list[np.ndarray], mpp: float, rng: np.ran
                 if bad_under.any():
                     right.append((cells[0].argmax(-1)[bad_under] == label).mean())
                 flagged.append(tile[0, good] < 0.5)
-            print(f"| {family} | {code} | {np.mean(ious):.2f} | {np.median(ious):.2f} | "
-                  f"{np.mean(right) if right else float('nan'):.2f} | {np.mean(flagged):.2f} |")
+            print(
+                f"| {family} | {code} | {np.mean(ious):.2f} | {np.median(ious):.2f} | "
+                f"{np.mean(right) if right else float('nan'):.2f} | {np.mean(flagged):.2f} |"
+            )
     _, cells = predictor.predict_with_cells(np.stack(crops))
     bad = cells[..., good] < 0.5
-    by_class = ", ".join(f"{name} {(bad & (cells.argmax(-1) == i)).mean():.1%}"
-                         for i, name in enumerate(predictor.classes) if i != good)
+    by_class = ", ".join(
+        f"{name} {(bad & (cells.argmax(-1) == i)).mean():.1%}" for i, name in enumerate(predictor.classes) if i != good
+    )
     print(f"\nClean crops: {bad.mean():.1%} of {bad.size} cells flagged ({by_class})")
 
 
@@ -87,8 +90,11 @@ def clean_cells_per_group(predictor: Predictor, data: Path, plan: CropPlan, per_
         crops = cut_tiles(group, group.paths(data, plan.cache, include_holdout=True), per_group, plan, rng)
         tiles, cells = predictor.predict_with_cells(np.stack(crops))
         bad = cells[..., good] < 0.5
-        by_class = ", ".join(f"{name} {(bad & (cells.argmax(-1) == i)).mean():.1%}"
-                             for i, name in enumerate(predictor.classes) if (bad & (cells.argmax(-1) == i)).any())
+        by_class = ", ".join(
+            f"{name} {(bad & (cells.argmax(-1) == i)).mean():.1%}"
+            for i, name in enumerate(predictor.classes)
+            if (bad & (cells.argmax(-1) == i)).any()
+        )
         print(f"| {group.name} | {(tiles[:, good] < 0.5).mean():.2f} | {bad.mean():.1%} | {by_class or '–'} |")
 
 
@@ -107,8 +113,11 @@ def speed(model: str) -> None:
         result = map_slide(slide, out, model=model, cells=cells)
         wall = time.perf_counter() - started
         rates[cells].append(result.summary["tiles_per_s"])
-        print(f"map {'with' if cells else 'without'} cells: {result.summary['tissue_tiles']} tiles, "
-              f"{result.summary['tiles_per_s']:.0f} tiles/s computing, {wall:.1f} s in all", flush=True)
+        print(
+            f"map {'with' if cells else 'without'} cells: {result.summary['tissue_tiles']} tiles, "
+            f"{result.summary['tiles_per_s']:.0f} tiles/s computing, {wall:.1f} s in all",
+            flush=True,
+        )
         shutil.rmtree(out.parent)
     with_cells, without = np.mean(rates[True]), np.mean(rates[False])
     print(f"ratio with / without cells: {with_cells / without:.2f} ({with_cells:.0f} / {without:.0f} tiles/s)")
@@ -125,8 +134,10 @@ def main() -> None:
     plan = CropPlan()
     rng = np.random.default_rng(2026)
     crops = holdout_crops(load_catalogue(), args.data, args.crops, plan, rng)
-    print(f"{len(crops)} held-out crops, model {predictor.card.name or args.model}; a dense mask is P(good) per "
-          f"{predictor.card.cell_px} px cell, enlarged bilinearly, below 0.5\n")
+    print(
+        f"{len(crops)} held-out crops, model {predictor.card.name or args.model}; a dense mask is P(good) per "
+        f"{predictor.card.cell_px} px cell, enlarged bilinearly, below 0.5\n"
+    )
     masks(predictor, crops, plan.mpp, rng)
     clean_cells_per_group(predictor, args.data, plan)
     if not args.no_speed:

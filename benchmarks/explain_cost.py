@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from startup import SAMPLE, measure  # noqa: E402
+from startup import SAMPLE, measure
 
 
 def main() -> None:
@@ -35,9 +35,11 @@ def main() -> None:
             walls.append(result["wall"])
             rss.append(result["rss_mb"])
             sizes.append(picture.stat().st_size / 1e6)
-    print(f"slideiqa explain {args.slide.name} --region {args.region}, {args.runs} runs: "
-          f"wall {min(walls):.1f}–{max(walls):.1f} s, peak RSS {statistics.median(rss):.0f} MB (median), "
-          f"picture {statistics.median(sizes):.1f} MB")
+    print(
+        f"slideiqa explain {args.slide.name} --region {args.region}, {args.runs} runs: "
+        f"wall {min(walls):.1f}–{max(walls):.1f} s, peak RSS {statistics.median(rss):.0f} MB (median), "
+        f"picture {statistics.median(sizes):.1f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.synthetic.distortions import FAMILIES, distort_local  # noqa: E402
 from slideiqa.explain.heatmaps import WHERE_SHARE, explain_image, explainer_for  # noqa: E402
+from slideiqa.synthetic.distortions import FAMILIES, distort_local  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 from training.cell_head import holdout_crops, local_mask  # noqa: E402
 from training.cross_implementation import degrade  # noqa: E402
@@ -47,7 +47,9 @@ def main() -> None:
     rng = np.random.default_rng(2026)
     crops = holdout_crops(load_catalogue(), args.data, args.crops, plan, rng)
     floor = f" and ≥ {explainer.where_floor:g}" if explainer.where_floor else ""
-    print(f"{len(crops)} held-out crops; {explainer.method}; heatmap pixels at ≥ {WHERE_SHARE:g} × its maximum{floor}\n")
+    print(
+        f"{len(crops)} held-out crops; {explainer.method}; heatmap pixels at ≥ {WHERE_SHARE:g} × its maximum{floor}\n"
+    )
     print("| family | code | IoU (mean) | IoU (median) | peak inside | flagged |")
     print("|---|---|---|---|---|---|")
     for family in FAMILIES:
@@ -67,8 +69,10 @@ def main() -> None:
                 ious.append((where & mask).sum() / max((where | mask).sum(), 1))
                 peaks.append(bool(heat.max() > 0 and mask.flat[int(heat.argmax())]))
                 flagged.append(explanation.probabilities[0, explainer.card.good_index] < 0.5)
-            print(f"| {family} | {code} | {np.mean(ious):.2f} | {np.median(ious):.2f} | {np.mean(peaks):.2f} | "
-                  f"{np.mean(flagged):.2f} |")
+            print(
+                f"| {family} | {code} | {np.mean(ious):.2f} | {np.median(ious):.2f} | {np.mean(peaks):.2f} | "
+                f"{np.mean(flagged):.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,11 @@ def main() -> None:
     parser.add_argument("--slide", type=Path, default=None, help="slide to map (default: map_speed.py's slide)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
-    parser.add_argument("--callers", default="", help="also show which slideiqa functions the functions "
-                                                      "with this in their name run under (e.g. _amin)")
+    parser.add_argument(
+        "--callers",
+        default="",
+        help="also show which slideiqa functions the functions with this in their name run under (e.g. _amin)",
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -73,11 +76,29 @@ def main() -> None:
     slide = args.slide or build_slide(CACHE / f"benchmark_{WIDTH}x{HEIGHT}.tif", WIDTH, HEIGHT, LEVELS)
     with tempfile.TemporaryDirectory() as work:
         raw = Path(work) / "profile.txt"
-        mapping = (f"from slideiqa import map_slide; "
-                   f"r = map_slide({str(slide)!r}, {str(Path(work) / 'p.quality.zarr')!r}); "
-                   f"print('mapped:', r.summary['tissue_tiles'], round(r.summary['tiles_per_s']))")
-        done = subprocess.run([spy, "record", "--format", "raw", "--rate", str(args.rate), "-o", str(raw), "--",
-                               sys.executable, "-c", mapping], capture_output=True, text=True)
+        mapping = (
+            f"from slideiqa import map_slide; "
+            f"r = map_slide({str(slide)!r}, {str(Path(work) / 'p.quality.zarr')!r}); "
+            f"print('mapped:', r.summary['tissue_tiles'], round(r.summary['tiles_per_s']))"
+        )
+        done = subprocess.run(
+            [
+                spy,
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                str(args.rate),
+                "-o",
+                str(raw),
+                "--",
+                sys.executable,
+                "-c",
+                mapping,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode:
             sys.exit(f"py-spy or the map failed: {done.stderr.strip()[-500:]}")
         tiles, rate = next(line for line in done.stdout.splitlines() if line.startswith("mapped:")).split()[1:]

@@ -32,7 +32,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from synthetic_slides import CACHE, build_slide
 
 WIDTH, HEIGHT, LEVELS = 40_960, 30_720, 4
@@ -86,10 +85,15 @@ def main() -> None:
         tiles, seconds = child.submit(read_only, slide, cores).result()
         _, direct_seconds = child.submit(read_only, slide, cores, False).result()
     read_rate = tiles / seconds
-    print(f"(a) read-only OpenSlide, {cores} threads: {tiles} tissue tiles in {seconds:.1f} s = {read_rate:.0f} tiles/s",
-          flush=True)
-    print(f"(a2) read-only as the map reads (direct JPEG), {cores} threads: {tiles / direct_seconds:.0f} tiles/s "
-          f"({seconds / direct_seconds:.1f}× OpenSlide's)", flush=True)
+    print(
+        f"(a) read-only OpenSlide, {cores} threads: {tiles} tissue tiles in {seconds:.1f} s = {read_rate:.0f} tiles/s",
+        flush=True,
+    )
+    print(
+        f"(a2) read-only as the map reads (direct JPEG), {cores} threads: {tiles / direct_seconds:.0f} tiles/s "
+        f"({seconds / direct_seconds:.1f}× OpenSlide's)",
+        flush=True,
+    )
     rates: dict[str, float] = {}
     for model in args.models.split(","):
         out = Path(tempfile.mkdtemp()) / "benchmark.quality.zarr"
@@ -98,17 +102,24 @@ def main() -> None:
         wall = time.perf_counter() - started
         assessed = result.summary["tissue_tiles"]
         map_rate = rates[model] = result.summary["tiles_per_s"]
-        rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-        print(f"(b) slideiqa map, model {model} ({'threads' if args.workers is None else f'{args.workers} workers'}): "
-              f"{assessed} tiles, {map_rate:.0f} tiles/s while computing, {assessed / wall:.0f} tiles/s over "
-              f"{wall:.1f} s in all")
-        print(f"ratio map / read-only: {map_rate / read_rate:.2f} (computing), {assessed / wall / read_rate:.2f} (in all)")
+        rss = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        )
+        print(
+            f"(b) slideiqa map, model {model} ({'threads' if args.workers is None else f'{args.workers} workers'}): "
+            f"{assessed} tiles, {map_rate:.0f} tiles/s while computing, {assessed / wall:.0f} tiles/s over "
+            f"{wall:.1f} s in all"
+        )
+        print(
+            f"ratio map / read-only: {map_rate / read_rate:.2f} (computing), {assessed / wall / read_rate:.2f} (in all)"
+        )
         print(f"peak RSS so far: {rss / 1024:.0f} MB (largest of this process and of its children)", flush=True)
         shutil.rmtree(out.parent)
     first = next(iter(rates))
     for model, rate in list(rates.items())[1:]:
-        print(f"model {model} maps at {rate / rates[first]:.2f}× the speed of {first} ({rates[first] / rate:.1f}× slower)")
+        print(
+            f"model {model} maps at {rate / rates[first]:.2f}× the speed of {first} ({rates[first] / rate:.1f}× slower)"
+        )
     sys.exit(0)
 
 

@@ -34,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from map_speed import tissue_cells
 from synthetic_slides import CACHE, build_slide
 
@@ -67,23 +66,31 @@ def agreement(general_map: Path, scaled_map: Path, threshold: float = 0.5) -> di
         pairs[key] = pairs.get(key, 0) + 1
     tiles = int(tissue.sum())
     difference = np.abs(score_a - score_b)[both]
-    result = {"tiles": tiles, "crossing": crossing, "labels_differ": int(differ.sum()), "label_changes": pairs,
-              "mean_difference": float(difference.mean()) if difference.size else 0.0,
-              "p99_difference": float(np.percentile(difference, 99)) if difference.size else 0.0,
-              "max_difference": float(difference.max()) if difference.size else 0.0}
-    result["agrees"] = bool(crossing <= AGREEMENT_BARS["crossing"] * tiles
-                            and tiles - differ.sum() >= AGREEMENT_BARS["labels"] * tiles)
+    result = {
+        "tiles": tiles,
+        "crossing": crossing,
+        "labels_differ": int(differ.sum()),
+        "label_changes": pairs,
+        "mean_difference": float(difference.mean()) if difference.size else 0.0,
+        "p99_difference": float(np.percentile(difference, 99)) if difference.size else 0.0,
+        "max_difference": float(difference.max()) if difference.size else 0.0,
+    }
+    result["agrees"] = bool(
+        crossing <= AGREEMENT_BARS["crossing"] * tiles and tiles - differ.sum() >= AGREEMENT_BARS["labels"] * tiles
+    )
     return result
 
 
 def agreement_line(figures: dict) -> str:
     """One line for an :func:`agreement`: shares, the bars, and the label changes."""
     tiles = max(figures["tiles"], 1)
-    return (f"{figures['tiles']} tissue tiles: {figures['crossing']} ({figures['crossing'] / tiles:.2%}) cross the "
-            f"threshold (bar ≤ {AGREEMENT_BARS['crossing']:.1%}), labels agree on "
-            f"{1 - figures['labels_differ'] / tiles:.2%} (bar ≥ {AGREEMENT_BARS['labels']:.0%}); score |Δ| mean "
-            f"{figures['mean_difference']:.4f}, 99th percentile {figures['p99_difference']:.4f}, max "
-            f"{figures['max_difference']:.4f}; labels changed: {figures['label_changes'] or 'none'}")
+    return (
+        f"{figures['tiles']} tissue tiles: {figures['crossing']} ({figures['crossing'] / tiles:.2%}) cross the "
+        f"threshold (bar ≤ {AGREEMENT_BARS['crossing']:.1%}), labels agree on "
+        f"{1 - figures['labels_differ'] / tiles:.2%} (bar ≥ {AGREEMENT_BARS['labels']:.0%}); score |Δ| mean "
+        f"{figures['mean_difference']:.4f}, 99th percentile {figures['p99_difference']:.4f}, max "
+        f"{figures['max_difference']:.4f}; labels changed: {figures['label_changes'] or 'none'}"
+    )
 
 
 def read_only(path: Path, threads: int) -> dict:
@@ -96,8 +103,14 @@ def read_only(path: Path, threads: int) -> dict:
         started = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             chunks = np.array_split(cells, threads * 16)
-            list(pool.map(lambda chunk: sum(slide.read_region(grid.origin(r, c), plan.level, size).size > 0
-                                            for r, c in chunk), chunks))
+            list(
+                pool.map(
+                    lambda chunk: sum(
+                        slide.read_region(grid.origin(r, c), plan.level, size).size > 0 for r, c in chunk
+                    ),
+                    chunks,
+                )
+            )
         seconds = time.perf_counter() - started
     return {"tiles": len(cells), "seconds": seconds, "level": plan.level, "read_px": plan.read_size}
 
@@ -108,14 +121,20 @@ def mapped(path: Path, workers: int | None, out: Path) -> dict:
     started = time.perf_counter()
     result = map_slide(path, out, workers=workers)
     wall = time.perf_counter() - started
-    return {"tiles": result.summary["tissue_tiles"], "rate": result.summary["tiles_per_s"], "wall": wall,
-            "reading": result.summary["reading"]}
+    return {
+        "tiles": result.summary["tissue_tiles"],
+        "rate": result.summary["tiles_per_s"],
+        "wall": wall,
+        "reading": result.summary["reading"],
+    }
 
 
 def child(which: str, workers: int | None, out: str) -> None:
     """One measurement in this process; prints one JSON line with its figures and peak RSS."""
     figures = read_only(SLIDE, os.cpu_count() or 1) if which == "a" else mapped(SLIDE, workers, Path(out))
-    usage = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    usage = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
     print(json.dumps(figures | {"peak_rss_mb": usage / 1024}))
 
 
@@ -123,8 +142,13 @@ def run_child(which: str, workers: int | None, out: Path, decoder: str) -> dict:
     command = [sys.executable, __file__, "--child", which, "--out", str(out)]
     if workers:
         command += ["--workers", str(workers)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True,
-                          env=os.environ | {"SLIDEIQA_DECODER": decoder, "PYTHONWARNINGS": "ignore"})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"SLIDEIQA_DECODER": decoder, "PYTHONWARNINGS": "ignore"},
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -145,18 +169,28 @@ def main() -> None:
     cores = os.cpu_count() or 1
     a = run_child("a", None, folder / "unused", "openslide")
     read_rate = a["tiles"] / a["seconds"]
-    print(f"(a) read-only OpenSlide at level {a['level']} ({a['read_px']} px), {cores} threads: {a['tiles']} tissue "
-          f"tiles in {a['seconds']:.1f} s = {read_rate:.0f} tiles/s", flush=True)
+    print(
+        f"(a) read-only OpenSlide at level {a['level']} ({a['read_px']} px), {cores} threads: {a['tiles']} tissue "
+        f"tiles in {a['seconds']:.1f} s = {read_rate:.0f} tiles/s",
+        flush=True,
+    )
     rates = {}
-    for which, decoder, name in (("b", "openslide", "general path (OpenSlide + Lanczos)"),
-                                 ("c", "scaled", "scaled JPEG decode")):
+    for which, decoder, name in (
+        ("b", "openslide", "general path (OpenSlide + Lanczos)"),
+        ("c", "scaled", "scaled JPEG decode"),
+    ):
         figures = run_child(which, args.workers, folder / f"{which}.quality.zarr", decoder)
         rates[which] = figures["rate"]
-        print(f"({which}) slideiqa map, {name}: {figures['tiles']} tiles, {figures['rate']:.0f} tiles/s while "
-              f"computing, {figures['tiles'] / figures['wall']:.0f} tiles/s over {figures['wall']:.1f} s in all; "
-              f"reading {figures['reading']}; peak RSS {figures['peak_rss_mb']:.0f} MB", flush=True)
-    print(f"ratio (c) / (a): {rates['c'] / read_rate:.2f}   (c) / (b): {rates['c'] / rates['b']:.2f}   "
-          f"(b) / (a): {rates['b'] / read_rate:.2f}")
+        print(
+            f"({which}) slideiqa map, {name}: {figures['tiles']} tiles, {figures['rate']:.0f} tiles/s while "
+            f"computing, {figures['tiles'] / figures['wall']:.0f} tiles/s over {figures['wall']:.1f} s in all; "
+            f"reading {figures['reading']}; peak RSS {figures['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    print(
+        f"ratio (c) / (a): {rates['c'] / read_rate:.2f}   (c) / (b): {rates['c'] / rates['b']:.2f}   "
+        f"(b) / (a): {rates['b'] / read_rate:.2f}"
+    )
     figures = agreement(folder / "b.quality.zarr", folder / "c.quality.zarr")
     print(f"(c) against (b), {agreement_line(figures)}")
     shutil.rmtree(folder)

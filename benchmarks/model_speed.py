@@ -24,13 +24,13 @@ import numpy as np
 import onnxruntime
 import torch
 
-from slideiqa.models.export import TileClassifier, export_onnx
-from slideiqa.models import ModelCard, build_model
-from slideiqa.models.predictor import onnx_session_options
 from slideiqa.measure.exposure_evidence import exposure_evidence
 from slideiqa.measure.jpeg_quantisation import jpeg_scale
 from slideiqa.measure.motion_blur import motion_score
 from slideiqa.measure.noise_level import patch_noise
+from slideiqa.models import ModelCard, build_model
+from slideiqa.models.export import TileClassifier, export_onnx
+from slideiqa.models.predictor import onnx_session_options
 
 
 def rate(run, batch: int, seconds: float) -> float:
@@ -49,8 +49,9 @@ WITH_CELLS = "+cells"
 
 def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float]:
     architecture, cells = name.removesuffix(WITH_CELLS), name.endswith(WITH_CELLS)
-    card = ModelCard(architecture, ["good", "bad"], input_size=size, cell_hidden=64 if cells else 0,
-                     cell_px=32 if cells else 0)
+    card = ModelCard(
+        architecture, ["good", "bad"], input_size=size, cell_hidden=64 if cells else 0, cell_px=32 if cells else 0
+    )
     classifier = TileClassifier(build_model(architecture, 6, cell_hidden=card.cell_hidden), card).eval()
     tiles = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     tensor = torch.from_numpy(tiles)
@@ -81,20 +82,28 @@ def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", nargs="+", default=["iqanet", "iqanet" + WITH_CELLS, "mobilenet_v3_small",
-                                                       "mobilenet_v2"])
+    parser.add_argument(
+        "--archs", nargs="+", default=["iqanet", "iqanet" + WITH_CELLS, "mobilenet_v3_small", "mobilenet_v2"]
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    print(f"# {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"onnxruntime {onnxruntime.__version__}, batch {args.batch}, {args.size} px, fp32")
-    print("| architecture | torch eager | torch channels_last | ONNX Runtime | ONNX Runtime + measured noise, motion, exposure |")
+    print(
+        f"# {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"onnxruntime {onnxruntime.__version__}, batch {args.batch}, {args.size} px, fp32"
+    )
+    print(
+        "| architecture | torch eager | torch channels_last | ONNX Runtime | ONNX Runtime + measured noise, motion, exposure |"
+    )
     print("|---|---|---|---|---|")
     for architecture in args.archs:
         r = measure(architecture, args.batch, args.size, args.seconds)
-        print(f"| {architecture} | {r['torch']:.0f} | {r['torch channels_last']:.0f} | {r['onnxruntime']:.0f} | "
-              f"{r['onnxruntime + measured']:.0f} |", flush=True)
+        print(
+            f"| {architecture} | {r['torch']:.0f} | {r['torch channels_last']:.0f} | {r['onnxruntime']:.0f} | "
+            f"{r['onnxruntime + measured']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

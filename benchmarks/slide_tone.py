@@ -31,9 +31,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from slides import write_pyramidal_tiff  # noqa: E402
 
 from slideiqa import map_slide  # noqa: E402
-from slideiqa.models.predictor import Predictor  # noqa: E402
 from slideiqa.io.slide import open_slide  # noqa: E402
 from slideiqa.measure.slide_tone import DEPARTURE_Z, tone_deviation  # noqa: E402
+from slideiqa.models.predictor import Predictor  # noqa: E402
 from slideiqa.outputs.store import FIXED_LABELS, open_map  # noqa: E402
 
 DATA = HERE.parent / "examples" / "data"
@@ -60,7 +60,9 @@ def real_slides() -> dict[str, np.ndarray]:
 def good_boxes(quality, count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     """Top-left corners of ``count`` 2 × 2-tile boxes whose four tiles the clean map calls good."""
     good = quality.array("score") >= 0.5
-    corners = [(r, c) for r in range(good.shape[0] - 1) for c in range(good.shape[1] - 1) if good[r:r + 2, c:c + 2].all()]
+    corners = [
+        (r, c) for r in range(good.shape[0] - 1) for c in range(good.shape[1] - 1) if good[r : r + 2, c : c + 2].all()
+    ]
     return [corners[i] for i in rng.choice(len(corners), size=min(count, len(corners)), replace=False)]
 
 
@@ -70,33 +72,45 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         for number, (name, pixels) in enumerate(real_slides().items()):
-            clean = map_slide(write_pyramidal_tiff(work / f"{number}-clean.tif", pixels, mpp=0.5, compression="zlib"),
-                              work / f"{number}-clean.quality.zarr")
+            clean = map_slide(
+                write_pyramidal_tiff(work / f"{number}-clean.tif", pixels, mpp=0.5, compression="zlib"),
+                work / f"{number}-clean.quality.zarr",
+            )
             quality = open_map(clean.path)
             found = quality.attributes["tone_context"]
-            print(f"\n{name}: {found['tiles_compared']} tissue tiles, {found['tiles_departing']} depart from its tone "
-                  f"when clean; spreads {[(k, v['spread']) for k, v in found['reference'].items()]}")
+            print(
+                f"\n{name}: {found['tiles_compared']} tissue tiles, {found['tiles_departing']} depart from its tone "
+                f"when clean; spreads {[(k, v['spread']) for k, v in found['reference'].items()]}"
+            )
             boxes = good_boxes(quality, BOXES, rng)
             names = {value: name for name, value in FIXED_LABELS.items()}
-            print("| error | box tiles: flagged / labelled an artefact / background / passed | flagged one by one "
-                  "| depart from the slide's tone | clean tiles departing elsewhere |")
+            print(
+                "| error | box tiles: flagged / labelled an artefact / background / passed | flagged one by one "
+                "| depart from the slide's tone | clean tiles departing elsewhere |"
+            )
             print("|---|---|---|---|---|")
             for kind, (error_name, error) in enumerate(ERRORS.items()):
                 outcomes = Counter()
                 alone = departing = false_alarms = clean_tiles = 0
                 for index, (r, c) in enumerate(boxes):
-                    box = np.s_[r * TILE:(r + 2) * TILE, c * TILE:(c + 2) * TILE]
+                    box = np.s_[r * TILE : (r + 2) * TILE, c * TILE : (c + 2) * TILE]
                     toned = pixels.copy()
                     toned[box] = error(np.ascontiguousarray(toned[box]))
                     stem = work / f"{number}-{kind}-{index}"
                     path = write_pyramidal_tiff(stem.with_suffix(".tif"), toned, mpp=0.5, compression="zlib")
                     result = open_map(map_slide(path, stem.with_suffix(".quality.zarr")).path)
                     in_box = np.zeros(result.array("score").shape, bool)
-                    in_box[r:r + 2, c:c + 2] = True
-                    outcomes.update(_outcome(score, label, names) for score, label in
-                                    zip(result.array("score")[in_box], result.array("label")[in_box]))
-                    tiles = np.stack([toned[y * TILE:(y + 1) * TILE, x * TILE:(x + 1) * TILE]
-                                      for y, x in zip(*np.nonzero(in_box))])
+                    in_box[r : r + 2, c : c + 2] = True
+                    outcomes.update(
+                        _outcome(score, label, names)
+                        for score, label in zip(result.array("score")[in_box], result.array("label")[in_box])
+                    )
+                    tiles = np.stack(
+                        [
+                            toned[y * TILE : (y + 1) * TILE, x * TILE : (x + 1) * TILE]
+                            for y, x in zip(*np.nonzero(in_box))
+                        ]
+                    )
                     alone += int((predictor.score(predictor.predict(tiles)) < 0.5).sum())
                     tone = result.array("tone")
                     assessed = np.isfinite(result.array("probs")).all(axis=0)
@@ -107,12 +121,16 @@ def main() -> None:
                     clean_tiles += int((assessed & ~in_box).sum())
                 total = 4 * len(boxes)
                 artefacts = ", ".join(f"{n} {name}" for name, n in outcomes.items() if name not in SIMPLE_OUTCOMES)
-                shares = " / ".join(f"{outcomes[name] / total:.2f}" for name in ("flagged",)) + \
-                    f" / {sum(n for name, n in outcomes.items() if name not in SIMPLE_OUTCOMES) / total:.2f}" + \
-                    (f" ({artefacts})" if artefacts else "") + \
-                    f" / {outcomes['background'] / total:.2f} / {outcomes['passed'] / total:.2f}"
-                print(f"| {error_name} | {shares} | {alone / total:.2f} | {departing / total:.2f} "
-                      f"| {false_alarms} of {clean_tiles} |")
+                shares = (
+                    " / ".join(f"{outcomes[name] / total:.2f}" for name in ("flagged",))
+                    + f" / {sum(n for name, n in outcomes.items() if name not in SIMPLE_OUTCOMES) / total:.2f}"
+                    + (f" ({artefacts})" if artefacts else "")
+                    + f" / {outcomes['background'] / total:.2f} / {outcomes['passed'] / total:.2f}"
+                )
+                print(
+                    f"| {error_name} | {shares} | {alone / total:.2f} | {departing / total:.2f} "
+                    f"| {false_alarms} of {clean_tiles} |"
+                )
 
 
 SIMPLE_OUTCOMES = ("flagged", "background", "passed")

@@ -49,8 +49,11 @@ def main() -> None:
             "slideiqa models": lambda i: [slideiqa, "models"],
             "slideiqa map sample": lambda i: [slideiqa, "map", str(SAMPLE), "-o", f"{folder}/s{i}.quality.zarr"],
             "the same map, with torch imported first": lambda i: [
-                sys.executable, "-c", "import torch, torchvision, sys; from slideiqa.cli.app import main; "
-                f"sys.argv = ['slideiqa', 'map', {str(SAMPLE)!r}, '-o', {folder + f'/t{i}.quality.zarr'!r}]; main()"],
+                sys.executable,
+                "-c",
+                "import torch, torchvision, sys; from slideiqa.cli.app import main; "
+                f"sys.argv = ['slideiqa', 'map', {str(SAMPLE)!r}, '-o', {folder + f'/t{i}.quality.zarr'!r}]; main()",
+            ],
         }
         print(f"| command | wall s (median of {runs}) | peak RSS MB (median) |\n|---|---|---|")
         for name, argv in cases.items():

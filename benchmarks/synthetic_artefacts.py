@@ -35,18 +35,19 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slideiqa.artefacts.pen import optical_density  # noqa: E402
-from slideiqa.artefacts.debris import MIN_PARTICLE_UM2, debris_tiles  # noqa: E402
-from slideiqa.synthetic.distortions import distort  # noqa: E402
-from slideiqa.models.predictor import Predictor  # noqa: E402
-from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
-from slideiqa.settings.options import DEFAULT_MIN_TISSUE  # noqa: E402
-from slideiqa.outputs.store import FIXED_LABELS  # noqa: E402
-from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE, artefact_labels  # noqa: E402
-from slideiqa.io.slide import open_slide  # noqa: E402
-from slideiqa.synthetic.artefacts import add_artefact  # noqa: E402
-from slideiqa.measure.tissue import tissue_mask, tissue_pixels  # noqa: E402
 from scipy import ndimage  # noqa: E402
+
+from slideiqa.artefacts.debris import MIN_PARTICLE_UM2, debris_tiles  # noqa: E402
+from slideiqa.artefacts.pen import optical_density  # noqa: E402
+from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE, artefact_labels  # noqa: E402
+from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
+from slideiqa.io.slide import open_slide  # noqa: E402
+from slideiqa.measure.tissue import tissue_mask, tissue_pixels  # noqa: E402
+from slideiqa.models.predictor import Predictor  # noqa: E402
+from slideiqa.outputs.store import FIXED_LABELS  # noqa: E402
+from slideiqa.settings.options import DEFAULT_MIN_TISSUE  # noqa: E402
+from slideiqa.synthetic.artefacts import add_artefact  # noqa: E402
+from slideiqa.synthetic.distortions import distort  # noqa: E402
 from training.catalogue import load_catalogue  # noqa: E402
 
 CANVAS_UM_PER_PX = 2.0
@@ -124,8 +125,10 @@ def thumbnail_artefacts(data: Path, seeds: int) -> None:
         label = FIXED_LABELS[kind]
         for scale in THUMBNAIL_UM:
             factor = scale / CANVAS_UM_PER_PX
-            print(f"\n### {kind} at {scale:g} µm/px: tissue tiles ≥ 25 % under it labelled {kind}; "
-                  f"labelled another artefact; tissue tiles without it labelled {kind}\n")
+            print(
+                f"\n### {kind} at {scale:g} µm/px: tissue tiles ≥ 25 % under it labelled {kind}; "
+                f"labelled another artefact; tissue tiles without it labelled {kind}\n"
+            )
             table_header(["source", *(f"severity {s:g}" for s in SEVERITIES)])
             for name, image in canvases.items():
                 cells = []
@@ -142,8 +145,10 @@ def thumbnail_artefacts(data: Path, seeds: int) -> None:
                         false += int(((under == 0) & tissue & (fixed == label)).sum())
                     cells.append(f"{hit / max(total, 1):.2f}; {other}; {false}")
                 print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"\n### Clean sources: tissue tiles labelled an artefact on the thumbnail "
-          f"(at {' and '.join(f'{s:g}' for s in THUMBNAIL_UM)} µm/px)\n")
+    print(
+        f"\n### Clean sources: tissue tiles labelled an artefact on the thumbnail "
+        f"(at {' and '.join(f'{s:g}' for s in THUMBNAIL_UM)} µm/px)\n"
+    )
     table_header(["source", *(f"{s:g} µm/px" for s in THUMBNAIL_UM)])
     for name, image in canvases.items():
         cells = []
@@ -151,9 +156,14 @@ def thumbnail_artefacts(data: Path, seeds: int) -> None:
             start = time.perf_counter()
             tissue, fixed = map_labels(resize(image, scale / CANVAS_UM_PER_PX), scale)
             seconds = time.perf_counter() - start
-            names = ", ".join(f"{n} {int((tissue & (fixed == v)).sum())}" for n, v in FIXED_LABELS.items()
-                              if (tissue & (fixed == v)).any())
-            cells.append(f"{int((tissue & (fixed > 0)).sum())} of {int(tissue.sum())} ({names or 'none'}; {seconds:.1f} s)")
+            names = ", ".join(
+                f"{n} {int((tissue & (fixed == v)).sum())}"
+                for n, v in FIXED_LABELS.items()
+                if (tissue & (fixed == v)).any()
+            )
+            cells.append(
+                f"{int((tissue & (fixed > 0)).sum())} of {int(tissue.sum())} ({names or 'none'}; {seconds:.1f} s)"
+            )
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
@@ -199,17 +209,22 @@ def _predictor() -> Predictor:
 
 
 def tile_debris(data: Path, seeds: int) -> None:
-    print("\n### debris in 224 px tiles at 0.5 µm/px: tiles found / tiles with a visible particle; "
-          "clean tiles labelled\n")
-    table_header(["source", "tiles", *(f"severity {s:g}" for s in SEVERITIES), "clean",
-                  "acquisition defects labelled debris"])
+    print(
+        "\n### debris in 224 px tiles at 0.5 µm/px: tiles found / tiles with a visible particle; clean tiles labelled\n"
+    )
+    table_header(
+        ["source", "tiles", *(f"severity {s:g}" for s in SEVERITIES), "clean", "acquisition defects labelled debris"]
+    )
     for group in load_catalogue():
         fields = source_fields(data, group)
         if group.modality == "smear":  # fields smaller than a tile: each field whole, as one tile, no model
             clean = [resize(f, MODEL_MPP / group.mpp, Image.Resampling.LANCZOS) for f in fields]
             alarms = sum(int(debris_tiles(tile[None], MODEL_MPP)[0]) for tile in clean)
-            print(f"| {group.name} | {len(clean)} fields | " + " | ".join("–" for _ in SEVERITIES)
-                  + f" | {alarms} of {len(clean)} | – |")
+            print(
+                f"| {group.name} | {len(clean)} fields | "
+                + " | ".join("–" for _ in SEVERITIES)
+                + f" | {alarms} of {len(clean)} | – |"
+            )
             continue
         tiles = model_tiles(fields, group.mpp)
         alarms = int(found_debris(tiles).sum())
@@ -217,17 +232,31 @@ def tile_debris(data: Path, seeds: int) -> None:
         for severity in SEVERITIES:
             hit = total = 0
             for seed in range(seeds):
-                drawn = np.stack([add_artefact("debris", tile, severity, MODEL_MPP, seed=seed * 100_000 + i)[0]
-                                  for i, tile in enumerate(tiles)])
+                drawn = np.stack(
+                    [
+                        add_artefact("debris", tile, severity, MODEL_MPP, seed=seed * 100_000 + i)[0]
+                        for i, tile in enumerate(tiles)
+                    ]
+                )
                 truth = np.array([visible_particle(a, b) for a, b in zip(tiles, drawn)])
                 found = found_debris(drawn)
                 hit, total = hit + int((found & truth).sum()), total + int(truth.sum())
             cells.append(f"{hit / max(total, 1):.2f} of {total}")
-        defects = {family: int(found_debris(np.stack([distort(t, family, severity, mpp=MODEL_MPP, seed=i)
-                                                     for i, t in enumerate(tiles)])).sum())
-                   for family, severity in DEFECTS_AT_FLOOR.items()}
-        print(f"| {group.name} | {len(tiles)} | " + " | ".join(cells) + f" | {alarms} of {len(tiles)} | "
-              + ", ".join(f"{family} {count}" for family, count in defects.items()) + " |")
+        defects = {
+            family: int(
+                found_debris(
+                    np.stack([distort(t, family, severity, mpp=MODEL_MPP, seed=i) for i, t in enumerate(tiles)])
+                ).sum()
+            )
+            for family, severity in DEFECTS_AT_FLOOR.items()
+        }
+        print(
+            f"| {group.name} | {len(tiles)} | "
+            + " | ".join(cells)
+            + f" | {alarms} of {len(tiles)} | "
+            + ", ".join(f"{family} {count}" for family, count in defects.items())
+            + " |"
+        )
 
 
 def main() -> None:

@@ -62,15 +62,34 @@ def level_tiles(width: int, height: int, seed: int, level: int, tile: int = TILE
     rows, cols = -(-height // factor // tile), -(-width // factor // tile)
     for ty in range(rows):
         for tx in range(cols):
-            block = np.concatenate([
-                np.concatenate([level0_tile(width, height, seed, ty * factor + i, tx * factor + j, tile)
-                                for j in range(factor)], axis=1)
-                for i in range(factor)], axis=0)
-            yield block if factor == 1 else np.asarray(Image.fromarray(block).resize((tile, tile), Image.Resampling.BOX))
+            block = np.concatenate(
+                [
+                    np.concatenate(
+                        [
+                            level0_tile(width, height, seed, ty * factor + i, tx * factor + j, tile)
+                            for j in range(factor)
+                        ],
+                        axis=1,
+                    )
+                    for i in range(factor)
+                ],
+                axis=0,
+            )
+            yield (
+                block if factor == 1 else np.asarray(Image.fromarray(block).resize((tile, tile), Image.Resampling.BOX))
+            )
 
 
-def build_slide(path: Path, width: int, height: int, levels: int, seed: int = 0, mpp: float = MPP,
-                tile: int = TILE, level_step: int = 2) -> Path:
+def build_slide(
+    path: Path,
+    width: int,
+    height: int,
+    levels: int,
+    seed: int = 0,
+    mpp: float = MPP,
+    tile: int = TILE,
+    level_step: int = 2,
+) -> Path:
     """The slide at ``path``, built on first use (written to a temporary name, then renamed)."""
     if path.exists():
         return path
@@ -81,10 +100,18 @@ def build_slide(path: Path, width: int, height: int, levels: int, seed: int = 0,
         for level in range(levels):
             factor = level_step**level
             shape = (height // factor, width // factor, 3)
-            tif.write(level_tiles(width, height, seed, level, tile, level_step), shape=shape, dtype=np.uint8,
-                      tile=(tile, tile), photometric="rgb", compression="jpeg", compressionargs={"level": 80},
-                      subfiletype=1 if level else 0,
-                      resolution=(1e4 / (mpp * factor), 1e4 / (mpp * factor)), resolutionunit="CENTIMETER")
+            tif.write(
+                level_tiles(width, height, seed, level, tile, level_step),
+                shape=shape,
+                dtype=np.uint8,
+                tile=(tile, tile),
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"level": 80},
+                subfiletype=1 if level else 0,
+                resolution=(1e4 / (mpp * factor), 1e4 / (mpp * factor)),
+                resolutionunit="CENTIMETER",
+            )
     temporary.rename(path)
     print(f"built {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
     return path

@@ -40,8 +40,13 @@ def overview_and_explain(work: Path) -> Path:
     quality = map_slide(SAMPLE, work / "cmu_small_region.quality.zarr").path
     save(Image.open(quality / "overview.png"), "overview.png")
     explanation, _ = explain_slide_region(SAMPLE, (500, 800, 1200, 1000))
-    save(explanation_picture(explanation, f"{SAMPLE.name}, region 500,800,1200,1000: where the model sees each "
-                                          f"defect ({explanation.method})"), "explain.png")
+    save(
+        explanation_picture(
+            explanation,
+            f"{SAMPLE.name}, region 500,800,1200,1000: where the model sees each defect ({explanation.method})",
+        ),
+        "explain.png",
+    )
     return quality
 
 
@@ -53,8 +58,11 @@ def report_page(work: Path) -> None:
     cohort.mkdir()
     shutil.copy(SAMPLE, cohort / "cmu.svs")
     (cohort / "broken.svs").write_bytes(SAMPLE.read_bytes()[:40_000])
-    subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(work / "batch"),
-                    "--workers", "1"], capture_output=True, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(work / "batch"), "--workers", "1"],
+        capture_output=True,
+        check=False,
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "chromium"
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):

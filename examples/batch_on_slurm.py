@@ -20,13 +20,20 @@ from slideiqa.batch.run import run_batch
 
 
 def main(scans: str, out: str) -> int:
-    cluster = SLURMCluster(cores=8, processes=8, memory="32GB", walltime="04:00:00",
-                           job_extra_directives=["--job-name=slideiqa"])
+    cluster = SLURMCluster(
+        cores=8, processes=8, memory="32GB", walltime="04:00:00", job_extra_directives=["--job-name=slideiqa"]
+    )
     cluster.scale(jobs=10)
     with Client(cluster) as client:
         print("dashboard:", client.dashboard_link)
-        result = run_batch([scans], out, recursive=True, client=client, inference_threads=1,
-                           on_slide=lambda record: print(record.status, record.slide, record.verdict or record.error))
+        result = run_batch(
+            [scans],
+            out,
+            recursive=True,
+            client=client,
+            inference_threads=1,
+            on_slide=lambda record: print(record.status, record.slide, record.verdict or record.error),
+        )
     cluster.close()
     print(f"{len(result.records) - len(result.failed)} of {len(result.records)} slides mapped; report in {out}")
     return result.exit_code

@@ -1,6 +1,6 @@
 """Map the bundled sample slide from Python and look at the result.
 
-    python examples/map_sample.py [OUT]
+python examples/map_sample.py [OUT]
 """
 
 import sys

@@ -16,6 +16,7 @@ import numpy as np
 
 from .layers import ROLE_LABEL, ROLE_SCORE, role_of
 
+
 def _map_arrays(viewer: Any, map_path: str) -> tuple[np.ndarray | None, np.ndarray | None, Any]:
     """The score array, label array and class layer shown for ``map_path``: what the user sees."""
     score = label = label_layer = None
@@ -71,8 +72,9 @@ def _attach(viewer: Any, layer: Any) -> None:
     if map_path is None or getattr(layer, "_slideiqa_hover", False):
         return
     # The map's grid scale is the score layer's; the slide beneath it shares the map's world.
-    tile_um = next((float(other.scale[-1]) for other in viewer.layers
-                    if role_of(other) == (ROLE_SCORE, map_path)), None)
+    tile_um = next(
+        (float(other.scale[-1]) for other in viewer.layers if role_of(other) == (ROLE_SCORE, map_path)), None
+    )
     if tile_um is None:
         return
     _with_tile(layer, weakref.ref(viewer), map_path, tile_um)

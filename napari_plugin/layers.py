@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from slideiqa.outputs.report import DEFAULT_THRESHOLD
 from slideiqa.io.slide import Slide
 from slideiqa.outputs.palette import OUTLINE_INNER, OUTLINE_OUTER, SCORE_RAMP
+from slideiqa.outputs.report import DEFAULT_THRESHOLD
 from slideiqa.outputs.store import FIXED_LABELS, QualityMap, label_entries
 
 from .pyramid import slide_pyramid
@@ -52,8 +52,13 @@ EXPLANATION_COLORMAP, EXPLANATION_OPACITY = "inferno", 0.6
 
 def tag(role: str, map_path: Path | None, slide_path: Path | str | None) -> dict[str, Any]:
     """The ``metadata`` of a slideiqa layer."""
-    return {"slideiqa": {"role": role, "map": str(map_path) if map_path else None,
-                         "slide": str(slide_path) if slide_path else None}}
+    return {
+        "slideiqa": {
+            "role": role,
+            "map": str(map_path) if map_path else None,
+            "slide": str(slide_path) if slide_path else None,
+        }
+    }
 
 
 def role_of(layer: Any) -> tuple[str | None, str | None]:
@@ -105,8 +110,9 @@ def score_colormap() -> Any:
     return Colormap(colors=np.c_[SCORE_RAMP / 255, np.ones(len(SCORE_RAMP))], name=SCORE_COLORMAP_NAME)
 
 
-def below_threshold(score: np.ndarray, threshold: float, label: np.ndarray | None = None,
-                    subdivision: int = HIGHLIGHT_SUBDIVISION) -> np.ndarray:
+def below_threshold(
+    score: np.ndarray, threshold: float, label: np.ndarray | None = None, subdivision: int = HIGHLIGHT_SUBDIVISION
+) -> np.ndarray:
     """The outline of each region of tiles lost at ``threshold`` — assessed tiles scoring below it,
     and tiles slideiqa labelled itself (pen, fold, debris…: no score, lost at any threshold, and
     transparent on the score layer) — its outermost px :data:`OUTLINE_OUTER_VALUE`, the px inside
@@ -124,19 +130,31 @@ def below_threshold(score: np.ndarray, threshold: float, label: np.ndarray | Non
     return outline
 
 
-def highlight_layer(score: np.ndarray, label: np.ndarray, threshold: float, tile_um: float, map_path: Path,
-                    slide_path: str | None) -> LayerData:
+def highlight_layer(
+    score: np.ndarray, label: np.ndarray, threshold: float, tile_um: float, map_path: Path, slide_path: str | None
+) -> LayerData:
     """Outlines of the tiles lost at ``threshold``; the widget's slider rewrites its data."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    colormap = DirectLabelColormap(color_dict={None: np.zeros(4), 0: np.zeros(4),
-                                               OUTLINE_OUTER_VALUE: np.asarray(OUTLINE_OUTER),
-                                               OUTLINE_INNER_VALUE: np.asarray(OUTLINE_INNER)})
-    return (below_threshold(score, threshold, label), {
-        "name": f"below {threshold:.2f}", "colormap": colormap, "opacity": 1.0,
-        "metadata": tag(ROLE_HIGHLIGHT, map_path, slide_path) | {"threshold": threshold},
-        **_grid_placement(tile_um, HIGHLIGHT_SUBDIVISION),
-    }, "labels")
+    colormap = DirectLabelColormap(
+        color_dict={
+            None: np.zeros(4),
+            0: np.zeros(4),
+            OUTLINE_OUTER_VALUE: np.asarray(OUTLINE_OUTER),
+            OUTLINE_INNER_VALUE: np.asarray(OUTLINE_INNER),
+        }
+    )
+    return (
+        below_threshold(score, threshold, label),
+        {
+            "name": f"below {threshold:.2f}",
+            "colormap": colormap,
+            "opacity": 1.0,
+            "metadata": tag(ROLE_HIGHLIGHT, map_path, slide_path) | {"threshold": threshold},
+            **_grid_placement(tile_um, HIGHLIGHT_SUBDIVISION),
+        },
+        "labels",
+    )
 
 
 def map_threshold(quality: QualityMap) -> float:
@@ -155,17 +173,36 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
     placement = _grid_placement(quality.tile_um)
     classes = quality.classes
     unfinished = "" if quality.complete else " (unfinished)"
-    score_layer = (score, {
-        "name": f"{stem} score{unfinished}", "colormap": score_colormap(), "contrast_limits": (0.0, 1.0),
-        "opacity": SCORE_OPACITY, "blending": "translucent", "interpolation2d": "nearest",
-        "metadata": tag(ROLE_SCORE, quality.path, slide_path), **placement,
-    }, "image")
-    label_layer = (label, {
-        "name": f"{stem} class", "colormap": label_colormap(classes), "opacity": LABEL_OPACITY, "visible": False,
-        "features": {"index": [value for value, _, _ in label_entries(classes)],
-                     "class": [name for _, name, _ in label_entries(classes)]},
-        "metadata": tag(ROLE_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
-    }, "labels")
+    score_layer = (
+        score,
+        {
+            "name": f"{stem} score{unfinished}",
+            "colormap": score_colormap(),
+            "contrast_limits": (0.0, 1.0),
+            "opacity": SCORE_OPACITY,
+            "blending": "translucent",
+            "interpolation2d": "nearest",
+            "metadata": tag(ROLE_SCORE, quality.path, slide_path),
+            **placement,
+        },
+        "image",
+    )
+    label_layer = (
+        label,
+        {
+            "name": f"{stem} class",
+            "colormap": label_colormap(classes),
+            "opacity": LABEL_OPACITY,
+            "visible": False,
+            "features": {
+                "index": [value for value, _, _ in label_entries(classes)],
+                "class": [name for _, name, _ in label_entries(classes)],
+            },
+            "metadata": tag(ROLE_LABEL, quality.path, slide_path) | {"legend": legend(classes)},
+            **placement,
+        },
+        "labels",
+    )
     layers = [score_layer, label_layer]
     if quality.cells_per_side:
         layers += cell_layers(quality, stem, slide_path)
@@ -177,18 +214,40 @@ def cell_layers(quality: QualityMap, stem: str, slide_path: str | None) -> list[
     hidden at first: at a glance the tiles say enough; zoomed in, the cells say where."""
     placement = _grid_placement(quality.cell_um)
     classes = quality.classes
-    return [(quality.array("cell_score"), {
-        "name": f"{stem} cell score", "colormap": score_colormap(), "contrast_limits": (0.0, 1.0),
-        "opacity": SCORE_OPACITY, "blending": "translucent", "interpolation2d": "nearest", "visible": False,
-        "metadata": tag(ROLE_CELL_SCORE, quality.path, slide_path), **placement,
-    }, "image"), (quality.array("cell_label"), {
-        "name": f"{stem} cell class", "colormap": label_colormap(classes), "opacity": LABEL_OPACITY, "visible": False,
-        "metadata": tag(ROLE_CELL_LABEL, quality.path, slide_path) | {"legend": legend(classes)}, **placement,
-    }, "labels")]
+    return [
+        (
+            quality.array("cell_score"),
+            {
+                "name": f"{stem} cell score",
+                "colormap": score_colormap(),
+                "contrast_limits": (0.0, 1.0),
+                "opacity": SCORE_OPACITY,
+                "blending": "translucent",
+                "interpolation2d": "nearest",
+                "visible": False,
+                "metadata": tag(ROLE_CELL_SCORE, quality.path, slide_path),
+                **placement,
+            },
+            "image",
+        ),
+        (
+            quality.array("cell_label"),
+            {
+                "name": f"{stem} cell class",
+                "colormap": label_colormap(classes),
+                "opacity": LABEL_OPACITY,
+                "visible": False,
+                "metadata": tag(ROLE_CELL_LABEL, quality.path, slide_path) | {"legend": legend(classes)},
+                **placement,
+            },
+            "labels",
+        ),
+    ]
 
 
-def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map_path: Path,
-                       threshold: float = DEFAULT_THRESHOLD) -> list[LayerData]:
+def explanation_layers(
+    explanation: Any, row: int, col: int, tile_um: float, map_path: Path, threshold: float = DEFAULT_THRESHOLD
+) -> list[LayerData]:
     """One heatmap layer per defect class of an explained map tile (``slideiqa.explain.heatmaps``), placed over
     that tile in micrometres; the most likely class is shown at first if it is found in the tile
     (P at least ``threshold``), and a class that is not says so in its layer's name."""
@@ -200,11 +259,20 @@ def explanation_layers(explanation: Any, row: int, col: int, tile_um: float, map
     layers = []
     for name in ranked:
         p = float(probabilities[explanation.classes.index(name)])
-        layers.append((explanation.heatmaps[name], {
-            "name": f"why ({row}, {col}): {name} P={p:.2f}" + ("" if p >= threshold else " (not found)"),
-            "colormap": EXPLANATION_COLORMAP,
-            "opacity": EXPLANATION_OPACITY, "contrast_limits": (0.0, 1.0), "blending": "additive",
-            "visible": name == ranked[0] and p >= threshold, "metadata": {"slideiqa": tag(ROLE_EXPLANATION, map_path, None)["slideiqa"]
-                                                       | {"class": name}}, **placement}, "image"))
+        layers.append(
+            (
+                explanation.heatmaps[name],
+                {
+                    "name": f"why ({row}, {col}): {name} P={p:.2f}" + ("" if p >= threshold else " (not found)"),
+                    "colormap": EXPLANATION_COLORMAP,
+                    "opacity": EXPLANATION_OPACITY,
+                    "contrast_limits": (0.0, 1.0),
+                    "blending": "additive",
+                    "visible": name == ranked[0] and p >= threshold,
+                    "metadata": {"slideiqa": tag(ROLE_EXPLANATION, map_path, None)["slideiqa"] | {"class": name}},
+                    **placement,
+                },
+                "image",
+            )
+        )
     return layers
-

@@ -26,17 +26,23 @@ MAX_COARSEST_SIDE = 2048
 def _read_chunk(slide: Slide, level: int, downsample: float, block_info: dict | None = None) -> np.ndarray:
     """The chunk Dask asks for, read from the slide at ``level`` (location in level-0 pixels)."""
     (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
-    return slide.read_region((round(x0 * downsample), round(y0 * downsample)), level,
-                             (x1 - x0, y1 - y0))
+    return slide.read_region((round(x0 * downsample), round(y0 * downsample)), level, (x1 - x0, y1 - y0))
 
 
 def level_array(slide: Slide, level: int, chunk: int = CHUNK) -> da.Array:
     """One pyramid level of ``slide`` as a lazy (height, width, 3) uint8 Dask array."""
     width, height = slide.info.level_dimensions[level]
     chunks = da.core.normalize_chunks((chunk, chunk, 3), (height, width, 3))
-    return da.map_blocks(_read_chunk, slide, level, slide.info.level_downsamples[level], chunks=chunks,
-                         dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8),
-                         name=f"slideiqa-{slide.path.name}-level{level}-{id(slide):x}")
+    return da.map_blocks(
+        _read_chunk,
+        slide,
+        level,
+        slide.info.level_downsamples[level],
+        chunks=chunks,
+        dtype=np.uint8,
+        meta=np.empty((0, 0, 0), np.uint8),
+        name=f"slideiqa-{slide.path.name}-level{level}-{id(slide):x}",
+    )
 
 
 def _halve(level: da.Array) -> da.Array:

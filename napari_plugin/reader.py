@@ -16,8 +16,8 @@ from slideiqa.io.formats import FIELD_SUFFIXES, MAP_READER_SUFFIXES, SLIDE_SUFFI
 from slideiqa.io.slide import Slide, file_checksum, open_slide
 from slideiqa.outputs.store import QualityMap, blocks_done, open_map
 
-from .viewer_watch import watch_viewer
 from .layers import LayerData, map_layers, slide_layer
+from .viewer_watch import watch_viewer
 
 #: napari's value for "the file was read and holds no layer".
 NOTHING: list[tuple[None]] = [(None,)]
@@ -71,9 +71,8 @@ def find_slide(quality: QualityMap) -> Path | None:
     slide = quality.attributes.get("slide", {})
     recorded = Path(slide.get("path", ""))
     for candidate in (recorded, quality.path.parent / recorded.name):
-        if recorded.name and candidate.is_file():
-            if slide.get("checksum") in (None, file_checksum(candidate)):
-                return candidate
+        if recorded.name and candidate.is_file() and slide.get("checksum") in (None, file_checksum(candidate)):
+            return candidate
     return None
 
 
@@ -81,8 +80,10 @@ def _slide_under_map(quality: QualityMap) -> list[LayerData]:
     path = find_slide(quality)
     if path is None:
         recorded = quality.attributes.get("slide", {}).get("path", "?")
-        _notify("warning", f"{quality.path.name}: its slide {recorded} is not found (nor beside the map); "
-                           "showing the map alone")
+        _notify(
+            "warning",
+            f"{quality.path.name}: its slide {recorded} is not found (nor beside the map); showing the map alone",
+        )
         return []
     slide: Slide = open_slide(path)
     # The map's grid was laid with this µm/px (possibly given by hand): the slide must use the same.
@@ -93,8 +94,11 @@ def _open_map(path: Path) -> list[LayerData]:
     quality = open_map(path)
     if not quality.complete:
         done = blocks_done(quality.group)
-        _notify("warning", f"{path.name}: incomplete map ({int(done.sum())} of {done.size} blocks); "
-                           "run it again to finish — unassessed tiles are transparent")
+        _notify(
+            "warning",
+            f"{path.name}: incomplete map ({int(done.sum())} of {done.size} blocks); "
+            "run it again to finish — unassessed tiles are transparent",
+        )
     try:
         beneath = _slide_under_map(quality)
     except Exception as error:  # the map is still worth showing without its slide

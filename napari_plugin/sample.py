@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slideiqa.models.predictor import cache_dir
-from slideiqa.pipeline.mapping import map_slide
 from slideiqa.io.slide import open_slide
+from slideiqa.models.predictor import cache_dir
 from slideiqa.outputs.store import is_quality_map, open_map
+from slideiqa.pipeline.mapping import map_slide
 
-from .viewer_watch import watch_viewer
 from .layers import LayerData, map_layers, slide_layer
+from .viewer_watch import watch_viewer
 
 SAMPLE_SLIDE = Path(__file__).parent / "data" / "cmu_small_region.svs"
 

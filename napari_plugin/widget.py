@@ -19,20 +19,42 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QObject, Qt, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from slideiqa.errors import SlideIQAError, describe
-from slideiqa.pipeline.mapping import MapCancelled, MapResult, map_slide
-from slideiqa.settings.options import MapOptions
 from slideiqa.models.zoo import available_pretrained
 from slideiqa.outputs.palette import SCORE_RAMP_WORDS, VERDICT_COLOURS, hex_colour, score_colours
 from slideiqa.outputs.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
 from slideiqa.outputs.store import open_map
+from slideiqa.pipeline.mapping import MapCancelled, MapResult, map_slide
+from slideiqa.settings.options import MapOptions
 
+from .layers import (
+    ROLE_HIGHLIGHT,
+    ROLE_LABEL,
+    ROLE_SCORE,
+    ROLE_SLIDE,
+    below_threshold,
+    explanation_layers,
+    map_layers,
+    role_of,
+    slide_layer,
+)
 from .viewer_watch import watch_viewer
-from .layers import (ROLE_HIGHLIGHT, ROLE_LABEL, ROLE_SCORE, ROLE_SLIDE, below_threshold, explanation_layers,
-                     map_layers, role_of, slide_layer)
 
 SLIDER_STEPS = 100  # threshold resolution 0.01
 LEGEND_WIDTH, LEGEND_HEIGHT = 240, 12
@@ -108,9 +130,11 @@ class QualityWidget(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         self.explain_button = QPushButton("Explain the tile under the cursor")
-        self.explain_button.setToolTip("heatmaps of where the model sees each defect in that tile (its cell "
-                                       "map, or Grad-CAM for a model without one): one layer per class, the "
-                                       "most likely shown where it is found")
+        self.explain_button.setToolTip(
+            "heatmaps of where the model sees each defect in that tile (its cell "
+            "map, or Grad-CAM for a model without one): one layer per class, the "
+            "most likely shown where it is found"
+        )
         self.explain_button.clicked.connect(self.explain_cursor_tile)
         self._explainer: Any = None
 
@@ -125,8 +149,9 @@ class QualityWidget(QWidget):
         # different things: red is "low P(good)" on one and "defocus" on the other. Each gets its
         # own legend, titled by its layer.
         self.score_legend = QLabel("")
-        self.score_legend.setToolTip(f"colours of the score layer: P(good) of each tile, {SCORE_RAMP_WORDS}; "
-                                     "the black tick is the threshold")
+        self.score_legend.setToolTip(
+            f"colours of the score layer: P(good) of each tile, {SCORE_RAMP_WORDS}; the black tick is the threshold"
+        )
 
         form = QFormLayout()
         form.addRow("Slide", slide_row)
@@ -185,8 +210,10 @@ class QualityWidget(QWidget):
         return self.threshold_slider.value() / SLIDER_STEPS
 
     def _map_layer(self, role: str) -> Any:
-        return next((layer for layer in self.viewer.layers
-                     if self.map_path and role_of(layer) == (role, str(self.map_path))), None)
+        return next(
+            (layer for layer in self.viewer.layers if self.map_path and role_of(layer) == (role, str(self.map_path))),
+            None,
+        )
 
     def _on_threshold(self, *_: Any) -> None:
         threshold = self.threshold
@@ -206,8 +233,9 @@ class QualityWidget(QWidget):
         if score_layer is None or label_layer is None:
             return None
         classes = list(label_layer.features["class"])[1:]
-        return summarize(np.asarray(score_layer.data), np.asarray(label_layer.data), classes, self.threshold,
-                         self._max_bad_share())
+        return summarize(
+            np.asarray(score_layer.data), np.asarray(label_layer.data), classes, self.threshold, self._max_bad_share()
+        )
 
     def _max_bad_share(self) -> float:
         """The shown map's verdict rule (the slider calls for it at every step)."""
@@ -238,11 +266,13 @@ class QualityWidget(QWidget):
         ramp = score_colours(np.linspace(0.0, 1.0, LEGEND_WIDTH))
         bar = np.ascontiguousarray(np.repeat(np.rint(ramp)[None].astype(np.uint8), LEGEND_HEIGHT, axis=0))
         tick = min(LEGEND_WIDTH - 1, round(self.threshold * (LEGEND_WIDTH - 1)))
-        bar[:, max(0, tick - 1):tick + 2] = 0
+        bar[:, max(0, tick - 1) : tick + 2] = 0
         image = QImage(bar.data, LEGEND_WIDTH, LEGEND_HEIGHT, 3 * LEGEND_WIDTH, QImage.Format.Format_RGB888).copy()
         self.score_legend.setPixmap(QPixmap.fromImage(image))
-        self.score_legend.setToolTip(f"'{score_layer.name}' layer: P(good) per tile, {SCORE_RAMP_WORDS}; "
-                                     f"the black tick is the threshold {self.threshold:.2f}")
+        self.score_legend.setToolTip(
+            f"'{score_layer.name}' layer: P(good) per tile, {SCORE_RAMP_WORDS}; "
+            f"the black tick is the threshold {self.threshold:.2f}"
+        )
 
     def _show_summary(self) -> None:
         summary = self.summary()
@@ -255,7 +285,8 @@ class QualityWidget(QWidget):
             self.summary_label.setText(
                 f"<b>{html.escape(self.map_path.name)}</b> — <b style='color: {alarm}'>UNFINISHED</b>: the map "
                 "is still being written or was interrupted, so it has no verdict yet; run slideiqa map on its "
-                "slide again (or Run here) to finish it")
+                "slide again (or Run here) to finish it"
+            )
             return
         label_layer = self._map_layer(ROLE_LABEL)
         if not getattr(label_layer, "_slideiqa_watched", False):  # its legend's title follows its eye
@@ -268,7 +299,8 @@ class QualityWidget(QWidget):
         rows = "".join(
             f"<tr><td><span style='color: rgb{tuple(colours.get(name, (128, 128, 128)))}'>■</span> "
             f"{html.escape(name)}</td><td align='right'>{share:.1%}</td></tr>"
-            for name, share in summary["share_per_class"].items())
+            for name, share in summary["share_per_class"].items()
+        )
         self.summary_label.setText(
             f"<b>{html.escape(self.map_path.name)}</b> — above: the score layer's colours (P(good), "
             f"{SCORE_RAMP_WORDS}, tick = threshold)<br>"
@@ -276,7 +308,8 @@ class QualityWidget(QWidget):
             f"{summary['share_below_threshold']:.1%} of {summary['tissue_tiles']} tissue tiles below "
             f"{summary['threshold']:.2f}; mean score {'–' if mean is None else f'{mean:.2f}'}<br>"
             f"<table><tr><th align='left'>class colours of the '{html.escape(label_layer.name)}' layer ({shown})"
-            f"</th><th align='right'>share of tissue</th></tr>{rows}</table>")
+            f"</th><th align='right'>share of tissue</th></tr>{rows}</table>"
+        )
 
     # -- layers -----------------------------------------------------------------------------------
     def _on_layers_changed(self, event: Any = None) -> None:
@@ -300,11 +333,17 @@ class QualityWidget(QWidget):
         from napari.layers import Layer
 
         quality = open_map(map_path)
-        for layer in [layer for layer in self.viewer.layers if role_of(layer)[1] == str(quality.path)
-                      and role_of(layer)[0] != ROLE_SLIDE]:
+        for layer in [
+            layer
+            for layer in self.viewer.layers
+            if role_of(layer)[1] == str(quality.path) and role_of(layer)[0] != ROLE_SLIDE
+        ]:
             self.viewer.layers.remove(layer)
-        slide_layers = [layer for layer in self._slide_layers()
-                        if Path(layer.metadata["slideiqa"]["slide"]).resolve() == slide_path.resolve()]
+        slide_layers = [
+            layer
+            for layer in self._slide_layers()
+            if Path(layer.metadata["slideiqa"]["slide"]).resolve() == slide_path.resolve()
+        ]
         if slide_layers:  # the slide on screen now lies under this map: its tiles describe themselves
             slide_layers[0].metadata["slideiqa"]["map"] = str(quality.path)
         else:
@@ -348,9 +387,10 @@ class QualityWidget(QWidget):
             self.status_label.setText(f"cannot explain tile ({row}, {col}): {message}")
             show_error(f"Slide quality: cannot explain tile ({row}, {col}): {message}")
             return []
-        added = [self.viewer.add_layer(Layer.create(*data))
-                 for data in explanation_layers(explanation, row, col, quality.tile_um, quality.path,
-                                                    self.threshold)]
+        added = [
+            self.viewer.add_layer(Layer.create(*data))
+            for data in explanation_layers(explanation, row, col, quality.tile_um, quality.path, self.threshold)
+        ]
         self.status_label.setText(f"tile ({row}, {col}) explained: {added[0].name}")
         return added
 
@@ -361,8 +401,11 @@ class QualityWidget(QWidget):
 
     def options(self) -> MapOptions:
         """The map options the widget's controls choose (the same object the CLI builds)."""
-        return MapOptions(model=self.model_box.currentText().strip() or "default", threshold=self.threshold,
-                          overwrite=self.overwrite_box.isChecked())
+        return MapOptions(
+            model=self.model_box.currentText().strip() or "default",
+            threshold=self.threshold,
+            overwrite=self.overwrite_box.isChecked(),
+        )
 
     def run(self) -> None:
         """Map the chosen slide in a background thread."""
@@ -378,10 +421,16 @@ class QualityWidget(QWidget):
         self._stop.clear()
         output = self.output_edit.text().strip()
         self.worker = create_worker(
-            map_slide, slide, Path(output) if output else None, self.options(),
+            map_slide,
+            slide,
+            Path(output) if output else None,
+            self.options(),
             workers=self.workers_box.value() or None,
-            progress=self._progress.changed.emit, should_stop=self._stop.is_set,
-            _start_thread=False, _ignore_errors=True)
+            progress=self._progress.changed.emit,
+            should_stop=self._stop.is_set,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
         self.worker.returned.connect(lambda result: self._on_done(result, slide))
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)

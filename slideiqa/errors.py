@@ -12,10 +12,14 @@ import logging
 import os
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 import typer
 
 from slideiqa.cli.terminal import one_line
+
+if TYPE_CHECKING:
+    import click
 
 
 class SlideIQAError(Exception):
@@ -26,7 +30,7 @@ class SlideIQAError(Exception):
         super().__init__(*(one_line(arg) if isinstance(arg, str) else arg for arg in args))
 
 
-def _aborts_and_usage_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+def _aborts_and_usage_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[click.ClickException], ...]]:
     """click's Abort and ClickException, and those of the copy of click that newer typer releases
     bundle: a separate class hierarchy, so catching click's classes alone lets typer's usage errors
     (a bad option value) through as tracebacks. With older typer both pairs are the same classes."""

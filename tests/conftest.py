@@ -89,11 +89,14 @@ def unseen_phantom_map(tmp_path_factory):
 
     from slideiqa import map_slide
 
-    templates = [np.asarray(Image.open(path).convert("RGB")) for path in
-                 sorted((ROOT / "tests" / "data" / "clean_looks").glob("histoqc_templates__*.png"))]
+    templates = [
+        np.asarray(Image.open(path).convert("RGB"))
+        for path in sorted((ROOT / "tests" / "data" / "clean_looks").glob("histoqc_templates__*.png"))
+    ]
     folder = tmp_path_factory.mktemp("unseen_phantom")
-    slide = slide_with_defects(folder / "unseen.tif", mosaic_pixels(templates, 8, 224, seed=0), 224,
-                               DEFOCUS_BOX, NOISE_BOX)
+    slide = slide_with_defects(
+        folder / "unseen.tif", mosaic_pixels(templates, 8, 224, seed=0), 224, DEFOCUS_BOX, NOISE_BOX
+    )
     return map_slide(slide, folder / "unseen.quality.zarr", block=4)
 
 
@@ -118,7 +121,9 @@ def browser():
     """Headless Chromium (Debian's package) driven through its own chromedriver."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
-        skip_unless_available("chromium", "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+        skip_unless_available(
+            "chromium", "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -13,14 +13,27 @@ def pyramid(image: np.ndarray, levels: int, step: int = 2) -> list[np.ndarray]:
     out = [image]
     for _ in range(levels - 1):
         previous = out[-1]
-        out.append(np.asarray(Image.fromarray(previous).resize(
-            (max(1, previous.shape[1] // step), max(1, previous.shape[0] // step)), Image.Resampling.BOX)))
+        out.append(
+            np.asarray(
+                Image.fromarray(previous).resize(
+                    (max(1, previous.shape[1] // step), max(1, previous.shape[0] // step)), Image.Resampling.BOX
+                )
+            )
+        )
     return out
 
 
-def write_pyramidal_tiff(path: Path, image: np.ndarray, mpp: float, levels: int = 3, tile: int = 256,
-                         ome: bool = False, compression: str = "jpeg", level_step: int = 2,
-                         quality: int | None = None) -> Path:
+def write_pyramidal_tiff(
+    path: Path,
+    image: np.ndarray,
+    mpp: float,
+    levels: int = 3,
+    tile: int = 256,
+    ome: bool = False,
+    compression: str = "jpeg",
+    level_step: int = 2,
+    quality: int | None = None,
+) -> Path:
     """A tiled pyramidal TIFF as scanners write it: reduced levels (each ``level_step`` times
     coarser; Aperio writes 4) as separate pages with ``subfiletype=1`` (OpenSlide does not see SubIFD
     pyramids), resolution tags in pixels per cm. tifffile stores RGB JPEG tiles as YCbCr with 2×2
@@ -29,13 +42,23 @@ def write_pyramidal_tiff(path: Path, image: np.ndarray, mpp: float, levels: int 
     images = pyramid(image, levels, level_step)
     with tifffile.TiffWriter(path, bigtiff=False, ome=ome) as tif:
         for index, level in enumerate(images):
-            scale = level_step ** index
-            options = dict(tile=(tile, tile), photometric="rgb", compression=compression,
-                           compressionargs={"level": quality} if quality is not None else None,
-                           resolution=(1e4 / (mpp * scale), 1e4 / (mpp * scale)), resolutionunit="CENTIMETER")
+            scale = level_step**index
+            options = dict(
+                tile=(tile, tile),
+                photometric="rgb",
+                compression=compression,
+                compressionargs={"level": quality} if quality is not None else None,
+                resolution=(1e4 / (mpp * scale), 1e4 / (mpp * scale)),
+                resolutionunit="CENTIMETER",
+            )
             if ome and index == 0:
-                options["metadata"] = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp,
-                                       "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
+                options["metadata"] = {
+                    "axes": "YXS",
+                    "PhysicalSizeX": mpp,
+                    "PhysicalSizeY": mpp,
+                    "PhysicalSizeXUnit": "µm",
+                    "PhysicalSizeYUnit": "µm",
+                }
                 options["subifds"] = levels - 1
                 tif.write(level, **options)
             elif ome:
@@ -82,28 +105,46 @@ def enlarged_slide(path: Path, image: np.ndarray, factor: int, mpp: float = 0.5)
     return write_pyramidal_tiff(path, enlarged, mpp=mpp, levels=4, compression="jpeg")
 
 
-def phantom_slide(path: Path, tumour: np.ndarray, cmu_region: np.ndarray, tile: int,
-                  defocus_box: tuple[int, int, int, int], noise_box: tuple[int, int, int, int],
-                  mpp: float = 0.5) -> Path:
+def phantom_slide(
+    path: Path,
+    tumour: np.ndarray,
+    cmu_region: np.ndarray,
+    tile: int,
+    defocus_box: tuple[int, int, int, int],
+    noise_box: tuple[int, int, int, int],
+    mpp: float = 0.5,
+) -> Path:
     """A slide of real tissue — a 2×2 mosaic of 4×4-tile pieces of the H&E tumour field and of the CMU
     slide, seams on tile borders — with a defocused and a noisy rectangle given in tile units
     (row0, col0, row1, col1)."""
     piece = 4 * tile
-    mosaic = np.concatenate([
-        np.concatenate([tumour[:piece, :piece], cmu_region[:piece, :piece]], axis=1),
-        np.concatenate([cmu_region[piece : 2 * piece, :piece], tumour[::-1][:piece, :piece]], axis=1),
-    ], axis=0)
+    mosaic = np.concatenate(
+        [
+            np.concatenate([tumour[:piece, :piece], cmu_region[:piece, :piece]], axis=1),
+            np.concatenate([cmu_region[piece : 2 * piece, :piece], tumour[::-1][:piece, :piece]], axis=1),
+        ],
+        axis=0,
+    )
     return slide_with_defects(path, mosaic, tile, defocus_box, noise_box, mpp)
 
 
-def slide_with_defects(path: Path, pixels: np.ndarray, tile: int, defocus_box: tuple[int, int, int, int],
-                       noise_box: tuple[int, int, int, int], mpp: float = 0.5) -> Path:
+def slide_with_defects(
+    path: Path,
+    pixels: np.ndarray,
+    tile: int,
+    defocus_box: tuple[int, int, int, int],
+    noise_box: tuple[int, int, int, int],
+    mpp: float = 0.5,
+) -> Path:
     """``pixels`` written as a pyramidal TIFF with a defocused and a noisy rectangle given in tile
     units (row0, col0, row1, col1)."""
     from slideiqa.synthetic.distortions import defocus, noise
 
     mosaic = np.array(pixels, copy=True)
-    for box, distortion in ((defocus_box, lambda a: defocus(a, 0.6, mpp=mpp)), (noise_box, lambda a: noise(a, 0.7, seed=0))):
+    for box, distortion in (
+        (defocus_box, lambda a: defocus(a, 0.6, mpp=mpp)),
+        (noise_box, lambda a: noise(a, 0.7, seed=0)),
+    ):
         r0, c0, r1, c1 = (v * tile for v in box)
         mosaic[r0:r1, c0:c1] = distortion(np.ascontiguousarray(mosaic[r0:r1, c0:c1]))
     return write_pyramidal_tiff(path, mosaic, mpp=mpp, levels=3, compression="zlib")
@@ -123,8 +164,15 @@ def mosaic_pixels(sources: list[np.ndarray], tiles: int, tile: int, seed: int) -
     return np.ascontiguousarray(np.concatenate(rows, axis=0))
 
 
-def mosaic_slide(path: Path, sources: list[np.ndarray], tiles: int, tile: int, seed: int,
-                 defocus_share: float = 0.0, mpp: float = 0.5) -> Path:
+def mosaic_slide(
+    path: Path,
+    sources: list[np.ndarray],
+    tiles: int,
+    tile: int,
+    seed: int,
+    defocus_share: float = 0.0,
+    mpp: float = 0.5,
+) -> Path:
     """A slide of :func:`mosaic_pixels` whose top ``defocus_share`` of rows is defocused: slides that
     pass or fail the quality rule, as large as a test needs."""
     from slideiqa.synthetic.distortions import defocus

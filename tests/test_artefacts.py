@@ -4,18 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, ROOT
 from PIL import Image
+from slides import enlarged_slide
 
 from slideiqa import map_slide, open_map
 from slideiqa.artefacts.pen import pen_mask
-from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
 from slideiqa.outputs.store import PEN
-
-from conftest import CMU_SLIDE, ROOT
-from slides import enlarged_slide
 
 PEN_IMAGE = ROOT / "tests" / "data" / "artefacts" / "histoqc_pen__1k_version__pen_green.png"
 #: Enlarged 6× at 0.5 µm/px, the 1000 px thumbnail becomes a 6000 px slide the model can map.
@@ -50,7 +49,7 @@ def test_a_fine_thumbnail_is_shaped_at_the_working_scale(pen_image):
     image, truth = pen_image
     rows, cols = np.nonzero(truth)
     y, x = max(0, int(np.median(rows)) - 75), max(0, int(np.median(cols)) - 75)
-    crop, crop_truth = image[y:y + 150, x:x + 150], truth[y:y + 150, x:x + 150]
+    crop, crop_truth = image[y : y + 150, x : x + 150], truth[y : y + 150, x : x + 150]
     assert crop_truth.mean() > 0.05
     # The same glass at 16× the pixels: 30 µm/px becomes 1.875 µm/px, shaped on a copy shrunk twice.
     enlarged = np.repeat(np.repeat(crop, 16, axis=0), 16, axis=1)
@@ -86,7 +85,10 @@ def test_a_real_pen_slide_maps_pen_where_its_mask_says(pen_image, pen_map):
     assert summary["share_per_class"]["pen"] == pytest.approx(pen.sum() / summary["tissue_tiles"])
     assert "lie under pen ink" in pen_map.warnings[0]
     assert json.loads((pen_map.path / "summary.json").read_text())["warnings"][0] == {
-        "code": "pen", "count": int(pen.sum()), "message": pen_map.warnings[0]}
+        "code": "pen",
+        "count": int(pen.sum()),
+        "message": pen_map.warnings[0],
+    }
     features = json.loads((pen_map.path / "regions.geojson").read_text())["features"]
     pens = [f for f in features if f["properties"]["classification"]["name"] == "pen"]
     assert sum(f["properties"]["measurements"]["tiles"] for f in pens) == pen.sum()

@@ -15,19 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
 from PIL import Image
+from slides import mosaic_slide, truncated_copy, with_garbage_tile
 from typer.testing import CliRunner
 
+from slideiqa.batch.discovery import DiscoveryError, discover_slides
+from slideiqa.batch.report import SlideRecord, with_batch_tone, write_reports
 from slideiqa.batch.run import BatchResult, MapOptions, run_batch
 from slideiqa.cli.app import app
-from slideiqa.batch.report import SlideRecord, with_batch_tone, write_reports
-from slideiqa.batch.discovery import DiscoveryError, discover_slides
 from slideiqa.io.slide import open_slide
 from slideiqa.measure.slide_tone import DEPARTURE_Z, TONE_FEATURES
 from slideiqa.outputs.store import FIXED_LABELS, UNREADABLE, blocks_done, open_map
-
-from conftest import CMU_SLIDE, FIELDS, FIXTURES, ROOT
-from slides import mosaic_slide, truncated_copy, with_garbage_tile
 
 ARRAYS = ("score", "probs", "label", "tissue", "tone", "cell_score", "cell_label", "cell_probs")
 TILE = 224
@@ -38,8 +37,10 @@ BLOCK = 4  # small blocks: several tasks per slide, so a fault or an interruptio
 def sources():
     # Real pixels at the mosaic's 0.5 µm/px: the tumour field is a 0.25 µm/px scan, so it is halved.
     tumour = Image.open(FIELDS / "he_tumour_target.png").convert("RGB")
-    images = [np.asarray(tumour.resize((tumour.width // 2, tumour.height // 2), Image.Resampling.LANCZOS)),
-              np.asarray(Image.open(FIELDS / "ihc_colon.png").convert("RGB"))]
+    images = [
+        np.asarray(tumour.resize((tumour.width // 2, tumour.height // 2), Image.Resampling.LANCZOS)),
+        np.asarray(Image.open(FIELDS / "ihc_colon.png").convert("RGB")),
+    ]
     with open_slide(CMU_SLIDE) as cmu:
         images.append(cmu.read_region((650, 250), 0, (896, 1792)))
     return images
@@ -65,9 +66,12 @@ def cohort(tmp_path_factory, sources):
 
 
 COHORT = "cohort"  # the tree's folder name, which starts every map name
-GOOD = {"run1/cmu.svs": f"{COHORT}/run1/cmu.quality.zarr", "run1/case.tif": f"{COHORT}/run1/case.quality.zarr",
-        "run2/case.tif": f"{COHORT}/run2/case.quality.zarr",
-        "run2/deeper/scan_without_extension": f"{COHORT}/run2/deeper/scan_without_extension.quality.zarr"}
+GOOD = {
+    "run1/cmu.svs": f"{COHORT}/run1/cmu.quality.zarr",
+    "run1/case.tif": f"{COHORT}/run1/case.quality.zarr",
+    "run2/case.tif": f"{COHORT}/run2/case.quality.zarr",
+    "run2/deeper/scan_without_extension": f"{COHORT}/run2/deeper/scan_without_extension.quality.zarr",
+}
 BROKEN = {"run2/truncated.tif": "truncated.tif", "run2/fake.tif": "fake.tif"}
 
 
@@ -99,21 +103,27 @@ def test_a_file_left_out_says_why(tmp_path):
     (cohort / "notes.csv").write_text("a,b\n")
     shutil.copy(CMU_SLIDE, cohort / "slide.svs")
     reasons = {Path(item["path"]).name: item["why"] for item in discover_slides([cohort]).left_out}
-    assert reasons == {"field.png": "a field image, not a slide: score it with slideiqa predict",
-                       "scan.bin": "not a slide format slideiqa reads (neither its extension nor its first bytes "
-                                   "say so)",
-                       "notes.csv": "not an image (by its extension)"}
+    assert reasons == {
+        "field.png": "a field image, not a slide: score it with slideiqa predict",
+        "scan.bin": "not a slide format slideiqa reads (neither its extension nor its first bytes say so)",
+        "notes.csv": "not an image (by its extension)",
+    }
 
 
 def test_discovery_finds_slides_by_extension_and_content_with_unique_names(cohort, tmp_path):
     found = discover_slides([cohort], recursive=True)
     names = {str(job.path.relative_to(cohort)): job.map_name for job in found.jobs}
-    assert names == GOOD | {"run2/truncated.tif": f"{COHORT}/run2/truncated.quality.zarr",
-                            "run2/fake.tif": f"{COHORT}/run2/fake.quality.zarr"}
+    assert names == GOOD | {
+        "run2/truncated.tif": f"{COHORT}/run2/truncated.quality.zarr",
+        "run2/fake.tif": f"{COHORT}/run2/fake.quality.zarr",
+    }
     assert [p.name for p in found.ignored] == ["notes.txt"]
     shallow = discover_slides([cohort / "run1", cohort / "run2" / "case.tif"])
-    assert sorted(job.map_name for job in shallow.jobs) == ["case.quality.zarr", "run1/case.quality.zarr",
-                                                            "run1/cmu.quality.zarr"]
+    assert sorted(job.map_name for job in shallow.jobs) == [
+        "case.quality.zarr",
+        "run1/case.quality.zarr",
+        "run1/cmu.quality.zarr",
+    ]
 
 
 def test_discovery_keeps_one_file_of_a_dicom_slide_and_full_names_for_shared_stems(tmp_path):
@@ -156,7 +166,8 @@ def test_batch_maps_every_good_slide_and_reports_the_broken_ones(batch, cohort):
     # Files left out are listed in the report, with why.
     report = json.loads((batch.out / "report.json").read_text())
     assert [(Path(item["path"]).name, item["why"]) for item in report["left_out"]] == [
-        ("notes.txt", "not an image (by its extension)")]
+        ("notes.txt", "not an image (by its extension)")
+    ]
     page = (batch.out / "report.html").read_text()
     assert "1 file in the folders left out, and why" in page and "notes.txt</span> not an image" in page
 
@@ -173,12 +184,19 @@ def test_batch_maps_equal_single_slide_maps(batch, cohort, tmp_path):
 def test_slides_map_whole_on_workers_and_the_last_one_block_by_block(batch, cohort, tmp_path):
     from distributed import Client, LocalCluster, get_task_stream
 
-    slides = [cohort / "run1" / "case.tif", cohort / "run1" / "cmu.svs", cohort / "run2" / "deeper" / "scan_without_extension"]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    slides = [
+        cohort / "run1" / "case.tif",
+        cohort / "run1" / "cmu.svs",
+        cohort / "run2" / "deeper" / "scan_without_extension",
+    ]
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         with get_task_stream(client) as stream:
-            result = run_batch(slides, tmp_path / "out", client=client, inference_threads=1,
-                               options=MapOptions(block=BLOCK))
+            result = run_batch(
+                slides, tmp_path / "out", client=client, inference_threads=1, options=MapOptions(block=BLOCK)
+            )
         profiling = client.run(lambda dask_worker: dask_worker.periodic_callbacks["profile"].is_running())
     assert not result.failed, [r.error for r in result.failed]
     keys = [(task["key"] if isinstance(task["key"], str) else task["key"][0], task["worker"]) for task in stream.data]
@@ -193,8 +211,12 @@ def test_slides_map_whole_on_workers_and_the_last_one_block_by_block(batch, coho
     for record in result.records:
         relative = next(v for k, v in GOOD.items() if record.slide.endswith(k))
         for name in ARRAYS:
-            np.testing.assert_allclose(open_map(record.map).array(name), open_map(batch.out / relative).array(name),
-                                       atol=1e-6, err_msg=f"{relative} {name}")
+            np.testing.assert_allclose(
+                open_map(record.map).array(name),
+                open_map(batch.out / relative).array(name),
+                atol=1e-6,
+                err_msg=f"{relative} {name}",
+            )
     # The workers' tasks ran without Dask's stack sampler (it takes the GIL every 10 ms).
     assert profiling and not any(profiling.values())
 
@@ -206,8 +228,18 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
     lines = (batch.out / "report.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert len(lines) == 1 + len(GOOD) + len(BROKEN)
-    for column in ("slide", "status", "tissue_tiles", "unreadable_tiles", "mean_score", "share_defocus", "share_unreadable",
-                   "verdict", "runtime_s", "error"):
+    for column in (
+        "slide",
+        "status",
+        "tissue_tiles",
+        "unreadable_tiles",
+        "mean_score",
+        "share_defocus",
+        "share_unreadable",
+        "verdict",
+        "runtime_s",
+        "error",
+    ):
         assert column in header
     for column in ("mpp", "width_px", "height_px", "tissue_area_mm2", "map_runtime_s", "tone_vs_batch"):
         assert column in header
@@ -219,8 +251,10 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
     rows = list(csv.DictReader(lines))
     assert all(Path(row["slide"]).is_absolute() and Path(row["map"]).is_absolute() for row in rows)
     mapped = [row for row in rows if row["status"] != "failed"]
-    assert all(len(row["mean_score"].split(".")[-1]) <= 4 and float(row["mpp"]) > 0 and float(row["tissue_area_mm2"]) > 0
-               for row in mapped)
+    assert all(
+        len(row["mean_score"].split(".")[-1]) <= 4 and float(row["mpp"]) > 0 and float(row["tissue_area_mm2"]) > 0
+        for row in mapped
+    )
     page = (batch.out / "report.html").read_text()
     assert page.count("<tr data-outcome=") == len(GOOD) + len(BROKEN)
     assert page.count("data:image/jpeg;base64,") == len(GOOD)  # self-contained: thumbnails inline
@@ -229,8 +263,13 @@ def test_reports_csv_json_html_sorted_worst_first(batch):
 
 
 def _cli_batch(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", *map(str, arguments)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", "batch", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_cli_exit_status_and_rerun_skips_complete_maps(cohort, tmp_path):
@@ -240,15 +279,19 @@ def test_cli_exit_status_and_rerun_skips_complete_maps(cohort, tmp_path):
     assert "2 of 3 slides have complete maps (2 mapped now)" in " ".join(first.stdout.split())
     assert "Dask dashboard: http://" in first.stdout
     assert "1 file in the folders not mapped (not slides); the report lists each with why" in " ".join(
-        first.stdout.split())
+        first.stdout.split()
+    )
     maps = [out / "run1" / "cmu.quality.zarr", out / "run1" / "case.quality.zarr"]
     before = [(m / "zarr.json").stat().st_mtime_ns for m in maps]
     again = _cli_batch(cohort / "run1", "-o", out, "--workers", "1")
     assert again.returncode == 0, again.stderr
     report = json.loads((out / "report.json").read_text())
     # This run's two slides are skipped; the first run's failed slide, not given again, stays listed.
-    assert [(row["status"], row["earlier"]) for row in report["slides"]] == [("failed", True), ("skipped", False),
-                                                                             ("skipped", False)]
+    assert [(row["status"], row["earlier"]) for row in report["slides"]] == [
+        ("failed", True),
+        ("skipped", False),
+        ("skipped", False),
+    ]
     assert before == [(m / "zarr.json").stat().st_mtime_ns for m in maps]
 
 
@@ -279,18 +322,30 @@ def test_names_do_not_depend_on_other_inputs_and_same_named_folders_are_refused(
 def test_a_slide_toned_unlike_the_rest_of_its_batch_is_pointed_out(tmp_path):
     """Six slides of one lab's tone and one scanned a stop darker throughout (glass 15 grey levels
     down, stain density doubled): only that one departs from the batch's tone, in every report."""
+
     def record(name: str, tone: list[float | None]) -> SlideRecord:
-        return SlideRecord(f"/scans/{name}.svs", str(tmp_path / f"{name}.quality.zarr"), "mapped", verdict="pass",
-                           share_below_threshold=0.02, tone=tone)
+        return SlideRecord(
+            f"/scans/{name}.svs",
+            str(tmp_path / f"{name}.quality.zarr"),
+            "mapped",
+            verdict="pass",
+            share_below_threshold=0.02,
+            tone=tone,
+        )
 
     lab = [record(f"case{i}", [241.0 + i % 3, -0.45 + 0.03 * i, None]) for i in range(6)]
     darker = record("darker", [226.0, -0.45 + 1.0, None])
-    write_reports([*lab, darker, SlideRecord("/scans/broken.svs", str(tmp_path / "b"), "failed", error="x")],
-                  tmp_path, {"model": "default", "verdict_rule": "rule"})
+    write_reports(
+        [*lab, darker, SlideRecord("/scans/broken.svs", str(tmp_path / "b"), "failed", error="x")],
+        tmp_path,
+        {"model": "default", "verdict_rule": "rule"},
+    )
     rows = {Path(row["slide"]).stem: row for row in json.loads((tmp_path / "report.json").read_text())["slides"]}
     assert rows["darker"]["tone_vs_batch"] > DEPARTURE_Z
     assert all(rows[f"case{i}"]["tone_vs_batch"] < 2 for i in range(6)) and rows["broken"]["tone_vs_batch"] is None
-    csv_rows = {Path(row["slide"]).stem: row for row in csv.DictReader((tmp_path / "report.csv").read_text().splitlines())}
+    csv_rows = {
+        Path(row["slide"]).stem: row for row in csv.DictReader((tmp_path / "report.csv").read_text().splitlines())
+    }
     assert float(csv_rows["darker"]["tone_vs_batch"]) > DEPARTURE_Z and csv_rows["broken"]["tone_vs_batch"] == ""
     page = (tmp_path / "report.html").read_text()
     assert page.count("unlike the batch") == 1 and "1 slides' tone" in page
@@ -307,7 +362,6 @@ def test_a_batch_points_out_a_slide_paled_throughout_that_passes_its_own_map(tmp
     share the tone; today's model passes the slide), but the batch's comparison points it out, on
     stderr and in the report."""
     from skimage.exposure import adjust_gamma
-
     from slides import mosaic_pixels, write_pyramidal_tiff
 
     field = np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
@@ -318,7 +372,9 @@ def test_a_batch_points_out_a_slide_paled_throughout_that_passes_its_own_map(tmp
         write_pyramidal_tiff(folder / f"slide{index}.tif", adjust_gamma(pixels, 0.5) if index == 5 else pixels, mpp=0.5)
     result = _cli_batch(folder, "-o", tmp_path / "maps", "--workers", "2")
     assert result.returncode == 0, result.stderr
-    rows = {Path(row["slide"]).stem: row for row in json.loads((tmp_path / "maps" / "report.json").read_text())["slides"]}
+    rows = {
+        Path(row["slide"]).stem: row for row in json.loads((tmp_path / "maps" / "report.json").read_text())["slides"]
+    }
     own = json.loads((Path(rows["slide5"]["map"]) / "summary.json").read_text())["tone"]
     assert own["tiles_departing"] == 0 and rows["slide5"]["tone_vs_batch"] > DEPARTURE_Z
     assert all(rows[f"slide{i}"]["tone_vs_batch"] < 2 for i in range(5))
@@ -327,8 +383,11 @@ def test_a_batch_points_out_a_slide_paled_throughout_that_passes_its_own_map(tmp
 
 
 def test_html_report_escapes_names_and_messages(tmp_path):
-    records = [SlideRecord("/scans/a<b&c.svs", str(tmp_path / "m.quality.zarr"), "failed",
-                           error="<script>alert(1)</script> truncated")]
+    records = [
+        SlideRecord(
+            "/scans/a<b&c.svs", str(tmp_path / "m.quality.zarr"), "failed", error="<script>alert(1)</script> truncated"
+        )
+    ]
     write_reports(records, tmp_path, {"model": "default", "verdict_rule": "rule"})
     page = (tmp_path / "report.html").read_text()
     assert "a&lt;b&amp;c.svs" in page and "<script>alert" not in page and "&lt;script&gt;alert(1)" in page
@@ -360,8 +419,11 @@ def test_killing_a_worker_mid_batch_still_gives_identical_maps(batch, cohort, tm
 
     out = tmp_path / "faulty"
     killed: dict[str, object] = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+
         def kill_a_busy_worker() -> None:
             deadline = time.time() + 120
             while time.time() < deadline:
@@ -376,8 +438,14 @@ def test_killing_a_worker_mid_batch_still_gives_identical_maps(batch, cohort, tm
 
         killer = threading.Thread(target=kill_a_busy_worker)
         killer.start()
-        result = run_batch([cohort], out, recursive=True, scheduler=cluster.scheduler_address,
-                           options=MapOptions(block=BLOCK), slides_in_flight=2)
+        result = run_batch(
+            [cohort],
+            out,
+            recursive=True,
+            scheduler=cluster.scheduler_address,
+            options=MapOptions(block=BLOCK),
+            slides_in_flight=2,
+        )
         killer.join()
         assert killed and killed["tasks"] >= 1, "no busy worker was killed"
         assert killed["pid"] not in client.run(os.getpid).values()
@@ -401,9 +469,12 @@ def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
     mosaic_slide(cohort / "b_case.tif", sources, 8, TILE, seed=1)
     mosaic_slide(cohort / "c_case.tif", sources, 8, TILE, seed=2)
     out, deaths, stop = tmp_path / "maps", [], threading.Event()
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+
         def kill_whoever_maps_it() -> None:
             killed: set[str] = set()  # a dead worker's address: the scheduler lists it a while longer, and
             # asking it for its pid would wait 30 s, time in which the retry may finish elsewhere
@@ -433,14 +504,19 @@ def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
         assert records[name].status == "mapped" and open_map(records[name].map).complete, records[name].error
     report = json.loads((out / "report.json").read_text())
     assert {Path(row["slide"]).name: row["status"] for row in report["slides"]} == {
-        "a_doomed.tif": "failed", "b_case.tif": "mapped", "c_case.tif": "mapped"}
+        "a_doomed.tif": "failed",
+        "b_case.tif": "mapped",
+        "c_case.tif": "mapped",
+    }
 
 
 def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, cohort, tmp_path):
     out = tmp_path / "interrupted"
-    script = ("import sys\nfrom slideiqa.batch.run import MapOptions, run_batch\n"
-              f"run_batch([sys.argv[1]], sys.argv[2], recursive=True, workers=1, slides_in_flight=1, "
-              f"options=MapOptions(block={BLOCK}))\n")
+    script = (
+        "import sys\nfrom slideiqa.batch.run import MapOptions, run_batch\n"
+        f"run_batch([sys.argv[1]], sys.argv[2], recursive=True, workers=1, slides_in_flight=1, "
+        f"options=MapOptions(block={BLOCK}))\n"
+    )
     process = subprocess.Popen([sys.executable, "-c", script, str(cohort), str(out)], start_new_session=True)
     deadline, finished, partial = time.time() + 180, [], []
     while time.time() < deadline and process.poll() is None:
@@ -449,8 +525,9 @@ def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, co
             finished = [row for row in json.loads(report.read_text())["slides"] if row["status"] == "mapped"]
             done = {Path(row["map"]).resolve() for row in finished}
             try:
-                partial = [m for m in out.glob("**/*.quality.zarr") if m.resolve() not in done
-                           and _some_blocks_written(m)]
+                partial = [
+                    m for m in out.glob("**/*.quality.zarr") if m.resolve() not in done and _some_blocks_written(m)
+                ]
             except FileNotFoundError:  # a store being renamed into place while the walk passed it
                 continue
             if finished and partial:
@@ -482,8 +559,10 @@ def test_link_loops_and_dangling_links_are_skipped_with_a_warning(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert open_map(out / "scans" / "sub" / "cmu.quality.zarr").complete
     warnings = json.loads((out / "report.json").read_text())["warnings"]
-    assert warnings == [f"{folder / 'gone.svs'}: dangling symbolic link, skipped",
-                        f"{folder / 'loop.svs'}: symbolic link loop, skipped"]
+    assert warnings == [
+        f"{folder / 'gone.svs'}: dangling symbolic link, skipped",
+        f"{folder / 'loop.svs'}: symbolic link loop, skipped",
+    ]
     text = " ".join(done.stderr.split())  # warnings go to stderr, results to stdout
     assert "warning: " in text and "symbolic link loop" in text
     assert "loop.svs" in (out / "report.html").read_text()
@@ -512,8 +591,15 @@ def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources
     command = [sys.executable, "-m", "slideiqa.cli.app", "batch", str(folder), "-o", str(out), "--workers", "2"]
     # As from a terminal: SIGINT handled, even where this test runs under a shell's background job
     # (which starts its children with SIGINT ignored, and Python then installs no handler).
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True, preexec_fn=_interrupt_by_default)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_interrupt_by_default,
+    )
     assert "slides →" in process.stdout.readline()  # the cluster is up and the slides are submitted
     # Interrupt once a first block is on disk (so that a rerun has something to resume), or after 1.5 s,
     # well before the batch can end.
@@ -533,7 +619,9 @@ def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     rows = json.loads((out / "report.json").read_text())["slides"]
-    assert {row["status"] for row in rows} <= {"skipped", "resumed", "mapped"} and "resumed" in {r["status"] for r in rows}
+    assert {row["status"] for row in rows} <= {"skipped", "resumed", "mapped"} and "resumed" in {
+        r["status"] for r in rows
+    }
 
 
 # -- the cohort review page in a real browser ----------------------------------------------------------
@@ -542,8 +630,11 @@ def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources
 def _shown(browser) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    return [row.get_attribute("data-outcome") + " " + row.find_element(By.CSS_SELECTOR, ".path").text
-            for row in browser.find_elements(By.CSS_SELECTOR, "#slides tbody tr") if row.is_displayed()]
+    return [
+        row.get_attribute("data-outcome") + " " + row.find_element(By.CSS_SELECTOR, ".path").text
+        for row in browser.find_elements(By.CSS_SELECTOR, "#slides tbody tr")
+        if row.is_displayed()
+    ]
 
 
 def test_html_report_renders_sorts_and_filters_in_chromium(batch, browser):
@@ -556,18 +647,29 @@ def test_html_report_renders_sorts_and_filters_in_chromium(batch, browser):
     assert len(rows) == len(GOOD) + len(BROKEN)
     assert [row.split()[0] for row in rows[:2]] == ["error", "error"]  # worst first as written
     images = browser.find_elements(By.CSS_SELECTOR, "td.picture img")
-    assert len(images) == len(GOOD) and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0
-                                            for i in images)  # thumbnails decode offline
+    assert len(images) == len(GOOD) and all(
+        browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images
+    )  # thumbnails decode offline
 
     header = browser.find_element(By.CSS_SELECTOR, "th[data-key=mean_score]")
     header.click()
-    scores = [float(v) for v in browser.execute_script(
-        "return Array.from(document.querySelectorAll('#slides tbody tr')).map(r => r.cells[3].dataset.sort)") if v]
+    scores = [
+        float(v)
+        for v in browser.execute_script(
+            "return Array.from(document.querySelectorAll('#slides tbody tr')).map(r => r.cells[3].dataset.sort)"
+        )
+        if v
+    ]
     assert scores == sorted(scores) and len(scores) == len(GOOD)
     assert header.get_attribute("aria-sort") == "ascending"
     header.click()
-    descending = [float(v) for v in browser.execute_script(
-        "return Array.from(document.querySelectorAll('#slides tbody tr')).map(r => r.cells[3].dataset.sort)") if v]
+    descending = [
+        float(v)
+        for v in browser.execute_script(
+            "return Array.from(document.querySelectorAll('#slides tbody tr')).map(r => r.cells[3].dataset.sort)"
+        )
+        if v
+    ]
     assert descending == sorted(scores, reverse=True)
     last_two = [row.split()[0] for row in _shown(browser)[-2:]]
     assert last_two == ["error", "error"]  # slides without a score sort last either way
@@ -605,13 +707,15 @@ def test_html_report_fits_a_1400_px_window_and_enlarges_thumbnails(batch, browse
     browser.set_window_size(1400, 900)
     browser.get((report / "report.html").resolve().as_uri())
     scroll_width, inner_width = browser.execute_script(
-        "return [document.documentElement.scrollWidth, window.innerWidth]")
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
     assert scroll_width <= inner_width
     headings = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#slides thead th")]
     decisive = [headings.index(name) for name in ("verdict", "mean score", "below threshold or lost", "files")]
     for row in browser.find_elements(By.CSS_SELECTOR, "#slides tbody tr"):
-        rights = browser.execute_script("return arguments[0].map(i => arguments[1].cells[i].getBoundingClientRect()"
-                                        ".right)", decisive, row)
+        rights = browser.execute_script(
+            "return arguments[0].map(i => arguments[1].cells[i].getBoundingClientRect().right)", decisive, row
+        )
         assert max(rights) <= inner_width, (row.text[:60], rights)
     links = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "td.links a")]
     assert {"overview", "regions", "summary", "usable mask", "usable regions"} <= set(links)
@@ -628,8 +732,10 @@ def test_html_report_fits_a_1400_px_window_and_enlarges_thumbnails(batch, browse
     browser.set_window_size(800, 900)
     slide_cell = browser.find_element(By.CSS_SELECTOR, "#slides tbody td.slide")
     before = slide_cell.location["x"]
-    scrolled = browser.execute_script("const s = document.querySelector('.scroll'); s.scrollLeft = 10000; "
-                                      "return [s.scrollLeft, document.documentElement.scrollWidth, window.innerWidth]")
+    scrolled = browser.execute_script(
+        "const s = document.querySelector('.scroll'); s.scrollLeft = 10000; "
+        "return [s.scrollLeft, document.documentElement.scrollWidth, window.innerWidth]"
+    )
     assert scrolled[0] > 100 and scrolled[1] <= scrolled[2]  # the table scrolled, not the page
     assert slide_cell.location["x"] == before  # the slide column stayed
 
@@ -637,8 +743,7 @@ def test_html_report_fits_a_1400_px_window_and_enlarges_thumbnails(batch, browse
 def test_the_report_says_where_each_slides_mpp_came_from(cohort, tmp_path):
     """A slide given its µm/px by the batch's table is told apart from one whose file says it."""
     table = {"cmu.svs": 0.499}
-    result = run_batch([cohort / "run1"], tmp_path / "out", mpp_table=table, options=MapOptions(block=BLOCK),
-                       workers=1)
+    result = run_batch([cohort / "run1"], tmp_path / "out", mpp_table=table, options=MapOptions(block=BLOCK), workers=1)
     sources = {Path(r.slide).name: r.mpp_from for r in result.records if not r.failed}
     assert sources == {"cmu.svs": "table", "case.tif": "file"}
     rows = list(csv.DictReader((tmp_path / "out" / "report.csv").read_text().splitlines()))
@@ -649,9 +754,11 @@ def test_a_scheduler_without_workers_is_a_clear_error_not_a_wait():
     """A reachable scheduler that never gets a worker: one error naming it and what to do."""
     from distributed import LocalCluster
 
-    from slideiqa.pipeline.mapping import start_client
     from slideiqa.outputs.store import MapError
+    from slideiqa.pipeline.mapping import start_client
 
-    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
-        with pytest.raises(MapError, match=r"has no worker, and none joined within 1 s; start workers"):
-            start_client(None, empty.scheduler_address, worker_wait_s=1)
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty,
+        pytest.raises(MapError, match=r"has no worker, and none joined within 1 s; start workers"),
+    ):
+        start_client(None, empty.scheduler_address, worker_wait_s=1)

@@ -8,13 +8,13 @@ from conftest import CMU_SLIDE
 from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide
-from slideiqa.synthetic.distortions import defocus, noise
-from slideiqa.models.predictor import Predictor
+from slideiqa.io.slide import open_slide
 from slideiqa.models.checkpoint import load_checkpoint, load_state
+from slideiqa.models.predictor import Predictor
 from slideiqa.models.registry import CELL_HEAD_PREFIX, build_model
 from slideiqa.models.zoo import resolve_model
-from slideiqa.io.slide import open_slide
 from slideiqa.outputs.store import open_map
+from slideiqa.synthetic.distortions import defocus, noise
 from training.cell_head import cell_targets, per_cell
 
 TILE, TILES = 224, 4  # a 4 × 4-tile slide at the model's 0.5 µm/px
@@ -26,8 +26,11 @@ def test_the_cell_head_leaves_every_tile_verdict_as_it_was(tissue_crop):
     network, card = load_checkpoint(resolve_model("default"))
     assert card.has_cells and card.cell_px == 32
     without = build_model(card.architecture, len(card.classes), card.dropout).eval()
-    state = {key: value for key, value in load_state(resolve_model("default"), card).items()
-             if not key.startswith(CELL_HEAD_PREFIX)}
+    state = {
+        key: value
+        for key, value in load_state(resolve_model("default"), card).items()
+        if not key.startswith(CELL_HEAD_PREFIX)
+    }
     without.load_state_dict(state, strict=True)
     x = torch.from_numpy(np.stack([tissue_crop, tissue_crop[::-1].copy()])).permute(0, 3, 1, 2).float() / 255
     with torch.inference_mode():
@@ -42,7 +45,7 @@ def test_the_cell_head_leaves_every_tile_verdict_as_it_was(tissue_crop):
 
 
 def _disk(shape, centre, radius):
-    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
     return np.hypot(y - centre[0], x - centre[1]) < radius
 
 
@@ -56,12 +59,13 @@ def partial_defects(tmp_path_factory):
         image = np.ascontiguousarray(cmu.read_region((650, 250), 0, (side, side)))
     blur = _disk(image.shape[:2], (TILE, 2 * TILE), 0.9 * TILE)  # around the corner of four tiles
     band = np.zeros(image.shape[:2], bool)
-    band[int(2.6 * TILE): int(3.4 * TILE), int(1.5 * TILE):] = True  # across the middle of two rows of tiles
+    band[int(2.6 * TILE) : int(3.4 * TILE), int(1.5 * TILE) :] = True  # across the middle of two rows of tiles
     sharp = image
     image = np.where(blur[..., None], defocus(image, 0.7, mpp=0.5), image)
     image = np.where(band[..., None], noise(image, 0.7, seed=0), image).astype(np.uint8)
-    path = write_pyramidal_tiff(tmp_path_factory.mktemp("cells") / "partial.tif", image, mpp=0.5, levels=2,
-                                compression="zlib")
+    path = write_pyramidal_tiff(
+        tmp_path_factory.mktemp("cells") / "partial.tif", image, mpp=0.5, levels=2, compression="zlib"
+    )
     return path, sharp, image, blur, band
 
 
@@ -96,11 +100,15 @@ def test_cells_find_defects_inside_the_tiles_they_cover(partial_defects, tmp_pat
     # Every tile the disk touches holds cells on both sides of its edge: the tile map cannot say which
     # part is bad; the cell map does.
     blurred = _visibly_under(sharp, degraded, blur)
-    partly = [(r, c) for r in range(TILES) for c in range(TILES)
-              if 0.1 < blurred[r * 7:(r + 1) * 7, c * 7:(c + 1) * 7].mean() < 0.9]
+    partly = [
+        (r, c)
+        for r in range(TILES)
+        for c in range(TILES)
+        if 0.1 < blurred[r * 7 : (r + 1) * 7, c * 7 : (c + 1) * 7].mean() < 0.9
+    ]
     assert len(partly) >= 3
     for r, c in partly:
-        cells = cell_score[r * 7:(r + 1) * 7, c * 7:(c + 1) * 7]
+        cells = cell_score[r * 7 : (r + 1) * 7, c * 7 : (c + 1) * 7]
         assert (cells < 0.5).any() and (cells >= 0.5).any(), (r, c)
 
 
@@ -113,8 +121,9 @@ def test_cell_image_is_ngff_finer_than_and_aligned_with_the_tiles(phantom_map):
     assert quality.cells_per_side == 7 and quality.cell_um == pytest.approx(16.0)
     cells = open_ome_zarr(zarr.open_group(str(phantom_map.path / "cells"), mode="r"), version="0.5")
     assert isinstance(cells, Image)
-    labels = open_ome_zarr(zarr.open_group(str(phantom_map.path / "cells" / "labels" / "class"), mode="r"),
-                           version="0.5")
+    labels = open_ome_zarr(
+        zarr.open_group(str(phantom_map.path / "cells" / "labels" / "class"), mode="r"), version="0.5"
+    )
     assert isinstance(labels, ImageLabel)
 
     def scale_and_translation(group):
@@ -122,7 +131,10 @@ def test_cell_image_is_ngff_finer_than_and_aligned_with_the_tiles(phantom_map):
         return transforms[0]["scale"], transforms[1]["translation"]
 
     root = zarr.open_group(str(phantom_map.path), mode="r")
-    (tile_scale, tile_shift), (cell_scale, cell_shift) = scale_and_translation(root), scale_and_translation(root["cells"])
+    (tile_scale, tile_shift), (cell_scale, cell_shift) = (
+        scale_and_translation(root),
+        scale_and_translation(root["cells"]),
+    )
     assert cell_scale == pytest.approx([s / 7 for s in tile_scale])
     # Pixel centres: tile r spans [r·112, (r+1)·112) µm; its cells 7r … 7r+6 span exactly the same.
     for r in (0, 3):
@@ -170,8 +182,9 @@ def test_a_cell_head_trained_on_local_defects_is_saved_exported_and_mapped(tissu
 
     network, card = load_checkpoint(resolve_model("default"))
     crops = [np.ascontiguousarray(np.rot90(tissue_crop, k)) for k in range(4)]
-    examples = local_examples(crops, 0.5, cell_stride(network, 224), np.random.default_rng(0),
-                              family_labels(card.classes), card.good_index)
+    examples = local_examples(
+        crops, 0.5, cell_stride(network, 224), np.random.default_rng(0), family_labels(card.classes), card.good_index
+    )
     assert examples.tiles.shape == (4 * 6, 224, 224, 3) and examples.targets.shape == (24, 7, 7)
     assert set(np.unique(examples.targets)) >= {0, 1, 2}
     features = backbone_features(TileClassifier(network, card).eval(), examples.tiles)

@@ -12,22 +12,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, HELDOUT, ROOT
 from PIL import Image
+from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide, open_map
 from slideiqa.artefacts.debris import debris_tiles
-from slideiqa.synthetic.distortions import exposure
-from slideiqa.measure.exposure_evidence import exposure_evidence, judge_exposure
 from slideiqa.io.edge_tiles import own_extent
 from slideiqa.io.grid import TileGrid, mirrored_past_edge, read_plan, read_tile
 from slideiqa.io.slide import open_slide
-from slideiqa.outputs.store import MapError
+from slideiqa.measure.exposure_evidence import exposure_evidence, judge_exposure
 from slideiqa.measure.tissue import tissue_mask
+from slideiqa.outputs.store import MapError
+from slideiqa.synthetic.distortions import exposure
 from slideiqa_training.cross_implementation import degrade
 from slideiqa_training.generalisation import FLOORS
-
-from conftest import CMU_SLIDE, FIELDS, HELDOUT, ROOT
-from slides import write_pyramidal_tiff
 
 CLEAN_LOOKS = ROOT / "tests" / "data" / "clean_looks"
 DENSE = CLEAN_LOOKS / "histolab_high-nuclei-score-level0.png"
@@ -95,8 +94,11 @@ def test_oriented_collagen_bundles_pass_and_the_same_field_streaked_fails(tmp_pa
     assert summary["verdict"] == "fail" and summary["share_per_class"]["motion"] >= 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="known miss: the network passes it (P(good) 0.95) and no measurement here "
-                                      "separates it from clean tissue (benchmarks/README.md, Defects still found)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss: the network passes it (P(good) 0.95) and no measurement here "
+    "separates it from clean tissue (benchmarks/README.md, Defects still found)",
+)
 def test_the_real_out_of_focus_tile_is_flagged_and_its_clean_sibling_passes(tmp_path):
     """HistoArtifacts' real out-of-focus tile and its artefact-free sibling, neither seen by any model
     here, each mapped alone (224 px, taken as 0.5 µm/px)."""
@@ -129,8 +131,9 @@ def test_mirroring_past_the_edge_is_exact():
 def test_an_edge_tile_read_from_a_finer_level_is_mirrored_at_the_tiles_scale(tmp_path, tumour_field):
     """A 40× field's edge tile: the part inside is shrunk alone and mirrored afterwards, so the mirror
     line lies exactly on the tile's pixels, where the motion and JPEG measurements find it."""
-    path = write_pyramidal_tiff(tmp_path / "forty.tif", tumour_field[:700, :1000], mpp=0.25, levels=1,
-                                compression="zlib")
+    path = write_pyramidal_tiff(
+        tmp_path / "forty.tif", tumour_field[:700, :1000], mpp=0.25, levels=1, compression="zlib"
+    )
     grid = TileGrid(1000, 700, 0.25, 0.5, 224)  # the last column holds 104 px (52 at 0.5), the last row 252 (126)
     with open_slide(path) as slide:
         plan = read_plan(slide, grid)
@@ -155,7 +158,7 @@ def test_dab_over_haematoxylin_is_stain_and_grey_particles_are_debris():
     haematoxylin, dab = np.array([0.65, 0.70, 0.29]), np.array([0.27, 0.57, 0.78])
     for colour, is_debris in ((haematoxylin + dab, False), (np.array([1.0, 1.0, 1.0]), True)):
         drawn = od + 0.6 * particles[..., None] * colour / colour.max()
-        pixels = np.clip(np.rint(255 * 10 ** -drawn), 0, 255).astype(np.uint8)
+        pixels = np.clip(np.rint(255 * 10**-drawn), 0, 255).astype(np.uint8)
         assert debris_tiles(pixels[None], 0.5)[0] == is_debris, colour
 
 
@@ -186,8 +189,10 @@ def test_a_pale_field_whose_tissue_twice_the_light_erased_says_so(tmp_path):
     yy, xx = np.mgrid[:512, :512]
     field[(np.hypot(yy % 32 - 16, xx % 32 - 16) < 6)] = (150, 170, 210)  # pale nuclei every 16 µm
     assert _mapped(field, tmp_path, 0.5)[0]["verdict"] == "pass"
-    for image, clipped in ((exposure(field, 0.5, kind="flat", direction=1, seed=0), True),
-                           (np.full((512, 512, 3), 238, np.uint8), False)):
+    for image, clipped in (
+        (exposure(field, 0.5, kind="flat", direction=1, seed=0), True),
+        (np.full((512, 512, 3), 238, np.uint8), False),
+    ):
         with pytest.raises(MapError, match="no tissue found") as raised:
             _mapped(image, tmp_path, 0.5, name=f"clipped{clipped}")
         assert ("clipped to pure white" in str(raised.value)) == clipped, raised.value
@@ -201,7 +206,7 @@ def test_exposure_evidence_sees_light_not_stain():
     assert exposure_evidence(tiles).cap.max() < 0.5
     for direction in (-1, 1):
         ours = np.stack([exposure(tile, 0.5, kind="gain", direction=direction, seed=0) for tile in tiles])
-        theirs = np.stack([cv2.convertScaleAbs(tile, alpha=2.0 ** direction) for tile in tiles])
+        theirs = np.stack([cv2.convertScaleAbs(tile, alpha=2.0**direction) for tile in tiles])
         assert exposure_evidence(ours).cap.min() > 0.5 and exposure_evidence(theirs).cap.min() > 0.5, direction
         curve = np.stack([exposure(tile, 0.5, kind="gamma", direction=direction, seed=0) for tile in tiles])
         assert exposure_evidence(curve).cap.max() < 0.5
@@ -215,8 +220,10 @@ def test_light_that_clips_most_stain_and_most_of_the_tile_is_exposure_whatever_t
     assert not exposure_evidence(tiles).floor.any()
     classes = ["good", "defocus", "motion", "noise", "jpeg", "exposure"]
     called_good = np.tile(np.eye(len(classes), dtype=np.float32)[0], (len(tiles), 1))
-    for bright in (np.stack([exposure(tile, 0.5, kind="gain", direction=1, seed=0) for tile in tiles]),
-                   np.stack([cv2.convertScaleAbs(tile, alpha=2.0) for tile in tiles])):
+    for bright in (
+        np.stack([exposure(tile, 0.5, kind="gain", direction=1, seed=0) for tile in tiles]),
+        np.stack([cv2.convertScaleAbs(tile, alpha=2.0) for tile in tiles]),
+    ):
         evidence = exposure_evidence(bright)
         certain = evidence.floor > 0
         assert certain.sum() >= 4, evidence.floor.round(3)
@@ -229,7 +236,7 @@ def test_light_that_clips_most_stain_and_most_of_the_tile_is_exposure_whatever_t
 def test_a_field_exposed_wrongly_throughout_still_fails(tmp_path, tumour_field, direction):
     """±1 EV of gain over the whole field (OpenCV's, not slideiqa's code): it is its own reference,
     and what its tiles show — a white point no light leaves, stain clipped to white — flags them."""
-    field = cv2.convertScaleAbs(tumour_field, alpha=2.0 ** direction)
+    field = cv2.convertScaleAbs(tumour_field, alpha=2.0**direction)
     summary, _ = _mapped(field, tmp_path, 0.25)
     assert summary["verdict"] == "fail" and summary["share_per_class"]["exposure"] >= 0.9
 
@@ -239,7 +246,7 @@ def test_an_unseen_field_exposed_wrongly_throughout_still_fails(tmp_path, direct
     """The same on dense dark tumour of a source no model here saw. Twice the gain also doubles the
     sensor's noise, which is then measured: of the brighter copy's four tiles three are called noise
     and one exposure — flagged all the same, for a defect the image really has."""
-    summary, _ = _mapped(cv2.convertScaleAbs(_pixels(UNSEEN_TUMOUR), alpha=2.0 ** direction), tmp_path, 0.5)
+    summary, _ = _mapped(cv2.convertScaleAbs(_pixels(UNSEEN_TUMOUR), alpha=2.0**direction), tmp_path, 0.5)
     assert summary["verdict"] == "fail" and summary["share_below_threshold"] == 1.0
     shares = summary["share_per_class"]
     assert shares["exposure"] >= 0.9 if direction < 0 else shares["exposure"] + shares["noise"] == 1.0, shares
@@ -251,14 +258,21 @@ def test_unseen_dense_tumour_and_oriented_stroma_cut_at_the_border_pass(tmp_path
     judged on their own pixels mirrored. Dense dark nuclei are no exposure error, oriented collagen
     bundles no streak."""
     for path in (UNSEEN_TUMOUR, UNSEEN_STROMA):
-        summary, quality = _mapped(_pixels(path)[corner:corner + 400, corner:corner + 400], tmp_path, 0.5, path.stem)
+        summary, quality = _mapped(
+            _pixels(path)[corner : corner + 400, corner : corner + 400], tmp_path, 0.5, path.stem
+        )
         assert summary["verdict"] == "pass" and summary["share_below_threshold"] == 0.0, (path.name, summary)
         assert summary["tissue_tiles"] == 4 and np.isfinite(quality.array("score")).all()
 
 
 def _cli_map(path: Path, mpp: float, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(path), "--mpp", str(mpp), "-o", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", "map", str(path), "--mpp", str(mpp), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("source", ["tumour (trained on)", "stroma (unseen)"])
@@ -267,8 +281,11 @@ def test_a_20x_scan_at_055_is_mapped_and_one_at_06_refused_in_one_line(tmp_path,
     0.5 is, and its scanner's own JPEG blocks are still seen (enlarged to the model's scale, none of
     this field's compressed tiles was flagged); 0.6 is refused. On a field the model trained on, and
     on one of a source no model here saw."""
-    at_half = Image.fromarray(tumour_field).resize((500, 500), Image.Resampling.LANCZOS) \
-        if source.startswith("tumour") else Image.open(UNSEEN_STROMA).convert("RGB")
+    at_half = (
+        Image.fromarray(tumour_field).resize((500, 500), Image.Resampling.LANCZOS)
+        if source.startswith("tumour")
+        else Image.open(UNSEEN_STROMA).convert("RGB")
+    )
     half = np.asarray(at_half)
     coarser = np.asarray(at_half.resize((455, 455), Image.Resampling.LANCZOS))
     Image.fromarray(coarser).save(tmp_path / "coarser.png")

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, skip_unless_available
 from PIL import Image
 
 import slideiqa
 from slideiqa.models.zoo import resolve_model
-
-from conftest import CMU_SLIDE, skip_unless_available
 
 
 def _subprocess(module, *args):
@@ -59,9 +58,13 @@ def test_version():
 
 def test_folder_with_no_images(tmp_path):
     (tmp_path / "good").mkdir()
-    _one_error_line(_run("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m"), str(tmp_path), "no images found")
-    _one_error_line(_run("slideiqa_training", "build-dataset", "defects", tmp_path / "good", "-o", tmp_path / "d"),
-                    "no images found")
+    _one_error_line(
+        _run("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m"), str(tmp_path), "no images found"
+    )
+    _one_error_line(
+        _run("slideiqa_training", "build-dataset", "defects", tmp_path / "good", "-o", tmp_path / "d"),
+        "no images found",
+    )
 
 
 def test_explain_refuses_a_field_too_small_to_mirror_out_to_a_tile(tmp_path):
@@ -79,8 +82,12 @@ def test_predict_refuses_a_slide_file_and_names_the_command_that_judges_it(tmp_p
 
     pyramid = write_pyramidal_tiff(tmp_path / "small_pyramid.tif", tumour_field[:600, :600], mpp=0.5, levels=2)
     for slide, kind in ((CMU_SLIDE, "aperio"), (pyramid, "2 levels")):
-        _one_error_line(_run("slideiqa.cli.app", "predict", slide), slide.name, kind,
-                        f"not a field image: judge its tissue tile by tile with slideiqa map {slide}")
+        _one_error_line(
+            _run("slideiqa.cli.app", "predict", slide),
+            slide.name,
+            kind,
+            f"not a field image: judge its tissue tile by tile with slideiqa map {slide}",
+        )
     field = tmp_path / "field.png"
     Image.fromarray(tumour_field[:600, :600]).save(field)
     both = _run("slideiqa.cli.app", "predict", "--mpp", "0.5", CMU_SLIDE, field)
@@ -91,16 +98,21 @@ def test_unreadable_image(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image at all")
     _one_error_line(_run("slideiqa.cli.app", "predict", bad), "bad.png", "not a slide or image")
-    _one_error_line(_run("slideiqa_training", "build-dataset", "defects", bad, "-o", tmp_path / "d"),
-                    "bad.png", "not a slide or image")
+    _one_error_line(
+        _run("slideiqa_training", "build-dataset", "defects", bad, "-o", tmp_path / "d"),
+        "bad.png",
+        "not a slide or image",
+    )
 
 
 def test_unknown_architecture(tmp_path):
     for label in ("good", "bad"):
         (tmp_path / label).mkdir()
         Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / label / "a.png")
-    _one_error_line(_run("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m", "--arch", "alexnet"),
-                    "unknown architecture 'alexnet'")
+    _one_error_line(
+        _run("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m", "--arch", "alexnet"),
+        "unknown architecture 'alexnet'",
+    )
 
 
 def test_unknown_model_and_mismatched_card(tmp_path):
@@ -112,12 +124,16 @@ def test_unknown_model_and_mismatched_card(tmp_path):
     save_checkpoint(build_model("iqanet", 3), ModelCard("iqanet", ["good", "a", "b"]), tmp_path / "m")
     card = (tmp_path / "m.json").read_text().replace('"a", ', "").replace('"weights_sha256": "', '"weights_sha256": "0')
     (tmp_path / "m.json").write_text(card)
-    _one_error_line(_run("slideiqa.cli.app", "predict", field, "--model", tmp_path / "m.json"), "m.json", "SHA-256 differs")
+    _one_error_line(
+        _run("slideiqa.cli.app", "predict", field, "--model", tmp_path / "m.json"), "m.json", "SHA-256 differs"
+    )
 
 
 def test_bad_option_values_are_usage_errors_without_traceback(tmp_path):
-    for module, *args in (("slideiqa.cli.app", "map", tmp_path / "slide.svs", "--workers", "abc"),
-                          ("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m", "--label-smoothing", 2)):
+    for module, *args in (
+        ("slideiqa.cli.app", "map", tmp_path / "slide.svs", "--workers", "abc"),
+        ("slideiqa_training", "train", tmp_path, "-o", tmp_path / "m", "--label-smoothing", 2),
+    ):
         result = _run(module, *args)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and "Invalid value" in result.stderr
@@ -149,23 +165,33 @@ def test_environment_errors_are_one_line_and_leave_nothing(tmp_path):
     regular = tmp_path / "a-file"
     regular.write_text("not a folder")
     out = tmp_path / "out.quality.zarr"
-    _one_error_line(_run("slideiqa.cli.app", "map", SAMPLE, "-o", regular / "x.quality.zarr"),
-                    str(regular / "x.quality.zarr"), "Not a directory")
-    _one_error_line(_run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--mpp", "nan"), "--mpp must be a positive number")
+    _one_error_line(
+        _run("slideiqa.cli.app", "map", SAMPLE, "-o", regular / "x.quality.zarr"),
+        str(regular / "x.quality.zarr"),
+        "Not a directory",
+    )
+    _one_error_line(
+        _run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--mpp", "nan"), "--mpp must be a positive number"
+    )
     stem = tmp_path / "model"
     for suffix in (".safetensors", ".onnx"):
         shutil.copy(resolve_model("default").with_suffix(suffix), stem.with_suffix(suffix))
     card = json.loads(resolve_model("default").with_suffix(".json").read_text()) | {"tile_size": 0}
     stem.with_suffix(".json").write_text(json.dumps(card))
-    _one_error_line(_run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--model", stem), "model.json",
-                    "tile_size must be a whole number of pixels from 1 to 4096, got 0")
+    _one_error_line(
+        _run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--model", stem),
+        "model.json",
+        "tile_size must be a whole number of pixels from 1 to 4096, got 0",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.json", "model.onnx", "model.safetensors"]
 
 
 def test_unreachable_scheduler_fails_in_one_line_before_any_output(tmp_path):
     out = tmp_path / "out.quality.zarr"
-    _one_error_line(_run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--scheduler", "tcp://127.0.0.1:9"),
-                    "tcp://127.0.0.1:9: cannot reach the Dask scheduler within 10 s")
+    _one_error_line(
+        _run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--scheduler", "tcp://127.0.0.1:9"),
+        "tcp://127.0.0.1:9: cannot reach the Dask scheduler within 10 s",
+    )
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -174,8 +200,12 @@ def small_filesystem(tmp_path):
     """A real 1 MiB tmpfs (needs root and permission to mount; skipped otherwise)."""
     mount_point = tmp_path / "fs"
     mount_point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True
+        ).returncode
+        != 0
+    ):
         skip_unless_available("tmpfs", "cannot mount a tmpfs here (needs root and mount permission)")
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)

@@ -8,13 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
+from slides import tiles_over, with_garbage_tile, write_pyramidal_tiff
 
 from slideiqa import map_slide, open_map
 from slideiqa.io.slide import UnreadableRegion, open_slide
 from slideiqa.outputs.store import UNREADABLE
-
-from conftest import ROOT
-from slides import tiles_over, with_garbage_tile, write_pyramidal_tiff
 
 #: The TIFF tile (256 px, 7 per row of the 1792 px phantom) in the middle of the slide: rows and
 #: columns 3–4 of the 224 px map grid lie over it.
@@ -49,8 +48,13 @@ def test_a_corrupt_tile_costs_only_the_map_tiles_over_it(phantom, phantom_map, t
     box = with_garbage_tile(phantom, corrupt, MIDDLE_TILE)
     out = tmp_path / "corrupt.quality.zarr"
     # The default in-process cluster: threads share one OpenSlide handle, which the corrupt tile poisons.
-    result = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(corrupt), "-o", str(out)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", "map", str(corrupt), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "Compute Failed" not in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert "tissue tiles cannot be decoded" in " ".join(result.stderr.split())  # a warning: on stderr
@@ -83,7 +87,14 @@ def test_a_corrupt_tile_costs_only_the_map_tiles_over_it(phantom, phantom_map, t
     assert sorted((r["row"], r["col"]) for r in recorded) == sorted(zip(*np.nonzero(over)))
     assert all(_overlaps(region, box) for region in _regions([r["error"] for r in recorded]))
     regions = json.loads((out / "regions.geojson").read_text())["features"]
-    assert sum(f["properties"]["measurements"]["tiles"] for f in regions if f["properties"]["classification"]["name"] == "unreadable") == unreadable
+    assert (
+        sum(
+            f["properties"]["measurements"]["tiles"]
+            for f in regions
+            if f["properties"]["classification"]["name"] == "unreadable"
+        )
+        == unreadable
+    )
 
 
 def test_a_corrupt_tile_in_a_slide_without_pyramid_is_unreadable_not_glass(phantom, phantom_map, tmp_path):

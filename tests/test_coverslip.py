@@ -4,23 +4,25 @@ import json
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, ROOT
 from PIL import Image
 from scipy import ndimage
+from slides import enlarged_slide
 
 from slideiqa import map_slide, open_map
-from slideiqa.artefacts.pen import disk
 from slideiqa.artefacts.coverslip import edge_mask
-from slideiqa.io.grid import TileGrid, tile_fractions
+from slideiqa.artefacts.pen import disk
 from slideiqa.artefacts.thumbnail import EDGE_TILE_SHARE
+from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
 from slideiqa.outputs.store import EDGE, PEN
 
-from conftest import CMU_SLIDE, ROOT
-from slides import enlarged_slide
-
 ARTEFACTS = ROOT / "tests" / "data" / "artefacts"
-EDGE_IMAGES = ["histoqc_models__coverslip_edge_he__coverslip_edge", "histoqc_models__coverslip_edge_ihc__coverslip_edge"]
+EDGE_IMAGES = [
+    "histoqc_models__coverslip_edge_he__coverslip_edge",
+    "histoqc_models__coverslip_edge_ihc__coverslip_edge",
+]
 #: The H&E image's left 300 columns (the edge and the tissue it crosses), enlarged 16× at 0.5 µm/px:
 #: the thumbnail then shows it at 8 µm/px, the scale the masks fit.
 CROP_COLUMNS, FACTOR = 300, 16

@@ -3,12 +3,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, FIELDS
 from PIL import Image
 
-from slideiqa_training.datasets import (BLOOD_CLASSES, BuildConfig, DatasetError, ImageFolder, build_dataset)
+from slideiqa_training.datasets import BLOOD_CLASSES, BuildConfig, DatasetError, ImageFolder, build_dataset
 from slideiqa_training.sources import SourceError, find_sources, open_source, tissue_fraction
-
-from conftest import CMU_SLIDE, FIELDS
 
 SMALL = BuildConfig(crops_per_source=6, crop_size=64, seed=3)
 
@@ -101,7 +100,9 @@ def test_a_field_without_enough_matter_is_left_out_and_listed_not_fatal(tmp_path
     Image.fromarray(np.full((300, 300, 3), 244, np.uint8)).save(glass)
     folder = build_dataset("cytology", [FIELDS / "he_tumour_target.png", glass], tmp_path / "out", SMALL)
     summary = json.loads((folder / "classes.json").read_text())
-    assert len(summary["skipped_sources"]) == 1 and "glass.png: no crop with ≥ 30% tissue" in summary["skipped_sources"][0]
+    assert (
+        len(summary["skipped_sources"]) == 1 and "glass.png: no crop with ≥ 30% tissue" in summary["skipped_sources"][0]
+    )
     assert {row["source"] for row in _manifest(folder)} == {"he_tumour_target"}
     with pytest.raises(DatasetError, match="no source gave a crop; .*glass.png"):
         build_dataset("cytology", [glass], tmp_path / "only_glass", SMALL)

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE
 from sklearn.metrics import roc_auc_score
 
-from slideiqa.synthetic.distortions import defocus, noise
 from slideiqa.models.predictor import Predictor
 from slideiqa.models.zoo import available_pretrained
+from slideiqa.synthetic.distortions import defocus, noise
 from slideiqa_training.sources import open_source, tissue_fraction
-
-from conftest import CMU_SLIDE
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def test_shipped_models_separate_sharp_from_defocused_cmu_tiles(cmu_tiles, model
     predictor = Predictor(model)
     blurred = np.stack([defocus(tile, 0.5, mpp=0.5) for tile in cmu_tiles])
     scores = predictor.score(predictor.predict(np.concatenate([cmu_tiles, blurred])))
-    sharp_scores, blurred_scores = scores[: len(cmu_tiles)], scores[len(cmu_tiles):]
+    sharp_scores, blurred_scores = scores[: len(cmu_tiles)], scores[len(cmu_tiles) :]
     is_sharp = np.r_[np.ones(len(cmu_tiles)), np.zeros(len(blurred))]
     assert roc_auc_score(is_sharp, scores) >= 0.95
     assert np.median(sharp_scores) > np.median(blurred_scores) + 0.3

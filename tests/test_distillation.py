@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import FIELDS
 from torch import nn
 
 from slideiqa.models import ModelCard, build_model, save_checkpoint
@@ -11,8 +12,6 @@ from slideiqa_training.distillation import DistillationError, DistillationLoss, 
 from slideiqa_training.experiments import ModelSpec, evaluation_set
 from slideiqa_training.trainer import TrainConfig, TransformedSubset, predict, train
 from slideiqa_training.transforms import build_transform
-
-from conftest import FIELDS
 
 
 def test_loss_is_cross_entropy_at_weight_zero_and_scaled_kl_at_weight_one():
@@ -27,8 +26,11 @@ def test_loss_is_cross_entropy_at_weight_zero_and_scaled_kl_at_weight_one():
     # A student that already says what the teacher says has nothing left to learn from it.
     assert float(DistillationLoss(1.0, 4.0)(teacher, (labels, teacher))) == pytest.approx(0.0, abs=1e-6)
     # Label smoothing reaches the label term: one-hot targets softened by 0.1 over the six classes.
-    smoothed = (-(torch.full((8, 6), 0.1 / 6) + 0.9 * nn.functional.one_hot(labels, 6))
-                * torch.log_softmax(student, 1)).sum(1).mean()
+    smoothed = (
+        (-(torch.full((8, 6), 0.1 / 6) + 0.9 * nn.functional.one_hot(labels, 6)) * torch.log_softmax(student, 1))
+        .sum(1)
+        .mean()
+    )
     assert torch.allclose(DistillationLoss(0.0, 4.0, label_smoothing=0.1)(student, (labels, teacher)), smoothed)
 
 
@@ -76,13 +78,20 @@ def test_student_learns_the_teachers_answers(small_dataset, tmp_path):
     images = TransformedSubset(small_dataset, indices, build_transform(48, *spec.mean_std, "none"))
     student = build_model("iqanet", len(classes))
     before = predict(student, evaluation_set(small_dataset, spec, indices))[0]
-    train(student, WithTeacher(images, logits), None,
-          TrainConfig(epochs=40, batch_size=12, lr=3e-3, progress=False), DistillationLoss(1.0, 1.0))
+    train(
+        student,
+        WithTeacher(images, logits),
+        None,
+        TrainConfig(epochs=40, batch_size=12, lr=3e-3, progress=False),
+        DistillationLoss(1.0, 1.0),
+    )
     after = predict(student, evaluation_set(small_dataset, spec, indices))[0]
 
     target = torch.softmax(torch.as_tensor(logits), 1).numpy()
+
     def distance(p):  # mean total-variation distance to the teacher's probabilities
         return float(np.abs(p - target).sum(1).mean() / 2)
+
     assert distance(after) < 0.5 * distance(before)
     agreement = float((after.argmax(1) == target.argmax(1)).mean())
     assert agreement > 0.6, agreement

@@ -2,12 +2,11 @@ import io
 
 import numpy as np
 import pytest
+from conftest import degradation_strength
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from slideiqa.synthetic import distortions as d
-
-from conftest import degradation_strength
 
 SEVERITIES = [0.1, 0.3, 0.5, 0.7, 1.0]
 
@@ -113,21 +112,24 @@ def test_every_kind_is_deterministic_and_identity_at_zero(tissue_crop, family, k
 def test_every_kind_grows_with_severity(tissue_crop, family, kind):
     # One seed for every severity: the random parts (angle, noise field, direction) stay the same,
     # so only the strength changes.
-    strengths = [degradation_strength(family, tissue_crop, d.distort(tissue_crop, family, s, seed=3, kind=kind))
-                 for s in SEVERITIES]
+    strengths = [
+        degradation_strength(family, tissue_crop, d.distort(tissue_crop, family, s, seed=3, kind=kind))
+        for s in SEVERITIES
+    ]
     assert all(a < b for a, b in zip(strengths, strengths[1:])), strengths
 
 
 def test_the_first_kind_is_the_original_formula(tissue_crop):
     for family, kinds in d.KINDS.items():
-        assert np.array_equal(d.distort(tissue_crop, family, 0.7, seed=4),
-                              d.distort(tissue_crop, family, 0.7, seed=4, kind=kinds[0]))
+        assert np.array_equal(
+            d.distort(tissue_crop, family, 0.7, seed=4), d.distort(tissue_crop, family, 0.7, seed=4, kind=kinds[0])
+        )
 
 
 def test_kinds_of_a_family_differ(tissue_crop):
     for family, kinds in d.KINDS.items():
         outputs = [d.distort(tissue_crop, family, 0.7, seed=4, kind=kind) for kind in kinds]
-        assert all(not np.array_equal(a, b) for i, a in enumerate(outputs) for b in outputs[i + 1:]), family
+        assert all(not np.array_equal(a, b) for i, a in enumerate(outputs) for b in outputs[i + 1 :]), family
 
 
 def test_gaussian_defocus_has_the_disks_rms_radius():

@@ -7,9 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from PIL import Image
-
 from conftest import ROOT
+from PIL import Image
 
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 #: Folders that hold no page of the repository's own (virtual environments, builds, caches).

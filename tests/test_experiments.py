@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, FIELDS
 
 from slideiqa_training.datasets import BuildConfig, ImageFolder, build_dataset
 from slideiqa_training.experiments import (
@@ -12,8 +13,6 @@ from slideiqa_training.experiments import (
     train_fold_teacher,
 )
 from slideiqa_training.trainer import TrainConfig
-
-from conftest import CMU_SLIDE, FIELDS
 
 SPEC = ModelSpec("iqanet", input_size=48, augment="lossless")
 QUICK = TrainConfig(epochs=1, batch_size=16, lr=1e-3, progress=False)
@@ -46,8 +45,9 @@ def test_each_fold_gets_its_own_teacher_and_keeps_its_predictions(two_sources, t
         path = train_fold_teacher(two_sources, held_out, SPEC, QUICK, tmp_path / "teachers" / f"without-{held_out}")
         return Teaching(path, 0.5, 2.0)
 
-    records = leave_one_source_out(two_sources, SPEC, QUICK, teaching_for=teaching_for,
-                                   predictions_dir=tmp_path / "predictions")
+    records = leave_one_source_out(
+        two_sources, SPEC, QUICK, teaching_for=teaching_for, predictions_dir=tmp_path / "predictions"
+    )
     held = sorted(set(two_sources.sources))
     assert asked == held and [r["held_out"] for r in records] == held
     for record in records:

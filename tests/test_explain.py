@@ -7,19 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, FIELDS, HELDOUT
 from PIL import Image
 from typer.testing import CliRunner
 
 from slideiqa.cli.app import app
-from slideiqa.synthetic.distortions import FAMILIES, distort_local, exposure
 from slideiqa.errors import SlideIQAError
-from slideiqa.explain.heatmaps import (MAX_REGION_TILES, CellMaps, GradCam, explain_field, explain_image, explain_slide_region,
-                              explainer_for, explanation_picture)
-from slideiqa.pipeline.mapping import map_slide
-from slideiqa.outputs.store import open_map
+from slideiqa.explain.heatmaps import (
+    MAX_REGION_TILES,
+    CellMaps,
+    GradCam,
+    explain_field,
+    explain_image,
+    explain_slide_region,
+    explainer_for,
+    explanation_picture,
+)
 from slideiqa.measure.noise_level import noise_sigma_patches
-
-from conftest import CMU_SLIDE, FIELDS, HELDOUT
+from slideiqa.outputs.store import open_map
+from slideiqa.pipeline.mapping import map_slide
+from slideiqa.synthetic.distortions import FAMILIES, distort_local, exposure
 
 LEFT = np.zeros((224, 224), bool)
 LEFT[:, :90] = True  # 40 % of the tile
@@ -141,8 +148,12 @@ def test_explain_command_writes_the_picture(tmp_path):
 def test_a_cell_map_marks_little_of_a_clean_crop(cell_maps):
     """A cell map is a probability: where no class reaches CELL_WHERE_FLOOR nothing is marked, however
     small the map's maximum (a share of the maximum alone would mark a fifth of a clean field)."""
-    marked = [explain_image(crop, cell_maps).where(name).mean() for crop in crops()
-              for name in cell_maps.classes if name != "good"]
+    marked = [
+        explain_image(crop, cell_maps).where(name).mean()
+        for crop in crops()
+        for name in cell_maps.classes
+        if name != "good"
+    ]
     assert np.mean(marked) <= 0.08
 
 
@@ -167,8 +178,9 @@ def test_a_clean_field_shows_no_heat_and_its_captions_agree_with_the_table(tmp_p
     assert max(float(heat.max()) for heat in explanation.heatmaps.values()) > 0.05  # something to hide
     assert all(explanation.tiles_found_in(name) == 0 for name in explanation.heatmaps)
     blank = {name: np.zeros_like(heat) for name, heat in explanation.heatmaps.items()}
-    drawn, without_heat = (np.asarray(explanation_picture(e, "t")) for e in
-                           (explanation, replace(explanation, heatmaps=blank)))
+    drawn, without_heat = (
+        np.asarray(explanation_picture(e, "t")) for e in (explanation, replace(explanation, heatmaps=blank))
+    )
     np.testing.assert_array_equal(drawn, without_heat)
     # A lower threshold finds what the cells show, and then the heat is drawn.
     assert not np.array_equal(np.asarray(explanation_picture(explanation, "t", threshold=0.0)), without_heat)
@@ -219,8 +231,12 @@ def test_a_slide_without_a_region_or_with_a_bad_one_is_one_line(tmp_path):
         ("--region", "1,2,3"): "give X,Y,W,H, four whole numbers of level-0 px",
     }
     for argv, message in cases.items():
-        done = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "explain", slide, "-o", str(tmp_path / "x.png"),
-                               *argv], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "slideiqa.cli.app", "explain", slide, "-o", str(tmp_path / "x.png"), *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         lines = done.stderr.strip().splitlines()
         assert done.returncode in (1, 2) and message in " ".join(done.stderr.split()), (argv, done.stderr)
         assert len(lines) == 1 or done.returncode == 2, lines  # a usage error is click's own short block
@@ -228,8 +244,8 @@ def test_a_slide_without_a_region_or_with_a_bad_one_is_one_line(tmp_path):
 
 
 def test_a_region_larger_than_a_block_is_refused(tmp_path):
-    from slideiqa.io.grid import TileGrid
     from slideiqa.explain.heatmaps import region_tiles
+    from slideiqa.io.grid import TileGrid
 
     grid = TileGrid(100_000, 80_000, 0.25, 0.5, 224)
     assert region_tiles(grid, (0, 0, 448 * MAX_REGION_TILES, 448), "s").cols == MAX_REGION_TILES

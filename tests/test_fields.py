@@ -40,8 +40,12 @@ def test_a_small_field_is_mirrored_out_to_a_tile_without_a_new_edge():
 
 
 def _predict(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "predict", *map(str, arguments)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", "predict", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_sharp_camera_field_at_1000x_passes_and_a_defocused_one_is_flagged(tmp_path):

@@ -10,18 +10,22 @@ import subprocess
 import sys
 
 import numpy as np
-
-from slideiqa import map_slide, open_map
-
 from conftest import CMU_SLIDE, FIELDS, ROOT
 from slides import map_killed_in_its_finish
+
+from slideiqa import map_slide, open_map
 
 REPORT_FILES = ("summary.json", "overview.png", "regions.geojson")
 
 
 def _slideiqa(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_killed_before_it_is_marked_complete_it_has_no_verdict_anywhere_and_a_rerun_finishes_it(tmp_path):

@@ -7,18 +7,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HELDOUT, ROOT, degradation_strength
 from PIL import Image
 
-from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
-from slideiqa.pipeline.fields import mirrored_to_tile
 from slideiqa.models.predictor import Predictor
+from slideiqa.pipeline.fields import mirrored_to_tile
+from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
 from slideiqa_training.catalogue import SourceGroup, load_catalogue
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import (
-    CLASSES, FLOORS, CropPlan, TileSet, class_weights, cut_references, cut_tiles, evaluation_tiles, measure, shows_its_defect,
+    CLASSES,
+    FLOORS,
+    CropPlan,
+    TileSet,
+    class_weights,
+    cut_references,
+    cut_tiles,
+    evaluation_tiles,
+    measure,
+    shows_its_defect,
 )
 
-from conftest import HELDOUT, ROOT, degradation_strength
 
 def test_catalogue_has_ten_groups_of_both_modalities_each_with_its_origin():
     groups = load_catalogue()
@@ -51,9 +60,16 @@ def test_class_weights_balance_good_against_all_defects():
 
 def _tiles(families, makers):
     n = len(families)
-    return TileSet(np.zeros((n, 1, 1, 3), np.uint8), np.array([CLASSES.index(f) if f != "none" else 0 for f in families]),
-                   np.array(["g"] * n), np.arange(n), np.array(families), np.array(["k"] * n), np.zeros(n),
-                   np.array(makers))
+    return TileSet(
+        np.zeros((n, 1, 1, 3), np.uint8),
+        np.array([CLASSES.index(f) if f != "none" else 0 for f in families]),
+        np.array(["g"] * n),
+        np.arange(n),
+        np.array(families),
+        np.array(["k"] * n),
+        np.zeros(n),
+        np.array(makers),
+    )
 
 
 def test_measure_counts_passes_flags_and_families():
@@ -146,9 +162,16 @@ def test_a_clip_that_clips_nothing_is_not_measured(heldout_tiles):
     smear, tissue = heldout_tiles[4], heldout_tiles[0]
     clipped = [distort(image, "exposure", FLOORS["exposure"], kind="clip") for image in (smear, tissue)]
     images = np.stack([smear, clipped[0], tissue, clipped[1], distort(smear, "exposure", 0.5, kind="gain", seed=0)])
-    tiles = TileSet(images, np.array([0, 5, 0, 5, 5]), np.array(["g"] * 5), np.array([0, 0, 1, 1, 0]),
-                    np.array(["none", "exposure", "none", "exposure", "exposure"]),
-                    np.array(["none", "clip", "none", "clip", "gain"]), np.zeros(5), np.array(["none"] + ["slideiqa"] * 4))
+    tiles = TileSet(
+        images,
+        np.array([0, 5, 0, 5, 5]),
+        np.array(["g"] * 5),
+        np.array([0, 0, 1, 1, 0]),
+        np.array(["none", "exposure", "none", "exposure", "exposure"]),
+        np.array(["none", "clip", "none", "clip", "gain"]),
+        np.zeros(5),
+        np.array(["none"] + ["slideiqa"] * 4),
+    )
     assert shows_its_defect(tiles).tolist() == [True, False, True, True, True]
     # The model passes the stretched smear; the copies measured are both flagged.
     probabilities = np.eye(len(CLASSES))[[0, 0, 0, 5, 5]]
@@ -173,10 +196,18 @@ def _flag_shares(predictor: Predictor, tiles: np.ndarray, degrade_tile) -> float
 def test_shipped_model_flags_defects_at_their_floors_on_unseen_real_tiles(heldout_tiles, family):
     # Every kind of slideiqa's own defect and the other libraries' ones, at the severity floor itself.
     predictor = Predictor("default")
-    ours = _flag_shares(predictor, heldout_tiles, lambda tile, i: distort(
-        tile, family, FLOORS[family], seed=i, kind=random_kind(family, np.random.default_rng(i))))
-    other = _flag_shares(predictor, heldout_tiles, lambda tile, i: degrade(
-        tile, family, FLOORS[family], 0.5, np.random.default_rng(i))[0])
+    ours = _flag_shares(
+        predictor,
+        heldout_tiles,
+        lambda tile, i: distort(
+            tile, family, FLOORS[family], seed=i, kind=random_kind(family, np.random.default_rng(i))
+        ),
+    )
+    other = _flag_shares(
+        predictor,
+        heldout_tiles,
+        lambda tile, i: degrade(tile, family, FLOORS[family], 0.5, np.random.default_rng(i))[0],
+    )
     assert ours >= FLAG_BAR[family] and other >= FLAG_BAR[family], (ours, other)
 
 
@@ -190,8 +221,10 @@ def test_a_smaller_input_shows_the_tile_as_the_map_would_read_it(tissue_crop):
     """A recipe at 112 px sees each 224 px tile shrunk with the map's own Lanczos resize, labels kept."""
     from slideiqa_training.generalisation import ModelRecipe
 
-    tiles = TileSet.from_rows([tissue_crop, tissue_crop[::-1]], [(0, "g", "r1", "none", "none", 0.0, "none"),
-                                                                 (1, "g", "r2", "defocus", "disk", 0.5, "slideiqa")])
+    tiles = TileSet.from_rows(
+        [tissue_crop, tissue_crop[::-1]],
+        [(0, "g", "r1", "none", "none", 0.0, "none"), (1, "g", "r2", "defocus", "disk", 0.5, "slideiqa")],
+    )
     shrunk = ModelRecipe("mobilenet_v2", "imagenet", 112).inputs(tiles)
     assert shrunk.images.shape == (2, 112, 112, 3) and list(shrunk.labels) == [0, 1]
     expected = np.asarray(Image.fromarray(tissue_crop).resize((112, 112), Image.Resampling.LANCZOS))
@@ -211,7 +244,9 @@ def test_a_fold_is_measured_with_noise_measured_and_can_be_measured_again(heldou
 
     noisy = [noise(tile, FLOORS["noise"], seed=i) for i, tile in enumerate(heldout_tiles)]
     rows = [(0, "g", i, "none", "none", 0.0, "none") for i in range(len(heldout_tiles))]
-    rows += [(CLASSES.index("noise"), "g", i, "noise", "gaussian", FLOORS["noise"], "slideiqa") for i in range(len(noisy))]
+    rows += [
+        (CLASSES.index("noise"), "g", i, "noise", "gaussian", FLOORS["noise"], "slideiqa") for i in range(len(noisy))
+    ]
     tiles = TileSet.from_rows([*heldout_tiles, *noisy], rows)
     probabilities = np.zeros((len(tiles), len(CLASSES)), np.float32)
     probabilities[:, 0], probabilities[:, CLASSES.index("noise")] = 0.2, 0.8
@@ -241,10 +276,12 @@ def test_a_fold_judges_each_tile_against_its_slides_tone(tumour_field):
     from slideiqa_training.generalisation_runner import measure_fold
 
     rng = np.random.default_rng(0)
-    sharp = [tumour_field[y:y + 224, x:x + 224] for y, x in rng.integers(0, 1000 - 224, (16, 2))]
+    sharp = [tumour_field[y : y + 224, x : x + 224] for y, x in rng.integers(0, 1000 - 224, (16, 2))]
     toned = [adjust_gamma(tile, 2.0 if i % 2 else 0.5) for i, tile in enumerate(sharp)]
     rows = [(0, "g", i, "none", "none", 0.0, "none") for i in range(len(sharp))]
-    rows += [(CLASSES.index("exposure"), "g", i, "exposure", "other", 0.5, "skimage.adjust_gamma") for i in range(len(toned))]
+    rows += [
+        (CLASSES.index("exposure"), "g", i, "exposure", "other", 0.5, "skimage.adjust_gamma") for i in range(len(toned))
+    ]
     tiles = TileSet.from_rows([*sharp, *toned], rows)
     probabilities = np.zeros((len(tiles), len(CLASSES)), np.float32)
     probabilities[:, 0], probabilities[:, CLASSES.index("defocus")] = 0.9, 0.1
@@ -261,20 +298,23 @@ def test_a_fold_is_measured_with_motion_measured_and_can_be_recorded_in_a_card(h
     the sharp tiles pass, streaks are named motion; the rows go into a card, its tensors untouched."""
     import shutil
 
-    from slideiqa.synthetic.distortions import motion
     from slideiqa.models.card import file_sha256, load_card
     from slideiqa.models.zoo import resolve_model
+    from slideiqa.synthetic.distortions import motion
     from slideiqa_training.generalisation import ModelRecipe
     from slideiqa_training.generalisation_runner import measure_fold, record_in_card
 
     streaked = [motion(tile, FLOORS["motion"], seed=i) for i, tile in enumerate(heldout_tiles)]
     rows = [(0, "g", i, "none", "none", 0.0, "none") for i in range(len(heldout_tiles))]
-    rows += [(CLASSES.index("motion"), "g", i, "motion", "linear", FLOORS["motion"], "slideiqa") for i in range(len(streaked))]
+    rows += [
+        (CLASSES.index("motion"), "g", i, "motion", "linear", FLOORS["motion"], "slideiqa")
+        for i in range(len(streaked))
+    ]
     tiles = TileSet.from_rows([*heldout_tiles, *streaked], rows)
     probabilities = np.zeros((len(tiles), len(CLASSES)), np.float32)
     probabilities[:, 0], probabilities[:, CLASSES.index("defocus")] = 0.3, 0.1
     probabilities[:, CLASSES.index("motion")] = 0.6
-    probabilities[len(heldout_tiles):, [0, 1, 2]] = (0.1, 0.8, 0.1)  # streaks taken for defocus
+    probabilities[len(heldout_tiles) :, [0, 1, 2]] = (0.1, 0.8, 0.1)  # streaks taken for defocus
     fold = measure_fold("g", tiles, probabilities, ModelRecipe())
     record = fold["tile_only"]
     assert record["sharp_pass"] == 1.0 and record["flagged"]["motion"] == 1.0

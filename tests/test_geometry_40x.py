@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import shapely
 from shapely.geometry import box, shape
+from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide, open_map
-from slideiqa.settings.options import MapOptions
 from slideiqa.outputs.usable import mask_geojson, usable_tissue
-
-from slides import write_pyramidal_tiff
+from slideiqa.settings.options import MapOptions
 
 STEP = 448  # level-0 px per tile: 224 px × (0.5 µm/px ÷ 0.25 µm/px)
 SIDE = 1000
@@ -60,7 +59,7 @@ def test_the_low_quality_region_is_the_two_blurred_tiles_in_level0_pixels(mapped
     regions = json.loads((mapped_40x.path / "regions.geojson").read_text())["features"]
     outline = shapely.union_all([shape(feature["geometry"]) for feature in regions])
     assert outline.equals(FAILING), outline.wkt
-    assert sum(f["properties"]["measurements"]["area µm^2"] for f in regions) == pytest.approx(2 * 112.0 ** 2)
+    assert sum(f["properties"]["measurements"]["area µm^2"] for f in regions) == pytest.approx(2 * 112.0**2)
 
 
 def test_the_usable_tissue_outline_avoids_the_failing_tiles_in_level0_pixels(mapped_40x):

@@ -16,25 +16,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import CMU_SLIDE, FIELDS, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from slideiqa import map_slide
-from slideiqa.batch.run import run_batch
 from slideiqa.batch.report import ReportError, SlideRecord, write_reports
+from slideiqa.batch.run import run_batch
 from slideiqa.models.card import ModelCard, ModelError, load_card
 from slideiqa.models.zoo import resolve_model
-from slideiqa.settings.options import SETTINGS_KEYS, SettingsError, load_mpp_table, load_settings
 from slideiqa.outputs.store import open_map
-
-from conftest import CMU_SLIDE, FIELDS, ROOT
+from slideiqa.settings.options import SETTINGS_KEYS, SettingsError, load_mpp_table, load_settings
 
 
 def _slideiqa(*arguments: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     """The command line as a user runs it, its output going to a pipe (plain, timestamped lines)."""
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *arguments], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", *arguments], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _one_error_line(run: subprocess.CompletedProcess, *words: str) -> str:
@@ -65,16 +65,22 @@ def test_report_links_run_no_script_and_open_names_with_hash_and_question_mark(t
     written = (out / "report.html").read_text()
     assert 'href="javascript' not in written and 'href="./' in written
 
-    row = next(row for row in browser.find_elements(By.CSS_SELECTOR, "#slides tbody tr")
-               if "javascript:" in row.find_element(By.CSS_SELECTOR, ".path").text)
+    row = next(
+        row
+        for row in browser.find_elements(By.CSS_SELECTOR, "#slides tbody tr")
+        if "javascript:" in row.find_element(By.CSS_SELECTOR, ".path").text
+    )
     row.find_element(By.CSS_SELECTOR, "td.picture a").click()  # the thumbnail of the slide named like a script
     assert "pwned" not in browser.title  # no script ran: the browser opened the overview instead
     assert browser.current_url == (out / evil.name / "a.quality.zarr" / "overview.png").as_uri().replace("'", "%27")
 
     for a_map in (out / evil.name / "a.quality.zarr", out / odd.name / "b#1?.quality.zarr"):
         browser.get(page)
-        link = next(a for a in browser.find_elements(By.LINK_TEXT, "summary")
-                    if a.get_attribute("href").startswith(a_map.as_uri().replace("'", "%27")))
+        link = next(
+            a
+            for a in browser.find_elements(By.LINK_TEXT, "summary")
+            if a.get_attribute("href").startswith(a_map.as_uri().replace("'", "%27"))
+        )
         link.click()
         shown = json.loads(browser.find_element(By.TAG_NAME, "body").text)
         assert shown == json.loads((a_map / "summary.json").read_text())
@@ -135,11 +141,18 @@ def test_a_report_file_slideiqa_did_not_write_is_never_overwritten(tmp_path):
 # -- 3. settings of the wrong kind --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("line, key", [('find_artefacts = "no"', "find_artefacts"),
-                                       ('use_tissue_mask = "false"', "use_tissue_mask"),
-                                       ('cells = "0"', "cells"), ('threshold = "high"', "threshold"),
-                                       ("block = 4.0", "block"), ("batch_size = true", "batch_size"),
-                                       ('device = "gpu"', "device")])
+@pytest.mark.parametrize(
+    "line, key",
+    [
+        ('find_artefacts = "no"', "find_artefacts"),
+        ('use_tissue_mask = "false"', "use_tissue_mask"),
+        ('cells = "0"', "cells"),
+        ('threshold = "high"', "threshold"),
+        ("block = 4.0", "block"),
+        ("batch_size = true", "batch_size"),
+        ('device = "gpu"', "device"),
+    ],
+)
 def test_a_setting_of_the_wrong_kind_is_one_line_naming_the_file_and_key(tmp_path, line, key):
     path = tmp_path / "lab.toml"
     path.write_text(f"[map]\n{line}\n")
@@ -152,8 +165,12 @@ def test_string_switches_through_the_command_line_are_refused_before_any_output(
     settings_file = tmp_path / "lab.toml"
     settings_file.write_text('find_artefacts = "no"\n')
     out = tmp_path / "cmu.quality.zarr"
-    _one_error_line(_slideiqa("map", str(CMU_SLIDE), "-o", str(out), "--settings", str(settings_file)),
-                    str(settings_file), "find_artefacts", "true or false")
+    _one_error_line(
+        _slideiqa("map", str(CMU_SLIDE), "-o", str(out), "--settings", str(settings_file)),
+        str(settings_file),
+        "find_artefacts",
+        "true or false",
+    )
     assert not out.exists()
 
 
@@ -166,24 +183,31 @@ def test_a_key_set_at_the_top_and_under_map_is_refused_not_half_ignored(tmp_path
     assert (load_settings(path).threshold, load_settings(path).block) == (0.7, 8)
 
 
-TOML_VALUES = st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8),
-                        st.lists(st.integers(), max_size=2))
+TOML_VALUES = st.one_of(
+    st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8), st.lists(st.integers(), max_size=2)
+)
 
 
 def _toml(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "nan" if value != value else ("inf" if value == float("inf") else "-inf" if value == -float("inf")
-                                             else repr(value))
+        return (
+            "nan"
+            if value != value
+            else ("inf" if value == float("inf") else "-inf" if value == -float("inf") else repr(value))
+        )
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a TOML basic string
     return repr(value)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=st.dictionaries(st.sampled_from([*SETTINGS_KEYS, "thresold", "a\nb", "[x]"]), TOML_VALUES, max_size=4),
-       under_map=st.booleans(), noise=st.text(max_size=12))
+@given(
+    values=st.dictionaries(st.sampled_from([*SETTINGS_KEYS, "thresold", "a\nb", "[x]"]), TOML_VALUES, max_size=4),
+    under_map=st.booleans(),
+    noise=st.text(max_size=12),
+)
 def test_no_settings_file_gives_a_traceback(tmp_path, values, under_map, noise):
     path = tmp_path / "lab.toml"
     body = "".join(f"{json.dumps(key)} = {_toml(value)}\n" for key, value in values.items())
@@ -195,8 +219,9 @@ def test_no_settings_file_gives_a_traceback(tmp_path, values, under_map, noise):
         assert message.startswith(f"{path}: ") and "\n" not in message
         return
     for key, value in values.items():  # accepted: every value is the option's own kind
-        assert type(getattr(options, key)) is type(value) or (isinstance(value, int) and key in (
-            "mpp", "threshold", "max_bad_share", "min_tissue"))
+        assert type(getattr(options, key)) is type(value) or (
+            isinstance(value, int) and key in ("mpp", "threshold", "max_bad_share", "min_tissue")
+        )
 
 
 # -- 4. tracebacks that are now one line -----------------------------------------------------------------
@@ -206,20 +231,35 @@ def test_a_huge_block_is_refused_before_any_map_exists(tmp_path):
     settings_file = tmp_path / "lab.toml"
     settings_file.write_text("[map]\nblock = 100000000\n")
     out = tmp_path / "cmu.quality.zarr"
-    _one_error_line(_slideiqa("map", str(CMU_SLIDE), "-o", str(out), "--settings", str(settings_file)),
-                    "block", "between 1 and 256")
+    _one_error_line(
+        _slideiqa("map", str(CMU_SLIDE), "-o", str(out), "--settings", str(settings_file)), "block", "between 1 and 256"
+    )
     assert list(tmp_path.iterdir()) == [settings_file]
 
 
-@pytest.mark.parametrize("cluster_line, words", [("worker_timeout_s = -5", ("worker_timeout_s", "positive")),
-                                                 ("jobs = -1", ("jobs", "whole number")),
-                                                 ('cores = "8"', ("cores", "whole number"))])
+@pytest.mark.parametrize(
+    "cluster_line, words",
+    [
+        ("worker_timeout_s = -5", ("worker_timeout_s", "positive")),
+        ("jobs = -1", ("jobs", "whole number")),
+        ('cores = "8"', ("cores", "whole number")),
+    ],
+)
 def test_bad_cluster_settings_are_one_line_and_never_wait(tmp_path, cluster_line, words):
     settings_file = tmp_path / "lab.toml"
     settings_file.write_text(f"[cluster]\n{cluster_line}\n")
     started = time.monotonic()
-    run = _slideiqa("batch", str(CMU_SLIDE), "-o", str(tmp_path / "out"), "--cluster", "slurm",
-                    "--settings", str(settings_file), timeout=120)
+    run = _slideiqa(
+        "batch",
+        str(CMU_SLIDE),
+        "-o",
+        str(tmp_path / "out"),
+        "--cluster",
+        "slurm",
+        "--settings",
+        str(settings_file),
+        timeout=120,
+    )
     _one_error_line(run, str(settings_file), *words)
     assert time.monotonic() - started < 60 and not (tmp_path / "out").exists()
 
@@ -233,10 +273,15 @@ def model_copy(tmp_path) -> Path:
     return tmp_path / "edited.json"
 
 
-@pytest.mark.parametrize("change, words", [({"input_size": 10 ** 9}, ("input_size", "whole number")),
-                                           ({"cell_px": 0}, ("cell_px", "divide")),
-                                           ({"classes": "good,defocus"}, ("classes", "list")),
-                                           ({"std": [0, 1, 1]}, ("std", "positive"))])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"input_size": 10**9}, ("input_size", "whole number")),
+        ({"cell_px": 0}, ("cell_px", "divide")),
+        ({"classes": "good,defocus"}, ("classes", "list")),
+        ({"std": [0, 1, 1]}, ("std", "positive")),
+    ],
+)
 def test_a_broken_model_card_is_one_line_naming_it(model_copy, change, words):
     card = json.loads(model_copy.read_text()) | change
     model_copy.write_text(json.dumps(card))
@@ -254,15 +299,18 @@ def test_a_card_whose_classes_do_not_match_its_graph_is_refused(model_copy):
     assert run.stdout == ""
 
 
-CARD_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
-                           lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4),
-                                                                                             children, max_size=3),
-                           max_leaves=6)
+CARD_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=6,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(changes=st.dictionaries(st.sampled_from(sorted(ModelCard.__dataclass_fields__)), CARD_VALUES, max_size=3),
-       whole=st.one_of(st.none(), CARD_VALUES))
+@given(
+    changes=st.dictionaries(st.sampled_from(sorted(ModelCard.__dataclass_fields__)), CARD_VALUES, max_size=3),
+    whole=st.one_of(st.none(), CARD_VALUES),
+)
 def test_no_model_card_gives_a_traceback(tmp_path, changes, whole):
     path = tmp_path / "model.json"
     valid = {"architecture": "iqanet", "classes": ["good", "defocus"], "cell_hidden": 16, "cell_px": 32}
@@ -289,8 +337,15 @@ def test_a_spreadsheets_mpp_table_is_read_as_meant(tmp_path):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.one_of(st.text(max_size=80), st.lists(st.lists(st.text(max_size=6), max_size=3), max_size=4).map(
-    lambda rows: "\n".join(",".join(row) for row in [["slide", "mpp"], *rows]))), bom=st.booleans())
+@given(
+    text=st.one_of(
+        st.text(max_size=80),
+        st.lists(st.lists(st.text(max_size=6), max_size=3), max_size=4).map(
+            lambda rows: "\n".join(",".join(row) for row in [["slide", "mpp"], *rows])
+        ),
+    ),
+    bom=st.booleans(),
+)
 def test_no_mpp_table_gives_a_traceback(tmp_path, text, bom):
     path = tmp_path / "slides.csv"
     path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8", "surrogatepass"))
@@ -344,8 +399,24 @@ def _lock_holder(out: Path) -> str:
 
 def test_a_second_overwrite_of_a_map_being_written_is_refused_and_the_first_wins(tmp_path):
     out = tmp_path / "cmu.quality.zarr"
-    first = subprocess.Popen([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out), "--overwrite",
-                              "--min-tissue", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "slideiqa.cli.app",
+            "map",
+            str(CMU_SLIDE),
+            "-o",
+            str(out),
+            "--overwrite",
+            "--min-tissue",
+            "0.3",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while f"pid {first.pid}" not in _lock_holder(out):
         assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.poll() else "no lock"

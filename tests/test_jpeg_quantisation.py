@@ -6,18 +6,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slideiqa.synthetic.distortions import jpeg, jpeg_round_trip
-from slideiqa.models.predictor import Predictor
 from slideiqa.io.edge_tiles import own_extent
 from slideiqa.measure.jpeg_quantisation import JPEG_SCALE, block_grid, jpeg_scale, judge_jpeg
+from slideiqa.models.predictor import Predictor
+from slideiqa.synthetic.distortions import jpeg, jpeg_round_trip
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 
 
 def tiles_of(field: np.ndarray, offset: int, count: int = 6) -> np.ndarray:
     """``count`` 224 px tiles of ``field`` starting ``offset`` px off its 8 px block grid."""
-    return np.stack([field[offset + 224 * (i // 3): offset + 224 * (i // 3) + 224,
-                           offset + 224 * (i % 3): offset + 224 * (i % 3) + 224] for i in range(count)])
+    return np.stack(
+        [
+            field[
+                offset + 224 * (i // 3) : offset + 224 * (i // 3) + 224,
+                offset + 224 * (i % 3) : offset + 224 * (i % 3) + 224,
+            ]
+            for i in range(count)
+        ]
+    )
 
 
 @pytest.mark.parametrize("offset", [0, 3])
@@ -35,8 +42,12 @@ def test_quality_15_is_read_on_any_block_grid(tumour_field, kind, offset):
 def test_other_encoders_at_the_floor_are_read_too(heldout_tiles, name):
     """albumentations hands RGB to OpenCV as BGR, so its encoder's luminance mixes the channels the
     other way; both orders are read."""
-    compressed = np.stack([degrade(tile, "jpeg", FLOORS["jpeg"], 0.5, np.random.default_rng(i), name)[0]
-                           for i, tile in enumerate(heldout_tiles[:4])])
+    compressed = np.stack(
+        [
+            degrade(tile, "jpeg", FLOORS["jpeg"], 0.5, np.random.default_rng(i), name)[0]
+            for i, tile in enumerate(heldout_tiles[:4])
+        ]
+    )
     assert jpeg_scale(compressed).min() > JPEG_SCALE
 
 
@@ -47,8 +58,11 @@ def test_an_edge_tile_is_read_on_its_own_part_not_its_mirror_image(tumour_field,
     rows, columns = inside
     compressed = jpeg(tumour_field, FLOORS["jpeg"])
     whole = tiles_of(compressed, 0, count=1)
-    edge = np.pad(compressed[224:224 + rows, 448:448 + columns], ((0, 224 - rows), (0, 224 - columns), (0, 0)),
-                  mode="symmetric")
+    edge = np.pad(
+        compressed[224 : 224 + rows, 448 : 448 + columns],
+        ((0, 224 - rows), (0, 224 - columns), (0, 0)),
+        mode="symmetric",
+    )
     assert own_extent(np.stack([whole[0], edge])).tolist() == [[224, 224], [rows, columns]]
     scale = jpeg_scale(edge[None])[0]
     assert (scale > 3.0) if min(inside) >= 60 else (scale == 0.0), scale  # too few blocks: no reading

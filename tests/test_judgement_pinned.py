@@ -31,10 +31,13 @@ def judged(out: Path) -> dict[str, np.ndarray]:
     tiles = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in HELDOUT])
     predictor = Predictor("default")
     probabilities, cells = predictor.predict_with_cells(tiles)
-    return {"judgement": np.array(JUDGEMENT), **{f"sample_{name}": stored.array(name) for name in
-                                                 ("probs", "label", "tone", "tissue")},
-            "heldout_probabilities": probabilities, "heldout_cells": cells,
-            "heldout_debris": debris_tiles(tiles, predictor.card.mpp, probabilities, predictor.classes)}
+    return {
+        "judgement": np.array(JUDGEMENT),
+        **{f"sample_{name}": stored.array(name) for name in ("probs", "label", "tone", "tissue")},
+        "heldout_probabilities": probabilities,
+        "heldout_cells": cells,
+        "heldout_debris": debris_tiles(tiles, predictor.card.mpp, probabilities, predictor.classes),
+    }
 
 
 def test_the_sample_map_and_the_heldout_tiles_are_judged_as_pinned(tmp_path):

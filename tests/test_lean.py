@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, FIELDS, ROOT, skip_unless_available
 
 from slideiqa.extras import TORCH_MODULES
-from slideiqa.models.predictor import Predictor
 from slideiqa.models.card import ModelError, graph_path
+from slideiqa.models.predictor import Predictor
 from slideiqa.models.zoo import resolve_model
-
-from conftest import CMU_SLIDE, FIELDS, ROOT, skip_unless_available
 
 #: The torch extra (and triton, which torch brings) and the dashboard extra.
 HIDDEN = sorted(TORCH_MODULES | {"triton", "bokeh"})
@@ -53,8 +52,13 @@ def python(script: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def slideiqa(*argv: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, argv)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 # Every CPU path a user meets, in one interpreter: the CLI's map, info, models, predict and explain,
@@ -76,8 +80,15 @@ print("done")
 
 def test_cpu_paths_run_without_the_extras(core_install, tmp_path):
     out, png = tmp_path / "sample.quality.zarr", tmp_path / "explained.png"
-    done = python(SCRIPT.format(map=["map", str(CMU_SLIDE), "-o", str(out)], slide=CMU_SLIDE,
-                                field=FIELDS / "ihc_colon.png", out=out, png=png))
+    done = python(
+        SCRIPT.format(
+            map=["map", str(CMU_SLIDE), "-o", str(out)],
+            slide=CMU_SLIDE,
+            field=FIELDS / "ihc_colon.png",
+            out=out,
+            png=png,
+        )
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "done", done.stdout[-500:]
     assert json.loads((out / "summary.json").read_text())["verdict"] in ("pass", "fail")
@@ -101,12 +112,28 @@ def test_what_needs_torch_says_so_in_one_line(core_install, tmp_path):
     checkpoint_without_graph(stem)
     expected = {
         ("predict", field, "--device", "cuda"): f"error: --device cuda needs PyTorch, {INSTALL_TORCH}",
-        ("map", CMU_SLIDE, "-o", tmp_path / "cuda.quality.zarr", "--device", "cuda"):
-            f"error: --device cuda needs PyTorch, {INSTALL_TORCH}",
-        ("explain", field, "--method", "gradcam", "-o", tmp_path / "g.png"):
-            f"error: Grad-CAM (explain --method gradcam, or a model without a cell head) needs PyTorch, {INSTALL_TORCH}",
-        ("predict", field, "--model", stem):
-            f"error: {stem}: a checkpoint without its ONNX graph (exported on first use) needs PyTorch, {INSTALL_TORCH}",
+        (
+            "map",
+            CMU_SLIDE,
+            "-o",
+            tmp_path / "cuda.quality.zarr",
+            "--device",
+            "cuda",
+        ): f"error: --device cuda needs PyTorch, {INSTALL_TORCH}",
+        (
+            "explain",
+            field,
+            "--method",
+            "gradcam",
+            "-o",
+            tmp_path / "g.png",
+        ): f"error: Grad-CAM (explain --method gradcam, or a model without a cell head) needs PyTorch, {INSTALL_TORCH}",
+        (
+            "predict",
+            field,
+            "--model",
+            stem,
+        ): f"error: {stem}: a checkpoint without its ONNX graph (exported on first use) needs PyTorch, {INSTALL_TORCH}",
     }
     for argv, line in expected.items():
         done = slideiqa(*argv)
@@ -115,7 +142,8 @@ def test_what_needs_torch_says_so_in_one_line(core_install, tmp_path):
     assert not (tmp_path / "cuda.quality.zarr").exists()  # refused before anything was written
     done = python("import slideiqa.models as m; m.load_checkpoint")
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
-        f"slideiqa.extras.MissingExtraError: slideiqa.models.load_checkpoint needs PyTorch, {INSTALL_TORCH}")
+        f"slideiqa.extras.MissingExtraError: slideiqa.models.load_checkpoint needs PyTorch, {INSTALL_TORCH}"
+    )
 
 
 def test_napari_opens_the_plugin_without_the_extras(core_install):
@@ -162,5 +190,6 @@ def test_a_checkpoint_without_a_graph_is_exported_and_agrees_with_the_shipped_on
 def test_training_command_without_its_extra_says_what_to_install(core_install):
     done = python("from slideiqa_training.launcher import main; main()")
     assert done.returncode == 1
-    assert done.stderr.strip() == ("error: slideiqa-train needs the training extra (module 'torch' is missing): "
-                                   "pip install 'slideiqa[training]'")
+    assert done.stderr.strip() == (
+        "error: slideiqa-train needs the training extra (module 'torch' is missing): pip install 'slideiqa[training]'"
+    )

@@ -10,21 +10,20 @@ import time
 import numpy as np
 import pytest
 import zarr
+from conftest import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
 from PIL import Image
+from slides import truncated_copy
 
 from slideiqa import map_slide, open_map
 from slideiqa.io.slide import file_checksum
 from slideiqa.outputs.store import PEN, UNREADABLE, MapError, is_quality_map
-
-from conftest import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
-from slides import truncated_copy
 
 ARRAYS = ("score", "probs", "label", "tissue", "cell_score", "cell_label", "cell_probs")
 
 
 def _box_mask(shape, box):
     mask = np.zeros(shape, bool)
-    mask[box[0]:box[2], box[1]:box[3]] = True
+    mask[box[0] : box[2], box[1] : box[3]] = True
     return mask
 
 
@@ -65,8 +64,10 @@ def test_map_metadata_summary_and_reports(phantom_map, phantom):
     regions = json.loads((phantom_map.path / "regions.geojson").read_text())
     classes = {f["properties"]["classification"]["name"] for f in regions["features"]}
     assert {"defocus", "noise"} <= classes
-    biggest = max((f for f in regions["features"] if f["properties"]["classification"]["name"] == "defocus"),
-                  key=lambda f: f["properties"]["measurements"]["tiles"])
+    biggest = max(
+        (f for f in regions["features"] if f["properties"]["classification"]["name"] == "defocus"),
+        key=lambda f: f["properties"]["measurements"]["tiles"],
+    )
     xs = [x for x, _ in biggest["geometry"]["coordinates"][0]]
     assert min(xs) == pytest.approx(224) and max(xs) == pytest.approx(4 * 224)  # level-0 pixels
     overview = Image.open(phantom_map.path / "overview.png")
@@ -198,8 +199,13 @@ def _one_error_line(result, *fragments):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
 
 
 def test_cli_maps_the_sample_slide(tmp_path):
@@ -210,15 +216,20 @@ def test_cli_maps_the_sample_slide(tmp_path):
     assert quality.complete and quality.array("score").shape == (14, 10)
 
 
-@pytest.mark.parametrize("make, cause", [
-    (lambda d: d / "missing.svs", "no such file"),
-    (lambda d: FIXTURES / "unreadable.svs", "cannot decode the region"),
-    (lambda d: FIXTURES / "unopenable.tiff", "Unsupported TIFF compression"),
-    (lambda d: (d / "zero.svs").write_bytes(b"") or d / "zero.svs", "empty file"),
-    (lambda d: (d / "notes.txt").write_text("not a slide") and d / "notes.txt", "not a slide or image"),
-    (lambda d: (d / "blank.png", Image.new("RGB", (900, 900), (243, 243, 241)).save(d / "blank.png"))[0],
-     "no tissue found"),
-])
+@pytest.mark.parametrize(
+    "make, cause",
+    [
+        (lambda d: d / "missing.svs", "no such file"),
+        (lambda d: FIXTURES / "unreadable.svs", "cannot decode the region"),
+        (lambda d: FIXTURES / "unopenable.tiff", "Unsupported TIFF compression"),
+        (lambda d: (d / "zero.svs").write_bytes(b"") or d / "zero.svs", "empty file"),
+        (lambda d: (d / "notes.txt").write_text("not a slide") and d / "notes.txt", "not a slide or image"),
+        (
+            lambda d: (d / "blank.png", Image.new("RGB", (900, 900), (243, 243, 241)).save(d / "blank.png"))[0],
+            "no tissue found",
+        ),
+    ],
+)
 def test_bad_input_one_line_error_and_no_output(tmp_path, make, cause):
     slide = make(tmp_path)
     out = tmp_path / "out.quality.zarr"
@@ -280,8 +291,12 @@ def test_a_map_killed_while_its_store_is_created_never_blocks_a_rerun(tmp_path):
     # kill -9 the moment anything appears in the output folder, i.e. while the store is being made:
     # the output path is then absent or a slideiqa map, never a half-made folder that blocks reruns.
     out = tmp_path / "cmu.quality.zarr"
-    process = subprocess.Popen([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not any(tmp_path.iterdir()) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.0005)
@@ -297,12 +312,15 @@ def test_two_runs_writing_one_map_at_once_end_cleanly(tmp_path):
     # Each run either completes the map or loses the race with a one-line error; the map is whole.
     out = tmp_path / "cmu.quality.zarr"
     command = [sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)]
-    runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for run in runs:
         _, stderr = run.communicate(timeout=300)
-        assert run.returncode == 0 or (run.returncode == 1 and len(stderr.strip().splitlines()) == 1
-                                       and stderr.startswith(f"error: {out}")), stderr[-2000:]
+        assert run.returncode == 0 or (
+            run.returncode == 1 and len(stderr.strip().splitlines()) == 1 and stderr.startswith(f"error: {out}")
+        ), stderr[-2000:]
     assert any(run.returncode == 0 for run in runs)
     again = map_slide(CMU_SLIDE, out)
     assert again.skipped and again.summary["tissue_tiles"] > 0
@@ -322,7 +340,9 @@ def test_a_map_of_the_older_layout_is_refused_with_the_way_out(phantom, phantom_
         open_map(old)
     with pytest.raises(MapError, match="--overwrite"):
         map_slide(phantom, old, block=4)
-    assert map_slide(phantom, old, block=4, overwrite=True).summary["tissue_tiles"] == phantom_map.summary["tissue_tiles"]
+    assert (
+        map_slide(phantom, old, block=4, overwrite=True).summary["tissue_tiles"] == phantom_map.summary["tissue_tiles"]
+    )
     assert open_map(old).attributes["layout"] == 2
 
 

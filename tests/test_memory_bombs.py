@@ -7,14 +7,13 @@ import zlib
 
 import numpy as np
 import tifffile
+from conftest import ROOT
 from PIL import Image
+from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide, open_map
-from slideiqa.pipeline import mapping
 from slideiqa.io.slide import READ_BUDGET_BYTES, open_slide
-
-from conftest import ROOT
-from slides import write_pyramidal_tiff
+from slideiqa.pipeline import mapping
 
 #: A 20000 × 20000 RGB strip decodes to 1.2 GB, just past the read budget; deflate packs it in ~1 MB.
 BOMB_SIDE = 20_000
@@ -26,19 +25,28 @@ def _deflate_bomb(path) -> None:
     rows = bytes(BOMB_SIDE * 3 * 1000)
     strip = b"".join([compressor.compress(rows) for _ in range(BOMB_SIDE // 1000)] + [compressor.flush()])
     with tifffile.TiffWriter(path) as tif:
-        tif.write(iter([strip]), shape=(BOMB_SIDE, BOMB_SIDE, 3), dtype=np.uint8, compression="zlib",
-                  rowsperstrip=BOMB_SIDE, photometric="rgb")
+        tif.write(
+            iter([strip]),
+            shape=(BOMB_SIDE, BOMB_SIDE, 3),
+            dtype=np.uint8,
+            compression="zlib",
+            rowsperstrip=BOMB_SIDE,
+            photometric="rgb",
+        )
 
 
 def _map_measuring_memory(*arguments) -> tuple[subprocess.CompletedProcess, float]:
     """``slideiqa map`` in a child of a fresh interpreter, and the child's peak RSS in MB."""
-    probe = ("import resource, subprocess, sys; "
-             "done = subprocess.run([sys.executable, '-m', 'slideiqa.cli.app', 'map', *sys.argv[1:]], "
-             "capture_output=True, text=True); "
-             "print(done.returncode); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); "
-             "sys.stderr.write(done.stderr)")
-    result = subprocess.run([sys.executable, "-c", probe, *map(str, arguments)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=300)
+    probe = (
+        "import resource, subprocess, sys; "
+        "done = subprocess.run([sys.executable, '-m', 'slideiqa.cli.app', 'map', *sys.argv[1:]], "
+        "capture_output=True, text=True); "
+        "print(done.returncode); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); "
+        "sys.stderr.write(done.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, arguments)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     returncode, peak_mb = result.stdout.split()
     result.returncode = int(returncode)
     return result, float(peak_mb)
@@ -77,8 +85,14 @@ def test_a_single_strip_tiff_is_decoded_once_and_maps_like_its_tiled_copy(phanto
     with open_slide(phantom) as slide:
         pixels = slide.read_region((0, 0), 0, slide.dimensions)
     strip = tmp_path / "fiji.tif"
-    tifffile.imwrite(strip, pixels, photometric="rgb", rowsperstrip=pixels.shape[0], resolution=(2e4, 2e4),
-                     resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        strip,
+        pixels,
+        photometric="rgb",
+        rowsperstrip=pixels.shape[0],
+        resolution=(2e4, 2e4),
+        resolutionunit="CENTIMETER",
+    )
     with open_slide(strip) as slide:
         assert slide.info.reader == "tifffile" and slide._reader.hold == [True]
         np.testing.assert_array_equal(slide.read_region((100, 200), 0, (300, 300)), pixels[200:500, 100:400])

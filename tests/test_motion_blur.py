@@ -4,10 +4,10 @@ and from defocused ones, rises with the streak, and the Predictor hands P(motion
 import numpy as np
 import pytest
 
-from slideiqa.synthetic.distortions import KINDS, defocus, motion
-from slideiqa.models.predictor import Predictor
 from slideiqa.measure.judgement import measured_families
 from slideiqa.measure.motion_blur import band_scale, judge_motion, measures_motion, motion_anisotropy, motion_score
+from slideiqa.models.predictor import Predictor
+from slideiqa.synthetic.distortions import KINDS, defocus, motion
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
 
@@ -20,7 +20,9 @@ def test_sharp_unseen_tiles_score_below_the_threshold(heldout_tiles, tissue_crop
 @pytest.mark.parametrize("kind", KINDS["motion"])
 def test_the_score_rises_with_the_streak_and_crosses_the_threshold_at_the_floor(heldout_tiles, kind):
     def measured(severity: float) -> np.ndarray:
-        return motion_score(np.stack([motion(tile, severity, seed=i, kind=kind) for i, tile in enumerate(heldout_tiles)]))
+        return motion_score(
+            np.stack([motion(tile, severity, seed=i, kind=kind) for i, tile in enumerate(heldout_tiles)])
+        )
 
     np.testing.assert_array_equal(measured(0.6), measured(0.6))
     levels = [measured(severity) for severity in (0.0, 0.15, 0.25, FLOORS["motion"], 1.0)]
@@ -38,8 +40,12 @@ def test_the_score_rises_with_the_streak_and_crosses_the_threshold_at_the_floor(
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS["motion"])
 def test_other_libraries_streaks_at_the_floor_are_measured_as_motion(heldout_tiles, name):
-    streaked = np.stack([degrade(tile, "motion", FLOORS["motion"], 0.5, np.random.default_rng(i), name)[0]
-                         for i, tile in enumerate(heldout_tiles)])
+    streaked = np.stack(
+        [
+            degrade(tile, "motion", FLOORS["motion"], 0.5, np.random.default_rng(i), name)[0]
+            for i, tile in enumerate(heldout_tiles)
+        ]
+    )
     assert motion_score(streaked).min() > 1.0, motion_score(streaked).round(2)
 
 
@@ -68,8 +74,12 @@ def test_an_edge_tile_is_measured_on_its_own_part_not_its_mirror_image(heldout_t
     """Mirrored, a streak at θ adds one at −θ: measured whole, an edge tile looked less streaked than
     it is (CPM-15 at 0.55 µm/px: 9 of 35 streaked edge tiles passed). On its own part, with the
     thresholds raised for the fewer pixels, more streaks are found and clean tiles still pass."""
-    streaked = np.stack([motion(tile, FLOORS["motion"], seed=i, kind="ramp", angle_deg=30 + 10 * i)
-                         for i, tile in enumerate(heldout_tiles)])
+    streaked = np.stack(
+        [
+            motion(tile, FLOORS["motion"], seed=i, kind="ramp", angle_deg=30 + 10 * i)
+            for i, tile in enumerate(heldout_tiles)
+        ]
+    )
     edge = mirrored_edge(streaked, *part)
     own, whole = motion_score(edge), motion_score(edge, extent=np.tile(edge.shape[1:3], (len(edge), 1)))
     assert (own > 1.0).mean() >= 0.8 and (own > 1.0).sum() > (whole > 1.0).sum(), (own.round(2), whole.round(2))
@@ -107,7 +117,9 @@ def test_judging_motion_keeps_the_other_classes_ratios():
     assert judged[1, 2] > 0.999  # a streak the network missed
     assert judge_motion(probabilities, ["good", "a", "b", "c"], np.zeros(2)) is probabilities
     assert measures_motion(classes, 0.5) and not measures_motion(classes, 1.0)
-    assert measured_families(classes, 0.5) == ["noise", "motion"] and measured_families(["good", "noise"], 0.5) == ["noise"]
+    assert measured_families(classes, 0.5) == ["noise", "motion"] and measured_families(["good", "noise"], 0.5) == [
+        "noise"
+    ]
     assert measured_families([*classes, "jpeg", "exposure"], 1.0) == ["jpeg", "exposure"]  # these hold at any scale
 
 
@@ -119,7 +131,7 @@ def test_the_predictor_measures_motion_and_can_be_asked_not_to(heldout_tiles):
     streaked = np.stack([motion(tile, FLOORS["motion"], seed=i) for i, tile in enumerate(heldout_tiles)])
     judged = measured.predict(np.concatenate([heldout_tiles, streaked]))
     assert judged[: len(heldout_tiles), index].max() < 0.01
-    assert (judged[len(heldout_tiles):].argmax(1) == index).all()
+    assert (judged[len(heldout_tiles) :].argmax(1) == index).all()
     own = network.predict(heldout_tiles)
     others = [i for i in range(len(measured.classes)) if i != index]
     expected = own[:, others] / own[:, others].sum(1, keepdims=True)

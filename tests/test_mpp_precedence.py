@@ -10,17 +10,21 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CMU_SLIDE, ROOT
 
 from slideiqa import open_map
-
-from conftest import CMU_SLIDE, ROOT
 
 OWN_MPP = 0.499  # what the sample's Aperio header states
 
 
 def _slideiqa(*arguments) -> None:
-    run = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)], capture_output=True,
-                         text=True, cwd=ROOT, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -29,12 +33,15 @@ def _slide_record(path) -> tuple[float, str]:
     return slide["mpp"], slide["mpp_from"]
 
 
-@pytest.mark.parametrize("given, expected", [
-    ((), (OWN_MPP, "metadata")),
-    (("--settings", "lab.toml"), (0.46, "option")),
-    (("--settings", "lab.toml", "--mpp", "0.45"), (0.45, "option")),
-    (("--mpp", "0.45"), (0.45, "option")),
-])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ((), (OWN_MPP, "metadata")),
+        (("--settings", "lab.toml"), (0.46, "option")),
+        (("--settings", "lab.toml", "--mpp", "0.45"), (0.45, "option")),
+        (("--mpp", "0.45"), (0.45, "option")),
+    ],
+)
 def test_map_takes_the_command_line_over_the_settings_file_over_the_slide(tmp_path, given, expected):
     (tmp_path / "lab.toml").write_text("[map]\nmpp = 0.46\n")
     given = [str(tmp_path / part) if part == "lab.toml" else part for part in given]

@@ -14,17 +14,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from PIL import Image
-
-from slideiqa.outputs.palette import score_colours
-from slideiqa.io.slide import open_slide
-from slideiqa.outputs.store import (BUBBLE, DEBRIS, EDGE, FIXED_LABELS, FOLD, PEN, STATUS_COMPLETE, UNREADABLE, blocks_done,
-                           open_map)
-
-from slideiqa_napari.layers import OUTLINE_INNER_VALUE, OUTLINE_OUTER_VALUE, SCORE_COLORMAP_NAME
-
 from conftest import CMU_SLIDE, FIXTURES, ROOT, skip_unless_available
+from PIL import Image
 from slides import map_killed_in_its_finish, truncated_copy, write_pyramidal_tiff
+
+from slideiqa.io.slide import open_slide
+from slideiqa.outputs.palette import score_colours
+from slideiqa.outputs.store import (
+    BUBBLE,
+    DEBRIS,
+    EDGE,
+    FIXED_LABELS,
+    FOLD,
+    PEN,
+    STATUS_COMPLETE,
+    UNREADABLE,
+    blocks_done,
+    open_map,
+)
+from slideiqa_napari.layers import OUTLINE_INNER_VALUE, OUTLINE_OUTER_VALUE, SCORE_COLORMAP_NAME
 
 try:  # `pip install -e ".[dev]"` has it
     import napari  # noqa: F401
@@ -119,8 +127,9 @@ def test_reader_opens_slide_as_lazy_multiscale_in_micrometres(viewer):
     level0 = layer.data[0]
     assert level0.numblocks[:2] == (3, 3)  # lazy chunks of at most 1024 px, read on demand
     with open_slide(CMU_SLIDE) as slide:
-        np.testing.assert_array_equal(np.asarray(level0[1000:1040, 1500:1530]),
-                                      slide.read_region((1500, 1000), 0, (30, 40)))
+        np.testing.assert_array_equal(
+            np.asarray(level0[1000:1040, 1500:1530]), slide.read_region((1500, 1000), 0, (30, 40))
+        )
     assert np.allclose(outer_extent(layer), [[0, 0], [2967 * CMU_MPP, 2220 * CMU_MPP]])
 
 
@@ -131,8 +140,9 @@ def test_reader_uses_the_slides_own_pyramid_levels(viewer, tmp_path, tumour_fiel
     assert [tuple(level.shape[:2]) for level in layer.data] == [(3000, 3000), (1500, 1500), (750, 750)]
     assert np.allclose(layer.scale, (0.25, 0.25))
     with open_slide(path) as slide:
-        np.testing.assert_array_equal(np.asarray(layer.data[2][100:120, 200:210]),
-                                      slide.read_region((800, 400), 2, (10, 20)))
+        np.testing.assert_array_equal(
+            np.asarray(layer.data[2][100:120, 200:210]), slide.read_region((800, 400), 2, (10, 20))
+        )
 
 
 def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map):
@@ -150,8 +160,9 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
     assert highlight.data.shape == (rows * 8, cols * 8)
     # Below-threshold outlines: a black line with a white one inside, colours no class has.
     assert set(np.unique(highlight.data)) == {0, OUTLINE_OUTER_VALUE, OUTLINE_INNER_VALUE}
-    np.testing.assert_allclose(highlight.colormap.map(np.array([OUTLINE_OUTER_VALUE, OUTLINE_INNER_VALUE])),
-                               [[0, 0, 0, 1], [1, 1, 1, 1]])
+    np.testing.assert_allclose(
+        highlight.colormap.map(np.array([OUTLINE_OUTER_VALUE, OUTLINE_INNER_VALUE])), [[0, 0, 0, 1], [1, 1, 1, 1]]
+    )
     # Measurements, not annotations: the label layers open read-only, and a paint tool is refused.
     for layer in (label, cell_label, highlight):
         assert not layer.editable
@@ -172,20 +183,38 @@ def test_reader_opens_map_over_its_slide_with_aligned_extents(viewer, sample_map
     np.testing.assert_allclose(outer_extent(highlight), map_box, atol=1e-6)
     assert score.colormap.name == SCORE_COLORMAP_NAME and tuple(score.contrast_limits) == (0.0, 1.0)
     # the overview's ramp: the same colours at 0, 0.5 and 1
-    np.testing.assert_allclose(score.colormap.map(np.array([0.0, 0.5, 1.0]))[:, :3] * 255,
-                               score_colours(np.array([0.0, 0.5, 1.0])), atol=1)
+    np.testing.assert_allclose(
+        score.colormap.map(np.array([0.0, 0.5, 1.0]))[:, :3] * 255, score_colours(np.array([0.0, 0.5, 1.0])), atol=1
+    )
     assert 0.3 <= score.opacity <= 0.7 and not label.visible
     classes = quality.classes
-    for index, name in enumerate(classes):  # one colour per class, from the map's own image-label
+    for index in range(len(classes)):  # one colour per class, from the map's own image-label
         expected = np.asarray(open_map(sample_map).image_label["colors"][index + 1]["rgba"]) / 255
         np.testing.assert_allclose(label.colormap.map(np.array([index + 1]))[0], expected, atol=1e-6)
     assert label.colormap.map(np.array([0]))[0][3] == 0  # background transparent
     assert tuple(label.colormap.map(np.array([UNREADABLE]))[0]) == (0, 0, 0, 1)  # unreadable tissue black
     np.testing.assert_allclose(label.colormap.map(np.array([PEN]))[0], np.array([86, 180, 233, 255]) / 255)
     np.testing.assert_allclose(label.colormap.map(np.array([EDGE]))[0], np.array([70, 70, 70, 255]) / 255)
-    assert list(label.features["class"]) == ["background", *classes, "pen", "fold", "bubble", "edge",
-                                              "debris", "unreadable"]
-    assert list(label.features["index"]) == [0, *range(1, len(classes) + 1), PEN, FOLD, BUBBLE, EDGE, DEBRIS, UNREADABLE]
+    assert list(label.features["class"]) == [
+        "background",
+        *classes,
+        "pen",
+        "fold",
+        "bubble",
+        "edge",
+        "debris",
+        "unreadable",
+    ]
+    assert list(label.features["index"]) == [
+        0,
+        *range(1, len(classes) + 1),
+        PEN,
+        FOLD,
+        BUBBLE,
+        EDGE,
+        DEBRIS,
+        UNREADABLE,
+    ]
     for value, colour in ((FOLD, [110, 110, 110, 255]), (BUBBLE, [255, 255, 255, 255]), (DEBRIS, [190, 190, 190, 255])):
         np.testing.assert_allclose(label.colormap.map(np.array([value]))[0], np.array(colour) / 255)
 
@@ -359,7 +388,8 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     # debris; tests/test_preparation_artefacts.py maps them).
     fixed = int((label >= min(FIXED_LABELS.values())).sum())
     assert widget.summary()["share_below_threshold"] == pytest.approx(
-        (int((score[~np.isnan(score)] < 0.95).sum()) + fixed) / read)
+        (int((score[~np.isnan(score)] < 0.95).sum()) + fixed) / read
+    )
     assert int(highlight.data.sum()) > outlined_at_half and highlight.name == "below 0.95"
     assert not highlight.editable  # napari makes a layer editable whenever its data is set
     widget.threshold_slider.setValue(0)
@@ -378,7 +408,7 @@ def test_tiles_slideiqa_labelled_itself_are_outlined_at_any_threshold():
         tiles = outline.reshape(2, 4, 3, 4).max(axis=(1, 3))
         assert {tuple(map(int, at)) for at in np.argwhere(tiles)} == lost
         for row, col in lost:  # no two lost tiles touch: each has a black ring of 12 px, a white one of 4
-            block = outline[row * 4:(row + 1) * 4, col * 4:(col + 1) * 4]
+            block = outline[row * 4 : (row + 1) * 4, col * 4 : (col + 1) * 4]
             assert (block == OUTLINE_OUTER_VALUE).sum() == 12 and (block == OUTLINE_INNER_VALUE).sum() == 4
     assert not below_threshold(score, 0.5, subdivision=4)[:4, 4:8].any()  # without the labels, pen is not seen
 
@@ -413,7 +443,13 @@ def test_open_sample_gives_the_slide_and_its_map(viewer, sample_map):
     assert slide.multiscale and np.allclose(slide.scale, (CMU_MPP, CMU_MPP))
     layers = viewer.open_sample(PLUGIN, "cmu_quality_map")
     assert [layer.metadata["slideiqa"]["role"] for layer in layers] == [
-        "slide", "score", "label", "cell score", "cell class", "below threshold"]
+        "slide",
+        "score",
+        "label",
+        "cell score",
+        "cell class",
+        "below threshold",
+    ]
     assert layers[1].data.shape == open_map(sample_map).array("score").shape
 
 
@@ -452,11 +488,17 @@ def test_map_whose_slide_is_gone_opens_alone_with_a_warning(viewer, tmp_path, sa
     moved = tmp_path / "moved.quality.zarr"
     shutil.copytree(sample_map, moved)
     root = zarr.open_group(str(moved), mode="r+")
-    root.attrs["slideiqa"] = root.attrs["slideiqa"] | {"slide": root.attrs["slideiqa"]["slide"] | {
-        "path": str(tmp_path / "elsewhere" / "gone.svs")}}
+    root.attrs["slideiqa"] = root.attrs["slideiqa"] | {
+        "slide": root.attrs["slideiqa"]["slide"] | {"path": str(tmp_path / "elsewhere" / "gone.svs")}
+    }
     layers = viewer.open(str(moved), plugin=PLUGIN)
     assert [layer.metadata["slideiqa"]["role"] for layer in layers] == [
-        "score", "label", "cell score", "cell class", "below threshold"]
+        "score",
+        "label",
+        "cell score",
+        "cell class",
+        "below threshold",
+    ]
     assert any(severity == "warning" and "not found" in message for severity, message in notifications)
     # Explaining one of its tiles needs the slide's pixels: a one-line notice naming the file, no traceback.
     widget = _widget(viewer)

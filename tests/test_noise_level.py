@@ -1,17 +1,15 @@
 """Noise measured, not guessed: the wavelet estimate tells sharp real tiles from noisy ones, rises
 with the noise, and the Predictor hands the network's P(noise) over to it."""
 
-
 import numpy as np
 import pytest
+from conftest import HELDOUT
 
-from slideiqa.synthetic.distortions import KINDS, noise
-from slideiqa.models.predictor import Predictor
 from slideiqa.measure.noise_level import NOISE_SIGMA, judge_noise, measures_noise, noise_sigma, patch_noise
+from slideiqa.models.predictor import Predictor
+from slideiqa.synthetic.distortions import KINDS, noise
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
 from slideiqa_training.generalisation import FLOORS
-
-from conftest import HELDOUT
 
 
 def test_sharp_unseen_tiles_measure_below_the_threshold(heldout_tiles, tissue_crop):
@@ -37,7 +35,7 @@ def test_noise_on_a_pale_tile_is_measured_where_the_white_does_not_clip_it(heldo
     tile, but by a hair on HistoQC's two pale templates (10.0 and 9.03 against 9): what is left of
     their tiles unclipped is the least of any source's. And the fine texture of its two others, about
     1 µm/px shown as 0.5, reads 7.4–7.7 with no noise added, half a stop brighter (below 9 still)."""
-    pale = np.clip(heldout_tiles.astype(np.float32) * 2 ** 0.5, 0, 255).astype(np.uint8)
+    pale = np.clip(heldout_tiles.astype(np.float32) * 2**0.5, 0, 255).astype(np.uint8)
     assert (pale[..., 1] == 255).mean(axis=(1, 2)).max() > 0.3
     noisy = np.stack([noise(tile, FLOORS["noise"], seed=i, kind="gaussian") for i, tile in enumerate(pale)])
     sigma = noise_sigma(noisy)
@@ -61,8 +59,12 @@ def test_a_cell_of_clipped_glass_is_not_called_noisy_nor_hides_the_noise_beside_
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS["noise"])
 def test_other_libraries_noise_at_the_floor_is_measured_as_noise(heldout_tiles, name):
-    noisy = np.stack([degrade(tile, "noise", FLOORS["noise"], 0.5, np.random.default_rng(i), name)[0]
-                      for i, tile in enumerate(heldout_tiles)])
+    noisy = np.stack(
+        [
+            degrade(tile, "noise", FLOORS["noise"], 0.5, np.random.default_rng(i), name)[0]
+            for i, tile in enumerate(heldout_tiles)
+        ]
+    )
     assert noise_sigma(noisy).min() > NOISE_SIGMA
 
 
@@ -85,7 +87,7 @@ def test_the_predictor_measures_noise_and_can_be_asked_not_to(heldout_tiles):
     noisy = np.stack([noise(tile, FLOORS["noise"], seed=i) for i, tile in enumerate(heldout_tiles)])
     judged, own = measured.predict(np.concatenate([heldout_tiles, noisy])), network.predict(heldout_tiles)
     assert judged[: len(heldout_tiles), noise_index].max() < 0.01
-    assert judged[len(heldout_tiles):, noise_index].min() > 0.9
+    assert judged[len(heldout_tiles) :, noise_index].min() > 0.9
     others = [i for i in range(len(measured.classes)) if i != noise_index]
     expected = own[:, others] / own[:, others].sum(1, keepdims=True)
     np.testing.assert_allclose(judged[: len(heldout_tiles), others], expected, atol=1e-2)

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import CMU_SLIDE, FIELDS, ROOT
 
 from slideiqa import map_slide, open_map
-from slideiqa.settings.options import MapOptions, SettingsError, load_mpp_table, load_settings
 from slideiqa.outputs.report import overview_image
 from slideiqa.outputs.store import label_entries
-
-from conftest import CMU_SLIDE, FIELDS, ROOT
+from slideiqa.settings.options import MapOptions, SettingsError, load_mpp_table, load_settings
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 ")
 
@@ -30,8 +29,14 @@ def _cli(*arguments, **environment) -> subprocess.CompletedProcess:
     import os
 
     env = os.environ | {"COLUMNS": "40"} | environment  # a narrow terminal width must not wrap a log
-    return subprocess.run([sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=env,
+    )
 
 
 # -- logs -----------------------------------------------------------------------------------------------
@@ -106,8 +111,8 @@ def test_geojson_regions_and_tiles_carry_measurements_qupath_reads(phantom, tmp_
         _check_qupath_feature(feature, {"annotation"})
         measured = feature["properties"]["measurements"]
         # round trip: the polygon's area is its tile count in level-0 pixels, the count its area in µm²
-        assert shape(feature["geometry"]).area == pytest.approx(measured["tiles"] * step ** 2, rel=1e-6)
-        assert measured["area µm^2"] == pytest.approx(measured["tiles"] * quality.tile_um ** 2)
+        assert shape(feature["geometry"]).area == pytest.approx(measured["tiles"] * step**2, rel=1e-6)
+        assert measured["area µm^2"] == pytest.approx(measured["tiles"] * quality.tile_um**2)
         assert 0 <= measured["mean score"] < 0.5  # regions are of tiles below the threshold
     assert not any("(1 tiles" in f["properties"]["name"] for f in regions)
 
@@ -127,8 +132,9 @@ def test_geojson_regions_and_tiles_carry_measurements_qupath_reads(phantom, tmp_
 
     again = map_slide(phantom, result.path, MapOptions(block=4, tile_geojson=True))  # complete: reports again
     assert again.skipped
-    assert [f["id"] for f in json.loads((result.path / "tiles.geojson").read_text())["features"]] == \
-        [f["id"] for f in tiles]  # ids are stable: QuPath keeps objects by id
+    assert [f["id"] for f in json.loads((result.path / "tiles.geojson").read_text())["features"]] == [
+        f["id"] for f in tiles
+    ]  # ids are stable: QuPath keeps objects by id
 
 
 # -- settings, per-slide µm/px, verdict history ----------------------------------------------------------
@@ -150,7 +156,8 @@ def test_settings_file_is_checked_and_names_the_file(tmp_path):
     result = _cli("map", CMU_SLIDE, "-o", tmp_path / "x.quality.zarr", "--settings", typo)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"error: {typo}: unknown setting(s) treshold; known: model, mpp, threshold, max_bad_share, min_tissue, "
-        "use_tissue_mask, find_artefacts, cells, tile_geojson, batch_size, device, block"]
+        "use_tissue_mask, find_artefacts, cells, tile_geojson, batch_size, device, block"
+    ]
     assert not (tmp_path / "x.quality.zarr").exists()
 
 
@@ -171,9 +178,28 @@ def test_batch_reads_the_settings_file_and_per_slide_mpp(tmp_path):
     assert load_mpp_table(table) == {"no_mpp.tif": 0.5, str(cohort / "sample.svs"): 0.45}
 
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", cohort, "-o", out, "--workers", "1",
-                          "--settings", settings, "--mpp-table", table, "--max-bad-share", "0.4"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slideiqa.cli.app",
+            "batch",
+            cohort,
+            "-o",
+            out,
+            "--workers",
+            "1",
+            "--settings",
+            settings,
+            "--mpp-table",
+            table,
+            "--max-bad-share",
+            "0.4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["options"]["threshold"] == 0.6 and report["options"]["max_bad_share"] == 0.4
@@ -184,8 +210,22 @@ def test_batch_reads_the_settings_file_and_per_slide_mpp(tmp_path):
         attributes = open_map(row["map"]).attributes
         assert attributes["options"]["threshold"] == 0.6 and attributes["slide"]["mpp_from"] == "option"
 
-    without_table = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", cohort / "no_mpp.tif", "-o",
-                                    tmp_path / "out2", "--workers", "1"], capture_output=True, text=True, timeout=300)
+    without_table = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slideiqa.cli.app",
+            "batch",
+            cohort / "no_mpp.tif",
+            "-o",
+            tmp_path / "out2",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert without_table.returncode == 1 and "pass it with --mpp" in without_table.stdout
 
 
@@ -257,10 +297,11 @@ def test_overview_shows_the_class_of_each_tile_and_a_scale_bar():
     score[:, :2], label[:, :2] = 0.1, 2  # the left half defocused
     # 100 thumbnail px per tile; a thumbnail pixel is 1 µm, so a 640 px panel pixel is 0.625 µm:
     # the longest round bar within a fifth of the panel (128 px = 80 µm) is 50 µm = 80 px.
-    image = np.asarray(overview_image(thumbnail, score, label, 100.0, 0.5, "t", label_entries(classes), 1.0)
-                       .convert("RGB")).astype(int)
+    image = np.asarray(
+        overview_image(thumbnail, score, label, 100.0, 0.5, "t", label_entries(classes), 1.0).convert("RGB")
+    ).astype(int)
     width = 640
-    right = image[:, image.shape[1] - 12 - width:image.shape[1] - 12]
+    right = image[:, image.shape[1] - 12 - width : image.shape[1] - 12]
     defocus = np.array(label_entries(classes)[2][2][:3])
     expected = 255 * 0.3 + defocus * 0.7
     top = 50
@@ -268,7 +309,7 @@ def test_overview_shows_the_class_of_each_tile_and_a_scale_bar():
     good = np.array(label_entries(classes)[1][2][:3]) * 0.7 + 255 * 0.3
     assert np.abs(right[top + 100, 500] - good).max() < 12
     bar_row = top + 640 - 24 + 2
-    left_panel = image[bar_row, 12:12 + width]
+    left_panel = image[bar_row, 12 : 12 + width]
     black = np.flatnonzero((left_panel < 40).all(axis=1))
     assert black.size and 78 <= black.max() - black.min() + 1 <= 82
 

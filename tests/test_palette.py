@@ -19,12 +19,15 @@ from slideiqa.outputs.store import label_entries
 #: Machado et al. 2009, severity 1.0, on linear RGB.
 SIMULATIONS = {
     "normal vision": np.eye(3),
-    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
-                            [-0.003882, -0.048116, 1.051998]]),
-    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
-                              [-0.011820, 0.042940, 0.968881]]),
-    "tritanopia": np.array([[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
-                            [0.004733, 0.691367, 0.303900]]),
+    "protanopia": np.array(
+        [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]]
+    ),
+    "deuteranopia": np.array(
+        [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]]
+    ),
+    "tritanopia": np.array(
+        [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]]
+    ),
 }
 MIN_DELTA_E = 10.0
 
@@ -44,8 +47,10 @@ def test_every_label_colour_is_distinct(model, vision):
     classes = load_card(resolve_model(model)).classes
     names, colours = zip(*[(name, rgba[:3]) for value, name, rgba in label_entries(classes) if value > 0])
     lab = seen(np.asarray(colours, float), SIMULATIONS[vision])
-    closest = min((float(deltaE_ciede2000(lab[a], lab[b])), names[a], names[b])
-                  for a, b in itertools.combinations(range(len(names)), 2))
+    closest = min(
+        (float(deltaE_ciede2000(lab[a], lab[b])), names[a], names[b])
+        for a, b in itertools.combinations(range(len(names)), 2)
+    )
     assert closest[0] >= MIN_DELTA_E, f"{closest[1]} and {closest[2]} look alike under {vision}: ΔE {closest[0]:.1f}"
 
 
@@ -58,4 +63,4 @@ def test_the_score_ramp_runs_one_way_in_lightness_on_each_side_and_its_ends_diff
     lightness = lab[:, 0]
     top = int(np.argmax(lightness))
     assert 35 <= top <= 65
-    assert np.all(np.diff(lightness[:top + 1]) > -0.5) and np.all(np.diff(lightness[top:]) < 0.5)
+    assert np.all(np.diff(lightness[: top + 1]) > -0.5) and np.all(np.diff(lightness[top:]) < 0.5)

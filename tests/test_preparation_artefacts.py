@@ -7,23 +7,22 @@ import json
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, ROOT
 from PIL import Image
+from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide, open_map
-from slideiqa.batch.report import record_from_summary, write_reports
 from slideiqa.artefacts.bubbles import bubble_mask
 from slideiqa.artefacts.debris import debris_tiles, specks_in_tiles
-from slideiqa.synthetic.distortions import distort
 from slideiqa.artefacts.folds import fold_mask
+from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.batch.report import record_from_summary, write_reports
 from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
 from slideiqa.outputs.store import BUBBLE, DEBRIS, FIXED_LABELS, FOLD
 from slideiqa.synthetic.artefacts import add_artefact
-from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
-
-from conftest import CMU_SLIDE, ROOT
-from slides import write_pyramidal_tiff
+from slideiqa.synthetic.distortions import distort
 
 HELDOUT = ROOT / "tests" / "data" / "heldout"
 MPP = 0.5
@@ -173,11 +172,19 @@ def test_folds_bubbles_and_debris_are_mapped_as_their_own_classes(artefact_map):
         assert any(f"labelled {name} in the map" in warning for warning in result.warnings)
     # The warnings are kept in summary.json and reach the batch's reports, not only the terminal.
     kept = json.loads((result.path / "summary.json").read_text())["warnings"]
-    assert {w["code"]: w["count"] for w in kept if w["code"] in ("fold", "bubble", "debris")} == \
-        {name: (label == value).sum() for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS))}
+    assert {w["code"]: w["count"] for w in kept if w["code"] in ("fold", "bubble", "debris")} == {
+        name: (label == value).sum() for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS))
+    }
     assert [w["message"] for w in kept] == result.warnings
-    write_reports([record_from_summary(str(result.path), str(result.path), "mapped", json.loads(
-        (result.path / "summary.json").read_text()))], result.path.parent, {"model": "default", "verdict_rule": "rule"})
+    write_reports(
+        [
+            record_from_summary(
+                str(result.path), str(result.path), "mapped", json.loads((result.path / "summary.json").read_text())
+            )
+        ],
+        result.path.parent,
+        {"model": "default", "verdict_rule": "rule"},
+    )
     assert json.loads((result.path.parent / "report.json").read_text())["slides"][0]["warnings"] == kept
     row = next(csv.DictReader((result.path.parent / "report.csv").read_text().splitlines()))
     assert row["warnings"] == "; ".join(f"{w['code']} {w['count']}" for w in kept)

@@ -11,9 +11,11 @@ from conftest import CMU_SLIDE, ROOT
 
 #: The quick start's sentence, e.g. "**pass**: 57 tissue tiles, mean score 0.975, 1.8 % (one tile,
 #: `motion`) below 0.5 where the rule allows 10 %".
-QUICK_START = re.compile(r"\*\*(?P<verdict>pass|fail)\*\*: (?P<tiles>\d+) tissue tiles, mean score (?P<mean>[0-9.]+), "
-                         r"(?P<share>[0-9.]+) % \((?P<count>\w+) tiles?, `(?P<family>\w+)`\)\s+below (?P<threshold>[0-9.]+) "
-                         r"where the rule allows (?P<allowed>\d+) %")
+QUICK_START = re.compile(
+    r"\*\*(?P<verdict>pass|fail)\*\*: (?P<tiles>\d+) tissue tiles, mean score (?P<mean>[0-9.]+), "
+    r"(?P<share>[0-9.]+) % \((?P<count>\w+) tiles?, `(?P<family>\w+)`\)\s+below (?P<threshold>[0-9.]+) "
+    r"where the rule allows (?P<allowed>\d+) %"
+)
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 #: And its warning: "green marking dye in 9 tiles".
 DYE = re.compile(r"green marking dye in (?P<tiles>\d+) tiles")
@@ -23,8 +25,12 @@ def test_the_quick_start_says_what_slideiqa_map_prints_for_the_sample(tmp_path):
     claim = QUICK_START.search((ROOT / "README.md").read_text())
     assert claim, "the README's quick start no longer states the sample's verdict in the expected words"
     out = tmp_path / "cmu_small_region.quality.zarr"
-    done = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     below = round(summary["share_below_threshold"] * summary["tissue_tiles"])

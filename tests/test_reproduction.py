@@ -6,16 +6,15 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import FIELDS, SMEARS
 from PIL import Image
 
 from slideiqa_training.datasets import BuildConfig, ImageFolder, build_dataset
+from slideiqa_training.grid_search import PAPER_GRID, Setting, choose_best, settings_from, validation_score
 from slideiqa_training.profiles import ReproductionError, prepare_dataset, protocol_of
 from slideiqa_training.reproduction import folds_of
-from slideiqa_training.grid_search import PAPER_GRID, Setting, choose_best, settings_from, validation_score
 from slideiqa_training.splits import cross_lab_splits, oversample
 from slideiqa_training.tables import PAPER_TABLE1, PAPER_TABLE2, empty_cells, paper_layout, side_by_side
-
-from conftest import FIELDS, SMEARS
 
 
 def test_grid_search_picks_the_setting_with_the_best_validation_metric():
@@ -39,10 +38,12 @@ def test_grid_search_picks_the_setting_with_the_best_validation_metric():
 
 def test_paper_grid_and_sub_grids():
     full = settings_from({})
-    assert len(full) == 8 and set(full) == {Setting(a, b, c) for a in PAPER_GRID["lr"]
-                                             for b in PAPER_GRID["batch_size"] for c in PAPER_GRID["dropout"]}
-    sub = settings_from({"settings": [{"lr": 1e-4, "batch_size": 32, "dropout": 0.2},
-                                      {"lr": 1e-3, "batch_size": 32, "dropout": 0.2}]})
+    assert len(full) == 8 and set(full) == {
+        Setting(a, b, c) for a in PAPER_GRID["lr"] for b in PAPER_GRID["batch_size"] for c in PAPER_GRID["dropout"]
+    }
+    sub = settings_from(
+        {"settings": [{"lr": 1e-4, "batch_size": 32, "dropout": 0.2}, {"lr": 1e-3, "batch_size": 32, "dropout": 0.2}]}
+    )
     assert sub == [Setting(1e-4, 32, 0.2), Setting(1e-3, 32, 0.2)]
     with pytest.raises(ValueError):
         settings_from({"settings": [{"lr": 1e-4, "batch_size": 32, "dropout": 0.2}] * 2})
@@ -68,8 +69,9 @@ def test_table_formatter_reproduces_the_papers_layout():
 
 def test_side_by_side_puts_the_papers_row_above_ours_and_flags_gaps():
     ours = {"accuracy": (0.5, 0.01), "precision": (0.4, 0.02), "recall": (0.5, 0.01), "auc": (float("nan"), 0.0)}
-    text = side_by_side([{"base": "vgg16", "label": "ours", "init": "random", "summary": ours}], PAPER_TABLE1,
-                        ("init",))
+    text = side_by_side(
+        [{"base": "vgg16", "label": "ours", "init": "random", "summary": ours}], PAPER_TABLE1, ("init",)
+    )
     lines = text.splitlines()
     assert lines[2].startswith("| VGG16 | paper | — | 78.91 ± 1.97")
     assert lines[3] == "| VGG16 | ours | random | 50.00 ± 1.00 | 40.00 ± 2.00 | 50.00 ± 1.00 | undefined |"
@@ -89,9 +91,14 @@ def test_oversampling_balances_training_classes_only_by_repeating_them():
 
 def test_blood_dataset_with_class_shares_is_imbalanced(tmp_path):
     shares = (0.1, 0.2, 0.6, 0.1)
-    folder = build_dataset("blood", [FIELDS / "blood_smear.jpg"], tmp_path / "blood",
-                           BuildConfig(crops_per_source=120, crop_size=32, mpp=0.25, class_shares=shares,
-                                       source_mpp={"blood_smear": 0.08}))
+    folder = build_dataset(
+        "blood",
+        [FIELDS / "blood_smear.jpg"],
+        tmp_path / "blood",
+        BuildConfig(
+            crops_per_source=120, crop_size=32, mpp=0.25, class_shares=shares, source_mpp={"blood_smear": 0.08}
+        ),
+    )
     dataset = ImageFolder(folder)
     share = np.bincount(dataset.targets, minlength=4) / len(dataset)
     assert dataset.classes == ["bad", "fair", "good", "excellent"]
@@ -110,15 +117,19 @@ def _cut_into_fields(image_path, folder, count, size=(400, 300)):
 
 
 def _smear_config(tmp_path, data, folds=3, **protocol):
-    return {"data": {"kind": "blood", "crops_per_source": 1, "crop_size": 96, "mpp": 0.13, "seed": 0, **data},
-            "protocol": {"folds": folds, "group_by": "field", "every_lab_in_every_fold": True, **protocol},
-            "_file": tmp_path / "model1.toml", "_data_root": None}
+    return {
+        "data": {"kind": "blood", "crops_per_source": 1, "crop_size": 96, "mpp": 0.13, "seed": 0, **data},
+        "protocol": {"folds": folds, "group_by": "field", "every_lab_in_every_fold": True, **protocol},
+        "_file": tmp_path / "model1.toml",
+        "_data_root": None,
+    }
 
 
 def test_smear_dataset_has_one_graded_copy_per_field_and_every_lab_in_every_fold(tmp_path):
     cbc = _cut_into_fields(FIELDS / "blood_smear.jpg", tmp_path / "cbc", 6)
-    config = _smear_config(tmp_path, {"sources": [str(SMEARS / "chula_rbc12"), str(cbc)],
-                                      "source_mpp": {"chula_rbc12": 0.13, "cbc": 0.08}})
+    config = _smear_config(
+        tmp_path, {"sources": [str(SMEARS / "chula_rbc12"), str(cbc)], "source_mpp": {"chula_rbc12": 0.13, "cbc": 0.08}}
+    )
     dataset = ImageFolder(prepare_dataset(config, tmp_path / "out", lambda line: None))
     assert len(dataset) == 12 and len(set(dataset.sources.tolist())) == 12  # one copy of each field
     assert sorted(set(dataset.labs.tolist())) == ["cbc", "chula_rbc12"]
@@ -130,7 +141,9 @@ def test_smear_dataset_has_one_graded_copy_per_field_and_every_lab_in_every_fold
     for split in folds_of(dataset, protocol_of(config)):
         assert set(dataset.labs[split.test].tolist()) == {"cbc", "chula_rbc12"}, split.fold
         assert set(dataset.labs[split.val].tolist()) == {"cbc", "chula_rbc12"}, split.fold
-        assert not set(dataset.sources[split.test]) & set(np.concatenate([dataset.sources[split.train], dataset.sources[split.val]]))
+        assert not set(dataset.sources[split.test]) & set(
+            np.concatenate([dataset.sources[split.train], dataset.sources[split.val]])
+        )
     for split in cross_lab_splits(dataset.targets, dataset.sources, dataset.labs, val_folds=3):
         train_labs = set(dataset.labs[np.concatenate([split.train, split.val])].tolist())
         assert len(train_labs) == 1 and train_labs.isdisjoint(dataset.labs[split.test].tolist())

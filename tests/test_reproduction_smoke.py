@@ -16,15 +16,32 @@ import torch
 
 from slideiqa.models.checkpoint import load_checkpoint
 from slideiqa.models.registry import LAST_LAYER_PREFIX
-from slideiqa_training.reproduction import RunSpec, load_profile
 from slideiqa_training.grid_search import Setting
+from slideiqa_training.reproduction import RunSpec, load_profile
 from slideiqa_training.tables import empty_cells
 from slideiqa_training.trainer import initialise_model
 
 
 def _reproduce(out):
-    return subprocess.run([sys.executable, "-W", "ignore", "-m", "slideiqa_training", "reproduce", "--profile", "smoke",
-                           "-o", str(out), "--threads", "2"], capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "slideiqa_training",
+            "reproduce",
+            "--profile",
+            "smoke",
+            "-o",
+            str(out),
+            "--threads",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +66,14 @@ def test_every_table_is_produced_with_every_cell_filled(smoke):
     # the second from random weights with its own epochs.
     assert table1.count("| MobileNet | paper |") == 1 and table1.count("| MobileNet | ours |") == 2
     assert "| MobileNet | ours | random | 2 | 0.001 | 16 | 0.2 |" in table1
-    assert table1.index("| MobileNet | paper |") < table1.index("| MobileNet | ours | random |") < table1.index("| VGG16 |")
+    assert (
+        table1.index("| MobileNet | paper |")
+        < table1.index("| MobileNet | ours | random |")
+        < table1.index("| VGG16 |")
+    )
     assert "not the paper's" in table1 and "synthetic** distortion severity" in table1
     # The cross-lab control: both directions between the bundled smear field and the Chula fields.
-    cross = table1[table1.index("## Cross-lab control"):]
+    cross = table1[table1.index("## Cross-lab control") :]
     assert cross.count("| blood_smear | chula_rbc12 | 4 | 36 |") == 1
     assert cross.count("| chula_rbc12 | blood_smear | 24 | 6 |") == 1
     assert "every lab in every fold" in table1
@@ -109,8 +130,14 @@ def test_model2_starts_from_every_layer_of_model1_but_the_last(smoke):
     assert card.architecture == "vgg16" and len(card.classes) == 4
     # The model-2 run as the runner specifies it: a transfer from that checkpoint.
     config = load_profile("smoke")["model2"]
-    spec = RunSpec("model2", "vgg16", str(out / chosen["bases"]["vgg16"]["checkpoint"]),
-                   Setting(**chosen["bases"]["vgg16"]["chosen"]), config["training"]["input_size"], 1)
+    spec = RunSpec(
+        "model2",
+        "vgg16",
+        str(out / chosen["bases"]["vgg16"]["checkpoint"]),
+        Setting(**chosen["bases"]["vgg16"]["chosen"]),
+        config["training"]["input_size"],
+        1,
+    )
     torch.manual_seed(123)
     model2 = initialise_model("vgg16", 2, spec.setting.dropout, spec.model_spec().init)
     before, after = source.state_dict(), model2.state_dict()

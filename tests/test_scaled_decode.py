@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 import tifffile
+from conftest import CMU_SLIDE
 from PIL import Image
+from slides import tiles_over, write_pyramidal_tiff
 
 from slideiqa import map_slide, open_map
 from slideiqa.io.scaled_decode import ScaledDecodeError, scale_factor
 from slideiqa.io.slide import DECODER_VARIABLE, open_slide
-
-from conftest import CMU_SLIDE
-from slides import tiles_over, write_pyramidal_tiff
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -76,8 +75,13 @@ def _map(slide, out, monkeypatch, decoder):
 def test_a_40x_map_by_scaled_decode_agrees_with_the_openslide_path(slide_40x, tmp_path, monkeypatch):
     fast = _map(slide_40x, tmp_path / "fast.quality.zarr", monkeypatch, "scaled")
     general = _map(slide_40x, tmp_path / "general.quality.zarr", monkeypatch, "openslide")
-    assert fast.summary["reading"] == {"level": 0, "read_px": 448, "decode_factor": 2, "decoder": "scaled JPEG",
-                                       "fallback_tiles": 0}
+    assert fast.summary["reading"] == {
+        "level": 0,
+        "read_px": 448,
+        "decode_factor": 2,
+        "decoder": "scaled JPEG",
+        "fallback_tiles": 0,
+    }
     assert general.summary["reading"]["decoder"] == "openslide"
     assert general.summary["reading"]["decode_factor"] == 1
     a, b = open_map(fast.path).array("score"), open_map(general.path).array("score")
@@ -85,7 +89,7 @@ def test_a_40x_map_by_scaled_decode_agrees_with_the_openslide_path(slide_40x, tm
     assert assessed.sum() >= 20 and np.array_equal(assessed, ~np.isnan(a))
     # Tiles inside the image: the model's judgement moves by about what a one-pixel shift moves it.
     inside = np.zeros_like(assessed)
-    inside[:2000 // 448, :2000 // 448] = True
+    inside[: 2000 // 448, : 2000 // 448] = True
     difference = np.abs(a - b)[assessed & inside]
     assert difference.mean() < 0.01 and difference.max() < 0.03, (difference.mean(), difference.max())
     # Tiles over the image edge (half of them beyond it, white) differ more: the general path's
@@ -103,8 +107,13 @@ def test_a_20x_map_decoded_directly_is_the_openslide_map_bit_for_bit(tmp_path, m
     OpenSlide's, so the same map to the last bit, edge tiles included."""
     direct = _map(CMU_SLIDE, tmp_path / "direct.quality.zarr", monkeypatch, "scaled")
     general = _map(CMU_SLIDE, tmp_path / "general.quality.zarr", monkeypatch, "openslide")
-    assert direct.summary["reading"] == {"level": 0, "read_px": 224, "decode_factor": 1, "decoder": "direct JPEG",
-                                         "fallback_tiles": 0}
+    assert direct.summary["reading"] == {
+        "level": 0,
+        "read_px": 224,
+        "decode_factor": 1,
+        "decoder": "direct JPEG",
+        "fallback_tiles": 0,
+    }
     assert general.summary["reading"]["decoder"] == "openslide"
     fast, slow = open_map(direct.path), open_map(general.path)
     for name in ("probs", "score", "label", "tone"):
@@ -134,8 +143,9 @@ def slide_20x(tumour_field, tmp_path_factory):
 
 
 @pytest.mark.parametrize("scale", ["40x", "20x"])
-def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(scale, slide_40x, slide_20x, tmp_path,
-                                                                            monkeypatch):
+def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(
+    scale, slide_40x, slide_20x, tmp_path, monkeypatch
+):
     """A tile with no bytes (sparse TIFFs leave out empty tiles): OpenSlide draws it as glass, the
     JPEG decoder hands it over, at ½ size or in full; the summary counts every grid tile that needed it."""
     source, factor, step = (slide_40x, 2, 448) if scale == "40x" else (slide_20x, 1, 224)
@@ -146,7 +156,12 @@ def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(scal
         counts = page.tags["TileByteCounts"]
         per_row = -(-page.imagewidth // page.tilewidth)
         index = 2 * per_row + 3
-        box = ((index % per_row) * 256, (index // per_row) * 256, (index % per_row + 1) * 256, (index // per_row + 1) * 256)
+        box = (
+            (index % per_row) * 256,
+            (index // per_row) * 256,
+            (index % per_row + 1) * 256,
+            (index // per_row + 1) * 256,
+        )
         width = 8 if tiff.is_bigtiff else 4
         offset, byteorder = counts.valueoffset + index * width, "little" if tiff.byteorder == "<" else "big"
     with open(broken, "r+b") as handle:
@@ -175,6 +190,7 @@ def test_the_tile_cache_drops_the_least_recently_used_past_its_bounds():
         def decode():
             decoded.append(key)
             return np.full(100, key, np.uint8)
+
         return cache.get((key,), decode)
 
     for key in (1, 2, 3, 1, 4):  # 1 used again before 4 comes: 2 is the least recently used
@@ -202,5 +218,6 @@ def test_one_cache_for_every_open_slide_keeps_each_slides_own_pixels(slide_40x, 
                     slide.read_region_scaled((x, y), 0, (224, 224), 1)
             assert scaled_decode._TILES.nbytes <= scaled_decode.CACHE_BYTES
         for slide in (a, b, c):
-            np.testing.assert_array_equal(slide.read_region_scaled((448, 448), 0, (224, 224), 1),
-                                          slide.read_region((448, 448), 0, (224, 224)))
+            np.testing.assert_array_equal(
+                slide.read_region_scaled((448, 448), 0, (224, 224), 1), slide.read_region((448, 448), 0, (224, 224))
+            )

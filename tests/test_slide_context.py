@@ -48,8 +48,16 @@ def test_the_three_slide_contexts_of_the_generalisation_measurement():
     makers = np.array(["none"] * 40 + ["slideiqa"] * 20 + ["opencv"] * 20)
     probabilities = np.zeros((80, len(CLASSES)))
     probabilities[:, 0], probabilities[:, 1] = good, 1.0 - good
-    tiles = TileSet(np.zeros((80, 1, 1, 3), np.uint8), (families != "none").astype(int), np.array(["g"] * 80),
-                    np.arange(80), families, np.array(["k"] * 80), np.zeros(80), makers)
+    tiles = TileSet(
+        np.zeros((80, 1, 1, 3), np.uint8),
+        (families != "none").astype(int),
+        np.array(["g"] * 80),
+        np.arange(80),
+        families,
+        np.array(["k"] * 80),
+        np.zeros(80),
+        makers,
+    )
     m = measure_in_context("g", tiles, probabilities)
     assert m.raw.sharp_pass == 0.0 and m.sharp_slide.sharp_pass == 1.0
     assert 0.0 < m.sharp_slide_shift <= MAX_SHIFT and m.mostly_defective_shift <= MAX_SHIFT

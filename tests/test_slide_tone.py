@@ -6,18 +6,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, FIELDS
 from PIL import Image
 from skimage.exposure import adjust_gamma
+from slides import mosaic_pixels, write_pyramidal_tiff
 
 from slideiqa import map_slide
 from slideiqa.measure.block_means import block_means
-from slideiqa.pipeline.mapping import judge_map_tone
-from slideiqa.measure.slide_tone import (DEPARTURE_Z, TONE_FEATURES, ToneReference, clear_exposure, fit_probability,
-                                 judge_against_slide, judge_tiles, judge_tone, tone_deviation, tone_features)
+from slideiqa.measure.slide_tone import (
+    DEPARTURE_Z,
+    TONE_FEATURES,
+    ToneReference,
+    clear_exposure,
+    fit_probability,
+    judge_against_slide,
+    judge_tiles,
+    judge_tone,
+    tone_deviation,
+    tone_features,
+)
 from slideiqa.outputs.store import open_for_update, open_map, read_array
-
-from conftest import CMU_SLIDE, FIELDS
-from slides import mosaic_pixels, write_pyramidal_tiff
+from slideiqa.pipeline.mapping import judge_map_tone
 
 TUMOUR_FIELD = FIELDS / "he_tumour_target.png"
 
@@ -60,10 +69,15 @@ def test_tone_is_read_on_block_means_so_fine_detail_a_decoder_adds_does_not_move
 
 
 def test_judging_takes_only_from_good_and_leaves_fitting_tiles_exactly_as_they_were():
-    probabilities = np.array([[0.97, 0.01, 0.0, 0.0, 0.01, 0.01],   # good, fits its slide
-                              [0.97, 0.01, 0.0, 0.0, 0.01, 0.01],   # good, departs
-                              [0.02, 0.0, 0.0, 0.97, 0.0, 0.01],    # noisy, departs
-                              [np.nan] * 6], np.float32)            # not assessed
+    probabilities = np.array(
+        [
+            [0.97, 0.01, 0.0, 0.0, 0.01, 0.01],  # good, fits its slide
+            [0.97, 0.01, 0.0, 0.0, 0.01, 0.01],  # good, departs
+            [0.02, 0.0, 0.0, 0.97, 0.0, 0.01],  # noisy, departs
+            [np.nan] * 6,
+        ],
+        np.float32,
+    )  # not assessed
     deviation = np.array([1.0, DEPARTURE_Z + 3, DEPARTURE_Z + 3, DEPARTURE_Z + 3])
     judged = judge_tone(probabilities, CLASSES, deviation)
     np.testing.assert_array_equal(judged[0], probabilities[0])
@@ -93,16 +107,24 @@ def _slide(glass: float) -> np.ndarray:
 
 
 def test_a_tile_that_fits_its_slide_has_its_exposure_cleared_and_nothing_else():
-    features = np.array([[241.0, -0.4, np.nan],    # fits: fat or pale eosin on its slide's glass
-                         [241.0, -0.4, np.nan],    # fits, but JPEG-damaged as well
-                         [np.nan, -0.4, 230.0],    # no glass to tell its exposure by
-                         [249.0, -0.4, np.nan],    # glass 3 spreads brighter: a paler tone curve?
-                         [241.0, -3.0, np.nan]])   # density far off: departs
-    probabilities = np.array([[0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
-                              [0.03, 0.0, 0.0, 0.0, 0.07, 0.90],
-                              [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
-                              [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
-                              [0.97, 0.01, 0.0, 0.0, 0.01, 0.01]])
+    features = np.array(
+        [
+            [241.0, -0.4, np.nan],  # fits: fat or pale eosin on its slide's glass
+            [241.0, -0.4, np.nan],  # fits, but JPEG-damaged as well
+            [np.nan, -0.4, 230.0],  # no glass to tell its exposure by
+            [249.0, -0.4, np.nan],  # glass 3 spreads brighter: a paler tone curve?
+            [241.0, -3.0, np.nan],
+        ]
+    )  # density far off: departs
+    probabilities = np.array(
+        [
+            [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
+            [0.03, 0.0, 0.0, 0.0, 0.07, 0.90],
+            [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
+            [0.12, 0.01, 0.01, 0.01, 0.0, 0.85],
+            [0.97, 0.01, 0.0, 0.0, 0.01, 0.01],
+        ]
+    )
     reference = ToneReference.of(_slide(240.0))
     assert (fit_probability(features, reference) > 0.5).tolist() == [True, True, False, False, False]
     judged = judge_against_slide(probabilities, CLASSES, features, reference)
@@ -140,7 +162,7 @@ def _toned(pixels: np.ndarray, gamma: float, path: Path) -> Path:
     """``pixels`` as a 0.5 µm/px slide (224 px tiles on the map's grid) with :data:`BOX` given a tone
     curve by scikit-image."""
     r0, c0, r1, c1 = BOX
-    box = np.s_[r0 * TILE:r1 * TILE, c0 * TILE:c1 * TILE]
+    box = np.s_[r0 * TILE : r1 * TILE, c0 * TILE : c1 * TILE]
     pixels[box] = adjust_gamma(pixels[box], gamma)
     return write_pyramidal_tiff(path, pixels, mpp=0.5, compression="zlib")
 
@@ -155,7 +177,7 @@ def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(ga
     quality = open_map(result.path)
     label, score = quality.array("label"), quality.array("score")
     toned = np.zeros(label.shape, bool)
-    toned[BOX[0]:BOX[2], BOX[1]:BOX[3]] = True
+    toned[BOX[0] : BOX[2], BOX[1] : BOX[3]] = True
     exposure = CLASSES.index("exposure") + 1
     assert (label[toned] == exposure).all() and (score[toned] < 0.5).all(), label[toned]
     found = quality.attributes["tone_context"]
@@ -170,7 +192,9 @@ def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(ga
     assert np.isfinite(tone[1, assessed]).all() and np.isnan(tone[:, ~assessed]).all()
 
     # Finishing again (as after a kill during the finish) changes nothing.
-    arrays = {name: quality.array(name) for name in ("probs", "score", "label", "cell_probs", "cell_score", "cell_label")}
+    arrays = {
+        name: quality.array(name) for name in ("probs", "score", "label", "cell_probs", "cell_score", "cell_label")
+    }
     judge_map_tone(open_for_update(result.path), CLASSES, 0, with_cells=True)
     root = open_map(result.path).group
     for name, before in arrays.items():
@@ -215,8 +239,9 @@ def test_a_slide_over_exposed_throughout_clears_nothing(tmp_path):
     import cv2
 
     skin = mosaic_pixels([np.asarray(Image.open(FIELDS / "he_skin_10x.tif").convert("RGB"))], 10, TILE, seed=3)
-    blown = write_pyramidal_tiff(tmp_path / "blown.tif", cv2.convertScaleAbs(skin, alpha=2.0), mpp=0.5,
-                                 compression="zlib")
+    blown = write_pyramidal_tiff(
+        tmp_path / "blown.tif", cv2.convertScaleAbs(skin, alpha=2.0), mpp=0.5, compression="zlib"
+    )
     result = map_slide(blown, tmp_path / "blown.quality.zarr")
     score = open_map(result.path).array("score")
     assert result.summary["tone"]["tiles_fitting"] == 0, result.summary["tone"]
@@ -249,11 +274,17 @@ def test_tissue_over_exposed_to_white_is_judged_not_taken_for_glass(tmp_path):
 
     skin = mosaic_pixels([np.asarray(Image.open(FIELDS / "he_skin_10x.tif").convert("RGB"))], 10, TILE, seed=3)
     blown = skin.copy()
-    box = np.s_[4 * TILE:6 * TILE, 4 * TILE:6 * TILE]
+    box = np.s_[4 * TILE : 6 * TILE, 4 * TILE : 6 * TILE]
     blown[box] = cv2.convertScaleAbs(np.ascontiguousarray(blown[box]), alpha=2.0)
-    maps = {name: open_map(map_slide(write_pyramidal_tiff(tmp_path / f"{name}.tif", pixels, mpp=0.5, compression="zlib"),
-                                     tmp_path / f"{name}.quality.zarr").path)
-            for name, pixels in (("clean", skin), ("blown", blown))}
+    maps = {
+        name: open_map(
+            map_slide(
+                write_pyramidal_tiff(tmp_path / f"{name}.tif", pixels, mpp=0.5, compression="zlib"),
+                tmp_path / f"{name}.quality.zarr",
+            ).path
+        )
+        for name, pixels in (("clean", skin), ("blown", blown))
+    }
     label, score = maps["blown"].array("label"), maps["blown"].array("score")
     in_box = np.zeros(label.shape, bool)
     in_box[4:6, 4:6] = True
@@ -262,6 +293,6 @@ def test_tissue_over_exposed_to_white_is_judged_not_taken_for_glass(tmp_path):
 
     # A scanner that writes its glass as white keeps that glass as glass.
     on_white_glass = np.full((3 * TILE, 3 * TILE, 3), 255, np.uint8)
-    on_white_glass[TILE:2 * TILE, TILE:2 * TILE] = skin[:TILE, :TILE]
+    on_white_glass[TILE : 2 * TILE, TILE : 2 * TILE] = skin[:TILE, :TILE]
     mask = tissue_pixels(on_white_glass)
-    assert not mask[:TILE].any() and mask[TILE:2 * TILE, TILE:2 * TILE].mean() > 0.5
+    assert not mask[:TILE].any() and mask[TILE : 2 * TILE, TILE : 2 * TILE].mean() > 0.5

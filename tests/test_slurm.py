@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, FIELDS, skip_unless_available
 from PIL import Image
+from slides import mosaic_slide
 
 from slideiqa.batch.run import MapOptions, run_batch
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.store import ARRAYS, CELL_ARRAYS, blocks_done, is_quality_map, open_map
-
-from conftest import CMU_SLIDE, FIELDS, skip_unless_available
-from slides import mosaic_slide
 
 pytestmark = pytest.mark.slurm
 BLOCK = 4
@@ -41,7 +40,9 @@ def slurm():
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    images = [np.asarray(Image.open(FIELDS / name).convert("RGB")) for name in ("he_tumour_target.png", "ihc_colon.png")]
+    images = [
+        np.asarray(Image.open(FIELDS / name).convert("RGB")) for name in ("he_tumour_target.png", "ihc_colon.png")
+    ]
     with open_slide(CMU_SLIDE) as cmu:
         images.append(cmu.read_region((650, 250), 0, (896, 1792)))
     root = tmp_path_factory.mktemp("slurm") / "cohort"
@@ -53,8 +54,13 @@ def cohort(tmp_path_factory):
 
 def _settings(path: Path, job_name: str, **cluster: object) -> Path:
     """A lab's settings file: small blocks (several tasks per slide) and the SLURM job settings."""
-    lines = ["[map]", f"block = {BLOCK}", "[cluster]", f'job_name = "{job_name}"',
-             f'log_directory = "{path.parent / "jobs"}"']
+    lines = [
+        "[map]",
+        f"block = {BLOCK}",
+        "[cluster]",
+        f'job_name = "{job_name}"',
+        f'log_directory = "{path.parent / "jobs"}"',
+    ]
     lines += [f"{key} = {value!r}".replace("'", '"') for key, value in cluster.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -83,11 +89,30 @@ def test_batch_runs_on_slurm_jobs_survives_scancel_and_matches_a_local_run(slurm
     assert not reference.failed
 
     name = f"slideiqa-test-{os.getpid()}"
-    settings = _settings(tmp_path / "lab.toml", name, jobs=2, cores=1, processes=1, memory="1500MB",
-                         walltime="00:20:00", worker_timeout_s=120)
+    settings = _settings(
+        tmp_path / "lab.toml",
+        name,
+        jobs=2,
+        cores=1,
+        processes=1,
+        memory="1500MB",
+        walltime="00:20:00",
+        worker_timeout_s=120,
+    )
     out = tmp_path / "slurm"
-    command = [sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(out), "--cluster", "slurm",
-               "--settings", str(settings)]
+    command = [
+        sys.executable,
+        "-m",
+        "slideiqa.cli.app",
+        "batch",
+        str(cohort),
+        "-o",
+        str(out),
+        "--cluster",
+        "slurm",
+        "--settings",
+        str(settings),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -112,18 +137,35 @@ def test_batch_runs_on_slurm_jobs_survives_scancel_and_matches_a_local_run(slurm
 
 def test_a_cluster_whose_jobs_never_start_fails_clearly_within_its_timeout(slurm, cohort, tmp_path):
     name = f"slideiqa-pending-{os.getpid()}"
-    settings = _settings(tmp_path / "lab.toml", name, jobs=1, worker_timeout_s=5,
-                         job_extra_directives=["--begin=now+1hour"])
+    settings = _settings(
+        tmp_path / "lab.toml", name, jobs=1, worker_timeout_s=5, job_extra_directives=["--begin=now+1hour"]
+    )
     out = tmp_path / "never"
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(out),
-                             "--cluster", "slurm", "--settings", str(settings)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slideiqa.cli.app",
+            "batch",
+            str(cohort),
+            "-o",
+            str(out),
+            "--cluster",
+            "slurm",
+            "--settings",
+            str(settings),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - started
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: --cluster slurm: no worker started within 5 s (the jobs may be pending in the queue: see "
-        "squeue/qstat; worker_timeout_s sets the wait)"]
+        "squeue/qstat; worker_timeout_s sets the wait)"
+    ]
     assert elapsed < 60 and not out.exists()
     time.sleep(1)
     assert _jobs(name) == []  # its pending job was cancelled, not left in the queue
@@ -132,16 +174,38 @@ def test_a_cluster_whose_jobs_never_start_fails_clearly_within_its_timeout(slurm
 def test_a_job_the_scheduler_refuses_is_one_line_with_its_reason_not_a_wait(slurm, cohort, tmp_path):
     """sbatch refuses an unknown partition at once; dask-jobqueue only logs that from a background
     task (a tornado traceback), so the batch would wait out worker_timeout_s. It must say why, now."""
-    settings = _settings(tmp_path / "lab.toml", f"slideiqa-refused-{os.getpid()}", jobs=1, worker_timeout_s=120,
-                         queue="no-such-partition")
+    settings = _settings(
+        tmp_path / "lab.toml",
+        f"slideiqa-refused-{os.getpid()}",
+        jobs=1,
+        worker_timeout_s=120,
+        queue="no-such-partition",
+    )
     out = tmp_path / "refused"
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "batch", str(cohort), "-o", str(out),
-                             "--cluster", "slurm", "--settings", str(settings)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slideiqa.cli.app",
+            "batch",
+            str(cohort),
+            "-o",
+            str(out),
+            "--cluster",
+            "slurm",
+            "--settings",
+            str(settings),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and time.monotonic() - started < 60
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert lines[0].startswith("error: --cluster slurm: the scheduler refused the job (sbatch: error: invalid "
-                               "partition") and "no-such-partition" in lines[0]
+    assert (
+        lines[0].startswith("error: --cluster slurm: the scheduler refused the job (sbatch: error: invalid partition")
+        and "no-such-partition" in lines[0]
+    )
     assert not out.exists()

@@ -33,12 +33,16 @@ def test_metrics_on_a_case_worked_by_hand():
     """Six images, three classes, two mistakes: every figure below is counted by hand, not taken from
     the library the metrics module itself calls."""
     labels = np.array([0, 0, 1, 1, 2, 2])
-    probabilities = np.array([[0.7, 0.2, 0.1],   # 0 → 0
-                              [0.3, 0.6, 0.1],   # 0 → 1 (wrong)
-                              [0.2, 0.7, 0.1],   # 1 → 1
-                              [0.1, 0.8, 0.1],   # 1 → 1
-                              [0.1, 0.2, 0.7],   # 2 → 2
-                              [0.5, 0.1, 0.4]])  # 2 → 0 (wrong)
+    probabilities = np.array(
+        [
+            [0.7, 0.2, 0.1],  # 0 → 0
+            [0.3, 0.6, 0.1],  # 0 → 1 (wrong)
+            [0.2, 0.7, 0.1],  # 1 → 1
+            [0.1, 0.8, 0.1],  # 1 → 1
+            [0.1, 0.2, 0.7],  # 2 → 2
+            [0.5, 0.1, 0.4],
+        ]
+    )  # 2 → 0 (wrong)
     result = classification_metrics(labels, probabilities)
     assert result["accuracy"] == pytest.approx(4 / 6)
     # precision per predicted class: 0 → 1 of {0, 5}, 1 → 2 of {1, 2, 3}, 2 → 1 of {4}; equal supports
@@ -59,8 +63,10 @@ def test_binary_auc_and_good_vs_bad():
 
 
 def test_summary_mean_std_and_paper_format():
-    folds = [{"accuracy": 0.8, "precision": 0.7, "recall": 0.8, "auc": 0.9},
-             {"accuracy": 0.6, "precision": 0.7, "recall": 0.6, "auc": 0.7}]
+    folds = [
+        {"accuracy": 0.8, "precision": 0.7, "recall": 0.8, "auc": 0.9},
+        {"accuracy": 0.6, "precision": 0.7, "recall": 0.6, "auc": 0.7},
+    ]
     summary = summarize(folds)
     assert summary["accuracy"] == pytest.approx((0.7, 0.1))
     assert format_mean_std(*summary["accuracy"]) == "70.00 ± 10.00"

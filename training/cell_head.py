@@ -26,18 +26,18 @@ the head on held-out files with other libraries' defects too.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
 from slideiqa.models.checkpoint import ModelError, load_checkpoint, save_checkpoint
 from slideiqa.models.export import TileClassifier, write_graph
 from slideiqa.models.registry import QualityNet, cell_head
+from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
 
 from .appearance import vary_good
 from .catalogue import SourceGroup
@@ -79,8 +79,9 @@ def per_cell(values: np.ndarray, cell_px: int) -> np.ndarray:
     return values[: rows * cell_px, : cols * cell_px].reshape(rows, cell_px, cols, cell_px).mean(axis=(1, 3))
 
 
-def cell_targets(original: np.ndarray, degraded: np.ndarray, mask: np.ndarray, label: int, cell_px: int,
-                 good: int = 0) -> np.ndarray:
+def cell_targets(
+    original: np.ndarray, degraded: np.ndarray, mask: np.ndarray, label: int, cell_px: int, good: int = 0
+) -> np.ndarray:
     """Class index of every cell: ``label`` where half the cell is under ``mask`` and visibly changed,
     ``good`` elsewhere."""
     change = np.abs(degraded.astype(np.float32) - original.astype(np.float32)).mean(axis=-1)
@@ -99,13 +100,16 @@ def family_labels(classes: list[str], good_class: str = "good") -> dict[str, int
     model's own classes, so it needs ``good_class`` and one class per family, in any order."""
     missing = [name for name in (good_class, *FAMILIES) if name not in classes]
     if missing:
-        raise ModelError(f"a cell head is trained on slideiqa's defect families; this model's classes "
-                         f"{classes} lack {', '.join(missing)}")
+        raise ModelError(
+            f"a cell head is trained on slideiqa's defect families; this model's classes "
+            f"{classes} lack {', '.join(missing)}"
+        )
     return {family: classes.index(family) for family in FAMILIES}
 
 
-def local_examples(crops: list[np.ndarray], mpp: float, cell_px: int, rng: np.random.Generator,
-                   labels: dict[str, int], good: int = 0) -> CellExamples:
+def local_examples(
+    crops: list[np.ndarray], mpp: float, cell_px: int, rng: np.random.Generator, labels: dict[str, int], good: int = 0
+) -> CellExamples:
     """A good look and one locally (or wholly) defective copy per family of every crop; targets are
     class indices (``labels`` per family, ``good`` elsewhere)."""
     tiles, targets = [], []
@@ -129,7 +133,7 @@ def backbone_features(classifier: TileClassifier, tiles: np.ndarray, batch: int 
     out = []
     with torch.inference_mode():
         for start in range(0, len(tiles), batch):
-            x = torch.from_numpy(np.ascontiguousarray(tiles[start:start + batch])).permute(0, 3, 1, 2).float()
+            x = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch])).permute(0, 3, 1, 2).float()
             out.append(classifier.model.backbone(x * classifier.scale - classifier.offset))
     return torch.cat(out)
 
@@ -141,9 +145,17 @@ def cell_stride(network: QualityNet, input_size: int) -> int:
     return input_size // side
 
 
-def fit_cell_head(features: torch.Tensor, targets: np.ndarray, num_classes: int, epochs: int = 40,
-                  lr: float = 3e-3, seed: int = 0, hidden: int = HIDDEN, good: int = 0,
-                  log: Callable[[str], None] | None = None) -> nn.Module:
+def fit_cell_head(
+    features: torch.Tensor,
+    targets: np.ndarray,
+    num_classes: int,
+    epochs: int = 40,
+    lr: float = 3e-3,
+    seed: int = 0,
+    hidden: int = HIDDEN,
+    good: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> nn.Module:
     """The head fitted on fixed features (maps of cells, so the 3×3 convolution sees its neighbours);
     classes weighted so that good cells weigh :data:`GOOD_SHARE` of the loss and each family an equal
     part of the rest."""
@@ -151,8 +163,12 @@ def fit_cell_head(features: torch.Tensor, targets: np.ndarray, num_classes: int,
     head = cell_head(features.shape[1], num_classes, hidden)
     labels = torch.from_numpy(targets)
     counts = torch.bincount(labels.reshape(-1), minlength=num_classes).float().clamp(min=1)
-    weights = torch.where(torch.arange(num_classes) == good, GOOD_SHARE / counts[good],
-                          (1 - GOOD_SHARE) / (num_classes - 1) / counts) * labels.numel()
+    weights = (
+        torch.where(
+            torch.arange(num_classes) == good, GOOD_SHARE / counts[good], (1 - GOOD_SHARE) / (num_classes - 1) / counts
+        )
+        * labels.numel()
+    )
     loss_of = nn.CrossEntropyLoss(weight=weights)
     optimiser = torch.optim.Adam(head.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs)
@@ -171,8 +187,9 @@ def fit_cell_head(features: torch.Tensor, targets: np.ndarray, num_classes: int,
     return head.eval()
 
 
-def holdout_crops(groups: list[SourceGroup], data: Path, per_group: int, plan: CropPlan,
-                  rng: np.random.Generator) -> list[np.ndarray]:
+def holdout_crops(
+    groups: list[SourceGroup], data: Path, per_group: int, plan: CropPlan, rng: np.random.Generator
+) -> list[np.ndarray]:
     """``per_group`` crops of each group's *holdout* files (those no shipped model was trained on):
     where the benchmarks measure local defects."""
     crops = []
@@ -182,8 +199,9 @@ def holdout_crops(groups: list[SourceGroup], data: Path, per_group: int, plan: C
     return crops
 
 
-def training_crops(groups: list[SourceGroup], data: Path, plan: CropPlan, per_group: int,
-                   rng: np.random.Generator) -> list[np.ndarray]:
+def training_crops(
+    groups: list[SourceGroup], data: Path, plan: CropPlan, per_group: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """``per_group`` crops of each group's training files (holdout files are never read)."""
     crops = []
     for group in groups:
@@ -191,9 +209,16 @@ def training_crops(groups: list[SourceGroup], data: Path, plan: CropPlan, per_gr
     return crops
 
 
-def add_cell_head(checkpoint: str | Path, groups: list[SourceGroup], data: Path, out: str | Path,
-                  per_group: int = 80, epochs: int = 40, seed: int = 0,
-                  log: Callable[[str], None] | None = None) -> Path:
+def add_cell_head(
+    checkpoint: str | Path,
+    groups: list[SourceGroup],
+    data: Path,
+    out: str | Path,
+    per_group: int = 80,
+    epochs: int = 40,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """``checkpoint`` with a cell head trained as the module docstring says, saved as ``out`` with its
     ONNX graph; the tile classifier's tensors are copied unchanged."""
     network, card = load_checkpoint(checkpoint)
@@ -208,15 +233,23 @@ def add_cell_head(checkpoint: str | Path, groups: list[SourceGroup], data: Path,
         share = (examples.targets != card.good_index).mean()
         log(f"{len(crops)} crops, {len(examples.tiles)} tiles, {examples.targets.size} cells ({share:.0%} defective)")
     features = backbone_features(TileClassifier(network, card).eval(), examples.tiles)
-    head = fit_cell_head(features, examples.targets, len(card.classes), epochs, seed=seed, good=card.good_index,
-                         log=log)
+    head = fit_cell_head(
+        features, examples.targets, len(card.classes), epochs, seed=seed, good=card.good_index, log=log
+    )
     with_cells = copy.deepcopy(network)
     with_cells.cell_head = head
     card.cell_hidden, card.cell_px = HIDDEN, cell_px
-    card.training_data = card.training_data | {"cell_head": {
-        "groups": [group.name for group in groups], "crops_per_group": per_group, "tiles": len(examples.tiles),
-        "masks": "disk, band or half-plane over 10-60 % of the tile, or the whole tile",
-        "recipe": "training/cell_head.py", "epochs": epochs, "seed": seed}}
+    card.training_data = card.training_data | {
+        "cell_head": {
+            "groups": [group.name for group in groups],
+            "crops_per_group": per_group,
+            "tiles": len(examples.tiles),
+            "masks": "disk, band or half-plane over 10-60 % of the tile, or the whole tile",
+            "recipe": "training/cell_head.py",
+            "epochs": epochs,
+            "seed": seed,
+        }
+    }
     save_checkpoint(with_cells, card, out)
     write_graph(out)
     return Path(out)

@@ -13,7 +13,7 @@ library takes integers (kernel sizes, disk radii).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import albumentations as A
 import cv2
@@ -21,7 +21,12 @@ import numpy as np
 from skimage import exposure as sk_exposure
 from skimage import util as sk_util
 
-from slideiqa.synthetic.distortions import DEFOCUS_MAX_RADIUS_UM, EXPOSURE_MAX_STOPS, MOTION_MAX_LENGTH_UM, jpeg_quality_for
+from slideiqa.synthetic.distortions import (
+    DEFOCUS_MAX_RADIUS_UM,
+    EXPOSURE_MAX_STOPS,
+    MOTION_MAX_LENGTH_UM,
+    jpeg_quality_for,
+)
 
 Degrade = Callable[[np.ndarray, float, float, np.random.Generator], np.ndarray]
 
@@ -44,8 +49,9 @@ def _defocus_albumentations(image, severity, mpp, rng):
 def _motion_albumentations(image, severity, mpp, rng):
     length = MOTION_MAX_LENGTH_UM * severity / mpp
     kernel = max(3, int(np.ceil(length)) | 1)  # odd kernel at least as long as the streak
-    blur = A.MotionBlur(blur_limit=(kernel, kernel), allow_shifted=False, angle_range=(0, 360),
-                        direction_range=(0.0, 0.0), p=1.0)
+    blur = A.MotionBlur(
+        blur_limit=(kernel, kernel), allow_shifted=False, angle_range=(0, 360), direction_range=(0.0, 0.0), p=1.0
+    )
     return _albumentations(blur, image, rng)
 
 
@@ -78,7 +84,9 @@ def _jpeg_cv2(image, severity, mpp, rng):
 
 def _jpeg_albumentations(image, severity, mpp, rng):
     quality = jpeg_quality_for(severity)
-    return _albumentations(A.ImageCompression(compression_type="jpeg", quality_range=(quality, quality), p=1.0), image, rng)
+    return _albumentations(
+        A.ImageCompression(compression_type="jpeg", quality_range=(quality, quality), p=1.0), image, rng
+    )
 
 
 def _sign(rng: np.random.Generator) -> int:
@@ -97,14 +105,23 @@ def _exposure_skimage(image, severity, mpp, rng):
 IMPLEMENTATIONS: dict[str, dict[str, Degrade]] = {
     "defocus": {"opencv.GaussianBlur": _gaussian_blur_cv2, "albumentations.Defocus": _defocus_albumentations},
     "motion": {"albumentations.MotionBlur": _motion_albumentations, "opencv.filter2D-line": _motion_cv2},
-    "noise": {"skimage.random_noise": _gaussian_noise_skimage, "albumentations.GaussNoise": _gaussian_noise_albumentations},
+    "noise": {
+        "skimage.random_noise": _gaussian_noise_skimage,
+        "albumentations.GaussNoise": _gaussian_noise_albumentations,
+    },
     "jpeg": {"opencv.imencode": _jpeg_cv2, "albumentations.ImageCompression": _jpeg_albumentations},
     "exposure": {"opencv.convertScaleAbs": _exposure_cv2, "skimage.adjust_gamma": _exposure_skimage},
 }
 
 
-def degrade(image: np.ndarray, family: str, severity: float, mpp: float, rng: np.random.Generator,
-            implementation: str | None = None) -> tuple[np.ndarray, str]:
+def degrade(
+    image: np.ndarray,
+    family: str,
+    severity: float,
+    mpp: float,
+    rng: np.random.Generator,
+    implementation: str | None = None,
+) -> tuple[np.ndarray, str]:
     """``image`` degraded by another library (drawn from ``rng`` unless named); returns (image, name)."""
     choices = IMPLEMENTATIONS[family]
     name = implementation or list(choices)[int(rng.integers(len(choices)))]

@@ -6,15 +6,15 @@ validation loss turning up while the training loss falls) — what a table of fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 KEYS = (("train_loss", "val_loss", "loss"), ("train_accuracy", "val_accuracy", "accuracy"))
 
@@ -31,8 +31,9 @@ def mean_curve(histories: Sequence[Sequence[Mapping[str, float]]], key: str) -> 
     return np.array(epochs), np.array(means)
 
 
-def plot_learning_curves(panels: Mapping[str, Sequence[Sequence[Mapping[str, float]]]], out: str | Path,
-                         title: str = "") -> Path:
+def plot_learning_curves(
+    panels: Mapping[str, Sequence[Sequence[Mapping[str, float]]]], out: str | Path, title: str = ""
+) -> Path:
     """One column per run (e.g. per base), loss on top and accuracy below, mean over folds."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,8 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from slideiqa.synthetic.distortions import FAMILIES, SEED_FAMILIES, distort
 from slideiqa.errors import SlideIQAError
+from slideiqa.synthetic.distortions import FAMILIES, SEED_FAMILIES, distort
 
 from .sources import IMAGE_SUFFIXES, Source, SourceError, open_source, tissue_fraction
 
@@ -32,8 +32,13 @@ BLOOD_CLASSES = ("bad", "fair", "good", "excellent")
 BLOOD_SEVERITY = {"excellent": (0.0, 0.05), "good": (0.1, 0.25), "fair": (0.3, 0.55), "bad": (0.6, 1.0)}
 #: Severities of a "bad" copy in the binary and defect datasets: every copy must be a clear defect,
 #: also on sources that are already JPEG-compressed (scanners write quality 30–90) or pale or dark.
-BAD_SEVERITY = {"defocus": (0.3, 1.0), "motion": (0.3, 1.0), "noise": (0.3, 1.0),
-                "jpeg": (0.5, 1.0), "exposure": (0.5, 1.0)}
+BAD_SEVERITY = {
+    "defocus": (0.3, 1.0),
+    "motion": (0.3, 1.0),
+    "noise": (0.3, 1.0),
+    "jpeg": (0.5, 1.0),
+    "exposure": (0.5, 1.0),
+}
 MANIFEST_FIELDS = ("path", "label", "source", "reference", "family", "severity", "x", "y", "lab")
 
 
@@ -85,8 +90,9 @@ def source_downsample(source: Source, config: BuildConfig) -> float:
     return downsample_factor(source, mpp, config.mpp, config.crop_size)
 
 
-def downsample_factor(source: Source, source_mpp: float, target_mpp: float, crop_size: int,
-                      margin: float = 1.25) -> float:
+def downsample_factor(
+    source: Source, source_mpp: float, target_mpp: float, crop_size: int, margin: float = 1.25
+) -> float:
     """Shrink ``target_mpp / source_mpp`` where the source is finer, but never so far that a crop of
     ``crop_size`` (times ``margin``, to leave room for random positions) no longer fits."""
     largest = min(source.width, source.height) / (crop_size * margin)
@@ -140,8 +146,10 @@ def _blood_plan_with_shares(shares: Sequence[float]) -> Plan:
     """The blood plan with grades drawn in the given proportions instead of uniformly."""
     probabilities = np.asarray(shares, dtype=np.float64)
     if probabilities.shape != (len(BLOOD_CLASSES),) or (probabilities < 0).any() or probabilities.sum() <= 0:
-        raise DatasetError(f"class shares must be {len(BLOOD_CLASSES)} non-negative numbers "
-                           f"({', '.join(BLOOD_CLASSES)}), got {list(shares)}")
+        raise DatasetError(
+            f"class shares must be {len(BLOOD_CLASSES)} non-negative numbers "
+            f"({', '.join(BLOOD_CLASSES)}), got {list(shares)}"
+        )
     probabilities = probabilities / probabilities.sum()
 
     def plan(rng: np.random.Generator) -> list[tuple[str, str, float]]:
@@ -211,9 +219,17 @@ def build_dataset(kind: str, sources: Sequence[str | Path], out: str | Path, con
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_FIELDS)
         writer.writerows(rows)
-    summary = {"kind": kind, "classes": list(classes), "sources": names,
-               "crop_size": config.crop_size, "crops_per_source": config.crops_per_source,
-               "mpp": config.mpp, "seed": config.seed, "images": len(rows), "skipped_sources": skipped}
+    summary = {
+        "kind": kind,
+        "classes": list(classes),
+        "sources": names,
+        "crop_size": config.crop_size,
+        "crops_per_source": config.crops_per_source,
+        "mpp": config.mpp,
+        "seed": config.seed,
+        "images": len(rows),
+        "skipped_sources": skipped,
+    }
     (out / "classes.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out
 

@@ -33,18 +33,22 @@ class DistillationError(SlideIQAError):
 
 
 @torch.no_grad()
-def teacher_logits(checkpoint: str | Path, dataset: ImageFolder, indices, batch_size: int = 64,
-                   device: str = "auto") -> np.ndarray:
+def teacher_logits(
+    checkpoint: str | Path, dataset: ImageFolder, indices, batch_size: int = 64, device: str = "auto"
+) -> np.ndarray:
     """The teacher's logits (N, C) on images ``indices`` of ``dataset``, preprocessed as its card says."""
     model, card = load_checkpoint(checkpoint)
     if list(card.classes) != list(dataset.classes):
         raise DistillationError(
-            f"{checkpoint}: the teacher's classes {card.classes} differ from the dataset's {dataset.classes}")
+            f"{checkpoint}: the teacher's classes {card.classes} differ from the dataset's {dataset.classes}"
+        )
     torch_device = auto_device(device)
     model = model.to(torch_device, memory_format=torch.channels_last).eval()
     images = TransformedSubset(dataset, indices, build_transform(card.input_size, card.mean, card.std, "none"))
-    logits = [model(batch.to(torch_device, memory_format=torch.channels_last)).cpu()
-              for batch, _ in DataLoader(images, batch_size=batch_size)]
+    logits = [
+        model(batch.to(torch_device, memory_format=torch.channels_last)).cpu()
+        for batch, _ in DataLoader(images, batch_size=batch_size)
+    ]
     return torch.cat(logits).numpy() if logits else np.zeros((0, len(card.classes)), np.float32)
 
 
@@ -76,8 +80,9 @@ class DistillationLoss(nn.Module):
     def __init__(self, weight: float = 0.7, temperature: float = 4.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0 or temperature <= 0:
-            raise DistillationError(f"distillation weight must lie in [0, 1] and temperature be > 0, "
-                                    f"not {weight} and {temperature}")
+            raise DistillationError(
+                f"distillation weight must lie in [0, 1] and temperature be > 0, not {weight} and {temperature}"
+            )
         self.weight, self.temperature = weight, temperature
         self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
@@ -85,7 +90,9 @@ class DistillationLoss(nn.Module):
         labels, teacher = target
         t = self.temperature
         soft = nn.functional.kl_div(
-            torch.log_softmax(logits / t, dim=1), torch.log_softmax(teacher / t, dim=1),
-            reduction="batchmean", log_target=True,
+            torch.log_softmax(logits / t, dim=1),
+            torch.log_softmax(teacher / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
         )
         return self.weight * t * t * soft + (1.0 - self.weight) * self.cross_entropy(logits, labels)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
@@ -70,8 +70,15 @@ def evaluation_set(dataset: ImageFolder, spec: ModelSpec, indices) -> Transforme
     return TransformedSubset(dataset, indices, build_transform(spec.input_size, mean, std, "none"))
 
 
-def fit_split(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, train_idx, val_idx, test_idx,
-              teaching: Teaching | None = None):
+def fit_split(
+    dataset: ImageFolder,
+    spec: ModelSpec,
+    config: TrainConfig,
+    train_idx,
+    val_idx,
+    test_idx,
+    teaching: Teaching | None = None,
+):
     """Train on one split; returns (model, history result, test probabilities, test labels)."""
     train_set, val_set, test_set = _subsets(dataset, spec, train_idx, val_idx, test_idx)
     model = initialise_model(spec.architecture, len(dataset.classes), spec.dropout, spec.init)
@@ -89,8 +96,14 @@ def cross_validate(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, n
     records = []
     for split in five_fold_splits(dataset.targets, dataset.groups, n_folds, config.seed):
         _, result, probabilities, labels = fit_split(dataset, spec, config, split.train, split.val, split.test)
-        records.append({"fold": split.fold, **classification_metrics(labels, probabilities),
-                        "best_epoch": result.best_epoch, "history": result.history})
+        records.append(
+            {
+                "fold": split.fold,
+                **classification_metrics(labels, probabilities),
+                "best_epoch": result.best_epoch,
+                "history": result.history,
+            }
+        )
     return records
 
 
@@ -107,8 +120,9 @@ def source_split(dataset: ImageFolder, held_out: str, seed: int) -> tuple[np.nda
     return rest[np.concatenate([inner.train, inner.test])], rest[inner.val], test_idx
 
 
-def train_fold_teacher(dataset: ImageFolder, held_out: str, spec: ModelSpec, config: TrainConfig,
-                       path: str | Path, mpp: float = 0.5) -> Path:
+def train_fold_teacher(
+    dataset: ImageFolder, held_out: str, spec: ModelSpec, config: TrainConfig, path: str | Path, mpp: float = 0.5
+) -> Path:
     """A teacher for the student that is tested on ``held_out``: it must not have seen that source
     either, or the student's held-out score would carry the teacher's view of it. Kept at ``path``
     and reused when it is already there (a teacher takes minutes to train on a CPU)."""
@@ -117,17 +131,28 @@ def train_fold_teacher(dataset: ImageFolder, held_out: str, spec: ModelSpec, con
         return path
     train_idx, val_idx, _ = source_split(dataset, held_out, config.seed)
     model, result, _, _ = fit_split(dataset, spec, config, train_idx, val_idx, val_idx)
-    card = make_card(spec, dataset, mpp=mpp, tile_size=spec.input_size, name=path.name,
-                     description=f"distillation teacher trained without {held_out}",
-                     training_data={"held_out": held_out, "best_epoch": result.best_epoch})
+    card = make_card(
+        spec,
+        dataset,
+        mpp=mpp,
+        tile_size=spec.input_size,
+        name=path.name,
+        description=f"distillation teacher trained without {held_out}",
+        training_data={"held_out": held_out, "best_epoch": result.best_epoch},
+    )
     save_checkpoint(model, card, path)
     return path
 
 
-def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, good_class: str = "good",
-                         on_result: Callable[[dict], None] | None = None,
-                         teaching_for: Callable[[str], Teaching] | None = None,
-                         predictions_dir: Path | None = None) -> list[dict]:
+def leave_one_source_out(
+    dataset: ImageFolder,
+    spec: ModelSpec,
+    config: TrainConfig,
+    good_class: str = "good",
+    on_result: Callable[[dict], None] | None = None,
+    teaching_for: Callable[[str], Teaching] | None = None,
+    predictions_dir: Path | None = None,
+) -> list[dict]:
     """Generalisation to an unseen image: train on every other source, test on the held-out one
     (split by ``source_split``). ``teaching_for(held_out)`` gives a student its teacher, which must not have
     seen the held-out source either. ``predictions_dir`` keeps each fold's test probabilities and
@@ -142,36 +167,67 @@ def leave_one_source_out(dataset: ImageFolder, spec: ModelSpec, config: TrainCon
         metrics = classification_metrics(labels, probabilities)
         if predictions_dir is not None:
             Path(predictions_dir).mkdir(parents=True, exist_ok=True)
-            np.savez(Path(predictions_dir) / f"{held_out}.npz", probabilities=probabilities, labels=labels,
-                     indices=test_idx)
-        records.append({
-            "held_out": held_out,
-            "images": int(len(test_idx)),
-            "auc_good_vs_bad": good_vs_bad_auc(labels, probabilities, good_index),
-            "accuracy_good_vs_bad": float(np.mean((labels == good_index) == (probabilities.argmax(1) == good_index))),
-            "accuracy_classes": metrics["accuracy"],
-            "best_epoch": result.best_epoch,
-            # rows: true class, columns: predicted class, in dataset.classes order
-            "confusion": confusion_matrix(labels, probabilities.argmax(1), labels=range(len(dataset.classes))).tolist(),
-        })
+            np.savez(
+                Path(predictions_dir) / f"{held_out}.npz", probabilities=probabilities, labels=labels, indices=test_idx
+            )
+        records.append(
+            {
+                "held_out": held_out,
+                "images": int(len(test_idx)),
+                "auc_good_vs_bad": good_vs_bad_auc(labels, probabilities, good_index),
+                "accuracy_good_vs_bad": float(
+                    np.mean((labels == good_index) == (probabilities.argmax(1) == good_index))
+                ),
+                "accuracy_classes": metrics["accuracy"],
+                "best_epoch": result.best_epoch,
+                # rows: true class, columns: predicted class, in dataset.classes order
+                "confusion": confusion_matrix(
+                    labels, probabilities.argmax(1), labels=range(len(dataset.classes))
+                ).tolist(),
+            }
+        )
         if on_result is not None:
             on_result(records[-1])
     return records
 
 
-def make_card(spec: ModelSpec, dataset: ImageFolder, *, mpp: float, tile_size: int, name: str = "",
-              description: str = "", training_data: dict | None = None, metrics: dict | None = None) -> ModelCard:
+def make_card(
+    spec: ModelSpec,
+    dataset: ImageFolder,
+    *,
+    mpp: float,
+    tile_size: int,
+    name: str = "",
+    description: str = "",
+    training_data: dict | None = None,
+    metrics: dict | None = None,
+) -> ModelCard:
     mean, std = spec.mean_std
     return ModelCard(
-        architecture=spec.architecture, classes=list(dataset.classes), input_size=spec.input_size, mpp=mpp,
-        tile_size=tile_size, mean=list(mean), std=list(std), dropout=spec.dropout,
-        good_class="good" if "good" in dataset.classes else dataset.classes[-1], name=name,
-        description=description, training_data=training_data or {}, metrics=metrics or {},
+        architecture=spec.architecture,
+        classes=list(dataset.classes),
+        input_size=spec.input_size,
+        mpp=mpp,
+        tile_size=tile_size,
+        mean=list(mean),
+        std=list(std),
+        dropout=spec.dropout,
+        good_class="good" if "good" in dataset.classes else dataset.classes[-1],
+        name=name,
+        description=description,
+        training_data=training_data or {},
+        metrics=metrics or {},
     )
 
 
-def fit_all_and_save(dataset: ImageFolder, spec: ModelSpec, config: TrainConfig, out: str | Path,
-                     card: ModelCard, teaching: Teaching | None = None) -> tuple[QualityNet, dict]:
+def fit_all_and_save(
+    dataset: ImageFolder,
+    spec: ModelSpec,
+    config: TrainConfig,
+    out: str | Path,
+    card: ModelCard,
+    teaching: Teaching | None = None,
+) -> tuple[QualityNet, dict]:
     """Train on 80 % of the data (grouped), choose the epoch on the other 20 %, save with ``card``."""
     split = five_fold_splits(dataset.targets, dataset.groups, 5, config.seed)[0]
     train_idx = np.concatenate([split.train, split.test])

@@ -34,8 +34,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import Dataset
 
-from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
 from slideiqa.pipeline.fields import MAX_MAGNIFICATION, mirrored_to_tile
+from slideiqa.synthetic.distortions import FAMILIES, distort, random_kind
 
 from .appearance import vary_good
 from .catalogue import DEFAULT_CACHE, SourceGroup
@@ -46,8 +46,13 @@ from .sources import Source, open_source, tissue_fraction
 CLASSES: tuple[str, ...] = ("good", *FAMILIES)
 #: Severity floor per family: a 1 µm Gaussian σ (the 2 µm disk of the same RMS radius), a 5 µm
 #: streak, noise σ 15 grey levels, JPEG quality 15, ±1 EV.
-FLOORS: dict[str, float] = {"defocus": 0.5, "motion": 5.0 / 12.0, "noise": 0.5, "jpeg": 1.0 - (10 / 90) ** 0.5,
-                            "exposure": 0.5}
+FLOORS: dict[str, float] = {
+    "defocus": 0.5,
+    "motion": 5.0 / 12.0,
+    "noise": 0.5,
+    "jpeg": 1.0 - (10 / 90) ** 0.5,
+    "exposure": 0.5,
+}
 #: Training defects start a little below the floor, so that the floor itself is inside the class;
 #: JPEG starts at the floor (quality 15), because scanners write quality 30 and that must pass.
 TRAIN_FLOOR_SHARE: dict[str, float] = {"defocus": 0.8, "motion": 0.8, "noise": 0.8, "jpeg": 1.0, "exposure": 0.8}
@@ -76,12 +81,14 @@ class TileSet:
     makers: np.ndarray
 
     @classmethod
-    def from_rows(cls, images: list[np.ndarray], rows: list[tuple]) -> "TileSet":
+    def from_rows(cls, images: list[np.ndarray], rows: list[tuple]) -> TileSet:
         columns = list(zip(*rows)) if rows else [()] * 7
-        return cls(np.stack(images) if images else np.zeros((0, 224, 224, 3), np.uint8),
-                   *(np.asarray(column) for column in columns))
+        return cls(
+            np.stack(images) if images else np.zeros((0, 224, 224, 3), np.uint8),
+            *(np.asarray(column) for column in columns),
+        )
 
-    def subset(self, mask: np.ndarray) -> "TileSet":
+    def subset(self, mask: np.ndarray) -> TileSet:
         return TileSet(*(getattr(self, name)[mask] for name in self.__dataclass_fields__))
 
     def __len__(self) -> int:
@@ -125,8 +132,9 @@ def _small_field(source: Source, group: SourceGroup, plan: CropPlan, rng: np.ran
     return np.asarray(Image.fromarray(source.crop(x, y, read)).resize((side, side), Image.Resampling.LANCZOS))
 
 
-def cut_references(group: SourceGroup, paths: list[Path], count: int, plan: CropPlan,
-                   rng: np.random.Generator) -> list[np.ndarray]:
+def cut_references(
+    group: SourceGroup, paths: list[Path], count: int, plan: CropPlan, rng: np.random.Generator
+) -> list[np.ndarray]:
     """``count`` crops with at least ``MIN_TISSUE`` stain, spread over the group's files; half of them
     seen up to 2× coarser (antialiased), so that object sizes vary as 0.25–1 µm/px scans do. A source
     that would be shown more than ``plan.max_magnification`` magnified gives its fields whole at that
@@ -162,8 +170,9 @@ def cut_references(group: SourceGroup, paths: list[Path], count: int, plan: Crop
     return crops
 
 
-def cut_tiles(group: SourceGroup, paths: list[Path], count: int, plan: CropPlan,
-              rng: np.random.Generator) -> list[np.ndarray]:
+def cut_tiles(
+    group: SourceGroup, paths: list[Path], count: int, plan: CropPlan, rng: np.random.Generator
+) -> list[np.ndarray]:
     """:func:`cut_references` as the model is shown them: a field smaller than a tile mirrored out to
     one, as ``slideiqa predict`` shows it."""
     return [mirrored_to_tile(crop, plan.size) for crop in cut_references(group, paths, count, plan, rng)]
@@ -174,8 +183,9 @@ def visible_change(original: np.ndarray, degraded: np.ndarray) -> float:
     return float(np.abs(degraded.mean(axis=-1, dtype=np.float64) - original.mean(axis=-1, dtype=np.float64)).mean())
 
 
-def training_tiles(group: SourceGroup, crops: list[np.ndarray], first_reference: int, plan: CropPlan,
-                   rng: np.random.Generator) -> tuple[list[np.ndarray], list[tuple]]:
+def training_tiles(
+    group: SourceGroup, crops: list[np.ndarray], first_reference: int, plan: CropPlan, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[tuple]]:
     """Good looks and defective copies of every crop; a crop smaller than a tile is defected at its
     size and then mirrored out to a tile, its good looks never compressed (``vary_good``)."""
     images, rows = [], []
@@ -196,8 +206,14 @@ def training_tiles(group: SourceGroup, crops: list[np.ndarray], first_reference:
     return images, rows
 
 
-def evaluation_tiles(group_name: str, crops: list[np.ndarray], first_reference: int, mpp: float,
-               rng: np.random.Generator, size: int = 224) -> tuple[list[np.ndarray], list[tuple]]:
+def evaluation_tiles(
+    group_name: str,
+    crops: list[np.ndarray],
+    first_reference: int,
+    mpp: float,
+    rng: np.random.Generator,
+    size: int = 224,
+) -> tuple[list[np.ndarray], list[tuple]]:
     """Every crop as it is and its defective copies; a crop smaller than a tile is defected at its
     size and mirrored out to a tile, as ``slideiqa predict`` shows such a field."""
     images, rows = [], []
@@ -232,8 +248,9 @@ def build_tile_sets(groups: list[SourceGroup], data: Path, plan: CropPlan) -> tu
         images, rows = training_tiles(group, crops[: plan.train_references], first, plan, train_rng)
         train_images += images
         train_rows += rows
-        images, rows = evaluation_tiles(group.name, crops[plan.train_references:], first + plan.train_references,
-                                  plan.mpp, test_rng, plan.size)
+        images, rows = evaluation_tiles(
+            group.name, crops[plan.train_references :], first + plan.train_references, plan.mpp, test_rng, plan.size
+        )
         test_images += images
         test_rows += rows
     return TileSet.from_rows(train_images, train_rows), TileSet.from_rows(test_images, test_rows)
@@ -251,8 +268,14 @@ def load_tile_set(path: Path) -> TileSet:
 class TileDataset(Dataset):
     """Tiles as float tensors in 0–1, with a random flip and quarter turn when ``augment`` (exact)."""
 
-    def __init__(self, tiles: TileSet, augment: bool, seed: int = 0,
-                 mean: tuple[float, ...] = (0.0, 0.0, 0.0), std: tuple[float, ...] = (1.0, 1.0, 1.0)) -> None:
+    def __init__(
+        self,
+        tiles: TileSet,
+        augment: bool,
+        seed: int = 0,
+        mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+        std: tuple[float, ...] = (1.0, 1.0, 1.0),
+    ) -> None:
         self.tiles, self.augment = tiles, augment
         self.rng = np.random.default_rng(seed)
         self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
@@ -331,8 +354,17 @@ def measure(group: str, tiles: TileSet, probabilities: np.ndarray, threshold: fl
 
     flagged, right = shares(ours)
     flagged_other, right_other = shares(other)
-    return GroupMeasurement(group, int(sharp.sum()), float((good[sharp] >= threshold).mean()), auc(ours), auc(other),
-                            flagged, flagged_other, right, right_other)
+    return GroupMeasurement(
+        group,
+        int(sharp.sum()),
+        float((good[sharp] >= threshold).mean()),
+        auc(ours),
+        auc(other),
+        flagged,
+        flagged_other,
+        right,
+        right_other,
+    )
 
 
 def meets_targets(m: GroupMeasurement) -> dict[str, bool]:
@@ -394,9 +426,18 @@ class ModelRecipe:
         if tiles.images.shape[1] == self.input_size:
             return tiles
         size = (self.input_size, self.input_size)
-        shrunk = np.stack([np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
-                           for image in tiles.images]) if len(tiles) else np.zeros((0, *size, 3), np.uint8)
+        shrunk = (
+            np.stack(
+                [np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)) for image in tiles.images]
+            )
+            if len(tiles)
+            else np.zeros((0, *size, 3), np.uint8)
+        )
         return TileSet(shrunk, *(getattr(tiles, name) for name in list(tiles.__dataclass_fields__)[1:]))
+
+
+#: The recipe the benchmark's folds train with unless told otherwise.
+DEFAULT_RECIPE = ModelRecipe()
 
 
 def fit(tiles: TileSet, config, recipe: ModelRecipe = ModelRecipe()):
@@ -407,8 +448,12 @@ def fit(tiles: TileSet, config, recipe: ModelRecipe = ModelRecipe()):
     held = validation_mask(tiles, 0.1, config.seed)
     config.class_weights = class_weights(tiles.labels)
     model = initialise_model(recipe.architecture, len(CLASSES), recipe.dropout, recipe.init)
-    result = train(model, TileDataset(tiles.subset(~held), augment=True, seed=config.seed, mean=recipe.mean, std=recipe.std),
-                   TileDataset(tiles.subset(held), augment=False, mean=recipe.mean, std=recipe.std), config)
+    result = train(
+        model,
+        TileDataset(tiles.subset(~held), augment=True, seed=config.seed, mean=recipe.mean, std=recipe.std),
+        TileDataset(tiles.subset(held), augment=False, mean=recipe.mean, std=recipe.std),
+        config,
+    )
     return model, result
 
 

@@ -9,24 +9,39 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from slideiqa.synthetic.distortions import FAMILIES
+from slideiqa.measure.judgement import judge_measured, measured_families
+from slideiqa.measure.slide_tone import judge_against_slide, tone_features
 from slideiqa.models.card import load_card, write_card
 from slideiqa.models.checkpoint import ModelCard, save_checkpoint
 from slideiqa.models.export import write_graph
-from slideiqa.measure.judgement import judge_measured, measured_families
-from slideiqa.measure.slide_tone import judge_against_slide, tone_features
+from slideiqa.synthetic.distortions import FAMILIES
 
 from .catalogue import SourceGroup
 from .generalisation import (
-    CLASSES, COPIES, FLOORS, GOOD_LOOKS, TRAIN_FLOOR_SHARE, CropPlan,
-    GroupMeasurement, ModelRecipe, TileSet, build_tile_sets, fit, load_tile_set, measure, meets_targets,
-    predict_tiles, save_tile_set,
+    CLASSES,
+    COPIES,
+    DEFAULT_RECIPE,
+    FLOORS,
+    GOOD_LOOKS,
+    TRAIN_FLOOR_SHARE,
+    CropPlan,
+    GroupMeasurement,
+    ModelRecipe,
+    TileSet,
+    build_tile_sets,
+    fit,
+    load_tile_set,
+    measure,
+    meets_targets,
+    predict_tiles,
+    save_tile_set,
 )
 from .trainer import TrainConfig
 
@@ -51,8 +66,9 @@ def _record(m: GroupMeasurement, **extra) -> dict:
     return {**asdict(m), "meets": meets_targets(m), **extra}
 
 
-def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: ModelRecipe, plan_mpp: float = 0.5,
-                 **extra) -> dict:
+def measure_fold(
+    group: str, held: TileSet, probabilities: np.ndarray, recipe: ModelRecipe, plan_mpp: float = 0.5, **extra
+) -> dict:
     """A held-out group's record as slideiqa would judge its tiles in a map: the network's
     probabilities with noise and motion measured where the recipe's scale allows it and exposure
     capped by its evidence (``slideiqa.measure.judgement``), then each tile's tone against its slide's (``slideiqa.measure.slide_tone``: exposure added where
@@ -67,13 +83,16 @@ def measure_fold(group: str, held: TileSet, probabilities: np.ndarray, recipe: M
     tone = tone_features(held.images)
     in_good_slide = judge_against_slide(judged, list(CLASSES), tone, tone[held.families == "none"])
     in_defective_slide = judge_against_slide(judged, list(CLASSES), tone)
-    return _record(measure(group, held, in_good_slide),
-                   context_all_tiles=_record(measure(group, held, in_defective_slide)),
-                   tile_only=_record(measure(group, held, judged)),
-                   model_only=_record(measure(group, held, probabilities)), **extra)
+    return _record(
+        measure(group, held, in_good_slide),
+        context_all_tiles=_record(measure(group, held, in_defective_slide)),
+        tile_only=_record(measure(group, held, judged)),
+        model_only=_record(measure(group, held, probabilities)),
+        **extra,
+    )
 
 
-def remeasure(test: TileSet, out: Path, recipe: ModelRecipe = ModelRecipe()) -> list[dict]:
+def remeasure(test: TileSet, out: Path, recipe: ModelRecipe = DEFAULT_RECIPE) -> list[dict]:
     """Every finished fold measured again from its saved test probabilities (the models are not
     retrained): for when the measurement, not the model, has changed."""
     results_path = out / "results.jsonl"
@@ -82,15 +101,30 @@ def remeasure(test: TileSet, out: Path, recipe: ModelRecipe = ModelRecipe()) -> 
     for row in rows:
         group = row["group"]
         probabilities = np.load(out / f"probabilities-{group}.npy")
-        measured.append(measure_fold(group, test.subset(test.groups == group), probabilities, recipe,
-                                     best_epoch=row.get("best_epoch"), runtime_s=row.get("runtime_s")))
+        measured.append(
+            measure_fold(
+                group,
+                test.subset(test.groups == group),
+                probabilities,
+                recipe,
+                best_epoch=row.get("best_epoch"),
+                runtime_s=row.get("runtime_s"),
+            )
+        )
     results_path.write_text("".join(json.dumps(row) + "\n" for row in measured))
     return measured
 
 
-def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out: Path, log: Log,
-                        recipe: ModelRecipe = ModelRecipe(), only: list[str] | None = None,
-                        keep: Callable[[Any, str, int, int | None], None] | None = None) -> list[dict]:
+def leave_one_group_out(
+    train: TileSet,
+    test: TileSet,
+    config: TrainConfig,
+    out: Path,
+    log: Log,
+    recipe: ModelRecipe = DEFAULT_RECIPE,
+    only: list[str] | None = None,
+    keep: Callable[[Any, str, int, int | None], None] | None = None,
+) -> list[dict]:
     """Train without each group in turn (or each of ``only``) and measure on its test tiles; finished
     groups are skipped. ``keep(model, group, tiles, best_epoch)`` hears each fold's network (to save
     it: ``benchmarks/clean_tissue.py`` maps a group's fields with the model that never saw them)."""
@@ -109,8 +143,14 @@ def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out:
         held = test.subset(test.groups == group)
         probabilities = predict_tiles(model, held, recipe, device=config.device)
         np.save(out / f"probabilities-{group}.npy", probabilities)  # for analyses beyond the summary
-        row = measure_fold(group, held, probabilities, recipe, best_epoch=result.best_epoch,
-                           runtime_s=round(time.perf_counter() - started))
+        row = measure_fold(
+            group,
+            held,
+            probabilities,
+            recipe,
+            best_epoch=result.best_epoch,
+            runtime_s=round(time.perf_counter() - started),
+        )
         with open(results_path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
         done[group] = row
@@ -119,9 +159,11 @@ def leave_one_group_out(train: TileSet, test: TileSet, config: TrainConfig, out:
 
 
 def summary_line(row: dict) -> str:
-    return (f"{row['group']:>15}: sharp pass {row['sharp_pass']:.3f}, AUC {row['auc']:.3f} / other code "
-            f"{row['auc_other']:.3f}, worst flagged {min(row['flagged'].values()):.3f} / "
-            f"{min(row['flagged_other'].values()):.3f}, worst right family {min(row['right_family'].values()):.3f}")
+    return (
+        f"{row['group']:>15}: sharp pass {row['sharp_pass']:.3f}, AUC {row['auc']:.3f} / other code "
+        f"{row['auc_other']:.3f}, worst flagged {min(row['flagged'].values()):.3f} / "
+        f"{min(row['flagged_other'].values()):.3f}, worst right family {min(row['right_family'].values()):.3f}"
+    )
 
 
 def evaluate_checkpoint(stem: Path, test: TileSet, device: str = "auto") -> list[dict]:
@@ -131,43 +173,78 @@ def evaluate_checkpoint(stem: Path, test: TileSet, device: str = "auto") -> list
 
     predictor = Predictor(stem, device=device)
     order = [predictor.classes.index(name) for name in CLASSES]
-    probabilities = np.concatenate([predictor.predict(test.images[start:start + 256])
-                                    for start in range(0, len(test), 256)])[:, order]
-    return [_record(measure(group, test.subset(test.groups == group), probabilities[test.groups == group]))
-            for group in dict.fromkeys(test.groups.tolist())]
+    probabilities = np.concatenate(
+        [predictor.predict(test.images[start : start + 256]) for start in range(0, len(test), 256)]
+    )[:, order]
+    return [
+        _record(measure(group, test.subset(test.groups == group), probabilities[test.groups == group]))
+        for group in dict.fromkeys(test.groups.tolist())
+    ]
 
 
-def fit_shipped(train: TileSet, config: TrainConfig, out_stem: Path, plan: CropPlan, groups: list[SourceGroup],
-                loso: list[dict], recipe: ModelRecipe = ModelRecipe()) -> None:
+def fit_shipped(
+    train: TileSet,
+    config: TrainConfig,
+    out_stem: Path,
+    plan: CropPlan,
+    groups: list[SourceGroup],
+    loso: list[dict],
+    recipe: ModelRecipe = DEFAULT_RECIPE,
+) -> None:
     """The model to ship: trained on every group's training tiles, its card holding the measurement.
     Its grid is the plan's 112 µm field; a smaller input size makes its µm/px coarser."""
     model, result = fit(train, config, recipe)
     save_model(model, out_stem, plan, groups, recipe, tiles=len(train), best_epoch=result.best_epoch, loso=loso)
 
 
-def save_model(model: Any, out_stem: Path, plan: CropPlan, groups: list[SourceGroup], recipe: ModelRecipe,
-               tiles: int, best_epoch: int | None, loso: list[dict] | None = None) -> None:
+def save_model(
+    model: Any,
+    out_stem: Path,
+    plan: CropPlan,
+    groups: list[SourceGroup],
+    recipe: ModelRecipe,
+    tiles: int,
+    best_epoch: int | None,
+    loso: list[dict] | None = None,
+) -> None:
     """A trained network as a checkpoint slideiqa maps with (safetensors, card, ONNX graph), its card
     naming the ``groups`` it was trained on: the shipped model, or a fold's, trained without one."""
     mpp = plan.mpp * plan.size / recipe.input_size
     card = ModelCard(
-        architecture=recipe.architecture, classes=list(CLASSES), input_size=recipe.input_size, mpp=mpp,
-        tile_size=recipe.input_size, mean=list(recipe.mean), std=list(recipe.std), dropout=recipe.dropout,
-        name=out_stem.name, good_class="good",
+        architecture=recipe.architecture,
+        classes=list(CLASSES),
+        input_size=recipe.input_size,
+        mpp=mpp,
+        tile_size=recipe.input_size,
+        mean=list(recipe.mean),
+        std=list(recipe.std),
+        dropout=recipe.dropout,
+        name=out_stem.name,
+        good_class="good",
         description="Tile quality: good, or the defect family that makes it bad. Score = P(good).",
         training_data={
             "groups": {g.name: {"modality": g.modality, "origin": g.origin, "licence": g.licence} for g in groups},
-            "tiles": tiles, "references_per_group": plan.train_references, "best_epoch": best_epoch,
+            "tiles": tiles,
+            "references_per_group": plan.train_references,
+            "best_epoch": best_epoch,
             "init": recipe.init,
-            "recipe": {"good_looks": GOOD_LOOKS, "copies": COPIES, "severity_floors": FLOORS,
-                       "train_from_share_of_floor": TRAIN_FLOOR_SHARE, "kinds": "every kind, drawn uniformly",
-                       "loss": "good weighted as all defects together",
-                       "max_magnification": plan.max_magnification,
-                       "smaller_than_a_tile": "mirrored out to one; good looks never compressed"},
+            "recipe": {
+                "good_looks": GOOD_LOOKS,
+                "copies": COPIES,
+                "severity_floors": FLOORS,
+                "train_from_share_of_floor": TRAIN_FLOOR_SHARE,
+                "kinds": "every kind, drawn uniformly",
+                "loss": "good weighted as all defects together",
+                "max_magnification": plan.max_magnification,
+                "smaller_than_a_tile": "mirrored out to one; good looks never compressed",
+            },
             "command": " ".join(["slideiqa-train", *sys.argv[1:]]),
         },
-        metrics={"leave_one_source_out": loso or [], "severity_floors": FLOORS,
-                 **judgement_metrics(list(CLASSES), mpp)},
+        metrics={
+            "leave_one_source_out": loso or [],
+            "severity_floors": FLOORS,
+            **judgement_metrics(list(CLASSES), mpp),
+        },
     )
     save_checkpoint(model, card, out_stem)
     write_graph(out_stem)
@@ -189,20 +266,29 @@ def record_in_card(stem: Path, loso: list[dict]) -> None:
 
 def table(rows: list[dict], title: str) -> str:
     """The measurement as a markdown table: one row per held-out group."""
-    lines = [f"### {title}", "",
-             "| held-out group | sharp tiles | sharp pass | AUC (ours / other code) | flagged, worst family (ours / other) "
-             "| right family, worst | meets |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| held-out group | sharp tiles | sharp pass | AUC (ours / other code) | flagged, worst family (ours / other) "
+        "| right family, worst | meets |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         worst = min(row["flagged"], key=row["flagged"].get)
         worst_other = min(row["flagged_other"], key=row["flagged_other"].get)
         worst_right = min(row["right_family"], key=row["right_family"].get)
         met = sum(row["meets"].values())
-        lines.append(f"| {row['group']} | {row['sharp_tiles']} | {row['sharp_pass']:.2f} | {row['auc']:.3f} / "
-                     f"{row['auc_other']:.3f} | {row['flagged'][worst]:.2f} {worst} / {row['flagged_other'][worst_other]:.2f} "
-                     f"{worst_other} | {row['right_family'][worst_right]:.2f} {worst_right} | {met}/4 |")
+        lines.append(
+            f"| {row['group']} | {row['sharp_tiles']} | {row['sharp_pass']:.2f} | {row['auc']:.3f} / "
+            f"{row['auc_other']:.3f} | {row['flagged'][worst]:.2f} {worst} / {row['flagged_other'][worst_other]:.2f} "
+            f"{worst_other} | {row['right_family'][worst_right]:.2f} {worst_right} | {met}/4 |"
+        )
     means = {key: np.mean([row[key] for row in rows]) for key in ("sharp_pass", "auc", "auc_other")}
     flagged = {f: np.mean([row["flagged"][f] for row in rows]) for f in FAMILIES}
-    lines += ["", f"Mean over groups: sharp pass {means['sharp_pass']:.3f}, AUC {means['auc']:.3f} / "
-                  f"{means['auc_other']:.3f}; flagged " + ", ".join(f"{f} {v:.2f}" for f, v in flagged.items()), ""]
+    lines += [
+        "",
+        f"Mean over groups: sharp pass {means['sharp_pass']:.3f}, AUC {means['auc']:.3f} / "
+        f"{means['auc_other']:.3f}; flagged " + ", ".join(f"{f} {v:.2f}" for f, v in flagged.items()),
+        "",
+    ]
     return "\n".join(lines)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -46,8 +46,11 @@ def settings_from(spec: Mapping) -> list[Setting]:
     if "settings" in spec:
         settings = [Setting(float(s["lr"]), int(s["batch_size"]), float(s["dropout"])) for s in spec["settings"]]
     else:
-        settings = expand_grid(spec.get("lr", PAPER_GRID["lr"]), spec.get("batch_size", PAPER_GRID["batch_size"]),
-                               spec.get("dropout", PAPER_GRID["dropout"]))
+        settings = expand_grid(
+            spec.get("lr", PAPER_GRID["lr"]),
+            spec.get("batch_size", PAPER_GRID["batch_size"]),
+            spec.get("dropout", PAPER_GRID["dropout"]),
+        )
     if not settings:
         raise ValueError("a base needs at least one hyper-parameter setting")
     if len(set(settings)) != len(settings):

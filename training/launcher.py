@@ -22,7 +22,10 @@ def main() -> None:
         missing = (error.name or "").split(".")[0]
         if missing not in EXTRA_MODULES:
             raise
-        print(f"error: slideiqa-train needs the training extra (module {missing!r} is missing): "
-              "pip install 'slideiqa[training]'", file=sys.stderr)
+        print(
+            f"error: slideiqa-train needs the training extra (module {missing!r} is missing): "
+            "pip install 'slideiqa[training]'",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
     cli_main()

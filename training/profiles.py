@@ -12,16 +12,16 @@ import hashlib
 import json
 import shutil
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from slideiqa.errors import SlideIQAError
 
 from .catalogue import CatalogueError, load_catalogue
 from .datasets import BuildConfig, build_dataset
 from .sources import find_sources
-
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 PROFILES = ("paper", "cpu", "smoke")
@@ -43,8 +43,9 @@ def profile_dir(profile: str | Path) -> Path:
         path = CONFIG_ROOT / str(profile)
     missing = [f"{name}.toml" for name in EXPERIMENTS if not (path / f"{name}.toml").exists()]
     if missing:
-        raise ReproductionError(f"{path}: not a profile folder (missing {', '.join(missing)}); "
-                                f"known profiles: {', '.join(PROFILES)}")
+        raise ReproductionError(
+            f"{path}: not a profile folder (missing {', '.join(missing)}); known profiles: {', '.join(PROFILES)}"
+        )
     return path
 
 
@@ -85,13 +86,16 @@ def _sources_by_lab(config: dict) -> dict[str, list[Path]]:
     if data.get("groups"):
         root = config.get("_data_root")
         if root is None:
-            raise ReproductionError(f"{config['_file']}: [data] groups name catalogued sources; give the folder "
-                                    "that holds them (--data, e.g. the shared data folder)")
+            raise ReproductionError(
+                f"{config['_file']}: [data] groups name catalogued sources; give the folder "
+                "that holds them (--data, e.g. the shared data folder)"
+            )
         catalogue = {group.name: group for group in load_catalogue()}
         for name in data["groups"]:
             if name not in catalogue:
-                raise ReproductionError(f"{config['_file']}: unknown source group {name!r}; "
-                                        f"catalogued: {', '.join(catalogue)}")
+                raise ReproductionError(
+                    f"{config['_file']}: unknown source group {name!r}; catalogued: {', '.join(catalogue)}"
+                )
             try:
                 labs[name] = catalogue[name].paths(Path(root))
             except CatalogueError as error:
@@ -134,12 +138,16 @@ def prepare_dataset(config: dict, out: Path, log: Callable[[str], None]) -> Path
     by_lab = _sources_by_lab(config)
     sources = [path for paths in by_lab.values() for path in paths]
     shares = data.get("class_shares")
-    build = BuildConfig(crops_per_source=int(data.get("crops_per_source", 100)),
-                        crop_size=int(data.get("crop_size", 224)), mpp=float(data.get("mpp", 0.5)),
-                        min_tissue=float(data.get("min_tissue", 0.3)), seed=int(data.get("seed", 0)),
-                        source_mpp=_mpp_by_stem(config, by_lab),
-                        source_lab={path.stem: lab for lab, paths in by_lab.items() for path in paths},
-                        class_shares=tuple(shares) if shares else None)
+    build = BuildConfig(
+        crops_per_source=int(data.get("crops_per_source", 100)),
+        crop_size=int(data.get("crop_size", 224)),
+        mpp=float(data.get("mpp", 0.5)),
+        min_tissue=float(data.get("min_tissue", 0.3)),
+        seed=int(data.get("seed", 0)),
+        source_mpp=_mpp_by_stem(config, by_lab),
+        source_lab={path.stem: lab for lab, paths in by_lab.items() for path in paths},
+        class_shares=tuple(shares) if shares else None,
+    )
     key = short_hash({"kind": data["kind"], "sources": [s.name for s in sources], "build": asdict(build)})
     folder = out / "data" / f"{data['kind']}-{key}"
     if (folder / "classes.json").exists():
@@ -157,16 +165,30 @@ def protocol_of(config: dict) -> dict:
     """The [protocol] table with its defaults (five folds, every fold a grid fold, folds grouped by
     reference crop; ``group_by = "field"`` keeps every crop of one field or slide in one fold;
     ``every_lab_in_every_fold`` cuts each lab into folds on its own)."""
-    protocol = {"folds": 5, "seed": 0, "selection_metric": "accuracy", "group_by": "reference",
-                "every_lab_in_every_fold": False, **config.get("protocol", {})}
+    protocol = {
+        "folds": 5,
+        "seed": 0,
+        "selection_metric": "accuracy",
+        "group_by": "reference",
+        "every_lab_in_every_fold": False,
+        **config.get("protocol", {}),
+    }
     if protocol["group_by"] not in ("reference", "field"):
-        raise ReproductionError(f"{config['_file']}: [protocol] group_by must be reference or field, "
-                                f"not {protocol['group_by']!r}")
+        raise ReproductionError(
+            f"{config['_file']}: [protocol] group_by must be reference or field, not {protocol['group_by']!r}"
+        )
     protocol.setdefault("grid_folds", list(range(protocol["folds"])))
     return protocol
 
 
 def training_of(config: dict) -> dict:
     """The [training] table with the paper profile's defaults."""
-    return {"epochs": 30, "input_size": 224, "normalisation": "unit", "augment": "paper", "init": "imagenet",
-            "fallback_init": None, **config.get("training", {})}
+    return {
+        "epochs": 30,
+        "input_size": 224,
+        "normalisation": "unit",
+        "augment": "paper",
+        "init": "imagenet",
+        "fallback_init": None,
+        **config.get("training", {}),
+    }

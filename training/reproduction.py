@@ -17,9 +17,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +33,20 @@ from .datasets import ImageFolder, model_mpp
 from .experiments import ModelSpec, evaluation_set, fit_split, make_card
 from .grid_search import Setting, choose_best, settings_from, validation_score
 from .metrics import METRICS, classification_metrics, summarize
-from .profiles import (EXPERIMENTS, INITS, PROFILES, ReproductionError, short_hash, load_profile,  # noqa: F401 (re-exported)
-                       prepare_dataset, profile_dir, protocol_of, training_of)
+from .profiles import (
+    EXPERIMENTS,
+    INITS,
+    ReproductionError,
+    load_profile,
+    prepare_dataset,
+    protocol_of,
+    short_hash,
+    training_of,
+)
 from .reproduction_report import write_results
 from .splits import Split, cross_lab_splits, five_fold_splits, oversample
 from .tables import BASE_NAMES, PAPER_BEST_SETTING
 from .trainer import TrainConfig, predict
-
 
 # ---------------------------------------------------------------------------------------------- runs
 
@@ -69,8 +78,13 @@ class RunSpec:
             fields["init"] = str(init.relative_to(out)) if init.is_relative_to(out) else init.name
         init = self.init if self.init in INITS else "transfer"
         tag = "-os" if self.oversample else ""
-        return (out / "runs" / self.experiment / self.base /
-                f"{init}-{self.setting.name}-in{self.input_size}{tag}-{short_hash(fields)}")
+        return (
+            out
+            / "runs"
+            / self.experiment
+            / self.base
+            / f"{init}-{self.setting.name}-in{self.input_size}{tag}-{short_hash(fields)}"
+        )
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec(self.base, self.init, self.setting.dropout, self.input_size, self.normalisation, self.augment)
@@ -90,8 +104,11 @@ class Runner:
     def fold(self, spec: RunSpec, dataset: ImageFolder, split: Split) -> dict:
         folder = spec.folder(self.out)
         path = folder / f"{split.key}.json"
-        name = f"[{spec.experiment}] {spec.base} {spec.init_label} {spec.setting.name} in{spec.input_size}" + \
-               (" oversampled" if spec.oversample else "") + f" {split.key}"
+        name = (
+            f"[{spec.experiment}] {spec.base} {spec.init_label} {spec.setting.name} in{spec.input_size}"
+            + (" oversampled" if spec.oversample else "")
+            + f" {split.key}"
+        )
         if path.exists():
             record = json.loads(path.read_text())
         else:
@@ -101,42 +118,58 @@ class Runner:
             temporary = path.with_suffix(".json.partial")
             temporary.write_text(json.dumps(record, indent=1) + "\n")
             temporary.replace(path)
-            self.log(f"{name}: val accuracy {record['val']['accuracy']:.3f}, test accuracy "
-                     f"{record['test']['accuracy']:.3f}, AUC {record['test']['auc']:.3f} ({record['seconds']:.0f} s)")
+            self.log(
+                f"{name}: val accuracy {record['val']['accuracy']:.3f}, test accuracy "
+                f"{record['test']['accuracy']:.3f}, AUC {record['test']['auc']:.3f} ({record['seconds']:.0f} s)"
+            )
         self.records.setdefault(spec.experiment, []).append({"spec": spec, **record})
         return record
 
     def _train(self, spec: RunSpec, dataset: ImageFolder, split: Split, folder: Path) -> dict:
         started = time.perf_counter()
         model_spec = spec.model_spec()
-        config = TrainConfig(spec.epochs, spec.setting.batch_size, spec.setting.lr, seed=spec.seed,
-                             device=self.device, progress=False)
+        config = TrainConfig(
+            spec.epochs, spec.setting.batch_size, spec.setting.lr, seed=spec.seed, device=self.device, progress=False
+        )
         train_idx = oversample(split.train, dataset.targets, spec.seed + split.fold) if spec.oversample else split.train
-        model, result, test_probabilities, test_labels = fit_split(dataset, model_spec, config, train_idx,
-                                                                   split.val, split.test)
-        val_probabilities, val_labels = predict(model, evaluation_set(dataset, model_spec, split.val),
-                                                device=self.device)
+        model, result, test_probabilities, test_labels = fit_split(
+            dataset, model_spec, config, train_idx, split.val, split.test
+        )
+        val_probabilities, val_labels = predict(
+            model, evaluation_set(dataset, model_spec, split.val), device=self.device
+        )
         best = result.history[result.best_epoch - 1] if result.history else {}
         record = {
-            "fold": split.name or split.fold, "best_epoch": result.best_epoch, "history": result.history,
+            "fold": split.name or split.fold,
+            "best_epoch": result.best_epoch,
+            "history": result.history,
             "train_images": int(len(train_idx)),
-            "val": {**classification_metrics(val_labels, val_probabilities), "loss": best.get("val_loss", float("nan"))},
+            "val": {
+                **classification_metrics(val_labels, val_probabilities),
+                "loss": best.get("val_loss", float("nan")),
+            },
             "test": classification_metrics(test_labels, test_probabilities),
         }
         if split.key == f"fold{self.checkpoint_fold}":
-            card = make_card(model_spec, dataset, mpp=model_mpp(dataset.root, spec.input_size), tile_size=spec.input_size,
-                             name=f"{spec.experiment}-{spec.base}-{spec.setting.name}-fold{split.fold}",
-                             description=f"seed-paper reproduction, {spec.experiment}, fold {split.fold}",
-                             training_data={"dataset": spec.data, "fold": split.fold, "init": spec.init_label},
-                             metrics={"validation": record["val"], "test": record["test"]})
+            card = make_card(
+                model_spec,
+                dataset,
+                mpp=model_mpp(dataset.root, spec.input_size),
+                tile_size=spec.input_size,
+                name=f"{spec.experiment}-{spec.base}-{spec.setting.name}-fold{split.fold}",
+                description=f"seed-paper reproduction, {spec.experiment}, fold {split.fold}",
+                training_data={"dataset": spec.data, "fold": split.fold, "init": spec.init_label},
+                metrics={"validation": record["val"], "test": record["test"]},
+            )
             stem = folder / f"fold{split.fold}-model"
             save_checkpoint(model.cpu(), card, stem)
             record["checkpoint"] = str(stem.relative_to(self.out))
         record["seconds"] = time.perf_counter() - started
         return record
 
-    def cross_validate(self, spec: RunSpec, dataset: ImageFolder, splits: list[Split],
-                       folds: list[int] | None = None) -> list[dict]:
+    def cross_validate(
+        self, spec: RunSpec, dataset: ImageFolder, splits: list[Split], folds: list[int] | None = None
+    ) -> list[dict]:
         wanted = range(len(splits)) if folds is None else folds
         return [self.fold(spec, dataset, splits[k]) for k in wanted]
 
@@ -152,8 +185,10 @@ def resolve_init(init: str, base: str, fallback: str | None) -> tuple[str, str]:
             present = False
         if not present:
             if not fallback:
-                raise ReproductionError(f"no ImageNet weights for {base} on this machine and no fallback_init "
-                                        f"configured (put {imagenet_weights_file(base)} in place)")
+                raise ReproductionError(
+                    f"no ImageNet weights for {base} on this machine and no fallback_init "
+                    f"configured (put {imagenet_weights_file(base)} in place)"
+                )
             return fallback, f"{fallback} (no ImageNet weights here)"
         return init, "ImageNet"
     return init, init
@@ -191,8 +226,16 @@ def run_cross_lab(runner: Runner, config: dict, result: dict, dataset: ImageFold
         for split in splits:
             record = runner.fold(spec, dataset, split)
             train_lab, test_lab = split.name.removeprefix("train-").split("-test-")
-            rows.append({"base": spec.base, "train_lab": train_lab, "test_lab": test_lab,
-                         "train_images": len(split.train), "test_images": len(split.test), "test": record["test"]})
+            rows.append(
+                {
+                    "base": spec.base,
+                    "train_lab": train_lab,
+                    "test_lab": test_lab,
+                    "train_images": len(split.train),
+                    "test_images": len(split.test),
+                    "test": record["test"],
+                }
+            )
     return {"labs": labs, "rows": rows, "not_run": ""}
 
 
@@ -203,12 +246,17 @@ def run_model1(runner: Runner, config: dict) -> dict:
     dataset = ImageFolder(data)
     splits = folds_of(dataset, protocol)
     metric = protocol["selection_metric"]
-    result: dict[str, Any] = {"dataset": str(data.relative_to(runner.out) if data.is_relative_to(runner.out) else data),
-                              "images": len(dataset), "classes": dataset.classes,
-                              "class_counts": np.bincount(dataset.targets, minlength=len(dataset.classes)).tolist(),
-                              "labs": {lab: int(n) for lab, n in zip(*np.unique(dataset.labs, return_counts=True))},
-                              "fields": len(set(dataset.sources.tolist())),
-                              "selection_metric": metric, "grid_folds": protocol["grid_folds"], "bases": {}}
+    result: dict[str, Any] = {
+        "dataset": str(data.relative_to(runner.out) if data.is_relative_to(runner.out) else data),
+        "images": len(dataset),
+        "classes": dataset.classes,
+        "class_counts": np.bincount(dataset.targets, minlength=len(dataset.classes)).tolist(),
+        "labs": {lab: int(n) for lab, n in zip(*np.unique(dataset.labs, return_counts=True))},
+        "fields": len(set(dataset.sources.tolist())),
+        "selection_metric": metric,
+        "grid_folds": protocol["grid_folds"],
+        "bases": {},
+    }
     for base, base_config in config.get("bases", {}).items():
         # A table's name is its row; ``architecture`` lets two rows train one network differently
         # (e.g. MobileNetV2 from ImageNet and from random weights).
@@ -217,27 +265,44 @@ def run_model1(runner: Runner, config: dict) -> dict:
         # A base may train for more epochs than the profile's default: a small one learns from random
         # weights only with more steps, and costs little.
         epochs = int(base_config.get("epochs", training["epochs"]))
-        make = lambda setting: RunSpec("model1", architecture, init, setting, int(training["input_size"]),  # noqa: E731
-                                       epochs, training["normalisation"], training["augment"],
-                                       False, protocol["seed"], str(data), label)
+        make = partial(RunSpec, "model1", architecture, init)  # one run of this base, given its setting
+        specifics = (
+            int(training["input_size"]),
+            epochs,
+            training["normalisation"],
+            training["augment"],
+            False,
+            protocol["seed"],
+            str(data),
+            label,
+        )
         scores = {}
         for setting in settings_from(base_config):
-            folds = runner.cross_validate(make(setting), dataset, splits, protocol["grid_folds"])
+            folds = runner.cross_validate(make(setting, *specifics), dataset, splits, protocol["grid_folds"])
             scores[setting] = validation_score([f["val"] for f in folds], metric)
         best = choose_best(scores, metric)
-        final = runner.cross_validate(make(best), dataset, splits)
+        final = runner.cross_validate(make(best, *specifics), dataset, splits)
         result["bases"][base] = {
-            "init": label, "chosen": best.as_dict(), "validation_score": scores[best],
+            "init": label,
+            "chosen": best.as_dict(),
+            "validation_score": scores[best],
             "grid": [{**s.as_dict(), f"validation_{metric}": v} for s, v in scores.items()],
             "checkpoint": next(f["checkpoint"] for f in final if "checkpoint" in f),
-            "summary": _summary_row(final), "histories": [f["history"] for f in final],
-            "spec": make(best),
+            "summary": _summary_row(final),
+            "histories": [f["history"] for f in final],
+            "spec": make(best, *specifics),
         }
     if not result["bases"]:
         raise ReproductionError(f"{config['_file']}: no [bases.NAME] tables")
     sign = -1 if metric == "loss" else 1
-    result["best_base"] = max(result["bases"], key=lambda b: sign * result["bases"][b]["validation_score"]
-                              if not np.isnan(result["bases"][b]["validation_score"]) else -np.inf)
+    result["best_base"] = max(
+        result["bases"],
+        key=lambda b: (
+            sign * result["bases"][b]["validation_score"]
+            if not np.isnan(result["bases"][b]["validation_score"])
+            else -np.inf
+        ),
+    )
     result["cross_lab"] = run_cross_lab(runner, config, result, dataset)
     return result
 
@@ -252,14 +317,26 @@ def run_ablations(runner: Runner, config: dict, model1: dict, model1_config: dic
     dataset = ImageFolder(Path(model1["bases"][base]["spec"].data))
     splits = folds_of(dataset, protocol)
     reference: RunSpec = model1["bases"][base]["spec"]
-    rows = {"best model 1": {"spec": reference, "summary": model1["bases"][base]["summary"],
-                             "histories": model1["bases"][base]["histories"]}}
+    rows = {
+        "best model 1": {
+            "spec": reference,
+            "summary": model1["bases"][base]["summary"],
+            "histories": model1["bases"][base]["histories"],
+        }
+    }
     for name, variant in config.get("variants", {}).items():
-        spec = replace(reference, experiment="ablations", input_size=int(variant.get("input_size", reference.input_size)),
-                       oversample=bool(variant.get("oversample", False)))
+        spec = replace(
+            reference,
+            experiment="ablations",
+            input_size=int(variant.get("input_size", reference.input_size)),
+            oversample=bool(variant.get("oversample", False)),
+        )
         folds = runner.cross_validate(spec, dataset, splits)
-        rows[variant.get("label", name)] = {"spec": spec, "summary": _summary_row(folds),
-                                            "histories": [f["history"] for f in folds]}
+        rows[variant.get("label", name)] = {
+            "spec": spec,
+            "summary": _summary_row(folds),
+            "histories": [f["history"] for f in folds],
+        }
     return {"base": reference.base, "rows": rows}
 
 
@@ -269,10 +346,15 @@ def run_model2(runner: Runner, config: dict, model1: dict) -> dict:
     data = prepare_dataset(config, runner.out, runner.log)
     dataset = ImageFolder(data)
     splits = folds_of(dataset, protocol)
-    result: dict[str, Any] = {"dataset": str(data.relative_to(runner.out) if data.is_relative_to(runner.out) else data),
-                              "images": len(dataset), "classes": dataset.classes,
-                              "references": len(set(dataset.groups.tolist())),
-                              "fields": len(set(dataset.sources.tolist())), "arms": [], "not_run": []}
+    result: dict[str, Any] = {
+        "dataset": str(data.relative_to(runner.out) if data.is_relative_to(runner.out) else data),
+        "images": len(dataset),
+        "classes": dataset.classes,
+        "references": len(set(dataset.groups.tolist())),
+        "fields": len(set(dataset.sources.tolist())),
+        "arms": [],
+        "not_run": [],
+    }
     for arm in config.get("arms", []):
         base, source = arm["base"], arm["init"]
         if training.get("hyperparameters", "model1") == "model1" and base in model1["bases"]:
@@ -288,27 +370,55 @@ def run_model2(runner: Runner, config: dict, model1: dict) -> dict:
         elif source in INITS:
             init, label = source, {"imagenet": "ImageNet", "random": "random"}[source]
             if source == "imagenet" and not os.path.exists(imagenet_weights_file(base)):
-                result["not_run"].append(f"{BASE_NAMES.get(base, base)} from ImageNet: not run — torchvision's "
-                                         f"ImageNet weights ({Path(imagenet_weights_file(base)).name}) are not on "
-                                         "this machine")
+                result["not_run"].append(
+                    f"{BASE_NAMES.get(base, base)} from ImageNet: not run — torchvision's "
+                    f"ImageNet weights ({Path(imagenet_weights_file(base)).name}) are not on "
+                    "this machine"
+                )
                 continue
         else:
             raise ReproductionError(f"{config['_file']}: arm init must be model1, imagenet or random, not {source!r}")
-        spec = RunSpec("model2", base, init, setting, int(training["input_size"]), int(training["epochs"]),
-                       training["normalisation"], training["augment"], False, protocol["seed"], str(data),
-                       {"model1": "model1", "imagenet": "imagenet", "random": "random"}[source])
+        spec = RunSpec(
+            "model2",
+            base,
+            init,
+            setting,
+            int(training["input_size"]),
+            int(training["epochs"]),
+            training["normalisation"],
+            training["augment"],
+            False,
+            protocol["seed"],
+            str(data),
+            {"model1": "model1", "imagenet": "imagenet", "random": "random"}[source],
+        )
         folds = runner.cross_validate(spec, dataset, splits)
-        result["arms"].append({"base": base, "source": source, "label": label, "setting": setting.as_dict(),
-                               "summary": _summary_row(folds), "histories": [f["history"] for f in folds]})
+        result["arms"].append(
+            {
+                "base": base,
+                "source": source,
+                "label": label,
+                "setting": setting.as_dict(),
+                "summary": _summary_row(folds),
+                "histories": [f["history"] for f in folds],
+            }
+        )
     return result
 
 
 # ---------------------------------------------------------------------------------------------- the whole
 
 
-def reproduce(profile: str | Path, out: Path, device: str = "auto", stages: tuple[str, ...] = EXPERIMENTS,
-              log: Callable[[str], None] = print, command: str = "", data_root: Path | None = None,
-              bases: tuple[str, ...] = ()) -> dict[str, Path]:
+def reproduce(
+    profile: str | Path,
+    out: Path,
+    device: str = "auto",
+    stages: tuple[str, ...] = EXPERIMENTS,
+    log: Callable[[str], None] = print,
+    command: str = "",
+    data_root: Path | None = None,
+    bases: tuple[str, ...] = (),
+) -> dict[str, Path]:
     """Run the profile's experiments (model 1 always, as the others build on it) and write the results.
 
     ``data_root`` holds the catalogued sources that ``[data] groups`` name (e.g. the real smear fields).
@@ -319,8 +429,9 @@ def reproduce(profile: str | Path, out: Path, device: str = "auto", stages: tupl
         known = configs["model1"].get("bases", {})
         unknown = [name for name in bases if name not in known]
         if unknown:
-            raise ReproductionError(f"{configs['model1']['_file']}: no [bases.{unknown[0]}] table; "
-                                    f"known: {', '.join(known)}")
+            raise ReproductionError(
+                f"{configs['model1']['_file']}: no [bases.{unknown[0]}] table; known: {', '.join(known)}"
+            )
         configs["model1"]["bases"] = {name: known[name] for name in bases}
     out.mkdir(parents=True, exist_ok=True)
     (out / "config").mkdir(exist_ok=True)
@@ -328,8 +439,11 @@ def reproduce(profile: str | Path, out: Path, device: str = "auto", stages: tupl
         shutil.copyfile(configs[name]["_file"], out / "config" / f"{name}.toml")
     runner = Runner(out, device, int(configs["model1"].get("protocol", {}).get("checkpoint_fold", 0)), log)
     model1 = run_model1(runner, configs["model1"])
-    ablations = run_ablations(runner, configs["ablations"], model1, configs["model1"]) if "ablations" in stages else None
+    ablations = (
+        run_ablations(runner, configs["ablations"], model1, configs["model1"]) if "ablations" in stages else None
+    )
     model2 = run_model2(runner, configs["model2"], model1) if "model2" in stages else None
     command = command or f"reproduce({str(profile)!r}, {str(out)!r})"
-    return write_results(out, Path(profile).name, model1, ablations, model2, configs, runner,
-                         time.perf_counter() - started, command)
+    return write_results(
+        out, Path(profile).name, model1, ablations, model2, configs, runner, time.perf_counter() - started, command
+    )

@@ -39,8 +39,12 @@ def good_log_odds(good: np.ndarray) -> np.ndarray:
     return logit(np.clip(np.asarray(good, dtype=np.float64), _EPS, 1.0 - _EPS))
 
 
-def slide_shift(tissue_good: np.ndarray, quantile: float = REFERENCE_QUANTILE, target: float = TARGET_GOOD,
-                max_shift: float = MAX_SHIFT) -> float:
+def slide_shift(
+    tissue_good: np.ndarray,
+    quantile: float = REFERENCE_QUANTILE,
+    target: float = TARGET_GOOD,
+    max_shift: float = MAX_SHIFT,
+) -> float:
     """The log-odds shift of one slide from P(good) of its tissue tiles (0 for a slide without tissue)."""
     if len(tissue_good) == 0:
         return 0.0

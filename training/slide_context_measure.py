@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from slideiqa.synthetic.distortions import FAMILIES
-from .slide_context import shift_probabilities, slide_shift
 
 from .generalisation import THRESHOLD, GroupMeasurement, TileSet, measure
+from .slide_context import shift_probabilities, slide_shift
 
 
 @dataclass
@@ -37,7 +37,9 @@ class ContextMeasurement:
     defective_throughout: dict[str, tuple[float, float]]
 
 
-def _in_context(group: str, tiles: TileSet, probabilities: np.ndarray, context: np.ndarray) -> tuple[GroupMeasurement, float]:
+def _in_context(
+    group: str, tiles: TileSet, probabilities: np.ndarray, context: np.ndarray
+) -> tuple[GroupMeasurement, float]:
     shift = slide_shift(probabilities[context, 0])
     return measure(group, tiles, shift_probabilities(probabilities, shift)), shift
 
@@ -55,10 +57,13 @@ def measure_in_context(group: str, tiles: TileSet, probabilities: np.ndarray) ->
             continue
         good = shift_probabilities(probabilities, slide_shift(probabilities[defects, 0]))[:, 0]
         ours, other = defects & (tiles.makers == "slideiqa"), defects & (tiles.makers != "slideiqa")
-        throughout[family] = (float((good[ours] < THRESHOLD).mean()) if ours.any() else float("nan"),
-                              float((good[other] < THRESHOLD).mean()) if other.any() else float("nan"))
-    return ContextMeasurement(group, measure(group, tiles, probabilities), sharp_slide, sharp_shift, mostly,
-                              mostly_shift, throughout)
+        throughout[family] = (
+            float((good[ours] < THRESHOLD).mean()) if ours.any() else float("nan"),
+            float((good[other] < THRESHOLD).mean()) if other.any() else float("nan"),
+        )
+    return ContextMeasurement(
+        group, measure(group, tiles, probabilities), sharp_slide, sharp_shift, mostly, mostly_shift, throughout
+    )
 
 
 def context_table(rows: list[ContextMeasurement]) -> str:
@@ -68,10 +73,12 @@ def context_table(rows: list[ContextMeasurement]) -> str:
         family = min(FAMILIES, key=lambda f: min(m.flagged[f], m.flagged_other[f]))
         return f"{min(m.flagged[family], m.flagged_other[family]):.2f} {family}"
 
-    lines = ["| held-out group | sharp pass: raw / sharp slide / mostly defective | shift (log-odds) | "
-             "worst flagged: raw / sharp slide / mostly defective | defective throughout, worst flagged | "
-             "AUC ours / other | right family (sharp slide), worst |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| held-out group | sharp pass: raw / sharp slide / mostly defective | shift (log-odds) | "
+        "worst flagged: raw / sharp slide / mostly defective | defective throughout, worst flagged | "
+        "AUC ours / other | right family (sharp slide), worst |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         family = min(FAMILIES, key=lambda f: np.nanmin(row.defective_throughout[f]))
         throughout = np.nanmin(row.defective_throughout[family])
@@ -80,5 +87,6 @@ def context_table(rows: list[ContextMeasurement]) -> str:
             f"| {row.group} | {row.raw.sharp_pass:.2f} / {row.sharp_slide.sharp_pass:.2f} / "
             f"{row.mostly_defective.sharp_pass:.2f} | {row.sharp_slide_shift:.1f} / {row.mostly_defective_shift:.1f} | "
             f"{worst(row.raw)} / {worst(row.sharp_slide)} / {worst(row.mostly_defective)} | {throughout:.2f} {family} | "
-            f"{row.raw.auc:.3f} / {row.raw.auc_other:.3f} | {row.sharp_slide.right_family[right]:.2f} {right} |")
+            f"{row.raw.auc:.3f} / {row.raw.auc_other:.3f} | {row.sharp_slide.right_family[right]:.2f} {right} |"
+        )
     return "\n".join(lines)

@@ -6,9 +6,9 @@ tile is (level 0, unscanned areas as white glass), and a gigapixel scan is read 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

@@ -42,8 +42,9 @@ def _fold_members(labels: np.ndarray, groups: np.ndarray | None, n_folds: int, s
     placeholder = np.zeros(len(labels))
     if groups is not None and len(set(groups)) < len(groups):
         if len(set(groups)) < n_folds:
-            raise SplitError(f"{n_folds} folds need at least {n_folds} independent images or fields; "
-                             f"there are {len(set(groups))}")
+            raise SplitError(
+                f"{n_folds} folds need at least {n_folds} independent images or fields; there are {len(set(groups))}"
+            )
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         return [test for _, test in splitter.split(placeholder, labels, groups)]
     if np.bincount(labels).max() < n_folds:
@@ -55,7 +56,10 @@ def _fold_members(labels: np.ndarray, groups: np.ndarray | None, n_folds: int, s
 
 
 def five_fold_splits(
-    labels: np.ndarray, groups: np.ndarray | None = None, n_folds: int = 5, seed: int = 0,
+    labels: np.ndarray,
+    groups: np.ndarray | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
     labs: np.ndarray | None = None,
 ) -> list[Split]:
     """The k-fold protocol; with ``labs`` (one name per image) every fold holds every lab."""
@@ -64,8 +68,10 @@ def five_fold_splits(
         raise SplitError(f"the protocol needs at least 3 folds (test, validation, training), not {n_folds}")
     counts = np.bincount(labels)
     if counts[counts > 0].min() < n_folds:
-        raise SplitError(f"{n_folds}-fold splits need at least {n_folds} images of every class; "
-                         f"the smallest class has {counts[counts > 0].min()}")
+        raise SplitError(
+            f"{n_folds}-fold splits need at least {n_folds} images of every class; "
+            f"the smallest class has {counts[counts > 0].min()}"
+        )
     if labs is None or len(set(labs)) < 2:
         folds = _fold_members(labels, groups, n_folds, seed)
     else:
@@ -86,8 +92,9 @@ def five_fold_splits(
     return splits
 
 
-def cross_lab_splits(labels: np.ndarray, groups: np.ndarray | None, labs: np.ndarray, seed: int = 0,
-                     val_folds: int = 5) -> list[Split]:
+def cross_lab_splits(
+    labels: np.ndarray, groups: np.ndarray | None, labs: np.ndarray, seed: int = 0, val_folds: int = 5
+) -> list[Split]:
     """For every ordered pair of labs: train on one lab (one fold in ``val_folds`` of it held back
     for validation, grouped and stratified as the k-fold protocol), test on every image of the other.
     Validation thus takes as large a share of the training lab as in the k-fold runs.
@@ -106,8 +113,15 @@ def cross_lab_splits(labels: np.ndarray, groups: np.ndarray | None, labs: np.nda
         val = members[_fold_members(labels[members], lab_groups, val_folds, seed)[0]]
         train = np.setdiff1d(members, val)
         for test_lab in (name for name in names if name != train_lab):
-            splits.append(Split(len(splits), np.sort(train), np.sort(val), np.flatnonzero(labs == test_lab),
-                                name=f"train-{train_lab}-test-{test_lab}"))
+            splits.append(
+                Split(
+                    len(splits),
+                    np.sort(train),
+                    np.sort(val),
+                    np.flatnonzero(labs == test_lab),
+                    name=f"train-{train_lab}-test-{test_lab}",
+                )
+            )
     return splits
 
 
@@ -121,6 +135,9 @@ def oversample(indices: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.nda
     labels = np.asarray(labels)[indices]
     rng = np.random.default_rng(seed)
     largest = np.bincount(labels).max()
-    extra = [rng.choice(indices[labels == label], largest - count, replace=True)
-             for label, count in zip(*np.unique(labels, return_counts=True)) if count < largest]
+    extra = [
+        rng.choice(indices[labels == label], largest - count, replace=True)
+        for label, count in zip(*np.unique(labels, return_counts=True))
+        if count < largest
+    ]
     return np.sort(np.concatenate([indices, *extra])) if extra else np.sort(indices)

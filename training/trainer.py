@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from slideiqa.errors import SlideIQAError
-from slideiqa.models.predictor import choose_device
 from slideiqa.models.checkpoint import load_card, load_state, transfer_state
+from slideiqa.models.predictor import choose_device
 from slideiqa.models.registry import LAST_LAYER_PREFIX, ModelError, QualityNet, build_model, load_imagenet_backbone
 
 SCHEDULES = ("constant", "cosine")
@@ -51,7 +51,9 @@ def initialise_model(architecture: str, num_classes: int, dropout: float, init: 
         raise ModelError(f"{init}: checkpoint is a {card.architecture}, cannot initialise a {architecture}")
     missing, unexpected = model.load_state_dict(transfer_state(load_state(init, card), LAST_LAYER_PREFIX), strict=False)
     if unexpected or any(not key.startswith(LAST_LAYER_PREFIX) for key in missing):
-        raise ModelError(f"{init}: checkpoint tensors do not fit {architecture} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ModelError(
+            f"{init}: checkpoint tensors do not fit {architecture} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model
 
 
@@ -112,8 +114,13 @@ def _run_epoch(model, loader, criterion, device, optimizer=None, desc: str = "",
     return total_loss / count, correct / count
 
 
-def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
-          criterion: nn.Module | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    config: TrainConfig,
+    criterion: nn.Module | None = None,
+) -> TrainResult:
     """Adam on cross-entropy (or ``criterion``, e.g. a distillation loss); keeps the weights of the
     epoch with the lowest validation cross-entropy."""
     if config.schedule not in SCHEDULES:
@@ -127,17 +134,23 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
         criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
     criterion = criterion.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs) if config.schedule == "cosine" else None
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs) if config.schedule == "cosine" else None
+    )
     train_loader = _loader(train_set, config.batch_size, True, config.num_workers, config.seed)
     val_loader = _loader(val_set, config.batch_size, False, config.num_workers, config.seed) if val_set else None
     result, best_loss, best_state = TrainResult(), float("inf"), None
     for epoch in range(1, config.epochs + 1):
-        loss, accuracy = _run_epoch(model, train_loader, criterion, device, optimizer, f"epoch {epoch}", config.progress)
+        loss, accuracy = _run_epoch(
+            model, train_loader, criterion, device, optimizer, f"epoch {epoch}", config.progress
+        )
         if scheduler is not None:
             scheduler.step()
         record = {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy}
         if val_loader is not None:
-            val_loss, val_accuracy = _run_epoch(model, val_loader, val_criterion, device, None, "validate", config.progress)
+            val_loss, val_accuracy = _run_epoch(
+                model, val_loader, val_criterion, device, None, "validate", config.progress
+            )
             record |= {"val_loss": val_loss, "val_accuracy": val_accuracy}
             if val_loss < best_loss:
                 best_loss, best_state, result.best_epoch = val_loss, copy.deepcopy(model.state_dict()), epoch
@@ -152,7 +165,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, C), labels (N,)) of ``model`` on ``dataset``."""
     torch_device = auto_device(device)
     model.to(torch_device).eval()

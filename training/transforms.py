@@ -16,7 +16,7 @@ Augmentation profiles:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from skimage.color import hed_from_rgb, rgb_from_hed
@@ -67,9 +67,7 @@ class RandomQuarterTurn(torch.nn.Module):
         return torch.rot90(image, int(torch.randint(4, ())), dims=(-2, -1))
 
 
-def build_transform(
-    input_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none"
-) -> v2.Compose:
+def build_transform(input_size: int, mean: Sequence[float], std: Sequence[float], augment: str = "none") -> v2.Compose:
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r}; known: {', '.join(AUGMENTATIONS)}")
     steps: list[torch.nn.Module] = [v2.ToImage(), v2.Resize((input_size, input_size), antialias=True)]

@@ -89,8 +89,14 @@ def _bubble_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     if not kept_radii:
         return mask
     # A list, not a stacked copy: hough_circle_peaks only iterates over the accumulators.
-    _, xs, ys, found = hough_circle_peaks(kept_votes, np.array(kept_radii), min_xdistance=int(low),
-                                          min_ydistance=int(low), threshold=threshold, total_num_peaks=MAX_BUBBLES)
+    _, xs, ys, found = hough_circle_peaks(
+        kept_votes,
+        np.array(kept_radii),
+        min_xdistance=int(low),
+        min_ydistance=int(low),
+        threshold=threshold,
+        total_num_peaks=MAX_BUBBLES,
+    )
     near_rim = ndimage.binary_dilation(rim, disk(1.5))
     y, x = np.ogrid[: rgb.shape[0], : rgb.shape[1]]
     for cx, cy, radius in zip(xs, ys, found):

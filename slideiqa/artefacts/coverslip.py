@@ -66,8 +66,13 @@ def edge_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
 def _edge_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     brightness = rgb.max(axis=-1).astype(np.float32) / 255.0
     dark = dark_colourless(rgb, brightness, um_per_px)
-    segments = probabilistic_hough_line(dark, threshold=10, line_length=max(5, round(SEGMENT_UM / um_per_px)),
-                                        line_gap=max(1, round(GAP_UM / um_per_px)), rng=0)
+    segments = probabilistic_hough_line(
+        dark,
+        threshold=10,
+        line_length=max(5, round(SEGMENT_UM / um_per_px)),
+        line_gap=max(1, round(GAP_UM / um_per_px)),
+        rng=0,
+    )
     half_width = max(1.0, MAX_WIDTH_UM / 2 / um_per_px)
     centres = np.zeros_like(dark)
     near_dark = ndimage.binary_dilation(dark, np.ones((3, 3), bool))
@@ -89,8 +94,9 @@ def dark_colourless(rgb: np.ndarray, brightness: np.ndarray, um_per_px: float) -
     # A square closing for the wide band: separable, so fast at its size, and only black passes it.
     side = max(3, round(WIDE_LINE_UM / um_per_px) | 1)
     wide = ndimage.grey_closing(brightness, size=(side, side)) - brightness
-    return (((thin > THIN_CONTRAST) & (saturation < THIN_SATURATION))
-            | ((wide > WIDE_CONTRAST) & (saturation < WIDE_SATURATION)))
+    return ((thin > THIN_CONTRAST) & (saturation < THIN_SATURATION)) | (
+        (wide > WIDE_CONTRAST) & (saturation < WIDE_SATURATION)
+    )
 
 
 def _sample(mask: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -98,8 +104,9 @@ def _sample(mask: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return mask[np.clip(np.rint(ys).astype(int), 0, height - 1), np.clip(np.rint(xs).astype(int), 0, width - 1)]
 
 
-def _is_isolated_line(dark: np.ndarray, near_dark: np.ndarray, start: tuple[int, int], end: tuple[int, int],
-                      half_width: float) -> bool:
+def _is_isolated_line(
+    dark: np.ndarray, near_dark: np.ndarray, start: tuple[int, int], end: tuple[int, int], half_width: float
+) -> bool:
     """Whether the segment ``start``–``end`` (x, y) runs on dark pixels with clear sides."""
     (x0, y0), (x1, y1) = start, end
     length = float(np.hypot(x1 - x0, y1 - y0))

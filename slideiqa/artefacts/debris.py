@@ -113,8 +113,9 @@ def speck_pixels(tiles: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray,
     return colourless, dyed, um_per_px
 
 
-def debris_tiles(tiles: np.ndarray, mpp: float, probabilities: np.ndarray | None = None,
-                 classes: list[str] | None = None) -> np.ndarray:
+def debris_tiles(
+    tiles: np.ndarray, mpp: float, probabilities: np.ndarray | None = None, classes: list[str] | None = None
+) -> np.ndarray:
     """(N,) True for each of (N, H, W, 3) uint8 ``tiles`` of ``mpp`` µm/px that holds debris.
 
     With the quality model's ``probabilities`` and ``classes``, a tile the model finds most likely
@@ -123,16 +124,18 @@ def debris_tiles(tiles: np.ndarray, mpp: float, probabilities: np.ndarray | None
     return specks_in_tiles(tiles, mpp, probabilities, classes)[0]
 
 
-def specks_in_tiles(tiles: np.ndarray, mpp: float, probabilities: np.ndarray | None = None,
-                    classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def specks_in_tiles(
+    tiles: np.ndarray, mpp: float, probabilities: np.ndarray | None = None, classes: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(N,) True for each tile that holds debris (as :func:`debris_tiles`), and (N,) True for each
     that holds specks of marking dye (see the module docstring), from one pass over the tiles."""
     found = np.zeros(len(tiles), bool)
     if not len(tiles):
         return found, found.copy()
     if probabilities is not None and classes is not None:
-        compressed = np.isin(np.nanargmax(probabilities, axis=1), [classes.index(c) for c in COMPRESSION_CLASSES
-                                                                    if c in classes])
+        compressed = np.isin(
+            np.nanargmax(probabilities, axis=1), [classes.index(c) for c in COMPRESSION_CLASSES if c in classes]
+        )
     else:
         compressed = found
     particles, dyed, um_per_px = speck_pixels(tiles, mpp)

@@ -84,8 +84,9 @@ def _fold_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     return keep[labels]
 
 
-def _darker_by_stain(od: np.ndarray, bands: np.ndarray, index: np.ndarray, pieces: np.ndarray,
-                     unfolded: np.ndarray) -> np.ndarray:
+def _darker_by_stain(
+    od: np.ndarray, bands: np.ndarray, index: np.ndarray, pieces: np.ndarray, unfolded: np.ndarray
+) -> np.ndarray:
     """Per band: whether its mean OD exceeds its piece's unfolded tissue's unequally across R, G, B."""
     coloured = np.zeros(len(index), bool)
     piece_medians: dict[int, np.ndarray | None] = {}

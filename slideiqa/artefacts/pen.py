@@ -24,7 +24,7 @@ source of ``training/sources.toml`` (``benchmarks/artefact_masks.py``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -61,8 +61,9 @@ def _hue(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
     top = np.maximum(np.maximum(red, green), blue)
     spread = top - np.minimum(np.minimum(red, green), blue)
     safe = np.where(spread > 0, spread, 1.0)
-    hue = np.where(top == red, (green - blue) / safe,
-                   np.where(top == green, 2.0 + (blue - red) / safe, 4.0 + (red - green) / safe))
+    hue = np.where(
+        top == red, (green - blue) / safe, np.where(top == green, 2.0 + (blue - red) / safe, 4.0 + (red - green) / safe)
+    )
     return np.where(spread > 0, (hue / 6.0) % 1.0, 0.0)
 
 
@@ -106,8 +107,9 @@ def pen_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     return at_working_scale(_pen_mask, rgb, um_per_px, WORKING_UM_PER_PX)
 
 
-def at_working_scale(detect: Callable[[np.ndarray, float], np.ndarray], rgb: np.ndarray, um_per_px: float,
-                     working_um_per_px: float) -> np.ndarray:
+def at_working_scale(
+    detect: Callable[[np.ndarray, float], np.ndarray], rgb: np.ndarray, um_per_px: float, working_um_per_px: float
+) -> np.ndarray:
     """``detect(rgb, um_per_px)`` run on ``rgb`` shrunk to about ``working_um_per_px`` when it is
     finer, its mask brought back to ``rgb``'s size.
 
@@ -119,8 +121,9 @@ def at_working_scale(detect: Callable[[np.ndarray, float], np.ndarray], rgb: np.
     from PIL import Image
 
     height, width = rgb.shape[:2]
-    small = Image.fromarray(np.ascontiguousarray(rgb)).resize((-(-width // factor), -(-height // factor)),
-                                                             Image.Resampling.BOX)
+    small = Image.fromarray(np.ascontiguousarray(rgb)).resize(
+        (-(-width // factor), -(-height // factor)), Image.Resampling.BOX
+    )
     mask = detect(np.asarray(small), um_per_px * width / small.width)
     return np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
 

@@ -17,16 +17,16 @@ it is tissue as any other tile and the artefact covers :data:`ARTEFACT_TILE_SHAR
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from slideiqa.artefacts.pen import pen_mask
 from slideiqa.artefacts.bubbles import bubble_mask
 from slideiqa.artefacts.coverslip import edge_mask
 from slideiqa.artefacts.folds import fold_mask
+from slideiqa.artefacts.pen import pen_mask
 from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.outputs.store import BUBBLE, BUBBLE_CLASS, EDGE, EDGE_CLASS, FOLD, FOLD_CLASS, PEN, PEN_CLASS
 
@@ -71,8 +71,9 @@ def _run_detectors(thumbnail: np.ndarray, um_per_px: float) -> list[np.ndarray]:
         return list(pool.map(lambda detector: detector.find(thumbnail, um_per_px), DETECTORS))
 
 
-def artefact_labels(thumbnail: np.ndarray, stained: np.ndarray, grid: TileGrid, um_per_px: float,
-                    min_tissue: float) -> tuple[np.ndarray, np.ndarray]:
+def artefact_labels(
+    thumbnail: np.ndarray, stained: np.ndarray, grid: TileGrid, um_per_px: float, min_tissue: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(tissue fraction, fixed label) of every tile, from ``thumbnail`` (``um_per_px`` µm per pixel)
     and its tissue mask ``stained``: tissue counted outside what hides it, labels as the module
     docstring says (0 where no artefact is found)."""

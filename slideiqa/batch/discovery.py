@@ -16,13 +16,20 @@ named by their stem.
 from __future__ import annotations
 
 import errno
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slideiqa.errors import SlideIQAError
-from slideiqa.io.formats import (FIELD_SUFFIXES, MAP_SUFFIX, NOT_SLIDE_SUFFIXES, has_tiff_magic, is_dicom, is_slide_name,
-                      slide_stem, suffix)
+from slideiqa.io.formats import (
+    FIELD_SUFFIXES,
+    MAP_SUFFIX,
+    NOT_SLIDE_SUFFIXES,
+    has_tiff_magic,
+    is_dicom,
+    is_slide_name,
+    slide_stem,
+    suffix,
+)
 
 
 class DiscoveryError(SlideIQAError):
@@ -91,15 +98,24 @@ def _resolved(entry: Path, warnings: list[str]) -> Path | None:
         warnings.append(f"{entry}: symbolic link loop, skipped")
         return None
     except OSError as error:
-        reason = "symbolic link loop" if error.errno == errno.ELOOP else (
-            "dangling symbolic link" if entry.is_symlink() else error.strerror or type(error).__name__)
+        reason = (
+            "symbolic link loop"
+            if error.errno == errno.ELOOP
+            else ("dangling symbolic link" if entry.is_symlink() else error.strerror or type(error).__name__)
+        )
         warnings.append(f"{entry}: {reason}, skipped")
         return None
     return target
 
 
-def _walk(folder: Path, recursive: bool, skip: set[Path], ignored: list[Path], warnings: list[str],
-          seen: set[Path] | None = None) -> list[Path]:
+def _walk(
+    folder: Path,
+    recursive: bool,
+    skip: set[Path],
+    ignored: list[Path],
+    warnings: list[str],
+    seen: set[Path] | None = None,
+) -> list[Path]:
     """Files under ``folder``; quality maps, hidden folders and the batch's own output are not entered,
     a folder reached twice (through a symbolic link) is read once, and a link loop, a dangling link or
     a folder that cannot be listed is skipped with a warning rather than ending the batch."""
@@ -153,15 +169,17 @@ def discover_slides(inputs: list[Path], recursive: bool = False, output: Path | 
         if root.is_file():
             found.append((root, Path(slide_stem(root))))
             continue
-        candidates = []
+        candidates: list[Path] = []
         for path in _walk(root, recursive, skip, ignored, warnings):
             (candidates if _is_candidate(path) else ignored).append(path)
         for path in _one_dicom_per_folder(candidates):
             relative = path.relative_to(root).parent / slide_stem(path)
             found.append((path, Path(root.resolve().name) / relative))
     if not found:
-        raise DiscoveryError(f"{', '.join(map(str, inputs))}: no slides found"
-                             + ("" if recursive else " (add --recursive to look into sub-folders)"))
+        raise DiscoveryError(
+            f"{', '.join(map(str, inputs))}: no slides found"
+            + ("" if recursive else " (add --recursive to look into sub-folders)")
+        )
     return Discovery(_unique_names(found), ignored, warnings)
 
 
@@ -176,14 +194,17 @@ def _unique_names(found: list[tuple[Path, Path]]) -> list[SlideJob]:
     by_name: dict[str, list[Path]] = {}
     for path, relative in unique.items():
         by_name.setdefault(str(relative).lower(), []).append(path)
-    jobs, taken = [], {}
+    jobs: list[SlideJob] = []
+    taken: dict[str, Path] = {}
     for path, relative in unique.items():
         if len(by_name[str(relative).lower()]) > 1 and len({p.parent for p in by_name[str(relative).lower()]}) == 1:
             relative = relative.with_name(path.name)
         name = str(relative) + MAP_SUFFIX
         if name.lower() in taken:
-            raise DiscoveryError(f"{taken[name.lower()]} and {path} would both be mapped to {name}; give folders "
-                                 "with different names, or run them as separate batches with different outputs")
+            raise DiscoveryError(
+                f"{taken[name.lower()]} and {path} would both be mapped to {name}; give folders "
+                "with different names, or run them as separate batches with different outputs"
+            )
         taken[name.lower()] = path
         jobs.append(SlideJob(path, name))
     return jobs

@@ -27,8 +27,8 @@ from PIL import Image
 from slideiqa.errors import SlideIQAError
 from slideiqa.io.files import held_lock, write_atomically
 from slideiqa.io.formats import MAP_SUFFIX
-from slideiqa.outputs.palette import VERDICT_COLOURS, hex_colour
 from slideiqa.measure.slide_tone import DEPARTURE_Z, MIN_COHORT_SLIDES, TONE_FEATURES, cohort_deviation
+from slideiqa.outputs.palette import VERDICT_COLOURS, hex_colour
 
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
 #: A slide the batch was stopped before finishing (Ctrl-C): its map, if begun, resumes on the next run.
@@ -101,21 +101,38 @@ class SlideRecord:
 MPP_SOURCES = {"metadata": "file", "option": "--mpp"}
 
 
-def record_from_summary(slide: str, map_path: str, status: str, summary: dict[str, Any],
-                        runtime_s: float | None = None, earlier: bool = False) -> SlideRecord:
+def record_from_summary(
+    slide: str,
+    map_path: str,
+    status: str,
+    summary: dict[str, Any],
+    runtime_s: float | None = None,
+    earlier: bool = False,
+) -> SlideRecord:
     """A slide's row from its map's ``summary.json``."""
     width, height = (summary.get("dimensions_px") or [None, None])[:2]
     reference = (summary.get("tone") or {}).get("reference")
-    return SlideRecord(slide, map_path, status, tissue_tiles=summary.get("tissue_tiles"),
-                       unreadable_tiles=summary.get("unreadable_tiles", 0), mean_score=summary.get("mean_score"),
-                       share_below_threshold=summary.get("share_below_threshold"),
-                       share_per_class=summary.get("share_per_class") or {}, verdict=summary.get("verdict"),
-                       mpp=summary.get("mpp"), width_px=width, height_px=height,
-                       tissue_area_mm2=summary.get("tissue_area_mm2"), map_runtime_s=summary.get("runtime_s"),
-                       runtime_s=runtime_s, earlier=earlier,
-                       tone=[reference[name]["median"] for name in TONE_FEATURES] if reference else None,
-                       warnings=list(summary.get("warnings") or []),
-                       mpp_from=MPP_SOURCES.get(summary.get("mpp_from")))
+    return SlideRecord(
+        slide,
+        map_path,
+        status,
+        tissue_tiles=summary.get("tissue_tiles"),
+        unreadable_tiles=summary.get("unreadable_tiles", 0),
+        mean_score=summary.get("mean_score"),
+        share_below_threshold=summary.get("share_below_threshold"),
+        share_per_class=summary.get("share_per_class") or {},
+        verdict=summary.get("verdict"),
+        mpp=summary.get("mpp"),
+        width_px=width,
+        height_px=height,
+        tissue_area_mm2=summary.get("tissue_area_mm2"),
+        map_runtime_s=summary.get("runtime_s"),
+        runtime_s=runtime_s,
+        earlier=earlier,
+        tone=[reference[name]["median"] for name in TONE_FEATURES] if reference else None,
+        warnings=list(summary.get("warnings") or []),
+        mpp_from=MPP_SOURCES.get(summary.get("mpp_from") or ""),
+    )
 
 
 # -- a report in a folder that already holds one ------------------------------------------------------
@@ -136,8 +153,9 @@ def check_report_files(out: Path) -> None:
     for name in REPORT_FILES:
         path = out / name
         if (path.exists() or path.is_symlink()) and not _written_by_slideiqa(path):
-            raise ReportError(f"{path}: exists and is not a slideiqa batch report; move it away or choose "
-                              "another output folder (-o)")
+            raise ReportError(
+                f"{path}: exists and is not a slideiqa batch report; move it away or choose another output folder (-o)"
+            )
 
 
 def _written_by_slideiqa(path: Path) -> bool:
@@ -148,7 +166,9 @@ def _written_by_slideiqa(path: Path) -> bool:
             text = handle.read(1 << 16 if path.suffix != ".json" else -1)
         if path.suffix == ".json":
             document = json.loads(text)
-            return isinstance(document, dict) and isinstance(document.get("slides"), list) and "verdict_rule" in document
+            return (
+                isinstance(document, dict) and isinstance(document.get("slides"), list) and "verdict_rule" in document
+            )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return False
     return text.startswith(_CSV_HEADER) if path.suffix == ".csv" else _HTML_TITLE in text
@@ -187,28 +207,38 @@ class FolderReport:
         for map_path in _maps_under(out):
             summary = _complete_summary(map_path)
             if summary is not None:
-                self.found[_key(str(map_path))] = record_from_summary(str(summary.get("slide", "")), str(map_path),
-                                                                      STATUS_SKIPPED, summary, earlier=True)
+                self.found[_key(str(map_path))] = record_from_summary(
+                    str(summary.get("slide", "")), str(map_path), STATUS_SKIPPED, summary, earlier=True
+                )
         found_slides = {_key(record.slide) for record in self.found.values()}
         self.gone: set[str] = set()  # slides whose listed map was removed and is found nowhere else
         self.dropped: list[str] = []
         for record in _report_rows(out):
-            if (record.status not in (STATUS_FAILED, STATUS_INTERRUPTED) and not Path(record.map).exists()
-                    and _key(record.slide) not in found_slides):
+            if (
+                record.status not in (STATUS_FAILED, STATUS_INTERRUPTED)
+                and not Path(record.map).exists()
+                and _key(record.slide) not in found_slides
+            ):
                 self.gone.add(_key(record.slide))
-                self.dropped.append(f"{record.slide}: listed by an earlier report, but its map {record.map} is gone; "
-                                    "left out of the report")
+                self.dropped.append(
+                    f"{record.slide}: listed by an earlier report, but its map {record.map} is gone; "
+                    "left out of the report"
+                )
 
     def rows(self, current: list[SlideRecord]) -> list[SlideRecord]:
         """This batch's rows, then every other slide's: from the report as it is now, else from the
         maps found at the start. A slide this batch has a row for, or whose map it has now made for
         another slide, keeps no other row."""
         mine = {_key(record.slide) for record in current}
-        remade = {_key(record.map) for record in current
-                  if record.status in (STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED)}
+        remade = {
+            _key(record.map) for record in current if record.status in (STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED)
+        }
         listed, seen = list(current), mine | self.gone
-        on_disk = [record for record in _report_rows(self.out) if Path(record.map).exists()
-                   or record.status in (STATUS_FAILED, STATUS_INTERRUPTED)]
+        on_disk = [
+            record
+            for record in _report_rows(self.out)
+            if Path(record.map).exists() or record.status in (STATUS_FAILED, STATUS_INTERRUPTED)
+        ]
         for record in [*on_disk, *self.found.values()]:
             slide = _key(record.slide)
             if slide in seen or _key(record.map) in remade:
@@ -252,10 +282,12 @@ def with_batch_tone(records: list[SlideRecord]) -> list[SlideRecord]:
     toned = [index for index, record in enumerate(records) if record.tone]
     if len(toned) < MIN_COHORT_SLIDES:
         return [replace(record, tone_vs_batch=None) for record in records]
-    medians = np.array([[np.nan if v is None else v for v in records[index].tone] for index in toned])
+    medians = np.array([[np.nan if v is None else v for v in records[index].tone or []] for index in toned])
     deviation = dict(zip(toned, cohort_deviation(medians)))
-    return [replace(record, tone_vs_batch=round(float(deviation[index]), 2) if index in deviation else None)
-            for index, record in enumerate(records)]
+    return [
+        replace(record, tone_vs_batch=round(float(deviation[index]), 2) if index in deviation else None)
+        for index, record in enumerate(records)
+    ]
 
 
 def departs_from_batch(record: SlideRecord) -> bool:
@@ -270,7 +302,9 @@ def tone_outliers(records: list[SlideRecord]) -> list[SlideRecord]:
 def write_reports(records: list[SlideRecord], out: Path, header: dict[str, Any]) -> None:
     """``report.json``, ``report.csv`` and ``report.html`` under ``out``."""
     ordered = sorted(with_batch_tone(records), key=SlideRecord.severity)
-    write_atomically(out / "report.json", json.dumps({**header, "slides": [asdict(r) for r in ordered]}, indent=2) + "\n")
+    write_atomically(
+        out / "report.json", json.dumps({**header, "slides": [asdict(r) for r in ordered]}, indent=2) + "\n"
+    )
     write_atomically(out / "report.csv", _csv(ordered))
     write_atomically(out / "report.html", _html(ordered, header, out))
 
@@ -297,9 +331,28 @@ def _rounded(name: str, value: Any) -> Any:
 
 def _csv(records: list[SlideRecord]) -> str:
     classes = class_order(records)
-    columns = ["slide", "map", "status", "verdict", "mean_score", "share_below_threshold",
-               *(f"share_{name}" for name in classes), "tissue_tiles", "unreadable_tiles", "tissue_area_mm2", "mpp",
-               "mpp_from", "width_px", "height_px", "map_runtime_s", "runtime_s", "tone_vs_batch", "warnings", "error", "earlier"]
+    columns = [
+        "slide",
+        "map",
+        "status",
+        "verdict",
+        "mean_score",
+        "share_below_threshold",
+        *(f"share_{name}" for name in classes),
+        "tissue_tiles",
+        "unreadable_tiles",
+        "tissue_area_mm2",
+        "mpp",
+        "mpp_from",
+        "width_px",
+        "height_px",
+        "map_runtime_s",
+        "runtime_s",
+        "tone_vs_batch",
+        "warnings",
+        "error",
+        "earlier",
+    ]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
@@ -326,10 +379,10 @@ def _thumbnail(map_path: Path) -> str | None:
 def _encoded(path: str, mtime_ns: int) -> str:
     """Encoded once per overview version: the report is rewritten many times during a batch."""
     with Image.open(path) as image:
-        image = image.convert("RGB")
-        image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
+        rgb = image.convert("RGB")
+        rgb.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
         buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=85)
+        rgb.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -380,34 +433,56 @@ def _warnings(record: SlideRecord) -> str:
 def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     name, map_path = Path(record.slide).name, Path(record.map)
     thumbnail = None if record.failed else _thumbnail(map_path)
-    picture = (f'<a href="{relative_href(out, map_path / "overview.png")}">'
-               f'<img src="{thumbnail}" alt="quality overview of {html.escape(name)}"></a>') if thumbnail else ""
-    links = " ".join(filter(None, (_link(out, map_path / "overview.png", "overview"),
-                                   _link(out, map_path / "regions.geojson", "regions"),
-                                   _link(out, map_path / "tiles.geojson", "tiles"),
-                                   _link(out, map_path / "summary.json", "summary"),
-                                   _link(out, map_path / "usable.png", "usable mask"),
-                                   _link(out, map_path / "usable.geojson", "usable regions"))))
+    picture = (
+        (
+            f'<a href="{relative_href(out, map_path / "overview.png")}">'
+            f'<img src="{thumbnail}" alt="quality overview of {html.escape(name)}"></a>'
+        )
+        if thumbnail
+        else ""
+    )
+    links = " ".join(
+        filter(
+            None,
+            (
+                _link(out, map_path / "overview.png", "overview"),
+                _link(out, map_path / "regions.geojson", "regions"),
+                _link(out, map_path / "tiles.geojson", "tiles"),
+                _link(out, map_path / "summary.json", "summary"),
+                _link(out, map_path / "usable.png", "usable mask"),
+                _link(out, map_path / "usable.geojson", "usable regions"),
+            ),
+        )
+    )
     outcome = record.outcome
     badge = {"pass": "PASS", "fail": "FAIL · quality", "error": "ERROR · no map", "interrupted": "INTERRUPTED"}.get(
-        outcome, outcome.upper())
-    size = (f"{record.width_px:,} × {record.height_px:,} px" if record.width_px else "")
+        outcome, outcome.upper()
+    )
+    size = f"{record.width_px:,} × {record.height_px:,} px" if record.width_px else ""
     cells = [
         _cell(picture, None, "picture fixed"),
-        _cell(f'<span class="name">{html.escape(name)}</span><span class="path">{html.escape(record.slide)}</span>'
-              + (f'<span class="error">{html.escape(record.error)}</span>' if record.error else "")
-              + ('<span class="earlier">from an earlier run into this folder</span>' if record.earlier else "")
-              + _warnings(record),
-              name, "slide fixed"),
+        _cell(
+            f'<span class="name">{html.escape(name)}</span><span class="path">{html.escape(record.slide)}</span>'
+            + (f'<span class="error">{html.escape(record.error)}</span>' if record.error else "")
+            + ('<span class="earlier">from an earlier run into this folder</span>' if record.earlier else "")
+            + _warnings(record),
+            name,
+            "slide fixed",
+        ),
         _cell(f'<span class="badge {outcome}">{badge}</span>', record.severity()[0]),
         _cell("–" if record.mean_score is None else f"{record.mean_score:.3f}", record.mean_score),
         _cell(_share(record.share_below_threshold), record.share_below_threshold),
         _cell(links, None, "links"),
         *(_cell(_share(record.share_per_class.get(c)), record.share_per_class.get(c)) for c in classes),
         _cell("–" if record.tissue_area_mm2 is None else f"{record.tissue_area_mm2:.2f}", record.tissue_area_mm2),
-        _cell("–" if record.mpp is None else f"{record.mpp:.3g}"
-              + (f' <span class="source">{html.escape(record.mpp_from)}</span>' if record.mpp_from else ""),
-              record.mpp, "nowrap"),
+        _cell(
+            "–"
+            if record.mpp is None
+            else f"{record.mpp:.3g}"
+            + (f' <span class="source">{html.escape(record.mpp_from)}</span>' if record.mpp_from else ""),
+            record.mpp,
+            "nowrap",
+        ),
         _cell(html.escape(size), (record.width_px or 0) * (record.height_px or 0) or None, "nowrap"),
         _cell("–" if record.map_runtime_s is None else f"{record.map_runtime_s:.1f}", record.map_runtime_s),
         _cell(_tone(record), record.tone_vs_batch, "warn" if departs_from_batch(record) else ""),
@@ -539,45 +614,76 @@ def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
     outcomes = [record.outcome for record in records]
     unlike_the_batch = len(tone_outliers(records))
     earlier = sum(record.earlier for record in records)
-    facts = (f"{len(records)} slides: {outcomes.count('pass')} pass, {outcomes.count('fail')} fail the quality rule, "
-             f"{outcomes.count('error')} could not be mapped"
-             + (f", {outcomes.count('interrupted')} interrupted" if "interrupted" in outcomes else "") + ". "
-             + (f"{earlier} of them from earlier runs into this folder. " if earlier else "")
-             + (f"{unlike_the_batch} slides' tone (glass, stain density, white point) is unlike the rest "
-                f"of the batch's, by more than {DEPARTURE_Z:g} of its spreads: a slide-wide exposure or staining "
-                "difference; check them. " if unlike_the_batch else "")
-             + f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}. "
-             f"slideiqa {html.escape(str(header.get('version', '')))}, started {html.escape(str(header.get('started', '')))}"
-             f", updated {html.escape(str(header.get('updated', header.get('started', ''))))}.")
+    facts = (
+        f"{len(records)} slides: {outcomes.count('pass')} pass, {outcomes.count('fail')} fail the quality rule, "
+        f"{outcomes.count('error')} could not be mapped"
+        + (f", {outcomes.count('interrupted')} interrupted" if "interrupted" in outcomes else "")
+        + ". "
+        + (f"{earlier} of them from earlier runs into this folder. " if earlier else "")
+        + (
+            f"{unlike_the_batch} slides' tone (glass, stain density, white point) is unlike the rest "
+            f"of the batch's, by more than {DEPARTURE_Z:g} of its spreads: a slide-wide exposure or staining "
+            "difference; check them. "
+            if unlike_the_batch
+            else ""
+        )
+        + f"Model {html.escape(str(header.get('model')))}; rule: {html.escape(str(header.get('verdict_rule', '')))}. "
+        f"slideiqa {html.escape(str(header.get('version', '')))}, started {html.escape(str(header.get('started', '')))}"
+        f", updated {html.escape(str(header.get('updated', header.get('started', ''))))}."
+    )
     # What a reviewer decides on comes first and the two first columns stay put; the rest scrolls
     # inside the table, so a 1400 px window never scrolls the page sideways.
-    columns = [("", None, "picture fixed"), ("slide", "slide", "slide fixed"), ("verdict", "verdict", ""),
-               ("mean score", "mean_score", ""), ("below threshold or lost", "share_below_threshold", ""),
-               ("files", None, ""), *((name, f"share_{name}", "") for name in classes),
-               ("tissue mm²", "tissue_area_mm2", ""), ("µm/px (from)", "mpp", ""), ("size", "size", ""),
-               ("map time s", "map_runtime_s", ""), ("tone vs batch", "tone_vs_batch", "")]
+    columns = [
+        ("", None, "picture fixed"),
+        ("slide", "slide", "slide fixed"),
+        ("verdict", "verdict", ""),
+        ("mean score", "mean_score", ""),
+        ("below threshold or lost", "share_below_threshold", ""),
+        ("files", None, ""),
+        *((name, f"share_{name}", "") for name in classes),
+        ("tissue mm²", "tissue_area_mm2", ""),
+        ("µm/px (from)", "mpp", ""),
+        ("size", "size", ""),
+        ("map time s", "map_runtime_s", ""),
+        ("tone vs batch", "tone_vs_batch", ""),
+    ]
     head = "".join(_header_cell(*column) for column in columns)
     rows = "".join(_row(record, classes, out) for record in records)
     warnings = "".join(f"<li>{html.escape(text)}</li>" for text in header.get("warnings", []))
     skipped = f"<p>Not looked at:</p><ul class='error'>{warnings}</ul>" if warnings else ""
     left_out = header.get("left_out") or []
     if left_out:
-        items = "".join(f"<li><span class='path'>{html.escape(item['path'])}</span> {html.escape(item['why'])}</li>"
-                        for item in left_out)
-        skipped += (f"<details class='left-out'><summary>{len(left_out)} file{'s' if len(left_out) > 1 else ''} "
-                    f"in the folders left out, and why</summary><ul>{items}</ul></details>")
-    options = "".join(f'<option value="{value}">{label}</option>' for value, label in
-                      (("", "all slides"), ("error", "errors (no map)"), ("fail", "failing the quality rule"),
-                       ("pass", "passing"), ("interrupted", "interrupted")))
-    controls = (f'<div class="controls"><label>Show <select id="outcome">{options}</select></label>'
-                f'<label>Filter <input id="filter" type="search" placeholder="slide name, path or error"></label>'
-                f'<span id="count" class="count"></span></div>')
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{_HTML_TITLE}"
-            f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p class='facts'>{facts}</p>{skipped}"
-            f"{controls}<div class='scroll'><table id='slides'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
-            f"</table></div><img id='preview' alt='' hidden>"
-            f"<p class='facts'>Shares are of tissue tiles; <em>below threshold or lost</em> is the verdict's figure "
-            f"(tiles scoring below the threshold, under pen ink, a fold, an air bubble, a coverslip edge or debris, or unreadable); a class's share counts the tiles "
-            f"the model found most likely to be of that class; µm/px says where it came from (the slide's file, "
-            f"--mpp or the µm/px table). Click a column to sort; point at a thumbnail to enlarge it.</p>"
-            f"<script>{SCRIPT}</script></body></html>\n")
+        items = "".join(
+            f"<li><span class='path'>{html.escape(item['path'])}</span> {html.escape(item['why'])}</li>"
+            for item in left_out
+        )
+        skipped += (
+            f"<details class='left-out'><summary>{len(left_out)} file{'s' if len(left_out) > 1 else ''} "
+            f"in the folders left out, and why</summary><ul>{items}</ul></details>"
+        )
+    options = "".join(
+        f'<option value="{value}">{label}</option>'
+        for value, label in (
+            ("", "all slides"),
+            ("error", "errors (no map)"),
+            ("fail", "failing the quality rule"),
+            ("pass", "passing"),
+            ("interrupted", "interrupted"),
+        )
+    )
+    controls = (
+        f'<div class="controls"><label>Show <select id="outcome">{options}</select></label>'
+        f'<label>Filter <input id="filter" type="search" placeholder="slide name, path or error"></label>'
+        f'<span id="count" class="count"></span></div>'
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{_HTML_TITLE}"
+        f"<style>{STYLE}</style></head><body><h1>slideiqa batch report</h1><p class='facts'>{facts}</p>{skipped}"
+        f"{controls}<div class='scroll'><table id='slides'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+        f"</table></div><img id='preview' alt='' hidden>"
+        f"<p class='facts'>Shares are of tissue tiles; <em>below threshold or lost</em> is the verdict's figure "
+        f"(tiles scoring below the threshold, under pen ink, a fold, an air bubble, a coverslip edge or debris, or unreadable); a class's share counts the tiles "
+        f"the model found most likely to be of that class; µm/px says where it came from (the slide's file, "
+        f"--mpp or the µm/px table). Click a column to sort; point at a thumbnail to enlarge it.</p>"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )

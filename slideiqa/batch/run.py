@@ -31,24 +31,34 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from slideiqa import __version__
-from slideiqa.batch.report import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED,
-                           FolderReport, SlideRecord, record_from_summary, tone_outliers, with_batch_tone)
 from slideiqa.batch.discovery import SlideJob, discover_slides
+from slideiqa.batch.report import (
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    STATUS_MAPPED,
+    STATUS_RESUMED,
+    STATUS_SKIPPED,
+    FolderReport,
+    SlideRecord,
+    record_from_summary,
+    tone_outliers,
+    with_batch_tone,
+)
+from slideiqa.cli.terminal import timestamp
 from slideiqa.errors import SlideIQAError
 from slideiqa.extras import dashboard_installed
-from slideiqa.pipeline.mapping import MapCancelled, ThreadRunner, map_slide, start_client
-from slideiqa.models.zoo import resolve_model
-from slideiqa.settings.options import MapOptions, MppTable, mpp_for
 from slideiqa.measure.slide_tone import TONE_FEATURES, glass_warning
-from slideiqa.cli.terminal import timestamp
+from slideiqa.models.zoo import resolve_model
 from slideiqa.pipeline.block_task import SLIDE_CACHE_SIZE, tune_worker_process
+from slideiqa.pipeline.mapping import MapCancelled, ThreadRunner, map_slide, start_client
+from slideiqa.settings.options import MapOptions, MppTable, mpp_for
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +92,12 @@ class BatchResult:
         """One line per slide of this batch whose tone is unlike the rest of the folder's slides (this
         batch's and earlier ones), and per slide whose glass says it is exposed wrongly throughout:
         such a slide passes its own map's tone check, and may pass its verdict too."""
-        unlike = [f"{record.slide}: its tone (glass level, stain density or white point) is unlike the rest of the "
-                  f"batch's, by {record.tone_vs_batch:.1f} robust spreads: a slide-wide exposure or staining difference; "
-                  "check it" for record in tone_outliers(self.records)]
+        unlike = [
+            f"{record.slide}: its tone (glass level, stain density or white point) is unlike the rest of the "
+            f"batch's, by {record.tone_vs_batch:.1f} robust spreads: a slide-wide exposure or staining difference; "
+            "check it"
+            for record in tone_outliers(self.records)
+        ]
         glass = TONE_FEATURES.index("glass")
         exposed = [(record.slide, glass_warning(record.tone[glass])) for record in self.records if record.tone]
         return unlike + [f"{slide}: its {warning}" for slide, warning in exposed if warning]
@@ -94,9 +107,16 @@ class BatchResult:
 STOP_WAIT_S = 60.0
 
 
-def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads: int | None,
-            should_stop: Callable[[], bool] | None = None, mpp_table: dict[str, float] | None = None,
-            partial_before: bool = True) -> SlideRecord:
+def map_one(
+    job: SlideJob,
+    out: Path,
+    options: MapOptions,
+    client: Any,
+    threads: int | None,
+    should_stop: Callable[[], bool] | None = None,
+    mpp_table: dict[str, float] | None = None,
+    partial_before: bool = True,
+) -> SlideRecord:
     """Map one slide of the batch; any failure becomes the slide's ``failed`` record, never an exception.
     ``mpp_table`` (slide → µm/px) overrides the batch's µm/px for the slides it names. ``partial_before``
     False says no map was there when the batch began: a map resumed now was left by a worker of this
@@ -107,25 +127,40 @@ def map_one(job: SlideJob, out: Path, options: MapOptions, client: Any, threads:
         target.parent.mkdir(parents=True, exist_ok=True)
         own_mpp = mpp_for(job.path, mpp_table or {})
         slide_options = options.updated(mpp=own_mpp) if own_mpp else options
-        result = map_slide(job.path, target, slide_options, client=client, inference_threads=threads,
-                           should_stop=should_stop)
+        result = map_slide(
+            job.path, target, slide_options, client=client, inference_threads=threads, should_stop=should_stop
+        )
     except MapCancelled as error:  # the batch is stopping: the map stays resumable
-        return SlideRecord(str(job.path), str(target), STATUS_INTERRUPTED, runtime_s=time.perf_counter() - started,
-                           error=str(error))
+        return SlideRecord(
+            str(job.path), str(target), STATUS_INTERRUPTED, runtime_s=time.perf_counter() - started, error=str(error)
+        )
     except Exception as error:  # one slide's failure, whatever it is, must not end the batch
         if not isinstance(error, SlideIQAError):
             log.debug("slide %s failed", job.path, exc_info=True)
         message = str(error) if isinstance(error, SlideIQAError) else f"{job.path}: {type(error).__name__}: {error}"
-        return SlideRecord(str(job.path), str(target), STATUS_FAILED, runtime_s=time.perf_counter() - started,
-                           error=message)
-    status = (STATUS_SKIPPED if result.skipped else STATUS_RESUMED if result.resumed_blocks and partial_before
-              else STATUS_MAPPED)
+        return SlideRecord(
+            str(job.path), str(target), STATUS_FAILED, runtime_s=time.perf_counter() - started, error=message
+        )
+    status = (
+        STATUS_SKIPPED
+        if result.skipped
+        else STATUS_RESUMED
+        if result.resumed_blocks and partial_before
+        else STATUS_MAPPED
+    )
     record = record_from_summary(str(job.path), str(target), status, result.summary, time.perf_counter() - started)
     return replace(record, mpp_from="table") if own_mpp else record
 
 
-def map_on_worker(job: SlideJob, out: Path, options: MapOptions, threads: int | None,
-                  mpp_table: dict[str, float] | None, stop_event: str, partial_before: bool) -> SlideRecord:
+def map_on_worker(
+    job: SlideJob,
+    out: Path,
+    options: MapOptions,
+    threads: int | None,
+    mpp_table: dict[str, float] | None,
+    stop_event: str,
+    partial_before: bool,
+) -> SlideRecord:
     """A Dask task: map one whole slide inside this worker, its blocks on the worker's own threads.
     The batch asks it to stop through the Dask event named ``stop_event`` (polled as blocks finish)."""
     from distributed import Event, get_worker
@@ -140,7 +175,7 @@ def map_on_worker(job: SlideJob, out: Path, options: MapOptions, threads: int | 
 
 
 def run_batch(
-    inputs: list[str | Path],
+    inputs: Sequence[str | Path],
     out: str | Path,
     *,
     recursive: bool = False,
@@ -174,12 +209,19 @@ def run_batch(
     folder = FolderReport(out)
     warnings = discovery.warnings + table.warnings([job.path for job in discovery.jobs]) + folder.dropped
     out.mkdir(parents=True, exist_ok=True)
-    header = {"version": __version__, "model": options.model, "checkpoint": str(checkpoint),
-              "started": timestamp(),
-              "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
-                              f"{options.threshold}", "inputs": [str(p) for p in inputs],
-              "options": options.to_dict(), "mpp_table": mpp_table or {},
-              "warnings": warnings, "left_out": discovery.left_out}
+    header = {
+        "version": __version__,
+        "model": options.model,
+        "checkpoint": str(checkpoint),
+        "started": timestamp(),
+        "verdict_rule": f"pass when at most {options.max_bad_share:.0%} of tissue tiles score below "
+        f"{options.threshold}",
+        "inputs": [str(p) for p in inputs],
+        "options": options.to_dict(),
+        "mpp_table": mpp_table or {},
+        "warnings": warnings,
+        "left_out": discovery.left_out,
+    }
     own_client, cluster = client is None, None
     threads = inference_threads
     if own_client:
@@ -217,8 +259,14 @@ def run_batch(
             cluster.close()
     # Each slide's tone against every slide of the folder's report, as the report itself compares them.
     compared = {record.slide: record for record in with_batch_tone(reports.listed or records) if not record.earlier}
-    return BatchResult(out, [compared.get(record.slide, record) for record in records], discovery.ignored, warnings,
-                       dashboard, time.perf_counter() - started)
+    return BatchResult(
+        out,
+        [compared.get(record.slide, record) for record in records],
+        discovery.ignored,
+        warnings,
+        dashboard,
+        time.perf_counter() - started,
+    )
 
 
 class SlideFeed:
@@ -230,8 +278,17 @@ class SlideFeed:
     once in all; slides mapped block by block are prepared by the driver, at most
     :data:`MAX_SLIDES_IN_FLIGHT` at a time (it holds each one's tissue thumbnail)."""
 
-    def __init__(self, client: Any, jobs: list[SlideJob], out: Path, options: MapOptions, threads: int | None,
-                 mpp_table: dict[str, float] | None, slides_in_flight: int | None, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        client: Any,
+        jobs: list[SlideJob],
+        out: Path,
+        options: MapOptions,
+        threads: int | None,
+        mpp_table: dict[str, float] | None,
+        slides_in_flight: int | None,
+        stop: threading.Event,
+    ) -> None:
         from distributed import Event
 
         self.client, self.out, self.options, self.threads, self.mpp_table = client, out, options, threads, mpp_table
@@ -242,7 +299,7 @@ class SlideFeed:
         # Whole-slide tasks run in worker processes: they hear "stop" through the scheduler.
         self.stop_event_name = f"slideiqa-stop-{uuid.uuid4().hex}"
         self.stop_event = Event(self.stop_event_name, client=client)
-        self.on_workers: dict[Any, SlideJob] = {}   # Dask future → slide mapped whole on a worker
+        self.on_workers: dict[Any, SlideJob] = {}  # Dask future → slide mapped whole on a worker
         self.on_driver: dict[Future, SlideJob] = {}  # thread future → slide mapped block by block
         self.pool = ThreadPoolExecutor(self.driver_cap, thread_name_prefix="slide")
 
@@ -256,15 +313,32 @@ class SlideFeed:
                 if len(self.on_workers) >= threads:
                     return  # every thread has a slide: the next one waits for a free thread
                 partial_before = (self.out / job.map_name).exists()
-                future = self.client.submit(map_on_worker, job, self.out, self.options, self.threads, self.mpp_table,
-                                            self.stop_event_name, partial_before, pure=False,
-                                            key=f"slide-{job.path.name}-{uuid.uuid4().hex[:8]}")
+                future = self.client.submit(
+                    map_on_worker,
+                    job,
+                    self.out,
+                    self.options,
+                    self.threads,
+                    self.mpp_table,
+                    self.stop_event_name,
+                    partial_before,
+                    pure=False,
+                    key=f"slide-{job.path.name}-{uuid.uuid4().hex[:8]}",
+                )
                 self.on_workers[future] = job
             else:  # the tail: fewer slides left than threads, spread them over every worker
                 if len(self.on_driver) >= self.driver_cap:
                     return
-                future = self.pool.submit(map_one, job, self.out, self.options, self.client, self.threads,
-                                          self.stop_flag.is_set, self.mpp_table)
+                future = self.pool.submit(
+                    map_one,
+                    job,
+                    self.out,
+                    self.options,
+                    self.client,
+                    self.threads,
+                    self.stop_flag.is_set,
+                    self.mpp_table,
+                )
                 self.on_driver[future] = job
             self.waiting.pop(0)
 
@@ -298,8 +372,12 @@ class SlideFeed:
         try:
             return future.result()
         except Exception as error:  # the task itself never raises: its worker died, again and again
-            return SlideRecord(str(job.path), str(self.out / job.map_name), STATUS_FAILED,
-                               error=f"{job.path}: the workers mapping it kept dying ({type(error).__name__}: {error})")
+            return SlideRecord(
+                str(job.path),
+                str(self.out / job.map_name),
+                STATUS_FAILED,
+                error=f"{job.path}: the workers mapping it kept dying ({type(error).__name__}: {error})",
+            )
 
     def stop(self, reported: set[str]) -> list[SlideRecord]:
         """Stop the batch: nothing new starts, running slides stop after their current block (their
@@ -321,8 +399,12 @@ class SlideFeed:
         return late + [self._interrupted(job) for job in self.waiting if str(job.path) not in reported]
 
     def _interrupted(self, job: SlideJob) -> SlideRecord:
-        return SlideRecord(str(job.path), str(self.out / job.map_name), STATUS_INTERRUPTED,
-                           error=f"{job.path}: not mapped, the batch was interrupted; run it again to map it")
+        return SlideRecord(
+            str(job.path),
+            str(self.out / job.map_name),
+            STATUS_INTERRUPTED,
+            error=f"{job.path}: not mapped, the batch was interrupted; run it again to map it",
+        )
 
 
 def _succeeded(future: Any) -> bool:
@@ -351,9 +433,12 @@ class ReportWriter:
 
 
 def _totals(records: list[SlideRecord], started: float) -> dict[str, Any]:
-    return {"slides": len(records), "failed": sum(r.failed for r in records),
-            "runtime_s": time.perf_counter() - started,
-            "updated": timestamp()}
+    return {
+        "slides": len(records),
+        "failed": sum(r.failed for r in records),
+        "runtime_s": time.perf_counter() - started,
+        "updated": timestamp(),
+    }
 
 
 def _dashboard_link(client: Any) -> str | None:

@@ -15,8 +15,8 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 #: Plain progress: one line at most this often (and always at the end).
 PROGRESS_EVERY_S = 10.0
@@ -29,24 +29,29 @@ def one_line(text: str) -> str:
     """``text`` with every control character and line separator escaped (``\\n``, ``\\x1b``…), so
     that a file name holding a newline or a terminal escape cannot split a message, forge a log line
     ("mapped … pass") or restyle the terminal: one event is one line."""
-    return "".join(_NAMED_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
-                   if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text)
+    return "".join(
+        _NAMED_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp")
+        else char
+        for char in text
+    )
 
 
 def timestamp() -> str:
     """Now, in UTC, to the second (ISO 8601): log lines, maps and reports all write time this way."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Output:
     """The CLI's messages. ``interactive`` defaults to whether ``stream`` is a terminal."""
 
-    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
-                 messages: TextIO | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, interactive: bool | None = None, messages: TextIO | None = None
+    ) -> None:
         # Streams are looked up when used (sys.stdout as it is then), so that output redirected after
         # import — by a caller capturing it, by a test — goes where it is sent.
         self._stream, self._messages, self._interactive = stream, messages, interactive
-        self._consoles: dict[int, object] = {}
+        self._consoles: dict[int, Any] = {}
 
     @property
     def stream(self) -> TextIO:
@@ -153,15 +158,20 @@ class Output:
         if self.interactive:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]} tiles/s"), TimeRemainingColumn()]
+            columns = [
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} tiles/s"),
+                TimeRemainingColumn(),
+            ]
             with Progress(*columns, console=self.console, transient=False) as bar:
                 task = bar.add_task(name, total=None, rate="–")
 
-                def update(done: int, total: int) -> None:
+                def advance_bar(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total, rate=rate.text(done))
 
-                yield update
+                yield advance_bar
             return
         last = {"at": 0.0}
 

@@ -24,12 +24,17 @@ from slideiqa.errors import SlideIQAError
 from slideiqa.settings.values import is_number, is_whole
 
 #: ``--cluster`` names and dask-jobqueue's classes for them.
-JOBQUEUE_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
-                    "htcondor": "HTCondorCluster"}
+JOBQUEUE_CLASSES = {
+    "slurm": "SLURMCluster",
+    "pbs": "PBSCluster",
+    "sge": "SGECluster",
+    "lsf": "LSFCluster",
+    "htcondor": "HTCondorCluster",
+}
 DEFAULT_JOBS = 1
 DEFAULT_WORKER_TIMEOUT_S = 300.0
 #: One single-threaded worker process per core is what slideiqa's tasks want (inference threads 1).
-DEFAULT_JOB = {"cores": 1, "processes": 1, "memory": "2GB", "walltime": "04:00:00"}
+DEFAULT_JOB: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "2GB", "walltime": "04:00:00"}
 
 
 class ClusterError(SlideIQAError):
@@ -52,7 +57,11 @@ def cluster_settings(path: Path | None) -> dict[str, Any]:
         return {}
     try:
         table = tomllib.loads(Path(path).read_text()).get("cluster", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:  # the map settings' loader reports these first
+    except (
+        OSError,
+        UnicodeDecodeError,
+        tomllib.TOMLDecodeError,
+    ) as error:  # the map settings' loader reports these first
         raise ClusterError(f"{path}: cannot read the settings file ({error})") from None
     if not isinstance(table, dict):
         raise ClusterError(f"{path}: [cluster] must be a table of job settings")
@@ -174,12 +183,15 @@ def _wait_for_a_worker(client: Any, kind: str, timeout: float, heard: _RefusedJo
     deadline = time.monotonic() + timeout
     while True:
         if heard.refusals:
-            raise ClusterError(f"--cluster {kind}: the scheduler refused the job ({heard.refusals[0]}); "
-                               "check the [cluster] settings")
+            raise ClusterError(
+                f"--cluster {kind}: the scheduler refused the job ({heard.refusals[0]}); check the [cluster] settings"
+            )
         try:
             client.wait_for_workers(1, timeout=max(0.1, min(1.0, deadline - time.monotonic())))
             return
         except TimeoutError:
             if time.monotonic() >= deadline:
-                raise ClusterError(f"--cluster {kind}: no worker started within {timeout:g} s (the jobs may be "
-                                   "pending in the queue: see squeue/qstat; worker_timeout_s sets the wait)") from None
+                raise ClusterError(
+                    f"--cluster {kind}: no worker started within {timeout:g} s (the jobs may be "
+                    "pending in the queue: see squeue/qstat; worker_timeout_s sets the wait)"
+                ) from None

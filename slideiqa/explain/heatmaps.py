@@ -41,9 +41,9 @@ from PIL import Image
 
 from slideiqa.errors import SlideIQAError
 from slideiqa.extras import require_torch
-from slideiqa.pipeline.fields import at_judging_scale, measured_at, mirrored_to_tile, read_field, tile_origins
 from slideiqa.measure.judgement import judge_measured, measured_families
 from slideiqa.measure.noise_level import measured_noise_probability, noise_sigma_patches
+from slideiqa.pipeline.fields import at_judging_scale, measured_at, mirrored_to_tile, read_field, tile_origins
 from slideiqa.settings.defaults import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class Explanation:
         mask = np.zeros(self.image.shape[:2], bool)
         for (y, x), found in zip(self.origins, self.found_tiles(name, threshold)):
             if found:
-                mask[y:y + self.tile_size, x:x + self.tile_size] = True
+                mask[y : y + self.tile_size, x : x + self.tile_size] = True
         return mask
 
     def tiles_found_in(self, name: str, threshold: float = DEFAULT_THRESHOLD) -> int:
@@ -150,7 +150,7 @@ class CellMaps:
         return probabilities, heatmaps
 
 
-def explainer_for(model: str | Path = "default", device: str = "cpu", method: str = "auto") -> "CellMaps | GradCam":
+def explainer_for(model: str | Path = "default", device: str = "cpu", method: str = "auto") -> CellMaps | GradCam:
     """The model's cell map where it has a cell head (``auto``) or when asked (``cells``), else Grad-CAM."""
     if method not in ("auto", "cells", "gradcam"):
         raise ValueError(f"unknown explanation method {method!r}; use auto, cells or gradcam")
@@ -195,7 +195,7 @@ class GradCam:
         ``mpp``: the tiles' µm/px, where not the model's."""
         probabilities, heatmaps = [], []
         for start in range(0, len(tiles), BATCH):
-            chunk = np.ascontiguousarray(tiles[start:start + BATCH], dtype=np.uint8)
+            chunk = np.ascontiguousarray(tiles[start : start + BATCH], dtype=np.uint8)
             chunk_probabilities, cams = self._grad_cam(chunk)
             top = cams.max(axis=(2, 3), keepdims=True)
             chunk_heatmaps = np.where(top > 0, cams / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
@@ -203,7 +203,8 @@ class GradCam:
             chunk_heatmaps *= chunk_probabilities[:, :, None, None].astype(np.float32)
             if "noise" in self.measured:
                 chunk_heatmaps[:, self.classes.index("noise")] = [
-                    enlarge(measured_noise_probability(noise_sigma_patches(tile)), chunk.shape[1:3]) for tile in chunk]
+                    enlarge(measured_noise_probability(noise_sigma_patches(tile)), chunk.shape[1:3]) for tile in chunk
+                ]
             probabilities.append(chunk_probabilities)
             heatmaps.append(chunk_heatmaps)
         return np.concatenate(probabilities), np.concatenate(heatmaps)
@@ -234,60 +235,86 @@ class GradCam:
 
 def enlarge(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A coarse map stretched bilinearly over ``shape`` (cell centres on the pixels they cover)."""
-    return np.asarray(Image.fromarray(np.asarray(cells, np.float32)).resize((shape[1], shape[0]),
-                                                                            Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(np.asarray(cells, np.float32)).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    )
 
 
-def explain_field(path: str | Path, model: str | Path = "default", mpp: float | None = None,
-                  device: str = "cpu", explainer: "CellMaps | GradCam | None" = None,
-                  method: str = "auto") -> Explanation:
+def explain_field(
+    path: str | Path,
+    model: str | Path = "default",
+    mpp: float | None = None,
+    device: str = "cpu",
+    explainer: CellMaps | GradCam | None = None,
+    method: str = "auto",
+) -> Explanation:
     """Heatmaps of a field image (PNG, JPEG, TIFF; a tile is a small field), shrunk to the model's
     µm/px as ``slideiqa predict`` does; ``mpp`` overrides the file's (with neither, the field is
     taken to be at the model's); ``method`` as :func:`explainer_for`. A slide file is refused: it is
     explained a region at a time (:func:`explain_slide_region`)."""
     explainer = explainer or explainer_for(model, device, method)
-    image, stated = read_field(path, f"explain one region of it at a time: slideiqa explain {path} "
-                                     "--region X,Y,W,H (level-0 px)")
+    image, stated = read_field(
+        path, f"explain one region of it at a time: slideiqa explain {path} --region X,Y,W,H (level-0 px)"
+    )
     model_mpp = explainer.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = explainer.card.input_size
     field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
-    explanation = explain_image(mirrored_to_tile(field, size), explainer, str(path),
-                                measured_at(judged_mpp, model_mpp))
+    explanation = explain_image(mirrored_to_tile(field, size), explainer, str(path), measured_at(judged_mpp, model_mpp))
     # A field mirrored out to a tile is shown as itself: its mirror images are the model's view only.
     height, width = field.shape[:2]
-    return replace(explanation, image=explanation.image[:height, :width],
-                   heatmaps={name: heat[:height, :width] for name, heat in explanation.heatmaps.items()})
+    return replace(
+        explanation,
+        image=explanation.image[:height, :width],
+        heatmaps={name: heat[:height, :width] for name, heat in explanation.heatmaps.items()},
+    )
 
 
-def explain_image(image: np.ndarray, explainer: "CellMaps | GradCam", name: str = "image",
-                  mpp: float | None = None) -> Explanation:
+def explain_image(
+    image: np.ndarray, explainer: CellMaps | GradCam, name: str = "image", mpp: float | None = None
+) -> Explanation:
     """Heatmaps of an (H, W, 3) uint8 image already at the scale it is judged at (``mpp``: the
     model's µm/px where None, else a slightly coarser slide's own), tile by tile."""
     size = explainer.card.input_size
     origins = tile_origins(image, size, name)
-    defects = [(index, name_of_class) for index, name_of_class in enumerate(explainer.classes)
-               if index != explainer.card.good_index]
+    defects = [
+        (index, name_of_class)
+        for index, name_of_class in enumerate(explainer.classes)
+        if index != explainer.card.good_index
+    ]
     heatmaps = {name_of_class: np.zeros(image.shape[:2], np.float32) for _, name_of_class in defects}
-    probabilities = []
+    probabilities: list[np.ndarray] = []
     # A batch at a time: a region's tiles' own heat maps would take 1.2 MB a tile at once.
     for start in range(0, len(origins), BATCH):
-        batch = origins[start:start + BATCH]
-        tiles = np.stack([image[y:y + size, x:x + size] for y, x in batch])
+        batch = origins[start : start + BATCH]
+        tiles = np.stack([image[y : y + size, x : x + size] for y, x in batch])
         batch_probabilities, tile_heatmaps = explainer.explain_tiles(tiles, mpp)
         probabilities.append(batch_probabilities)
         for index, name_of_class in defects:
             heat = heatmaps[name_of_class]
             for (y, x), tile_heat in zip(batch, tile_heatmaps[:, index]):
                 # Tiles shifted inwards at the far edges overlap: keep the stronger reading.
-                np.maximum(heat[y:y + size, x:x + size], tile_heat, out=heat[y:y + size, x:x + size])
-    probabilities = np.concatenate(probabilities)
-    return Explanation(image, mpp or explainer.card.mpp, explainer.classes, origins, probabilities, heatmaps,
-                       explainer.method, explainer.where_floor, size)
+                np.maximum(heat[y : y + size, x : x + size], tile_heat, out=heat[y : y + size, x : x + size])
+    return Explanation(
+        image,
+        mpp or explainer.card.mpp,
+        explainer.classes,
+        origins,
+        np.concatenate(probabilities),
+        heatmaps,
+        explainer.method,
+        explainer.where_floor,
+        size,
+    )
 
 
-def explain_map_tile(map_path: str | Path, row: int, col: int, slide_path: str | Path | None = None,
-                     explainer: "CellMaps | GradCam | None" = None) -> Explanation:
+def explain_map_tile(
+    map_path: str | Path,
+    row: int,
+    col: int,
+    slide_path: str | Path | None = None,
+    explainer: CellMaps | GradCam | None = None,
+) -> Explanation:
     """Heatmaps of tile (``row``, ``col``) of a quality map, read from its slide exactly as the map
     read it (same level, decoder and resize), by the map's own model."""
     from slideiqa.io.grid import TileGrid, read_plan, read_tile
@@ -296,8 +323,9 @@ def explain_map_tile(map_path: str | Path, row: int, col: int, slide_path: str |
 
     quality = open_map(map_path)
     attributes = quality.attributes
-    grid = TileGrid(**{name: attributes["grid"][name]
-                       for name in ("width", "height", "slide_mpp", "model_mpp", "tile_size")})
+    grid = TileGrid(
+        **{name: attributes["grid"][name] for name in ("width", "height", "slide_mpp", "model_mpp", "tile_size")}
+    )
     rows, cols = grid.shape
     if not (0 <= row < rows and 0 <= col < cols):
         raise ValueError(f"{quality.path}: no tile ({row}, {col}); the map has {rows} × {cols}")
@@ -317,62 +345,77 @@ class RegionTiles:
     cols: int
 
 
-def region_tiles(grid: "TileGrid", region: tuple[int, int, int, int], where: str) -> RegionTiles:
+def region_tiles(grid: TileGrid, region: tuple[int, int, int, int], where: str) -> RegionTiles:
     """The tiles of ``grid`` covering ``region`` (level-0 x, y, width, height), or a one-line error
     naming ``where`` for a region off the slide, empty, or larger than :data:`MAX_REGION_TILES` a side."""
     x, y, width, height = region
     if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > grid.width or y + height > grid.height:
-        raise SlideIQAError(f"{where}: region {x},{y},{width},{height} is not inside the slide's "
-                            f"{grid.width} × {grid.height} level-0 px")
+        raise SlideIQAError(
+            f"{where}: region {x},{y},{width},{height} is not inside the slide's "
+            f"{grid.width} × {grid.height} level-0 px"
+        )
     rows, cols = grid.shape
     row0, col0 = int(y // grid.step), int(x // grid.step)
     row1, col1 = min(rows, math.ceil((y + height) / grid.step)), min(cols, math.ceil((x + width) / grid.step))
     if max(row1 - row0, col1 - col0) > MAX_REGION_TILES:
         side = MAX_REGION_TILES * grid.tile_um
-        raise SlideIQAError(f"{where}: region {x},{y},{width},{height} spans {row1 - row0} × {col1 - col0} tiles; "
-                            f"explain at most {MAX_REGION_TILES} × {MAX_REGION_TILES} "
-                            f"({side / 1000:.1f} × {side / 1000:.1f} mm) at a time")
+        raise SlideIQAError(
+            f"{where}: region {x},{y},{width},{height} spans {row1 - row0} × {col1 - col0} tiles; "
+            f"explain at most {MAX_REGION_TILES} × {MAX_REGION_TILES} "
+            f"({side / 1000:.1f} × {side / 1000:.1f} mm) at a time"
+        )
     return RegionTiles(row0, col0, row1 - row0, col1 - col0)
 
 
-def explain_slide_region(path: str | Path, region: tuple[int, int, int, int], model: str | Path = "default",
-                         mpp: float | None = None, device: str = "cpu", explainer: "CellMaps | GradCam | None" = None,
-                         method: str = "auto") -> tuple[Explanation, RegionTiles]:
+def explain_slide_region(
+    path: str | Path,
+    region: tuple[int, int, int, int],
+    model: str | Path = "default",
+    mpp: float | None = None,
+    device: str = "cpu",
+    explainer: CellMaps | GradCam | None = None,
+    method: str = "auto",
+) -> tuple[Explanation, RegionTiles]:
     """Heatmaps of the map grid's tiles covering ``region`` (level-0 x, y, width, height) of a slide,
     each read exactly as ``slideiqa map`` reads it (same grid, level, decoder and resize), so their
     probabilities are the map's, and assessed where the map assesses them (tissue by its default
     share); only those tiles are read, never the whole slide. ``mpp`` overrides the file's µm/px, as
     ``map --mpp`` does."""
     from slideiqa.io.grid import read_plan, read_tile
+    from slideiqa.io.slide import open_slide
     from slideiqa.pipeline.mapping import slide_grid, tissue_map
     from slideiqa.settings.options import DEFAULT_MIN_TISSUE
-    from slideiqa.io.slide import open_slide
 
     explainer = explainer or explainer_for(model, device, method)
     size = explainer.card.input_size
     with open_slide(path) as slide:
         grid = slide_grid(slide, mpp, explainer.card)
         tiles = region_tiles(grid, region, str(path))
-        tissue = tissue_map(slide, grid, find_artefacts=False).tissue[tiles.row0:tiles.row0 + tiles.rows,
-                                                                       tiles.col0:tiles.col0 + tiles.cols]
+        tissue = tissue_map(slide, grid, find_artefacts=False).tissue[
+            tiles.row0 : tiles.row0 + tiles.rows, tiles.col0 : tiles.col0 + tiles.cols
+        ]
         plan = read_plan(slide, grid)
         image = np.zeros((tiles.rows * size, tiles.cols * size, 3), np.uint8)
         for row in range(tiles.rows):
             for col in range(tiles.cols):
                 pixels, _ = read_tile(slide, grid, plan, tiles.row0 + row, tiles.col0 + col)
-                image[row * size:(row + 1) * size, col * size:(col + 1) * size] = pixels
+                image[row * size : (row + 1) * size, col * size : (col + 1) * size] = pixels
     explanation = explain_image(image, explainer, str(path), measured_at(grid.model_mpp, explainer.card.mpp))
     # Shown as far as the slide goes (an edge tile's mirror image is the model's view only), its
     # tiles in explain_image's order (row by row) assessed where the map would: tissue enough.
     height = min(image.shape[0], math.ceil((grid.height / grid.step - tiles.row0) * size))
     width = min(image.shape[1], math.ceil((grid.width / grid.step - tiles.col0) * size))
-    return replace(explanation, image=explanation.image[:height, :width],
-                   heatmaps={name: heat[:height, :width] for name, heat in explanation.heatmaps.items()},
-                   assessed=(tissue >= DEFAULT_MIN_TISSUE).reshape(-1)), tiles
+    return replace(
+        explanation,
+        image=explanation.image[:height, :width],
+        heatmaps={name: heat[:height, :width] for name, heat in explanation.heatmaps.items()},
+        assessed=(tissue >= DEFAULT_MIN_TISSUE).reshape(-1),
+    ), tiles
 
 
-def explanation_picture(explanation: Explanation, title: str, threshold: float = DEFAULT_THRESHOLD,
-                        max_width: int = PICTURE_WIDTH) -> Image.Image:
+def explanation_picture(
+    explanation: Explanation, title: str, threshold: float = DEFAULT_THRESHOLD, max_width: int = PICTURE_WIDTH
+) -> Image.Image:
     """The field, then one panel per defect class: the field in grey with the class's heat map over it
     in yellow → red (opacity = heat), drawn only on the tiles whose P(class) reaches ``threshold`` —
     what a verdict can rest on (:meth:`Explanation.found_in`); a panel without such a tile says so
@@ -398,9 +441,13 @@ def explanation_picture(explanation: Explanation, title: str, threshold: float =
 
     field = shrunk(image, Image.Resampling.LANCZOS)
     grey = np.repeat(field.mean(axis=-1, keepdims=True, dtype=np.float32), 3, axis=-1) * 0.8 + 40
-    panels: list[tuple[list[str], Image.Image, str | None]] = [([f"the field ({image.shape[1]} × {image.shape[0]} px "
-                                                               f"at {explanation.mpp:g} µm/px)"], Image.fromarray(field),
-                                                              None)]
+    panels: list[tuple[list[str], Image.Image, str | None]] = [
+        (
+            [f"the field ({image.shape[1]} × {image.shape[0]} px at {explanation.mpp:g} µm/px)"],
+            Image.fromarray(field),
+            None,
+        )
+    ]
     tiles = explanation.assessed_tiles
     kind = "tile" if explanation.assessed is None else "tissue tile"
     if explanation.assessed is not None:
@@ -410,8 +457,10 @@ def explanation_picture(explanation: Explanation, title: str, threshold: float =
         found = explanation.tiles_found_in(name, threshold)
         if found:
             shown = shrunk(np.where(explanation.found_in(name, threshold), heat, np.float32(0.0)))
-            lines = [f"{name}: P up to {highest:.2f}",
-                     f"found in {found} of {tiles} {kind}{'s' if tiles > 1 else ''} (outlined)"]
+            lines = [
+                f"{name}: P up to {highest:.2f}",
+                f"found in {found} of {tiles} {kind}{'s' if tiles > 1 else ''} (outlined)",
+            ]
         else:
             shown = np.zeros(grey.shape[:2], np.float32)
             lines = [f"{name}: P up to {highest:.2f}", f"below {threshold:g}: not found, no heat shown"]
@@ -420,19 +469,22 @@ def explanation_picture(explanation: Explanation, title: str, threshold: float =
         panels.append((lines, picture, name))
     rows = math.ceil(len(panels) / columns)
     cell_height = caption + height + bar
-    canvas = Image.new("RGB", (margin + columns * (width + margin), 2 * margin + PICTURE_TITLE_PX
-                               + rows * (cell_height + margin)), "white")
+    canvas = Image.new(
+        "RGB",
+        (margin + columns * (width + margin), 2 * margin + PICTURE_TITLE_PX + rows * (cell_height + margin)),
+        "white",
+    )
     draw = ImageDraw.Draw(canvas)
     draw.text((margin, margin), title, fill="black", font=title_font)
     what = "P per cell" if explanation.method == "cell map" else "heat"
-    for number, (lines, picture, name) in enumerate(panels):
+    for number, (lines, picture, heat_name) in enumerate(panels):
         left = margin + (number % columns) * (width + margin)
         top = 2 * margin + PICTURE_TITLE_PX + (number // columns) * (cell_height + margin)
         for line_number, line in enumerate(lines):
             draw.text((left, top + line_number * (PICTURE_LABEL_PX + 4)), line, fill="black", font=font)
         canvas.paste(picture, (left, top + caption))
-        if name is not None:
-            _colour_bar(draw, font, left, top + caption + height + 6, min(width, 240), f"{name}: {what}")
+        if heat_name is not None:
+            _colour_bar(draw, font, left, top + caption + height + 6, min(width, 240), f"{heat_name}: {what}")
     return canvas
 
 
@@ -454,8 +506,11 @@ def _outline_tiles(picture: Image.Image, explanation: Explanation, name: str, th
     for (y, x), is_found in zip(explanation.origins, found):
         if is_found:
             size = explanation.tile_size * scale
-            draw.rectangle((round(x * scale), round(y * scale), round(x * scale + size) - 1, round(y * scale + size) - 1),
-                           outline=(200, 0, 0), width=max(2, round(3 * scale)))
+            draw.rectangle(
+                (round(x * scale), round(y * scale), round(x * scale + size) - 1, round(y * scale + size) - 1),
+                outline=(200, 0, 0),
+                width=max(2, round(3 * scale)),
+            )
 
 
 def _colour_bar(draw, font, left: int, top: int, width: int, label: str) -> None:

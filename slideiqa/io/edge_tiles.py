@@ -32,7 +32,7 @@ def _mirror_line(image: np.ndarray) -> int:
     # Symmetric padding repeats the last own row first: candidates are rows equal to the one above,
     # found on every 16th column (a tile's rows almost never agree there) and checked in full below.
     for line in np.flatnonzero((image[1:, ::16] == image[:-1, ::16]).all(axis=1)) + 1:
-        source = np.pad(np.arange(line), (0, length - line), mode="symmetric")[line:]
+        source = np.pad(np.arange(line), (0, int(length - line)), mode="symmetric")[line:]
         if np.array_equal(image[-1], image[source[-1]]) and np.array_equal(image[line:], image[source]):
             return int(line)
     return length

@@ -54,8 +54,9 @@ def exclusive_output(path: Path) -> Iterator[None]:
         try:
             held.enter_context(held_lock(target.with_name(f".{target.name}.lock"), wait=False))
         except BlockingIOError as busy:
-            raise OutputInUse(f"{path}: another slideiqa run ({busy.filename}) is writing this map; let it "
-                              "finish, then run again") from None
+            raise OutputInUse(
+                f"{path}: another slideiqa run ({busy.filename}) is writing this map; let it finish, then run again"
+            ) from None
         yield
 
 
@@ -102,8 +103,12 @@ def _locked_descriptor(lock: Path, wait: bool) -> int | None:
             os.close(descriptor)
             with contextlib.suppress(OSError):
                 os.unlink(lock)
-            log.warning("%s: this filesystem does not lock files (%s); two slideiqa runs writing here at once "
-                        "would not be stopped", lock.parent, error.strerror or error)
+            log.warning(
+                "%s: this filesystem does not lock files (%s); two slideiqa runs writing here at once "
+                "would not be stopped",
+                lock.parent,
+                error.strerror or error,
+            )
             return None
         try:  # the previous holder may have removed the file between our open and our lock
             if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Whole-slide formats OpenSlide or tifffile read (BigTIFF's ``.btf`` and QPTIFF included).
-SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif",
-                            ".svslide", ".dcm", ".qptiff", ".btf"})
+SLIDE_SUFFIXES = frozenset(
+    {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".dcm", ".qptiff", ".btf"}
+)
 #: Plain images: microscope fields, read whole with Pillow (a field is a one-level slide).
 FIELD_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 #: Never worth opening to find out: text, tables, and the data files that belong to a slide's index file.

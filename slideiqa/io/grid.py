@@ -126,7 +126,9 @@ def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) 
     # lies exactly on the tile's pixels, where the measurements that read an edge tile's own part
     # find it (``edge_tiles.own_extent``); shrunk after mirroring, the line was blurred away.
     rows, columns = _inside_size(grid, origin, tile)
-    own = np.asarray(Image.fromarray(_inside_part(pixels, grid, origin)).resize((columns, rows), Image.Resampling.LANCZOS))
+    own = np.asarray(
+        Image.fromarray(_inside_part(pixels, grid, origin)).resize((columns, rows), Image.Resampling.LANCZOS)
+    )
     return _mirrored_out(own, tile), fell_back
 
 

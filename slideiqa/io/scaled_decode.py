@@ -118,13 +118,27 @@ def _header(page) -> bytes:
 
 def _layout(page) -> _LevelLayout | None:
     """The tile layout of a page that the scaled decoder can read, else None."""
-    supported = (page.is_tiled and page.compression == JPEG and page.photometric in (RGB, YCBCR)
-                 and page.samplesperpixel == 3 and page.bitspersample == 8 and page.planarconfig == 1
-                 and page.tilewidth % max(FACTORS) == 0 and page.tilelength % max(FACTORS) == 0)
+    supported = (
+        page.is_tiled
+        and page.compression == JPEG
+        and page.photometric in (RGB, YCBCR)
+        and page.samplesperpixel == 3
+        and page.bitspersample == 8
+        and page.planarconfig == 1
+        and page.tilewidth % max(FACTORS) == 0
+        and page.tilelength % max(FACTORS) == 0
+    )
     if not supported:
         return None
-    return _LevelLayout(page.imagewidth, page.imagelength, page.tilewidth, page.tilelength,
-                        tuple(page.dataoffsets), tuple(page.databytecounts), _header(page))
+    return _LevelLayout(
+        page.imagewidth,
+        page.imagelength,
+        page.tilewidth,
+        page.tilelength,
+        tuple(page.dataoffsets),
+        tuple(page.databytecounts),
+        _header(page),
+    )
 
 
 class ScaledJpegReader:
@@ -141,10 +155,12 @@ class ScaledJpegReader:
         with tifffile.TiffFile(self.path) as tiff:
             by_size: dict[tuple[int, int], list] = {}
             for page in tiff.pages:
+                if not isinstance(page, tifffile.TiffPage):  # frames only where asked for (useframes)
+                    continue
                 by_size.setdefault((page.imagewidth, page.imagelength), []).append(page)
             self._levels: dict[int, _LevelLayout] = {}
             for level, size in enumerate(level_dimensions):
-                candidates = [layout for layout in map(_layout, by_size.get(tuple(size), [])) if layout]
+                candidates = [layout for layout in map(_layout, by_size.get((size[0], size[1]), [])) if layout]
                 if len(candidates) == 1:
                     self._levels[level] = candidates[0]
         self._fd = os.open(self.path, os.O_RDONLY)
@@ -173,8 +189,9 @@ class ScaledJpegReader:
         for row in range(first_row, last_row):
             for col in range(first_col, last_col):
                 index = row * layout.columns + col
-                tile = _TILES.get((self._number, level, factor, index),
-                                  functools.partial(self._decode_tile, level, index, factor))
+                tile = _TILES.get(
+                    (self._number, level, factor, index), functools.partial(self._decode_tile, level, index, factor)
+                )
                 tx, ty = col * layout.tile_width, row * layout.tile_height
                 # The tile's part inside the image (edge tiles are padded in the file) and the region.
                 valid_w = -(-min(layout.tile_width, layout.width - tx) // factor)
@@ -185,7 +202,7 @@ class ScaledJpegReader:
                 w = min(valid_w - src_x0, out_w - dst_x0)
                 h = min(valid_h - src_y0, out_h - dst_y0)
                 if w > 0 and h > 0:
-                    canvas[dst_y0:dst_y0 + h, dst_x0:dst_x0 + w] = tile[src_y0:src_y0 + h, src_x0:src_x0 + w]
+                    canvas[dst_y0 : dst_y0 + h, dst_x0 : dst_x0 + w] = tile[src_y0 : src_y0 + h, src_x0 : src_x0 + w]
         return canvas
 
     def _decode_tile(self, level: int, index: int, factor: int) -> np.ndarray:
@@ -198,15 +215,18 @@ class ScaledJpegReader:
         if not data.startswith(b"\xff\xd8"):
             raise ScaledDecodeError(f"{self.path}: level {level} tile {index} is not a JPEG stream")
         try:
-            tile = simplejpeg.decode_jpeg(layout.header + data[2:], colorspace="RGB", min_factor=factor,
-                                          min_width=layout.tile_width // factor,
-                                          min_height=layout.tile_height // factor)
+            tile = simplejpeg.decode_jpeg(
+                layout.header + data[2:],
+                colorspace="RGB",
+                min_factor=factor,
+                min_width=layout.tile_width // factor,
+                min_height=layout.tile_height // factor,
+            )
         except ValueError as error:
             raise ScaledDecodeError(f"{self.path}: level {level} tile {index}: {error}") from None
         expected = (-(-layout.tile_height // factor), -(-layout.tile_width // factor), 3)
         if tile.shape != expected:
-            raise ScaledDecodeError(f"{self.path}: level {level} tile {index} decoded as {tile.shape}, "
-                                    f"not {expected}")
+            raise ScaledDecodeError(f"{self.path}: level {level} tile {index} decoded as {tile.shape}, not {expected}")
         tile.setflags(write=False)
         return tile
 

@@ -21,9 +21,10 @@ import os
 import threading
 import warnings
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -148,8 +149,9 @@ class Slide:
         self._reader = fresh
         return pixels
 
-    def read_region_scaled(self, location: tuple[int, int], level: int, size: tuple[int, int],
-                           factor: int) -> np.ndarray:
+    def read_region_scaled(
+        self, location: tuple[int, int], level: int, size: tuple[int, int], factor: int
+    ) -> np.ndarray:
         """:meth:`read_region` shrunk ``factor`` times inside the JPEG decoder (``ceil(size / factor)``
         pixels); :class:`~slideiqa.io.scaled_decode.ScaledDecodeError` where a tile will not decode
         that way, and the caller reads the region by :meth:`read_region` instead."""
@@ -159,8 +161,9 @@ class Slide:
         x, y = round(location[0] / downsample), round(location[1] / downsample)
         return self.scaled.read_region(x, y, size[0], size[1], level, factor)
 
-    def read_region_direct(self, location: tuple[int, int], level: int, size: tuple[int, int],
-                           factor: int = 1) -> tuple[np.ndarray, bool]:
+    def read_region_direct(
+        self, location: tuple[int, int], level: int, size: tuple[int, int], factor: int = 1
+    ) -> tuple[np.ndarray, bool]:
         """:meth:`read_region_scaled` where the level's JPEG tiles can be decoded directly (at full size
         the same pixels as :meth:`read_region`, each file tile decoded once and nothing kept in
         OpenSlide's tile cache), else :meth:`read_region`; and whether a tile the decoder rejected
@@ -172,21 +175,28 @@ class Slide:
                 return self.read_region(location, level, size), True
         return self.read_region(location, level, size), False
 
-    def _unreadable(self, location: tuple[int, int], level: int, size: tuple[int, int],
-                    error: Exception) -> UnreadableRegion:
+    def _unreadable(
+        self, location: tuple[int, int], level: int, size: tuple[int, int], error: Exception
+    ) -> UnreadableRegion:
         downsample = self.info.level_downsamples[level]
         width, height = round(size[0] * downsample), round(size[1] * downsample)
-        return UnreadableRegion(f"{self.path}: cannot decode the region x {location[0]}–{location[0] + width}, "
-                                f"y {location[1]}–{location[1] + height} (level-0 px, read at level {level}): {error}")
+        return UnreadableRegion(
+            f"{self.path}: cannot decode the region x {location[0]}–{location[0] + width}, "
+            f"y {location[1]}–{location[1] + height} (level-0 px, read at level {level}): {error}"
+        )
 
     def thumbnail_level(self, max_size: int) -> int:
         """The level :meth:`thumbnail` reads: the coarsest one still at least ``max_size`` px across."""
         width, height = self.dimensions
         return self.best_level_for_downsample(max(max(width, height) / max_size, 1.0))
 
-    def thumbnail(self, max_size: int, block: int = 4096,
-                  gaps: list[tuple[int, int, int, int]] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def thumbnail(
+        self,
+        max_size: int,
+        block: int = 4096,
+        gaps: list[tuple[int, int, int, int]] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """The whole slide shrunk to fit ``max_size`` px, from the coarsest sufficient level.
 
         The level is read in ``block``-sized pieces, each shrunk before the next is read, so memory
@@ -209,16 +219,21 @@ class Slide:
             if y1 <= y0 or x1 <= x0:
                 return
             try:
-                pixels, _ = self.read_region_direct((int(left * downsample), int(top * downsample)), level,
-                                                    (right - left, bottom - top))
+                pixels, _ = self.read_region_direct(
+                    (int(left * downsample), int(top * downsample)), level, (right - left, bottom - top)
+                )
             except UnreadableRegion:
                 if max(right - left, bottom - top) <= SMALLEST_GAP:
                     if gaps is not None:
                         gaps.append((x0, y0, x1, y1))
                     return
                 middle_x, middle_y = (left + right) // 2, (top + bottom) // 2
-                for box in ((left, top, middle_x, middle_y), (middle_x, top, right, middle_y),
-                            (left, middle_y, middle_x, bottom), (middle_x, middle_y, right, bottom)):
+                for box in (
+                    (left, top, middle_x, middle_y),
+                    (middle_x, top, right, middle_y),
+                    (left, middle_y, middle_x, bottom),
+                    (middle_x, middle_y, right, bottom),
+                ):
                     if box[2] > box[0] and box[3] > box[1]:
                         paint(*box)
                 return
@@ -241,7 +256,7 @@ class Slide:
         if self.scaled is not None:
             self.scaled.close()
 
-    def __enter__(self) -> "Slide":
+    def __enter__(self) -> Slide:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -314,16 +329,25 @@ def _open_with_openslide(path: Path) -> Slide | None:
         path=str(path),
         reader="openslide",
         vendor=properties.get("openslide.vendor", "unknown"),
-        level_dimensions=[tuple(d) for d in handle.level_dimensions],
+        level_dimensions=[(int(w), int(h)) for w, h in handle.level_dimensions],
         level_downsamples=[float(d) for d in handle.level_downsamples],
         mpp=_plausible((mpp_x, mpp_y)),
         objective_power=_float(properties.get("openslide.objective-power")),
         associated_images=sorted(handle.associated_images),
-        scanner=_first(properties, "aperio.ScanScope ID", "hamamatsu.Product", "leica.device-model",
-                       "philips.DICOM_MANUFACTURER", "tiff.Model", "tiff.Make"),
-        acquired=" ".join(filter(None, (properties.get("aperio.Date"), properties.get("aperio.Time")))) or
-        _first(properties, "tiff.DateTime", "philips.DICOM_ACQUISITION_DATETIME"),
-        tile_size=_pair(properties.get("openslide.level[0].tile-width"), properties.get("openslide.level[0].tile-height")),
+        scanner=_first(
+            properties,
+            "aperio.ScanScope ID",
+            "hamamatsu.Product",
+            "leica.device-model",
+            "philips.DICOM_MANUFACTURER",
+            "tiff.Model",
+            "tiff.Make",
+        ),
+        acquired=" ".join(filter(None, (properties.get("aperio.Date"), properties.get("aperio.Time"))))
+        or _first(properties, "tiff.DateTime", "philips.DICOM_ACQUISITION_DATETIME"),
+        tile_size=_pair(
+            properties.get("openslide.level[0].tile-width"), properties.get("openslide.level[0].tile-height")
+        ),
         compression=_tiff_compression(path),
     )
     slide = Slide(path, _OpenSlideReader(handle), info)
@@ -342,9 +366,11 @@ def _first(properties, *names: str) -> str | None:
 
 
 def _pair(width: str | None, height: str | None) -> tuple[int, int] | None:
+    if width is None or height is None:
+        return None
     try:
         return int(width), int(height)
-    except (TypeError, ValueError):
+    except ValueError:
         return None
 
 
@@ -361,23 +387,38 @@ def _tiff_compression(path: Path) -> str | None:
 
 
 def _compression_name(page) -> str:
-    return {"JPEG": "JPEG", "APERIO_JP2000_RGB": "JPEG 2000", "APERIO_JP2000_YCBC": "JPEG 2000",
-            "JPEG2000": "JPEG 2000", "ADOBE_DEFLATE": "deflate", "DEFLATE": "deflate", "NONE": "none"}.get(page.compression.name, page.compression.name)
+    return {
+        "JPEG": "JPEG",
+        "APERIO_JP2000_RGB": "JPEG 2000",
+        "APERIO_JP2000_YCBC": "JPEG 2000",
+        "JPEG2000": "JPEG 2000",
+        "ADOBE_DEFLATE": "deflate",
+        "DEFLATE": "deflate",
+        "NONE": "none",
+    }.get(page.compression.name, page.compression.name)
 
 
 def _tiff_page_facts(page) -> dict:
     """Scanner, date, tile size and compression of a TIFF page, where its tags say them."""
+
     def tag(name: str) -> str | None:
         value = page.tags.get(name)
         return str(value.value).strip() or None if value is not None else None
 
-    return {"scanner": " ".join(filter(None, (tag("Make"), tag("Model")))) or None, "acquired": tag("DateTime"),
-            "tile_size": (int(page.tilewidth), int(page.tilelength)) if page.is_tiled else None,
-            "compression": _compression_name(page)}
+    return {
+        "scanner": " ".join(filter(None, (tag("Make"), tag("Model")))) or None,
+        "acquired": tag("DateTime"),
+        "tile_size": (int(page.tilewidth), int(page.tilelength)) if page.is_tiled else None,
+        "compression": _compression_name(page),
+    }
 
 
-def _on_glass(origin: tuple[int, int], size: tuple[int, int], bounds: tuple[int, int],
-              pixels: Callable[[slice, slice], np.ndarray]) -> np.ndarray:
+def _on_glass(
+    origin: tuple[int, int],
+    size: tuple[int, int],
+    bounds: tuple[int, int],
+    pixels: Callable[[slice, slice], np.ndarray],
+) -> np.ndarray:
     """A (height, width, 3) region at ``origin`` of an image ``bounds`` = (width, height) px large:
     what ``pixels(rows, cols)`` gives inside the image, white (glass) outside it, as OpenSlide reads
     past a slide's edge."""
@@ -455,14 +496,19 @@ def _check_chunks_fit(path: Path, levels: list) -> None:
         chunk_bytes = int(np.prod(page.chunks)) * page.dtype.itemsize
         if chunk_bytes > READ_BUDGET_BYTES:
             kind = "tile" if page.is_tiled else "strip"
-            raise _beyond_budget(path, f"one {kind} of this TIFF decodes to {_gigabytes(chunk_bytes)} "
-                                       f"({page.chunks[1]:,} × {page.chunks[0]:,} px)")
+            raise _beyond_budget(
+                path,
+                f"one {kind} of this TIFF decodes to {_gigabytes(chunk_bytes)} "
+                f"({page.chunks[1]:,} × {page.chunks[0]:,} px)",
+            )
 
 
 def _beyond_budget(path: Path, what: str) -> SlideError:
-    return SlideError(f"{path}: {what}, more than the {_gigabytes(READ_BUDGET_BYTES)} slideiqa decodes at once; "
-                      "convert it to a tiled pyramidal TIFF (e.g. vips tiffsave IN OUT --tile --pyramid "
-                      "--compression jpeg)")
+    return SlideError(
+        f"{path}: {what}, more than the {_gigabytes(READ_BUDGET_BYTES)} slideiqa decodes at once; "
+        "convert it to a tiled pyramidal TIFF (e.g. vips tiffsave IN OUT --tile --pyramid "
+        "--compression jpeg)"
+    )
 
 
 def _gigabytes(count: int) -> str:
@@ -539,7 +585,9 @@ def _open_with_tifffile(path: Path) -> Slide | None:
             path=str(path),
             reader="tifffile",
             vendor="ome-tiff" if tiff.is_ome else "tiff",
-            level_dimensions=[(int(l.shape[axes.index("X")]), int(l.shape[axes.index("Y")])) for l in levels],
+            level_dimensions=[
+                (int(level.shape[axes.index("X")]), int(level.shape[axes.index("Y")])) for level in levels
+            ],
             level_downsamples=reader.downsamples,
             mpp=mpp,
             objective_power=None,
@@ -578,8 +626,9 @@ def _open_with_pillow(path: Path) -> Slide:
         with image:
             decoded = image.width * image.height * 3
             if decoded > READ_BUDGET_BYTES:
-                raise _beyond_budget(path, f"a plain {image.width:,} × {image.height:,} px image decodes to "
-                                           f"{_gigabytes(decoded)}")
+                raise _beyond_budget(
+                    path, f"a plain {image.width:,} × {image.height:,} px image decodes to {_gigabytes(decoded)}"
+                )
             dpi = image.info.get("dpi")
             image_format = image.format
             pixels = np.asarray(image.convert("RGB"))
@@ -588,8 +637,9 @@ def _open_with_pillow(path: Path) -> Slide:
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise SlideError(f"{path}: not a slide or image that slideiqa can read ({error})") from None
     mpp = _plausible((25_400.0 / float(dpi[0]), 25_400.0 / float(dpi[1] or dpi[0]))) if dpi and dpi[0] else None
-    info = SlideInfo(str(path), "pillow", "image", [(pixels.shape[1], pixels.shape[0])], [1.0], mpp, None,
-                     compression=image_format)
+    info = SlideInfo(
+        str(path), "pillow", "image", [(pixels.shape[1], pixels.shape[0])], [1.0], mpp, None, compression=image_format
+    )
     return Slide(path, _ArrayReader(pixels), info)
 
 
@@ -608,16 +658,21 @@ def _inspect_tiff(path: Path) -> bool:
     level, quiet.level = quiet.level, logging.CRITICAL  # it logs the broken directory chain itself
     try:
         with tifffile.TiffFile(path) as tiff:
-            ends = [int(np.max(np.add(page.dataoffsets, page.databytecounts, dtype=np.int64)))
-                    for page in tiff.pages if getattr(page, "dataoffsets", None)]
+            ends = [
+                int(np.max(np.add(page.dataoffsets, page.databytecounts, dtype=np.int64)))
+                for page in tiff.pages
+                if getattr(page, "dataoffsets", None)
+            ]
             is_ome = tiff.is_ome
     except Exception:
         return False
     finally:
         quiet.level = level
     if ends and max(ends) > size:
-        raise SlideError(f"{path}: the file is truncated ({size:,} bytes, but its image data runs to byte "
-                         f"{max(ends):,}); copy it again from its source")
+        raise SlideError(
+            f"{path}: the file is truncated ({size:,} bytes, but its image data runs to byte "
+            f"{max(ends):,}); copy it again from its source"
+        )
     return is_ome
 
 
@@ -640,8 +695,11 @@ def open_slide(path: str | Path) -> Slide:
         raise SlideError(f"{path}: empty file (0 bytes)")
     if not is_field_name(path):
         # OME-TIFF keeps its pyramid in SubIFDs, which OpenSlide does not see: tifffile reads it whole.
-        readers = (_open_with_tifffile, _open_with_openslide) if _inspect_tiff(path) else (
-            _open_with_openslide, _open_with_tifffile)
+        readers = (
+            (_open_with_tifffile, _open_with_openslide)
+            if _inspect_tiff(path)
+            else (_open_with_openslide, _open_with_tifffile)
+        )
         first_error: SlideError | None = None
         for reader in readers:
             try:
@@ -651,8 +709,10 @@ def open_slide(path: str | Path) -> Slide:
                 continue
             if slide is not None:
                 slide._reopen = lambda reader=reader: reader(path)._reader
-                if (os.environ.get(DECODER_VARIABLE, "scaled") != "openslide"
-                        and slide.info.vendor in DIRECT_DECODE_VENDORS):
+                if (
+                    os.environ.get(DECODER_VARIABLE, "scaled") != "openslide"
+                    and slide.info.vendor in DIRECT_DECODE_VENDORS
+                ):
                     slide.scaled = open_scaled_reader(path, slide.info.level_dimensions)
                 return slide
         if first_error is not None:

@@ -73,7 +73,7 @@ class ExposureEvidence:
     cap: np.ndarray
     floor: np.ndarray
 
-    def per_cell(self, cells: int) -> "ExposureEvidence":
+    def per_cell(self, cells: int) -> ExposureEvidence:
         """The same evidence for each of ``cells`` cells of every tile (exposure is the scan's)."""
         return ExposureEvidence(np.repeat(self.cap, cells), np.repeat(self.floor, cells))
 
@@ -89,22 +89,32 @@ def exposure_measurements(tiles: np.ndarray) -> dict[str, np.ndarray]:
     white_point = (histogram.cumsum(axis=1) >= 0.995 * per_tile).argmax(axis=1).astype(np.float64)
     saturated, stained = brightest >= SATURATED, darkest < STAINED
     stained_count = stained.sum(axis=1)
-    clipped_stain = np.where(stained_count >= MIN_STAINED_SHARE * per_tile,
-                             (saturated & stained).sum(axis=1) / np.maximum(stained_count, 1), 0.0)
-    return {"white_point": white_point, "clipped_stain": clipped_stain,
-            "clipped_tile": histogram[:, SATURATED:].sum(axis=1) / per_tile,
-            "black": histogram[:, : BLACK + 1].sum(axis=1) / per_tile}
+    clipped_stain = np.where(
+        stained_count >= MIN_STAINED_SHARE * per_tile,
+        (saturated & stained).sum(axis=1) / np.maximum(stained_count, 1),
+        0.0,
+    )
+    return {
+        "white_point": white_point,
+        "clipped_stain": clipped_stain,
+        "clipped_tile": histogram[:, SATURATED:].sum(axis=1) / per_tile,
+        "black": histogram[:, : BLACK + 1].sum(axis=1) / per_tile,
+    }
 
 
 def exposure_evidence(tiles: np.ndarray) -> ExposureEvidence:
     """The exposure evidence of (N, H, W, 3) uint8 ``tiles`` (see the module docstring)."""
     measured = exposure_measurements(tiles)
     dark = expit((DARK_WHITE_POINT - measured["white_point"]) / DARK_SOFTNESS)
-    bright = np.maximum(expit((measured["clipped_stain"] - CLIPPED_STAIN) / CLIPPED_STAIN_SOFTNESS),
-                        expit((measured["clipped_tile"] - CLIPPED_TILE) / CLIPPED_TILE_SOFTNESS))
+    bright = np.maximum(
+        expit((measured["clipped_stain"] - CLIPPED_STAIN) / CLIPPED_STAIN_SOFTNESS),
+        expit((measured["clipped_tile"] - CLIPPED_TILE) / CLIPPED_TILE_SOFTNESS),
+    )
     black = expit((measured["black"] - BLACK_SHARE) / BLACK_SOFTNESS)
-    too_bright = np.minimum(expit((measured["clipped_stain"] - CERTAIN_CLIPPED_STAIN) / CLIPPED_STAIN_SOFTNESS),
-                            expit((measured["clipped_tile"] - CERTAIN_CLIPPED_TILE) / CLIPPED_TILE_SOFTNESS))
+    too_bright = np.minimum(
+        expit((measured["clipped_stain"] - CERTAIN_CLIPPED_STAIN) / CLIPPED_STAIN_SOFTNESS),
+        expit((measured["clipped_tile"] - CERTAIN_CLIPPED_TILE) / CLIPPED_TILE_SOFTNESS),
+    )
     certain = np.maximum(dark, too_bright)
     return ExposureEvidence(np.maximum(np.maximum(dark, bright), black), np.where(certain > CERTAIN, certain, 0.0))
 
@@ -129,7 +139,13 @@ def exposure_judgement(classes: list[str]) -> dict:
     """How a map's P(exposure) was made, for its attributes."""
     if not measures_exposure(classes):
         return {"measured": False}
-    return {"measured": True, "rule": "min(P_network, evidence), at least certain evidence of too little or too much light",
-            "dark_white_point": DARK_WHITE_POINT, "clipped_stain": CLIPPED_STAIN, "clipped_tile": CLIPPED_TILE,
-            "black_share": BLACK_SHARE, "certain_clipped_stain": CERTAIN_CLIPPED_STAIN,
-            "certain_clipped_tile": CERTAIN_CLIPPED_TILE}
+    return {
+        "measured": True,
+        "rule": "min(P_network, evidence), at least certain evidence of too little or too much light",
+        "dark_white_point": DARK_WHITE_POINT,
+        "clipped_stain": CLIPPED_STAIN,
+        "clipped_tile": CLIPPED_TILE,
+        "black_share": BLACK_SHARE,
+        "certain_clipped_stain": CERTAIN_CLIPPED_STAIN,
+        "certain_clipped_tile": CERTAIN_CLIPPED_TILE,
+    }

@@ -53,9 +53,13 @@ _BASIS = scipy.fft.dct(np.eye(8), norm="ortho", axis=0)[:3]  # DCT rows u = 0, 1
 _LUMINANCE = np.array([[0.299, 0.587, 0.114], [0.114, 0.587, 0.299]])
 #: (8 · 8 · 3, 2 · coefficients): a block's pixels (row, column, channel) to each order's luminance
 #: coefficients. The DCT and the luminance are both linear, so one product does both.
-_BLOCK_TO_COEFFICIENTS = np.einsum("kyx,oc->yxcok", np.stack([np.outer(_BASIS[row], _BASIS[column])
-                                                               for row, column in COEFFICIENTS]),
-                                   _LUMINANCE).reshape(8 * 8 * 3, -1).astype(np.float32)
+_BLOCK_TO_COEFFICIENTS = (
+    np.einsum(
+        "kyx,oc->yxcok", np.stack([np.outer(_BASIS[row], _BASIS[column]) for row, column in COEFFICIENTS]), _LUMINANCE
+    )
+    .reshape(8 * 8 * 3, -1)
+    .astype(np.float32)
+)
 
 
 def block_grid(tiles: np.ndarray, extent: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,8 +68,14 @@ def block_grid(tiles: np.ndarray, extent: np.ndarray | None = None) -> tuple[np.
     absolute step between neighbours peaks with a period of 8 px, and how strongly (log of the peak
     over the median of the eight phases, the weaker of the two axes)."""
     count, height, width = tiles.shape[:3]
-    inside = None if extent is None else ((np.arange(height)[None, :, None] < extent[:, 0, None, None])
-                                          & (np.arange(width)[None, None, :] < extent[:, 1, None, None]))
+    inside = (
+        None
+        if extent is None
+        else (
+            (np.arange(height)[None, :, None] < extent[:, 0, None, None])
+            & (np.arange(width)[None, None, :] < extent[:, 1, None, None])
+        )
+    )
     starts, strengths = [], []
     for axis in (2, 1):
         # Every other line across the steps: 112 lines show the period as well as 224, at a quarter
@@ -83,17 +93,21 @@ def block_grid(tiles: np.ndarray, extent: np.ndarray | None = None) -> tuple[np.
     return starts[0], starts[1], np.minimum(*strengths)
 
 
-def _coefficients(tiles: np.ndarray, columns: np.ndarray, rows: np.ndarray,
-                  extent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _coefficients(
+    tiles: np.ndarray, columns: np.ndarray, rows: np.ndarray, extent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2, 5, blocks) values of :data:`COEFFICIENTS` of the luminance, in both channel orders, of
     (N, H, W, 3) uint8 tiles on their block grids (the same number of whole blocks in every tile),
     and (N, blocks) whether each block lies within its tile's own ``extent``."""
     blocks_side = (min(tiles.shape[1:3]) - 7) // 8
     side = 8 * blocks_side
-    grids = np.stack([tile[row:row + side, column:column + side] for tile, column, row in zip(tiles, columns, rows)])
+    grids = np.stack(
+        [tile[row : row + side, column : column + side] for tile, column, row in zip(tiles, columns, rows)]
+    )
     ends = 8 * np.arange(1, blocks_side + 1)
-    inside = ((rows[:, None, None] + ends[None, :, None] <= extent[:, 0, None, None])
-              & (columns[:, None, None] + ends[None, None, :] <= extent[:, 1, None, None]))
+    inside = (rows[:, None, None] + ends[None, :, None] <= extent[:, 0, None, None]) & (
+        columns[:, None, None] + ends[None, None, :] <= extent[:, 1, None, None]
+    )
     # Every block as one row of its 192 values, and one product with the coefficients' kernels: a
     # single large matrix product, not many small ones (a third of the time of a separable DCT).
     blocks = grids.reshape(len(tiles), blocks_side, 8, blocks_side, 8, 3).transpose(0, 1, 3, 2, 4, 5)
@@ -137,8 +151,9 @@ def jpeg_scale(tiles: np.ndarray, extent: np.ndarray | None = None) -> np.ndarra
     mirrored = np.flatnonzero((extent < tiles.shape[1:3]).any(axis=1))
     if len(mirrored):  # edge tiles: the grid of their own part
         columns[mirrored], rows[mirrored], blockiness[mirrored] = block_grid(tiles[mirrored], extent[mirrored])
-    scale[gridded] = np.where(blockiness >= MIN_BLOCKINESS,
-                              _fitted_scales(*_coefficients(tiles, columns, rows, extent)), 0.0)
+    scale[gridded] = np.where(
+        blockiness >= MIN_BLOCKINESS, _fitted_scales(*_coefficients(tiles, columns, rows, extent)), 0.0
+    )
     return scale
 
 
@@ -154,8 +169,9 @@ def judge_jpeg(probabilities: np.ndarray, classes: list[str], scale: np.ndarray)
         return probabilities
     index = classes.index("jpeg")
     current = np.asarray(probabilities, dtype=np.float64)[:, index]
-    return set_class_probability(probabilities, index,
-                                 np.maximum(current, measured_jpeg_probability(scale))).astype(np.float32)
+    return set_class_probability(probabilities, index, np.maximum(current, measured_jpeg_probability(scale))).astype(
+        np.float32
+    )
 
 
 def measures_jpeg(classes: list[str]) -> bool:
@@ -167,5 +183,9 @@ def jpeg_judgement(classes: list[str]) -> dict:
     """How a map's P(jpeg) was made, for its attributes."""
     if not measures_jpeg(classes):
         return {"measured": False}
-    return {"measured": True, "rule": "max(P_network, measured), the 8x8 DCT quantisation step read from the tile",
-            "threshold_scale": JPEG_SCALE, "min_blockiness": MIN_BLOCKINESS}
+    return {
+        "measured": True,
+        "rule": "max(P_network, measured), the 8x8 DCT quantisation step read from the tile",
+        "threshold_scale": JPEG_SCALE,
+        "min_blockiness": MIN_BLOCKINESS,
+    }

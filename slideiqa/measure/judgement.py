@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from slideiqa.measure.exposure_evidence import (ExposureEvidence, exposure_evidence, exposure_judgement, judge_exposure,
-                                measures_exposure)
+from slideiqa.measure.exposure_evidence import (
+    ExposureEvidence,
+    exposure_evidence,
+    exposure_judgement,
+    judge_exposure,
+    measures_exposure,
+)
 from slideiqa.measure.jpeg_quantisation import jpeg_judgement, jpeg_scale, judge_jpeg, measures_jpeg
 from slideiqa.measure.motion_blur import judge_motion, measures_motion, motion_judgement, motion_score
 from slideiqa.measure.noise_level import PatchNoise, judge_noise, measures_noise, noise_judgement, patch_noise
@@ -28,15 +33,26 @@ MEASURABLE = ("noise", "motion", "jpeg", "exposure")
 
 def measured_families(classes: list[str], mpp: float) -> list[str]:
     """The families measured for a model with these classes seeing tiles at ``mpp`` µm/px."""
-    applies = {"noise": measures_noise(classes, mpp), "motion": measures_motion(classes, mpp),
-               "jpeg": measures_jpeg(classes), "exposure": measures_exposure(classes)}
+    applies = {
+        "noise": measures_noise(classes, mpp),
+        "motion": measures_motion(classes, mpp),
+        "jpeg": measures_jpeg(classes),
+        "exposure": measures_exposure(classes),
+    }
     return [family for family in MEASURABLE if applies[family]]
 
 
-def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndarray,
-                   families: list[str], evidence: ExposureEvidence | None = None,
-                   noise: PatchNoise | None = None, jpeg: np.ndarray | None = None,
-                   mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
+def judge_measured(
+    probabilities: np.ndarray,
+    classes: list[str],
+    tiles: np.ndarray,
+    families: list[str],
+    evidence: ExposureEvidence | None = None,
+    noise: PatchNoise | None = None,
+    jpeg: np.ndarray | None = None,
+    mpp: float | None = None,
+    extent: np.ndarray | None = None,
+) -> np.ndarray:
     """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured
     (``evidence``, ``noise``, ``jpeg``, ``extent``: the tiles' exposure evidence, patch noise, JPEG
     scale and own parts, where the caller has them already; ``mpp``: the tiles' µm/px where not the
@@ -54,5 +70,9 @@ def judge_measured(probabilities: np.ndarray, classes: list[str], tiles: np.ndar
 
 def judgement_attributes(classes: list[str], mpp: float) -> dict:
     """How a map's P(noise), P(motion) and P(exposure) were made, for its attributes."""
-    return {"noise": noise_judgement(classes, mpp), "motion": motion_judgement(classes, mpp),
-            "jpeg": jpeg_judgement(classes), "exposure": exposure_judgement(classes)}
+    return {
+        "noise": noise_judgement(classes, mpp),
+        "motion": motion_judgement(classes, mpp),
+        "jpeg": jpeg_judgement(classes),
+        "exposure": exposure_judgement(classes),
+    }

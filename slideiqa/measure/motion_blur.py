@@ -110,8 +110,10 @@ def band_scale(mpp: float | None) -> float:
         return 1.0
     ratio = mpp / MOTION_MPP
     if not 1 - MOTION_TOLERANCE <= ratio <= (1 + MOTION_TOLERANCE) * COARSEST_RATIO + 1e-9:
-        raise ValueError(f"motion is measured on tiles within {MOTION_TOLERANCE:.0%} of {MOTION_MPP} µm/px, or up to "
-                         f"{COARSEST_RATIO - 1:.0%} coarser than such a model's, not {mpp:g}")
+        raise ValueError(
+            f"motion is measured on tiles within {MOTION_TOLERANCE:.0%} of {MOTION_MPP} µm/px, or up to "
+            f"{COARSEST_RATIO - 1:.0%} coarser than such a model's, not {mpp:g}"
+        )
     return round(ratio, 3)
 
 
@@ -119,14 +121,23 @@ def motion_judgement(classes: list[str], mpp: float) -> dict:
     """How a map's P(motion) was made, for its attributes."""
     if not measures_motion(classes, mpp):
         return {"measured": False}
-    return {"measured": True, "estimator": "directional power spectrum, fine and fine/coarse anisotropy",
-            "threshold_fine": MOTION_FINE, "threshold_ratio": MOTION_RATIO, "softness": MOTION_SOFTNESS,
-            "bands_cycles_per_um": {"fine": [f / MOTION_MPP for f in FINE_BAND],
-                                    "coarse": [f / MOTION_MPP for f in COARSE_BAND]}}
+    return {
+        "measured": True,
+        "estimator": "directional power spectrum, fine and fine/coarse anisotropy",
+        "threshold_fine": MOTION_FINE,
+        "threshold_ratio": MOTION_RATIO,
+        "softness": MOTION_SOFTNESS,
+        "bands_cycles_per_um": {
+            "fine": [f / MOTION_MPP for f in FINE_BAND],
+            "coarse": [f / MOTION_MPP for f in COARSE_BAND],
+        },
+    }
 
 
 @lru_cache(maxsize=8)
-def _sector_bins(height: int, width: int, scale: float = 1.0) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _sector_bins(
+    height: int, width: int, scale: float = 1.0
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(Hann window, fine band, coarse band) for tiles of this size, the bands' cycles/px times
     ``scale``; each band is (indices into the flattened half-spectrum of ``rfft2``, grouped by
     sector; where each sector's indices start)."""
@@ -152,8 +163,9 @@ def _sector_energy(power: np.ndarray, band: tuple[np.ndarray, np.ndarray]) -> np
     return np.add.reduceat(power[:, indices], starts, axis=1) + _FLAT
 
 
-def _own_part_energies(summed: np.ndarray, height: int, width: int, full: tuple[int, int],
-                       scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _own_part_energies(
+    summed: np.ndarray, height: int, width: int, full: tuple[int, int], scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(fine, coarse) sector energies, each (1, SECTORS), of an edge tile's own ``height`` × ``width``
     part of ``summed`` (its channel sum): the mean power spectrum of square windows of the part's
     shorter side laid along its longer one (Welch's method). A square resolves every direction
@@ -161,8 +173,9 @@ def _own_part_energies(summed: np.ndarray, height: int, width: int, full: tuple[
     called 2–3 times as many clean edge tiles motion (``training/analysis/motion_edges.py``)."""
     side, longer = min(height, width), max(height, width)
     offsets = np.linspace(0, longer - side, max(1, -(-longer // side))).round().astype(int)
-    squares = np.stack([summed[:side, o:o + side] if width > height else summed[o:o + side, :side]
-                        for o in offsets]).astype(np.float32)
+    squares = np.stack(
+        [summed[:side, o : o + side] if width > height else summed[o : o + side, :side] for o in offsets]
+    ).astype(np.float32)
     squares -= squares.mean(axis=(1, 2), keepdims=True)
     squares *= _sector_bins(side, side)[0]
     # Zero-padded to the tile's size, so the bands keep every sector's bins at any side.
@@ -184,7 +197,7 @@ def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.nd
     own_part = measured_on_own_part(extent, full)
     out = np.empty((len(tiles), 2), np.float64)
     for start in range(0, len(tiles), _CHUNK):
-        chunk = tiles[start:start + _CHUNK]
+        chunk = tiles[start : start + _CHUNK]
         # The sum of the channels (3 × luminance; only ratios are used): numpy's mean over a last
         # axis of 3 costs ten times as much.
         summed = chunk[..., 0].astype(np.uint16)
@@ -196,12 +209,12 @@ def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.nd
         power = np.abs(scipy.fft.rfft2(luminance)).reshape(len(luminance), -1)
         power *= power
         fine, coarse = _sector_energy(power, fine_band), _sector_energy(power, coarse_band)
-        for index in np.flatnonzero(own_part[start:start + _CHUNK]):
+        for index in np.flatnonzero(own_part[start : start + _CHUNK]):
             height, width = extent[start + index]
             fine[index], coarse[index] = _own_part_energies(summed[index], int(height), int(width), full, scale)
         ratio = fine / coarse
-        out[start:start + _CHUNK, 0] = np.log(fine.max(axis=1) / fine.min(axis=1))
-        out[start:start + _CHUNK, 1] = np.log(ratio.max(axis=1) / ratio.min(axis=1))
+        out[start : start + _CHUNK, 0] = np.log(fine.max(axis=1) / fine.min(axis=1))
+        out[start : start + _CHUNK, 1] = np.log(ratio.max(axis=1) / ratio.min(axis=1))
     return out
 
 
@@ -238,5 +251,6 @@ def judge_motion(probabilities: np.ndarray, classes: list[str], score: np.ndarra
     classes rescaled to the rest, keeping their ratios; unchanged for a model without a motion class."""
     if "motion" not in classes:
         return probabilities
-    return set_class_probability(probabilities, classes.index("motion"),
-                                 measured_motion_probability(score)).astype(np.float32)
+    return set_class_probability(probabilities, classes.index("motion"), measured_motion_probability(score)).astype(
+        np.float32
+    )

@@ -62,8 +62,12 @@ def noise_judgement(classes: list[str], mpp: float) -> dict:
     """How a map's P(noise) was made, for its attributes."""
     if not measures_noise(classes, mpp):
         return {"measured": False}
-    return {"measured": True, "estimator": "wavelet MAD, green channel, 10th percentile of unclipped 16 px patches",
-            "threshold_sigma": NOISE_SIGMA, "softness": NOISE_SOFTNESS}
+    return {
+        "measured": True,
+        "estimator": "wavelet MAD, green channel, 10th percentile of unclipped 16 px patches",
+        "threshold_sigma": NOISE_SIGMA,
+        "softness": NOISE_SOFTNESS,
+    }
 
 
 @dataclass(frozen=True)
@@ -167,5 +171,6 @@ def judge_noise(probabilities: np.ndarray, classes: list[str], sigma: np.ndarray
     classes rescaled to the rest, keeping their ratios; unchanged for a model without a noise class."""
     if "noise" not in classes:
         return probabilities
-    return set_class_probability(probabilities, classes.index("noise"),
-                                 measured_noise_probability(sigma)).astype(np.float32)
+    return set_class_probability(probabilities, classes.index("noise"), measured_noise_probability(sigma)).astype(
+        np.float32
+    )

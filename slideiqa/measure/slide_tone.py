@@ -104,8 +104,9 @@ _DENSITY_STEPS = np.rint(-np.log10(np.clip(np.arange(256), 1, 255) / 255.0) * DE
 _DENSITY_BINS = int(_DENSITY_STEPS[0]) * 3 + 1
 
 
-def _histogram_quantiles(values: np.ndarray, masks: np.ndarray, bins: int, quantile: float,
-                         min_count: int) -> np.ndarray:
+def _histogram_quantiles(
+    values: np.ndarray, masks: np.ndarray, bins: int, quantile: float, min_count: int
+) -> np.ndarray:
     """Per row of small non-negative integers ``values`` (< ``bins``), the ``quantile`` of those where
     ``masks``, as a bin index; NaN where fewer than ``min_count``. One histogram per row, all of them
     in one ``bincount``, since a loop of per-tile medians would cost more than the network."""
@@ -134,8 +135,9 @@ def sampled_pixels(tiles: np.ndarray, step: int = SUBSAMPLE) -> SampledPixels:
     count = len(sampled)
     # Channel by channel: reductions over a last axis of three are several times slower in NumPy.
     red, green, blue = (np.ascontiguousarray(sampled[..., channel]).reshape(count, -1) for channel in range(3))
-    return SampledPixels(red, green, blue, np.maximum(np.maximum(red, green), blue),
-                         np.minimum(np.minimum(red, green), blue))
+    return SampledPixels(
+        red, green, blue, np.maximum(np.maximum(red, green), blue), np.minimum(np.minimum(red, green), blue)
+    )
 
 
 def tone_features(tiles: np.ndarray) -> np.ndarray:
@@ -149,8 +151,9 @@ def tone_features(tiles: np.ndarray) -> np.ndarray:
     density = _DENSITY_STEPS[red].astype(np.int32) + _DENSITY_STEPS[green] + _DENSITY_STEPS[blue]
     features = np.empty((count, len(TONE_FEATURES)), np.float32)
     features[:, 0] = _histogram_quantiles(channel_sum, grey, 766, 0.5, max(1, int(MIN_GLASS_SHARE * per_tile))) / 3
-    quantile = _histogram_quantiles(np.minimum(density, _DENSITY_BINS - 1), np.ones_like(grey), _DENSITY_BINS,
-                                    DENSITY_QUANTILE, 1)
+    quantile = _histogram_quantiles(
+        np.minimum(density, _DENSITY_BINS - 1), np.ones_like(grey), _DENSITY_BINS, DENSITY_QUANTILE, 1
+    )
     stained_share = (density > STAINED_OD * DENSITY_STEP).mean(axis=1)
     with np.errstate(divide="ignore"):
         features[:, 1] = np.where(stained_share >= MIN_STAINED_SHARE, np.log2(quantile / DENSITY_STEP), np.nan)
@@ -170,7 +173,7 @@ class ToneReference:
     spread: np.ndarray
 
     @classmethod
-    def of(cls, context: np.ndarray, min_count: int = MIN_CONTEXT_TILES) -> "ToneReference":
+    def of(cls, context: np.ndarray, min_count: int = MIN_CONTEXT_TILES) -> ToneReference:
         """The reference of ``context`` (M, 3): the tone measurements of a slide's tissue tiles (or
         of a batch's slides, each by its own medians), NaN where fewer than ``min_count`` have one."""
         context = np.asarray(context, dtype=np.float64).reshape(-1, len(TONE_FEATURES))
@@ -183,9 +186,13 @@ class ToneReference:
         return cls(median, spread)
 
     def to_dict(self) -> dict[str, dict[str, float | None]]:
-        return {name: {"median": None if np.isnan(m) else round(float(m), 4),
-                       "spread": None if np.isnan(s) else round(float(s), 4)}
-                for name, m, s in zip(TONE_FEATURES, self.median, self.spread)}
+        return {
+            name: {
+                "median": None if np.isnan(m) else round(float(m), 4),
+                "spread": None if np.isnan(s) else round(float(s), 4),
+            }
+            for name, m, s in zip(TONE_FEATURES, self.median, self.spread)
+        }
 
 
 def _reference(features: np.ndarray, context: np.ndarray | ToneReference | None) -> ToneReference:
@@ -227,8 +234,10 @@ def glass_warning(glass: float | None) -> str | None:
     if not exposed:
         return None
     low, high = CALIBRATED_GLASS
-    return (f"glass is at {glass:.0f} grey levels, outside the {low:.0f}–{high:.0f} a calibrated scanner writes: "
-            f"the whole slide may be {exposed}")
+    return (
+        f"glass is at {glass:.0f} grey levels, outside the {low:.0f}–{high:.0f} a calibrated scanner writes: "
+        f"the whole slide may be {exposed}"
+    )
 
 
 def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | None = None) -> np.ndarray:
@@ -244,8 +253,10 @@ def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | 
         return np.zeros(len(features))
     z = np.nan_to_num(tone_z(features, reference), nan=np.inf)
     limits = {"glass": FIT_GLASS_Z, "stain_density": FIT_DENSITY_Z}
-    return np.prod([expit((limit - z[:, TONE_FEATURES.index(name)]) / DEPARTURE_SOFTNESS)
-                    for name, limit in limits.items()], axis=0)
+    return np.prod(
+        [expit((limit - z[:, TONE_FEATURES.index(name)]) / DEPARTURE_SOFTNESS) for name, limit in limits.items()],
+        axis=0,
+    )
 
 
 def departure_probability(deviation: np.ndarray) -> np.ndarray:
@@ -290,12 +301,18 @@ def judge_tiles(probabilities: np.ndarray, classes: list[str], deviation: np.nda
     return clear_exposure(judge_tone(probabilities, classes, deviation), classes, fit)
 
 
-def judge_against_slide(probabilities: np.ndarray, classes: list[str], features: np.ndarray,
-                        context: np.ndarray | ToneReference | None = None) -> np.ndarray:
+def judge_against_slide(
+    probabilities: np.ndarray,
+    classes: list[str],
+    features: np.ndarray,
+    context: np.ndarray | ToneReference | None = None,
+) -> np.ndarray:
     """Tiles' ``probabilities`` judged by their tone ``features`` against their slide's (``context``
     as :func:`tone_z`): capped where they depart, exposure cleared where they fit."""
     reference = _reference(np.asarray(features, dtype=np.float64), context)
-    return judge_tiles(probabilities, classes, tone_deviation(features, reference), fit_probability(features, reference))
+    return judge_tiles(
+        probabilities, classes, tone_deviation(features, reference), fit_probability(features, reference)
+    )
 
 
 @dataclass(frozen=True)
@@ -318,8 +335,9 @@ class SlideTone:
 
         cells = np.isfinite(cell_probabilities).all(axis=0)
         judged = np.array(cell_probabilities, copy=True)
-        judged[:, cells] = judge_tiles(cell_probabilities[:, cells].T, classes, on_cells(self.deviation)[cells],
-                                       on_cells(self.fit)[cells]).T
+        judged[:, cells] = judge_tiles(
+            cell_probabilities[:, cells].T, classes, on_cells(self.deviation)[cells], on_cells(self.fit)[cells]
+        ).T
         return judged
 
 
@@ -334,8 +352,12 @@ def judge_slide_tone(probabilities: np.ndarray, tone: np.ndarray, classes: list[
     deviation[assessed], fit[assessed] = tone_deviation(features, reference), fit_probability(features, reference)
     judged = np.array(probabilities, copy=True)
     judged[:, assessed] = judge_tiles(probabilities[:, assessed].T, classes, deviation[assessed], fit[assessed]).T
-    found = {"reference": reference.to_dict(), "tiles_compared": int(assessed.sum()),
-             "tiles_departing": int((deviation > DEPARTURE_Z).sum()), "tiles_fitting": int((fit > 0.5).sum())}
+    found = {
+        "reference": reference.to_dict(),
+        "tiles_compared": int(assessed.sum()),
+        "tiles_departing": int((deviation > DEPARTURE_Z).sum()),
+        "tiles_fitting": int((fit > 0.5).sum()),
+    }
     return judged, SlideTone(deviation, fit, found)
 
 

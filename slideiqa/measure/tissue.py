@@ -56,5 +56,6 @@ def tissue_mask(thumbnail: np.ndarray, min_object_px: int = 16, um_per_px: float
     radius = int(BRIDGE_UM / 2 / um_per_px) if um_per_px else 0
     if radius >= 1:
         mask = ndimage.binary_closing(np.pad(mask, radius, mode="reflect"), morphology.disk(radius))[
-            radius:-radius, radius:-radius]
+            radius:-radius, radius:-radius
+        ]
     return morphology.remove_small_holes(mask, max_size=min_object_px)

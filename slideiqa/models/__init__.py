@@ -9,10 +9,16 @@ from importlib import import_module
 from slideiqa.extras import is_missing_extra, missing_torch
 
 _WHERE = {
-    "ModelCard": "card", "ModelError": "card", "load_card": "card",
-    "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "ARCHITECTURES": "registry", "QualityNet": "registry", "build_model": "registry",
-    "PRETRAINED": "zoo", "resolve_model": "zoo",
+    "ModelCard": "card",
+    "ModelError": "card",
+    "load_card": "card",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "ARCHITECTURES": "registry",
+    "QualityNet": "registry",
+    "build_model": "registry",
+    "PRETRAINED": "zoo",
+    "resolve_model": "zoo",
 }
 
 __all__ = sorted(_WHERE)

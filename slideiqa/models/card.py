@@ -68,7 +68,7 @@ class ModelCard:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "model card") -> "ModelCard":
+    def from_dict(cls, data: Any, source: str = "model card") -> ModelCard:
         """A card from its JSON object, every field's kind and range checked: a card is a file a
         person may have edited or been sent, and a bad value (``input_size`` 1e9, ``cell_px`` 0,
         classes as text) must be one line naming the card, not a crash or a silent misreading."""
@@ -86,8 +86,9 @@ class ModelCard:
         if card.good_class not in card.classes:
             raise ModelError(f"{source}: good_class {card.good_class!r} is not one of the classes {card.classes}")
         if card.has_cells and not (card.cell_px >= 1 and card.input_size % card.cell_px == 0):
-            raise ModelError(f"{source}: cell_px must divide input_size ({card.input_size}) into whole cells, "
-                             f"got {card.cell_px}")
+            raise ModelError(
+                f"{source}: cell_px must divide input_size ({card.input_size}) into whole cells, got {card.cell_px}"
+            )
         return card
 
 
@@ -115,8 +116,12 @@ def _field_problem(name: str, value: Any) -> str | None:
         if name == "std" and not all(v > 0 for v in value):
             return f"must be positive, got {value!r}"
     elif name == "classes":
-        if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) and v for v in value)
-                and len(set(value)) == len(value)):
+        if not (
+            isinstance(value, list)
+            and len(value) >= 2
+            and all(isinstance(v, str) and v for v in value)
+            and len(set(value)) == len(value)
+        ):
             return f"must be a list of at least two distinct class names, got {value!r}"
     elif name in ("training_data", "metrics"):
         if not isinstance(value, dict):

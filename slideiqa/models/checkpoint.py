@@ -19,8 +19,16 @@ from safetensors.torch import load_file, save_file
 from slideiqa.models.card import ModelCard, ModelError, checkpoint_paths, file_sha256, load_card, write_card
 from slideiqa.models.registry import CELL_HEAD_PREFIX, QualityNet, build_model
 
-__all__ = ["ModelCard", "ModelError", "checkpoint_paths", "load_card", "load_checkpoint", "load_state",
-           "save_checkpoint", "transfer_state"]
+__all__ = [
+    "ModelCard",
+    "ModelError",
+    "checkpoint_paths",
+    "load_card",
+    "load_checkpoint",
+    "load_state",
+    "save_checkpoint",
+    "transfer_state",
+]
 
 
 def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | Path) -> Path:

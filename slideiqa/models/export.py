@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slideiqa.io.files import write_atomically
 from slideiqa.models.card import ModelCard, file_sha256, graph_path, load_card, write_card
 from slideiqa.models.checkpoint import load_checkpoint
-from slideiqa.io.files import write_atomically
 
 #: torch.onnx.export keeps global state and fails when two threads export at once (a batch prepares
 #: several slides in threads): exports in one process take turns; processes are kept apart by the
@@ -29,6 +29,9 @@ _export_lock = threading.Lock()
 class TileClassifier(nn.Module):
     """uint8 NHWC tiles → class probabilities, with the card's normalisation built in; for a model
     with a cell head, also the probabilities of every cell, (N, rows, cols, classes)."""
+
+    scale: torch.Tensor  # buffers, registered below
+    offset: torch.Tensor
 
     def __init__(self, model: nn.Module, card: ModelCard) -> None:
         super().__init__()
@@ -43,7 +46,7 @@ class TileClassifier(nn.Module):
         x = tiles.permute(0, 3, 1, 2).float() * self.scale - self.offset
         if getattr(self.model, "cell_head", None) is None:
             return torch.softmax(self.model(x), dim=1)
-        logits, cells = self.model.forward_with_cells(x)
+        logits, cells = self.model.forward_with_cells(x)  # type: ignore[operator]  # QualityNet's, not nn.Module's
         return torch.softmax(logits, dim=1), torch.softmax(cells, dim=1).permute(0, 2, 3, 1)
 
 
@@ -58,7 +61,7 @@ def export_onnx(classifier: TileClassifier, card: ModelCard, path: Path) -> None
         torch.onnx.export(
             classifier,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works; the stub names paths only
             input_names=["tiles"],
             output_names=outputs,
             dynamic_axes={name: {0: "batch"} for name in ["tiles", *outputs]},

@@ -15,20 +15,20 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from slideiqa.errors import SlideIQAError
 from slideiqa.extras import require_torch, torch_installed
-from slideiqa.settings.options import DEVICE_PATTERN
-from slideiqa.models.card import ModelError, file_sha256, graph_path, load_card
-from slideiqa.models.zoo import resolve_model
 from slideiqa.io.edge_tiles import own_extent
 from slideiqa.measure.exposure_evidence import exposure_evidence, judge_exposure
-from slideiqa.measure.judgement import judge_measured, measured_families
 from slideiqa.measure.jpeg_quantisation import jpeg_scale, judge_jpeg
+from slideiqa.measure.judgement import judge_measured, measured_families
 from slideiqa.measure.noise_level import judge_noise, patch_noise
+from slideiqa.models.card import ModelError, file_sha256, graph_path, load_card
+from slideiqa.models.zoo import resolve_model
+from slideiqa.settings.options import DEVICE_PATTERN
 
 Engine = Literal["auto", "torch", "onnx"]
 
@@ -78,8 +78,18 @@ def exported_graph(checkpoint: Path) -> Path:
     from slideiqa.models.export import TileClassifier, export_onnx
 
     network, card = load_checkpoint(checkpoint)
-    identity = json.dumps([card.weights_sha256, card.architecture, len(card.classes), card.input_size,
-                           card.mean, card.std, torch.__version__], sort_keys=True)
+    identity = json.dumps(
+        [
+            card.weights_sha256,
+            card.architecture,
+            len(card.classes),
+            card.input_size,
+            card.mean,
+            card.std,
+            torch.__version__,
+        ],
+        sort_keys=True,
+    )
     path = cache_dir() / "onnx" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.onnx"
     if not path.exists():
         export_onnx(TileClassifier(network, card).eval(), card, path)
@@ -113,8 +123,9 @@ def graph_card_mismatch(session, card) -> str | None:
             return f"it has no {name!r} {'input' if name == 'tiles' else 'output'}"
         actual = shapes[name]
         # A named (dynamic) dimension fits any size; the batch dimension is always dynamic.
-        if len(actual) != len(dims) or any(isinstance(a, int) and w is not None and a != w
-                                           for a, w in zip(actual, dims)):
+        if len(actual) != len(dims) or any(
+            isinstance(a, int) and w is not None and a != w for a, w in zip(actual, dims)
+        ):
             return f"{name} has shape {actual}, the card says {['N' if d is None else d for d in dims]}"
     return None
 
@@ -147,10 +158,11 @@ class Predictor:
         # the network's own P(noise), P(motion), P(jpeg) or P(exposure).
         asked = {"noise": measure_noise, "motion": measure_motion, "jpeg": measure_jpeg, "exposure": measure_exposure}
         #: The defect families this predictor measures rather than takes from the network.
-        self.measured_families = [family for family in measured_families(self.card.classes, self.card.mpp)
-                                  if asked[family]]
-        self._session = None
-        self._classifier = None
+        self.measured_families = [
+            family for family in measured_families(self.card.classes, self.card.mpp) if asked[family]
+        ]
+        self._session: Any = None  # an ONNX Runtime session, or
+        self._classifier: Any = None  # a torch module on the device
         if engine == "onnx":
             self._session = self._onnx_session(threads)
         else:
@@ -160,8 +172,9 @@ class Predictor:
         import onnxruntime
 
         path = exported_graph(self.checkpoint)
-        session = onnxruntime.InferenceSession(str(path), onnx_session_options(threads),
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(path), onnx_session_options(threads), providers=["CPUExecutionProvider"]
+        )
         problem = graph_card_mismatch(session, self.card)
         if problem:
             raise ModelError(f"{path}: the graph does not fit its model card {self.checkpoint}: {problem}")
@@ -201,7 +214,9 @@ class Predictor:
         pass; noise measured per cell as per tile (``noise_level.PatchNoise.per_cell``)."""
         if not self.has_cells:
             raise ModelError(f"{self.checkpoint}: this model has no cell head; it judges whole tiles only")
-        return self._run(tiles, cells=True, mpp=mpp)
+        probabilities, cell_probabilities = self._run(tiles, cells=True, mpp=mpp)
+        assert cell_probabilities is not None  # asked for, and the model has a cell head
+        return probabilities, cell_probabilities
 
     def _run(self, tiles: np.ndarray, cells: bool, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(tile probabilities, cell probabilities or None) with noise and motion judged, by either
@@ -227,13 +242,15 @@ class Predictor:
         # Edge tiles' own parts, found once for the two measurements that read them (edge_tiles.py).
         extent = own_extent(tiles) if {"jpeg", "motion"} & set(self.measured_families) else None
         jpeg = jpeg_scale(tiles, extent) if "jpeg" in self.measured_families else None
-        probabilities = judge_measured(probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg,
-                                       mpp, extent)
-        if cells:
+        probabilities = judge_measured(
+            probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg, mpp, extent
+        )
+        if cell_probabilities is not None:
             per_tile = cell_probabilities.shape[1] * cell_probabilities.shape[2]
             if noise is not None:  # one σ per cell
-                cell_probabilities = self._judge_cells(judge_noise, cell_probabilities,
-                                                       noise.per_cell(self.card.cell_px).reshape(-1))
+                cell_probabilities = self._judge_cells(
+                    judge_noise, cell_probabilities, noise.per_cell(self.card.cell_px).reshape(-1)
+                )
             if jpeg is not None:  # compression is the tile's: a cell takes its tile's step
                 cell_probabilities = self._judge_cells(judge_jpeg, cell_probabilities, np.repeat(jpeg, per_tile))
             if evidence is not None:  # so is the light: a cell takes its tile's evidence

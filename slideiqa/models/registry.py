@@ -14,8 +14,9 @@ second on two CPU cores where VGG16 manages three.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -50,8 +51,9 @@ def cell_head(num_features: int, num_classes: int, hidden: int) -> nn.Sequential
     featureless tissue says little alone), then a 1×1 one; 74 000 multiply-adds per cell, a few per
     cent of the backbone's. Measured on held-out files against two 1×1 convolutions: mean IoU per
     family 0.61–0.86 against 0.56–0.82, clean cells flagged 2.2 % against 6.2 % (training/README.md)."""
-    return nn.Sequential(nn.Conv2d(num_features, hidden, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(hidden, num_classes, 1))
+    return nn.Sequential(
+        nn.Conv2d(num_features, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, num_classes, 1)
+    )
 
 
 class QualityNet(nn.Module):
@@ -63,8 +65,9 @@ class QualityNet(nn.Module):
     trained after the rest, which it leaves unchanged (``slideiqa_training.cell_head``).
     """
 
-    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float,
-                 cell_hidden: int = 0) -> None:
+    def __init__(
+        self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float, cell_hidden: int = 0
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * num_features, num_classes))
@@ -95,7 +98,7 @@ class Architecture:
     """
 
     num_features: int
-    backbone_of: Callable[[nn.Module], nn.Module]
+    backbone_of: Callable[[Any], nn.Module]  # the torchvision model's trunk; None for a network of our own
     torchvision_name: str = ""
     imagenet_weights: str | None = None
 
@@ -111,7 +114,7 @@ class Architecture:
 
 
 def _features(model: nn.Module) -> nn.Module:
-    return model.features
+    return cast(nn.Module, model.features)
 
 
 def _resnet_trunk(model: nn.Module) -> nn.Module:
@@ -121,7 +124,9 @@ def _resnet_trunk(model: nn.Module) -> nn.Module:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "iqanet": Architecture(128, lambda _: _iqanet_backbone((16, 32, 64, 96, 128))),
-    "mobilenet_v3_small": Architecture(576, _features, "mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1"),
+    "mobilenet_v3_small": Architecture(
+        576, _features, "mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
+    ),
     "mobilenet_v2": Architecture(1280, _features, "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1"),
     "vgg16": Architecture(512, _features, "vgg16", "VGG16_Weights.IMAGENET1K_V1"),
     "resnet50": Architecture(2048, _resnet_trunk, "resnet50", "ResNet50_Weights.IMAGENET1K_V1"),

@@ -17,8 +17,14 @@ import numpy as np
 
 #: Okabe & Ito's eight colours (RGB).
 OKABE_ITO = {
-    "black": (0, 0, 0), "orange": (230, 159, 0), "sky blue": (86, 180, 233), "bluish green": (0, 158, 115),
-    "yellow": (240, 228, 66), "blue": (0, 114, 178), "vermillion": (213, 94, 0), "reddish purple": (204, 121, 167),
+    "black": (0, 0, 0),
+    "orange": (230, 159, 0),
+    "sky blue": (86, 180, 233),
+    "bluish green": (0, 158, 115),
+    "yellow": (240, 228, 66),
+    "blue": (0, 114, 178),
+    "vermillion": (213, 94, 0),
+    "reddish purple": (204, 121, 167),
 }
 
 
@@ -30,21 +36,43 @@ def _rgba(name: str) -> list[int]:
 #: (inks are blue, green, black), unreadable black (no pixels); the other artefacts step from dark to
 #: light — edge, fold, debris — up to bubble's white (a bubble leaves a pale patch).
 CLASS_COLOURS: dict[str, list[int]] = {
-    "good": _rgba("bluish green"), "defocus": _rgba("vermillion"), "motion": _rgba("orange"),
-    "noise": _rgba("reddish purple"), "jpeg": _rgba("yellow"), "exposure": _rgba("blue"),
+    "good": _rgba("bluish green"),
+    "defocus": _rgba("vermillion"),
+    "motion": _rgba("orange"),
+    "noise": _rgba("reddish purple"),
+    "jpeg": _rgba("yellow"),
+    "exposure": _rgba("blue"),
     # the paper's four blood-smear classes
-    "bad": _rgba("vermillion"), "fair": _rgba("orange"), "excellent": _rgba("blue"),
-    "pen": _rgba("sky blue"), "unreadable": _rgba("black"),
-    "edge": [70, 70, 70, 255], "fold": [110, 110, 110, 255], "debris": [190, 190, 190, 255],
+    "bad": _rgba("vermillion"),
+    "fair": _rgba("orange"),
+    "excellent": _rgba("blue"),
+    "pen": _rgba("sky blue"),
+    "unreadable": _rgba("black"),
+    "edge": [70, 70, 70, 255],
+    "fold": [110, 110, 110, 255],
+    "debris": [190, 190, 190, 255],
     "bubble": [255, 255, 255, 255],
 }
 #: Colours of a model's classes that have none of their own, in turn.
 FALLBACK_COLOURS = [_rgba("reddish purple"), _rgba("sky blue"), _rgba("yellow"), [120, 120, 120, 255]]
 
 #: ColorBrewer's RdYlBu (11 classes): the score's ramp, red at 0 through yellow to blue at 1.
-SCORE_RAMP = np.array([[165, 0, 38], [215, 48, 39], [244, 109, 67], [253, 174, 97], [254, 224, 144],
-                       [255, 255, 191], [224, 243, 248], [171, 217, 233], [116, 173, 209], [69, 117, 180],
-                       [49, 54, 149]], np.float32)
+SCORE_RAMP = np.array(
+    [
+        [165, 0, 38],
+        [215, 48, 39],
+        [244, 109, 67],
+        [253, 174, 97],
+        [254, 224, 144],
+        [255, 255, 191],
+        [224, 243, 248],
+        [171, 217, 233],
+        [116, 173, 209],
+        [69, 117, 180],
+        [49, 54, 149],
+    ],
+    np.float32,
+)
 #: In words, for tooltips and captions.
 SCORE_RAMP_WORDS = "red 0 → yellow → blue 1"
 

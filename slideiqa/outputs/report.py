@@ -17,12 +17,13 @@ from PIL import Image
 from scipy import ndimage
 
 from slideiqa.outputs.palette import score_colours
-from slideiqa.settings.defaults import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD  # noqa: F401  (the rule's defaults, re-exported)
 from slideiqa.outputs.store import FIXED_LABELS, UNREADABLE_CLASS, label_entries
+from slideiqa.settings.defaults import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD  # noqa: F401  (the rule's defaults, re-exported)
 
 
-def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
-              max_bad_share: float) -> dict[str, Any]:
+def summarize(
+    score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float, max_bad_share: float
+) -> dict[str, Any]:
     """Figures over tissue tiles (assessed, or given a fixed label: an artefact, unreadable): per-class
     shares (the fixed labels among them), mean score of the assessed ones, the share that fails
     (below threshold or fixed-labelled), verdict."""
@@ -44,21 +45,25 @@ def summarize(score: np.ndarray, label: np.ndarray, classes: list[str], threshol
         "max_bad_share": max_bad_share,
         "verdict": "pass" if bad_share <= max_bad_share else "fail",
         "verdict_rule": f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold}, "
-                        "lie under pen ink, a fold, an air bubble, a coverslip edge or debris, or are unreadable",
+        "lie under pen ink, a fold, an air bubble, a coverslip edge or debris, or are unreadable",
     }
 
 
-def summarize_cells(cell_score: np.ndarray, cell_label: np.ndarray, classes: list[str], threshold: float,
-                    cell_um: float) -> dict[str, Any]:
+def summarize_cells(
+    cell_score: np.ndarray, cell_label: np.ndarray, classes: list[str], threshold: float, cell_um: float
+) -> dict[str, Any]:
     """What the cell arrays add to a summary: of the cells of assessed tiles, the share below
     ``threshold`` (the verdict stays the tiles') and how many of those each class has — defects
     smaller than a tile, which the tile figures miss."""
     assessed = ~np.isnan(cell_score)
     below = assessed & (cell_score < threshold)
     counts = {name: int((below & (cell_label == i + 1)).sum()) for i, name in enumerate(classes)}
-    return {"cell_um": cell_um, "assessed_cells": int(assessed.sum()),
-            "share_below_threshold": float(below.sum() / assessed.sum()) if assessed.any() else 0.0,
-            "below_threshold_by_class": {name: count for name, count in counts.items() if count}}
+    return {
+        "cell_um": cell_um,
+        "assessed_cells": int(assessed.sum()),
+        "share_below_threshold": float(below.sum() / assessed.sum()) if assessed.any() else 0.0,
+        "below_threshold_by_class": {name: count for name, count in counts.items() if count},
+    }
 
 
 OVERVIEW_WIDTH = 640  # per panel
@@ -80,7 +85,9 @@ class OverviewPanels:
         return per_tile[self.rows[:, None], self.cols[None, :]]
 
 
-def _panels(thumbnail: np.ndarray, tile_step: float, grid_shape: tuple[int, int], thumbnail_um_per_px: float) -> OverviewPanels:
+def _panels(
+    thumbnail: np.ndarray, tile_step: float, grid_shape: tuple[int, int], thumbnail_um_per_px: float
+) -> OverviewPanels:
     height, width = thumbnail.shape[:2]
     scale = OVERVIEW_WIDTH / max(width, 1)
     size = (OVERVIEW_WIDTH, max(1, round(height * scale)))
@@ -118,8 +125,16 @@ def fonts(title: int = 14, label: int = 11) -> tuple[Any, Any, str]:
         return ImageFont.load_default(size=title), ImageFont.load_default(size=label), "u"
 
 
-def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, tile_step: float, threshold: float,
-                   title: str, entries: list[tuple[int, str, list[int]]], thumbnail_um_per_px: float) -> Image.Image:
+def overview_image(
+    thumbnail: np.ndarray,
+    score: np.ndarray,
+    label: np.ndarray,
+    tile_step: float,
+    threshold: float,
+    title: str,
+    entries: list[tuple[int, str, list[int]]],
+    thumbnail_um_per_px: float,
+) -> Image.Image:
     """Two panels of the slide thumbnail: *where* — tile scores (red = bad → blue = good; artefact and
     unreadable tiles in their own colour) with a colour bar marking the threshold — and *why* — each
     tile's most likely class, with a legend of the classes present and their tile counts. Both carry
@@ -145,16 +160,22 @@ def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, 
     font, small, micro = fonts()
     height, width = where.shape[:2]
     bar_width, margin, top = 18, 12, 50
-    legend = [(value, name, rgba, int((label == value).sum())) for value, name, rgba in entries
-              if value > 0 and (label == value).any()]
+    legend = [
+        (value, name, rgba, int((label == value).sum()))
+        for value, name, rgba in entries
+        if value > 0 and (label == value).any()
+    ]
     legend_height = 20 * (len(legend) + 1)
     second = 2 * margin + width + bar_width + 40
-    canvas = Image.new("RGB", (second + width + margin, top + max(height, legend_height) + margin + legend_height),
-                       "white")
+    canvas = Image.new(
+        "RGB", (second + width + margin, top + max(height, legend_height) + margin + legend_height), "white"
+    )
     draw = ImageDraw.Draw(canvas)
     draw.text((margin, 8), title, fill="black", font=font)
-    for image, left, caption in ((where, margin, "where: P(good) per tile"),
-                                 (why, second, "why: most likely class per tile")):
+    for image, left, caption in (
+        (where, margin, "where: P(good) per tile"),
+        (why, second, "why: most likely class per tile"),
+    ):
         canvas.paste(Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8)), (left, top))
         draw.text((left, top - 16), caption, fill="black", font=small)
         _scale_bar(draw, small, panels.um_per_pixel, left, top + height, width, micro)
@@ -163,15 +184,15 @@ def overview_image(thumbnail: np.ndarray, score: np.ndarray, label: np.ndarray, 
     ramp = score_colours(np.linspace(1.0, 0.0, height))[:, None, :].repeat(bar_width, axis=1)
     canvas.paste(Image.fromarray(np.rint(ramp).astype(np.uint8)), (left, top))
     draw.rectangle((left, top, left + bar_width - 1, top + height - 1), outline="black")
-    for value in (0.0, 0.5, 1.0):
-        y = top + round((1 - value) * (height - 1))
-        draw.text((left + bar_width + 4, y - 7), f"{value:.1f}", fill="black", font=font)
+    for mark in (0.0, 0.5, 1.0):
+        y = top + round((1 - mark) * (height - 1))
+        draw.text((left + bar_width + 4, y - 7), f"{mark:.1f}", fill="black", font=font)
     y = top + round((1 - threshold) * (height - 1))
     draw.line((left - 3, y, left + bar_width + 2, y), fill="black", width=2)  # the threshold
 
     y = top + height + margin
     draw.text((second, y), "class (tiles)", fill="black", font=small)
-    for value, name, rgba, count in legend:
+    for _value, name, rgba, count in legend:
         y += 20
         draw.rectangle((second, y, second + 14, y + 14), fill=tuple(rgba[:3]), outline="black")
         draw.text((second + 22, y), f"{name} ({count})", fill="black", font=small)
@@ -186,18 +207,39 @@ def _feature_id(*parts: object) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "slideiqa:" + "/".join(map(str, parts))))
 
 
-def qupath_feature(geometry: dict[str, Any], object_type: str, name: str, colour: list[int], label: str,
-                   measurements: dict[str, float], key: tuple) -> dict[str, Any]:
+def qupath_feature(
+    geometry: dict[str, Any],
+    object_type: str,
+    name: str,
+    colour: list[int],
+    label: str,
+    measurements: dict[str, float | None],
+    key: tuple,
+) -> dict[str, Any]:
     """One QuPath object as GeoJSON: QuPath reads ``objectType``, ``classification``, ``name`` and the
     numbers under ``measurements`` (other properties it drops on import)."""
-    return {"type": "Feature", "id": _feature_id(*key), "geometry": geometry,
-            "properties": {"objectType": object_type, "name": label,
-                           "classification": {"name": name, "color": list(colour[:3])},
-                           "measurements": {k: v for k, v in measurements.items() if v is not None}}}
+    return {
+        "type": "Feature",
+        "id": _feature_id(*key),
+        "geometry": geometry,
+        "properties": {
+            "objectType": object_type,
+            "name": label,
+            "classification": {"name": name, "color": list(colour[:3])},
+            "measurements": {k: v for k, v in measurements.items() if v is not None},
+        },
+    }
 
 
-def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float,
-                        tile_step: float, colours: dict[str, list[int]], tile_um: float) -> dict[str, Any]:
+def low_quality_regions(
+    score: np.ndarray,
+    label: np.ndarray,
+    classes: list[str],
+    threshold: float,
+    tile_step: float,
+    colours: dict[str, list[int]],
+    tile_um: float,
+) -> dict[str, Any]:
     """A GeoJSON FeatureCollection (level-0 pixel coordinates, as QuPath expects) of contiguous
     low-quality tiles of the same class: QuPath annotations with the tile count, area and mean score
     as measurements."""
@@ -215,21 +257,38 @@ def low_quality_regions(score: np.ndarray, label: np.ndarray, classes: list[str]
         for component, (row_span, col_span) in enumerate(ndimage.find_objects(components), start=1):
             rows, cols = np.nonzero(components[row_span, col_span] == component)
             rows, cols = rows + row_span.start, cols + col_span.start
-            shape = unary_union([box(c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step)
-                                 for r, c in zip(rows, cols)])
+            shape = unary_union(
+                [
+                    box(c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step)
+                    for r, c in zip(rows, cols)
+                ]
+            )
             mean = None if name in FIXED_LABELS else float(score[rows, cols].mean())
             tiles = len(rows)
             described = name if mean is None else f"mean score {mean:.2f}"
-            features.append(qupath_feature(
-                mapping(shape), "annotation", name, colours.get(name, [200, 0, 0]),
-                f"{name} ({tiles} tile{'s' if tiles != 1 else ''}, {described})",
-                {"tiles": float(tiles), "area µm^2": tiles * tile_um ** 2, "mean score": mean},
-                ("region", name, int(rows[0]), int(cols[0]))))
+            features.append(
+                qupath_feature(
+                    mapping(shape),
+                    "annotation",
+                    name,
+                    colours.get(name, [200, 0, 0]),
+                    f"{name} ({tiles} tile{'s' if tiles != 1 else ''}, {described})",
+                    {"tiles": float(tiles), "area µm^2": tiles * tile_um**2, "mean score": mean},
+                    ("region", name, int(rows[0]), int(cols[0])),
+                )
+            )
     return {"type": "FeatureCollection", "features": features}
 
 
-def tile_objects(score: np.ndarray, label: np.ndarray, probabilities: np.ndarray, tissue: np.ndarray,
-                 classes: list[str], tile_step: float, colours: dict[str, list[int]]) -> dict[str, Any]:
+def tile_objects(
+    score: np.ndarray,
+    label: np.ndarray,
+    probabilities: np.ndarray,
+    tissue: np.ndarray,
+    classes: list[str],
+    tile_step: float,
+    colours: dict[str, list[int]],
+) -> dict[str, Any]:
     """Every tissue tile as a QuPath tile object (level-0 pixels) classified by its label, with its
     score, class probabilities and tissue fraction as measurements — a map QuPath can colour,
     filter and count by measurement."""
@@ -239,11 +298,24 @@ def tile_objects(score: np.ndarray, label: np.ndarray, probabilities: np.ndarray
         name = names[int(label[r, c])]
         x0, y0, x1, y1 = c * tile_step, r * tile_step, (c + 1) * tile_step, (r + 1) * tile_step
         assessed = not np.isnan(score[r, c])
-        measurements = {"score": float(score[r, c]) if assessed else None, "tissue fraction": float(tissue[r, c]),
-                        "row": float(r), "column": float(c)}
+        measurements = {
+            "score": float(score[r, c]) if assessed else None,
+            "tissue fraction": float(tissue[r, c]),
+            "row": float(r),
+            "column": float(c),
+        }
         if assessed:
             measurements |= {f"P({cls})": float(probabilities[i, r, c]) for i, cls in enumerate(classes)}
         geometry = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
-        features.append(qupath_feature(geometry, "tile", name, colours.get(name, [200, 0, 0]),
-                                       f"tile {r},{c}: {name}", measurements, ("tile", int(r), int(c))))
+        features.append(
+            qupath_feature(
+                geometry,
+                "tile",
+                name,
+                colours.get(name, [200, 0, 0]),
+                f"tile {r},{c}: {name}",
+                measurements,
+                ("tile", int(r), int(c)),
+            )
+        )
     return {"type": "FeatureCollection", "features": features}

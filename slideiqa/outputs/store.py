@@ -52,22 +52,30 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
 import numpy as np
 import zarr
 
 from slideiqa.errors import SlideIQAError
-from slideiqa.outputs.palette import class_colour
 from slideiqa.measure.slide_tone import TONE_FEATURES
+from slideiqa.outputs.palette import class_colour
 
 NGFF_VERSION = "0.5"
 #: Where each of a map's arrays lives in the group (its name in the API → its Zarr path).
-ARRAY_PATHS = {"score": "0", "label": "labels/class/0", "probs": "probs/0", "tissue": "tissue/0",
-               "tone": "tone/0", "cell_score": "cells/0", "cell_label": "cells/labels/class/0",
-               "cell_probs": "cell_probs/0"}
+ARRAY_PATHS = {
+    "score": "0",
+    "label": "labels/class/0",
+    "probs": "probs/0",
+    "tissue": "tissue/0",
+    "tone": "tone/0",
+    "cell_score": "cells/0",
+    "cell_label": "cells/labels/class/0",
+    "cell_probs": "cell_probs/0",
+}
 #: The arrays every map has; the cell arrays only a map made with a cell head.
 ARRAYS = ("score", "label", "probs", "tissue", "tone")
 CELL_ARRAYS = ("cell_score", "cell_label", "cell_probs")
@@ -96,8 +104,15 @@ DEBRIS = 250
 DEBRIS_CLASS = "debris"
 #: Labels given by slideiqa itself rather than by the model, whatever the model's classes: such a
 #: tile has no score (NaN) and counts against the verdict.
-FIXED_LABELS = {PEN_CLASS: PEN, FOLD_CLASS: FOLD, BUBBLE_CLASS: BUBBLE, EDGE_CLASS: EDGE, DEBRIS_CLASS: DEBRIS,
-                UNREADABLE_CLASS: UNREADABLE}
+FIXED_LABELS = {
+    PEN_CLASS: PEN,
+    FOLD_CLASS: FOLD,
+    BUBBLE_CLASS: BUBBLE,
+    EDGE_CLASS: EDGE,
+    DEBRIS_CLASS: DEBRIS,
+    UNREADABLE_CLASS: UNREADABLE,
+}
+
 
 class MapError(SlideIQAError):
     """A quality map cannot be created, resumed or opened; the message names the path and the cause."""
@@ -106,22 +121,38 @@ class MapError(SlideIQAError):
 def label_entries(classes: list[str]) -> list[tuple[int, str, list[int]]]:
     """(label value, class name, RGBA) of every value a map's ``label`` array can hold: background,
     the model's classes, then slideiqa's fixed labels. The one place that says what a label value means."""
-    return ([(BACKGROUND, "background", [0, 0, 0, 0])]
-            + [(i + 1, name, class_colour(name, i)) for i, name in enumerate(classes)]
-            + [(value, name, class_colour(name, 0)) for name, value in FIXED_LABELS.items()])
+    return (
+        [(BACKGROUND, "background", [0, 0, 0, 0])]
+        + [(i + 1, name, class_colour(name, i)) for i, name in enumerate(classes)]
+        + [(value, name, class_colour(name, 0)) for name, value in FIXED_LABELS.items()]
+    )
 
 
 def _ngff_image(name: str, axes: list[str], scale_um: float, translation_um: float) -> dict[str, Any]:
     """NGFF 0.5 ``ome`` attributes of a one-level image: y/x in micrometres, c as a channel axis."""
-    axes_meta = [{"name": a, "type": "channel"} if a == "c" else {"name": a, "type": "space", "unit": "micrometer"}
-                 for a in axes]
+    axes_meta = [
+        {"name": a, "type": "channel"} if a == "c" else {"name": a, "type": "space", "unit": "micrometer"} for a in axes
+    ]
     scale = [1.0 if a == "c" else scale_um for a in axes]
     translation = [0.0 if a == "c" else translation_um for a in axes]
-    return {"version": NGFF_VERSION, "multiscales": [{
-        "name": name, "axes": axes_meta,
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": scale}, {"type": "translation", "translation": translation}]}],
-    }]}
+    return {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            {
+                "name": name,
+                "axes": axes_meta,
+                "datasets": [
+                    {
+                        "path": "0",
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": scale},
+                            {"type": "translation", "translation": translation},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -142,9 +173,21 @@ class MapLayout:
         return slice(y0, min(y0 + self.block, self.rows)), slice(x0, min(x0 + self.block, self.cols))
 
 
+def _array(root: zarr.Group, path: str) -> zarr.Array:
+    """The array at ``path`` in a map's group; Zarr's ``group[path]`` may be a group too, which a map's
+    array paths (:data:`ARRAY_PATHS`, ``progress``) never are."""
+    return cast(zarr.Array, root[path])
+
+
+def _metadata(node: zarr.Group | zarr.Array, key: str) -> dict[str, Any]:
+    """One JSON object of a node's attributes (``slideiqa``, ``ome``), as the dictionary it always is here."""
+    return cast(dict[str, Any], node.attrs[key])
+
+
 def is_quality_map(path: Path) -> bool:
     try:
-        return zarr.open_group(str(path), mode="r").attrs.get("slideiqa", {}).get("format") == FORMAT
+        attributes = cast(dict[str, Any], zarr.open_group(str(path), mode="r").attrs.get("slideiqa", {}))
+        return attributes.get("format") == FORMAT
     except Exception:
         return False
 
@@ -176,8 +219,10 @@ def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any], replac
     except OSError as error:
         _remove_half_built(building)
         if error.errno in (errno.EEXIST, errno.ENOTEMPTY):  # a rename race lost to a run started at the same time
-            raise MapError(f"{path}: another run created this map at the same moment; let it finish, then "
-                           "run again to check or resume it") from None
+            raise MapError(
+                f"{path}: another run created this map at the same moment; let it finish, then "
+                "run again to check or resume it"
+            ) from None
         raise MapError(f"{path}: cannot create the map here ({error.strerror or type(error).__name__})") from None
     except BaseException:
         _remove_half_built(building)
@@ -227,7 +272,7 @@ def _clear_leftovers(path: Path) -> None:
     for kind in ("creating", "deleting"):
         prefix = f".{path.name}.{kind}-"
         for leftover in path.parent.glob(prefix + "*"):
-            if _owner_gone(leftover.name[len(prefix):]):
+            if _owner_gone(leftover.name[len(prefix) :]):
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -252,7 +297,7 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
         chunks = (shape[0], *chunks2d) if axes[0] == "c" else chunks2d
         group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=axes)
     entries = label_entries(layout.classes)
-    _add_image_label(root["labels/class"], entries)
+    _add_image_label(cast(zarr.Group, root["labels/class"]), entries)
     if layout.cells_per_side:
         _build_cell_image(root, layout, entries)
     root.create_array("progress", shape=layout.block_shape, chunks=(1, 1), dtype="uint8", fill_value=0)
@@ -262,12 +307,14 @@ def _build_map(path: Path, layout: MapLayout, attributes: dict[str, Any]) -> Non
 def _add_image_label(group: zarr.Group, entries: list[tuple[int, str, list[int]]]) -> None:
     """NGFF image-label metadata (each value's colour and class) on a labels image whose source image
     is two levels up."""
-    group.attrs["ome"] = group.attrs["ome"] | {"image-label": {
-        "version": NGFF_VERSION,
-        "colors": [{"label-value": value, "rgba": rgba} for value, _, rgba in entries],
-        "properties": [{"label-value": value, "class": name} for value, name, _ in entries],
-        "source": {"image": "../../"},
-    }}
+    group.attrs["ome"] = _metadata(group, "ome") | {
+        "image-label": {
+            "version": NGFF_VERSION,
+            "colors": [{"label-value": value, "rgba": rgba} for value, _, rgba in entries],
+            "properties": [{"label-value": value, "class": name} for value, name, _ in entries],
+            "source": {"image": "../../"},
+        }
+    }
 
 
 def _build_cell_image(root: zarr.Group, layout: MapLayout, entries: list[tuple[int, str, list[int]]]) -> None:
@@ -283,12 +330,20 @@ def _build_cell_image(root: zarr.Group, layout: MapLayout, entries: list[tuple[i
     image.require_group("labels").attrs["ome"] = {"version": NGFF_VERSION, "labels": ["class"]}
     labels = image.require_group("labels/class")
     labels.attrs["ome"] = _ngff_image("class", ["y", "x"], cell_um, cell_um / 2)
-    labels.create_array("0", shape=shape, chunks=chunks, dtype="uint8", fill_value=BACKGROUND, dimension_names=["y", "x"])
+    labels.create_array(
+        "0", shape=shape, chunks=chunks, dtype="uint8", fill_value=BACKGROUND, dimension_names=["y", "x"]
+    )
     _add_image_label(labels, entries)
     probabilities = root.require_group(ARRAY_PATHS["cell_probs"].rpartition("/")[0])
     probabilities.attrs["ome"] = _ngff_image("cell_probs", ["c", "y", "x"], cell_um, cell_um / 2)
-    probabilities.create_array("0", shape=(len(layout.classes), *shape), chunks=(len(layout.classes), *chunks),
-                               dtype="float32", fill_value=np.nan, dimension_names=["c", "y", "x"])
+    probabilities.create_array(
+        "0",
+        shape=(len(layout.classes), *shape),
+        chunks=(len(layout.classes), *chunks),
+        dtype="float32",
+        fill_value=np.nan,
+        dimension_names=["c", "y", "x"],
+    )
 
 
 def most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
@@ -299,69 +354,96 @@ def most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None
     return label if fixed is None else np.where(fixed > 0, fixed, label).astype(np.uint8)
 
 
-def write_block(root: zarr.Group, layout: MapLayout, block_row: int, block_col: int,
-                probabilities: np.ndarray, tissue: np.ndarray, good_index: int,
-                fixed: np.ndarray | None = None, cell_probabilities: np.ndarray | None = None,
-                tone: np.ndarray | None = None) -> None:
+def write_block(
+    root: zarr.Group,
+    layout: MapLayout,
+    block_row: int,
+    block_col: int,
+    probabilities: np.ndarray,
+    tissue: np.ndarray,
+    good_index: int,
+    fixed: np.ndarray | None = None,
+    cell_probabilities: np.ndarray | None = None,
+    tone: np.ndarray | None = None,
+) -> None:
     """Write one block's arrays, then mark it done. ``probabilities`` is (c, h, w), NaN off tissue;
     ``fixed`` (h, w) holds a fixed label (:data:`FIXED_LABELS`) where slideiqa decided, 0 elsewhere;
     ``cell_probabilities`` (c, h·k, w·k) those of the k × k cells of every tile, in a map with cell
     arrays (NaN if None); ``tone`` (3, h, w) the tiles' tone measurements (NaN if None)."""
     rows, cols = layout.block_slices(block_row, block_col)
     write_probabilities(root, rows, cols, probabilities, good_index, fixed)
-    root[ARRAY_PATHS["tissue"]][rows, cols] = tissue
+    _array(root, ARRAY_PATHS["tissue"])[rows, cols] = tissue
     if tone is None:
         tone = np.full((TONE_CHANNELS, *probabilities.shape[1:]), np.nan, np.float32)
-    root[ARRAY_PATHS["tone"]][:, rows, cols] = tone
+    _array(root, ARRAY_PATHS["tone"])[:, rows, cols] = tone
     k = layout.cells_per_side
     if k:
         if cell_probabilities is None:
-            cell_probabilities = np.full((len(layout.classes), probabilities.shape[1] * k, probabilities.shape[2] * k),
-                                         np.nan, np.float32)
-        write_cell_probabilities(root, slice(rows.start * k, rows.stop * k), slice(cols.start * k, cols.stop * k),
-                                 cell_probabilities, good_index, fixed)
-    root["progress"][block_row, block_col] = 1
+            cell_probabilities = np.full(
+                (len(layout.classes), probabilities.shape[1] * k, probabilities.shape[2] * k), np.nan, np.float32
+            )
+        write_cell_probabilities(
+            root,
+            slice(rows.start * k, rows.stop * k),
+            slice(cols.start * k, cols.stop * k),
+            cell_probabilities,
+            good_index,
+            fixed,
+        )
+    _array(root, "progress")[block_row, block_col] = 1
 
 
-def write_probabilities(root: zarr.Group, rows: slice, cols: slice, probabilities: np.ndarray, good_index: int,
-                        fixed: np.ndarray | None = None) -> None:
+def write_probabilities(
+    root: zarr.Group,
+    rows: slice,
+    cols: slice,
+    probabilities: np.ndarray,
+    good_index: int,
+    fixed: np.ndarray | None = None,
+) -> None:
     """The tiles' probabilities, and the score and label that follow from them, over ``rows`` ×
     ``cols`` (whole chunks, or the whole map: one writer at a time)."""
-    root[ARRAY_PATHS["probs"]][:, rows, cols] = probabilities
-    root[ARRAY_PATHS["score"]][rows, cols] = probabilities[good_index]
-    root[ARRAY_PATHS["label"]][rows, cols] = most_likely_label(probabilities, fixed)
+    _array(root, ARRAY_PATHS["probs"])[:, rows, cols] = probabilities
+    _array(root, ARRAY_PATHS["score"])[rows, cols] = probabilities[good_index]
+    _array(root, ARRAY_PATHS["label"])[rows, cols] = most_likely_label(probabilities, fixed)
 
 
-def write_cell_probabilities(root: zarr.Group, rows: slice, cols: slice, probabilities: np.ndarray, good_index: int,
-                             tile_fixed: np.ndarray | None = None) -> None:
+def write_cell_probabilities(
+    root: zarr.Group,
+    rows: slice,
+    cols: slice,
+    probabilities: np.ndarray,
+    good_index: int,
+    tile_fixed: np.ndarray | None = None,
+) -> None:
     """The cells' probabilities, and the cell score and label that follow from them, over cell
     ``rows`` × ``cols`` (whole chunks, or the whole map: one writer at a time); ``tile_fixed`` (the
     tiles' fixed labels, :func:`write_block`) goes on all of each tile's cells."""
-    root[ARRAY_PATHS["cell_probs"]][:, rows, cols] = probabilities
-    root[ARRAY_PATHS["cell_score"]][rows, cols] = probabilities[good_index]
+    _array(root, ARRAY_PATHS["cell_probs"])[:, rows, cols] = probabilities
+    _array(root, ARRAY_PATHS["cell_score"])[rows, cols] = probabilities[good_index]
     fixed = None
     if tile_fixed is not None:
         k = probabilities.shape[1] // tile_fixed.shape[0]
         fixed = np.kron(tile_fixed, np.ones((k, k), tile_fixed.dtype))
-    root[ARRAY_PATHS["cell_label"]][rows, cols] = most_likely_label(probabilities, fixed)
+    _array(root, ARRAY_PATHS["cell_label"])[rows, cols] = most_likely_label(probabilities, fixed)
 
 
 def cell_bands(root: zarr.Group) -> Iterator[tuple[slice, slice]]:
     """(tile rows, cell rows) of each band of one block's height: whole chunks of the cell arrays,
     for going through a large slide's cells without holding them all."""
-    k = root[ARRAY_PATHS["cell_score"]].shape[0] // root[ARRAY_PATHS["score"]].shape[0]
-    block = root[ARRAY_PATHS["cell_score"]].chunks[0] // k
-    for start in range(0, root[ARRAY_PATHS["score"]].shape[0], block):
+    k = _array(root, ARRAY_PATHS["cell_score"]).shape[0] // _array(root, ARRAY_PATHS["score"]).shape[0]
+    block = _array(root, ARRAY_PATHS["cell_score"]).chunks[0] // k
+    for start in range(0, _array(root, ARRAY_PATHS["score"]).shape[0], block):
         yield slice(start, start + block), slice(start * k, (start + block) * k)
 
 
 def read_cell_band(root: zarr.Group, rows: slice) -> np.ndarray:
     """The cells' probabilities (c, rows, all columns) of a band of :func:`cell_bands`."""
-    return np.asarray(root[ARRAY_PATHS["cell_probs"]][:, rows, :])
+    return np.asarray(_array(root, ARRAY_PATHS["cell_probs"])[:, rows, :])
 
 
 def blocks_done(root: zarr.Group) -> np.ndarray:
-    return np.asarray(root["progress"][...], dtype=bool)
+    return np.asarray(_array(root, "progress")[...], dtype=bool)
 
 
 def read_array(root: zarr.Group, name: str) -> np.ndarray:
@@ -372,7 +454,7 @@ def read_array(root: zarr.Group, name: str) -> np.ndarray:
         raise KeyError(f"this map has no {name!r} array (it was made without a cell head)")
     if ARRAY_PATHS[name] not in root:
         raise KeyError(f"this map has no {name!r} array (it was made by an older slideiqa)")
-    return np.asarray(root[ARRAY_PATHS[name]][...])
+    return np.asarray(_array(root, ARRAY_PATHS[name])[...])
 
 
 def open_for_update(path: Path) -> zarr.Group:
@@ -381,7 +463,7 @@ def open_for_update(path: Path) -> zarr.Group:
 
 
 def update_attributes(root: zarr.Group, remove: tuple[str, ...] = (), **changes: Any) -> None:
-    attributes = dict(root.attrs["slideiqa"]) | changes
+    attributes = _metadata(root, "slideiqa") | changes
     root.attrs["slideiqa"] = {key: value for key, value in attributes.items() if key not in remove}
 
 
@@ -394,7 +476,7 @@ class QualityMap:
 
     @property
     def attributes(self) -> dict[str, Any]:
-        return dict(self.group.attrs["slideiqa"])
+        return dict(_metadata(self.group, "slideiqa"))
 
     @property
     def classes(self) -> list[str]:
@@ -423,11 +505,12 @@ class QualityMap:
     @property
     def image_label(self) -> dict[str, Any]:
         """The NGFF image-label metadata of the class labels: colour and class name of every value."""
-        return dict(self.group[ARRAY_PATHS["label"].rpartition("/")[0]].attrs["ome"]["image-label"])
+        labels = cast(zarr.Group, self.group[ARRAY_PATHS["label"].rpartition("/")[0]])
+        return dict(_metadata(labels, "ome")["image-label"])
 
     def lazy_array(self, name: str) -> zarr.Array:
         """One of the map's arrays as a Zarr array, read chunk by chunk as it is indexed."""
-        return self.group[ARRAY_PATHS[name]]
+        return _array(self.group, ARRAY_PATHS[name])
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -448,7 +531,10 @@ def open_map(path: str | Path) -> QualityMap:
     if not is_quality_map(path):
         raise MapError(f"{path}: not a slideiqa quality map")
     group = zarr.open_group(str(path), mode="r")
-    if group.attrs["slideiqa"].get("layout", 1) != LAYOUT:
-        raise MapError(f"{path}: a quality map of an older slideiqa (layout {group.attrs['slideiqa'].get('layout', 1)}, "
-                       f"this version reads layout {LAYOUT}); map the slide again with --overwrite")
+    layout = _metadata(group, "slideiqa").get("layout", 1)
+    if layout != LAYOUT:
+        raise MapError(
+            f"{path}: a quality map of an older slideiqa (layout {layout}, "
+            f"this version reads layout {LAYOUT}); map the slide again with --overwrite"
+        )
     return QualityMap(path, group)

@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from slideiqa.io.files import write_atomically
-from slideiqa.outputs.report import qupath_feature
-from slideiqa.settings.defaults import DEFAULT_USABLE_UM_PER_PX
-from slideiqa.io.slide import file_checksum, open_slide
-from slideiqa.outputs.store import BACKGROUND, MapError, QualityMap, open_map
 from slideiqa.artefacts.thumbnail import DETECTORS
+from slideiqa.io.files import write_atomically
+from slideiqa.io.slide import file_checksum, open_slide
 from slideiqa.measure.tissue import tissue_mask
+from slideiqa.outputs.report import qupath_feature
+from slideiqa.outputs.store import BACKGROUND, MapError, QualityMap, open_map
+from slideiqa.settings.defaults import DEFAULT_USABLE_UM_PER_PX
 
 #: A mask larger than this across would not fit in memory as the RGB image it is made from; a
 #: finer mask of a whole slide is a job for the dense map, not for this export.
@@ -64,15 +64,20 @@ class UsableTissue:
         return float(self.mask.sum()) * self.um_per_px**2
 
 
-def usable_tissue(map_path: str | Path, um_per_px: float = DEFAULT_USABLE_UM_PER_PX,
-                  slide_path: str | Path | None = None, threshold: float | None = None) -> UsableTissue:
+def usable_tissue(
+    map_path: str | Path,
+    um_per_px: float = DEFAULT_USABLE_UM_PER_PX,
+    slide_path: str | Path | None = None,
+    threshold: float | None = None,
+) -> UsableTissue:
     """The usable-tissue mask of the map at ``map_path`` at about ``um_per_px`` (see the module
     docstring). ``slide_path`` overrides the slide the map names (a slide moved since it was
     mapped); it must be the same file, which its checksum tells."""
     quality_map = open_map(map_path)
     if not quality_map.complete:
-        raise MapError(f"{quality_map.path}: the map is not complete; run `slideiqa map` on its slide again "
-                       "to finish it")
+        raise MapError(
+            f"{quality_map.path}: the map is not complete; run `slideiqa map` on its slide again to finish it"
+        )
     attributes = quality_map.attributes
     slide_info, grid = attributes["slide"], attributes["grid"]
     slide = Path(slide_path or slide_info["path"])
@@ -86,8 +91,10 @@ def usable_tissue(map_path: str | Path, um_per_px: float = DEFAULT_USABLE_UM_PER
     width, height = slide_info["dimensions"]
     side = math.ceil(max(width, height) * mpp / um_per_px)
     if side > MAX_SIDE_PX:
-        raise MapError(f"{slide}: a mask at {um_per_px:g} µm/px would be {side} px across (at most {MAX_SIDE_PX}); "
-                       "choose a coarser --um-per-px")
+        raise MapError(
+            f"{slide}: a mask at {um_per_px:g} µm/px would be {side} px across (at most {MAX_SIDE_PX}); "
+            "choose a coarser --um-per-px"
+        )
     threshold = float(attributes["options"]["threshold"] if threshold is None else threshold)
 
     with open_slide(slide) as opened:
@@ -102,8 +109,9 @@ def usable_tissue(map_path: str | Path, um_per_px: float = DEFAULT_USABLE_UM_PER
     return UsableTissue(mask, found_um_per_px, level0_per_px, slide, threshold)
 
 
-def _passing(quality_map: QualityMap, threshold: float, shape: tuple[int, int], level0_per_px: tuple[float, float],
-             step: float) -> np.ndarray:
+def _passing(
+    quality_map: QualityMap, threshold: float, shape: tuple[int, int], level0_per_px: tuple[float, float], step: float
+) -> np.ndarray:
     """Whether each mask pixel lies in a tile that passes — and, in a map with cell arrays, in a cell
     that passes too: a defect the cells find inside a passing tile is left out."""
     classes = len(quality_map.classes)
@@ -116,8 +124,9 @@ def _passing(quality_map: QualityMap, threshold: float, shape: tuple[int, int], 
 
     passing = passes(quality_map.array("score"), quality_map.array("label"), step)
     if quality_map.cells_per_side:
-        passing &= passes(quality_map.array("cell_score"), quality_map.array("cell_label"),
-                          step / quality_map.cells_per_side)
+        passing &= passes(
+            quality_map.array("cell_score"), quality_map.array("cell_label"), step / quality_map.cells_per_side
+        )
     return passing
 
 
@@ -149,9 +158,17 @@ def mask_geojson(usable: UsableTissue) -> dict[str, Any]:
         area_um2 = piece.area * usable.um_per_px**2
         outline = scale(piece, *usable.level0_per_px, origin=(0, 0))
         outline = outline.simplify(min(usable.level0_per_px) / 2, preserve_topology=True)
-        features.append(qupath_feature(mapping(outline), "annotation", USABLE_CLASS, USABLE_COLOUR,
-                                       f"usable tissue ({area_um2 / 1e6:.3f} mm²)", {"area µm^2": area_um2},
-                                       ("usable", usable.um_per_px, usable.threshold, index)))
+        features.append(
+            qupath_feature(
+                mapping(outline),
+                "annotation",
+                USABLE_CLASS,
+                USABLE_COLOUR,
+                f"usable tissue ({area_um2 / 1e6:.3f} mm²)",
+                {"area µm^2": area_um2},
+                ("usable", usable.um_per_px, usable.threshold, index),
+            )
+        )
     return {"type": "FeatureCollection", "features": features}
 
 

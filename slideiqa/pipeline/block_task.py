@@ -20,9 +20,9 @@ import numpy as np
 
 from slideiqa.artefacts.debris import specks_in_tiles
 from slideiqa.io.grid import TileGrid, read_plan, read_tile
-from slideiqa.models.predictor import Predictor
 from slideiqa.io.slide import Slide, UnreadableRegion, open_slide
 from slideiqa.measure.slide_tone import TONE_FEATURES, tone_features
+from slideiqa.models.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -180,11 +180,12 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
     plan = read_plan(slide, task.grid)
     (r0, r1), (c0, c1) = task.tile_rows, task.tile_cols
     classes = len(predictor.classes)
-    result = BlockResult(np.full((classes, r1 - r0, c1 - c0), np.nan, np.float32), [],
-                         tone=np.full((len(TONE_FEATURES), r1 - r0, c1 - c0), np.nan, np.float32))
     k = predictor.card.cells_per_side if task.with_cells else 0  # cells along a tile's side
-    if k:
-        result.cell_probabilities = np.full((classes, (r1 - r0) * k, (c1 - c0) * k), np.nan, np.float32)
+    tones = np.full((len(TONE_FEATURES), r1 - r0, c1 - c0), np.nan, np.float32)
+    cells_out = np.full((classes, (r1 - r0) * k, (c1 - c0) * k), np.nan, np.float32) if k else None
+    result = BlockResult(
+        np.full((classes, r1 - r0, c1 - c0), np.nan, np.float32), [], cell_probabilities=cells_out, tone=tones
+    )
     positions = [(r, c) for r in range(r1 - r0) for c in range(c1 - c0) if assess[r, c]]
     for start in range(0, len(positions), task.batch_size):
         batch, tiles = [], []
@@ -213,15 +214,14 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
             result.dye += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dyed) if found]
             result.debris += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dirty) if found]
             probabilities[dirty] = np.nan  # labelled debris, not judged by the model
-            if k:
+            if cell_probabilities is not None:
                 cell_probabilities[dirty] = np.nan
         tone = tone_features(pixels)
         for index, ((r, c), p) in enumerate(zip(batch, probabilities)):
             result.probabilities[:, r, c] = p
-            result.tone[:, r, c] = tone[index]
-            if k:
-                result.cell_probabilities[:, r * k:(r + 1) * k, c * k:(c + 1) * k] = \
-                    cell_probabilities[index].transpose(2, 0, 1)
+            tones[:, r, c] = tone[index]
+            if cell_probabilities is not None and cells_out is not None:
+                cells_out[:, r * k : (r + 1) * k, c * k : (c + 1) * k] = cell_probabilities[index].transpose(2, 0, 1)
     return result
 
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from slideiqa.errors import SlideIQAError
 from slideiqa.io.grid import COARSEST_RATIO, judging_scale
-from slideiqa.models.predictor import Predictor
 from slideiqa.io.slide import open_slide
+from slideiqa.models.predictor import Predictor
 
 
 @dataclass
@@ -54,8 +54,10 @@ def read_field(path: str | Path, slide_file_hint: str | None = None) -> tuple[np
         info = field.info
         if slide_file_hint and (info.reader == "openslide" or len(info.level_dimensions) > 1):
             levels = len(info.level_dimensions)
-            raise SlideIQAError(f"{path}: a slide file ({info.vendor}{f', {levels} levels' if levels > 1 else ''}), "
-                                f"not a field image: {slide_file_hint}")
+            raise SlideIQAError(
+                f"{path}: a slide file ({info.vendor}{f', {levels} levels' if levels > 1 else ''}), "
+                f"not a field image: {slide_file_hint}"
+            )
         return field.read_region((0, 0), 0, (width, height)), field.mpp
 
 
@@ -95,16 +97,20 @@ def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str,
     than :data:`~slideiqa.io.grid.COARSEST_RATIO` coarser than the model, or when smaller than
     ``MIN_FIELD_SIDE`` px there."""
     if mpp > model_mpp * COARSEST_RATIO:
-        raise SlideIQAError(f"{name}: {mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
-                            f"{model_mpp:g} µm/px the model was trained for; enlarged, it would look blurred, so "
-                            "the model cannot judge it")
+        raise SlideIQAError(
+            f"{name}: {mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
+            f"{model_mpp:g} µm/px the model was trained for; enlarged, it would look blurred, so "
+            "the model cannot judge it"
+        )
     target = judging_mpp(image.shape, mpp, model_mpp, tile)
     height, width = image.shape[:2]
     size = (max(1, round(width * mpp / target)), max(1, round(height * mpp / target)))
     if min(size) < MIN_FIELD_SIDE:
-        raise SlideIQAError(f"{name}: {width}×{height} px at {mpp:g} µm/px is {size[0]}×{size[1]} px at the "
-                            f"{target:g} µm/px it would be judged at, smaller than the {MIN_FIELD_SIDE} px the "
-                            "model is measured to judge")
+        raise SlideIQAError(
+            f"{name}: {width}×{height} px at {mpp:g} µm/px is {size[0]}×{size[1]} px at the "
+            f"{target:g} µm/px it would be judged at, smaller than the {MIN_FIELD_SIDE} px the "
+            "model is measured to judge"
+        )
     if target / SAME_SCALE <= mpp <= target * SAME_SCALE:
         return image, mpp
     from PIL import Image
@@ -139,8 +145,13 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
     tiles = field_tiles(mirrored_to_tile(field, size), size, str(path))
     probabilities = predictor.predict(tiles, measured_at(judged_mpp, model_mpp)).mean(axis=0)
-    return FieldQuality(len(tiles), float(probabilities[predictor.card.good_index]),
-                        predictor.classes[int(probabilities.argmax())], probabilities, field_mpp,
-                        assumed_mpp=mpp is None and not stated,
-                        judged_mpp=judged_mpp,
-                        mirrored=min(field.shape[:2]) < size)
+    return FieldQuality(
+        len(tiles),
+        float(probabilities[predictor.card.good_index]),
+        predictor.classes[int(probabilities.argmax())],
+        probabilities,
+        field_mpp,
+        assumed_mpp=mpp is None and not stated,
+        judged_mpp=judged_mpp,
+        mirrored=min(field.shape[:2]) < size,
+    )

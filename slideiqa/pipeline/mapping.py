@@ -22,33 +22,58 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from slideiqa import __version__
+from slideiqa.artefacts.thumbnail import THUMBNAIL_ARTEFACTS, artefact_labels
+from slideiqa.cli.terminal import timestamp
 from slideiqa.errors import SlideIQAError
-from slideiqa.measure.exposure_evidence import SATURATED
 from slideiqa.io.files import exclusive_output, write_atomically
 from slideiqa.io.grid import COARSEST_RATIO, TileGrid, judging_scale, read_plan, tile_fractions
-from slideiqa.models.predictor import Predictor
-from slideiqa.models.card import ModelCard, checkpoint_paths
-from slideiqa.models.zoo import resolve_model
-from slideiqa.measure.judgement import judgement_attributes
-from slideiqa.settings.options import DEFAULT_MIN_TISSUE, MapOptions
-from slideiqa.outputs.report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
 from slideiqa.io.slide import Slide, SlideError, file_checksum, open_slide
+from slideiqa.measure.exposure_evidence import SATURATED
+from slideiqa.measure.judgement import judgement_attributes
 from slideiqa.measure.slide_tone import glass_warning, judge_slide_tone
-from slideiqa.outputs.store import (BUBBLE_CLASS, DEBRIS, DEBRIS_CLASS, EDGE_CLASS, FIXED_LABELS, FOLD_CLASS, PEN_CLASS, STATUS_COMPLETE,
-                    UNREADABLE, UNREADABLE_CLASS, MapError, MapLayout, QualityMap, blocks_done, create_map, is_quality_map,
-                    cell_bands, label_entries, open_for_update, open_map, read_array, read_cell_band,
-                    update_attributes, write_block, write_cell_probabilities, write_probabilities)
-from slideiqa.cli.terminal import timestamp
-from slideiqa.artefacts.thumbnail import THUMBNAIL_ARTEFACTS, artefact_labels
 from slideiqa.measure.tissue import tissue_mask
+from slideiqa.models.card import ModelCard, checkpoint_paths
+from slideiqa.models.predictor import Predictor
+from slideiqa.models.zoo import resolve_model
+from slideiqa.outputs.report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
+from slideiqa.outputs.store import (
+    BUBBLE_CLASS,
+    DEBRIS,
+    DEBRIS_CLASS,
+    EDGE_CLASS,
+    FIXED_LABELS,
+    FOLD_CLASS,
+    PEN_CLASS,
+    STATUS_COMPLETE,
+    UNREADABLE,
+    UNREADABLE_CLASS,
+    MapError,
+    MapLayout,
+    QualityMap,
+    blocks_done,
+    cell_bands,
+    create_map,
+    is_quality_map,
+    label_entries,
+    open_for_update,
+    open_map,
+    read_array,
+    read_cell_band,
+    update_attributes,
+    write_block,
+    write_cell_probabilities,
+    write_probabilities,
+)
 from slideiqa.pipeline.block_task import BlockResult, BlockTask, assess_block, blas_on_one_thread, worker_threads
+from slideiqa.settings.options import DEFAULT_MIN_TISSUE, MapOptions
 
 MASK_PIXELS_PER_TILE = 8
 MAX_MASK_SIDE = 8192
@@ -115,15 +140,19 @@ class MapSettings:
 #: What each thumbnail artefact means for the tissue under it, and what to do about it.
 ARTEFACT_WARNINGS = {
     PEN_CLASS: ("lie under pen ink", "remove the ink and rescan, or judge them by eye"),
-    FOLD_CLASS: ("look folded (tissue far darker than the rest of the slide, in a band)",
-                 "check them by eye; a fold over diagnostic tissue needs a recut"),
-    BUBBLE_CLASS: ("lie under an air bubble (a round area inside a colourless dark rim)",
-                   "remount the coverslip and rescan if the tissue matters"),
+    FOLD_CLASS: (
+        "look folded (tissue far darker than the rest of the slide, in a band)",
+        "check them by eye; a fold over diagnostic tissue needs a recut",
+    ),
+    BUBBLE_CLASS: (
+        "lie under an air bubble (a round area inside a colourless dark rim)",
+        "remount the coverslip and rescan if the tissue matters",
+    ),
     EDGE_CLASS: ("are crossed by a coverslip or slide edge", "check the coverslip covers the tissue"),
     DEBRIS_CLASS: ("hold debris (dark colourless particles: dust, dirt)", "clean the coverslip and rescan"),
 }
 #: Every preparation artefact a map looks for: those on the thumbnail, then debris in each tile.
-ARTEFACTS = [*THUMBNAIL_ARTEFACTS, DEBRIS_CLASS]
+ARTEFACTS: list[str] = [*THUMBNAIL_ARTEFACTS, DEBRIS_CLASS]
 
 
 @dataclass
@@ -152,31 +181,57 @@ def map_warnings(summary: dict[str, Any], attributes: dict[str, Any]) -> list[di
     batch's report, not only on the terminal, so that a lab reading the files later sees them too."""
     first_unreadable = (attributes.get("unreadable") or [{}])[0].get("error", "")
     artefacts = summary.get("artefact_tiles") or {}
-    found = [{"code": name, "count": artefacts[name],
-              "message": f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count "
-                         f"against the verdict ({advice})"}
-             for name, (what, advice) in ARTEFACT_WARNINGS.items() if artefacts.get(name)]
+    found = [
+        {
+            "code": name,
+            "count": artefacts[name],
+            "message": f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count "
+            f"against the verdict ({advice})",
+        }
+        for name, (what, advice) in ARTEFACT_WARNINGS.items()
+        if artefacts.get(name)
+    ]
     count = summary.get("unreadable_tiles") or 0
     if count:
-        found.append({"code": UNREADABLE_CLASS, "count": count,
-                      "message": f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
-                                 f"labelled unreadable in the map and count against the verdict. First: {first_unreadable}"})
+        found.append(
+            {
+                "code": UNREADABLE_CLASS,
+                "count": count,
+                "message": f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
+                f"labelled unreadable in the map and count against the verdict. First: {first_unreadable}",
+            }
+        )
     departing = (summary.get("tone") or {}).get("tiles_departing") or 0
     if departing:
-        found.append({"code": "tone", "count": departing,
-                      "message": f"{departing} tissue tiles' tone (glass level, stain density or white point) departs "
-                                 "from the rest of the slide's; they are judged exposure unless they have a worse "
-                                 "defect (uneven illumination or staining across the slide: check them by eye)"})
+        found.append(
+            {
+                "code": "tone",
+                "count": departing,
+                "message": f"{departing} tissue tiles' tone (glass level, stain density or white point) departs "
+                "from the rest of the slide's; they are judged exposure unless they have a worse "
+                "defect (uneven illumination or staining across the slide: check them by eye)",
+            }
+        )
     dye = summary.get("dye_tiles") or 0
     if dye:
-        found.append({"code": "dye", "count": dye,
-                      "message": f"{dye} tissue tiles hold specks of a green or teal marking dye (grossing ink, not a "
-                                 "scanning defect); they are judged as usual and do not count against the verdict"})
+        found.append(
+            {
+                "code": "dye",
+                "count": dye,
+                "message": f"{dye} tissue tiles hold specks of a green or teal marking dye (grossing ink, not a "
+                "scanning defect); they are judged as usual and do not count against the verdict",
+            }
+        )
     glass = glass_warning((((summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median"))
     if glass:
-        found.append({"code": "glass", "count": 1,
-                      "message": f"the slide's {glass}, which its tiles, judged against each other, cannot show "
-                                 "(compare it with the lab's other slides: slideiqa batch)"})
+        found.append(
+            {
+                "code": "glass",
+                "count": 1,
+                "message": f"the slide's {glass}, which its tiles, judged against each other, cannot show "
+                "(compare it with the lab's other slides: slideiqa batch)",
+            }
+        )
     return found
 
 
@@ -204,11 +259,14 @@ def slide_grid(slide: Slide, mpp: float | None, card: ModelCard) -> TileGrid:
     a one-line error for a slide too coarse to judge."""
     slide_mpp = slide_pixel_size(slide, mpp)
     if slide_mpp > card.mpp * COARSEST_RATIO:
-        raise MapError(f"{slide.path}: {slide_mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
-                       f"{card.mpp:g} µm/px the model was trained for; enlarged tiles would look blurred, so it "
-                       "cannot judge this slide")
-    return TileGrid(slide.dimensions[0], slide.dimensions[1], slide_mpp, judging_scale(slide_mpp, card.mpp),
-                    card.tile_size)
+        raise MapError(
+            f"{slide.path}: {slide_mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
+            f"{card.mpp:g} µm/px the model was trained for; enlarged tiles would look blurred, so it "
+            "cannot judge this slide"
+        )
+    return TileGrid(
+        slide.dimensions[0], slide.dimensions[1], slide_mpp, judging_scale(slide_mpp, card.mpp), card.tile_size
+    )
 
 
 @dataclass
@@ -221,8 +279,13 @@ class TissueMap:
     fixed: np.ndarray
 
 
-def tissue_map(slide: Slide, grid: TileGrid, notice: Notice | None = None, find_artefacts: bool = True,
-               min_tissue: float = DEFAULT_MIN_TISSUE) -> TissueMap:
+def tissue_map(
+    slide: Slide,
+    grid: TileGrid,
+    notice: Notice | None = None,
+    find_artefacts: bool = True,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
+) -> TissueMap:
     """Tissue fractions and the tiles under preparation artefacts (pen ink, folds, bubbles, coverslip
     edges: ``thumbnail_artefacts``) from one thumbnail, sized so every tile spans several mask pixels.
     Where the thumbnail could not be decoded, whether there is tissue is unknown: those tiles get
@@ -258,8 +321,10 @@ def no_tissue_message(slide_path: Path, min_tissue: float, thumbnail: np.ndarray
     message = f"{slide_path}: no tissue found (no tile ≥ {min_tissue:.0%} tissue)"
     white = float((thumbnail.min(axis=-1) >= SATURATED).mean())
     if white > CLIPPED_WHITE_SHARE:
-        message += (f"; {white:.0%} of it is clipped to pure white, as an over-exposed scan is: if the glass "
-                    "holds tissue, check the scanner's exposure and rescan")
+        message += (
+            f"; {white:.0%} of it is clipped to pure white, as an over-exposed scan is: if the glass "
+            "holds tissue, check the scanner's exposure and rescan"
+        )
     return message + "; use --no-tissue-mask to assess every tile"
 
 
@@ -281,8 +346,10 @@ def _slow_thumbnail_notice(slide: Slide, side: int, notice: Notice | None) -> Pr
         told = True
         seconds = (time.perf_counter() - started) * total / max(done, 1)
         pyramid = "has no pyramid" if slide.level_count == 1 else f"has no level near {side} px across"
-        tell(f"{slide.path}: the slide {pyramid}, so its tissue mask decodes all {total / 1e6:,.0f} Mpx of "
-             f"level {level}: about {_duration(seconds)} at the rate of the first part, before tiles are mapped")
+        tell(
+            f"{slide.path}: the slide {pyramid}, so its tissue mask decodes all {total / 1e6:,.0f} Mpx of "
+            f"level {level}: about {_duration(seconds)} at the rate of the first part, before tiles are mapped"
+        )
 
     return estimate
 
@@ -338,22 +405,26 @@ def start_client(workers: int | None, scheduler: str | None, worker_wait_s: floa
         try:
             client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
         except (OSError, TimeoutError) as error:
-            raise MapError(f"{scheduler}: cannot reach the Dask scheduler within {SCHEDULER_TIMEOUT_S} s "
-                           f"({type(error).__name__})") from None
+            raise MapError(
+                f"{scheduler}: cannot reach the Dask scheduler within {SCHEDULER_TIMEOUT_S} s ({type(error).__name__})"
+            ) from None
         try:  # a scheduler whose workers never come would otherwise be waited on forever
             client.wait_for_workers(1, timeout=worker_wait_s)
         except TimeoutError:
             client.close()
-            raise MapError(f"{scheduler}: the Dask scheduler has no worker, and none joined within "
-                           f"{worker_wait_s:g} s; start workers (dask worker {scheduler}) and run again") from None
+            raise MapError(
+                f"{scheduler}: the Dask scheduler has no worker, and none joined within "
+                f"{worker_wait_s:g} s; start workers (dask worker {scheduler}) and run again"
+            ) from None
         return client, None, None
     # A free port always: Dask's default (8787) clashes with any other cluster on the machine, and
     # two maps started at once would both warn about it. The scheduler serves its HTTP routes with or
     # without bokeh (without, the dashboard's pages ask for it), and None would mean 8787.
     with _interrupts_ignored_by_children():
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
-    return Client(cluster), cluster, worker_threads(workers)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        )
+    return Client(cluster), cluster, worker_threads(workers or 1)
 
 
 @contextlib.contextmanager
@@ -379,8 +450,10 @@ def _interrupts_ignored_by_children():
 def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> QualityMap | None:
     """The existing map to resume (or to report as complete), or None to start a new one."""
     if overwrite and out.is_symlink():
-        raise MapError(f"{out}: is a symbolic link (to {os.readlink(out)}); to replace the map, give its own path "
-                       "with --overwrite, or remove the link")
+        raise MapError(
+            f"{out}: is a symbolic link (to {os.readlink(out)}); to replace the map, give its own path "
+            "with --overwrite, or remove the link"
+        )
     if not out.exists() or overwrite:
         if out.exists() and not is_quality_map(out):
             raise MapError(f"{out}: exists and is not a slideiqa quality map; refusing to overwrite it")
@@ -391,7 +464,9 @@ def _prepare_output(out: Path, settings: MapSettings, overwrite: bool) -> Qualit
     # Maps made before cell arrays existed have no such setting: they have none.
     stored = {"cells_per_side": 0} | (existing.attributes.get("settings") or {})
     if stored != settings.to_dict():
-        raise MapError(f"{out}: an existing map {_difference(stored, settings.to_dict())}; use --overwrite to replace it")
+        raise MapError(
+            f"{out}: an existing map {_difference(stored, settings.to_dict())}; use --overwrite to replace it"
+        )
     return existing
 
 
@@ -427,11 +502,14 @@ class MapPlan:
 
     @property
     def layout(self) -> MapLayout:
-        return MapLayout(*self.grid.shape, self.card.classes, self.options.block, self.grid.tile_um,
-                         self.settings.cells_per_side)
+        return MapLayout(
+            *self.grid.shape, self.card.classes, self.options.block, self.grid.tile_um, self.settings.cells_per_side
+        )
 
 
-def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions, notice: Notice | None = None) -> MapPlan:
+def plan_map(
+    slide_path: str | Path, out: str | Path | None, options: MapOptions, notice: Notice | None = None
+) -> MapPlan:
     """Open the model and the slide, lay the grid, find tissue and ink, and check any existing map:
     everything that can fail on bad input fails here, before any output exists."""
     out = output_path(slide_path, out)
@@ -450,21 +528,39 @@ def plan_map(slide_path: str | Path, out: str | Path | None, options: MapOptions
     if not to_assess.any() and not fixed.any():
         raise MapError(no_tissue_message(slide_path, options.min_tissue, found.thumbnail))
     checksum = file_checksum(slide_path)
-    settings = MapSettings(card.weights_sha256, checksum, grid.slide_mpp, options.use_tissue_mask,
-                           options.min_tissue if options.use_tissue_mask else 0.0, options.block,
-                           list(ARTEFACTS) if options.find_artefacts else [],
-                           card.cells_per_side if options.cells else 0, predictor.measured_families,
-                           tone_against_slide={"good", "exposure"} <= set(card.classes),
-                           cells_against_slide=bool(options.cells and card.cells_per_side), judgement=JUDGEMENT)
-    slide_attributes = {"path": str(slide_path), "size_bytes": slide_path.stat().st_size, "checksum": checksum,
-                        "mpp": grid.slide_mpp, "mpp_from": "option" if options.mpp is not None else "metadata",
-                        "dimensions": list(info.level_dimensions[0]), "vendor": info.vendor,
-                        "reading": {"level": reading.level, "read_px": reading.read_size,
-                                    "decode_factor": reading.decode_factor,
-                                    "decoder": reading.decoder or info.reader}}
+    settings = MapSettings(
+        card.weights_sha256,
+        checksum,
+        grid.slide_mpp,
+        options.use_tissue_mask,
+        options.min_tissue if options.use_tissue_mask else 0.0,
+        options.block,
+        list(ARTEFACTS) if options.find_artefacts else [],
+        card.cells_per_side if options.cells else 0,
+        predictor.measured_families,
+        tone_against_slide={"good", "exposure"} <= set(card.classes),
+        cells_against_slide=bool(options.cells and card.cells_per_side),
+        judgement=JUDGEMENT,
+    )
+    slide_attributes = {
+        "path": str(slide_path),
+        "size_bytes": slide_path.stat().st_size,
+        "checksum": checksum,
+        "mpp": grid.slide_mpp,
+        "mpp_from": "option" if options.mpp is not None else "metadata",
+        "dimensions": list(info.level_dimensions[0]),
+        "vendor": info.vendor,
+        "reading": {
+            "level": reading.level,
+            "read_px": reading.read_size,
+            "decode_factor": reading.decode_factor,
+            "decoder": reading.decoder or info.reader,
+        },
+    }
     existing = _prepare_output(out, settings, options.overwrite)
-    return MapPlan(slide_path, out, options, checkpoint, card, grid, found, to_assess, settings, slide_attributes,
-                   existing)
+    return MapPlan(
+        slide_path, out, options, checkpoint, card, grid, found, to_assess, settings, slide_attributes, existing
+    )
 
 
 def map_slide(
@@ -499,12 +595,19 @@ def map_slide(
         if plan.existing is not None and plan.existing.complete:
             return _report_complete(plan)
         # The cluster first: an unreachable scheduler must fail before any output exists.
-        own_client, cluster, own_threads = (None, None, None) if client is not None else start_client(workers, scheduler)
+        own_client, cluster, own_threads = (
+            (None, None, None) if client is not None else start_client(workers, scheduler)
+        )
         try:
             root = _open_output(plan)
             resumed, finished, total, compute_s = run_blocks(
-                plan, root, client or own_client, inference_threads if client is not None else own_threads,
-                progress, should_stop)
+                plan,
+                root,
+                client or own_client,
+                inference_threads if client is not None else own_threads,
+                progress,
+                should_stop,
+            )
         finally:
             if own_client is not None:
                 own_client.close()
@@ -517,14 +620,22 @@ def _report_complete(plan: MapPlan) -> MapResult:
     """A complete map with the same settings: its numbers stand; the verdict is recomputed, since
     threshold and rule may differ from last time, and every change of verdict rule is kept."""
     existing, options = plan.existing, plan.options
+    assert existing is not None  # only a complete map found on disk is reported again
     score, label = existing.array("score"), existing.array("label")
-    summary = (existing.summary or {}) | summarize(score, label, plan.card.classes, options.threshold,
-                                                   options.max_bad_share) | _slide_facts(plan, existing.array("tissue"))
+    summary = (
+        (existing.summary or {})
+        | summarize(score, label, plan.card.classes, options.threshold, options.max_bad_share)
+        | _slide_facts(plan, existing.array("tissue"))
+    )
     summary |= _cell_summary(plan, existing.group)
     _write_reports(plan, existing.group, summary, score, label)
     if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
-        update_attributes(open_for_update(plan.out), summary=summary, options=options.to_dict(),
-                          verdicts=_verdict_history(existing.attributes, summary))
+        update_attributes(
+            open_for_update(plan.out),
+            summary=summary,
+            options=options.to_dict(),
+            verdicts=_verdict_history(existing.attributes, summary),
+        )
     return MapResult(plan.out, summary, skipped=True)
 
 
@@ -532,16 +643,25 @@ def _cell_summary(plan: MapPlan, root) -> dict[str, Any]:
     """``{"cells": ...}`` (``report.summarize_cells``) for a map with cell arrays, at this run's threshold."""
     if not plan.layout.cells_per_side:
         return {}
-    return {"cells": summarize_cells(read_array(root, "cell_score"), read_array(root, "cell_label"), plan.card.classes,
-                                     plan.options.threshold, plan.grid.tile_um / plan.layout.cells_per_side)}
+    return {
+        "cells": summarize_cells(
+            read_array(root, "cell_score"),
+            read_array(root, "cell_label"),
+            plan.card.classes,
+            plan.options.threshold,
+            plan.grid.tile_um / plan.layout.cells_per_side,
+        )
+    }
 
 
 def _verdict_history(attributes: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The map's earlier verdicts, newest last, with this one added: a rerun under another threshold
     changes the verdict openly, never by silently rewriting it."""
     history = list(attributes.get("verdicts") or [])
-    verdict = {key: summary.get(key) for key in ("verdict", "verdict_rule", "threshold", "max_bad_share",
-                                                 "share_below_threshold")}
+    verdict = {
+        key: summary.get(key)
+        for key in ("verdict", "verdict_rule", "threshold", "max_bad_share", "share_below_threshold")
+    }
     if not history or {**history[-1], "at": None} != {**verdict, "at": None}:
         history.append(verdict | {"at": timestamp()})
     return history
@@ -551,16 +671,26 @@ def _open_output(plan: MapPlan):
     """The Zarr group to write into: a new map (status running), or the partial one to resume."""
     if plan.existing is not None:
         return open_for_update(plan.out)
-    return create_map(plan.out, plan.layout, {
-        "version": __version__, "model": plan.card.to_dict() | {
-            "checkpoint": str(plan.checkpoint), **judgement_attributes(plan.card.classes, plan.card.mpp)},
-        "slide": plan.slide_attributes, "grid": plan.grid.to_dict(), "settings": plan.settings.to_dict(),
-        "options": plan.options.to_dict(), "started": timestamp(),
-    }, replace=plan.options.overwrite)
+    return create_map(
+        plan.out,
+        plan.layout,
+        {
+            "version": __version__,
+            "model": plan.card.to_dict()
+            | {"checkpoint": str(plan.checkpoint), **judgement_attributes(plan.card.classes, plan.card.mpp)},
+            "slide": plan.slide_attributes,
+            "grid": plan.grid.to_dict(),
+            "settings": plan.settings.to_dict(),
+            "options": plan.options.to_dict(),
+            "started": timestamp(),
+        },
+        replace=plan.options.overwrite,
+    )
 
 
-def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progress | None,
-               should_stop: Callable[[], bool] | None) -> tuple[int, int, int, float]:
+def run_blocks(
+    plan: MapPlan, root, client, threads: int | None, progress: Progress | None, should_stop: Callable[[], bool] | None
+) -> tuple[int, int, int, float]:
     """Write blocks with nothing to assess at once and run the others as tasks on ``client``.
     Returns (blocks resumed, tiles done before this run, tiles to assess, seconds computing)."""
     layout, card, options = plan.layout, plan.card, plan.options
@@ -584,12 +714,23 @@ def run_blocks(plan: MapPlan, root, client, threads: int | None, progress: Progr
     compute_started = time.perf_counter()
     if pending:
         tensors = str(checkpoint_paths(plan.checkpoint)[0].resolve())
-        run = BlockRun(plan.out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop,
-                       finished, total)
-        tasks = [BlockTask(str(plan.slide_path), tensors, options.device, plan.grid, block, layout.block,
-                           options.batch_size, find_debris=options.find_artefacts,
-                           with_cells=layout.cells_per_side > 0)
-                 for block in pending]
+        run = BlockRun(
+            plan.out, root, layout, card.good_index, tissue, fixed, to_assess, progress, should_stop, finished, total
+        )
+        tasks = [
+            BlockTask(
+                str(plan.slide_path),
+                tensors,
+                options.device,
+                plan.grid,
+                block,
+                layout.block,
+                options.batch_size,
+                find_debris=options.find_artefacts,
+                with_cells=layout.cells_per_side > 0,
+            )
+            for block in pending
+        ]
         run.execute(client, tasks, threads)
     return resumed, finished, total, time.perf_counter() - compute_started
 
@@ -600,26 +741,39 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     come last so that no verdict is ever on disk beside a map that is not complete: a process killed
     before the status has written none (a rerun finishes the map), one killed after it leaves a
     complete map whose files a rerun writes again (``_report_complete``)."""
-    tone = judge_map_tone(root, plan.card.classes, plan.card.good_index, plan.settings.cells_against_slide) \
-        if plan.settings.tone_against_slide else None
+    tone = (
+        judge_map_tone(root, plan.card.classes, plan.card.good_index, plan.settings.cells_against_slide)
+        if plan.settings.tone_against_slide
+        else None
+    )
     score, label = read_array(root, "score"), read_array(root, "label")
     options, card = plan.options, plan.card
     summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
     runtime = time.perf_counter() - started
-    summary |= {"slide": str(plan.slide_path), "model": card.name or str(plan.checkpoint),
-                **_slide_facts(plan, read_array(root, "tissue")), "created": timestamp(), "runtime_s": runtime,
-                "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
-                "resumed_blocks": resumed,
-                "dye_tiles": sum((root.attrs["slideiqa"].get("dye_tiles_by_block") or {}).values()),
-                "reading": plan.slide_attributes["reading"] | {
-                    "fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))}}
+    summary |= {
+        "slide": str(plan.slide_path),
+        "model": card.name or str(plan.checkpoint),
+        **_slide_facts(plan, read_array(root, "tissue")),
+        "created": timestamp(),
+        "runtime_s": runtime,
+        "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
+        "resumed_blocks": resumed,
+        "dye_tiles": sum((root.attrs["slideiqa"].get("dye_tiles_by_block") or {}).values()),
+        "reading": plan.slide_attributes["reading"]
+        | {"fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))},
+    }
     summary |= _cell_summary(plan, root)
     if tone is not None:
         summary["tone"] = tone
     summary["warnings"] = map_warnings(summary, root.attrs["slideiqa"])
-    update_attributes(root, remove=("error",), status=STATUS_COMPLETE, summary=summary,
-                      verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
-                      timing={"runtime_s": runtime, "compute_s": compute_s})
+    update_attributes(
+        root,
+        remove=("error",),
+        status=STATUS_COMPLETE,
+        summary=summary,
+        verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
+        timing={"runtime_s": runtime, "compute_s": compute_s},
+    )
     _write_reports(plan, root, summary, score, label)
     return MapResult(plan.out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
 
@@ -679,8 +833,17 @@ class BlockRun:
             if room > 0:
                 recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
                 update_attributes(self.root, unreadable=recorded)
-        write_block(self.root, self.layout, *block, result.probabilities, self.tissue[rows, cols], self.good_index,
-                    fixed, result.cell_probabilities, result.tone)
+        write_block(
+            self.root,
+            self.layout,
+            *block,
+            result.probabilities,
+            self.tissue[rows, cols],
+            self.good_index,
+            fixed,
+            result.cell_probabilities,
+            result.tone,
+        )
 
     def execute(self, client, tasks: list[BlockTask], threads: int | None) -> None:
         from dataclasses import replace
@@ -707,8 +870,10 @@ class BlockRun:
                 if self.progress:
                     self.progress(self.finished, self.total)
                 if self.should_stop and self.should_stop():
-                    raise MapCancelled(f"{self.path}: stopped on request after {self.finished} of "
-                                       f"{self.total} tiles; run again to resume")
+                    raise MapCancelled(
+                        f"{self.path}: stopped on request after {self.finished} of "
+                        f"{self.total} tiles; run again to resume"
+                    )
         finally:
             # Whatever ends the loop early (cancel, error), no orphan task keeps a shared cluster busy;
             # a client that is itself gone must not hide the error that ended the loop.
@@ -720,10 +885,15 @@ def _slide_facts(plan: MapPlan, tissue: np.ndarray) -> dict[str, Any]:
     """What a lab records of a mapped slide beside the verdict: size, µm/px, tissue area, provenance."""
     mpp, (width, height) = plan.grid.slide_mpp, plan.slide_attributes["dimensions"]
     tile_mm2 = (plan.grid.tile_um / 1000) ** 2
-    return {"mpp": mpp, "mpp_from": plan.slide_attributes["mpp_from"], "dimensions_px": [width, height],
-            "size_mm": [round(width * mpp / 1000, 3), round(height * mpp / 1000, 3)],
-            "tissue_area_mm2": round(float(np.nansum(tissue)) * tile_mm2, 4),
-            "tile_um": plan.grid.tile_um, "slideiqa_version": __version__}
+    return {
+        "mpp": mpp,
+        "mpp_from": plan.slide_attributes["mpp_from"],
+        "dimensions_px": [width, height],
+        "size_mm": [round(width * mpp / 1000, 3), round(height * mpp / 1000, 3)],
+        "tissue_area_mm2": round(float(np.nansum(tissue)) * tile_mm2, 4),
+        "tile_um": plan.grid.tile_um,
+        "slideiqa_version": __version__,
+    }
 
 
 def _write_reports(plan: MapPlan, root, summary: dict[str, Any], score: np.ndarray, label: np.ndarray) -> None:
@@ -735,9 +905,11 @@ def _write_reports(plan: MapPlan, root, summary: dict[str, Any], score: np.ndarr
     mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
     lost = summary["artefact_tiles"] | {UNREADABLE_CLASS: summary["unreadable_tiles"]}
     lost_text = ", ".join(f"{name} {count}" for name, count in lost.items() if count)
-    title = f"{Path(summary['slide']).name}: {summary['verdict']}; mean score {mean}, " \
-            f"{summary['share_below_threshold']:.0%} of tissue below {threshold}" + \
-            (f" or lost ({lost_text} tiles)" if lost_text else "")
+    title = (
+        f"{Path(summary['slide']).name}: {summary['verdict']}; mean score {mean}, "
+        f"{summary['share_below_threshold']:.0%} of tissue below {threshold}"
+        + (f" or lost ({lost_text} tiles)" if lost_text else "")
+    )
     entries = label_entries(classes)
     colours = {name: rgba for _, name, rgba in entries}
     um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
@@ -747,7 +919,8 @@ def _write_reports(plan: MapPlan, root, summary: dict[str, Any], score: np.ndarr
     regions = low_quality_regions(score, label, classes, threshold, grid.step, colours, grid.tile_um)
     write_atomically(out / "regions.geojson", json.dumps(regions) + "\n")
     if plan.options.tile_geojson:
-        tiles = tile_objects(score, label, read_array(root, "probs"), read_array(root, "tissue"), classes, grid.step,
-                             colours)
+        tiles = tile_objects(
+            score, label, read_array(root, "probs"), read_array(root, "tissue"), classes, grid.step, colours
+        )
         write_atomically(out / "tiles.geojson", json.dumps(tiles) + "\n")
     write_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -68,12 +68,14 @@ class MapOptions:
             if problem:
                 raise SettingsError(f"{_option(name)} {problem}")
 
-    def updated(self, **changes: Any) -> "MapOptions":
+    def updated(self, **changes: Any) -> MapOptions:
         """These options with ``changes`` applied; ``None`` values (an option not given) change nothing."""
         given = {key: value for key, value in changes.items() if value is not None}
         unknown = sorted(set(given) - {f.name for f in fields(self)})
         if unknown:
-            raise SettingsError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(f.name for f in fields(self))}")
+            raise SettingsError(
+                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(f.name for f in fields(self))}"
+            )
         return replace(self, **given)
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,9 +85,19 @@ class MapOptions:
 #: The kind of value each option takes. TOML and Python both tell ``"false"`` from ``false``: a string
 #: where a switch is expected is refused, never read as true.
 OPTION_KINDS: dict[str, str] = {
-    "model": "text", "device": "text", "mpp": "number", "threshold": "number", "max_bad_share": "number",
-    "min_tissue": "number", "use_tissue_mask": "switch", "find_artefacts": "switch", "cells": "switch",
-    "tile_geojson": "switch", "overwrite": "switch", "batch_size": "whole", "block": "whole",
+    "model": "text",
+    "device": "text",
+    "mpp": "number",
+    "threshold": "number",
+    "max_bad_share": "number",
+    "min_tissue": "number",
+    "use_tissue_mask": "switch",
+    "find_artefacts": "switch",
+    "cells": "switch",
+    "tile_geojson": "switch",
+    "overwrite": "switch",
+    "batch_size": "whole",
+    "block": "whole",
 }
 _WANTED = {"text": "text", "number": "a number", "switch": "true or false", "whole": "a whole number"}
 
@@ -127,8 +139,20 @@ def _option(name: str) -> str:
 
 
 #: Keys a settings file may set: the choices that are a lab's policy, not one run's mechanics.
-SETTINGS_KEYS = ("model", "mpp", "threshold", "max_bad_share", "min_tissue", "use_tissue_mask", "find_artefacts", "cells",
-                 "tile_geojson", "batch_size", "device", "block")
+SETTINGS_KEYS = (
+    "model",
+    "mpp",
+    "threshold",
+    "max_bad_share",
+    "min_tissue",
+    "use_tissue_mask",
+    "find_artefacts",
+    "cells",
+    "tile_geojson",
+    "batch_size",
+    "device",
+    "block",
+)
 
 
 def load_settings(path: Path, base: MapOptions | None = None) -> MapOptions:
@@ -148,8 +172,9 @@ def load_settings(path: Path, base: MapOptions | None = None) -> MapOptions:
         raise SettingsError(f"{path}: not valid TOML ({error})") from None
     tables = {key for key, value in document.items() if isinstance(value, dict)}
     if tables - {"map", "cluster"}:
-        raise SettingsError(f"{path}: unknown table(s) {', '.join(sorted(tables - {'map', 'cluster'}))}; "
-                            "known: [map], [cluster]")
+        raise SettingsError(
+            f"{path}: unknown table(s) {', '.join(sorted(tables - {'map', 'cluster'}))}; known: [map], [cluster]"
+        )
     values = {key: value for key, value in document.items() if key not in tables}
     map_table = document["map"] if "map" in tables else {}
     both = sorted(set(values) & set(map_table))
@@ -179,8 +204,11 @@ class MppTable(dict):
         the batch's µm/px (or none), so both are said."""
         keys = {str(Path(slide).resolve()) for slide in slides} | {Path(slide).name for slide in slides}
         unmatched = [key for key in self if key not in keys]
-        return self.duplicates + ([f"{self.path}: {len(unmatched)} row(s) match no slide of this batch: "
-                                   f"{', '.join(unmatched)}"] if unmatched else [])
+        return self.duplicates + (
+            [f"{self.path}: {len(unmatched)} row(s) match no slide of this batch: {', '.join(unmatched)}"]
+            if unmatched
+            else []
+        )
 
 
 #: Column separators a µm/px table may use: spreadsheets in locales with a decimal comma write ``;``.
@@ -232,8 +260,9 @@ def load_mpp_table(path: Path) -> MppTable:
         # A path is taken relative to the table's folder, so the table travels with its cohort.
         key = str((here / name).resolve()) if "/" in name else name
         if key in entries:
-            duplicates.append(f"{path}: {name} is listed on lines {first_line[key]} and {line}; line {line}'s "
-                              f"{value:g} µm/px is used")
+            duplicates.append(
+                f"{path}: {name} is listed on lines {first_line[key]} and {line}; line {line}'s {value:g} µm/px is used"
+            )
         first_line.setdefault(key, line)
         entries[key] = value
     return MppTable(path, entries, duplicates)

@@ -25,7 +25,7 @@ what lies under them.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -35,7 +35,9 @@ from slideiqa.synthetic.distortions import Seed, _check_image, _check_severity, 
 #: OD (R, G, B) of ink: green, red and black are the median ink pixel of HistoQC's real pen images;
 #: blue, of which there is no real image here, is a typical blue marker's (absorbs red and green).
 INK_OD: dict[str, tuple[float, float, float]] = {
-    "green": (0.33, 0.12, 0.14), "red": (0.09, 0.63, 0.46), "black": (1.03, 1.11, 1.26),
+    "green": (0.33, 0.12, 0.14),
+    "red": (0.09, 0.63, 0.46),
+    "black": (1.03, 1.11, 1.26),
     "blue": (0.55, 0.40, 0.08),
 }
 PEN_WIDTH_UM = 400.0
@@ -47,7 +49,7 @@ def _to_od(image: np.ndarray) -> np.ndarray:
 
 
 def _from_od(od: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(255.0 * 10.0 ** -od), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(255.0 * 10.0**-od), 0, 255).astype(np.uint8)
 
 
 Drawn = tuple[np.ndarray, np.ndarray]
@@ -69,7 +71,8 @@ def _synthesiser(draw: Callable[..., Drawn]) -> Callable[..., Drawn]:
 
 def _grid(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     height, width = image.shape[:2]
-    return np.mgrid[0:height, 0:width].astype(np.float64)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    return rows, cols
 
 
 def _distance_to_curve(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -175,12 +178,15 @@ def debris(image: np.ndarray, severity: float, mpp: float, rng: np.random.Genera
 
 
 SYNTHESISERS: dict[str, Callable[..., Drawn]] = {
-    "pen": pen, "fold": fold, "bubble": bubble, "edge": edge, "debris": debris,
+    "pen": pen,
+    "fold": fold,
+    "bubble": bubble,
+    "edge": edge,
+    "debris": debris,
 }
 
 
-def add_artefact(kind: str, image: np.ndarray, severity: float, mpp: float, seed: Seed = None,
-                 **options) -> Drawn:
+def add_artefact(kind: str, image: np.ndarray, severity: float, mpp: float, seed: Seed = None, **options) -> Drawn:
     """``kind`` (one of :data:`ARTEFACTS`) drawn on ``image``; ``options`` go to its function (the
     pen's ``colour``); see the module docstring."""
     if kind not in SYNTHESISERS:

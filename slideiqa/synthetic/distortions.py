@@ -46,7 +46,8 @@ family is the formula above (the default, so datasets built before kinds existed
 from __future__ import annotations
 
 import io
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -90,9 +91,7 @@ def _convolve_rgb(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Convolve each channel with a normalised PSF; edges are mirrored so borders don't darken."""
     pad_y, pad_x = kernel.shape[0] // 2, kernel.shape[1] // 2
     padded = np.pad(image.astype(np.float32), ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect")
-    out = np.stack(
-        [signal.fftconvolve(padded[..., c], kernel, mode="valid") for c in range(3)], axis=-1
-    )
+    out = np.stack([signal.fftconvolve(padded[..., c], kernel, mode="valid") for c in range(3)], axis=-1)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -207,8 +206,12 @@ def noise(
     elif kind == "sensor":
         height, width = image.shape[:2]
         pattern = SENSOR_PATTERN_SIGMA * severity / np.sqrt(2)
-        values = (values + rng.normal(0.0, pattern, (1, width, 1)) + rng.normal(0.0, pattern, (height, 1, 1))
-                  + rng.normal(0.0, SENSOR_WHITE_SIGMA * severity, image.shape))
+        values = (
+            values
+            + rng.normal(0.0, pattern, (1, width, 1))
+            + rng.normal(0.0, pattern, (height, 1, 1))
+            + rng.normal(0.0, SENSOR_WHITE_SIGMA * severity, image.shape)
+        )
         bad = rng.random((height, width)) < SENSOR_BAD_PIXEL_SHARE * severity
         values[bad] = rng.choice([0.0, 255.0], size=(int(bad.sum()), 1))
     else:
@@ -269,7 +272,7 @@ def exposure(
     elif kind == "gain":
         values = values * 2.0**stops
     elif kind == "gamma":
-        values = values ** (2.0 ** -stops)
+        values = values ** (2.0**-stops)
     else:
         inset = EXPOSURE_CLIP_INSET * severity
         values = (values - inset) / (1.0 - 2.0 * inset)

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 from skimage.exposure import adjust_gamma
 
-from slideiqa.synthetic.distortions import exposure
 from slideiqa.measure.slide_tone import DEPARTURE_Z, ToneReference, tone_deviation, tone_features
+from slideiqa.synthetic.distortions import exposure
 
 LABS = {"bccd": "smears/bccd", "chula_rbc12": "smears/chula_rbc12"}
 #: Whole-field tone errors at the exposure floor (±1 EV at mid-grey).

@@ -36,11 +36,16 @@ def main() -> None:
     args = parser.parse_args()
     sources, _, smears = catalogue_fields(args.data)
     # A smear camera's 0.05–0.13 µm/px field shrunk to 0.5 holds no whole tile: its own pixels, every tile.
-    rows = {name: [tile for item in fields for tile in tissue_tiles(field_at_model_scale(item.path, item.mpp))]
-            for name, fields in sources.items()}
-    rows |= {f"{name} (smear, its own pixels)": [tile for path in paths
-                                                  for tile in tissue_tiles(field_at_model_scale(path, 0), 0.0)]
-             for name, paths, _ in smears}
+    rows = {
+        name: [tile for item in fields for tile in tissue_tiles(field_at_model_scale(item.path, item.mpp))]
+        for name, fields in sources.items()
+    }
+    rows |= {
+        f"{name} (smear, its own pixels)": [
+            tile for path in paths for tile in tissue_tiles(field_at_model_scale(path, 0), 0.0)
+        ]
+        for name, paths, _ in smears
+    }
     rows["the sample (CMU-1, green ink)"] = tissue_tiles(field_at_model_scale(SAMPLE, None))
     print("| source | tissue tiles | with dye | with debris | largest dyed share |\n|---|---|---|---|---|")
     for name, tiles in rows.items():

@@ -18,23 +18,27 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tone_throughout import ERRORS, load_tile_set  # noqa: E402
+from tone_throughout import ERRORS, load_tile_set
 
-from slideiqa.measure.exposure_evidence import exposure_evidence, exposure_measurements  # noqa: E402
+from slideiqa.measure.exposure_evidence import exposure_evidence, exposure_measurements
 
 
 def main(run: Path) -> None:
     tiles = load_tile_set(run / "test_tiles.npz")
     groups = list(dict.fromkeys(tiles.groups.tolist()))
     sharp = {group: tiles.images[(tiles.groups == group) & (tiles.families == "none")] for group in groups}
-    print("| group | sharp tiles | lowest white point | most clipped stain | most clipped tile | most black "
-          "| sharp tiles with evidence |")
+    print(
+        "| group | sharp tiles | lowest white point | most clipped stain | most clipped tile | most black "
+        "| sharp tiles with evidence |"
+    )
     print("|---|---|---|---|---|---|---|")
     for group, images in sharp.items():
         measured = exposure_measurements(images)
-        print(f"| {group} | {len(images)} | {measured['white_point'].min():.0f} | {measured['clipped_stain'].max():.3f} "
-              f"| {measured['clipped_tile'].max():.3f} | {measured['black'].max():.4f} "
-              f"| {(exposure_evidence(images).cap > 0.5).mean():.3f} |")
+        print(
+            f"| {group} | {len(images)} | {measured['white_point'].min():.0f} | {measured['clipped_stain'].max():.3f} "
+            f"| {measured['clipped_tile'].max():.3f} | {measured['black'].max():.4f} "
+            f"| {(exposure_evidence(images).cap > 0.5).mean():.3f} |"
+        )
     print("\n| error throughout | evidence (cap > 0.5): mean, worst group | too little light certain: mean |")
     print("|---|---|---|")
     for name, error in ERRORS.items():

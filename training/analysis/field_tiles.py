@@ -28,6 +28,9 @@ def field_at_model_scale(path: Path, mpp: float | None) -> np.ndarray:
 
 def tissue_tiles(field: np.ndarray, min_tissue: float = MIN_TISSUE) -> list[np.ndarray]:
     """The field's grid tiles holding at least ``min_tissue`` tissue (every tile with 0)."""
-    tiles = [field[r:r + TILE, c:c + TILE] for r in range(0, field.shape[0] - TILE + 1, TILE)
-             for c in range(0, field.shape[1] - TILE + 1, TILE)]
+    tiles = [
+        field[r : r + TILE, c : c + TILE]
+        for r in range(0, field.shape[0] - TILE + 1, TILE)
+        for c in range(0, field.shape[1] - TILE + 1, TILE)
+    ]
     return [tile for tile in tiles if (tile.astype(np.int32).sum(-1) < DARK_SUM).mean() >= min_tissue]

@@ -33,8 +33,11 @@ def physical_exposure_measures(images: np.ndarray) -> dict[str, np.ndarray]:
     luminance = images.mean(axis=-1).reshape(len(images), -1)
     clipped = ((images == 255) | (images == 0)).any(axis=-1).reshape(len(images), -1).mean(axis=1)
     low, high = np.percentile(luminance, [1, 99], axis=1)
-    return {"clipped share": clipped, "white point": np.percentile(brightest, 99.5, axis=1),
-            "dynamic range": high - low}
+    return {
+        "clipped share": clipped,
+        "white point": np.percentile(brightest, 99.5, axis=1),
+        "dynamic range": high - low,
+    }
 
 
 def main(run: Path) -> None:
@@ -54,12 +57,16 @@ def main(run: Path) -> None:
     print(f"{len(found)} held-out groups\n\nSharp tiles that fail, by the class they are given:")
     for group in dict.fromkeys(tiles.groups.tolist()):
         failing = sharp & (tiles.groups == group) & (good < THRESHOLD)
-        print(f"  {group:>15}: {int(failing.sum())} of {int((sharp & (tiles.groups == group)).sum())}  "
-              f"{dict(Counter(named[failing].tolist()))}")
+        print(
+            f"  {group:>15}: {int(failing.sum())} of {int((sharp & (tiles.groups == group)).sum())}  "
+            f"{dict(Counter(named[failing].tolist()))}"
+        )
     print("\nFlagged share per family and kind (slideiqa's code) or library (other code), all groups:")
     for family in CLASSES[1:]:
         chosen = tiles.families == family
-        for maker in sorted(set(tiles.kinds[chosen & (tiles.makers == "slideiqa")]) | set(tiles.makers[chosen]) - {"slideiqa"}):
+        for maker in sorted(
+            set(tiles.kinds[chosen & (tiles.makers == "slideiqa")]) | set(tiles.makers[chosen]) - {"slideiqa"}
+        ):
             rows = chosen & ((tiles.kinds == maker) & (tiles.makers == "slideiqa") | (tiles.makers == maker))
             print(f"  {family:>9} {maker:>32}: {float((good[rows] < THRESHOLD).mean()):.2f} of {int(rows.sum())}")
     exposure = tiles.families == "exposure"
@@ -118,8 +125,10 @@ def print_stain_density(tiles) -> None:
         values = density[(groups == group) & ~np.isnan(density)]
         medians.append(np.median(values))
         print(f"  {group:>15}: " + " / ".join(f"{v:.2f}" for v in np.percentile(values, [10, 50, 90])))
-    print(f"  group medians span {min(medians):.2f}–{max(medians):.2f}, a factor of {max(medians) / min(medians):.2f}; "
-          "a gamma at the exposure floor multiplies a tile's density by 2 or 0.5")
+    print(
+        f"  group medians span {min(medians):.2f}–{max(medians):.2f}, a factor of {max(medians) / min(medians):.2f}; "
+        "a gamma at the exposure floor multiplies a tile's density by 2 or 0.5"
+    )
 
 
 def print_noise_measurement(tiles, probabilities: np.ndarray) -> None:
@@ -127,11 +136,13 @@ def print_noise_measurement(tiles, probabilities: np.ndarray) -> None:
     tell sharp tiles from noisy ones, and how often the measurement is on the wrong side of its threshold."""
     from slideiqa.measure.noise_level import NOISE_SIGMA, noise_sigma
 
-    sigma = np.concatenate([noise_sigma(tiles.images[start:start + 256]) for start in range(0, len(tiles), 256)])
+    sigma = np.concatenate([noise_sigma(tiles.images[start : start + 256]) for start in range(0, len(tiles), 256)])
     network = probabilities[:, CLASSES.index("noise")]
     sharp, noisy = tiles.families == "none", tiles.families == "noise"
-    print(f"\nNoise against sharp tiles: AUC of the measured σ and of the network's P(noise); measured σ on "
-          f"the wrong side of {NOISE_SIGMA} (sharp above, noisy below; ours / other code):")
+    print(
+        f"\nNoise against sharp tiles: AUC of the measured σ and of the network's P(noise); measured σ on "
+        f"the wrong side of {NOISE_SIGMA} (sharp above, noisy below; ours / other code):"
+    )
     for group in dict.fromkeys(tiles.groups.tolist()):
         here = tiles.groups == group
         ours, other = here & noisy & (tiles.makers == "slideiqa"), here & noisy & (tiles.makers != "slideiqa")
@@ -139,10 +150,12 @@ def print_noise_measurement(tiles, probabilities: np.ndarray) -> None:
         for values in (sigma, network):
             chosen = here & (sharp | noisy)
             aucs.append(roc_auc_score(noisy[chosen], values[chosen]))
-        print(f"  {group:>15}: AUC measured {aucs[0]:.3f}, network {aucs[1]:.3f}; sharp above "
-              f"{int((sigma[here & sharp] >= NOISE_SIGMA).sum())} of {int((here & sharp).sum())}, noisy below "
-              f"{int((sigma[ours] < NOISE_SIGMA).sum())} of {int(ours.sum())} / "
-              f"{int((sigma[other] < NOISE_SIGMA).sum())} of {int(other.sum())}")
+        print(
+            f"  {group:>15}: AUC measured {aucs[0]:.3f}, network {aucs[1]:.3f}; sharp above "
+            f"{int((sigma[here & sharp] >= NOISE_SIGMA).sum())} of {int((here & sharp).sum())}, noisy below "
+            f"{int((sigma[ours] < NOISE_SIGMA).sum())} of {int(ours.sum())} / "
+            f"{int((sigma[other] < NOISE_SIGMA).sum())} of {int(other.sum())}"
+        )
 
 
 if __name__ == "__main__":

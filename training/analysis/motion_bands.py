@@ -21,32 +21,40 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from field_measurements import ROOT, tile_sets  # noqa: E402
+from field_measurements import ROOT, tile_sets
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from clean_tissue import HELD_OUT  # noqa: E402
+from clean_tissue import HELD_OUT
 
-from slideiqa.measure import motion_blur  # noqa: E402
-from slideiqa.synthetic.distortions import KINDS, distort  # noqa: E402
-from training.cross_implementation import IMPLEMENTATIONS  # noqa: E402
-from training.generalisation import FLOORS  # noqa: E402
+from slideiqa.measure import motion_blur
+from slideiqa.synthetic.distortions import KINDS, distort
+from training.cross_implementation import IMPLEMENTATIONS
+from training.generalisation import FLOORS
 
 #: The fine bands compared (cycles/px): the one the measurement used first, the shipped one, one tried.
-BANDS = {"0.12–0.35 (before)": (0.12, 0.35),
-         f"{motion_blur.FINE_BAND[0]}–{motion_blur.FINE_BAND[1]} (shipped)": motion_blur.FINE_BAND,
-         "0.14–0.35 (tried)": (0.14, 0.35)}
+BANDS = {
+    "0.12–0.35 (before)": (0.12, 0.35),
+    f"{motion_blur.FINE_BAND[0]}–{motion_blur.FINE_BAND[1]} (shipped)": motion_blur.FINE_BAND,
+    "0.14–0.35 (tried)": (0.14, 0.35),
+}
 STRONG = 1.0  # severity of a 12 µm streak
 
 
 def streaked(field: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """The field streaked at the floor by every implementation, at 12 µm by slideiqa's, defocused by 1 µm."""
     seed = lambda: int(rng.integers(2**31))  # noqa: E731
-    out = {f"streak 5 µm slideiqa {kind}": distort(field, "motion", FLOORS["motion"], seed=seed(), kind=kind)
-           for kind in KINDS["motion"]}
-    out |= {f"streak 5 µm {name}": implementation(field, FLOORS["motion"], 0.5, np.random.default_rng(seed()))
-            for name, implementation in IMPLEMENTATIONS["motion"].items()}
-    out |= {f"streak 12 µm slideiqa {kind}": distort(field, "motion", STRONG, seed=seed(), kind=kind)
-            for kind in KINDS["motion"]}
+    out = {
+        f"streak 5 µm slideiqa {kind}": distort(field, "motion", FLOORS["motion"], seed=seed(), kind=kind)
+        for kind in KINDS["motion"]
+    }
+    out |= {
+        f"streak 5 µm {name}": implementation(field, FLOORS["motion"], 0.5, np.random.default_rng(seed()))
+        for name, implementation in IMPLEMENTATIONS["motion"].items()
+    }
+    out |= {
+        f"streak 12 µm slideiqa {kind}": distort(field, "motion", STRONG, seed=seed(), kind=kind)
+        for kind in KINDS["motion"]
+    }
     out["defocus 1 µm"] = distort(field, "defocus", FLOORS["defocus"], seed=seed())
     return out
 
@@ -74,8 +82,10 @@ def main() -> None:
     for label, band in BANDS.items():
         for split, (clean, looks, copies) in sets.items():
             cells = [flagged(clean, band).mean(), flagged(looks, band).mean()]
-            cells += [(1.0 - flagged(tiles, band).mean()) if name.startswith("streak") else flagged(tiles, band).mean()
-                      for name, tiles in copies.items()]
+            cells += [
+                (1.0 - flagged(tiles, band).mean()) if name.startswith("streak") else flagged(tiles, band).mean()
+                for name, tiles in copies.items()
+            ]
             print(f"| {label} | {split} | {len(clean)} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |")
     print("\nClean, good looks and defocus: share flagged as motion; streaks: share missed.")
 

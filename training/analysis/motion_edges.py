@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from field_measurements import ROOT, tile_sets  # noqa: E402
-from motion_scale import degraded_at  # noqa: E402
+from field_measurements import ROOT, tile_sets
+from motion_scale import degraded_at
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from clean_tissue import HELD_OUT  # noqa: E402
+from clean_tissue import HELD_OUT
 
-from slideiqa.measure import motion_blur  # noqa: E402
+from slideiqa.measure import motion_blur
 
 #: Own parts (rows, columns) of a 224 px tile: right edges, bottom edges, corners.
 PARTS = [(224, 64), (224, 96), (224, 160), (64, 224), (128, 224), (96, 96), (100, 120), (150, 180)]
@@ -37,8 +37,9 @@ PARTS = [(224, 64), (224, 96), (224, 160), (64, 224), (128, 224), (96, 96), (100
 def mirrored(tiles: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """``tiles`` cut to their first ``rows`` × ``columns`` and mirrored out to their size, as a map does."""
     height, width = tiles.shape[1:3]
-    return np.pad(tiles[:, :rows, :columns], ((0, 0), (0, height - rows), (0, width - columns), (0, 0)),
-                  mode="symmetric")
+    return np.pad(
+        tiles[:, :rows, :columns], ((0, 0), (0, height - rows), (0, width - columns), (0, 0)), mode="symmetric"
+    )
 
 
 def scores(tiles: np.ndarray, part: tuple[int, int], reading: str) -> np.ndarray:
@@ -56,19 +57,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
-    readings = ("whole, mirror included", "own part, thresholds as they are",
-                f"own part, thresholds raised (EDGE_SPREAD {motion_blur.EDGE_SPREAD}, shipped)")
-    print("| sources | own part | reading | clean flagged | defocus flagged | streaks missed |\n|---|---|---|---|---|---|")
-    for split, keep in {"trained on": lambda source: source not in HELD_OUT,
-                        "held out": lambda source: source in HELD_OUT}.items():
+    readings = (
+        "whole, mirror included",
+        "own part, thresholds as they are",
+        f"own part, thresholds raised (EDGE_SPREAD {motion_blur.EDGE_SPREAD}, shipped)",
+    )
+    print(
+        "| sources | own part | reading | clean flagged | defocus flagged | streaks missed |\n|---|---|---|---|---|---|"
+    )
+    for split, keep in {
+        "trained on": lambda source: source not in HELD_OUT,
+        "held out": lambda source: source in HELD_OUT,
+    }.items():
         clean, _, copies = tile_sets(args.data, degraded_at(0.5), keep)
         for part in PARTS:
             for reading in readings:
-                missed = np.mean([(scores(tiles, part, reading) <= 1.0).mean()
-                                  for name, tiles in copies.items() if name.startswith("streak")])
-                print(f"| {split} ({len(clean)} tiles) | {part[0]} × {part[1]} | {reading} "
-                      f"| {(scores(clean, part, reading) > 1.0).mean():.3f} "
-                      f"| {(scores(copies['defocus 1 µm'], part, reading) > 1.0).mean():.3f} | {missed:.3f} |", flush=True)
+                missed = np.mean(
+                    [
+                        (scores(tiles, part, reading) <= 1.0).mean()
+                        for name, tiles in copies.items()
+                        if name.startswith("streak")
+                    ]
+                )
+                print(
+                    f"| {split} ({len(clean)} tiles) | {part[0]} × {part[1]} | {reading} "
+                    f"| {(scores(clean, part, reading) > 1.0).mean():.3f} "
+                    f"| {(scores(copies['defocus 1 µm'], part, reading) > 1.0).mean():.3f} | {missed:.3f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -21,28 +21,34 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from field_measurements import MODEL_MPP, ROOT, tile_sets  # noqa: E402
+from field_measurements import MODEL_MPP, ROOT, tile_sets
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from clean_tissue import HELD_OUT  # noqa: E402
+from clean_tissue import HELD_OUT
 
-from slideiqa.synthetic.distortions import KINDS, distort  # noqa: E402
-from slideiqa.measure.motion_blur import motion_score  # noqa: E402
-from training.cross_implementation import IMPLEMENTATIONS  # noqa: E402
-from training.generalisation import FLOORS  # noqa: E402
+from slideiqa.measure.motion_blur import motion_score
+from slideiqa.synthetic.distortions import KINDS, distort
+from training.cross_implementation import IMPLEMENTATIONS
+from training.generalisation import FLOORS
 
 
 def degraded_at(mpp: float):
     """Copies of a field at ``mpp`` µm/px: streaked at the 5 µm floor by every implementation,
     defocused by 1 µm — each written at the field's own scale."""
+
     def copies(field: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         seed = lambda: int(rng.integers(2**31))  # noqa: E731
-        out = {f"streak slideiqa {kind}": distort(field, "motion", FLOORS["motion"], mpp=mpp, seed=seed(), kind=kind)
-               for kind in KINDS["motion"]}
-        out |= {f"streak {name}": implementation(field, FLOORS["motion"], mpp, np.random.default_rng(seed()))
-                for name, implementation in IMPLEMENTATIONS["motion"].items()}
+        out = {
+            f"streak slideiqa {kind}": distort(field, "motion", FLOORS["motion"], mpp=mpp, seed=seed(), kind=kind)
+            for kind in KINDS["motion"]
+        }
+        out |= {
+            f"streak {name}": implementation(field, FLOORS["motion"], mpp, np.random.default_rng(seed()))
+            for name, implementation in IMPLEMENTATIONS["motion"].items()
+        }
         out["defocus 1 µm"] = distort(field, "defocus", FLOORS["defocus"], mpp=mpp, seed=seed())
         return out
+
     return copies
 
 
@@ -52,21 +58,28 @@ def main() -> None:
     parser.add_argument("--mpp", type=float, default=0.55)
     args = parser.parse_args()
     splits = {"trained on": lambda source: source not in HELD_OUT, "held out": lambda source: source in HELD_OUT}
-    readings = {f"{MODEL_MPP} µm/px (reference)": (MODEL_MPP, None),
-                f"{args.mpp} µm/px, bands in cycles/px (before)": (args.mpp, None),
-                f"{args.mpp} µm/px, bands in µm (shipped)": (args.mpp, args.mpp)}
-    sets = {(split, mpp): tile_sets(args.data, degraded_at(mpp), keep, at_mpp=mpp)
-            for split, keep in splits.items() for mpp in {MODEL_MPP, args.mpp}}
+    readings = {
+        f"{MODEL_MPP} µm/px (reference)": (MODEL_MPP, None),
+        f"{args.mpp} µm/px, bands in cycles/px (before)": (args.mpp, None),
+        f"{args.mpp} µm/px, bands in µm (shipped)": (args.mpp, args.mpp),
+    }
+    sets = {
+        (split, mpp): tile_sets(args.data, degraded_at(mpp), keep, at_mpp=mpp)
+        for split, keep in splits.items()
+        for mpp in {MODEL_MPP, args.mpp}
+    }
     names = ["clean", "good looks", *next(iter(sets.values()))[2]]
     print("| reading | sources | tiles | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for label, (mpp, measured_at) in readings.items():
         for split in splits:
             clean, looks, copies = sets[(split, mpp)]
-            flagged = lambda tiles: motion_score(tiles, measured_at) > 1.0  # noqa: E731
+            flagged = lambda tiles, at=measured_at: motion_score(tiles, at) > 1.0  # noqa: E731
             cells = [flagged(clean).mean(), flagged(looks).mean()]
-            cells += [(1.0 - flagged(tiles).mean()) if name.startswith("streak") else flagged(tiles).mean()
-                      for name, tiles in copies.items()]
+            cells += [
+                (1.0 - flagged(tiles).mean()) if name.startswith("streak") else flagged(tiles).mean()
+                for name, tiles in copies.items()
+            ]
             print(f"| {label} | {split} | {len(clean)} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |")
     print("\nClean, good looks and defocus: share flagged as motion; streaks: share missed.")
 

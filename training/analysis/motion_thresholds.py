@@ -32,7 +32,9 @@ FINE_GRID = np.round(np.arange(2.0, 5.01, 0.1), 2)
 RATIO_GRID = np.round(np.arange(2.0, 4.01, 0.05), 2)
 
 
-def choose_thresholds(anisotropy: np.ndarray, good: np.ndarray, streaked: np.ndarray) -> tuple[float, float, float, float]:
+def choose_thresholds(
+    anisotropy: np.ndarray, good: np.ndarray, streaked: np.ndarray
+) -> tuple[float, float, float, float]:
     """(fine, ratio, share of streaks missed, share of good flagged) of the best pair on the grid."""
     best = None
     for fine in FINE_GRID:
@@ -51,26 +53,40 @@ def main(run: Path) -> None:
     good = train.families == "none"
     streaked = (train.families == "motion") & (train.severities >= FLOORS["motion"])
     fine, ratio, missed, good_flagged = choose_thresholds(train_anisotropy, good, streaked)
-    print(f"Thresholds from every group's training tiles: fine {fine:.2f}, ratio {ratio:.2f} (shipped: "
-          f"{MOTION_FINE}, {MOTION_RATIO}); training motion ≥ floor missed {missed:.4f}, good looks flagged "
-          f"{good_flagged:.4f}\n")
-    print("| held-out group | thresholds without it | sharp called motion | motion flagged, ours / other code "
-          "| other defects called motion |")
+    print(
+        f"Thresholds from every group's training tiles: fine {fine:.2f}, ratio {ratio:.2f} (shipped: "
+        f"{MOTION_FINE}, {MOTION_RATIO}); training motion ≥ floor missed {missed:.4f}, good looks flagged "
+        f"{good_flagged:.4f}\n"
+    )
+    print(
+        "| held-out group | thresholds without it | sharp called motion | motion flagged, ours / other code "
+        "| other defects called motion |"
+    )
     print("|---|---|---|---|---|")
     sharp, ours = test.families == "none", test.makers == "slideiqa"
     for group in dict.fromkeys(test.groups.tolist()):
         here = test.groups == group
-        without = choose_thresholds(train_anisotropy, good & (train.groups != group), streaked & (train.groups != group))
+        without = choose_thresholds(
+            train_anisotropy, good & (train.groups != group), streaked & (train.groups != group)
+        )
         cells = []
         for pair in ((fine, ratio), without[:2]):
             flagged = (test_anisotropy[:, 0] > pair[0]) & (test_anisotropy[:, 1] > pair[1])
             motion = here & (test.families == "motion")
             others = here & ~sharp & (test.families != "motion")
-            cells.append((flagged[here & sharp].mean(), flagged[motion & ours].mean(), flagged[motion & ~ours].mean(),
-                          flagged[others].mean()))
+            cells.append(
+                (
+                    flagged[here & sharp].mean(),
+                    flagged[motion & ours].mean(),
+                    flagged[motion & ~ours].mean(),
+                    flagged[others].mean(),
+                )
+            )
         shipped, held = cells
-        print(f"| {group} | {without[0]:.2f} / {without[1]:.2f} | {shipped[0]:.3f} ({held[0]:.3f}) | "
-              f"{shipped[1]:.2f} / {shipped[2]:.2f} ({held[1]:.2f} / {held[2]:.2f}) | {shipped[3]:.3f} ({held[3]:.3f}) |")
+        print(
+            f"| {group} | {without[0]:.2f} / {without[1]:.2f} | {shipped[0]:.3f} ({held[0]:.3f}) | "
+            f"{shipped[1]:.2f} / {shipped[2]:.2f} ({held[1]:.2f} / {held[2]:.2f}) | {shipped[3]:.3f} ({held[3]:.3f}) |"
+        )
     print("\n(in brackets: with the thresholds chosen without the held-out group)")
 
 

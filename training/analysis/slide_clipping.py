@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clean_tissue import catalogue_fields  # noqa: E402
 from field_tiles import MODEL_MPP, field_at_model_scale, tissue_tiles  # noqa: E402
 
-from slideiqa.synthetic.distortions import exposure  # noqa: E402
 from slideiqa.measure.exposure_evidence import exposure_measurements  # noqa: E402
+from slideiqa.synthetic.distortions import exposure  # noqa: E402
 from training.appearance import vary_good  # noqa: E402
 from training.generalisation import FLOORS  # noqa: E402
 
@@ -62,9 +62,11 @@ def main() -> None:
     parser.add_argument("--looks", type=int, default=3)
     args = parser.parse_args()
     sources, _, _ = catalogue_fields(args.data)
-    print(f"| source | fields (≥ {MIN_OVER_EXPOSED_TILES} tiles) | clean: highest median | looks: highest | "
-          f"looks beyond {OVER_EXPOSED_STAIN} | over-exposed: lowest | over-exposed beyond {OVER_EXPOSED_STAIN} |"
-          "\n|---|---|---|---|---|---|---|")
+    print(
+        f"| source | fields (≥ {MIN_OVER_EXPOSED_TILES} tiles) | clean: highest median | looks: highest | "
+        f"looks beyond {OVER_EXPOSED_STAIN} | over-exposed: lowest | over-exposed beyond {OVER_EXPOSED_STAIN} |"
+        "\n|---|---|---|---|---|---|---|"
+    )
     rng = np.random.default_rng(2026)
     for name, fields in sources.items():
         clean, looks, bright = [], [], []
@@ -78,8 +80,11 @@ def main() -> None:
             continue
         beyond = f"{np.mean(np.array(bright) > OVER_EXPOSED_STAIN):.2f} of {len(bright)}" if bright else "–"
         looks_beyond = f"{np.mean(np.array(looks) > OVER_EXPOSED_STAIN):.2f} of {len(looks)}" if looks else "–"
-        print(f"| {name} | {len(clean)} | {max(clean):.3f} | {max(looks, default=float('nan')):.3f} | {looks_beyond} | "
-              f"{min(bright, default=float('nan')):.3f} | {beyond} |", flush=True)
+        print(
+            f"| {name} | {len(clean)} | {max(clean):.3f} | {max(looks, default=float('nan')):.3f} | {looks_beyond} | "
+            f"{min(bright, default=float('nan')):.3f} | {beyond} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

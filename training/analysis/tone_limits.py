@@ -33,20 +33,26 @@ def main(run: Path) -> None:
     tiles = load_tile_set(run / "test_tiles.npz")
     groups = [g for g in dict.fromkeys(tiles.groups.tolist()) if (run / f"probabilities-{g}.npy").exists()]
     shipped = slide_tone.DEPARTURE_Z
-    print("limit: bars met in a good slide / in a mostly defective one; per group sharp pass / exposure "
-          "flagged by slideiqa's code / by other code")
+    print(
+        "limit: bars met in a good slide / in a mostly defective one; per group sharp pass / exposure "
+        "flagged by slideiqa's code / by other code"
+    )
     try:
         for limit in LIMITS:
             slide_tone.DEPARTURE_Z = limit  # read at call time by departure_probability
-            rows = [measure_fold(g, tiles.subset(tiles.groups == g), np.load(run / f"probabilities-{g}.npy"),
-                                 ModelRecipe()) for g in groups]
+            rows = [
+                measure_fold(g, tiles.subset(tiles.groups == g), np.load(run / f"probabilities-{g}.npy"), ModelRecipe())
+                for g in groups
+            ]
             bars = sum(sum(row["meets"].values()) for row in rows)
             defective = sum(sum(row["context_all_tiles"]["meets"].values()) for row in rows)
             shipped_mark = " (shipped)" if limit == shipped else ""
             print(f"{limit:.0f} z{shipped_mark}: {bars} / {defective} bars")
             for row in rows:
-                print(f"  {row['group']:>15}: {row['sharp_pass']:.2f} / {row['flagged']['exposure']:.2f} / "
-                      f"{row['flagged_other']['exposure']:.2f}")
+                print(
+                    f"  {row['group']:>15}: {row['sharp_pass']:.2f} / {row['flagged']['exposure']:.2f} / "
+                    f"{row['flagged_other']['exposure']:.2f}"
+                )
     finally:
         slide_tone.DEPARTURE_Z = shipped
 

@@ -25,9 +25,9 @@ except ImportError:  # from a checkout that is not installed
     sys.modules["slideiqa_training"] = __import__("training")
     from slideiqa_training.generalisation import CLASSES, load_tile_set
 
-from slideiqa.synthetic.distortions import exposure
-from slideiqa.models.predictor import Predictor
 from slideiqa.measure.slide_tone import judge_against_slide, judge_tone, tone_deviation, tone_features
+from slideiqa.models.predictor import Predictor
+from slideiqa.synthetic.distortions import exposure
 
 ERRORS = {
     "gamma, paler (γ ½)": lambda tile: exposure(tile, 0.5, kind="gamma", direction=1),
@@ -46,8 +46,10 @@ def main(run: Path) -> None:
     predictor = Predictor("default")
     order = [predictor.classes.index(name) for name in CLASSES]
     groups = list(dict.fromkeys(tiles.groups.tolist()))
-    print("error throughout: flagged share, mean over groups, departing only / departing and clearing;"
-          " groups that lose more than 0.05")
+    print(
+        "error throughout: flagged share, mean over groups, departing only / departing and clearing;"
+        " groups that lose more than 0.05"
+    )
     for name, error in ERRORS.items():
         before, after, losses = [], [], []
         for group in groups:

@@ -40,16 +40,30 @@ except ImportError:
     sys.path.insert(0, str(ROOT))
     sys.modules["slideiqa_training"] = __import__("training")
 
-SOURCES = ["examples/data/fields/blood_smear.jpg", "examples/data/fields/he_skin_10x.tif",
-           "examples/data/fields/he_tumour_target.png", "examples/data/fields/ihc_colon.png",
-           "examples/data/cmu_small_region.svs"]
+SOURCES = [
+    "examples/data/fields/blood_smear.jpg",
+    "examples/data/fields/he_skin_10x.tif",
+    "examples/data/fields/he_tumour_target.png",
+    "examples/data/fields/ihc_colon.png",
+    "examples/data/cmu_small_region.svs",
+]
 SOURCE_MPP = {"blood_smear": 0.08, "he_skin_10x": 1.0}
 FOLD_ORDER = ["cmu_small_region", "blood_smear", "he_tumour_target", "ihc_colon", "he_skin_10x"]
 TEST_REFERENCES = 150
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
-DEFAULTS = {"arch": "iqanet", "init": "random", "crops": 150, "epochs": 12, "lr": 1e-3, "batch": 32,
-            "dropout": 0.2, "stain": 0.0, "label_smoothing": 0.0, "weight_decay": 0.0}
+DEFAULTS = {
+    "arch": "iqanet",
+    "init": "random",
+    "crops": 150,
+    "epochs": 12,
+    "lr": 1e-3,
+    "batch": 32,
+    "dropout": 0.2,
+    "stain": 0.0,
+    "label_smoothing": 0.0,
+    "weight_decay": 0.0,
+}
 MOBILENET = {"arch": "mobilenet_v2", "init": "imagenet", "epochs": 3, "lr": 1e-4}
 VARIANTS = {
     "base": {},
@@ -91,12 +105,20 @@ def build(out: Path, crops: int, size: int, mpp: float) -> None:
     rows = []
     for _, folder, *_ in jobs:
         with open(folder / "manifest.csv", newline="") as handle:
-            rows += [(folder / r["path"], classes.index(r["label"]), r["source"], r["reference"])
-                     for r in csv.DictReader(handle)]
+            rows += [
+                (folder / r["path"], classes.index(r["label"]), r["source"], r["reference"])
+                for r in csv.DictReader(handle)
+            ]
     with Pool() as pool:
         images = pool.map(_decode, [row[0] for row in rows], chunksize=64)
-    np.savez(out / "pack.npz", images=np.stack(images), labels=np.array([r[1] for r in rows]),
-             sources=np.array([r[2] for r in rows]), groups=np.array([r[3] for r in rows]), classes=np.array(classes))
+    np.savez(
+        out / "pack.npz",
+        images=np.stack(images),
+        labels=np.array([r[1] for r in rows]),
+        sources=np.array([r[2] for r in rows]),
+        groups=np.array([r[3] for r in rows]),
+        classes=np.array(classes),
+    )
     print(f"built and packed {len(rows)} images in {time.time() - started:.0f} s", flush=True)
 
 
@@ -117,6 +139,7 @@ def _augment(x, generator):
 def run_job(data: dict, job: dict, device) -> dict:
     import torch
     from sklearn.metrics import roc_auc_score
+
     from slideiqa_training.splits import five_fold_splits
     from slideiqa_training.trainer import initialise_model
     from slideiqa_training.transforms import RandomStainJitter
@@ -152,8 +175,10 @@ def run_job(data: dict, job: dict, device) -> dict:
     @torch.no_grad()
     def validation_loss() -> float:
         model.eval()
-        total = sum(float(plain(model(normalised(pixels(idx))), targets[torch.as_tensor(idx, device=device)])) * len(idx)
-                    for idx in np.array_split(val_idx, max(1, len(val_idx) // 256)))
+        total = sum(
+            float(plain(model(normalised(pixels(idx))), targets[torch.as_tensor(idx, device=device)])) * len(idx)
+            for idx in np.array_split(val_idx, max(1, len(val_idx) // 256))
+        )
         return total / len(val_idx)
 
     best_loss, best_state, best_epoch = math.inf, None, 0
@@ -161,7 +186,7 @@ def run_job(data: dict, job: dict, device) -> dict:
         model.train()
         order = order_rng.permutation(train_idx)
         for start in range(0, len(order), settings["batch"]):
-            idx = order[start:start + settings["batch"]]
+            idx = order[start : start + settings["batch"]]
             x = _augment(pixels(idx), generator)
             if jitter is not None:
                 x = jitter(x)
@@ -189,11 +214,17 @@ def run_job(data: dict, job: dict, device) -> dict:
                 views.append(np.concatenate(chunks))
     views = np.stack(views)
     truth = labels[test_idx] == good
-    return {**job, "best_epoch": best_epoch, "val_loss": best_loss,
-            "auc": float(roc_auc_score(truth, views[0])),
-            "auc_tta2": float(roc_auc_score(truth, views[[0, 5]].mean(0))),
-            "auc_tta8": float(roc_auc_score(truth, views.mean(0))),
-            "test_idx": test_idx.tolist(), "is_good": truth.tolist(), "p_good": views[0].round(5).tolist()}
+    return {
+        **job,
+        "best_epoch": best_epoch,
+        "val_loss": best_loss,
+        "auc": float(roc_auc_score(truth, views[0])),
+        "auc_tta2": float(roc_auc_score(truth, views[[0, 5]].mean(0))),
+        "auc_tta8": float(roc_auc_score(truth, views.mean(0))),
+        "test_idx": test_idx.tolist(),
+        "is_good": truth.tolist(),
+        "p_good": views[0].round(5).tolist(),
+    }
 
 
 def worker(rank: int, world: int, pack: Path, jobs: list[dict], results: Path, deadline: float) -> None:
@@ -216,9 +247,11 @@ def worker(rank: int, world: int, pack: Path, jobs: list[dict], results: Path, d
         with open(results, "a") as handle:  # one locked write per line: workers never interleave
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.write(json.dumps(result) + "\n")
-        print(f"[{rank}] {job['variant']:>10} {job['held_out']:>18} seed {job['seed']}: AUC {result['auc']:.3f} "
-              f"(2 views {result['auc_tta2']:.3f}, 8 views {result['auc_tta8']:.3f}) {result['seconds']:.0f} s",
-              flush=True)
+        print(
+            f"[{rank}] {job['variant']:>10} {job['held_out']:>18} seed {job['seed']}: AUC {result['auc']:.3f} "
+            f"(2 views {result['auc_tta2']:.3f}, 8 views {result['auc_tta8']:.3f}) {result['seconds']:.0f} s",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -243,12 +276,19 @@ def main() -> None:
         return
     folds = args.folds.split(",")
     # The two weakest folds over every seed first, then the rest.
-    jobs = [{"variant": v, "held_out": f, "seed": s} for group in (folds[:2], folds[2:]) for s in range(args.seeds)
-            for f in group for v in args.variants.split(",")]
+    jobs = [
+        {"variant": v, "held_out": f, "seed": s}
+        for group in (folds[:2], folds[2:])
+        for s in range(args.seeds)
+        for f in group
+        for v in args.variants.split(",")
+    ]
     deadline = time.time() + args.budget
     context = get_context("spawn")
-    processes = [context.Process(target=worker, args=(rank, args.workers, args.pack, jobs, args.results, deadline))
-                 for rank in range(args.workers)]
+    processes = [
+        context.Process(target=worker, args=(rank, args.workers, args.pack, jobs, args.results, deadline))
+        for rank in range(args.workers)
+    ]
     for process in processes:
         process.start()
     for process in processes:
