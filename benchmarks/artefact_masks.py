@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from slideiqa.artefacts.coverslip import edge_mask  # noqa: E402
 from slideiqa.artefacts.pen import ink_colour, optical_density, pen_mask  # noqa: E402
-from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
+from slideiqa.artefacts.registry import ARTEFACT_TILE_SHARE, EDGE_TILE_SHARE  # noqa: E402
 from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
 from slideiqa.io.slide import open_slide  # noqa: E402
 from slideiqa.synthetic.artefacts import INK_OD, add_artefact  # noqa: E402

@@ -39,7 +39,8 @@ from scipy import ndimage  # noqa: E402
 
 from slideiqa.artefacts.debris import MIN_PARTICLE_UM2, debris_tiles  # noqa: E402
 from slideiqa.artefacts.pen import optical_density  # noqa: E402
-from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE, artefact_labels  # noqa: E402
+from slideiqa.artefacts.registry import ARTEFACT_TILE_SHARE  # noqa: E402
+from slideiqa.artefacts.thumbnail import artefact_labels  # noqa: E402
 from slideiqa.io.grid import TileGrid, tile_fractions  # noqa: E402
 from slideiqa.io.slide import open_slide  # noqa: E402
 from slideiqa.measure.tissue import tissue_mask, tissue_pixels  # noqa: E402

@@ -10,11 +10,13 @@ from slides import enlarged_slide
 
 from slideiqa import map_slide, open_map
 from slideiqa.artefacts.pen import pen_mask
-from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.artefacts.registry import ARTEFACT_TILE_SHARE
 from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
-from slideiqa.outputs.store import PEN
+from slideiqa.outputs.store import FIXED_LABELS
+
+PEN = FIXED_LABELS["pen"]
 
 PEN_IMAGE = ROOT / "tests" / "data" / "artefacts" / "histoqc_pen__1k_version__pen_green.png"
 #: Enlarged 6× at 0.5 µm/px, the 1000 px thumbnail becomes a 6000 px slide the model can map.
@@ -104,3 +106,39 @@ def test_without_artefact_detection_the_inked_tiles_are_assessed(pen_map, tmp_pa
     assert not (label == PEN).any() and plain.summary["artefact_tiles"]["pen"] == 0
     inked = open_map(pen_map.path).array("label") == PEN
     assert (label[inked] > 0).all()  # the same tiles, now judged by the model
+
+
+def test_artefacts_are_switched_on_and_off_one_by_one(pen_map, tmp_path):
+    """A lab that finds one detector wrong for its slides turns that one off, and keeps the others."""
+    slide = pen_map.summary["slide"]
+    inked = open_map(pen_map.path).array("label") == PEN
+    without_pen = map_slide(slide, tmp_path / "others.quality.zarr", artefacts=("debris", "fold", "edge", "bubble"))
+    quality = open_map(without_pen.path)
+    assert quality.attributes["settings"]["artefacts"] == ["edge", "bubble", "fold", "debris"]  # the order searched
+    assert not (quality.array("label") == PEN).any() and without_pen.summary["artefact_tiles"]["pen"] == 0
+    assert (quality.array("label")[inked] > 0).all()  # the inked tiles judged by the model instead
+    only_pen = open_map(map_slide(slide, tmp_path / "pen.quality.zarr", artefacts=("pen",)).path)
+    assert only_pen.attributes["settings"]["artefacts"] == ["pen"]
+    assert (only_pen.array("label")[inked] == PEN).all()
+
+
+def test_every_artefact_is_one_record(tmp_path):
+    """Labels, colours, warnings and the settings' names all come from the registry's records."""
+    from slideiqa.artefacts.registry import ARTEFACT_NAMES, ARTEFACTS
+    from slideiqa.outputs.palette import CLASS_COLOURS
+    from slideiqa.outputs.store import UNREADABLE
+    from slideiqa.pipeline.mapping import map_warnings
+
+    names, labels = [a.name for a in ARTEFACTS], [a.label for a in ARTEFACTS]
+    assert len(set(names)) == len(names) and len(set(labels)) == len(labels) and UNREADABLE not in labels
+    assert min(labels) >= 128  # far above any model's class values (1 … classes)
+    assert sorted(ARTEFACT_NAMES) == sorted(names)
+    for artefact in ARTEFACTS:
+        assert callable(artefact.find)
+        assert FIXED_LABELS[artefact.name] == artefact.label
+        assert CLASS_COLOURS[artefact.name] == list(artefact.colour)
+        (warning,) = map_warnings({"artefact_tiles": {artefact.name: 3}}, {})
+        assert warning["code"] == artefact.name and artefact.finds in warning["message"]
+        assert artefact.advice in warning["message"]
+    thumbnail = sorted(a.claim for a in ARTEFACTS if a.scale == "thumbnail")
+    assert len(set(thumbnail)) == len(thumbnail)  # two detectors never tie for the same pixels

@@ -173,6 +173,10 @@ def test_environment_errors_are_one_line_and_leave_nothing(tmp_path):
     _one_error_line(
         _run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--mpp", "nan"), "--mpp must be a positive number"
     )
+    _one_error_line(
+        _run("slideiqa.cli.app", "map", SAMPLE, "-o", out, "--artefacts", "pen,ink"),
+        "--artefacts must name artefacts among edge, pen, bubble, fold, debris; got 'ink'",
+    )
     stem = tmp_path / "model"
     for suffix in (".safetensors", ".onnx"):
         shutil.copy(resolve_model("default").with_suffix(suffix), stem.with_suffix(suffix))

@@ -12,11 +12,14 @@ from slides import enlarged_slide
 from slideiqa import map_slide, open_map
 from slideiqa.artefacts.coverslip import edge_mask
 from slideiqa.artefacts.pen import disk
-from slideiqa.artefacts.thumbnail import EDGE_TILE_SHARE
+from slideiqa.artefacts.registry import EDGE_TILE_SHARE
 from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
-from slideiqa.outputs.store import EDGE, PEN
+from slideiqa.outputs.store import FIXED_LABELS
+
+EDGE = FIXED_LABELS["edge"]
+PEN = FIXED_LABELS["pen"]
 
 ARTEFACTS = ROOT / "tests" / "data" / "artefacts"
 EDGE_IMAGES = [

@@ -16,7 +16,9 @@ from slides import truncated_copy
 
 from slideiqa import map_slide, open_map
 from slideiqa.io.slide import file_checksum
-from slideiqa.outputs.store import PEN, UNREADABLE, MapError, is_quality_map
+from slideiqa.outputs.store import FIXED_LABELS, UNREADABLE, MapError, is_quality_map
+
+PEN = FIXED_LABELS["pen"]
 
 ARRAYS = ("score", "probs", "label", "tissue", "cell_score", "cell_label", "cell_probs")
 

@@ -21,18 +21,19 @@ from slides import map_killed_in_its_finish, truncated_copy, write_pyramidal_tif
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import score_colours
 from slideiqa.outputs.store import (
-    BUBBLE,
-    DEBRIS,
-    EDGE,
     FIXED_LABELS,
-    FOLD,
-    PEN,
     STATUS_COMPLETE,
     UNREADABLE,
     blocks_done,
     open_map,
 )
 from slideiqa_napari.layers import OUTLINE_INNER_VALUE, OUTLINE_OUTER_VALUE, SCORE_COLORMAP_NAME
+
+BUBBLE = FIXED_LABELS["bubble"]
+DEBRIS = FIXED_LABELS["debris"]
+EDGE = FIXED_LABELS["edge"]
+FOLD = FIXED_LABELS["fold"]
+PEN = FIXED_LABELS["pen"]
 
 try:  # `pip install -e ".[dev]"` has it
     import napari  # noqa: F401

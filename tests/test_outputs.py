@@ -145,6 +145,14 @@ def test_settings_file_is_checked_and_names_the_file(tmp_path):
     good.write_text("[map]\nthreshold = 0.6\nmpp = 0.25\nfind_artefacts = false\n")
     options = load_settings(good)
     assert (options.threshold, options.mpp, options.find_artefacts, options.max_bad_share) == (0.6, 0.25, False, 0.1)
+    assert options.artefacts_searched == ()
+    chosen = tmp_path / "chosen.toml"
+    chosen.write_text('artefacts = ["pen", "edge"]\n')
+    assert load_settings(chosen).artefacts_searched == ("edge", "pen")  # searched in the map's own order
+    ink = tmp_path / "ink.toml"
+    ink.write_text('artefacts = ["pen", "ink"]\n')
+    with pytest.raises(SettingsError, match=r"ink\.toml: artefacts must name artefacts among edge, pen, .*; got 'ink'"):
+        load_settings(ink)
     typo = tmp_path / "typo.toml"
     typo.write_text("treshold = 0.6\n")
     with pytest.raises(SettingsError, match=r"typo\.toml: unknown setting\(s\) treshold"):
@@ -156,7 +164,7 @@ def test_settings_file_is_checked_and_names_the_file(tmp_path):
     result = _cli("map", CMU_SLIDE, "-o", tmp_path / "x.quality.zarr", "--settings", typo)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"error: {typo}: unknown setting(s) treshold; known: model, mpp, threshold, max_bad_share, min_tissue, "
-        "use_tissue_mask, find_artefacts, cells, tile_geojson, batch_size, device, block"
+        "use_tissue_mask, find_artefacts, artefacts, cells, tile_geojson, batch_size, device, block"
     ]
     assert not (tmp_path / "x.quality.zarr").exists()
 

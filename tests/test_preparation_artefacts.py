@@ -15,14 +15,18 @@ from slideiqa import map_slide, open_map
 from slideiqa.artefacts.bubbles import bubble_mask
 from slideiqa.artefacts.debris import debris_tiles, specks_in_tiles
 from slideiqa.artefacts.folds import fold_mask
-from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.artefacts.registry import ARTEFACT_TILE_SHARE
 from slideiqa.batch.report import record_from_summary, write_reports
 from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
-from slideiqa.outputs.store import BUBBLE, DEBRIS, FIXED_LABELS, FOLD
+from slideiqa.outputs.store import FIXED_LABELS
 from slideiqa.synthetic.artefacts import add_artefact
 from slideiqa.synthetic.distortions import distort
+
+BUBBLE = FIXED_LABELS["bubble"]
+DEBRIS = FIXED_LABELS["debris"]
+FOLD = FIXED_LABELS["fold"]
 
 HELDOUT = ROOT / "tests" / "data" / "heldout"
 MPP = 0.5

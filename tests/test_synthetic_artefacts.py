@@ -5,7 +5,7 @@ import pytest
 from conftest import CMU_SLIDE
 
 from slideiqa.artefacts.pen import pen_mask
-from slideiqa.artefacts.thumbnail import ARTEFACT_TILE_SHARE
+from slideiqa.artefacts.registry import ARTEFACT_TILE_SHARE
 from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.synthetic.artefacts import ARTEFACTS, INK_OD, add_artefact

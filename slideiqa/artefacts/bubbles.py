@@ -29,7 +29,6 @@ from skimage.transform import hough_circle, hough_circle_peaks
 
 from slideiqa.artefacts.pen import at_working_scale, disk, optical_density
 
-BUBBLE = "bubble"
 RIM_UM = 30.0
 RIM_CONTRAST = 0.1
 NEUTRAL_RATIO = 0.6

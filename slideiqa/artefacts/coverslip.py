@@ -35,7 +35,6 @@ from skimage.transform import probabilistic_hough_line
 
 from slideiqa.artefacts.pen import at_working_scale, disk, saturation_of
 
-EDGE = "edge"
 #: Dark lines up to this wide are found at :data:`THIN_CONTRAST` (brightness, 0–1).
 THIN_LINE_UM = 150.0
 THIN_CONTRAST = 0.12

@@ -46,7 +46,6 @@ from scipy import ndimage
 
 from slideiqa.artefacts.pen import optical_density
 
-DEBRIS = "debris"
 MAX_PARTICLE_UM = 45.0
 CONTRAST = 0.2
 BLUE_TO_GREEN = 0.8

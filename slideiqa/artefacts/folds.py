@@ -31,7 +31,6 @@ from scipy import ndimage
 from slideiqa.artefacts.pen import at_working_scale, disk, optical_density
 from slideiqa.measure.tissue import tissue_mask
 
-FOLD = "fold"
 SMOOTH_UM = 40.0
 DARKER_THAN_SLIDE = 1.6
 MIN_WIDTH_UM = 80.0

@@ -29,7 +29,6 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-PEN = "pen"
 #: Ink strokes are at least this wide: black areas narrower than this are not ink.
 BLACK_STROKE_UM = 120.0
 #: Gaps inside a stroke (skipped ink, a dry marker) up to this size are closed.

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from slideiqa import __version__
+from slideiqa.artefacts.registry import ARTEFACT_NAMES
 from slideiqa.cli.terminal import Output
 from slideiqa.errors import SlideIQAError, debug_option, debugging, describe, run_cli
 from slideiqa.settings.defaults import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, DEFAULT_USABLE_UM_PER_PX
@@ -95,6 +96,12 @@ NoArtefactsOption = Annotated[
         help="do not look for preparation artefacts (pen ink, folds, bubbles, coverslip edges, debris)",
     ),
 ]
+ArtefactsOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"which preparation artefacts to look for, comma-separated (default all: {','.join(ARTEFACT_NAMES)})",
+    ),
+]
 NoCellsOption = Annotated[
     bool,
     typer.Option(
@@ -120,6 +127,7 @@ OPTION_PARAMETERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     },
     "use_tissue_mask": ("no_tissue_mask", lambda off: not off),
     "find_artefacts": ("no_artefacts", lambda off: not off),
+    "artefacts": ("artefacts", lambda names: tuple(name.strip() for name in names.split(",") if name.strip())),
     "cells": ("no_cells", lambda off: not off),
     "tile_geojson": ("geojson", lambda choice: choice is GeoJSON.tiles),
 }
@@ -434,6 +442,7 @@ def map_command(
     ] = False,
     no_tissue_mask: NoTissueMaskOption = False,
     no_artefacts: NoArtefactsOption = False,
+    artefacts: ArtefactsOption = None,
     no_cells: NoCellsOption = False,
     min_tissue: MinTissueOption = DEFAULT_MIN_TISSUE,
     geojson: GeoJSONOption = GeoJSON.regions,
@@ -555,6 +564,7 @@ def batch(
     ] = False,
     no_tissue_mask: NoTissueMaskOption = False,
     no_artefacts: NoArtefactsOption = False,
+    artefacts: ArtefactsOption = None,
     no_cells: NoCellsOption = False,
     min_tissue: MinTissueOption = DEFAULT_MIN_TISSUE,
     geojson: GeoJSONOption = GeoJSON.regions,

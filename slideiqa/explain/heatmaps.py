@@ -391,7 +391,7 @@ def explain_slide_region(
     with open_slide(path) as slide:
         grid = slide_grid(slide, mpp, explainer.card)
         tiles = region_tiles(grid, region, str(path))
-        tissue = tissue_map(slide, grid, find_artefacts=False).tissue[
+        tissue = tissue_map(slide, grid, artefacts=()).tissue[
             tiles.row0 : tiles.row0 + tiles.rows, tiles.col0 : tiles.col0 + tiles.cols
         ]
         plan = read_plan(slide, grid)

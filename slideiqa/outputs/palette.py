@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from slideiqa.artefacts.registry import ARTEFACTS
+
 #: Okabe & Ito's eight colours (RGB).
 OKABE_ITO = {
     "black": (0, 0, 0),
@@ -32,9 +34,8 @@ def _rgba(name: str) -> list[int]:
     return [*OKABE_ITO[name], 255]
 
 
-#: RGBA of each class and of slideiqa's own labels. A model's classes take the hues; pen is sky blue
-#: (inks are blue, green, black), unreadable black (no pixels); the other artefacts step from dark to
-#: light — edge, fold, debris — up to bubble's white (a bubble leaves a pale patch).
+#: RGBA of each class and of slideiqa's own labels. A model's classes take the hues, unreadable is
+#: black (no pixels); each preparation artefact has its colour in its record (``artefacts.registry``).
 CLASS_COLOURS: dict[str, list[int]] = {
     "good": _rgba("bluish green"),
     "defocus": _rgba("vermillion"),
@@ -46,13 +47,8 @@ CLASS_COLOURS: dict[str, list[int]] = {
     "bad": _rgba("vermillion"),
     "fair": _rgba("orange"),
     "excellent": _rgba("blue"),
-    "pen": _rgba("sky blue"),
     "unreadable": _rgba("black"),
-    "edge": [70, 70, 70, 255],
-    "fold": [110, 110, 110, 255],
-    "debris": [190, 190, 190, 255],
-    "bubble": [255, 255, 255, 255],
-}
+} | {artefact.name: list(artefact.colour) for artefact in ARTEFACTS}
 #: Colours of a model's classes that have none of their own, in turn.
 FALLBACK_COLOURS = [_rgba("reddish purple"), _rgba("sky blue"), _rgba("yellow"), [120, 120, 120, 255]]
 

@@ -60,6 +60,7 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
+from slideiqa.artefacts.registry import ARTEFACTS
 from slideiqa.errors import SlideIQAError
 from slideiqa.measure.slide_tone import TONE_FEATURES
 from slideiqa.outputs.palette import class_colour
@@ -90,28 +91,10 @@ BACKGROUND = 0
 #: score and probabilities are NaN. Fixed, whatever the number of classes.
 UNREADABLE = 255
 UNREADABLE_CLASS = "unreadable"
-#: Label of a tissue tile mostly under pen ink (found on the slide's thumbnail, not by the CNN).
-PEN = 254
-PEN_CLASS = "pen"
-#: Label of a tissue tile crossed by a coverslip or slide edge (found on the thumbnail too).
-EDGE = 253
-EDGE_CLASS = "edge"
-#: Labels of tissue tiles in a tissue fold or under an air bubble (found on the thumbnail too).
-FOLD, BUBBLE = 252, 251
-FOLD_CLASS, BUBBLE_CLASS = "fold", "bubble"
-#: Label of a tissue tile holding debris (dark colourless particles, found in the tile itself).
-DEBRIS = 250
-DEBRIS_CLASS = "debris"
-#: Labels given by slideiqa itself rather than by the model, whatever the model's classes: such a
-#: tile has no score (NaN) and counts against the verdict.
-FIXED_LABELS = {
-    PEN_CLASS: PEN,
-    FOLD_CLASS: FOLD,
-    BUBBLE_CLASS: BUBBLE,
-    EDGE_CLASS: EDGE,
-    DEBRIS_CLASS: DEBRIS,
-    UNREADABLE_CLASS: UNREADABLE,
-}
+#: Labels given by slideiqa itself rather than by the model, whatever the model's classes — each
+#: preparation artefact's (:mod:`slideiqa.artefacts.registry`) and unreadable tiles': such a tile
+#: has no score (NaN) and counts against the verdict.
+FIXED_LABELS = {artefact.name: artefact.label for artefact in ARTEFACTS} | {UNREADABLE_CLASS: UNREADABLE}
 
 
 class MapError(SlideIQAError):

@@ -7,8 +7,8 @@ finished quality map and the slide itself, at a µm/px of the user's choosing:
 * **tissue** — the slide read at that µm/px and :func:`slideiqa.measure.tissue.tissue_mask` applied, so
   the tissue's outline is as fine as the chosen scale, not the 112 µm tile;
 * **not under a preparation artefact** — pen ink, coverslip edges, folds and bubbles found again
-  at pixel level by the thumbnail detectors (:data:`slideiqa.artefacts.thumbnail.DETECTORS`), so
-  that ink on the edge of a tile the map kept is still left out (the map only labels a tile when
+  at pixel level by the thumbnail detectors the map was made with (:mod:`slideiqa.artefacts.registry`),
+  so that ink on the edge of a tile the map kept is still left out (the map only labels a tile when
   enough of it is covered); skipped for a map made without artefact detection;
 * **in a tile that passes** — assessed, scoring at least the threshold (the map's own, unless
   another is given), and not labelled an artefact or unreadable — **and in a cell that passes**, where
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from slideiqa.artefacts.thumbnail import DETECTORS
+from slideiqa.artefacts.registry import thumbnail_artefacts
 from slideiqa.io.files import write_atomically
 from slideiqa.io.slide import file_checksum, open_slide
 from slideiqa.measure.tissue import tissue_mask
@@ -102,9 +102,8 @@ def usable_tissue(
     level0_per_px = (width / image.shape[1], height / image.shape[0])
     found_um_per_px = level0_per_px[0] * mpp
     mask = tissue_mask(image)
-    if attributes["settings"].get("artefacts"):
-        for detector in DETECTORS:
-            mask &= ~detector.find(image, found_um_per_px)
+    for detector in thumbnail_artefacts(attributes["settings"].get("artefacts") or []):
+        mask &= ~detector.find(image, found_um_per_px)
     mask &= _passing(quality_map, threshold, image.shape[:2], level0_per_px, grid["step"])
     return UsableTissue(mask, found_um_per_px, level0_per_px, slide, threshold)
 

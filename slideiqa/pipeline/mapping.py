@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from slideiqa import __version__
-from slideiqa.artefacts.thumbnail import THUMBNAIL_ARTEFACTS, artefact_labels
+from slideiqa.artefacts.registry import ARTEFACT_NAMES, ARTEFACTS, BY_NAME
+from slideiqa.artefacts.thumbnail import artefact_labels
 from slideiqa.cli.terminal import timestamp
 from slideiqa.errors import SlideIQAError
 from slideiqa.io.files import exclusive_output, write_atomically
@@ -45,13 +46,7 @@ from slideiqa.models.predictor import Predictor
 from slideiqa.models.zoo import resolve_model
 from slideiqa.outputs.report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
 from slideiqa.outputs.store import (
-    BUBBLE_CLASS,
-    DEBRIS,
-    DEBRIS_CLASS,
-    EDGE_CLASS,
     FIXED_LABELS,
-    FOLD_CLASS,
-    PEN_CLASS,
     STATUS_COMPLETE,
     UNREADABLE,
     UNREADABLE_CLASS,
@@ -115,7 +110,7 @@ class MapSettings:
     tissue_mask: bool
     min_tissue: float
     block: int
-    artefacts: list[str] = field(default_factory=lambda: list(ARTEFACTS))
+    artefacts: list[str] = field(default_factory=lambda: list(ARTEFACT_NAMES))
     #: Cells per tile side of the cell arrays (0: none; the model has no cell head or was told not to).
     cells_per_side: int = 0
     #: Defect families measured rather than taken from the network (``Predictor.measured_families``).
@@ -135,24 +130,6 @@ class MapSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-#: What each thumbnail artefact means for the tissue under it, and what to do about it.
-ARTEFACT_WARNINGS = {
-    PEN_CLASS: ("lie under pen ink", "remove the ink and rescan, or judge them by eye"),
-    FOLD_CLASS: (
-        "look folded (tissue far darker than the rest of the slide, in a band)",
-        "check them by eye; a fold over diagnostic tissue needs a recut",
-    ),
-    BUBBLE_CLASS: (
-        "lie under an air bubble (a round area inside a colourless dark rim)",
-        "remount the coverslip and rescan if the tissue matters",
-    ),
-    EDGE_CLASS: ("are crossed by a coverslip or slide edge", "check the coverslip covers the tissue"),
-    DEBRIS_CLASS: ("hold debris (dark colourless particles: dust, dirt)", "clean the coverslip and rescan"),
-}
-#: Every preparation artefact a map looks for: those on the thumbnail, then debris in each tile.
-ARTEFACTS: list[str] = [*THUMBNAIL_ARTEFACTS, DEBRIS_CLASS]
 
 
 @dataclass
@@ -188,7 +165,7 @@ def map_warnings(summary: dict[str, Any], attributes: dict[str, Any]) -> list[di
             "message": f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count "
             f"against the verdict ({advice})",
         }
-        for name, (what, advice) in ARTEFACT_WARNINGS.items()
+        for name, what, advice in ((a.name, a.finds, a.advice) for a in ARTEFACTS)
         if artefacts.get(name)
     ]
     count = summary.get("unreadable_tiles") or 0
@@ -272,7 +249,7 @@ def slide_grid(slide: Slide, mpp: float | None, card: ModelCard) -> TileGrid:
 @dataclass
 class TissueMap:
     """What the thumbnail says of each tile: its tissue fraction, and the label slideiqa gives it
-    itself (``PEN``, ``FOLD``, ``BUBBLE`` or ``EDGE`` under a preparation artefact; 0 elsewhere)."""
+    itself (a thumbnail artefact's label, ``artefacts.registry``; 0 elsewhere)."""
 
     thumbnail: np.ndarray
     tissue: np.ndarray
@@ -283,11 +260,11 @@ def tissue_map(
     slide: Slide,
     grid: TileGrid,
     notice: Notice | None = None,
-    find_artefacts: bool = True,
+    artefacts: tuple[str, ...] | list[str] = ARTEFACT_NAMES,
     min_tissue: float = DEFAULT_MIN_TISSUE,
 ) -> TissueMap:
     """Tissue fractions and the tiles under preparation artefacts (pen ink, folds, bubbles, coverslip
-    edges: ``thumbnail_artefacts``) from one thumbnail, sized so every tile spans several mask pixels.
+    edges: ``artefacts.thumbnail``; those of ``artefacts``) from one thumbnail, sized so every tile spans several mask pixels.
     Where the thumbnail could not be decoded, whether there is tissue is unknown: those tiles get
     fraction 1, so that they are read (and found unreadable, or assessed) instead of silently taken
     for glass. A slide without a pyramid level near the thumbnail's size must be decoded whole for
@@ -298,8 +275,8 @@ def tissue_map(
     thumbnail = slide.thumbnail(side, gaps=gaps, progress=_slow_thumbnail_notice(slide, side, notice))
     um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
     stained = tissue_mask(thumbnail, um_per_px=um_per_px)
-    if find_artefacts:
-        fractions, fixed = artefact_labels(thumbnail, stained, grid, um_per_px, min_tissue)
+    if artefacts:
+        fractions, fixed = artefact_labels(thumbnail, stained, grid, um_per_px, min_tissue, artefacts)
     else:
         fractions, fixed = tile_fractions(stained, grid), np.zeros(grid.shape, np.uint8)
     if gaps:
@@ -521,7 +498,7 @@ def plan_map(
     card = predictor.card
     with open_slide(slide_path) as slide:
         grid = slide_grid(slide, options.mpp, card)
-        found = tissue_map(slide, grid, notice, find_artefacts=options.find_artefacts, min_tissue=options.min_tissue)
+        found = tissue_map(slide, grid, notice, artefacts=options.artefacts_searched, min_tissue=options.min_tissue)
         info, reading = slide.info, read_plan(slide, grid)
     tissue, fixed = found.tissue, found.fixed
     to_assess = (tissue >= options.min_tissue if options.use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
@@ -535,7 +512,7 @@ def plan_map(
         options.use_tissue_mask,
         options.min_tissue if options.use_tissue_mask else 0.0,
         options.block,
-        list(ARTEFACTS) if options.find_artefacts else [],
+        list(options.artefacts_searched),
         card.cells_per_side if options.cells else 0,
         predictor.measured_families,
         tone_against_slide={"good", "exposure"} <= set(card.classes),
@@ -726,7 +703,7 @@ def run_blocks(
                 block,
                 layout.block,
                 options.batch_size,
-                find_debris=options.find_artefacts,
+                find_debris="debris" in plan.settings.artefacts,
                 with_cells=layout.cells_per_side > 0,
             )
             for block in pending
@@ -820,7 +797,7 @@ class BlockRun:
         for tile in result.unreadable:
             fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
         for row, col in result.debris:
-            fixed[row - rows.start, col - cols.start] = DEBRIS
+            fixed[row - rows.start, col - cols.start] = BY_NAME["debris"].label
         if result.dye:  # per block, so that a block written again is not counted twice
             dye = dict(self.root.attrs["slideiqa"].get("dye_tiles_by_block") or {})
             update_attributes(self.root, dye_tiles_by_block=dye | {f"{block[0]},{block[1]}": len(result.dye)})

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from slideiqa.artefacts.registry import ARTEFACT_NAMES, unknown_artefacts
 from slideiqa.errors import SlideIQAError
 from slideiqa.settings.defaults import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
 from slideiqa.settings.values import is_whole
@@ -51,7 +52,9 @@ class MapOptions:
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE
     min_tissue: float = DEFAULT_MIN_TISSUE
     use_tissue_mask: bool = True
+    #: Whether preparation artefacts are looked for at all, and which (``artefacts.registry``).
     find_artefacts: bool = True
+    artefacts: tuple[str, ...] = ARTEFACT_NAMES
     #: With a model that has a cell head, also write where in each tile (the map's cell arrays).
     cells: bool = True
     #: Also write ``tiles.geojson``: every tissue tile as a QuPath tile object with its measurements.
@@ -67,6 +70,12 @@ class MapOptions:
             problem = option_problem(name, getattr(self, name))
             if problem:
                 raise SettingsError(f"{_option(name)} {problem}")
+        object.__setattr__(self, "artefacts", tuple(self.artefacts))  # a settings file's list, kept as given
+
+    @property
+    def artefacts_searched(self) -> tuple[str, ...]:
+        """The artefacts a map looks for, in the order it looks: none when ``find_artefacts`` is off."""
+        return tuple(name for name in ARTEFACT_NAMES if name in self.artefacts) if self.find_artefacts else ()
 
     def updated(self, **changes: Any) -> MapOptions:
         """These options with ``changes`` applied; ``None`` values (an option not given) change nothing."""
@@ -93,13 +102,20 @@ OPTION_KINDS: dict[str, str] = {
     "min_tissue": "number",
     "use_tissue_mask": "switch",
     "find_artefacts": "switch",
+    "artefacts": "names",
     "cells": "switch",
     "tile_geojson": "switch",
     "overwrite": "switch",
     "batch_size": "whole",
     "block": "whole",
 }
-_WANTED = {"text": "text", "number": "a number", "switch": "true or false", "whole": "a whole number"}
+_WANTED = {
+    "text": "text",
+    "number": "a number",
+    "switch": "true or false",
+    "whole": "a whole number",
+    "names": "a list of names",
+}
 
 
 def _is_kind(value: Any, kind: str) -> bool:
@@ -109,6 +125,8 @@ def _is_kind(value: Any, kind: str) -> bool:
         return isinstance(value, float) or is_whole(value)
     if kind == "whole":
         return is_whole(value)
+    if kind == "names":
+        return isinstance(value, list | tuple) and all(isinstance(name, str) for name in value)
     return isinstance(value, str)
 
 
@@ -131,6 +149,8 @@ def option_problem(name: str, value: Any) -> str | None:
         return f"must be auto, cpu, cuda or cuda:N, got {value!r}"
     if name == "model" and not value.strip():
         return "must name a shipped model or a checkpoint file"
+    if name == "artefacts" and unknown_artefacts(value):
+        return f"must name artefacts among {', '.join(ARTEFACT_NAMES)}; got {', '.join(map(repr, unknown_artefacts(value)))}"
     return None
 
 
@@ -147,6 +167,7 @@ SETTINGS_KEYS = (
     "min_tissue",
     "use_tissue_mask",
     "find_artefacts",
+    "artefacts",
     "cells",
     "tile_geojson",
     "batch_size",
