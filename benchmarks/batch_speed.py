@@ -76,7 +76,7 @@ def batched(slides: list[Path], out: Path, workers: int) -> tuple[int, float, fl
     from distributed import Client, LocalCluster
 
     from slideiqa.batch.run import run_batch
-    from slideiqa.pipeline.mapping import worker_threads
+    from slideiqa.pipeline.block_task import worker_threads
 
     # The same cluster run_batch starts by itself, opened here so that the workers' memory can be read.
     with (

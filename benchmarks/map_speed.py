@@ -41,7 +41,8 @@ def tissue_cells(slide):
     """The default model's grid on ``slide``, its read plan, and the grid cells a map assesses."""
     from slideiqa.io.grid import TileGrid, read_plan
     from slideiqa.models.predictor import Predictor
-    from slideiqa.pipeline.mapping import DEFAULT_MIN_TISSUE, tissue_map
+    from slideiqa.pipeline.plan import tissue_map
+    from slideiqa.settings.options import DEFAULT_MIN_TISSUE
 
     card = Predictor("default").card
     grid = TileGrid(*slide.dimensions, slide.mpp, card.mpp, card.tile_size)

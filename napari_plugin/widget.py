@@ -40,7 +40,9 @@ from slideiqa.models.zoo import available_pretrained
 from slideiqa.outputs.palette import SCORE_RAMP_WORDS, VERDICT_COLOURS, hex_colour, score_colours
 from slideiqa.outputs.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
 from slideiqa.outputs.store import open_map
-from slideiqa.pipeline.mapping import MapCancelled, MapResult, map_slide
+from slideiqa.pipeline.execute import MapCancelled
+from slideiqa.pipeline.finish import MapResult
+from slideiqa.pipeline.mapping import map_slide
 from slideiqa.settings.options import MapOptions
 
 from .layers import (

@@ -195,20 +195,21 @@ FINISH_KILL_POINTS = {
 def map_killed_in_its_finish(slide: Path, out: Path, point: str) -> int:
     """Map ``slide`` to ``out`` in a child process that SIGKILLs itself at ``point`` of the finish step
     (:data:`FINISH_KILL_POINTS`); returns its exit code (-9). The child wraps a function of
-    ``slideiqa.pipeline.mapping`` — the real process is killed by a real signal, the code under test is unchanged."""
+    ``slideiqa.pipeline.finish`` — the real process is killed by a real signal, the code under test is unchanged."""
     import subprocess
     import sys
 
     script = (
         "import os, signal, sys\n"
-        "import slideiqa.pipeline.mapping as mapping\n"
+        "import slideiqa.pipeline.finish as finish\n"
+        "from slideiqa.pipeline.mapping import map_slide\n"
         f"name = {FINISH_KILL_POINTS[point]!r}\n"
-        "original = getattr(mapping, name)\n"
+        "original = getattr(finish, name)\n"
         "def killed(*args, **kwargs):\n"
         "    if name != 'update_attributes' or kwargs.get('status') == 'complete':\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return original(*args, **kwargs)\n"
-        "setattr(mapping, name, killed)\n"
-        "mapping.map_slide(sys.argv[1], sys.argv[2])\n"
+        "setattr(finish, name, killed)\n"
+        "map_slide(sys.argv[1], sys.argv[2])\n"
     )
     return subprocess.run([sys.executable, "-c", script, str(slide), str(out)], timeout=300).returncode

@@ -127,7 +127,7 @@ def test_every_artefact_is_one_record(tmp_path):
     from slideiqa.artefacts.registry import ARTEFACT_NAMES, ARTEFACTS
     from slideiqa.outputs.palette import CLASS_COLOURS
     from slideiqa.outputs.store import UNREADABLE
-    from slideiqa.pipeline.mapping import map_warnings
+    from slideiqa.pipeline.finish import map_warnings
 
     names, labels = [a.name for a in ARTEFACTS], [a.label for a in ARTEFACTS]
     assert len(set(names)) == len(names) and len(set(labels)) == len(labels) and UNREADABLE not in labels

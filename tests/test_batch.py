@@ -754,8 +754,8 @@ def test_a_scheduler_without_workers_is_a_clear_error_not_a_wait():
     """A reachable scheduler that never gets a worker: one error naming it and what to do."""
     from distributed import LocalCluster
 
+    from slideiqa.execution.local import start_client
     from slideiqa.outputs.store import MapError
-    from slideiqa.pipeline.mapping import start_client
 
     with (
         LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty,

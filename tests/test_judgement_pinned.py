@@ -2,7 +2,7 @@
 probabilities, as the last deliberate change of judgement left them, pinned in
 ``tests/data/regression/judgement.npz``.
 
-A change that is meant to judge differently (and raises ``mapping.JUDGEMENT``) writes the file
+A change that is meant to judge differently (and raises ``pipeline.plan.JUDGEMENT``) writes the file
 again: ``python tests/test_judgement_pinned.py --write``, and says so in its commit.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 from slideiqa import map_slide, open_map
 from slideiqa.artefacts.debris import debris_tiles
 from slideiqa.models.predictor import Predictor
-from slideiqa.pipeline.mapping import JUDGEMENT
+from slideiqa.pipeline.plan import JUDGEMENT
 
 PINNED = Path(__file__).parent / "data" / "regression" / "judgement.npz"
 #: ONNX Runtime and NumPy builds differ in their last float bits between machines; a judgement that

@@ -353,7 +353,7 @@ def test_a_map_runs_blas_on_one_thread_and_gives_the_limit_back():
     threads of its own under them (they busy-wait between calls), and the caller's BLAS is as it was."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from slideiqa.pipeline.mapping import ThreadRunner
+    from slideiqa.execution.local import ThreadRunner
 
     def blas_threads() -> list[int]:
         return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]

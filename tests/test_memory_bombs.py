@@ -13,7 +13,7 @@ from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide, open_map
 from slideiqa.io.slide import READ_BUDGET_BYTES, open_slide
-from slideiqa.pipeline import mapping
+from slideiqa.pipeline import plan
 
 #: A 20000 × 20000 RGB strip decodes to 1.2 GB, just past the read budget; deflate packs it in ~1 MB.
 BOMB_SIDE = 20_000
@@ -108,7 +108,7 @@ def test_a_slide_without_pyramid_says_how_long_its_tissue_mask_takes(phantom, tm
         pixels = slide.read_region((0, 0), 0, slide.dimensions)
     flat = write_pyramidal_tiff(tmp_path / "flat.tif", pixels, mpp=0.5, levels=1, compression="zlib")
     # The real threshold is 400 Mpx (a gigapixel level); this slide's 3.2 Mpx stand in for one.
-    monkeypatch.setattr(mapping, "SLOW_THUMBNAIL_PIXELS", 1_000_000)
+    monkeypatch.setattr(plan, "SLOW_THUMBNAIL_PIXELS", 1_000_000)
     notices: list[str] = []
     map_slide(flat, tmp_path / "flat.quality.zarr", notice=notices.append)
     assert len(notices) == 1

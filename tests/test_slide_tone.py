@@ -26,7 +26,7 @@ from slideiqa.measure.slide_tone import (
     tone_features,
 )
 from slideiqa.outputs.store import open_for_update, open_map, read_array
-from slideiqa.pipeline.mapping import judge_map_tone
+from slideiqa.pipeline.finish import judge_map_tone
 
 TUMOUR_FIELD = FIELDS / "he_tumour_target.png"
 

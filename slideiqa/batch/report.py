@@ -69,7 +69,7 @@ class SlideRecord:
     #: Not a slide of this batch: a row of an earlier batch into the same folder, or a complete map
     #: found there, kept so that the report lists every slide mapped into the folder.
     earlier: bool = False
-    #: What a person must know beyond the figures, from its map's summary (``mapping.map_warnings``:
+    #: What a person must know beyond the figures, from its map's summary (``pipeline.finish.map_warnings``:
     #: code, count, message each).
     warnings: list[dict[str, Any]] = field(default_factory=list)
     #: Where ``mpp`` came from: the slide's ``file``, the batch's ``--mpp`` or its µm/px ``table``.

@@ -53,11 +53,13 @@ from slideiqa.batch.report import (
 )
 from slideiqa.cli.terminal import timestamp
 from slideiqa.errors import SlideIQAError
+from slideiqa.execution.local import ThreadRunner, start_client
 from slideiqa.extras import dashboard_installed
 from slideiqa.measure.slide_tone import TONE_FEATURES, glass_warning
 from slideiqa.models.zoo import resolve_model
 from slideiqa.pipeline.block_task import SLIDE_CACHE_SIZE, tune_worker_process
-from slideiqa.pipeline.mapping import MapCancelled, ThreadRunner, map_slide, start_client
+from slideiqa.pipeline.execute import MapCancelled
+from slideiqa.pipeline.mapping import map_slide
 from slideiqa.settings.options import MapOptions, MppTable, mpp_for
 
 log = logging.getLogger(__name__)

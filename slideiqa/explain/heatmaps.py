@@ -383,7 +383,7 @@ def explain_slide_region(
     ``map --mpp`` does."""
     from slideiqa.io.grid import read_plan, read_tile
     from slideiqa.io.slide import open_slide
-    from slideiqa.pipeline.mapping import slide_grid, tissue_map
+    from slideiqa.pipeline.plan import slide_grid, tissue_map
     from slideiqa.settings.options import DEFAULT_MIN_TISSUE
 
     explainer = explainer or explainer_for(model, device, method)

@@ -1,0 +1,273 @@
+"""Finishing a map: each tile's tone judged against its slide's, the status set complete with the
+summary, then the reports (overview, regions, ``summary.json``) written from the arrays; and a
+complete map reported again under this run's verdict rule."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slideiqa import __version__
+from slideiqa.artefacts.registry import ARTEFACTS
+from slideiqa.cli.terminal import timestamp
+from slideiqa.io.files import write_atomically
+from slideiqa.measure.slide_tone import glass_warning, judge_slide_tone
+from slideiqa.outputs.report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
+from slideiqa.outputs.store import (
+    FIXED_LABELS,
+    STATUS_COMPLETE,
+    UNREADABLE_CLASS,
+    cell_bands,
+    label_entries,
+    open_for_update,
+    open_map,
+    read_array,
+    read_cell_band,
+    update_attributes,
+    write_cell_probabilities,
+    write_probabilities,
+)
+from slideiqa.pipeline.plan import MapPlan
+
+
+@dataclass
+class MapResult:
+    path: Path
+    summary: dict[str, Any]
+    resumed_blocks: int = 0
+    skipped: bool = False
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a person must know beyond the figures (:func:`map_warnings`), one sentence each."""
+        found = self.summary.get("warnings")
+        if found is None:  # a map made before its summary kept them
+            found = map_warnings(self.summary, open_map(self.path).attributes)
+        return [warning["message"] for warning in found]
+
+
+def map_warnings(summary: dict[str, Any], attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a person must know beyond the figures, each as ``code`` (an artefact's name,
+    ``unreadable``, ``tone``, ``dye`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass) and
+    ``message``: tissue under preparation artefacts, tissue the file could not give (the first
+    decoder error, from the map's ``attributes``), tissue whose tone is unlike the rest of the
+    slide's, specks of marking dye, glass that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the
+    batch's report, not only on the terminal, so that a lab reading the files later sees them too."""
+    first_unreadable = (attributes.get("unreadable") or [{}])[0].get("error", "")
+    artefacts = summary.get("artefact_tiles") or {}
+    found = [
+        {
+            "code": name,
+            "count": artefacts[name],
+            "message": f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count "
+            f"against the verdict ({advice})",
+        }
+        for name, what, advice in ((a.name, a.finds, a.advice) for a in ARTEFACTS)
+        if artefacts.get(name)
+    ]
+    count = summary.get("unreadable_tiles") or 0
+    if count:
+        found.append(
+            {
+                "code": UNREADABLE_CLASS,
+                "count": count,
+                "message": f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
+                f"labelled unreadable in the map and count against the verdict. First: {first_unreadable}",
+            }
+        )
+    departing = (summary.get("tone") or {}).get("tiles_departing") or 0
+    if departing:
+        found.append(
+            {
+                "code": "tone",
+                "count": departing,
+                "message": f"{departing} tissue tiles' tone (glass level, stain density or white point) departs "
+                "from the rest of the slide's; they are judged exposure unless they have a worse "
+                "defect (uneven illumination or staining across the slide: check them by eye)",
+            }
+        )
+    dye = summary.get("dye_tiles") or 0
+    if dye:
+        found.append(
+            {
+                "code": "dye",
+                "count": dye,
+                "message": f"{dye} tissue tiles hold specks of a green or teal marking dye (grossing ink, not a "
+                "scanning defect); they are judged as usual and do not count against the verdict",
+            }
+        )
+    glass = glass_warning((((summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median"))
+    if glass:
+        found.append(
+            {
+                "code": "glass",
+                "count": 1,
+                "message": f"the slide's {glass}, which its tiles, judged against each other, cannot show "
+                "(compare it with the lab's other slides: slideiqa batch)",
+            }
+        )
+    return found
+
+
+def report_complete(plan: MapPlan) -> MapResult:
+    """A complete map with the same settings: its numbers stand; the verdict is recomputed, since
+    threshold and rule may differ from last time, and every change of verdict rule is kept."""
+    existing, options = plan.existing, plan.options
+    assert existing is not None  # only a complete map found on disk is reported again
+    score, label = existing.array("score"), existing.array("label")
+    summary = (
+        (existing.summary or {})
+        | summarize(score, label, plan.card.classes, options.threshold, options.max_bad_share)
+        | _slide_facts(plan, existing.array("tissue"))
+    )
+    summary |= _cell_summary(plan, existing.group)
+    _write_reports(plan, existing.group, summary, score, label)
+    if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
+        update_attributes(
+            open_for_update(plan.out),
+            summary=summary,
+            options=options.to_dict(),
+            verdicts=_verdict_history(existing.attributes, summary),
+        )
+    return MapResult(plan.out, summary, skipped=True)
+
+
+def _cell_summary(plan: MapPlan, root) -> dict[str, Any]:
+    """``{"cells": ...}`` (``report.summarize_cells``) for a map with cell arrays, at this run's threshold."""
+    if not plan.layout.cells_per_side:
+        return {}
+    return {
+        "cells": summarize_cells(
+            read_array(root, "cell_score"),
+            read_array(root, "cell_label"),
+            plan.card.classes,
+            plan.options.threshold,
+            plan.grid.tile_um / plan.layout.cells_per_side,
+        )
+    }
+
+
+def _verdict_history(attributes: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The map's earlier verdicts, newest last, with this one added: a rerun under another threshold
+    changes the verdict openly, never by silently rewriting it."""
+    history = list(attributes.get("verdicts") or [])
+    verdict = {
+        key: summary.get(key)
+        for key in ("verdict", "verdict_rule", "threshold", "max_bad_share", "share_below_threshold")
+    }
+    if not history or {**history[-1], "at": None} != {**verdict, "at": None}:
+        history.append(verdict | {"at": timestamp()})
+    return history
+
+
+def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
+    """Each tile's tone judged against its slide's, then status "complete" with the summary in the
+    map's attributes, then overview, regions and ``summary.json`` from the written arrays. The files
+    come last so that no verdict is ever on disk beside a map that is not complete: a process killed
+    before the status has written none (a rerun finishes the map), one killed after it leaves a
+    complete map whose files a rerun writes again (``report_complete``)."""
+    tone = (
+        judge_map_tone(root, plan.card.classes, plan.card.good_index, plan.settings.cells_against_slide)
+        if plan.settings.tone_against_slide
+        else None
+    )
+    score, label = read_array(root, "score"), read_array(root, "label")
+    options, card = plan.options, plan.card
+    summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
+    runtime = time.perf_counter() - started
+    summary |= {
+        "slide": str(plan.slide_path),
+        "model": card.name or str(plan.checkpoint),
+        **_slide_facts(plan, read_array(root, "tissue")),
+        "created": timestamp(),
+        "runtime_s": runtime,
+        "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
+        "resumed_blocks": resumed,
+        "dye_tiles": sum((root.attrs["slideiqa"].get("dye_tiles_by_block") or {}).values()),
+        "reading": plan.slide_attributes["reading"]
+        | {"fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))},
+    }
+    summary |= _cell_summary(plan, root)
+    if tone is not None:
+        summary["tone"] = tone
+    summary["warnings"] = map_warnings(summary, root.attrs["slideiqa"])
+    update_attributes(
+        root,
+        remove=("error",),
+        status=STATUS_COMPLETE,
+        summary=summary,
+        verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
+        timing={"runtime_s": runtime, "compute_s": compute_s},
+    )
+    _write_reports(plan, root, summary, score, label)
+    return MapResult(plan.out, summary, resumed, timing={"runtime_s": runtime, "compute_s": compute_s})
+
+
+def judge_map_tone(root, classes: list[str], good_index: int, with_cells: bool = False) -> dict[str, Any]:
+    """Every assessed tile's probabilities, and ``with_cells`` its cells', judged by the tile's tone
+    against the whole slide's (``slide_tone.judge_slide_tone``), written back; what was found is kept
+    in the map's attributes and returned. The cells go a band of blocks at a time (whole chunks), so
+    that a large slide's cells are never all in memory. Judging is idempotent, so a finish
+    interrupted half-way is simply done again."""
+    probabilities, tone, label = read_array(root, "probs"), read_array(root, "tone"), read_array(root, "label")
+    judged, slide = judge_slide_tone(probabilities, tone, classes)
+    fixed = np.where(label >= min(FIXED_LABELS.values()), label, 0).astype(np.uint8)
+    write_probabilities(root, slice(None), slice(None), judged.astype(np.float32), good_index, fixed)
+    if with_cells:
+        for tile_rows, cell_rows in cell_bands(root):
+            cells = slide.judge_cells(read_cell_band(root, cell_rows), classes, tile_rows.start)
+            write_cell_probabilities(root, cell_rows, slice(None), cells, good_index, fixed[tile_rows])
+    update_attributes(root, tone_context=slide.found)
+    return slide.found
+
+
+def _slide_facts(plan: MapPlan, tissue: np.ndarray) -> dict[str, Any]:
+    """What a lab records of a mapped slide beside the verdict: size, µm/px, tissue area, provenance."""
+    mpp, (width, height) = plan.grid.slide_mpp, plan.slide_attributes["dimensions"]
+    tile_mm2 = (plan.grid.tile_um / 1000) ** 2
+    return {
+        "mpp": mpp,
+        "mpp_from": plan.slide_attributes["mpp_from"],
+        "dimensions_px": [width, height],
+        "size_mm": [round(width * mpp / 1000, 3), round(height * mpp / 1000, 3)],
+        "tissue_area_mm2": round(float(np.nansum(tissue)) * tile_mm2, 4),
+        "tile_um": plan.grid.tile_um,
+        "slideiqa_version": __version__,
+    }
+
+
+def _write_reports(plan: MapPlan, root, summary: dict[str, Any], score: np.ndarray, label: np.ndarray) -> None:
+    """overview.png, regions.geojson (and tiles.geojson when asked for) and summary.json of a map whose
+    ``score`` and ``label`` arrays the caller has read already."""
+    out, grid, classes, threshold = plan.out, plan.grid, plan.card.classes, plan.options.threshold
+    thumbnail = plan.found.thumbnail
+    step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
+    mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
+    lost = summary["artefact_tiles"] | {UNREADABLE_CLASS: summary["unreadable_tiles"]}
+    lost_text = ", ".join(f"{name} {count}" for name, count in lost.items() if count)
+    title = (
+        f"{Path(summary['slide']).name}: {summary['verdict']}; mean score {mean}, "
+        f"{summary['share_below_threshold']:.0%} of tissue below {threshold}"
+        + (f" or lost ({lost_text} tiles)" if lost_text else "")
+    )
+    entries = label_entries(classes)
+    colours = {name: rgba for _, name, rgba in entries}
+    um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
+    picture = io.BytesIO()
+    overview_image(thumbnail, score, label, step_thumbnail, threshold, title, entries, um_per_px).save(picture, "PNG")
+    write_atomically(out / "overview.png", picture.getvalue())
+    regions = low_quality_regions(score, label, classes, threshold, grid.step, colours, grid.tile_um)
+    write_atomically(out / "regions.geojson", json.dumps(regions) + "\n")
+    if plan.options.tile_geojson:
+        tiles = tile_objects(
+            score, label, read_array(root, "probs"), read_array(root, "tissue"), classes, grid.step, colours
+        )
+        write_atomically(out / "tiles.geojson", json.dumps(tiles) + "\n")
+    write_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
