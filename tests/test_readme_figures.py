@@ -22,8 +22,11 @@ DYE = re.compile(r"green marking dye in (?P<tiles>\d+) tiles")
 
 
 def test_the_quick_start_says_what_slideiqa_map_prints_for_the_sample(tmp_path):
-    claim = QUICK_START.search((ROOT / "README.md").read_text())
-    assert claim, "the README's quick start no longer states the sample's verdict in the expected words"
+    pages = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]  # the quick start, and the site's
+    claims = [QUICK_START.search(page.read_text()) for page in pages]
+    assert all(claims), "a quick start no longer states the sample's verdict in the expected words"
+    assert len({claim.group(0) for claim in claims}) == 1, "the README and the site's quick start disagree"
+    claim = claims[0]
     out = tmp_path / "cmu_small_region.quality.zarr"
     done = subprocess.run(
         [sys.executable, "-m", "slideiqa.cli.app", "map", str(CMU_SLIDE), "-o", str(out)],
@@ -42,6 +45,7 @@ def test_the_quick_start_says_what_slideiqa_map_prints_for_the_sample(tmp_path):
     assert NUMBERS[claim["count"]] == below and flagged == {claim["family"]}
     assert float(claim["threshold"]) == summary["threshold"]
     assert int(claim["allowed"]) == round(100 * summary["max_bad_share"])
-    dye = DYE.search((ROOT / "README.md").read_text())
-    assert dye and int(dye["tiles"]) == summary["dye_tiles"]
+    for page in pages:
+        dye = DYE.search(page.read_text())
+        assert dye and int(dye["tiles"]) == summary["dye_tiles"], page.name
     assert [warning["code"] for warning in summary["warnings"]] == ["dye"]

@@ -661,5 +661,13 @@ def main() -> None:
     run_cli(app, "slideiqa")
 
 
+def __getattr__(name: str) -> Any:
+    """``click_command``: the command line as a click command, made on first use, for the documentation's
+    generated reference (mkdocs-click)."""
+    if name == "click_command":
+        return typer.main.get_command(app)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 if __name__ == "__main__":
     main()
