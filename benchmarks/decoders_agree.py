@@ -29,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from clean_tissue import HELD_OUT, ROOT
 from map_speed_40x import AGREEMENT_BARS, agreement
-from slides import write_pyramidal_tiff
 
 from slideiqa import map_slide
 from slideiqa.io.slide import DECODER_VARIABLE, open_slide
+
+from slides import write_pyramidal_tiff
 
 FORTY_X = 0.25
 

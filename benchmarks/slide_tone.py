@@ -28,13 +28,13 @@ from skimage.exposure import adjust_gamma
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from slides import write_pyramidal_tiff  # noqa: E402
-
 from slideiqa import map_slide  # noqa: E402
 from slideiqa.io.slide import open_slide  # noqa: E402
 from slideiqa.measure.slide_tone import DEPARTURE_Z, tone_deviation  # noqa: E402
 from slideiqa.models.predictor import Predictor  # noqa: E402
 from slideiqa.outputs.store import FIXED_LABELS, open_map  # noqa: E402
+
+from slides import write_pyramidal_tiff  # noqa: E402
 
 DATA = HERE.parent / "examples" / "data"
 SHARED = HERE.parent.parent / "shared" / "data"

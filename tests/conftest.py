@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from skimage.metrics import peak_signal_noise_ratio
 
-from slideiqa.synthetic.distortions import sharpness
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "data"
-FIELDS = EXAMPLES / "fields"
-SMEARS = EXAMPLES / "smears"
-CMU_SLIDE = EXAMPLES / "cmu_small_region.svs"
-FIXTURES = ROOT / "tests" / "data" / "fixtures"
-#: Real sharp tiles of files the shipped model never saw (tests/data/PROVENANCE.md).
-HELDOUT = sorted((ROOT / "tests" / "data" / "heldout").glob("*.png"))
-
-
-#: Capabilities whose tests must run, not skip: comma-separated in this variable (``.ci/run`` names
-#: the ones it installed or started, so that a test skipped there for want of one fails instead).
-REQUIRED = {name.strip() for name in os.environ.get("SLIDEIQA_REQUIRE", "").split(",") if name.strip()}
-
-
-def skip_unless_available(capability: str, reason: str, module: bool = False) -> None:
-    """Skip the test (``module``: the whole module) for want of ``capability`` (slurm, tmpfs, chromium,
-    napari) — or fail it, where the environment says that capability was provided (``SLIDEIQA_REQUIRE``)."""
-    if capability in REQUIRED:
-        pytest.fail(f"{capability} was required (SLIDEIQA_REQUIRE) but is not available: {reason}")
-    pytest.skip(reason, allow_module_level=module)
+from paths import CMU_SLIDE, DEFOCUS_BOX, FIELDS, HELDOUT, NOISE_BOX, ROOT
+from support import skip_unless_available
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +32,14 @@ def heldout_tiles() -> np.ndarray:
 
 
 #: Defocused and noisy rectangles of the phantom slide, in tile units (row0, col0, row1, col1) on its 8×8 grid.
-DEFOCUS_BOX, NOISE_BOX = (1, 1, 4, 4), (5, 4, 8, 7)
 
 
 @pytest.fixture(scope="session")
 def phantom(tmp_path_factory) -> Path:
     """An 8×8-tile slide of real tissue (224 px tiles at 0.5 µm/px) with a defocused and a noisy rectangle."""
-    from slides import phantom_slide
-
     from slideiqa.io.slide import open_slide
+
+    from slides import phantom_slide
 
     tumour = np.asarray(Image.open(FIELDS / "he_tumour_target.png").convert("RGB"))
     with open_slide(CMU_SLIDE) as cmu:
@@ -85,9 +61,9 @@ def unseen_phantom_map(tmp_path_factory):
     """The phantom's twin made of a source no model here saw: an 8×8-tile mosaic of crops of the two
     whole HistoQC H&E templates (oriented stroma, dense tumour; tests/data/PROVENANCE.md) with the
     same defocused and noisy rectangles, mapped."""
-    from slides import mosaic_pixels, slide_with_defects
-
     from slideiqa import map_slide
+
+    from slides import mosaic_pixels, slide_with_defects
 
     templates = [
         np.asarray(Image.open(path).convert("RGB"))
@@ -104,16 +80,6 @@ def unseen_phantom_map(tmp_path_factory):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Exported ONNX graphs go to a per-session temporary cache, never the user's home."""
     monkeypatch.setenv("SLIDEIQA_CACHE", str(tmp_path_factory.getbasetemp() / "slideiqa-cache"))
-
-
-def degradation_strength(family: str, original: np.ndarray, degraded: np.ndarray) -> float:
-    """How far a degraded image is from the original, by the measure that suits the family:
-    lost Laplacian energy for blur, lost PSNR for noise and compression, moved grey levels for exposure."""
-    if family in ("defocus", "motion"):
-        return sharpness(original) - sharpness(degraded)
-    if family in ("noise", "jpeg"):
-        return -peak_signal_noise_ratio(original, degraded)
-    return float(np.abs(degraded.astype(np.float64) - original).mean())
 
 
 @pytest.fixture(scope="session")

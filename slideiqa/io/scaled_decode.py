@@ -4,7 +4,7 @@ At full size. OpenSlide reads a region at a time: a 224 px tile of a slide with 
 touches up to four of them, and each region is converted from premultiplied ARGB. Decoded here, each
 file tile is decoded once and cut into the grid tiles over it (the cache below), and the pixels are
 OpenSlide's to the bit (the same libjpeg-turbo, the same islow IDCT and fancy upsampling; pinned by
-``tests/test_scaled_decode.py``): 0.5–0.6 ms a tile here against 2.4–3.0 through OpenSlide, block
+``tests/io/test_scaled_decode.py``): 0.5–0.6 ms a tile here against 2.4–3.0 through OpenSlide, block
 by block as a map reads them.
 
 At reduced size. A 40× slide (0.25 µm/px) mapped by a 0.5 µm/px model has no pyramid level at the model's scale (the
