@@ -1,6 +1,6 @@
-"""Opening slides of any kind behind one small interface.
+"""Opening slides of any kind behind one small interface: :class:`Slide`, and :func:`open_slide`.
 
-Three readers, tried in this order:
+Three readers (``io/backends/``, their order in ``io/backends/registry.py``):
 
 * **OpenSlide** for every format it knows (Aperio SVS, Hamamatsu NDPI/VMS, MIRAX, Leica SCN, Ventana
   BIF, Philips TIFF, DICOM WSI, generic tiled TIFF).
@@ -15,19 +15,15 @@ its pixel size in µm/px when the file says it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-import threading
-import warnings
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from slideiqa.errors import SlideIQAError
 from slideiqa.io.formats import is_field_name
@@ -39,7 +35,6 @@ READ_BUDGET_BYTES = 1 << 30
 Image.MAX_IMAGE_PIXELS = READ_BUDGET_BYTES // 3  # Pillow's own guard, at the same size
 #: Side in level pixels below which an undecodable part of a thumbnail is not split further.
 SMALLEST_GAP = 256
-_UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "nm": 1e-3}
 
 
 class SlideError(SlideIQAError):
@@ -263,37 +258,17 @@ class Slide:
         self.close()
 
 
-# -- OpenSlide --------------------------------------------------------------------------------------
-class _OpenSlideReader:
-    def __init__(self, handle) -> None:
-        self.handle = handle
-
-    def read_region(self, location, level, size):
-        region = self.handle.read_region(location, level, size)
-        # OpenSlide returns RGBA, transparent outside the scanned area: composite it onto white glass.
-        # Most regions are opaque throughout and need only their colour channels: checking costs a
-        # fifth of compositing (0.14 against 0.65 ms a 224 px tile, measured). Only the alpha band
-        # is looked at: Image.getextrema() scans all four (with the conversion, 0.18 against 0.33 ms).
-        if region.getchannel(3).getextrema()[0] == 255:
-            return np.asarray(region.convert("RGB"))
-        white = Image.new("RGBA", region.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, region).convert("RGB"))
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 #: Coarser than this is no microscope pixel: writers put 72 dpi (352 µm/px) in files that have no size.
 MAX_PLAUSIBLE_MPP = 50.0
 
 
-def _plausible(mpp: tuple[float | None, float | None] | None) -> tuple[float, float] | None:
+def plausible_mpp(mpp: tuple[float | None, float | None] | None) -> tuple[float, float] | None:
     if mpp is None or mpp[0] is None or not 0 < mpp[0] < MAX_PLAUSIBLE_MPP:
         return None
     return float(mpp[0]), float(mpp[1] or mpp[0])
 
 
-def _float(value) -> float | None:
+def positive_float(value) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -301,119 +276,7 @@ def _float(value) -> float | None:
     return number if number > 0 else None
 
 
-#: One tile cache for every OpenSlide handle of a process. Each handle's own cache is 32 MiB, and a
-#: batch worker keeps eight slides open: 256 MiB of cached tiles, most of them read once.
-SHARED_TILE_CACHE_BYTES = 128 << 20
-
-
-@functools.lru_cache(maxsize=1)
-def _shared_tile_cache():
-    import openslide
-
-    return openslide.OpenSlideCache(SHARED_TILE_CACHE_BYTES)
-
-
-def _open_with_openslide(path: Path) -> Slide | None:
-    import openslide
-
-    if openslide.OpenSlide.detect_format(str(path)) is None:
-        return None
-    try:
-        handle = openslide.OpenSlide(str(path))
-    except openslide.OpenSlideError as error:
-        raise SlideError(f"{path}: OpenSlide cannot open it ({error})") from None
-    handle.set_cache(_shared_tile_cache())
-    properties = handle.properties
-    mpp_x, mpp_y = _float(properties.get("openslide.mpp-x")), _float(properties.get("openslide.mpp-y"))
-    info = SlideInfo(
-        path=str(path),
-        reader="openslide",
-        vendor=properties.get("openslide.vendor", "unknown"),
-        level_dimensions=[(int(w), int(h)) for w, h in handle.level_dimensions],
-        level_downsamples=[float(d) for d in handle.level_downsamples],
-        mpp=_plausible((mpp_x, mpp_y)),
-        objective_power=_float(properties.get("openslide.objective-power")),
-        associated_images=sorted(handle.associated_images),
-        scanner=_first(
-            properties,
-            "aperio.ScanScope ID",
-            "hamamatsu.Product",
-            "leica.device-model",
-            "philips.DICOM_MANUFACTURER",
-            "tiff.Model",
-            "tiff.Make",
-        ),
-        acquired=" ".join(filter(None, (properties.get("aperio.Date"), properties.get("aperio.Time"))))
-        or _first(properties, "tiff.DateTime", "philips.DICOM_ACQUISITION_DATETIME"),
-        tile_size=_pair(
-            properties.get("openslide.level[0].tile-width"), properties.get("openslide.level[0].tile-height")
-        ),
-        compression=_tiff_compression(path),
-    )
-    slide = Slide(path, _OpenSlideReader(handle), info)
-    # Decode one pixel now: a file whose header parses but whose tiles are corrupt fails here, at open.
-    slide.read_region((0, 0), 0, (1, 1))
-    return slide
-
-
-def _first(properties, *names: str) -> str | None:
-    """The first of ``names`` that the slide's properties hold, stripped; None if none does."""
-    for name in names:
-        value = str(properties.get(name) or "").strip()
-        if value:
-            return value
-    return None
-
-
-def _pair(width: str | None, height: str | None) -> tuple[int, int] | None:
-    if width is None or height is None:
-        return None
-    try:
-        return int(width), int(height)
-    except ValueError:
-        return None
-
-
-def _tiff_compression(path: Path) -> str | None:
-    """Level 0's compression, read from the TIFF header (OpenSlide does not say it); None when the
-    file is not a TIFF (e.g. MIRAX, DICOM folders) or the header cannot be read."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            return _compression_name(tiff.pages[0])
-    except Exception:  # not a TIFF: nothing to say, and nothing wrong
-        return None
-
-
-def _compression_name(page) -> str:
-    return {
-        "JPEG": "JPEG",
-        "APERIO_JP2000_RGB": "JPEG 2000",
-        "APERIO_JP2000_YCBC": "JPEG 2000",
-        "JPEG2000": "JPEG 2000",
-        "ADOBE_DEFLATE": "deflate",
-        "DEFLATE": "deflate",
-        "NONE": "none",
-    }.get(page.compression.name, page.compression.name)
-
-
-def _tiff_page_facts(page) -> dict:
-    """Scanner, date, tile size and compression of a TIFF page, where its tags say them."""
-
-    def tag(name: str) -> str | None:
-        value = page.tags.get(name)
-        return str(value.value).strip() or None if value is not None else None
-
-    return {
-        "scanner": " ".join(filter(None, (tag("Make"), tag("Model")))) or None,
-        "acquired": tag("DateTime"),
-        "tile_size": (int(page.tilewidth), int(page.tilelength)) if page.is_tiled else None,
-        "compression": _compression_name(page),
-    }
-
-
-def _on_glass(
+def on_glass(
     origin: tuple[int, int],
     size: tuple[int, int],
     bounds: tuple[int, int],
@@ -430,250 +293,16 @@ def _on_glass(
     return out
 
 
-# -- tifffile ---------------------------------------------------------------------------------------
-class _TiffReader:
-    """Regions of a tifffile series through its Zarr view: only the touched tiles or strips are decoded.
-
-    Axes other than Y, X and samples/channels (pages, time, z) are read at index 0: the first plane.
-    A strip-based level small enough to hold (as Fiji and ImageJ write them, often one strip for the
-    whole image) is decoded once, on first use, and kept: through the Zarr view every tile read would
-    decode the whole strip again.
-    """
-
-    def __init__(self, tiff, levels: list, axes: str) -> None:
-        import zarr
-
-        self.tiff = tiff
-        self.axes = axes
-        self.kept_axes = "".join(a for a in axes if a in "YXSC")
-        self.arrays = [zarr.open_array(tiff.aszarr(series=0, level=i), mode="r") for i in range(len(levels))]
-        self.held: list[np.ndarray | None] = [None] * len(levels)
-        self.hold = [not level.keyframe.is_tiled and _plane_bytes(level) <= READ_BUDGET_BYTES for level in levels]
-        self._hold_lock = threading.Lock()
-        x = axes.index("X")
-        self.downsamples = [levels[0].shape[x] / level.shape[x] for level in levels]
-        self.dtype = self.arrays[0].dtype
-
-    def _level(self, level: int) -> tuple[Any, str]:
-        """The level's first plane as an array and its axes: held in memory, or the Zarr view."""
-        if not self.hold[level]:
-            return self.arrays[level], self.axes
-        with self._hold_lock:  # one decode of the strips, however many threads ask at once
-            if self.held[level] is None:
-                first_plane = tuple(slice(None) if a in "YXSC" else 0 for a in self.axes)
-                self.held[level] = np.asarray(self.arrays[level][first_plane])
-        return self.held[level], self.kept_axes
-
-    def read_region(self, location, level, size):
-        (array, axes), downsample = self._level(level), self.downsamples[level]
-        x0, y0 = int(round(location[0] / downsample)), int(round(location[1] / downsample))
-        width, height = size
-        bounds = array.shape[axes.index("X")], array.shape[axes.index("Y")]
-
-        def pixels(ys: slice, xs: slice) -> np.ndarray:
-            index = tuple(ys if a == "Y" else xs if a == "X" else slice(None) if a in "SC" else 0 for a in axes)
-            return _to_rgb(np.asarray(array[index]), self.kept_axes)
-
-        return _on_glass((x0, y0), size, bounds, pixels)
-
-    def close(self) -> None:
-        self.tiff.close()
-
-
-def _plane_bytes(level) -> int:
-    """Decoded bytes of a level's first plane (Y, X and samples or channels)."""
-    return int(np.prod([n for n, a in zip(level.shape, level.axes) if a in "YXSC"])) * level.dtype.itemsize
-
-
-def _check_chunks_fit(path: Path, levels: list) -> None:
-    """Refuse a level whose single tile or strip decodes to more than the read budget (a
-    decompression bomb, or a whole gigapixel image in one strip): any read of it would have to
-    decode all of it at once."""
-    for level in levels:
-        page = level.keyframe
-        if not page.is_tiled and _plane_bytes(level) <= READ_BUDGET_BYTES:
-            continue  # held whole, within the budget
-        chunk_bytes = int(np.prod(page.chunks)) * page.dtype.itemsize
-        if chunk_bytes > READ_BUDGET_BYTES:
-            kind = "tile" if page.is_tiled else "strip"
-            raise _beyond_budget(
-                path,
-                f"one {kind} of this TIFF decodes to {_gigabytes(chunk_bytes)} "
-                f"({page.chunks[1]:,} × {page.chunks[0]:,} px)",
-            )
-
-
-def _beyond_budget(path: Path, what: str) -> SlideError:
+def beyond_budget(path: Path, what: str) -> SlideError:
     return SlideError(
-        f"{path}: {what}, more than the {_gigabytes(READ_BUDGET_BYTES)} slideiqa decodes at once; "
+        f"{path}: {what}, more than the {gigabytes(READ_BUDGET_BYTES)} slideiqa decodes at once; "
         "convert it to a tiled pyramidal TIFF (e.g. vips tiffsave IN OUT --tile --pyramid "
         "--compression jpeg)"
     )
 
 
-def _gigabytes(count: int) -> str:
+def gigabytes(count: int) -> str:
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
-
-
-def _to_rgb(block: np.ndarray, axes: str) -> np.ndarray:
-    """A YX, YXS or CYX block as uint8 RGB (grey repeated, extra channels dropped).
-
-    Integer images are scaled by their type's full range and float images are taken as 0–1, the
-    same for every region, so tiles of one slide are comparable."""
-    if "C" in axes and "S" not in axes:
-        block = np.moveaxis(block, axes.index("C"), -1)
-    elif "S" not in axes:
-        block = block[..., None]
-    if block.dtype != np.uint8:
-        peak = float(np.iinfo(block.dtype).max) if np.issubdtype(block.dtype, np.integer) else 1.0
-        block = np.clip(block.astype(np.float64) / peak * 255.0, 0, 255).astype(np.uint8)
-    if block.shape[-1] == 1:
-        block = np.repeat(block, 3, axis=-1)
-    return np.ascontiguousarray(block[..., :3])
-
-
-def _ome_mpp(ome_xml: str) -> tuple[float, float] | None:
-    root = ElementTree.fromstring(ome_xml)
-    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
-    if pixels is None:
-        return None
-    values = []
-    for axis in ("X", "Y"):
-        size = _float(pixels.get(f"PhysicalSize{axis}"))
-        unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
-        values.append(None if size is None or unit not in _UNIT_TO_UM else size * _UNIT_TO_UM[unit])
-    return _plausible((values[0], values[1]))
-
-
-def _resolution_mpp(page) -> tuple[float, float] | None:
-    """µm/px from the TIFF XResolution/YResolution tags (pixels per inch or per centimetre)."""
-    tags = page.tags
-    unit = tags.get("ResolutionUnit")
-    unit_um = {2: 25_400.0, 3: 10_000.0}.get(int(unit.value) if unit else 2)
-    values = []
-    for name in ("XResolution", "YResolution"):
-        tag = tags.get(name)
-        if tag is None or unit_um is None:
-            return None
-        numerator, denominator = tag.value
-        per_unit = numerator / denominator if denominator else 0
-        values.append(unit_um / per_unit if per_unit > 0 else None)
-    return _plausible((values[0], values[1]))
-
-
-def _open_with_tifffile(path: Path) -> Slide | None:
-    import tifffile
-
-    try:
-        tiff = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError):
-        return None
-    try:
-        series = tiff.series[0]
-        levels = list(series.levels)
-        axes = series.axes
-        if "Y" not in axes or "X" not in axes:
-            raise SlideError(f"{path}: TIFF with axes {series.axes} is not a 2-D image")
-        if any(level.axes != axes for level in levels):
-            levels = levels[:1]
-        mpp = _ome_mpp(tiff.ome_metadata) if tiff.is_ome and tiff.ome_metadata else None
-        mpp = mpp or _resolution_mpp(series.pages[0] if series.pages else tiff.pages[0])
-        _check_chunks_fit(path, levels)
-        reader = _TiffReader(tiff, levels, axes)
-        width, height = (levels[0].shape[axes.index("X")], levels[0].shape[axes.index("Y")])
-        info = SlideInfo(
-            path=str(path),
-            reader="tifffile",
-            vendor="ome-tiff" if tiff.is_ome else "tiff",
-            level_dimensions=[
-                (int(level.shape[axes.index("X")]), int(level.shape[axes.index("Y")])) for level in levels
-            ],
-            level_downsamples=reader.downsamples,
-            mpp=mpp,
-            objective_power=None,
-            **_tiff_page_facts(series.pages[0] if series.pages else tiff.pages[0]),
-        )
-        slide = Slide(path, reader, info)
-        slide.read_region((0, 0), 0, (min(width, 16), min(height, 16)))
-        return slide
-    except SlideError:
-        tiff.close()
-        raise
-    except Exception as error:
-        tiff.close()
-        raise SlideError(f"{path}: tifffile cannot read it ({error})") from None
-
-
-# -- plain images -----------------------------------------------------------------------------------
-class _ArrayReader:
-    def __init__(self, pixels: np.ndarray) -> None:
-        self.pixels = pixels
-
-    def read_region(self, location, level, size):
-        height, width = self.pixels.shape[:2]
-        return _on_glass(location, size, (width, height), lambda ys, xs: self.pixels[ys, xs])
-
-    def close(self) -> None:
-        pass
-
-
-def _open_with_pillow(path: Path) -> Slide:
-    """A plain image, decoded whole (after its header says it fits the read budget)."""
-    try:
-        with warnings.catch_warnings():  # the budget below is the guard; Pillow's warning would be noise
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            decoded = image.width * image.height * 3
-            if decoded > READ_BUDGET_BYTES:
-                raise _beyond_budget(
-                    path, f"a plain {image.width:,} × {image.height:,} px image decodes to {_gigabytes(decoded)}"
-                )
-            dpi = image.info.get("dpi")
-            image_format = image.format
-            pixels = np.asarray(image.convert("RGB"))
-    except Image.DecompressionBombError:
-        raise _beyond_budget(path, "a plain image this large decodes") from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise SlideError(f"{path}: not a slide or image that slideiqa can read ({error})") from None
-    mpp = _plausible((25_400.0 / float(dpi[0]), 25_400.0 / float(dpi[1] or dpi[0]))) if dpi and dpi[0] else None
-    info = SlideInfo(
-        str(path), "pillow", "image", [(pixels.shape[1], pixels.shape[0])], [1.0], mpp, None, compression=image_format
-    )
-    return Slide(path, _ArrayReader(pixels), info)
-
-
-def _inspect_tiff(path: Path) -> bool:
-    """Whether a file is OME-TIFF; a :class:`SlideError` if it is a TIFF cut short.
-
-    A copy interrupted part-way (the commonest broken slide) keeps its first directories, so it
-    opens and then fails tile after tile; its tile offsets give it away at once: image data that
-    runs past the end of the file. Files tifffile cannot parse are left to the readers."""
-    import logging
-
-    import tifffile
-
-    size = path.stat().st_size
-    quiet = logging.getLogger("tifffile")
-    level, quiet.level = quiet.level, logging.CRITICAL  # it logs the broken directory chain itself
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            ends = [
-                int(np.max(np.add(page.dataoffsets, page.databytecounts, dtype=np.int64)))
-                for page in tiff.pages
-                if getattr(page, "dataoffsets", None)
-            ]
-            is_ome = tiff.is_ome
-    except Exception:
-        return False
-    finally:
-        quiet.level = level
-    if ends and max(ends) > size:
-        raise SlideError(
-            f"{path}: the file is truncated ({size:,} bytes, but its image data runs to byte "
-            f"{max(ends):,}); copy it again from its source"
-        )
-    return is_ome
 
 
 #: Set to ``openslide`` to read every tile by the general path (comparisons, or a decoder in doubt).
@@ -685,7 +314,10 @@ DIRECT_DECODE_VENDORS = frozenset({"aperio", "generic-tiff", "tiff", "ome-tiff"}
 
 
 def open_slide(path: str | Path) -> Slide:
-    """Open ``path`` with the first reader that understands it; a clear :class:`SlideError` if none does."""
+    """Open ``path`` with the first reader that understands it (:mod:`slideiqa.io.backends.registry`);
+    a clear :class:`SlideError` if none does."""
+    from slideiqa.io.backends.registry import FALLBACK, backends_for
+
     path = Path(path)
     if not path.exists():
         raise SlideError(f"{path}: no such file")
@@ -694,21 +326,15 @@ def open_slide(path: str | Path) -> Slide:
     if path.stat().st_size == 0:
         raise SlideError(f"{path}: empty file (0 bytes)")
     if not is_field_name(path):
-        # OME-TIFF keeps its pyramid in SubIFDs, which OpenSlide does not see: tifffile reads it whole.
-        readers = (
-            (_open_with_tifffile, _open_with_openslide)
-            if _inspect_tiff(path)
-            else (_open_with_openslide, _open_with_tifffile)
-        )
         first_error: SlideError | None = None
-        for reader in readers:
+        for backend in backends_for(path):
             try:
-                slide = reader(path)
+                slide = backend.open(path)
             except SlideError as error:  # the other reader may still manage (unusual compression, say)
                 first_error = first_error or error
                 continue
             if slide is not None:
-                slide._reopen = lambda reader=reader: reader(path)._reader
+                slide._reopen = lambda open_it=backend.open: open_it(path)._reader
                 if (
                     os.environ.get(DECODER_VARIABLE, "scaled") != "openslide"
                     and slide.info.vendor in DIRECT_DECODE_VENDORS
@@ -717,7 +343,7 @@ def open_slide(path: str | Path) -> Slide:
                 return slide
         if first_error is not None:
             raise first_error
-    return _open_with_pillow(path)
+    return FALLBACK(path)
 
 
 def file_checksum(path: str | Path, whole_below: int = 256 << 20, blocks: int = 256, block_size: int = 1 << 20) -> str:

@@ -53,6 +53,21 @@ def test_tifffile_written_pyramids_with_known_pixel_size(tmp_path, tumour, ome):
         assert slide.thumbnail(100).shape == (100, 100, 3)
 
 
+def test_the_reader_registry_tries_tifffile_first_for_ome_tiff_only(tmp_path, tumour):
+    """OME-TIFF keeps its pyramid where OpenSlide does not look: the registry puts tifffile first for
+    it, and keeps its own order (OpenSlide, then tifffile) for everything else."""
+    from slideiqa.io.backends.registry import BACKENDS, backends_for
+
+    ome = write_pyramidal_tiff(tmp_path / "slide.ome.tif", tumour, mpp=0.25, ome=True)
+    plain = write_pyramidal_tiff(tmp_path / "slide.tif", tumour, mpp=0.25)
+    assert [backend.name for backend in BACKENDS] == ["openslide", "tifffile"]
+    assert [backend.name for backend in backends_for(ome)] == ["tifffile", "openslide"]
+    assert [backend.name for backend in backends_for(plain)] == ["openslide", "tifffile"]
+    assert [backend.name for backend in backends_for(CMU_SLIDE)] == ["openslide", "tifffile"]
+    with pytest.raises(SlideError, match="truncated"):  # a TIFF cut short is refused before any reader
+        backends_for(truncated_copy(plain, tmp_path / "cut.tif", 0.6))
+
+
 def test_plain_field_image_is_a_one_level_slide():
     with open_slide(FIELDS / "ihc_colon.png") as slide:
         assert slide.info.reader == "pillow" and slide.dimensions == (512, 512) and slide.level_count == 1

@@ -1,0 +1,1 @@
+"""The slide readers, one module per backend, and their registry (:mod:`.registry`)."""
