@@ -37,3 +37,13 @@ def test_the_api_page_documents_every_public_name():
     page = (ROOT / "docs" / "reference" / "api.md").read_text()
     for name, module in slideiqa._WHERE.items():
         assert f"::: {module}.{name}\n" in page, name
+
+
+def test_every_subpackage_is_installed():
+    """pyproject.toml lists the packages a wheel holds: a new subpackage missing there would work from a
+    clone (an editable install) and be absent from every real install."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "slideiqa").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
