@@ -4,8 +4,6 @@ complete map reported again under this run's verdict rule."""
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +14,13 @@ import numpy as np
 from slideiqa import __version__
 from slideiqa.artefacts.registry import ARTEFACTS
 from slideiqa.cli.terminal import timestamp
-from slideiqa.io.files import write_atomically
 from slideiqa.measure.slide_tone import glass_warning, judge_slide_tone
-from slideiqa.outputs.report import low_quality_regions, overview_image, summarize, summarize_cells, tile_objects
+from slideiqa.outputs.report import summarize, summarize_cells
 from slideiqa.outputs.store import (
     FIXED_LABELS,
     STATUS_COMPLETE,
     UNREADABLE_CLASS,
     cell_bands,
-    label_entries,
     open_for_update,
     open_map,
     read_array,
@@ -33,6 +29,7 @@ from slideiqa.outputs.store import (
     write_cell_probabilities,
     write_probabilities,
 )
+from slideiqa.outputs.writers import FinishedMap, writers_for
 from slideiqa.pipeline.plan import MapPlan
 
 
@@ -244,30 +241,11 @@ def _slide_facts(plan: MapPlan, tissue: np.ndarray) -> dict[str, Any]:
 
 
 def _write_reports(plan: MapPlan, root, summary: dict[str, Any], score: np.ndarray, label: np.ndarray) -> None:
-    """overview.png, regions.geojson (and tiles.geojson when asked for) and summary.json of a map whose
-    ``score`` and ``label`` arrays the caller has read already."""
-    out, grid, classes, threshold = plan.out, plan.grid, plan.card.classes, plan.options.threshold
-    thumbnail = plan.found.thumbnail
-    step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
-    mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
-    lost = summary["artefact_tiles"] | {UNREADABLE_CLASS: summary["unreadable_tiles"]}
-    lost_text = ", ".join(f"{name} {count}" for name, count in lost.items() if count)
-    title = (
-        f"{Path(summary['slide']).name}: {summary['verdict']}; mean score {mean}, "
-        f"{summary['share_below_threshold']:.0%} of tissue below {threshold}"
-        + (f" or lost ({lost_text} tiles)" if lost_text else "")
+    """The files the map's options ask for (``outputs.writers``: overview.png, regions.geojson,
+    tiles.geojson when asked for, and summary.json last) from the ``score`` and ``label`` arrays the
+    caller has read already."""
+    finished = FinishedMap(
+        plan.out, root, plan.grid, plan.card.classes, plan.options, plan.found.thumbnail, summary, score, label
     )
-    entries = label_entries(classes)
-    colours = {name: rgba for _, name, rgba in entries}
-    um_per_px = grid.width * grid.slide_mpp / thumbnail.shape[1]
-    picture = io.BytesIO()
-    overview_image(thumbnail, score, label, step_thumbnail, threshold, title, entries, um_per_px).save(picture, "PNG")
-    write_atomically(out / "overview.png", picture.getvalue())
-    regions = low_quality_regions(score, label, classes, threshold, grid.step, colours, grid.tile_um)
-    write_atomically(out / "regions.geojson", json.dumps(regions) + "\n")
-    if plan.options.tile_geojson:
-        tiles = tile_objects(
-            score, label, read_array(root, "probs"), read_array(root, "tissue"), classes, grid.step, colours
-        )
-        write_atomically(out / "tiles.geojson", json.dumps(tiles) + "\n")
-    write_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    for write in writers_for(plan.options):
+        write(finished)
