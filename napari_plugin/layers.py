@@ -159,7 +159,7 @@ def highlight_layer(
 
 def map_threshold(quality: QualityMap) -> float:
     """The threshold the map's verdict was made with (the default for maps without a summary)."""
-    summary = quality.attributes.get("summary") or quality.summary or {}
+    summary = quality.saved_summary or quality.summary or {}
     return float(summary.get("threshold", DEFAULT_THRESHOLD))
 
 
@@ -167,7 +167,7 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
     """The map's overlays, bottom to top: score (diverging colours), class labels (hidden until
     asked for, since two colour overlays at once blur each other) and below-threshold outlines."""
     score, label = quality.array("score"), quality.array("label")
-    slide_path = quality.attributes.get("slide", {}).get("path")
+    slide_path = str(quality.slide.path)
     stem = quality.path.name.removesuffix(".zarr").removesuffix(".quality")
     threshold = map_threshold(quality) if threshold is None else threshold
     placement = _grid_placement(quality.tile_um)

@@ -68,10 +68,10 @@ def _open_slide(path: Path) -> list[LayerData]:
 def find_slide(quality: QualityMap) -> Path | None:
     """The map's slide: where the map says it was, else beside the map (a folder moved as a whole);
     a file with another checksum is another slide, so it is not shown under this map."""
-    slide = quality.attributes.get("slide", {})
-    recorded = Path(slide.get("path", ""))
+    mapped = quality.slide
+    recorded = mapped.path
     for candidate in (recorded, quality.path.parent / recorded.name):
-        if recorded.name and candidate.is_file() and slide.get("checksum") in (None, file_checksum(candidate)):
+        if recorded.name and candidate.is_file() and mapped.checksum in (None, file_checksum(candidate)):
             return candidate
     return None
 
@@ -79,7 +79,7 @@ def find_slide(quality: QualityMap) -> Path | None:
 def _slide_under_map(quality: QualityMap) -> list[LayerData]:
     path = find_slide(quality)
     if path is None:
-        recorded = quality.attributes.get("slide", {}).get("path", "?")
+        recorded = quality.slide.path
         _notify(
             "warning",
             f"{quality.path.name}: its slide {recorded} is not found (nor beside the map); showing the map alone",
@@ -87,7 +87,7 @@ def _slide_under_map(quality: QualityMap) -> list[LayerData]:
         return []
     slide: Slide = open_slide(path)
     # The map's grid was laid with this µm/px (possibly given by hand): the slide must use the same.
-    return [slide_layer(slide, float(quality.attributes["slide"]["mpp"]), quality.path)]
+    return [slide_layer(slide, quality.slide.mpp, quality.path)]
 
 
 def _open_map(path: Path) -> list[LayerData]:

@@ -53,4 +53,4 @@ def cmu_quality_map() -> list[LayerData]:
     quality = open_map(sample_map_path())
     slide = open_slide(sample_slide_path())
     watch_viewer(current_viewer())
-    return [slide_layer(slide, float(quality.attributes["slide"]["mpp"]), quality.path), *map_layers(quality)]
+    return [slide_layer(slide, quality.slide.mpp, quality.path), *map_layers(quality)]

@@ -252,7 +252,7 @@ class QualityWidget(QWidget):
         if self._rule is None or self._rule[0] != self.map_path:
             try:
                 opened = open_map(self.map_path)
-                saved, complete = opened.attributes.get("summary") or {}, opened.complete
+                saved, complete = opened.saved_summary or {}, opened.complete
             except SlideIQAError:  # the map was moved or deleted since it was shown
                 saved, complete = {}, False
             self._rule = (self.map_path, float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)), complete)
@@ -351,7 +351,7 @@ class QualityWidget(QWidget):
         else:
             from slideiqa.io.slide import open_slide
 
-            mpp = float(quality.attributes["slide"]["mpp"])
+            mpp = quality.slide.mpp
             self.viewer.add_layer(Layer.create(*slide_layer(open_slide(slide_path), mpp, quality.path)))
         for data in map_layers(quality, self.threshold):
             self.viewer.add_layer(Layer.create(*data))
@@ -371,13 +371,13 @@ class QualityWidget(QWidget):
         quality = open_map(self.map_path)
         y, x = self.viewer.cursor.position[-2:]
         row, col = int(y // quality.tile_um), int(x // quality.tile_um)
-        rows, cols = quality.attributes["grid"]["shape"]
+        rows, cols = quality.grid.shape
         if not (0 <= row < rows and 0 <= col < cols):
             self.status_label.setText("the cursor is not over the map's tiles")
             return []
         slide_layers = [layer for layer in self._slide_layers() if role_of(layer)[1] == str(quality.path)]
         slide = slide_layers[0].metadata["slideiqa"]["slide"] if slide_layers else None
-        model = (quality.attributes.get("options") or {}).get("model", "default")
+        model = quality.options.model
         try:
             if self._explainer is None or self._explainer[0] != model:
                 self._explainer = (model, explainer_for(model))  # loading takes a second: kept for the next tile

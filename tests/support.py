@@ -4,6 +4,8 @@ it was required), and how far a degradation moved an image."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,3 +34,36 @@ def degradation_strength(family: str, original: np.ndarray, degraded: np.ndarray
     if family in ("noise", "jpeg"):
         return -peak_signal_noise_ratio(original, degraded)
     return float(np.abs(degraded.astype(np.float64) - original).mean())
+
+
+def run_command(module: str, *args) -> subprocess.CompletedProcess:
+    """The command line run in this process, as a subprocess would see it (exit status, stdout, stderr):
+    the same entry point (``main`` and its error handling) without paying for a new interpreter and
+    its imports each time (a few tests keep a real subprocess)."""
+    import contextlib
+    import io
+    from unittest import mock
+
+    from slideiqa.cli import app as cli
+    from slideiqa_training import cli as training_cli
+
+    main = cli.main if module == "slideiqa.cli.app" else training_cli.main
+    out, err = io.StringIO(), io.StringIO()
+    argv = [module, *map(str, args)]
+    with mock.patch.object(sys, "argv", list(argv)), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """The command failed with one line, ``error: …``, holding every fragment."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]

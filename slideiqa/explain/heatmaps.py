@@ -317,20 +317,17 @@ def explain_map_tile(
 ) -> Explanation:
     """Heatmaps of tile (``row``, ``col``) of a quality map, read from its slide exactly as the map
     read it (same level, decoder and resize), by the map's own model."""
-    from slideiqa.io.grid import TileGrid, read_plan, read_tile
+    from slideiqa.io.grid import read_plan, read_tile
     from slideiqa.io.slide import open_slide
     from slideiqa.outputs.store import open_map
 
     quality = open_map(map_path)
-    attributes = quality.attributes
-    grid = TileGrid(
-        **{name: attributes["grid"][name] for name in ("width", "height", "slide_mpp", "model_mpp", "tile_size")}
-    )
+    grid = quality.grid
     rows, cols = grid.shape
     if not (0 <= row < rows and 0 <= col < cols):
         raise ValueError(f"{quality.path}: no tile ({row}, {col}); the map has {rows} × {cols}")
-    explainer = explainer or explainer_for((attributes.get("options") or {}).get("model", "default"))
-    with open_slide(slide_path or attributes["slide"]["path"]) as slide:
+    explainer = explainer or explainer_for(quality.options.model)
+    with open_slide(slide_path or quality.slide.path) as slide:
         tile, _ = read_tile(slide, grid, read_plan(slide, grid), row, col)
     return explain_image(tile, explainer, f"{quality.path} tile ({row}, {col})", grid.model_mpp)
 

@@ -53,7 +53,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -62,8 +62,10 @@ import zarr
 
 from slideiqa.artefacts.registry import ARTEFACTS
 from slideiqa.errors import SlideIQAError
+from slideiqa.io.grid import TileGrid
 from slideiqa.measure.slide_tone import TONE_FEATURES
 from slideiqa.outputs.palette import class_colour
+from slideiqa.settings.options import MapOptions
 
 NGFF_VERSION = "0.5"
 #: Where each of a map's arrays lives in the group (its name in the API → its Zarr path).
@@ -450,9 +452,78 @@ def update_attributes(root: zarr.Group, remove: tuple[str, ...] = (), **changes:
     root.attrs["slideiqa"] = {key: value for key, value in attributes.items() if key not in remove}
 
 
+#: Unreadable tiles whose decoder errors a map keeps (their count is kept whatever it is).
+UNREADABLE_RECORDED = 100
+
+
+@dataclass(frozen=True)
+class BlockNotes:
+    """What the written blocks of a map noted beside their arrays: tiles holding marking dye (per
+    block, so that a block written again is not counted twice), tiles the scaled decoder handed to
+    the general reader, and the first unreadable tiles with their errors."""
+
+    dye_tiles_by_block: dict[str, int]
+    decode_fallback_tiles: int
+    unreadable: list[dict[str, Any]]
+
+    @property
+    def dye_tiles(self) -> int:
+        return sum(self.dye_tiles_by_block.values())
+
+    @property
+    def first_unreadable_error(self) -> str:
+        return self.unreadable[0].get("error", "") if self.unreadable else ""
+
+
+def block_notes(root: zarr.Group) -> BlockNotes:
+    attributes = _metadata(root, "slideiqa")
+    return BlockNotes(
+        dict(attributes.get("dye_tiles_by_block") or {}),
+        int(attributes.get("decode_fallback_tiles", 0)),
+        list(attributes.get("unreadable") or []),
+    )
+
+
+def note_block(
+    root: zarr.Group, block: tuple[int, int], dye_tiles: int, decode_fallbacks: int, unreadable: list[dict[str, Any]]
+) -> None:
+    """Add one block's notes (:class:`BlockNotes`) to the map's, before the block counts as done, so
+    that a resumed map still knows them."""
+    notes = block_notes(root)
+    changes: dict[str, Any] = {}
+    if dye_tiles:
+        changes["dye_tiles_by_block"] = notes.dye_tiles_by_block | {f"{block[0]},{block[1]}": dye_tiles}
+    if decode_fallbacks:
+        changes["decode_fallback_tiles"] = notes.decode_fallback_tiles + decode_fallbacks
+    room = UNREADABLE_RECORDED - len(notes.unreadable)
+    if unreadable and room > 0:
+        changes["unreadable"] = notes.unreadable + unreadable[:room]
+    if changes:
+        update_attributes(root, **changes)
+
+
+@dataclass(frozen=True)
+class MappedSlide:
+    """The slide a map was made of, as the map recorded it: where it was, its checksum (None in maps
+    made before checksums), the µm/px the map was laid with, and level 0's size in pixels."""
+
+    path: Path
+    checksum: str | None
+    mpp: float
+    dimensions: tuple[int, int]
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> MappedSlide:
+        width, height = record.get("dimensions") or (0, 0)
+        return cls(
+            Path(record.get("path", "")), record.get("checksum"), float(record["mpp"]), (int(width), int(height))
+        )
+
+
 @dataclass
 class QualityMap:
-    """A map read back: its arrays (lazily, as Zarr arrays) and its metadata."""
+    """A map read back: its arrays (lazily, as Zarr arrays) and its metadata — read through the
+    properties below, the one place that knows how the map's attributes are laid out."""
 
     path: Path
     group: zarr.Group
@@ -464,6 +535,48 @@ class QualityMap:
     @property
     def classes(self) -> list[str]:
         return list(self.attributes["model"]["classes"])
+
+    @property
+    def slide(self) -> MappedSlide:
+        return MappedSlide.from_dict(self.attributes["slide"])
+
+    @property
+    def grid(self) -> TileGrid:
+        recorded = self.attributes["grid"]
+        return TileGrid(**{name: recorded[name] for name in ("width", "height", "slide_mpp", "model_mpp", "tile_size")})
+
+    @property
+    def options(self) -> MapOptions:
+        """The options the map was made with (a map of an older slideiqa lacks some: their defaults)."""
+        known = {option.name for option in fields(MapOptions)}
+        recorded = {name: value for name, value in (self.attributes.get("options") or {}).items() if name in known}
+        return MapOptions(**recorded)
+
+    @property
+    def artefacts_searched(self) -> list[str]:
+        """The preparation artefacts the map looked for (none in a map made without)."""
+        return list((self.attributes.get("settings") or {}).get("artefacts") or [])
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that made the map's numbers, as recorded (a map is resumed only under the same;
+        maps made before cell arrays existed have none)."""
+        return {"cells_per_side": 0} | (self.attributes.get("settings") or {})
+
+    @property
+    def verdicts(self) -> list[dict[str, Any]]:
+        """Every verdict the map was given, oldest first (a rerun under another rule adds one)."""
+        return list(self.attributes.get("verdicts") or [])
+
+    @property
+    def notes(self) -> BlockNotes:
+        return block_notes(self.group)
+
+    @property
+    def saved_summary(self) -> dict[str, Any] | None:
+        """The summary kept in the attributes, if any: also that of a map whose files were not all
+        written (``summary`` reads only a complete map's)."""
+        return self.attributes.get("summary")
 
     @property
     def complete(self) -> bool:

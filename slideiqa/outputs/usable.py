@@ -78,33 +78,32 @@ def usable_tissue(
         raise MapError(
             f"{quality_map.path}: the map is not complete; run `slideiqa map` on its slide again to finish it"
         )
-    attributes = quality_map.attributes
-    slide_info, grid = attributes["slide"], attributes["grid"]
-    slide = Path(slide_path or slide_info["path"])
+    mapped, grid = quality_map.slide, quality_map.grid
+    slide = Path(slide_path or mapped.path)
     if not slide.exists():
         raise MapError(f"{slide}: the map's slide is not there (moved?); name it with --slide")
-    if file_checksum(slide) != slide_info["checksum"]:
+    if file_checksum(slide) != mapped.checksum:
         raise MapError(f"{slide}: not the slide this map was made from (its content differs)")
-    mpp = float(slide_info["mpp"])
+    mpp = mapped.mpp
     if not math.isfinite(um_per_px) or um_per_px < mpp:
         raise MapError(f"{slide}: --um-per-px must be at least the slide's own {mpp:g} µm/px, got {um_per_px:g}")
-    width, height = slide_info["dimensions"]
+    width, height = mapped.dimensions
     side = math.ceil(max(width, height) * mpp / um_per_px)
     if side > MAX_SIDE_PX:
         raise MapError(
             f"{slide}: a mask at {um_per_px:g} µm/px would be {side} px across (at most {MAX_SIDE_PX}); "
             "choose a coarser --um-per-px"
         )
-    threshold = float(attributes["options"]["threshold"] if threshold is None else threshold)
+    threshold = quality_map.options.threshold if threshold is None else float(threshold)
 
     with open_slide(slide) as opened:
         image = opened.thumbnail(side)
     level0_per_px = (width / image.shape[1], height / image.shape[0])
     found_um_per_px = level0_per_px[0] * mpp
     mask = tissue_mask(image)
-    for detector in thumbnail_artefacts(attributes["settings"].get("artefacts") or []):
+    for detector in thumbnail_artefacts(quality_map.artefacts_searched):
         mask &= ~detector.find(image, found_um_per_px)
-    mask &= _passing(quality_map, threshold, image.shape[:2], level0_per_px, grid["step"])
+    mask &= _passing(quality_map, threshold, image.shape[:2], level0_per_px, grid.step)
     return UsableTissue(mask, found_um_per_px, level0_per_px, slide, threshold)
 
 

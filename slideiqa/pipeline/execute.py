@@ -24,15 +24,13 @@ from slideiqa.outputs.store import (
     MapLayout,
     blocks_done,
     create_map,
+    note_block,
     open_for_update,
     update_attributes,
     write_block,
 )
 from slideiqa.pipeline.block_task import BlockResult, BlockTask, assess_block
 from slideiqa.pipeline.plan import MapPlan, Progress
-
-#: Unreadable tiles whose error is kept in the map's attributes (all are counted in the summary).
-UNREADABLE_RECORDED = 100
 
 
 class MapCancelled(SlideIQAError):
@@ -132,18 +130,13 @@ class BlockRun:
             fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
         for row, col in result.debris:
             fixed[row - rows.start, col - cols.start] = BY_NAME["debris"].label
-        if result.dye:  # per block, so that a block written again is not counted twice
-            dye = dict(self.root.attrs["slideiqa"].get("dye_tiles_by_block") or {})
-            update_attributes(self.root, dye_tiles_by_block=dye | {f"{block[0]},{block[1]}": len(result.dye)})
-        if result.decode_fallbacks:
-            fallbacks = int(self.root.attrs["slideiqa"].get("decode_fallback_tiles", 0)) + result.decode_fallbacks
-            update_attributes(self.root, decode_fallback_tiles=fallbacks)
-        if result.unreadable:
-            recorded = list(self.root.attrs["slideiqa"].get("unreadable", []))
-            room = UNREADABLE_RECORDED - len(recorded)
-            if room > 0:
-                recorded += [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable[:room]]
-                update_attributes(self.root, unreadable=recorded)
+        note_block(
+            self.root,
+            block,
+            len(result.dye),
+            result.decode_fallbacks,
+            [{"row": t.row, "col": t.col, "error": t.error} for t in result.unreadable],
+        )
         write_block(
             self.root,
             self.layout,

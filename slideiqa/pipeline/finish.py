@@ -20,6 +20,8 @@ from slideiqa.outputs.store import (
     FIXED_LABELS,
     STATUS_COMPLETE,
     UNREADABLE_CLASS,
+    QualityMap,
+    block_notes,
     cell_bands,
     open_for_update,
     open_map,
@@ -46,18 +48,18 @@ class MapResult:
         """What a person must know beyond the figures (:func:`map_warnings`), one sentence each."""
         found = self.summary.get("warnings")
         if found is None:  # a map made before its summary kept them
-            found = map_warnings(self.summary, open_map(self.path).attributes)
+            found = map_warnings(self.summary, open_map(self.path).notes.first_unreadable_error)
         return [warning["message"] for warning in found]
 
 
-def map_warnings(summary: dict[str, Any], attributes: dict[str, Any]) -> list[dict[str, Any]]:
+def map_warnings(summary: dict[str, Any], first_unreadable_error: str = "") -> list[dict[str, Any]]:
     """What a person must know beyond the figures, each as ``code`` (an artefact's name,
     ``unreadable``, ``tone``, ``dye`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass) and
     ``message``: tissue under preparation artefacts, tissue the file could not give (the first
-    decoder error, from the map's ``attributes``), tissue whose tone is unlike the rest of the
+    decoder error, ``first_unreadable_error``), tissue whose tone is unlike the rest of the
     slide's, specks of marking dye, glass that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the
     batch's report, not only on the terminal, so that a lab reading the files later sees them too."""
-    first_unreadable = (attributes.get("unreadable") or [{}])[0].get("error", "")
+    first_unreadable = first_unreadable_error
     artefacts = summary.get("artefact_tiles") or {}
     found = [
         {
@@ -126,12 +128,12 @@ def report_complete(plan: MapPlan) -> MapResult:
     )
     summary |= _cell_summary(plan, existing.group)
     _write_reports(plan, existing.group, summary, score, label)
-    if existing.attributes.get("summary") != summary:  # readers of the attributes see the new rule too
+    if existing.saved_summary != summary:  # readers of the attributes see the new rule too
         update_attributes(
             open_for_update(plan.out),
             summary=summary,
             options=options.to_dict(),
-            verdicts=_verdict_history(existing.attributes, summary),
+            verdicts=_verdict_history(existing.verdicts, summary),
         )
     return MapResult(plan.out, summary, skipped=True)
 
@@ -151,10 +153,10 @@ def _cell_summary(plan: MapPlan, root) -> dict[str, Any]:
     }
 
 
-def _verdict_history(attributes: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _verdict_history(earlier: list[dict[str, Any]], summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The map's earlier verdicts, newest last, with this one added: a rerun under another threshold
     changes the verdict openly, never by silently rewriting it."""
-    history = list(attributes.get("verdicts") or [])
+    history = list(earlier)
     verdict = {
         key: summary.get(key)
         for key in ("verdict", "verdict_rule", "threshold", "max_bad_share", "share_below_threshold")
@@ -176,7 +178,7 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
         else None
     )
     score, label = read_array(root, "score"), read_array(root, "label")
-    options, card = plan.options, plan.card
+    options, card, notes = plan.options, plan.card, block_notes(root)
     summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
     runtime = time.perf_counter() - started
     summary |= {
@@ -187,20 +189,19 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
         "runtime_s": runtime,
         "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
         "resumed_blocks": resumed,
-        "dye_tiles": sum((root.attrs["slideiqa"].get("dye_tiles_by_block") or {}).values()),
-        "reading": plan.slide_attributes["reading"]
-        | {"fallback_tiles": int(root.attrs["slideiqa"].get("decode_fallback_tiles", 0))},
+        "dye_tiles": notes.dye_tiles,
+        "reading": plan.slide_attributes["reading"] | {"fallback_tiles": notes.decode_fallback_tiles},
     }
     summary |= _cell_summary(plan, root)
     if tone is not None:
         summary["tone"] = tone
-    summary["warnings"] = map_warnings(summary, root.attrs["slideiqa"])
+    summary["warnings"] = map_warnings(summary, notes.first_unreadable_error)
     update_attributes(
         root,
         remove=("error",),
         status=STATUS_COMPLETE,
         summary=summary,
-        verdicts=_verdict_history(dict(root.attrs["slideiqa"]), summary),
+        verdicts=_verdict_history(QualityMap(plan.out, root).verdicts, summary),
         timing={"runtime_s": runtime, "compute_s": compute_s},
     )
     _write_reports(plan, root, summary, score, label)

@@ -233,7 +233,7 @@ def _prepare_output(out: Path, settings: MapFingerprint, overwrite: bool) -> Qua
         raise MapError(f"{out}: exists and is not a slideiqa quality map; refusing to overwrite it")
     existing = open_map(out)
     # Maps made before cell arrays existed have no such setting: they have none.
-    stored = {"cells_per_side": 0} | (existing.attributes.get("settings") or {})
+    stored = existing.fingerprint
     if stored != settings.to_dict():
         raise MapError(
             f"{out}: an existing map {_difference(stored, settings.to_dict())}; use --overwrite to replace it"

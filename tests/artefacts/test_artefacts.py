@@ -138,7 +138,7 @@ def test_every_artefact_is_one_record(tmp_path):
         assert callable(artefact.find)
         assert FIXED_LABELS[artefact.name] == artefact.label
         assert CLASS_COLOURS[artefact.name] == list(artefact.colour)
-        (warning,) = map_warnings({"artefact_tiles": {artefact.name: 3}}, {})
+        (warning,) = map_warnings({"artefact_tiles": {artefact.name: 3}})
         assert warning["code"] == artefact.name and artefact.finds in warning["message"]
         assert artefact.advice in warning["message"]
     thumbnail = sorted(a.claim for a in ARTEFACTS if a.scale == "thumbnail")

@@ -13,43 +13,13 @@ import slideiqa
 from slideiqa.models.zoo import resolve_model
 
 from paths import CMU_SLIDE
+from support import one_error_line as _one_error_line
+from support import run_command as _run
 from support import skip_unless_available
 
 
 def _subprocess(module, *args):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def _run(module, *args):
-    """The command line run in this process, as a subprocess would see it (exit status, stdout, stderr):
-    the same entry point (``main`` and its error handling) without paying for a new interpreter and
-    its imports each time. A few tests below keep a real subprocess."""
-    import contextlib
-    import io
-    from unittest import mock
-
-    from slideiqa.cli import app as cli
-    from slideiqa_training import cli as training_cli
-
-    main = cli.main if module == "slideiqa.cli.app" else training_cli.main
-    out, err = io.StringIO(), io.StringIO()
-    argv = [module, *map(str, args)]
-    with mock.patch.object(sys, "argv", list(argv)), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main()
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
-
-
-def _one_error_line(result, *fragments):
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_version():

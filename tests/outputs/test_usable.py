@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import shapely
 from PIL import Image
-from test_cli_errors import _one_error_line, _run
 
 from slideiqa.io.slide import open_slide
 from slideiqa.measure.tissue import tissue_mask
 from slideiqa.outputs.store import open_map
 from slideiqa.outputs.usable import mask_geojson, usable_tissue
+
+from support import one_error_line as _one_error_line
+from support import run_command as _run
 
 UM_PER_PX = 4.0  # the phantom's 112 µm tiles are 28 mask pixels across
 
