@@ -1,6 +1,6 @@
 """How much of its stain a whole slide clips to white: clean fields, scanner-like looks of them, and
 the same fields given too much light — the measurement that kept a slide-wide over-exposure rule out
-(``training/README.md``, row 47: bright scanner looks clip as much stain as twice the light does on
+(``docs/history.md`` row 47: bright scanner looks clip as much stain as twice the light does on
 DAB-dense IHC).
 
     python training/analysis/slide_clipping.py [--data ../shared/data] [--looks 3]
