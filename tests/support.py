@@ -67,3 +67,18 @@ def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> None
     assert lines[0].startswith("error: ")
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def slideiqa_process(*arguments, timeout: float = 300, **environment: str) -> subprocess.CompletedProcess:
+    """``slideiqa ARGUMENTS`` in a child process whose output is a pipe (no terminal), as in a cluster
+    job, run from the repository's root; ``environment`` adds to the inherited variables."""
+    from paths import ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env=os.environ | environment,
+    )

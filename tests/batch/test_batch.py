@@ -142,6 +142,7 @@ def test_discovery_keeps_one_file_of_a_dicom_slide_and_full_names_for_shared_ste
         discover_slides([tmp_path / "empty"])
 
 
+@pytest.mark.slow
 def test_batch_maps_every_good_slide_and_reports_the_broken_ones(batch, cohort):
     records = _records(batch, cohort)
     assert set(records) == set(GOOD) | set(BROKEN)
@@ -273,6 +274,7 @@ def _cli_batch(*arguments) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_exit_status_and_rerun_skips_complete_maps(cohort, tmp_path):
     out = tmp_path / "cli"
     first = _cli_batch(cohort / "run1", cohort / "run2" / "fake.tif", "-o", out, "--workers", "1")
@@ -296,6 +298,7 @@ def test_cli_exit_status_and_rerun_skips_complete_maps(cohort, tmp_path):
     assert before == [(m / "zarr.json").stat().st_mtime_ns for m in maps]
 
 
+@pytest.mark.slow
 def test_other_settings_need_overwrite_which_replaces_them(batch, cohort, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(batch.out / COHORT / "run1", out / "run1")
@@ -357,6 +360,7 @@ def test_a_slide_toned_unlike_the_rest_of_its_batch_is_pointed_out(tmp_path):
     assert "under-exposed" in warnings[-1] and sum("unlike the rest" in w for w in warnings) == 2
 
 
+@pytest.mark.slow
 def test_a_batch_points_out_a_slide_paled_throughout_that_passes_its_own_map(tmp_path):
     """Six slides of the same real tumour tissue, one given a paler tone curve throughout by
     scikit-image (γ = ½, the exposure floor): its own map's tone check cannot tell (its tiles all
@@ -416,6 +420,7 @@ def _worker_pids(client) -> dict[str, int]:
     return client.run(os.getpid)
 
 
+@pytest.mark.slow
 def test_killing_a_worker_mid_batch_still_gives_identical_maps(batch, cohort, tmp_path):
     from distributed import Client, LocalCluster
 
@@ -456,6 +461,7 @@ def test_killing_a_worker_mid_batch_still_gives_identical_maps(batch, cohort, tm
     _same_maps(out, batch.out, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
     """Every worker that takes one slide is killed (kill -9) until Dask gives up on it (``allowed-
     failures`` lowered to 1 for speed: two deaths). That slide fails with a line that says so; the
@@ -512,6 +518,7 @@ def test_a_slide_whose_workers_keep_dying_fails_alone(sources, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_interrupted_batch_resumes_without_recomputing_finished_slides(batch, cohort, tmp_path):
     out = tmp_path / "interrupted"
     script = (
@@ -583,6 +590,7 @@ def _a_block_is_written(out: Path) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_ctrl_c_to_the_process_group_stops_the_batch_reports_and_resumes(sources, tmp_path):
     # A terminal's Ctrl-C reaches the whole foreground process group, worker processes included.
     folder = tmp_path / "scans"

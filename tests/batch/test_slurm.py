@@ -21,7 +21,7 @@ from slideiqa.outputs.store import ARRAYS, CELL_ARRAYS, blocks_done, is_quality_
 
 from paths import CMU_SLIDE, FIELDS
 from slides import mosaic_slide
-from support import skip_unless_available
+from support import skip_unless_available, slideiqa_process
 
 pytestmark = pytest.mark.slurm
 BLOCK = 4
@@ -86,6 +86,7 @@ def _blocks_written(out: Path) -> int:
     return done
 
 
+@pytest.mark.slow
 def test_batch_runs_on_slurm_jobs_survives_scancel_and_matches_a_local_run(slurm, cohort, tmp_path):
     reference = run_batch([cohort], tmp_path / "local", workers=1, options=MapOptions(block=BLOCK))
     assert not reference.failed
@@ -137,6 +138,7 @@ def test_batch_runs_on_slurm_jobs_survives_scancel_and_matches_a_local_run(slurm
             np.testing.assert_allclose(mine.array(array), theirs.array(array), atol=1e-6, err_msg=f"{relative} {array}")
 
 
+@pytest.mark.slow
 def test_a_cluster_whose_jobs_never_start_fails_clearly_within_its_timeout(slurm, cohort, tmp_path):
     name = f"slideiqa-pending-{os.getpid()}"
     settings = _settings(
@@ -144,24 +146,7 @@ def test_a_cluster_whose_jobs_never_start_fails_clearly_within_its_timeout(slurm
     )
     out = tmp_path / "never"
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slideiqa.cli.app",
-            "batch",
-            str(cohort),
-            "-o",
-            str(out),
-            "--cluster",
-            "slurm",
-            "--settings",
-            str(settings),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = slideiqa_process("batch", cohort, "-o", out, "--cluster", "slurm", "--settings", settings, timeout=120)
     elapsed = time.monotonic() - started
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -185,24 +170,7 @@ def test_a_job_the_scheduler_refuses_is_one_line_with_its_reason_not_a_wait(slur
     )
     out = tmp_path / "refused"
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slideiqa.cli.app",
-            "batch",
-            str(cohort),
-            "-o",
-            str(out),
-            "--cluster",
-            "slurm",
-            "--settings",
-            str(settings),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = slideiqa_process("batch", cohort, "-o", out, "--cluster", "slurm", "--settings", settings, timeout=120)
     assert result.returncode == 1 and time.monotonic() - started < 60
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]

@@ -161,6 +161,7 @@ def test_environment_errors_are_one_line_and_leave_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.json", "model.onnx", "model.safetensors"]
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_fails_in_one_line_before_any_output(tmp_path):
     out = tmp_path / "out.quality.zarr"
     _one_error_line(

@@ -91,6 +91,7 @@ def test_report_links_run_no_script_and_open_names_with_hash_and_question_mark(t
 # -- 2. a second batch into the same folder ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_batch_into_a_folder_lists_every_slide_mapped_there(tmp_path, monkeypatch):
     first, second = tmp_path / "week1", tmp_path / "week2"
     for folder in (first, second):
@@ -377,6 +378,7 @@ def test_predict_scores_the_good_files_beside_a_bad_one(tmp_path):
 # -- 6. one line per event -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_newline_in_a_file_name_cannot_forge_a_log_line(tmp_path):
     forged = "x.svs\n2026-01-01T00:00:00+00:00   mapped ok.svs: pass"
     slide = tmp_path / f"{forged}.svs"

@@ -6,6 +6,7 @@ import sys
 import zlib
 
 import numpy as np
+import pytest
 import tifffile
 from PIL import Image
 
@@ -59,6 +60,7 @@ def _one_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_deflate_bomb_is_refused_in_one_line_within_bounded_memory(tmp_path):
     bomb = tmp_path / "bomb.tif"
     _deflate_bomb(bomb)

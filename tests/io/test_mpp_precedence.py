@@ -51,6 +51,7 @@ def test_map_takes_the_command_line_over_the_settings_file_over_the_slide(tmp_pa
     assert _slide_record(out) == expected
 
 
+@pytest.mark.slow
 def test_batch_takes_a_slides_row_in_the_table_over_mpp_for_the_batch(tmp_path):
     cohort = tmp_path / "cohort"
     cohort.mkdir()

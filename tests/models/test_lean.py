@@ -22,7 +22,7 @@ from slideiqa.models.predictor import Predictor
 from slideiqa.models.zoo import resolve_model
 
 from paths import CMU_SLIDE, FIELDS, ROOT
-from support import skip_unless_available
+from support import skip_unless_available, slideiqa_process
 
 #: The torch extra (and triton, which torch brings) and the dashboard extra.
 HIDDEN = sorted(TORCH_MODULES | {"triton", "bokeh"})
@@ -53,14 +53,7 @@ def python(script: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def slideiqa(*argv: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slideiqa.cli.app", *map(str, argv)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+slideiqa = slideiqa_process
 
 
 # Every CPU path a user meets, in one interpreter: the CLI's map, info, models, predict and explain,
@@ -80,6 +73,7 @@ print("done")
 """
 
 
+@pytest.mark.slow
 def test_cpu_paths_run_without_the_extras(core_install, tmp_path):
     out, png = tmp_path / "sample.quality.zarr", tmp_path / "explained.png"
     done = python(
@@ -148,6 +142,7 @@ def test_what_needs_torch_says_so_in_one_line(core_install, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_napari_opens_the_plugin_without_the_extras(core_install):
     """napari itself, under Xvfb: the sample slide mapped as *Open Sample* does, both opened, and the
     plugin's widget docked."""

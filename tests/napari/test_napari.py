@@ -515,6 +515,7 @@ def test_map_whose_slide_is_gone_opens_alone_with_a_warning(viewer, tmp_path, sa
     assert "gone.svs" in error and "Traceback" not in error and "cannot explain tile" in widget.status_label.text()
 
 
+@pytest.mark.slow
 def test_a_map_killed_in_its_finish_is_shown_as_unfinished_without_a_verdict(viewer, tmp_path):
     """A map cut by kill -9 just before it was marked complete: every tile is there, but the widget
     gives no verdict for it and its score layer says it is unfinished; finished by a rerun, both

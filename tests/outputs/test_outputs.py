@@ -20,24 +20,15 @@ from slideiqa.outputs.report import overview_image
 from slideiqa.outputs.store import label_entries
 from slideiqa.settings.options import MapOptions, SettingsError, load_mpp_table, load_settings
 
-from paths import CMU_SLIDE, FIELDS, ROOT
+from paths import CMU_SLIDE, FIELDS
+from support import slideiqa_process
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 ")
 
 
 def _cli(*arguments, **environment) -> subprocess.CompletedProcess:
-    """slideiqa in a child process whose output is a pipe (no terminal), as in a cluster job."""
-    import os
-
-    env = os.environ | {"COLUMNS": "40"} | environment  # a narrow terminal width must not wrap a log
-    return subprocess.run(
-        [sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env=env,
-    )
+    """slideiqa in a child process, its output a pipe; a narrow terminal width must not wrap a log."""
+    return slideiqa_process(*arguments, **({"COLUMNS": "40"} | environment))
 
 
 # -- logs -----------------------------------------------------------------------------------------------
@@ -57,6 +48,7 @@ def test_map_output_without_a_terminal_is_one_timestamped_line_per_event(tmp_pat
     assert any(re.search(rf"cmu_small_region\.svs: {tiles}/{tiles} tiles", line) for line in lines)  # progress
 
 
+@pytest.mark.slow
 def test_batch_lines_keep_whole_paths_and_warnings_go_to_stderr(tmp_path):
     folder = tmp_path / "slides-from-the-scanner-room-with-a-long-name"
     folder.mkdir()
@@ -170,6 +162,7 @@ def test_settings_file_is_checked_and_names_the_file(tmp_path):
     assert not (tmp_path / "x.quality.zarr").exists()
 
 
+@pytest.mark.slow
 def test_batch_reads_the_settings_file_and_per_slide_mpp(tmp_path):
     """A real batch: a settings file sets the rule; a CSV gives µm/px to a slide whose file has none
     and overrides the sample's; the command line wins over the file."""

@@ -67,6 +67,7 @@ def _map(out, settings) -> dict:
     return open_map(out).summary
 
 
+@pytest.mark.slow
 def test_a_rule_from_a_settings_file_is_applied_at_its_exact_boundary(tmp_path):
     """A strict threshold from the file leaves a share s of the sample's tiles below it; the same map
     judged again with ``max_bad_share = s`` (written to full precision) passes, and with the next

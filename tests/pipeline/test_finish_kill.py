@@ -6,29 +6,23 @@ summary comes from the map and a rerun writes the files again. (napari: ``test_n
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 
 from slideiqa import map_slide, open_map
 
-from paths import CMU_SLIDE, FIELDS, ROOT
+from paths import CMU_SLIDE, FIELDS
 from slides import map_killed_in_its_finish
+from support import slideiqa_process
 
 REPORT_FILES = ("summary.json", "overview.png", "regions.geojson")
 
 
-def _slideiqa(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+_slideiqa = slideiqa_process
 
 
+@pytest.mark.slow
 def test_killed_before_it_is_marked_complete_it_has_no_verdict_anywhere_and_a_rerun_finishes_it(tmp_path):
     out = tmp_path / "maps" / "cmu.quality.zarr"
     out.parent.mkdir()

@@ -18,6 +18,7 @@ from slideiqa.outputs.store import FIXED_LABELS, UNREADABLE, MapError, is_qualit
 
 from paths import CMU_SLIDE, DEFOCUS_BOX, FIELDS, FIXTURES, NOISE_BOX, ROOT
 from slides import truncated_copy
+from support import slideiqa_process
 
 PEN = FIXED_LABELS["pen"]
 
@@ -202,13 +203,7 @@ def _one_error_line(result, *fragments):
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "slideiqa.cli.app", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    return slideiqa_process(*args, timeout=600)
 
 
 def test_cli_maps_the_sample_slide(tmp_path):

@@ -54,6 +54,7 @@ def smoke(tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.slow
 def test_every_table_is_produced_with_every_cell_filled(smoke):
     out, stdout = smoke
     for name in ("table1.md", "ablations.md", "table2.md", "tables.md"):
@@ -154,6 +155,7 @@ def test_model2_starts_from_every_layer_of_model1_but_the_last(smoke):
     assert len(model2_runs) == 1 and len(list(model2_runs[0].glob("fold?.json"))) == 3
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_every_finished_fold(smoke):
     out, _ = smoke
     before = {p: p.stat().st_mtime for p in (out / "runs").rglob("fold?.json")}

@@ -52,6 +52,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_training_beats_chance_on_unseen_crops(trained):
     # New crops (another seed) of the training fields: unseen images, not an unseen kind of image.
     sources = [FIELDS / "he_tumour_target.png", CMU_SLIDE]
@@ -81,6 +82,7 @@ def test_checkpoint_card_records_what_the_model_needs(trained):
     assert card["metrics"]["validation"]["accuracy"] > 0.6  # six classes: chance is 1/6; typical 0.77
 
 
+@pytest.mark.slow
 def test_cross_validation_learns_on_every_fold_and_reports_mean_and_std(trained, tmp_path):
     """Three folds with the training recipe above: each fold's network must learn (typical: accuracy
     0.62 ± 0.05, AUC 0.92; an untrained one scores 1/6 and 0.5), and the summary gives mean ± std."""
@@ -113,6 +115,7 @@ def test_cross_validation_learns_on_every_fold_and_reports_mean_and_std(trained,
     assert report["summary"]["accuracy"] == pytest.approx([np.mean(accuracies), np.std(accuracies)])
 
 
+@pytest.mark.slow
 def test_cross_validation_runs_the_stain_profile_and_label_smoothing(trained, tmp_path):
     result = _cli(
         "cross-validate",
@@ -134,6 +137,7 @@ def test_cross_validation_runs_the_stain_profile_and_label_smoothing(trained, tm
     assert len(json.loads((tmp_path / "cv.json").read_text())["folds"]) == 3
 
 
+@pytest.mark.slow
 def test_student_distilled_from_the_trained_model_agrees_with_it(trained):
     # The first model teaches a fresh one through the command line, from its predictions alone
     # (weight 1: the labels play no part), on the same crops; on unseen crops the two must agree.
