@@ -43,7 +43,7 @@ def describe_tile(viewer: Any, map_path: str, world_yx: tuple[float, float], til
     names = {}
     if label is not None and label_layer is not None:
         names = dict(zip(label_layer.features["index"], label_layer.features["class"]))
-    name = names.get(int(label[row, col])) if names else None
+    name = names.get(int(label[row, col])) if names and label is not None else None
     if math.isnan(value):  # not assessed: background, or a label slideiqa gave (pen, unreadable)
         return f"tile ({row}, {col}): {name if name and name != 'background' else 'background'}"
     return f"tile ({row}, {col}): score {value:.2f}" + (f", {name}" if name else "")

@@ -100,7 +100,7 @@ def label_colormap(classes: list[str]) -> Any:
 
 def legend(classes: list[str]) -> list[tuple[str, tuple[int, int, int]]]:
     """(class name, RGB) of each label value after background, as the label layer draws them."""
-    return [(name, tuple(rgba[:3])) for _, name, rgba in label_entries(classes)[1:]]
+    return [(name, (rgba[0], rgba[1], rgba[2])) for _, name, rgba in label_entries(classes)[1:]]
 
 
 def score_colormap() -> Any:
@@ -212,6 +212,8 @@ def map_layers(quality: QualityMap, threshold: float | None = None) -> list[Laye
 def cell_layers(quality: QualityMap, stem: str, slide_path: str | None) -> list[LayerData]:
     """The cell arrays — where inside each tile — as a score and a class layer at the cells' scale,
     hidden at first: at a glance the tiles say enough; zoomed in, the cells say where."""
+    if quality.cell_um is None:  # a map without cell arrays
+        return []
     placement = _grid_placement(quality.cell_um)
     classes = quality.classes
     return [

@@ -25,6 +25,7 @@ MAX_COARSEST_SIDE = 2048
 
 def _read_chunk(slide: Slide, level: int, downsample: float, block_info: dict | None = None) -> np.ndarray:
     """The chunk Dask asks for, read from the slide at ``level`` (location in level-0 pixels)."""
+    assert block_info is not None  # Dask passes it to a function that takes it
     (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
     return slide.read_region((round(x0 * downsample), round(y0 * downsample)), level, (x1 - x0, y1 - y0))
 

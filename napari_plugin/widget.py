@@ -249,6 +249,8 @@ class QualityWidget(QWidget):
 
     def _map_facts(self) -> tuple[float, bool]:
         """(max_bad_share, complete) of the shown map, read once per map."""
+        if self.map_path is None:  # no map shown
+            return DEFAULT_MAX_BAD_SHARE, False
         if self._rule is None or self._rule[0] != self.map_path:
             try:
                 opened = open_map(self.map_path)
@@ -269,7 +271,13 @@ class QualityWidget(QWidget):
         bar = np.ascontiguousarray(np.repeat(np.rint(ramp)[None].astype(np.uint8), LEGEND_HEIGHT, axis=0))
         tick = min(LEGEND_WIDTH - 1, round(self.threshold * (LEGEND_WIDTH - 1)))
         bar[:, max(0, tick - 1) : tick + 2] = 0
-        image = QImage(bar.data, LEGEND_WIDTH, LEGEND_HEIGHT, 3 * LEGEND_WIDTH, QImage.Format.Format_RGB888).copy()
+        image = QImage(
+            bar.data,  # type: ignore[call-overload]  # any buffer will do; the stub names bytes only
+            LEGEND_WIDTH,
+            LEGEND_HEIGHT,
+            3 * LEGEND_WIDTH,
+            QImage.Format.Format_RGB888,
+        ).copy()
         self.score_legend.setPixmap(QPixmap.fromImage(image))
         self.score_legend.setToolTip(
             f"'{score_layer.name}' layer: P(good) per tile, {SCORE_RAMP_WORDS}; "
@@ -285,7 +293,7 @@ class QualityWidget(QWidget):
         if not self._map_complete():
             alarm = hex_colour(VERDICT_COLOURS["error"])
             self.summary_label.setText(
-                f"<b>{html.escape(self.map_path.name)}</b> — <b style='color: {alarm}'>UNFINISHED</b>: the map "
+                f"<b>{html.escape(self.map_path.name if self.map_path else '')}</b> — <b style='color: {alarm}'>UNFINISHED</b>: the map "
                 "is still being written or was interrupted, so it has no verdict yet; run slideiqa map on its "
                 "slide again (or Run here) to finish it"
             )
@@ -304,7 +312,7 @@ class QualityWidget(QWidget):
             for name, share in summary["share_per_class"].items()
         )
         self.summary_label.setText(
-            f"<b>{html.escape(self.map_path.name)}</b> — above: the score layer's colours (P(good), "
+            f"<b>{html.escape(self.map_path.name if self.map_path else '')}</b> — above: the score layer's colours (P(good), "
             f"{SCORE_RAMP_WORDS}, tick = threshold)<br>"
             f"<b style='color: {verdict_colour}'>{summary['verdict'].upper()}</b> — {summary['verdict_rule']}<br>"
             f"{summary['share_below_threshold']:.1%} of {summary['tissue_tiles']} tissue tiles below "
