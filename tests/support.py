@@ -1,5 +1,6 @@
 """What several test modules share beyond paths: skipping for want of a capability (or failing where
-it was required), and how far a degradation moved an image."""
+it was required), how far a degradation moved an image, and the command line run in this process or
+in a child."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
 from slideiqa.synthetic.distortions import sharpness
+
+from paths import ROOT
 
 #: Capabilities whose tests must run, not skip: comma-separated in this variable (``.ci/run`` names
 #: the ones it installed or started, so that a test skipped there for want of one fails instead).
@@ -72,8 +75,6 @@ def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> None
 def slideiqa_process(*arguments, timeout: float = 300, **environment: str) -> subprocess.CompletedProcess:
     """``slideiqa ARGUMENTS`` in a child process whose output is a pipe (no terminal), as in a cluster
     job, run from the repository's root; ``environment`` adds to the inherited variables."""
-    from paths import ROOT
-
     return subprocess.run(
         [sys.executable, "-m", "slideiqa.cli.app", *map(str, arguments)],
         capture_output=True,

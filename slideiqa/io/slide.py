@@ -316,7 +316,7 @@ DIRECT_DECODE_VENDORS = frozenset({"aperio", "generic-tiff", "tiff", "ome-tiff"}
 def open_slide(path: str | Path) -> Slide:
     """Open ``path`` with the first reader that understands it (:mod:`slideiqa.io.backends.registry`);
     a clear :class:`SlideError` if none does."""
-    from slideiqa.io.backends.registry import FALLBACK, backends_for
+    from slideiqa.io.backends.registry import FALLBACK, backends_for  # here: the backends import this module
 
     path = Path(path)
     if not path.exists():

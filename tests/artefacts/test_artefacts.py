@@ -123,7 +123,7 @@ def test_artefacts_are_switched_on_and_off_one_by_one(pen_map, tmp_path):
     assert (only_pen.array("label")[inked] == PEN).all()
 
 
-def test_every_artefact_is_one_record(tmp_path):
+def test_every_artefact_is_one_record():
     """Labels, colours, warnings and the settings' names all come from the registry's records."""
     from slideiqa.artefacts.registry import ARTEFACT_NAMES, ARTEFACTS
     from slideiqa.outputs.palette import CLASS_COLOURS

@@ -98,3 +98,18 @@ def test_every_setting_is_documented_with_its_default():
     cluster_defaults = DEFAULT_JOB | {"jobs": DEFAULT_JOBS, "worker_timeout_s": DEFAULT_WORKER_TIMEOUT_S}
     for key, value in cluster_defaults.items():
         assert cluster[key][1] == _as_toml(value), key
+
+
+def test_the_quality_map_page_lists_every_label_value():
+    """docs/quality-map.md's label table names every value slideiqa gives itself, as the map writes it:
+    a new artefact, or a changed value, fails here until the page says so."""
+    from slideiqa.outputs.store import FIXED_LABELS
+
+    text = (ROOT / "docs" / "quality-map.md").read_text(encoding="utf-8")
+    table = text.split("## Label values\n", 1)[1]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].isdigit():
+            rows[int(cells[0])] = cells[1].strip("`")
+    assert rows == {0: "background"} | {value: name for name, value in FIXED_LABELS.items()}
