@@ -46,7 +46,7 @@ def one_by_one(slides: list[Path], out: Path) -> tuple[int, float]:
 
     started, tiles = time.perf_counter(), 0
     for slide in slides:
-        tiles += map_slide(slide, out / f"{slide.stem}.quality.zarr").summary["tissue_tiles"]
+        tiles += map_slide(slide, out / f"{slide.stem}.quality.zarr").summary.tissue_tiles
     return tiles, time.perf_counter() - started
 
 

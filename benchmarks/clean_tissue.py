@@ -175,11 +175,11 @@ def measure(item: Field, out: Path, model: str) -> Outcome:
     summary, quality = result.summary, open_map(result.path)
     score, label, probs = quality.array("score"), quality.array("label"), quality.array("probs")
     tissue_fraction = quality.array("tissue")
-    classes = list(summary["share_per_class"])[: probs.shape[0]]
+    classes = list(summary.share_per_class)[: probs.shape[0]]
     grid = quality.attributes["grid"]
-    threshold = summary["threshold"]
-    outcome.verdict, outcome.tissue_tiles = summary["verdict"], summary["tissue_tiles"]
-    outcome.share_below_threshold = summary["share_below_threshold"]
+    threshold = summary.threshold
+    outcome.verdict, outcome.tissue_tiles = summary.verdict, summary.tissue_tiles
+    outcome.share_below_threshold = summary.share_below_threshold
     fixed = label >= min(FIXED_LABELS.values())
     flagged = fixed | (np.isfinite(score) & (score < threshold))
     for row, col in zip(*np.nonzero(flagged)):

@@ -97,10 +97,10 @@ def main() -> None:
             started = time.perf_counter()
             result = map_slide(slide, maps[-1], MapOptions(device=device), workers=args.workers)
             wall = time.perf_counter() - started
-            rate = result.summary["tiles_per_s"]
+            rate = result.summary.tiles_per_s
             print(
                 f"  map --device {device}: {rate:.0f} tiles/s computing ({rate / read_rate:.2f}× read-only), "
-                f"{result.summary['tissue_tiles'] / wall:.0f} over {wall:.1f} s",
+                f"{result.summary.tissue_tiles / wall:.0f} over {wall:.1f} s",
                 flush=True,
             )
         count, largest, labels = compare(*maps)

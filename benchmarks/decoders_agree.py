@@ -89,8 +89,8 @@ def main() -> None:
             changes: dict[str, int] = {}
             for field in fields:
                 figures, general, scaled = mapped_both_ways(field, Path(temporary), args.quality)
-                if scaled["reading"]["decoder"] != "scaled JPEG":
-                    raise SystemExit(f"{field.name}: the scaled decode did not run ({scaled['reading']})")
+                if scaled.reading["decoder"] != "scaled JPEG":
+                    raise SystemExit(f"{field.name}: the scaled decode did not run ({scaled.reading})")
                 tiles, crossing, differ = (
                     tiles + figures["tiles"],
                     crossing + figures["crossing"],
@@ -98,8 +98,8 @@ def main() -> None:
                 )
                 for change, count in figures["label_changes"].items():
                     changes[change] = changes.get(change, 0) + count
-                if general["verdict"] != scaled["verdict"]:
-                    verdicts_differ.append(f"{field.name}: {general['verdict']} → {scaled['verdict']}")
+                if general.verdict != scaled.verdict:
+                    verdicts_differ.append(f"{field.name}: {general.verdict} → {scaled.verdict}")
             print(
                 f"{source}: {len(fields)} fields, {tiles} tissue tiles, {crossing} cross the threshold, {differ} "
                 f"labelled differently {changes or ''}",

@@ -117,11 +117,11 @@ def tile_scores(item: Field, path: Path, out: Path, model: str) -> tuple[np.ndar
         return None
     quality = open_map(result.path)
     score, label, probs = quality.array("score"), quality.array("label"), quality.array("probs")
-    classes = list(result.summary["share_per_class"])[: probs.shape[0]]
+    classes = list(result.summary.share_per_class)[: probs.shape[0]]
     tissue = label > 0  # assessed, under an artefact or unreadable: what the verdict counts
     fixed = label >= min(FIXED_LABELS.values())
     scores = np.where(fixed, 0.0, np.nan_to_num(score, nan=0.0))[tissue]
-    flagged = (fixed | (np.nan_to_num(score, nan=1.0) < result.summary["threshold"]))[tissue]
+    flagged = (fixed | (np.nan_to_num(score, nan=1.0) < result.summary.threshold))[tissue]
     names = [
         FIXED_NAMES[int(v)] if v >= min(FIXED_LABELS.values()) else classes[1 + int(np.argmax(probs[1:, r, c]))]
         for (r, c), v in zip(np.argwhere(tissue), label[tissue])
@@ -238,7 +238,7 @@ def main() -> None:
             result = map_slide(
                 item.path, work / "pair.quality.zarr", MapOptions(model=args.model, mpp=0.5, overwrite=True)
             )
-            pair[name] = {"verdict": result.summary["verdict"], "mean_score": result.summary["mean_score"]}
+            pair[name] = {"verdict": result.summary.verdict, "mean_score": result.summary.mean_score}
         print(
             f"\nreal out-of-focus tile (0.5 µm/px assumed): {pair['histoart_blur_1.png']}; "
             f"its clean sibling: {pair['histoart_artifact_free_1.png']}"

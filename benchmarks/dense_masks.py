@@ -112,10 +112,10 @@ def speed(model: str) -> None:
         started = time.perf_counter()
         result = map_slide(slide, out, model=model, cells=cells)
         wall = time.perf_counter() - started
-        rates[cells].append(result.summary["tiles_per_s"])
+        rates[cells].append(result.summary.tiles_per_s)
         print(
-            f"map {'with' if cells else 'without'} cells: {result.summary['tissue_tiles']} tiles, "
-            f"{result.summary['tiles_per_s']:.0f} tiles/s computing, {wall:.1f} s in all",
+            f"map {'with' if cells else 'without'} cells: {result.summary.tissue_tiles} tiles, "
+            f"{result.summary.tiles_per_s:.0f} tiles/s computing, {wall:.1f} s in all",
             flush=True,
         )
         shutil.rmtree(out.parent)

@@ -79,7 +79,7 @@ def main() -> None:
         mapping = (
             f"from slideiqa import map_slide; "
             f"r = map_slide({str(slide)!r}, {str(Path(work) / 'p.quality.zarr')!r}); "
-            f"print('mapped:', r.summary['tissue_tiles'], round(r.summary['tiles_per_s']))"
+            f"print('mapped:', r.summary.tissue_tiles, round(r.summary.tiles_per_s))"
         )
         done = subprocess.run(
             [

@@ -101,8 +101,8 @@ def main() -> None:
         started = time.perf_counter()
         result = map_slide(slide, out, model=model, workers=args.workers)
         wall = time.perf_counter() - started
-        assessed = result.summary["tissue_tiles"]
-        map_rate = rates[model] = result.summary["tiles_per_s"]
+        assessed = result.summary.tissue_tiles
+        map_rate = rates[model] = result.summary.tiles_per_s
         rss = max(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         )

@@ -122,10 +122,10 @@ def mapped(path: Path, workers: int | None, out: Path) -> dict:
     result = map_slide(path, out, workers=workers)
     wall = time.perf_counter() - started
     return {
-        "tiles": result.summary["tissue_tiles"],
-        "rate": result.summary["tiles_per_s"],
+        "tiles": result.summary.tissue_tiles,
+        "rate": result.summary.tiles_per_s,
         "wall": wall,
-        "reading": result.summary["reading"],
+        "reading": result.summary.reading,
     }
 
 

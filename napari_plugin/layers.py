@@ -159,8 +159,9 @@ def highlight_layer(
 
 def map_threshold(quality: QualityMap) -> float:
     """The threshold the map's verdict was made with (the default for maps without a summary)."""
-    summary = quality.saved_summary or quality.summary or {}
-    return float(summary.get("threshold", DEFAULT_THRESHOLD))
+    summary = quality.saved_summary or quality.summary
+    threshold = summary.threshold if summary is not None else None
+    return float(DEFAULT_THRESHOLD if threshold is None else threshold)
 
 
 def map_layers(quality: QualityMap, threshold: float | None = None) -> list[LayerData]:

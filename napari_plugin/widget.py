@@ -40,6 +40,7 @@ from slideiqa.models.zoo import available_pretrained
 from slideiqa.outputs.palette import SCORE_RAMP_WORDS, VERDICT_COLOURS, hex_colour, score_colours
 from slideiqa.outputs.report import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD, summarize
 from slideiqa.outputs.store import open_map
+from slideiqa.outputs.summary import VerdictFigures
 from slideiqa.pipeline.execute import MapCancelled
 from slideiqa.pipeline.finish import MapResult
 from slideiqa.pipeline.mapping import map_slide
@@ -229,7 +230,7 @@ class QualityWidget(QWidget):
             highlight.metadata["threshold"] = threshold
         self._show_summary()
 
-    def summary(self) -> dict[str, Any] | None:
+    def summary(self) -> VerdictFigures | None:
         """The shown map's figures at the slider's threshold (``slideiqa.outputs.report.summarize``)."""
         score_layer, label_layer = self._map_layer(ROLE_SCORE), self._map_layer(ROLE_LABEL)
         if score_layer is None or label_layer is None:
@@ -254,10 +255,11 @@ class QualityWidget(QWidget):
         if self._rule is None or self._rule[0] != self.map_path:
             try:
                 opened = open_map(self.map_path)
-                saved, complete = opened.saved_summary or {}, opened.complete
+                saved, complete = opened.saved_summary, opened.complete
             except SlideIQAError:  # the map was moved or deleted since it was shown
-                saved, complete = {}, False
-            self._rule = (self.map_path, float(saved.get("max_bad_share", DEFAULT_MAX_BAD_SHARE)), complete)
+                saved, complete = None, False
+            rule = saved.max_bad_share if saved is not None and saved.max_bad_share is not None else None
+            self._rule = (self.map_path, float(DEFAULT_MAX_BAD_SHARE if rule is None else rule), complete)
         return self._rule[1], self._rule[2]
 
     def _show_score_legend(self, score_layer: Any) -> None:
@@ -304,19 +306,19 @@ class QualityWidget(QWidget):
             label_layer._slideiqa_watched = True
         shown = "shown" if label_layer.visible else "hidden: tick its eye in the layer list to show it"
         colours = dict(label_layer.metadata.get("legend", []))
-        verdict_colour = hex_colour(VERDICT_COLOURS["pass" if summary["verdict"] == "pass" else "error"])
-        mean = summary["mean_score"]
+        verdict_colour = hex_colour(VERDICT_COLOURS["pass" if summary.passed else "error"])
+        mean = summary.mean_score
         rows = "".join(
             f"<tr><td><span style='color: rgb{tuple(colours.get(name, (128, 128, 128)))}'>■</span> "
             f"{html.escape(name)}</td><td align='right'>{share:.1%}</td></tr>"
-            for name, share in summary["share_per_class"].items()
+            for name, share in summary.share_per_class.items()
         )
         self.summary_label.setText(
             f"<b>{html.escape(self.map_path.name if self.map_path else '')}</b> — above: the score layer's colours (P(good), "
             f"{SCORE_RAMP_WORDS}, tick = threshold)<br>"
-            f"<b style='color: {verdict_colour}'>{summary['verdict'].upper()}</b> — {summary['verdict_rule']}<br>"
-            f"{summary['share_below_threshold']:.1%} of {summary['tissue_tiles']} tissue tiles below "
-            f"{summary['threshold']:.2f}; mean score {'–' if mean is None else f'{mean:.2f}'}<br>"
+            f"<b style='color: {verdict_colour}'>{summary.verdict.upper()}</b> — {summary.verdict_rule}<br>"
+            f"{summary.share_below_threshold:.1%} of {summary.tissue_tiles} tissue tiles below "
+            f"{summary.threshold:.2f}; mean score {'–' if mean is None else f'{mean:.2f}'}<br>"
             f"<table><tr><th align='left'>class colours of the '{html.escape(label_layer.name)}' layer ({shown})"
             f"</th><th align='right'>share of tissue</th></tr>{rows}</table>"
         )
@@ -463,7 +465,7 @@ class QualityWidget(QWidget):
 
     def _on_done(self, result: MapResult, slide: Path) -> None:
         self._rule = None  # the map may have been shown while it was being written
-        state = "already complete" if result.skipped else f"done in {result.summary.get('runtime_s', 0):.1f} s"
+        state = "already complete" if result.skipped else f"done in {result.summary.runtime_s or 0:.1f} s"
         self.status_label.setText(f"{result.path.name}: {state}")
         try:
             self.show_map(result.path, slide)

@@ -21,6 +21,7 @@ _WHERE = {
     "MapOptions": "slideiqa.settings.options",
     "load_settings": "slideiqa.settings.options",
     "MapResult": "slideiqa.pipeline.finish",
+    "MapSummary": "slideiqa.outputs.summary",
     "MapCancelled": "slideiqa.pipeline.execute",
     "open_map": "slideiqa.outputs.store",
     "QualityMap": "slideiqa.outputs.store",

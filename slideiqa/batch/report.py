@@ -29,6 +29,7 @@ from slideiqa.io.files import held_lock, write_atomically
 from slideiqa.io.formats import MAP_SUFFIX
 from slideiqa.measure.slide_tone import DEPARTURE_Z, MIN_COHORT_SLIDES, TONE_FEATURES, cohort_deviation
 from slideiqa.outputs.palette import VERDICT_COLOURS, hex_colour
+from slideiqa.outputs.summary import MapSummary
 
 STATUS_MAPPED, STATUS_RESUMED, STATUS_SKIPPED, STATUS_FAILED = "mapped", "resumed", "skipped", "failed"
 #: A slide the batch was stopped before finishing (Ctrl-C): its map, if begun, resumes on the next run.
@@ -105,33 +106,33 @@ def record_from_summary(
     slide: str,
     map_path: str,
     status: str,
-    summary: dict[str, Any],
+    summary: MapSummary,
     runtime_s: float | None = None,
     earlier: bool = False,
 ) -> SlideRecord:
-    """A slide's row from its map's ``summary.json``."""
-    width, height = (summary.get("dimensions_px") or [None, None])[:2]
-    reference = (summary.get("tone") or {}).get("reference")
+    """A slide's row from its map's summary."""
+    width, height = summary.dimensions_px[:2] if len(summary.dimensions_px) >= 2 else (None, None)
+    reference = summary.tone.reference if summary.tone else None
     return SlideRecord(
         slide,
         map_path,
         status,
-        tissue_tiles=summary.get("tissue_tiles"),
-        unreadable_tiles=summary.get("unreadable_tiles", 0),
-        mean_score=summary.get("mean_score"),
-        share_below_threshold=summary.get("share_below_threshold"),
-        share_per_class=summary.get("share_per_class") or {},
-        verdict=summary.get("verdict"),
-        mpp=summary.get("mpp"),
+        tissue_tiles=summary.tissue_tiles,
+        unreadable_tiles=summary.unreadable_tiles or 0,
+        mean_score=summary.mean_score,
+        share_below_threshold=summary.share_below_threshold,
+        share_per_class=summary.share_per_class or {},
+        verdict=summary.verdict,
+        mpp=summary.mpp,
         width_px=width,
         height_px=height,
-        tissue_area_mm2=summary.get("tissue_area_mm2"),
-        map_runtime_s=summary.get("runtime_s"),
+        tissue_area_mm2=summary.tissue_area_mm2,
+        map_runtime_s=summary.runtime_s,
         runtime_s=runtime_s,
         earlier=earlier,
         tone=[reference[name]["median"] for name in TONE_FEATURES] if reference else None,
-        warnings=list(summary.get("warnings") or []),
-        mpp_from=MPP_SOURCES.get(summary.get("mpp_from") or ""),
+        warnings=[warning.to_dict() for warning in summary.warnings],
+        mpp_from=MPP_SOURCES.get(summary.mpp_from or ""),
     )
 
 
@@ -208,7 +209,7 @@ class FolderReport:
             summary = _complete_summary(map_path)
             if summary is not None:
                 self.found[_key(str(map_path))] = record_from_summary(
-                    str(summary.get("slide", "")), str(map_path), STATUS_SKIPPED, summary, earlier=True
+                    summary.slide, str(map_path), STATUS_SKIPPED, summary, earlier=True
                 )
         found_slides = {_key(record.slide) for record in self.found.values()}
         self.gone: set[str] = set()  # slides whose listed map was removed and is found nowhere else
@@ -266,7 +267,7 @@ def _maps_under(out: Path) -> list[Path]:
     return sorted(found)
 
 
-def _complete_summary(map_path: Path) -> dict[str, Any] | None:
+def _complete_summary(map_path: Path) -> MapSummary | None:
     """A complete map's summary, or None for a partial map or anything else."""
     try:
         from slideiqa.outputs.store import open_map

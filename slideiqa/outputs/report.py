@@ -18,12 +18,13 @@ from scipy import ndimage
 
 from slideiqa.outputs.palette import score_colours
 from slideiqa.outputs.store import FIXED_LABELS, UNREADABLE_CLASS, label_entries
+from slideiqa.outputs.summary import CellSummary, VerdictFigures
 from slideiqa.settings.defaults import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD  # noqa: F401  (the rule's defaults, re-exported)
 
 
 def summarize(
     score: np.ndarray, label: np.ndarray, classes: list[str], threshold: float, max_bad_share: float
-) -> dict[str, Any]:
+) -> VerdictFigures:
     """Figures over tissue tiles (assessed, or given a fixed label: an artefact, unreadable): per-class
     shares (the fixed labels among them), mean score of the assessed ones, the share that fails
     (below threshold or fixed-labelled), verdict."""
@@ -33,37 +34,36 @@ def summarize(
     fixed = sum(counts[name] for name in FIXED_LABELS)
     tiles = int(assessed.sum()) + fixed
     bad_share = (int((score[assessed] < threshold).sum()) + fixed) / tiles if tiles else 0.0
-    return {
-        "tissue_tiles": tiles,
-        "unreadable_tiles": counts[UNREADABLE_CLASS],
-        "artefact_tiles": {name: counts[name] for name in FIXED_LABELS if name != UNREADABLE_CLASS},
-        "grid_tiles": int(score.size),
-        "share_per_class": {c: n / tiles if tiles else 0.0 for c, n in counts.items()},
-        "mean_score": float(np.nanmean(score)) if assessed.any() else None,
-        "share_below_threshold": bad_share,
-        "threshold": threshold,
-        "max_bad_share": max_bad_share,
-        "verdict": "pass" if bad_share <= max_bad_share else "fail",
-        "verdict_rule": f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold}, "
+    return VerdictFigures(
+        tissue_tiles=tiles,
+        unreadable_tiles=counts[UNREADABLE_CLASS],
+        artefact_tiles={name: counts[name] for name in FIXED_LABELS if name != UNREADABLE_CLASS},
+        grid_tiles=int(score.size),
+        share_per_class={c: n / tiles if tiles else 0.0 for c, n in counts.items()},
+        mean_score=float(np.nanmean(score)) if assessed.any() else None,
+        share_below_threshold=bad_share,
+        threshold=threshold,
+        max_bad_share=max_bad_share,
+        verdict="pass" if bad_share <= max_bad_share else "fail",
+        verdict_rule=f"pass when at most {max_bad_share:.0%} of tissue tiles score below {threshold}, "
         "lie under pen ink, a fold, an air bubble, a coverslip edge or debris, or are unreadable",
-    }
+    )
 
 
 def summarize_cells(
     cell_score: np.ndarray, cell_label: np.ndarray, classes: list[str], threshold: float, cell_um: float
-) -> dict[str, Any]:
+) -> CellSummary:
     """What the cell arrays add to a summary: of the cells of assessed tiles, the share below
-    ``threshold`` (the verdict stays the tiles') and how many of those each class has — defects
-    smaller than a tile, which the tile figures miss."""
+    ``threshold`` (the verdict stays the tiles') and how many of those each class has."""
     assessed = ~np.isnan(cell_score)
     below = assessed & (cell_score < threshold)
     counts = {name: int((below & (cell_label == i + 1)).sum()) for i, name in enumerate(classes)}
-    return {
-        "cell_um": cell_um,
-        "assessed_cells": int(assessed.sum()),
-        "share_below_threshold": float(below.sum() / assessed.sum()) if assessed.any() else 0.0,
-        "below_threshold_by_class": {name: count for name, count in counts.items() if count},
-    }
+    return CellSummary(
+        cell_um=cell_um,
+        assessed_cells=int(assessed.sum()),
+        share_below_threshold=float(below.sum() / assessed.sum()) if assessed.any() else 0.0,
+        below_threshold_by_class={name: count for name, count in counts.items() if count},
+    )
 
 
 OVERVIEW_WIDTH = 640  # per panel

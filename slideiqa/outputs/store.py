@@ -65,6 +65,7 @@ from slideiqa.errors import SlideIQAError
 from slideiqa.io.grid import TileGrid
 from slideiqa.measure.slide_tone import TONE_FEATURES
 from slideiqa.outputs.palette import class_colour
+from slideiqa.outputs.summary import MapSummary, VerdictRecord
 from slideiqa.settings.options import MapOptions
 
 NGFF_VERSION = "0.5"
@@ -564,19 +565,20 @@ class QualityMap:
         return {"cells_per_side": 0} | (self.attributes.get("settings") or {})
 
     @property
-    def verdicts(self) -> list[dict[str, Any]]:
+    def verdicts(self) -> list[VerdictRecord]:
         """Every verdict the map was given, oldest first (a rerun under another rule adds one)."""
-        return list(self.attributes.get("verdicts") or [])
+        return [VerdictRecord.from_dict(verdict) for verdict in self.attributes.get("verdicts") or []]
 
     @property
     def notes(self) -> BlockNotes:
         return block_notes(self.group)
 
     @property
-    def saved_summary(self) -> dict[str, Any] | None:
+    def saved_summary(self) -> MapSummary | None:
         """The summary kept in the attributes, if any: also that of a map whose files were not all
         written (``summary`` reads only a complete map's)."""
-        return self.attributes.get("summary")
+        saved = self.attributes.get("summary")
+        return None if saved is None else MapSummary.from_dict(saved)
 
     @property
     def complete(self) -> bool:
@@ -609,14 +611,14 @@ class QualityMap:
         return _array(self.group, ARRAY_PATHS[name])
 
     @property
-    def summary(self) -> dict[str, Any] | None:
+    def summary(self) -> MapSummary | None:
         """A complete map's summary (``summary.json``, or the copy in its attributes where a process
         was stopped before it wrote the file); None for a map still being written or interrupted,
         whatever files lie beside it, since its figures are not the slide's."""
         if not self.complete:
             return None
         path = self.path / "summary.json"
-        return json.loads(path.read_text()) if path.exists() else self.attributes.get("summary")
+        return MapSummary.from_dict(json.loads(path.read_text())) if path.exists() else self.saved_summary
 
 
 def open_map(path: str | Path) -> QualityMap:

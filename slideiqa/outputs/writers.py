@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import zarr
@@ -23,6 +22,7 @@ from slideiqa.io.files import write_atomically
 from slideiqa.io.grid import TileGrid
 from slideiqa.outputs.report import low_quality_regions, overview_image, tile_objects
 from slideiqa.outputs.store import UNREADABLE_CLASS, label_entries, read_array
+from slideiqa.outputs.summary import MapSummary
 from slideiqa.settings.options import MapOptions
 
 
@@ -37,7 +37,7 @@ class FinishedMap:
     classes: list[str]
     options: MapOptions
     thumbnail: np.ndarray
-    summary: dict[str, Any]
+    summary: MapSummary
     score: np.ndarray
     label: np.ndarray
 
@@ -57,12 +57,12 @@ def write_overview(finished: FinishedMap) -> None:
         finished.thumbnail,
         finished.options.threshold,
     )
-    mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.2f}"
-    lost = summary["artefact_tiles"] | {UNREADABLE_CLASS: summary["unreadable_tiles"]}
+    mean = "–" if summary.mean_score is None else f"{summary.mean_score:.2f}"
+    lost = summary.artefact_tiles | {UNREADABLE_CLASS: summary.unreadable_tiles}
     lost_text = ", ".join(f"{name} {count}" for name, count in lost.items() if count)
     title = (
-        f"{Path(summary['slide']).name}: {summary['verdict']}; mean score {mean}, "
-        f"{summary['share_below_threshold']:.0%} of tissue below {threshold}"
+        f"{Path(summary.slide).name}: {summary.verdict}; mean score {mean}, "
+        f"{summary.share_below_threshold:.0%} of tissue below {threshold}"
         + (f" or lost ({lost_text} tiles)" if lost_text else "")
     )
     step_thumbnail = grid.step * thumbnail.shape[1] / grid.width
@@ -106,7 +106,7 @@ def write_tiles(finished: FinishedMap) -> None:
 
 def write_summary(finished: FinishedMap) -> None:
     """``summary.json``: the verdict and the figures behind it."""
-    write_atomically(finished.out / "summary.json", json.dumps(finished.summary, indent=2) + "\n")
+    write_atomically(finished.out / "summary.json", json.dumps(finished.summary.to_dict(), indent=2) + "\n")
 
 
 def writers_for(options: MapOptions) -> list[Writer]:

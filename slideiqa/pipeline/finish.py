@@ -5,7 +5,7 @@ complete map reported again under this run's verdict rule."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from slideiqa.outputs.store import (
     write_cell_probabilities,
     write_probabilities,
 )
+from slideiqa.outputs.summary import CellSummary, MapSummary, MapWarning, ToneSummary, VerdictRecord
 from slideiqa.outputs.writers import FinishedMap, writers_for
 from slideiqa.pipeline.plan import MapPlan
 
@@ -38,79 +39,75 @@ from slideiqa.pipeline.plan import MapPlan
 @dataclass
 class MapResult:
     path: Path
-    summary: dict[str, Any]
+    summary: MapSummary
     resumed_blocks: int = 0
     skipped: bool = False
     timing: dict[str, float] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know beyond the figures (:func:`map_warnings`), one sentence each."""
-        found = self.summary.get("warnings")
-        if found is None:  # a map made before its summary kept them
-            found = map_warnings(self.summary, open_map(self.path).notes.first_unreadable_error)
-        return [warning["message"] for warning in found]
+        """What a person must know beyond the figures (:func:`map_warnings`), one sentence each; a
+        map made before its summary kept them has them worked out again."""
+        found = self.summary.warnings
+        if not found:
+            unreadable = open_map(self.path).notes.first_unreadable_error if self.summary.unreadable_tiles else ""
+            found = map_warnings(self.summary, unreadable)
+        return [warning.message for warning in found]
 
 
-def map_warnings(summary: dict[str, Any], first_unreadable_error: str = "") -> list[dict[str, Any]]:
-    """What a person must know beyond the figures, each as ``code`` (an artefact's name,
-    ``unreadable``, ``tone``, ``dye`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass) and
-    ``message``: tissue under preparation artefacts, tissue the file could not give (the first
-    decoder error, ``first_unreadable_error``), tissue whose tone is unlike the rest of the
-    slide's, specks of marking dye, glass that says the whole slide is exposed wrongly. Kept in ``summary.json`` and the
-    batch's report, not only on the terminal, so that a lab reading the files later sees them too."""
-    first_unreadable = first_unreadable_error
-    artefacts = summary.get("artefact_tiles") or {}
+def map_warnings(summary: MapSummary, first_unreadable_error: str = "") -> list[MapWarning]:
+    """What a person must know beyond the figures (:class:`MapWarning`): tissue under preparation
+    artefacts, tissue the file could not give (the first decoder error, ``first_unreadable_error``),
+    tissue whose tone is unlike the rest of the slide's, specks of marking dye, glass that says the
+    whole slide is exposed wrongly. Kept in ``summary.json`` and the batch's report, not only on the
+    terminal, so that a lab reading the files later sees them too."""
+    artefacts = summary.artefact_tiles
     found = [
-        {
-            "code": name,
-            "count": artefacts[name],
-            "message": f"{artefacts[name]} tissue tiles {what}; they are labelled {name} in the map and count "
-            f"against the verdict ({advice})",
-        }
-        for name, what, advice in ((a.name, a.finds, a.advice) for a in ARTEFACTS)
-        if artefacts.get(name)
-    ]
-    count = summary.get("unreadable_tiles") or 0
-    if count:
-        found.append(
-            {
-                "code": UNREADABLE_CLASS,
-                "count": count,
-                "message": f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
-                f"labelled unreadable in the map and count against the verdict. First: {first_unreadable}",
-            }
+        MapWarning(
+            artefact.name,
+            artefacts[artefact.name],
+            f"{artefacts[artefact.name]} tissue tiles {artefact.finds}; they are labelled {artefact.name} in the "
+            f"map and count against the verdict ({artefact.advice})",
         )
-    departing = (summary.get("tone") or {}).get("tiles_departing") or 0
-    if departing:
+        for artefact in ARTEFACTS
+        if artefacts.get(artefact.name)
+    ]
+    if count := summary.unreadable_tiles:
         found.append(
-            {
-                "code": "tone",
-                "count": departing,
-                "message": f"{departing} tissue tiles' tone (glass level, stain density or white point) departs "
+            MapWarning(
+                UNREADABLE_CLASS,
+                count,
+                f"{count} tissue tiles cannot be decoded (corrupt data in the slide file); they are "
+                f"labelled unreadable in the map and count against the verdict. First: {first_unreadable_error}",
+            )
+        )
+    if departing := (summary.tone.tiles_departing if summary.tone else 0):
+        found.append(
+            MapWarning(
+                "tone",
+                departing,
+                f"{departing} tissue tiles' tone (glass level, stain density or white point) departs "
                 "from the rest of the slide's; they are judged exposure unless they have a worse "
                 "defect (uneven illumination or staining across the slide: check them by eye)",
-            }
+            )
         )
-    dye = summary.get("dye_tiles") or 0
-    if dye:
+    if dye := summary.dye_tiles:
         found.append(
-            {
-                "code": "dye",
-                "count": dye,
-                "message": f"{dye} tissue tiles hold specks of a green or teal marking dye (grossing ink, not a "
+            MapWarning(
+                "dye",
+                dye,
+                f"{dye} tissue tiles hold specks of a green or teal marking dye (grossing ink, not a "
                 "scanning defect); they are judged as usual and do not count against the verdict",
-            }
+            )
         )
-    glass = glass_warning((((summary.get("tone") or {}).get("reference") or {}).get("glass") or {}).get("median"))
-    if glass:
+    if glass := glass_warning(summary.tone.glass_median if summary.tone else None):
         found.append(
-            {
-                "code": "glass",
-                "count": 1,
-                "message": f"the slide's {glass}, which its tiles, judged against each other, cannot show "
+            MapWarning(
+                "glass",
+                1,
+                f"the slide's {glass}, which its tiles, judged against each other, cannot show "
                 "(compare it with the lab's other slides: slideiqa batch)",
-            }
+            )
         )
     return found
 
@@ -121,49 +118,45 @@ def report_complete(plan: MapPlan) -> MapResult:
     existing, options = plan.existing, plan.options
     assert existing is not None  # only a complete map found on disk is reported again
     score, label = existing.array("score"), existing.array("label")
-    summary = (
-        (existing.summary or {})
-        | summarize(score, label, plan.card.classes, options.threshold, options.max_bad_share)
-        | _slide_facts(plan, existing.array("tissue"))
+    figures = summarize(score, label, plan.card.classes, options.threshold, options.max_bad_share)
+    earlier = existing.summary or MapSummary.from_dict({})
+    summary = replace(
+        earlier,
+        **figures.figures(),
+        **_slide_facts(plan, existing.array("tissue")),
+        cells=_cell_summary(plan, existing.group) or earlier.cells,
     )
-    summary |= _cell_summary(plan, existing.group)
     _write_reports(plan, existing.group, summary, score, label)
     if existing.saved_summary != summary:  # readers of the attributes see the new rule too
         update_attributes(
             open_for_update(plan.out),
-            summary=summary,
+            summary=summary.to_dict(),
             options=options.to_dict(),
             verdicts=_verdict_history(existing.verdicts, summary),
         )
     return MapResult(plan.out, summary, skipped=True)
 
 
-def _cell_summary(plan: MapPlan, root) -> dict[str, Any]:
-    """``{"cells": ...}`` (``report.summarize_cells``) for a map with cell arrays, at this run's threshold."""
+def _cell_summary(plan: MapPlan, root) -> CellSummary | None:
+    """The cell figures (``report.summarize_cells``) of a map with cell arrays, at this run's threshold."""
     if not plan.layout.cells_per_side:
-        return {}
-    return {
-        "cells": summarize_cells(
-            read_array(root, "cell_score"),
-            read_array(root, "cell_label"),
-            plan.card.classes,
-            plan.options.threshold,
-            plan.grid.tile_um / plan.layout.cells_per_side,
-        )
-    }
+        return None
+    return summarize_cells(
+        read_array(root, "cell_score"),
+        read_array(root, "cell_label"),
+        plan.card.classes,
+        plan.options.threshold,
+        plan.grid.tile_um / plan.layout.cells_per_side,
+    )
 
 
-def _verdict_history(earlier: list[dict[str, Any]], summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _verdict_history(earlier: list[VerdictRecord], summary: MapSummary) -> list[dict[str, Any]]:
     """The map's earlier verdicts, newest last, with this one added: a rerun under another threshold
     changes the verdict openly, never by silently rewriting it."""
     history = list(earlier)
-    verdict = {
-        key: summary.get(key)
-        for key in ("verdict", "verdict_rule", "threshold", "max_bad_share", "share_below_threshold")
-    }
-    if not history or {**history[-1], "at": None} != {**verdict, "at": None}:
-        history.append(verdict | {"at": timestamp()})
-    return history
+    if not history or not history[-1].same_verdict(VerdictRecord.of(summary)):
+        history.append(VerdictRecord.of(summary, timestamp()))
+    return [verdict.to_dict() for verdict in history]
 
 
 def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_now: int, resumed: int) -> MapResult:
@@ -179,28 +172,28 @@ def finish_map(plan: MapPlan, root, started: float, compute_s: float, assessed_n
     )
     score, label = read_array(root, "score"), read_array(root, "label")
     options, card, notes = plan.options, plan.card, block_notes(root)
-    summary = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
+    figures = summarize(score, label, card.classes, options.threshold, options.max_bad_share)
     runtime = time.perf_counter() - started
-    summary |= {
-        "slide": str(plan.slide_path),
-        "model": card.name or str(plan.checkpoint),
+    summary = MapSummary(
+        **figures.figures(),
+        slide=str(plan.slide_path),
+        model=card.name or str(plan.checkpoint),
         **_slide_facts(plan, read_array(root, "tissue")),
-        "created": timestamp(),
-        "runtime_s": runtime,
-        "tiles_per_s": assessed_now / compute_s if compute_s > 0 and assessed_now else None,
-        "resumed_blocks": resumed,
-        "dye_tiles": notes.dye_tiles,
-        "reading": plan.slide_attributes["reading"] | {"fallback_tiles": notes.decode_fallback_tiles},
-    }
-    summary |= _cell_summary(plan, root)
-    if tone is not None:
-        summary["tone"] = tone
-    summary["warnings"] = map_warnings(summary, notes.first_unreadable_error)
+        created=timestamp(),
+        runtime_s=runtime,
+        tiles_per_s=assessed_now / compute_s if compute_s > 0 and assessed_now else None,
+        resumed_blocks=resumed,
+        dye_tiles=notes.dye_tiles,
+        reading=plan.slide_attributes["reading"] | {"fallback_tiles": notes.decode_fallback_tiles},
+        cells=_cell_summary(plan, root),
+        tone=None if tone is None else ToneSummary.from_dict(tone),
+    )
+    summary = replace(summary, warnings=map_warnings(summary, notes.first_unreadable_error))
     update_attributes(
         root,
         remove=("error",),
         status=STATUS_COMPLETE,
-        summary=summary,
+        summary=summary.to_dict(),
         verdicts=_verdict_history(QualityMap(plan.out, root).verdicts, summary),
         timing={"runtime_s": runtime, "compute_s": compute_s},
     )
@@ -241,7 +234,7 @@ def _slide_facts(plan: MapPlan, tissue: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _write_reports(plan: MapPlan, root, summary: dict[str, Any], score: np.ndarray, label: np.ndarray) -> None:
+def _write_reports(plan: MapPlan, root, summary: MapSummary, score: np.ndarray, label: np.ndarray) -> None:
     """The files the map's options ask for (``outputs.writers``: overview.png, regions.geojson,
     tiles.geojson when asked for, and summary.json last) from the ``score`` and ``label`` arrays the
     caller has read already."""

@@ -13,6 +13,7 @@ from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
 from slideiqa.outputs.store import FIXED_LABELS
+from slideiqa.outputs.summary import MapSummary
 
 from paths import CMU_SLIDE, TEST_DATA
 from slides import enlarged_slide
@@ -84,8 +85,8 @@ def test_a_real_pen_slide_maps_pen_where_its_mask_says(pen_image, pen_map):
     assert np.isnan(quality.array("score")[pen]).all()
 
     summary = pen_map.summary
-    assert summary["artefact_tiles"]["pen"] == pen.sum()
-    assert summary["share_per_class"]["pen"] == pytest.approx(pen.sum() / summary["tissue_tiles"])
+    assert summary.artefact_tiles["pen"] == pen.sum()
+    assert summary.share_per_class["pen"] == pytest.approx(pen.sum() / summary.tissue_tiles)
     assert "lie under pen ink" in pen_map.warnings[0]
     assert json.loads((pen_map.path / "summary.json").read_text())["warnings"][0] == {
         "code": "pen",
@@ -101,22 +102,22 @@ def test_a_real_pen_slide_maps_pen_where_its_mask_says(pen_image, pen_map):
 
 
 def test_without_artefact_detection_the_inked_tiles_are_assessed(pen_map, tmp_path):
-    slide = pen_map.summary["slide"]
+    slide = pen_map.summary.slide
     plain = map_slide(slide, tmp_path / "plain.quality.zarr", find_artefacts=False)
     label = open_map(plain.path).array("label")
-    assert not (label == PEN).any() and plain.summary["artefact_tiles"]["pen"] == 0
+    assert not (label == PEN).any() and plain.summary.artefact_tiles["pen"] == 0
     inked = open_map(pen_map.path).array("label") == PEN
     assert (label[inked] > 0).all()  # the same tiles, now judged by the model
 
 
 def test_artefacts_are_switched_on_and_off_one_by_one(pen_map, tmp_path):
     """A lab that finds one detector wrong for its slides turns that one off, and keeps the others."""
-    slide = pen_map.summary["slide"]
+    slide = pen_map.summary.slide
     inked = open_map(pen_map.path).array("label") == PEN
     without_pen = map_slide(slide, tmp_path / "others.quality.zarr", artefacts=("debris", "fold", "edge", "bubble"))
     quality = open_map(without_pen.path)
     assert quality.attributes["settings"]["artefacts"] == ["edge", "bubble", "fold", "debris"]  # the order searched
-    assert not (quality.array("label") == PEN).any() and without_pen.summary["artefact_tiles"]["pen"] == 0
+    assert not (quality.array("label") == PEN).any() and without_pen.summary.artefact_tiles["pen"] == 0
     assert (quality.array("label")[inked] > 0).all()  # the inked tiles judged by the model instead
     only_pen = open_map(map_slide(slide, tmp_path / "pen.quality.zarr", artefacts=("pen",)).path)
     assert only_pen.attributes["settings"]["artefacts"] == ["pen"]
@@ -138,8 +139,8 @@ def test_every_artefact_is_one_record():
         assert callable(artefact.find)
         assert FIXED_LABELS[artefact.name] == artefact.label
         assert CLASS_COLOURS[artefact.name] == list(artefact.colour)
-        (warning,) = map_warnings({"artefact_tiles": {artefact.name: 3}})
-        assert warning["code"] == artefact.name and artefact.finds in warning["message"]
-        assert artefact.advice in warning["message"]
+        (warning,) = map_warnings(MapSummary.from_dict({"artefact_tiles": {artefact.name: 3}}))
+        assert warning.code == artefact.name and artefact.finds in warning.message
+        assert artefact.advice in warning.message
     thumbnail = sorted(a.claim for a in ARTEFACTS if a.scale == "thumbnail")
     assert len(set(thumbnail)) == len(thumbnail)  # two detectors never tie for the same pixels

@@ -113,8 +113,8 @@ def test_a_real_edge_slide_maps_edge_where_its_mask_says(edge_map):
     assert np.isnan(quality.array("score")[edge]).all()
 
     summary = result.summary
-    assert summary["artefact_tiles"]["edge"] == edge.sum()
-    assert summary["share_per_class"]["edge"] == pytest.approx(edge.sum() / summary["tissue_tiles"])
+    assert summary.artefact_tiles["edge"] == edge.sum()
+    assert summary.share_per_class["edge"] == pytest.approx(edge.sum() / summary.tissue_tiles)
     assert any("crossed by a coverslip or slide edge" in warning for warning in result.warnings)
     features = json.loads((result.path / "regions.geojson").read_text())["features"]
     edges = [f for f in features if f["properties"]["classification"]["name"] == "edge"]

@@ -19,6 +19,7 @@ from slideiqa.io.grid import TileGrid, tile_fractions
 from slideiqa.io.slide import open_slide
 from slideiqa.outputs.palette import class_colour
 from slideiqa.outputs.store import FIXED_LABELS
+from slideiqa.outputs.summary import MapSummary
 from slideiqa.synthetic.artefacts import add_artefact
 from slideiqa.synthetic.distortions import distort
 
@@ -173,7 +174,7 @@ def test_folds_bubbles_and_debris_are_mapped_as_their_own_classes(artefact_map):
 
     summary = result.summary
     for name, value in (("fold", FOLD), ("bubble", BUBBLE), ("debris", DEBRIS)):
-        assert summary["artefact_tiles"][name] == (label == value).sum()
+        assert summary.artefact_tiles[name] == (label == value).sum()
         assert any(f"labelled {name} in the map" in warning for warning in result.warnings)
     # The warnings are kept in summary.json and reach the batch's reports, not only the terminal.
     kept = json.loads((result.path / "summary.json").read_text())["warnings"]
@@ -184,7 +185,10 @@ def test_folds_bubbles_and_debris_are_mapped_as_their_own_classes(artefact_map):
     write_reports(
         [
             record_from_summary(
-                str(result.path), str(result.path), "mapped", json.loads((result.path / "summary.json").read_text())
+                str(result.path),
+                str(result.path),
+                "mapped",
+                MapSummary.from_dict(json.loads((result.path / "summary.json").read_text())),
             )
         ],
         result.path.parent,
@@ -205,10 +209,10 @@ def test_folds_bubbles_and_debris_are_mapped_as_their_own_classes(artefact_map):
 
 def test_without_artefact_detection_every_tile_is_judged_by_the_model(artefact_map, tmp_path):
     result, _ = artefact_map
-    plain = map_slide(result.summary["slide"], tmp_path / "plain.quality.zarr", find_artefacts=False)
+    plain = map_slide(result.summary.slide, tmp_path / "plain.quality.zarr", find_artefacts=False)
     label = open_map(plain.path).array("label")
     assert not np.isin(label, [FOLD, BUBBLE, DEBRIS]).any()
-    assert plain.summary["artefact_tiles"]["debris"] == 0
+    assert plain.summary.artefact_tiles["debris"] == 0
 
 
 def test_a_band_darkened_by_too_little_light_is_not_a_fold(tumour_slide_pixels):

@@ -111,4 +111,4 @@ def test_a_corrupt_tile_in_a_slide_without_pyramid_is_unreadable_not_glass(phant
     over = tiles_over(box, STEP, label.shape)
     np.testing.assert_array_equal(label == UNREADABLE, over)
     assert np.all(label[expected_label > 0] > 0)  # no tissue tile lost
-    assert result.summary["unreadable_tiles"] == 4 and "cannot be decoded" in result.warnings[0]
+    assert result.summary.unreadable_tiles == 4 and "cannot be decoded" in result.warnings[0]

@@ -76,15 +76,15 @@ def _map(slide, out, monkeypatch, decoder):
 def test_a_40x_map_by_scaled_decode_agrees_with_the_openslide_path(slide_40x, tmp_path, monkeypatch):
     fast = _map(slide_40x, tmp_path / "fast.quality.zarr", monkeypatch, "scaled")
     general = _map(slide_40x, tmp_path / "general.quality.zarr", monkeypatch, "openslide")
-    assert fast.summary["reading"] == {
+    assert fast.summary.reading == {
         "level": 0,
         "read_px": 448,
         "decode_factor": 2,
         "decoder": "scaled JPEG",
         "fallback_tiles": 0,
     }
-    assert general.summary["reading"]["decoder"] == "openslide"
-    assert general.summary["reading"]["decode_factor"] == 1
+    assert general.summary.reading["decoder"] == "openslide"
+    assert general.summary.reading["decode_factor"] == 1
     a, b = open_map(fast.path).array("score"), open_map(general.path).array("score")
     assessed = ~np.isnan(b)
     assert assessed.sum() >= 20 and np.array_equal(assessed, ~np.isnan(a))
@@ -96,7 +96,7 @@ def test_a_40x_map_by_scaled_decode_agrees_with_the_openslide_path(slide_40x, tm
     # Tiles over the image edge (half of them beyond it, white) differ more: the general path's
     # Lanczos filter rings across the edge, the scaled decode stops at it. Still the same verdicts.
     assert np.abs(a - b)[assessed].max() < 0.2
-    assert fast.summary["verdict"] == general.summary["verdict"]
+    assert fast.summary.verdict == general.summary.verdict
     # What a lab sees does not depend on the decoder: no tile crosses the threshold, every tissue
     # tile keeps its label (debris and the slide's tone are read on block means, not single pixels).
     assert not ((a >= 0.5) != (b >= 0.5))[assessed].any()
@@ -108,18 +108,18 @@ def test_a_20x_map_decoded_directly_is_the_openslide_map_bit_for_bit(tmp_path, m
     OpenSlide's, so the same map to the last bit, edge tiles included."""
     direct = _map(CMU_SLIDE, tmp_path / "direct.quality.zarr", monkeypatch, "scaled")
     general = _map(CMU_SLIDE, tmp_path / "general.quality.zarr", monkeypatch, "openslide")
-    assert direct.summary["reading"] == {
+    assert direct.summary.reading == {
         "level": 0,
         "read_px": 224,
         "decode_factor": 1,
         "decoder": "direct JPEG",
         "fallback_tiles": 0,
     }
-    assert general.summary["reading"]["decoder"] == "openslide"
+    assert general.summary.reading["decoder"] == "openslide"
     fast, slow = open_map(direct.path), open_map(general.path)
     for name in ("probs", "score", "label", "tone"):
         np.testing.assert_array_equal(fast.array(name), slow.array(name), err_msg=name)
-    assert direct.summary["verdict"] == general.summary["verdict"]
+    assert direct.summary.verdict == general.summary.verdict
 
 
 @pytest.mark.parametrize("which", ["aperio_rgb", "ycbcr_40x"])
@@ -175,10 +175,10 @@ def test_a_tile_the_scaled_decoder_rejects_is_read_by_openslide_and_counted(
     result = _map(broken, tmp_path / "sparse.quality.zarr", monkeypatch, "scaled")
     stored = open_map(result.path)
     assessed = ~np.isnan(stored.array("score"))
-    assert result.summary["reading"]["decode_factor"] == factor
+    assert result.summary.reading["decode_factor"] == factor
     over = tiles_over(box, step, assessed.shape) & assessed
     assert over.sum() >= 1
-    assert result.summary["reading"]["fallback_tiles"] == int(over.sum())
+    assert result.summary.reading["fallback_tiles"] == int(over.sum())
     assert json.loads((result.path / "summary.json").read_text())["reading"]["fallback_tiles"] == int(over.sum())
 
 

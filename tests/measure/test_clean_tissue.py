@@ -55,9 +55,9 @@ def test_dense_dark_tumour_whose_tissue_runs_to_the_border_passes(tmp_path):
     white padding and called exposure, it failed with 32 % of its tiles; mirrored at the edge and with
     exposure judged by evidence, none is flagged."""
     summary, _ = _mapped(DENSE, tmp_path, 0.5)
-    assert summary["verdict"] == "pass" and summary["share_below_threshold"] == 0.0
-    assert summary["share_per_class"]["exposure"] == 0.0
-    assert (summary["tone"]["reference"]["glass"]["median"] or 0) < 250  # no white padding taken for glass
+    assert summary.verdict == "pass" and summary.share_below_threshold == 0.0
+    assert summary.share_per_class["exposure"] == 0.0
+    assert (summary.tone.glass_median or 0) < 250  # no white padding taken for glass
 
 
 def test_the_quick_start_sample_passes_its_dark_epidermis_not_called_exposure(tmp_path):
@@ -65,18 +65,18 @@ def test_the_quick_start_sample_passes_its_dark_epidermis_not_called_exposure(tm
     marking-dye specks called debris (now named as dye in a warning). Its cells are judged by their tile's evidence, so none is
     called exposure either."""
     result = map_slide(CMU_SLIDE, tmp_path / "cmu.quality.zarr")
-    assert result.summary["verdict"] == "pass"
-    assert result.summary["share_per_class"]["exposure"] == 0.0 and result.summary["artefact_tiles"]["debris"] == 0
+    assert result.summary.verdict == "pass"
+    assert result.summary.share_per_class["exposure"] == 0.0 and result.summary.artefact_tiles["debris"] == 0
     # The dye is named for what it is, with no advice to clean the coverslip.
-    dye = [warning for warning in result.summary["warnings"] if warning["code"] == "dye"]
-    assert result.summary["dye_tiles"] >= 5 and len(dye) == 1 and dye[0]["count"] == result.summary["dye_tiles"]
-    assert "marking dye" in dye[0]["message"] and "coverslip" not in dye[0]["message"]
+    dye = [warning for warning in result.summary.warnings if warning.code == "dye"]
+    assert result.summary.dye_tiles >= 5 and len(dye) == 1 and dye[0].count == result.summary.dye_tiles
+    assert "marking dye" in dye[0].message and "coverslip" not in dye[0].message
     quality = open_map(result.path)
     exposure_cells = quality.array("cell_probs")[list(quality.attributes["model"]["classes"]).index("exposure")]
     assert np.nanmax(exposure_cells) < 0.5
     # One tile of oblique collagen bundles under the epidermis still reads as a streak (motion_blur's
     # known weak spot); the other oriented dermis does not.
-    assert result.summary["share_per_class"]["motion"] <= 1 / result.summary["tissue_tiles"] + 1e-9
+    assert result.summary.share_per_class["motion"] <= 1 / result.summary.tissue_tiles + 1e-9
 
 
 def test_oriented_collagen_bundles_pass_and_the_same_field_streaked_fails(tmp_path):
@@ -88,11 +88,11 @@ def test_oriented_collagen_bundles_pass_and_the_same_field_streaked_fails(tmp_pa
     with openslide.OpenSlide(str(CMU_SLIDE)) as slide:
         field = np.asarray(slide.read_region((1380, 1900), 0, (672, 672)).convert("RGB"))
     summary, quality = _mapped(field, tmp_path, 0.499, "collagen")
-    assert summary["verdict"] == "pass" and summary["share_below_threshold"] == 0.0
-    assert summary["share_per_class"]["motion"] == 0.0 and summary["artefact_tiles"]["debris"] == 0
+    assert summary.verdict == "pass" and summary.share_below_threshold == 0.0
+    assert summary.share_per_class["motion"] == 0.0 and summary.artefact_tiles["debris"] == 0
     streaked, _ = degrade(field, "motion", FLOORS["motion"], 0.5, np.random.default_rng(4), "opencv.filter2D-line")
     summary, _ = _mapped(streaked, tmp_path, 0.499, "collagen_streaked")
-    assert summary["verdict"] == "fail" and summary["share_per_class"]["motion"] >= 0.5
+    assert summary.verdict == "fail" and summary.share_per_class["motion"] >= 0.5
 
 
 @pytest.mark.xfail(
@@ -114,7 +114,7 @@ def test_a_field_cut_at_its_border_is_judged_on_its_own_pixels(tmp_path, tumour_
     tile. They are judged on the image mirrored about the border, never on white."""
     cut = tumour_field[150:850, 150:850]
     summary, quality = _mapped(cut, tmp_path, 0.25)
-    assert summary["verdict"] == "pass" and summary["share_below_threshold"] == 0.0
+    assert summary.verdict == "pass" and summary.share_below_threshold == 0.0
     rows, cols = quality.array("score").shape
     assert (rows, cols) == (2, 2) and np.isfinite(quality.array("score")[:, 1]).all()
 
@@ -167,7 +167,7 @@ def test_the_skimage_ihc_field_has_no_debris_and_passes(tmp_path):
     from skimage.data import immunohistochemistry
 
     summary, _ = _mapped(immunohistochemistry(), tmp_path, 0.5)
-    assert summary["verdict"] == "pass" and summary["artefact_tiles"]["debris"] == 0
+    assert summary.verdict == "pass" and summary.artefact_tiles["debris"] == 0
 
 
 def test_pale_stroma_between_stained_nuclei_is_tissue():
@@ -239,7 +239,7 @@ def test_a_field_exposed_wrongly_throughout_still_fails(tmp_path, tumour_field, 
     and what its tiles show — a white point no light leaves, stain clipped to white — flags them."""
     field = cv2.convertScaleAbs(tumour_field, alpha=2.0**direction)
     summary, _ = _mapped(field, tmp_path, 0.25)
-    assert summary["verdict"] == "fail" and summary["share_per_class"]["exposure"] >= 0.9
+    assert summary.verdict == "fail" and summary.share_per_class["exposure"] >= 0.9
 
 
 @pytest.mark.parametrize("direction", [-1, 1])
@@ -248,8 +248,8 @@ def test_an_unseen_field_exposed_wrongly_throughout_still_fails(tmp_path, direct
     sensor's noise, which is then measured: of the brighter copy's four tiles three are called noise
     and one exposure — flagged all the same, for a defect the image really has."""
     summary, _ = _mapped(cv2.convertScaleAbs(_pixels(UNSEEN_TUMOUR), alpha=2.0**direction), tmp_path, 0.5)
-    assert summary["verdict"] == "fail" and summary["share_below_threshold"] == 1.0
-    shares = summary["share_per_class"]
+    assert summary.verdict == "fail" and summary.share_below_threshold == 1.0
+    shares = summary.share_per_class
     assert shares["exposure"] >= 0.9 if direction < 0 else shares["exposure"] + shares["noise"] == 1.0, shares
 
 
@@ -262,8 +262,8 @@ def test_unseen_dense_tumour_and_oriented_stroma_cut_at_the_border_pass(tmp_path
         summary, quality = _mapped(
             _pixels(path)[corner : corner + 400, corner : corner + 400], tmp_path, 0.5, path.stem
         )
-        assert summary["verdict"] == "pass" and summary["share_below_threshold"] == 0.0, (path.name, summary)
-        assert summary["tissue_tiles"] == 4 and np.isfinite(quality.array("score")).all()
+        assert summary.verdict == "pass" and summary.share_below_threshold == 0.0, (path.name, summary)
+        assert summary.tissue_tiles == 4 and np.isfinite(quality.array("score")).all()
 
 
 def _cli_map(path: Path, mpp: float, out: Path) -> subprocess.CompletedProcess:
@@ -294,11 +294,11 @@ def test_a_20x_scan_at_055_is_mapped_and_one_at_06_refused_in_one_line(tmp_path,
     run = _cli_map(tmp_path / "coarser.png", 0.55, tmp_path / "coarser.quality.zarr")
     assert run.returncode == 0, run.stderr[-2000:]
     summary, _ = _mapped(tmp_path / "coarser.png", tmp_path, 0.55, "coarser")
-    assert summary["verdict"] == reference["verdict"] == "pass"
-    assert abs(summary["mean_score"] - reference["mean_score"]) < 0.05
+    assert summary.verdict == reference.verdict == "pass"
+    assert abs(summary.mean_score - reference.mean_score) < 0.05
     Image.fromarray(coarser).save(tmp_path / "compressed.jpg", quality=15)
     compressed, _ = _mapped(tmp_path / "compressed.jpg", tmp_path, 0.55, "compressed")
-    assert compressed["verdict"] == "fail" and compressed["share_per_class"]["jpeg"] >= 0.5
+    assert compressed.verdict == "fail" and compressed.share_per_class["jpeg"] >= 0.5
     refused = _cli_map(tmp_path / "coarser.png", 0.6, tmp_path / "refused.quality.zarr")
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 1 and len(lines) == 1 and "more than 10% coarser" in lines[0]

@@ -188,7 +188,7 @@ def test_a_map_flags_a_tone_curve_on_part_of_a_real_slide_and_leaves_the_rest(ga
     assessed = np.isfinite(quality.array("probs")).all(axis=0)
     assert (tone_deviation(tone[:, toned].T, tone[:, assessed].T) > DEPARTURE_Z).all()
     assert 0 <= found["tiles_departing"] - int(toned.sum()) <= 1, found
-    assert result.summary["tone"] == found
+    assert result.summary.tone is not None and result.summary.tone.to_dict() == found
     assert any(f"{found['tiles_departing']} tissue tiles' tone" in warning for warning in result.warnings)
     assert np.isfinite(tone[1, assessed]).all() and np.isnan(tone[:, ~assessed]).all()
 
@@ -245,7 +245,7 @@ def test_a_slide_over_exposed_throughout_clears_nothing(tmp_path):
     )
     result = map_slide(blown, tmp_path / "blown.quality.zarr")
     score = open_map(result.path).array("score")
-    assert result.summary["tone"]["tiles_fitting"] == 0, result.summary["tone"]
+    assert result.summary.tone.tiles_fitting == 0, result.summary.tone
     assert (score[np.isfinite(score)] < 0.5).mean() >= 0.9
     assert any("the slide's glass is at 255" in w and "over-exposed" in w for w in result.warnings), result.warnings
 

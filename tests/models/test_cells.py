@@ -149,10 +149,14 @@ def test_cell_image_is_ngff_finer_than_and_aligned_with_the_tiles(phantom_map):
     np.testing.assert_array_equal(np.kron(label == 0, np.ones((7, 7), bool)), cell_label == 0)
     # The summary says how much of the assessed tiles' area the cells find below the threshold.
     cell_score = quality.array("cell_score")
-    cells = quality.summary["cells"]
-    assert cells["cell_um"] == pytest.approx(16.0) and cells["assessed_cells"] == int((~np.isnan(cell_score)).sum())
-    assert cells["share_below_threshold"] == pytest.approx((cell_score < 0.5).sum() / (~np.isnan(cell_score)).sum())
-    assert sum(cells["below_threshold_by_class"].values()) == int((cell_score < 0.5).sum())
+    summary = quality.summary
+    assert summary is not None and summary.cells is not None
+    cell_figures = summary.cells
+    assert cell_figures.cell_um == pytest.approx(16.0) and cell_figures.assessed_cells == int(
+        (~np.isnan(cell_score)).sum()
+    )
+    assert cell_figures.share_below_threshold == pytest.approx((cell_score < 0.5).sum() / (~np.isnan(cell_score)).sum())
+    assert sum(cell_figures.below_threshold_by_class.values()) == int((cell_score < 0.5).sum())
 
 
 def test_no_cells_maps_whole_tiles_only(phantom, tmp_path):
@@ -196,7 +200,11 @@ def test_a_cell_head_trained_on_local_defects_is_saved_exported_and_mapped(tissu
     predictor = Predictor(tmp_path / "tiny.safetensors", device="cpu")
     tiles, cells = predictor.predict_with_cells(examples.tiles[:2])
     assert cells.shape == (2, 7, 7, len(card.classes))
-    np.testing.assert_array_equal(tiles, Predictor("default", device="cpu").predict(examples.tiles[:2]))
+    # The same weights give the same tile probabilities; ONNX Runtime may fuse a two-output graph's
+    # operators otherwise than the one-output graph's, so they agree to float32 rounding, not bit for bit.
+    np.testing.assert_allclose(
+        tiles, Predictor("default", device="cpu").predict(examples.tiles[:2]), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_a_cell_head_needs_the_defect_families_among_the_model_classes():

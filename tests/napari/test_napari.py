@@ -367,9 +367,9 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     assert widget.progress_bar.maximum() == widget.progress_bar.value() == read
     assert "done" in widget.status_label.text()
     saved = quality.summary
-    assert saved["verdict"].upper() in widget.summary_label.text()
-    assert f"{saved['share_below_threshold']:.1%}" in widget.summary_label.text()
-    for name, share in saved["share_per_class"].items():  # legend and share of each class
+    assert saved is not None and saved.verdict.upper() in widget.summary_label.text()
+    assert f"{saved.share_below_threshold:.1%}" in widget.summary_label.text()
+    for name, share in saved.share_per_class.items():  # legend and share of each class
         assert name in widget.summary_label.text() and f"{share:.1%}" in widget.summary_label.text()
 
     # The visible score layer has its own legend (a red → blue bar with the threshold), and the class
@@ -392,7 +392,7 @@ def test_widget_runs_the_sample_map_and_adds_the_layers(viewer, qtbot, tmp_path)
     # Artefact tiles count as lost at any threshold (the sample has none since dye specks are not
     # debris; tests/artefacts/test_preparation_artefacts.py maps them).
     fixed = int((label >= min(FIXED_LABELS.values())).sum())
-    assert widget.summary()["share_below_threshold"] == pytest.approx(
+    assert widget.summary().share_below_threshold == pytest.approx(
         (int((score[~np.isnan(score)] < 0.95).sum()) + fixed) / read
     )
     assert int(highlight.data.sum()) > outlined_at_half and highlight.name == "below 0.95"

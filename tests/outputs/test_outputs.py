@@ -110,7 +110,7 @@ def test_geojson_regions_and_tiles_carry_measurements_qupath_reads(phantom, tmp_
     assert not any("(1 tiles" in f["properties"]["name"] for f in regions)
 
     tiles = json.loads((result.path / "tiles.geojson").read_text())["features"]
-    assert len(tiles) == int((label > 0).sum()) == result.summary["tissue_tiles"]
+    assert len(tiles) == int((label > 0).sum()) == result.summary.tissue_tiles
     for feature in tiles:
         _check_qupath_feature(feature, {"tile"})
         measured = feature["properties"]["measurements"]
@@ -235,10 +235,10 @@ def test_a_rerun_under_another_threshold_keeps_the_verdict_history(phantom, tmp_
     out = tmp_path / "h.quality.zarr"
     first = map_slide(phantom, out, block=4)
     strict = map_slide(phantom, out, block=4, threshold=0.9, max_bad_share=0.5)
-    assert strict.skipped and strict.summary["threshold"] == 0.9
+    assert strict.skipped and strict.summary.threshold == 0.9
     history = open_map(out).attributes["verdicts"]
     assert [entry["threshold"] for entry in history] == [0.5, 0.9]
-    assert history[0]["verdict"] == first.summary["verdict"] and history[1]["max_bad_share"] == 0.5
+    assert history[0]["verdict"] == first.summary.verdict and history[1]["max_bad_share"] == 0.5
     map_slide(phantom, out, block=4, threshold=0.9, max_bad_share=0.5)  # the same rule again adds nothing
     assert len(open_map(out).attributes["verdicts"]) == 2
 

@@ -47,8 +47,10 @@ def test_killed_before_it_is_marked_complete_it_has_no_verdict_anywhere_and_a_re
     assert finished.resumed_blocks == blocks.size and not finished.skipped
     reopened = open_map(out)
     assert reopened.complete and all((out / name).exists() for name in REPORT_FILES)
-    assert json.loads((out / "summary.json").read_text()) == reopened.attributes["summary"] == reopened.summary
-    assert reopened.summary["verdict"] == "pass"
+    assert (
+        json.loads((out / "summary.json").read_text()) == reopened.attributes["summary"] == reopened.summary.to_dict()
+    )
+    assert reopened.summary.verdict == "pass"
 
 
 def test_killed_just_after_it_is_marked_complete_its_summary_comes_from_the_map(tmp_path):
@@ -56,7 +58,7 @@ def test_killed_just_after_it_is_marked_complete_its_summary_comes_from_the_map(
     assert map_killed_in_its_finish(CMU_SLIDE, out, "after the status") == -9
     done = open_map(out)
     assert done.complete and not (out / "summary.json").exists()
-    assert done.summary == done.attributes["summary"] and done.summary["verdict"] == "pass"
+    assert done.summary.to_dict() == done.attributes["summary"] and done.summary.verdict == "pass"
     again = map_slide(CMU_SLIDE, out)
     assert again.skipped and all((out / name).exists() for name in REPORT_FILES)
     assert json.loads((out / "summary.json").read_text())["verdict"] == "pass"

@@ -161,13 +161,13 @@ def test_a_slide_changed_past_its_first_64_mib_is_noticed(tmp_path):
     slide = tmp_path / "big.svs"
     slide.write_bytes(CMU_SLIDE.read_bytes() + bytes(70 << 20))
     out = tmp_path / "big.quality.zarr"
-    assert map_slide(slide, out).summary["tissue_tiles"] > 0
+    assert map_slide(slide, out).summary.tissue_tiles > 0
     with open(slide, "r+b") as handle:
         handle.seek(68 << 20)
         handle.write(b"changed")
     with pytest.raises(MapError, match="the slide file has changed since; use --overwrite"):
         map_slide(slide, out)
-    assert map_slide(slide, out, overwrite=True).summary["tissue_tiles"] > 0
+    assert map_slide(slide, out, overwrite=True).summary.tissue_tiles > 0
 
 
 def test_checksum_of_a_large_file_samples_it_end_to_end(tmp_path):
@@ -302,7 +302,7 @@ def test_a_map_killed_while_its_store_is_created_never_blocks_a_rerun(tmp_path):
     process.wait()
     assert not out.exists() or is_quality_map(out), sorted(os.listdir(out))
     for overwrite in (False, True):
-        assert map_slide(CMU_SLIDE, out, overwrite=overwrite).summary["tissue_tiles"] > 0
+        assert map_slide(CMU_SLIDE, out, overwrite=overwrite).summary.tissue_tiles > 0
     assert [p.name for p in tmp_path.iterdir()] == [out.name], "the killed run's leftovers are cleared"
 
 
@@ -321,7 +321,7 @@ def test_two_runs_writing_one_map_at_once_end_cleanly(tmp_path):
         ), stderr[-2000:]
     assert any(run.returncode == 0 for run in runs)
     again = map_slide(CMU_SLIDE, out)
-    assert again.skipped and again.summary["tissue_tiles"] > 0
+    assert again.skipped and again.summary.tissue_tiles > 0
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
@@ -338,9 +338,7 @@ def test_a_map_of_the_older_layout_is_refused_with_the_way_out(phantom, phantom_
         open_map(old)
     with pytest.raises(MapError, match="--overwrite"):
         map_slide(phantom, old, block=4)
-    assert (
-        map_slide(phantom, old, block=4, overwrite=True).summary["tissue_tiles"] == phantom_map.summary["tissue_tiles"]
-    )
+    assert map_slide(phantom, old, block=4, overwrite=True).summary.tissue_tiles == phantom_map.summary.tissue_tiles
     assert open_map(old).attributes["layout"] == 2
 
 

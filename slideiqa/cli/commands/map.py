@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from slideiqa.cli.shared_options import (
 from slideiqa.errors import SlideIQAError
 from slideiqa.settings.defaults import DEFAULT_MAX_BAD_SHARE, DEFAULT_THRESHOLD
 from slideiqa.settings.options import DEFAULT_MIN_TISSUE
+
+if TYPE_CHECKING:  # the summary module is imported only when a map is summarised
+    from slideiqa.outputs.summary import MapSummary
 
 
 @command("map", short="Map the quality of every tissue tile of one slide")
@@ -72,7 +75,7 @@ def map_command(
         output.warning(warning)
 
 
-def summary_rows(summary: dict) -> list[tuple[str, str]]:
+def summary_rows(summary: MapSummary) -> list[tuple[str, str]]:
     """A map's summary as the lines a person reads: verdict, tissue, then where the tissue went.
 
     *below threshold or lost* is the verdict's figure: tiles scoring below the threshold, plus tissue
@@ -80,26 +83,24 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
     tile (a tile can be most likely ``good`` and still score below a strict threshold)."""
     from slideiqa.outputs.store import FIXED_LABELS
 
-    mean = "–" if summary["mean_score"] is None else f"{summary['mean_score']:.3f}"
+    mean = "–" if summary.mean_score is None else f"{summary.mean_score:.3f}"
     rows = [
-        ("verdict", f"{summary['verdict']} ({summary['verdict_rule']})"),
+        ("verdict", f"{summary.verdict} ({summary.verdict_rule})"),
         (
             "tissue",
-            f"{summary['tissue_tiles']} tiles, {summary.get('tissue_area_mm2', 0):.2f} mm² at "
-            f"{summary.get('mpp', 0):.3g} µm/px",
+            f"{summary.tissue_tiles} tiles, {summary.tissue_area_mm2 or 0:.2f} mm² at {summary.mpp or 0:.3g} µm/px",
         ),
         ("mean score", mean),
-        ("below threshold or lost", f"{summary['share_below_threshold']:.1%}"),
+        ("below threshold or lost", f"{summary.share_below_threshold:.1%}"),
         ("most likely class", "share of tissue tiles"),
     ]
     rows += [
         (f"  {name}", f"{share:.1%}")
-        for name, share in summary["share_per_class"].items()
+        for name, share in summary.share_per_class.items()
         if share or name not in FIXED_LABELS
     ]
-    if summary.get("cells"):
-        cells = summary["cells"]
-        rows.append((f"{cells['cell_um']:g} µm cells below threshold", f"{cells['share_below_threshold']:.1%}"))
-    if summary.get("tiles_per_s"):
-        rows.append(("speed", f"{summary['tiles_per_s']:.0f} tiles/s, {summary['runtime_s']:.1f} s in all"))
+    if cells := summary.cells:
+        rows.append((f"{cells.cell_um:g} µm cells below threshold", f"{cells.share_below_threshold:.1%}"))
+    if summary.tiles_per_s:
+        rows.append(("speed", f"{summary.tiles_per_s:.0f} tiles/s, {summary.runtime_s or 0:.1f} s in all"))
     return rows
