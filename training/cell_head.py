@@ -51,7 +51,7 @@ WHOLE_TILE_SHARE = 0.2
 CELL_UNDER = 0.5
 HIDDEN = 64
 #: Share of the loss's weight on good cells (the rest shared by the defect families): at a half, P(good)
-#: = 0.5 is the point of balance, as for tiles. 0.6 and 0.7 were measured too (training/README.md).
+#: = 0.5 is the point of balance, as for tiles. 0.6 and 0.7 were measured too (docs/model/cell-head.md).
 GOOD_SHARE = 0.5
 
 
@@ -223,7 +223,7 @@ def add_cell_head(
     ONNX graph; the tile classifier's tensors are copied unchanged."""
     network, card = load_checkpoint(checkpoint)
     labels = family_labels(card.classes, card.good_class)
-    # BCCD's fields magnified as far as a tile needs, as the shipped network was trained (training/README.md).
+    # BCCD's fields magnified as far as a tile needs, as the shipped network was trained (docs/model/default-model.md).
     plan = CropPlan(seed=seed, max_magnification=None)
     rng = np.random.default_rng(seed)
     cell_px = cell_stride(network, card.input_size)

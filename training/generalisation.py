@@ -16,7 +16,7 @@ The floors (``FLOORS``) are the weakest defects a pathologist notices, which a m
 test copy whose luminance changes by less than ``VISIBLE_CHANGE`` grey levels on average is not a
 defect anyone could see — a featureless field of eosin or mucin looks the same defocused — and is
 left out of the test tiles. (Leaving such copies out of the training tiles too, or labelling them
-good, was tried and measured worse: ``training/README.md``.)
+good, was tried and measured worse: ``docs/history.md``.)
 Leave-one-source-out trains on every group but one and measures on the held-out group's test tiles:
 the share of sharp tiles that pass the shipped threshold, AUC good vs defect, the share of defective
 tiles flagged per family and, of those, the share given the right family — for slideiqa's defects

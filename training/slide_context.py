@@ -10,11 +10,11 @@ by the same amount.
 The shift only ever raises P(good), and never by more than ``MAX_SHIFT`` log-odds: a slide that is
 defective throughout (defocused everywhere, say) has no good tissue to find, and its best tiles would
 otherwise be taken for good. How far a defect scores below sharp tissue, measured on held-out sources,
-decides whether that bound keeps whole-slide defects flagged (``training/README.md``).
+decides whether that bound keeps whole-slide defects flagged (``docs/model/default-model.md``).
 
 The defect classes keep their proportions, so the family a tile is given does not change.
 
-Tried and not adopted for maps (``training/README.md``): on held-out sources the shift lets every
+Tried and not adopted for maps (``docs/history.md``): on held-out sources the shift lets every
 sharp tile of an unseen IHC slide pass, but the same shift lets a third of its exposure errors pass
 too, and on a slide defective throughout it lets up to 60 % of the defects through.
 """

@@ -29,7 +29,7 @@ Two log-ratios come out of it:
 A tile is motion-blurred when both exceed their thresholds (``MOTION_FINE``, ``MOTION_RATIO``): each
 alone fails on one kind of sharp tissue (the first on skin scanned soft along one axis, the second on
 some IHC fields), together they fail on neither. The thresholds were set on the generalisation
-benchmark's *training* tiles (``training/README.md``): the pair that misses the fewest motion copies at
+benchmark's *training* tiles (``docs/model/default-model.md``): the pair that misses the fewest motion copies at
 the 5 µm floor or stronger (0.8 %) while flagging at most 0.2 % of the good looks. On the held-out test
 tiles of every source group it flags 0–3 % of sharp tiles and 92–100 % of streaks by slideiqa's code
 and by other libraries'. ``judge_motion`` therefore replaces the network's P(motion) with the

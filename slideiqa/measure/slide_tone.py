@@ -3,7 +3,7 @@
 Why a slide is needed. A wrong tone curve turns every pixel's optical density OD into γ·OD, which is
 exactly what γ times the dye does (Beer–Lambert), and the good tiles of ten labs span a factor of two
 in stain density. So a gamma or a clipped tone curve cannot be told from a stain of another strength
-in one tile (``training/README.md``). Within one slide, though, the stain, the scanner's white point
+in one tile (``docs/model/default-model.md``). Within one slide, though, the stain, the scanner's white point
 and its glass are nearly constant, so a tile whose tone departs from its own slide's stands out.
 
 What is compared. Three measurements of each tissue tile, each one that a tone error moves and the
@@ -48,7 +48,7 @@ clearing costs the network's few flags on it (γ ½ and 2 at ±1 EV: 0.16 → 0.
 tiles on average). :func:`glass_exposure` names a slide whose glass is out of the calibrated range,
 and :func:`cohort_deviation` compares each slide of a batch with the others the same way, for the
 batch report. The thresholds were set on physical
-grounds, and their effect is measured on held-out sources in ``training/README.md``.
+grounds, and their effect is measured on held-out sources in ``docs/model/default-model.md``.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def cell_head(num_features: int, num_classes: int, hidden: int) -> nn.Sequential
     tile): a 3×3 convolution, so that a cell is judged with its eight neighbours beside it (a cell of
     featureless tissue says little alone), then a 1×1 one; 74 000 multiply-adds per cell, a few per
     cent of the backbone's. Measured on held-out files against two 1×1 convolutions: mean IoU per
-    family 0.61–0.86 against 0.56–0.82, clean cells flagged 2.2 % against 6.2 % (training/README.md)."""
+    family 0.61–0.86 against 0.56–0.82, clean cells flagged 2.2 % against 6.2 % (docs/history.md)."""
     return nn.Sequential(
         nn.Conv2d(num_features, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, num_classes, 1)
     )

@@ -36,7 +36,7 @@ SAME_SCALE = 1.05
 #: A field smaller than a tile at the model's scale is judged magnified, at most this much: held-out
 #: camera fields judged 1.95× and 2.4× magnified pass as the model's own scale does (Chula 0.97,
 #: cbc 1.00). A field that would need more (BCCD's, 5.7×, where it is soft at the pixel: 0.18
-#: passed) is judged this much magnified all the same, mirrored out to a tile (training/README.md).
+#: passed) is judged this much magnified all the same, mirrored out to a tile (docs/model/default-model.md).
 MAX_MAGNIFICATION = 2.5
 #: The smallest field, in px at the scale it is judged at, that is mirrored out to a tile: a little
 #: under the smallest measured (BCCD's 640 × 480 fields, 108 px at 2.5×).
