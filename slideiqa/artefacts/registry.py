@@ -15,10 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import numpy as np
+
+#: A tile artefact's detector: (N, h, w, 3) tiles, their µm/px, the model's (N, classes) probabilities
+#: and its class names → (N,) True where a tile holds the artefact (labelled, left out of the model's
+#: judgement) and (N,) True where it holds specks of marking dye (judged as usual, named in a warning).
+TileDetector = Callable[["np.ndarray", float, "np.ndarray", list[str]], tuple["np.ndarray", "np.ndarray"]]
 
 #: A tile whose footprint is at least this much under an artefact is labelled with it.
 ARTEFACT_TILE_SHARE = 0.25
@@ -39,7 +44,9 @@ class Artefact:
     thumbnail detectors that answer for the same pixels: the lowest keeps them. ``finds`` completes
     "N tissue tiles …" in the warning; ``advice`` says what to do. ``detector`` is the function, in
     this package, that finds it: ``module.function``, taking (RGB image, µm per pixel) for a
-    thumbnail artefact.
+    thumbnail artefact (:attr:`find`) and (tiles, µm per pixel, the model's probabilities, its
+    classes) for a tile artefact (:attr:`find_in_tiles`). The map calls both through these records,
+    so a new detector is its module and one record here.
     """
 
     name: str
@@ -55,7 +62,16 @@ class Artefact:
 
     @property
     def find(self) -> Callable[[np.ndarray, float], np.ndarray]:
-        """The detector, its module imported on first use."""
+        """A thumbnail artefact's detector (image, µm/px → mask), its module imported on first use."""
+        return self._detector()
+
+    @property
+    def find_in_tiles(self) -> TileDetector:
+        """A tile artefact's detector (tiles, µm/px, probabilities, classes → (N,) tiles it labels,
+        (N,) tiles holding marking dye), its module imported on first use."""
+        return self._detector()
+
+    def _detector(self) -> Any:
         module, function = self.detector.rsplit(".", 1)
         return getattr(import_module(f"slideiqa.artefacts.{module}"), function)
 
@@ -105,6 +121,11 @@ ARTEFACT_NAMES: tuple[str, ...] = tuple(
 def thumbnail_artefacts(names: tuple[str, ...] | list[str] = ARTEFACT_NAMES) -> list[Artefact]:
     """The thumbnail artefacts among ``names``, strongest claim first."""
     return sorted((BY_NAME[name] for name in names if BY_NAME[name].scale == "thumbnail"), key=lambda a: a.claim)
+
+
+def tile_artefacts(names: tuple[str, ...] | list[str] = ARTEFACT_NAMES) -> list[Artefact]:
+    """The tile artefacts among ``names``, in the order they claim a tile (the lowest first)."""
+    return sorted((BY_NAME[name] for name in names if BY_NAME[name].scale == "tile"), key=lambda a: a.claim)
 
 
 def unknown_artefacts(names: tuple[str, ...] | list[str]) -> list[str]:

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from slideiqa.artefacts.debris import specks_in_tiles
+from slideiqa.artefacts.registry import tile_artefacts
 from slideiqa.io.grid import TileGrid, read_plan, read_tile
 from slideiqa.io.slide import Slide, UnreadableRegion, open_slide
 from slideiqa.measure.slide_tone import TONE_FEATURES, tone_features
@@ -37,7 +37,8 @@ class BlockTask:
     block_tiles: int
     batch_size: int
     threads: int | None = None
-    find_debris: bool = True
+    #: The tile artefacts (``artefacts.registry``, scale "tile") looked for in each tile as it is assessed.
+    tile_artefacts: tuple[str, ...] = tuple(artefact.name for artefact in tile_artefacts())
     with_cells: bool = False  # also the cell head's probabilities (the model has one)
 
     @property
@@ -63,15 +64,16 @@ class UnreadableTile:
 @dataclass
 class BlockResult:
     """(classes, rows, cols) probabilities, NaN where nothing was assessed, the unreadable tiles, the
-    (row, col) grid cells of tiles holding debris (not assessed), how many tiles the scaled JPEG
+    (row, col) grid cells of the tiles each tile artefact labelled (not assessed), how many tiles the scaled JPEG
     decoder handed to the general reader, and with a cell head the (classes, rows·k, cols·k)
     probabilities of the k × k cells of every tile (NaN where their tile was not assessed)."""
 
     probabilities: np.ndarray
     unreadable: list[UnreadableTile]
     decode_fallbacks: int = 0
-    debris: list[tuple[int, int]] = field(default_factory=list)
-    #: Tissue tiles holding specks of marking dye (``debris``): judged as usual, named in a warning.
+    #: Per tile artefact, the (row, col) grid cells of the tiles it labelled.
+    labelled: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    #: Tissue tiles holding specks of marking dye: judged as usual, named in a warning.
     dye: list[tuple[int, int]] = field(default_factory=list)
     cell_probabilities: np.ndarray | None = None
     #: (3, rows, cols) tone measurements of the assessed tiles (``slide_tone``), NaN elsewhere
@@ -171,8 +173,8 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
 
     Tiles are read and classified ``batch_size`` at a time, so memory holds one batch of pixels. A
     tile that cannot be decoded is recorded and skipped, so one corrupt tile costs that tile only. A
-    tile holding debris (``artefacts/debris.py``, looked for when ``task.find_debris``) is recorded, and its
-    probabilities left NaN: the model was never taught what a speck of dirt looks like.
+    tile holding a tile artefact (``task.tile_artefacts``: debris) is recorded, and its probabilities
+    left NaN: the model was never taught what a speck of dirt looks like.
     """
     tune_worker_process()
     slide = cached_slide(task.slide_path)
@@ -206,16 +208,18 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
             probabilities, cell_probabilities = predictor.predict_with_cells(pixels, judged_mpp)
         else:
             probabilities, cell_probabilities = predictor.predict(pixels, judged_mpp), None
-        if task.find_debris:
+        for artefact in tile_artefacts(task.tile_artefacts):
             # Searched as at the model's scale even on a slide judged at its own slightly coarser
-            # pixels: told 0.55, the particle sizes in pixels shrank and clean DAB was called debris
-            # (benchmarks/README.md, A 20x scanner's 0.55 um/px).
-            dirty, dyed = specks_in_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
-            result.dye += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dyed) if found]
-            result.debris += [(r0 + r, c0 + c) for (r, c), found in zip(batch, dirty) if found]
-            probabilities[dirty] = np.nan  # labelled debris, not judged by the model
+            # pixels: told 0.55, debris's particle sizes in pixels shrank and clean DAB was called
+            # debris (benchmarks/README.md, A 20x scanner's 0.55 um/px).
+            found, dyed = artefact.find_in_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
+            result.dye += [(r0 + r, c0 + c) for (r, c), speck in zip(batch, dyed) if speck]
+            result.labelled.setdefault(artefact.name, []).extend(
+                (r0 + r, c0 + c) for (r, c), holds in zip(batch, found) if holds
+            )
+            probabilities[found] = np.nan  # labelled with the artefact, not judged by the model
             if cell_probabilities is not None:
-                cell_probabilities[dirty] = np.nan
+                cell_probabilities[found] = np.nan
         tone = tone_features(pixels)
         for index, ((r, c), p) in enumerate(zip(batch, probabilities)):
             result.probabilities[:, r, c] = p

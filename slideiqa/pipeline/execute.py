@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from slideiqa import __version__
-from slideiqa.artefacts.registry import BY_NAME
+from slideiqa.artefacts.registry import BY_NAME, tile_artefacts
 from slideiqa.cli.terminal import timestamp
 from slideiqa.errors import SlideIQAError
 from slideiqa.io.slide import SlideError
@@ -96,7 +96,7 @@ def run_blocks(
                 block,
                 layout.block,
                 options.batch_size,
-                find_debris="debris" in plan.settings.artefacts,
+                tile_artefacts=tuple(artefact.name for artefact in tile_artefacts(plan.settings.artefacts)),
                 with_cells=layout.cells_per_side > 0,
             )
             for block in pending
@@ -122,14 +122,15 @@ class BlockRun:
     total: int
 
     def _write(self, result: BlockResult, block: tuple[int, int]) -> None:
-        """The block's arrays (unreadable and debris tiles labelled so), and its unreadable tiles' errors
+        """The block's arrays (unreadable tiles and those a tile artefact holds labelled so), and its unreadable tiles' errors
         (before the block counts as done, so a resumed map still knows them)."""
         rows, cols = self.layout.block_slices(*block)
         fixed = self.fixed[rows, cols].copy()
         for tile in result.unreadable:
             fixed[tile.row - rows.start, tile.col - cols.start] = UNREADABLE
-        for row, col in result.debris:
-            fixed[row - rows.start, col - cols.start] = BY_NAME["debris"].label
+        for name, cells in result.labelled.items():
+            for row, col in cells:
+                fixed[row - rows.start, col - cols.start] = BY_NAME[name].label
         note_block(
             self.root,
             block,

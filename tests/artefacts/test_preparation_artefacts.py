@@ -231,3 +231,26 @@ def test_a_band_darkened_by_too_little_light_is_not_a_fold(tumour_slide_pixels):
         total += int(under.sum())
         assert not fold_mask(_thumbnail(darkened), THUMBNAIL_UM).any()
     assert hits >= 0.8 * total, (hits, total)  # the fold itself is still found
+
+
+def test_tile_artefacts_are_looked_for_through_their_records_one_by_one(artefact_map, tmp_path):
+    """The block task runs every tile artefact the map's list names (debris is one), through its
+    record's detector: the full map's debris tiles are labelled again with only debris on, and none
+    with every artefact on but debris."""
+    from slideiqa.artefacts.registry import BY_NAME, tile_artefacts
+
+    assert [artefact.name for artefact in tile_artefacts()] == ["debris"]
+    assert tile_artefacts(("pen", "fold")) == []
+    result, _ = artefact_map
+    label = open_map(result.path).array("label")
+    debris, under_thumbnail_artefacts = label == DEBRIS, np.isin(label, [FOLD, BUBBLE])
+    assert debris.any()
+    # With only debris on, the tiles folds and bubbles claimed in the full map are assessed, and
+    # some of them hold debris-like specks; elsewhere the same tiles are debris.
+    only = open_map(map_slide(result.summary.slide, tmp_path / "only.quality.zarr", artefacts=("debris",)).path)
+    found = only.array("label") == DEBRIS
+    np.testing.assert_array_equal(found[~under_thumbnail_artefacts], debris[~under_thumbnail_artefacts])
+    others = tuple(name for name in BY_NAME if name != "debris")
+    without = map_slide(result.summary.slide, tmp_path / "without.quality.zarr", artefacts=others)
+    assert not (open_map(without.path).array("label") == DEBRIS).any()
+    assert without.summary.artefact_tiles["debris"] == 0
