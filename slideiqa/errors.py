@@ -63,7 +63,7 @@ def debugging() -> bool:
     return _debug["on"]
 
 
-def show_tracebacks(on: bool) -> None:
+def _show_tracebacks(on: bool) -> None:
     """Turn full tracebacks (and the libraries' own log output) on for this run."""
     if on:
         _debug["on"] = True
@@ -73,7 +73,7 @@ def show_tracebacks(on: bool) -> None:
 
 def debug_option(value: bool) -> None:
     """The ``--debug`` option's callback: the parser has seen it, before any command runs."""
-    show_tracebacks(value)
+    _show_tracebacks(value)
 
 
 #: Libraries that log their own partial reports of a corrupt file (tifffile's warnings, zarr's abandoned
@@ -92,7 +92,7 @@ def run_cli(app: typer.Typer, prog_name: str | None = None) -> None:
     # zarr's event loop, stopped at exit with a read or write still queued, warns that a coroutine was
     # never awaited: noise after an error that has already been reported.
     warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
-    show_tracebacks(os.environ.get("SLIDEIQA_DEBUG") == "1")
+    _show_tracebacks(os.environ.get("SLIDEIQA_DEBUG") == "1")
     try:
         code = app(standalone_mode=False, prog_name=prog_name)
     except (SlideIQAError, OSError) as error:

@@ -49,7 +49,7 @@ def bubble_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     return at_working_scale(_bubble_mask, rgb, um_per_px, WORKING_UM_PER_PX)
 
 
-def colourless_rise(rgb: np.ndarray, width_px: float) -> np.ndarray:
+def _colourless_rise(rgb: np.ndarray, width_px: float) -> np.ndarray:
     """Pixels darker in every channel, and about equally, than an opening of ``width_px`` leaves."""
     od = optical_density(rgb)
     size = max(3, int(round(width_px)) | 1)
@@ -68,7 +68,7 @@ def _circle_cover(near_rim: np.ndarray, cy: float, cx: float, radius: float) -> 
 
 
 def _bubble_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
-    rim = colourless_rise(rgb, RIM_UM / um_per_px)
+    rim = _colourless_rise(rgb, RIM_UM / um_per_px)
     mask = np.zeros(rgb.shape[:2], bool)
     low, high = MIN_RADIUS_UM / um_per_px, min(MAX_RADIUS_UM / um_per_px, max(rgb.shape[:2]) / 2)
     if rim.sum() < 2 * np.pi * low * MIN_COVER or high <= low:

@@ -64,7 +64,7 @@ def edge_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
 
 def _edge_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     brightness = rgb.max(axis=-1).astype(np.float32) / 255.0
-    dark = dark_colourless(rgb, brightness, um_per_px)
+    dark = _dark_colourless(rgb, brightness, um_per_px)
     segments = probabilistic_hough_line(
         dark,
         threshold=10,
@@ -85,7 +85,7 @@ def _edge_mask(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     return _long_pieces(on_line, MIN_LENGTH_UM / um_per_px)
 
 
-def dark_colourless(rgb: np.ndarray, brightness: np.ndarray, um_per_px: float) -> np.ndarray:
+def _dark_colourless(rgb: np.ndarray, brightness: np.ndarray, um_per_px: float) -> np.ndarray:
     """Pixels darker than the glass on both sides of them, and without the colour of a stain."""
     smoothed = ndimage.uniform_filter(rgb.astype(np.float32), size=(3, 3, 1))
     saturation = saturation_of(*(smoothed[..., i] for i in range(3)))

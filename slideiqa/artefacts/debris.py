@@ -82,13 +82,6 @@ def shrink_tiles(tiles: np.ndarray, factor: int) -> np.ndarray:
     return total.astype(np.uint8)
 
 
-def debris_pixels(tiles: np.ndarray, mpp: float) -> tuple[np.ndarray, float]:
-    """(N, h, w) mask of colourless dark particles in (N, H, W, 3) uint8 ``tiles`` of ``mpp`` µm/px,
-    at the working resolution, and that resolution's µm/px."""
-    colourless, _, um_per_px = speck_pixels(tiles, mpp)
-    return colourless, um_per_px
-
-
 def speck_pixels(tiles: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray, float]:
     """(N, h, w) masks of colourless dark particles and of marking dye in (N, H, W, 3) uint8 ``tiles``
     of ``mpp`` µm/px, at the working resolution, and that resolution's µm/px."""

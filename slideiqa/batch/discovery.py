@@ -56,10 +56,10 @@ class Discovery:
     @property
     def left_out(self) -> list[dict[str, str]]:
         """Each file looked at and not mapped, with why (as the batch report lists them)."""
-        return [{"path": str(path), "why": why_left_out(path)} for path in self.ignored]
+        return [{"path": str(path), "why": _why_left_out(path)} for path in self.ignored]
 
 
-def looks_like_slide(path: Path) -> bool:
+def _looks_like_slide(path: Path) -> bool:
     """Content check for files whose extension says nothing: TIFF magic or an OpenSlide vendor format."""
     if is_dicom(path) or has_tiff_magic(path):
         return True
@@ -76,10 +76,10 @@ def _is_candidate(path: Path) -> bool:
         return True
     if suffix(path) in FIELD_SUFFIXES | NOT_SLIDE_SUFFIXES:
         return False
-    return looks_like_slide(path)
+    return _looks_like_slide(path)
 
 
-def why_left_out(path: Path) -> str:
+def _why_left_out(path: Path) -> str:
     """Why a file found in a batch's folders is not mapped, in words a lab can act on."""
     if path.is_dir():
         return "a folder that cannot be listed"

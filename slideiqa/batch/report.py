@@ -148,7 +148,7 @@ class ReportError(SlideIQAError):
     """The output folder holds a report file slideiqa did not write; the message names it."""
 
 
-def check_report_files(out: Path) -> None:
+def _check_report_files(out: Path) -> None:
     """Refuse an output folder whose ``report.*`` files were not written by slideiqa batch: a lab's
     own ``report.csv`` there must never be overwritten."""
     for name in REPORT_FILES:
@@ -199,10 +199,10 @@ class FolderReport:
     every complete map found in the folder when the batch began that no report lists (made by a
     batch whose report was removed, or by ``slideiqa map -o``). A listed map removed since is left
     out, and said in :attr:`dropped`. Made at the start of a batch: a ``report.*`` file slideiqa did
-    not write is refused before any slide is mapped (:func:`check_report_files`)."""
+    not write is refused before any slide is mapped (:func:`_check_report_files`)."""
 
     def __init__(self, out: Path) -> None:
-        check_report_files(out)
+        _check_report_files(out)
         self.out = out
         self.found: dict[str, SlideRecord] = {}  # resolved map path → a row made from its summary
         for map_path in _maps_under(out):
@@ -291,13 +291,13 @@ def with_batch_tone(records: list[SlideRecord]) -> list[SlideRecord]:
     ]
 
 
-def departs_from_batch(record: SlideRecord) -> bool:
+def _departs_from_batch(record: SlideRecord) -> bool:
     """Whether a slide's tone departs from the batch's: a slide-wide exposure or staining difference."""
     return record.tone_vs_batch is not None and record.tone_vs_batch > DEPARTURE_Z
 
 
 def tone_outliers(records: list[SlideRecord]) -> list[SlideRecord]:
-    return [record for record in records if departs_from_batch(record)]
+    return [record for record in records if _departs_from_batch(record)]
 
 
 def write_reports(records: list[SlideRecord], out: Path, header: dict[str, Any]) -> None:
@@ -310,7 +310,7 @@ def write_reports(records: list[SlideRecord], out: Path, header: dict[str, Any])
     write_atomically(out / "report.html", _html(ordered, header, out))
 
 
-def class_order(records: list[SlideRecord]) -> list[str]:
+def _class_order(records: list[SlideRecord]) -> list[str]:
     """Classes as the model lists them (good first, then the defects, then pen and unreadable), in
     the order the slides' summaries give them, not alphabetically."""
     return list(dict.fromkeys(name for record in records for name in record.share_per_class))
@@ -331,7 +331,7 @@ def _rounded(name: str, value: Any) -> Any:
 
 
 def _csv(records: list[SlideRecord]) -> str:
-    classes = class_order(records)
+    classes = _class_order(records)
     columns = [
         "slide",
         "map",
@@ -398,7 +398,7 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def relative_href(out: Path, target: Path) -> str:
+def _relative_href(out: Path, target: Path) -> str:
     """``target`` as a link from a page in ``out``: relative (the page keeps working when the output
     folder moves), starting with ``./`` or ``../`` and percent-encoded, so that no file name can make it
     a ``javascript:`` or other scheme's address, and ``#`` or ``?`` in a name open that file."""
@@ -411,13 +411,13 @@ def relative_href(out: Path, target: Path) -> str:
 def _link(out: Path, target: Path, label: str) -> str:
     if not target.exists():
         return ""
-    return f'<a href="{relative_href(out, target)}">{label}</a>'
+    return f'<a href="{_relative_href(out, target)}">{label}</a>'
 
 
 def _tone(record: SlideRecord) -> str:
     if record.tone_vs_batch is None:
         return "–"
-    if departs_from_batch(record):
+    if _departs_from_batch(record):
         return f"{record.tone_vs_batch:.1f} · unlike the batch"
     return f"{record.tone_vs_batch:.1f}"
 
@@ -436,7 +436,7 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
     thumbnail = None if record.failed else _thumbnail(map_path)
     picture = (
         (
-            f'<a href="{relative_href(out, map_path / "overview.png")}">'
+            f'<a href="{_relative_href(out, map_path / "overview.png")}">'
             f'<img src="{thumbnail}" alt="quality overview of {html.escape(name)}"></a>'
         )
         if thumbnail
@@ -486,7 +486,7 @@ def _row(record: SlideRecord, classes: list[str], out: Path) -> str:
         ),
         _cell(html.escape(size), (record.width_px or 0) * (record.height_px or 0) or None, "nowrap"),
         _cell("–" if record.map_runtime_s is None else f"{record.map_runtime_s:.1f}", record.map_runtime_s),
-        _cell(_tone(record), record.tone_vs_batch, "warn" if departs_from_batch(record) else ""),
+        _cell(_tone(record), record.tone_vs_batch, "warn" if _departs_from_batch(record) else ""),
     ]
     search = html.escape(f"{record.slide} {outcome} {record.error or ''}".lower(), quote=True)
     return f'<tr data-outcome="{outcome}" data-search="{search}">{"".join(cells)}</tr>'
@@ -611,7 +611,7 @@ def _header_cell(label: str, key: str | None, css: str) -> str:
 def _html(records: list[SlideRecord], header: dict[str, Any], out: Path) -> str:
     """A cohort review page: one sortable, filterable table row per slide, with its overview, its
     figures and links to its files. One self-contained file (style, script and thumbnails inline)."""
-    classes = class_order(records)
+    classes = _class_order(records)
     outcomes = [record.outcome for record in records]
     unlike_the_batch = len(tone_outliers(records))
     earlier = sum(record.earlier for record in records)

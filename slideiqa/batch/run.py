@@ -109,7 +109,7 @@ class BatchResult:
 STOP_WAIT_S = 60.0
 
 
-def map_one(
+def _map_one(
     job: SlideJob,
     out: Path,
     options: MapOptions,
@@ -154,7 +154,7 @@ def map_one(
     return replace(record, mpp_from="table") if own_mpp else record
 
 
-def map_on_worker(
+def _map_on_worker(
     job: SlideJob,
     out: Path,
     options: MapOptions,
@@ -171,7 +171,7 @@ def map_on_worker(
     stop = Event(stop_event)
     runner = ThreadRunner(get_worker().state.nthreads)
     try:
-        return map_one(job, out, options, runner, threads, stop.is_set, mpp_table, partial_before)
+        return _map_one(job, out, options, runner, threads, stop.is_set, mpp_table, partial_before)
     finally:
         runner.close()
 
@@ -316,7 +316,7 @@ class SlideFeed:
                     return  # every thread has a slide: the next one waits for a free thread
                 partial_before = (self.out / job.map_name).exists()
                 future = self.client.submit(
-                    map_on_worker,
+                    _map_on_worker,
                     job,
                     self.out,
                     self.options,
@@ -332,7 +332,7 @@ class SlideFeed:
                 if len(self.on_driver) >= self.driver_cap:
                     return
                 future = self.pool.submit(
-                    map_one,
+                    _map_one,
                     job,
                     self.out,
                     self.options,

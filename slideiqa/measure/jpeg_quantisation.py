@@ -157,7 +157,7 @@ def jpeg_scale(tiles: np.ndarray, extent: np.ndarray | None = None) -> np.ndarra
     return scale
 
 
-def measured_jpeg_probability(scale: np.ndarray) -> np.ndarray:
+def _measured_jpeg_probability(scale: np.ndarray) -> np.ndarray:
     return expit((np.asarray(scale, dtype=np.float64) - JPEG_SCALE) / JPEG_SOFTNESS)
 
 
@@ -169,7 +169,7 @@ def judge_jpeg(probabilities: np.ndarray, classes: list[str], scale: np.ndarray)
         return probabilities
     index = classes.index("jpeg")
     current = np.asarray(probabilities, dtype=np.float64)[:, index]
-    return set_class_probability(probabilities, index, np.maximum(current, measured_jpeg_probability(scale))).astype(
+    return set_class_probability(probabilities, index, np.maximum(current, _measured_jpeg_probability(scale))).astype(
         np.float32
     )
 

@@ -194,7 +194,7 @@ def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.nd
     full, scale = tiles.shape[1:3], band_scale(mpp)
     window, fine_band, coarse_band = _sector_bins(*full, scale)
     extent = own_extent(tiles) if extent is None else np.asarray(extent)
-    own_part = measured_on_own_part(extent, full)
+    own_part = _measured_on_own_part(extent, full)
     out = np.empty((len(tiles), 2), np.float64)
     for start in range(0, len(tiles), _CHUNK):
         chunk = tiles[start : start + _CHUNK]
@@ -218,7 +218,7 @@ def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.nd
     return out
 
 
-def measured_on_own_part(extent: np.ndarray, full: tuple[int, int]) -> np.ndarray:
+def _measured_on_own_part(extent: np.ndarray, full: tuple[int, int]) -> np.ndarray:
     """(N,) whether each tile is an edge tile measured on its own part (at least ``MIN_OWN`` each way)."""
     extent = np.asarray(extent)
     return (extent.min(axis=1) >= MIN_OWN) & (extent < full).any(axis=1)
@@ -228,7 +228,7 @@ def edge_margin(extent: np.ndarray, full: tuple[int, int]) -> np.ndarray:
     """(N,) the factor each tile's thresholds are raised by: 1 for a tile measured whole, more for an
     edge tile measured on a smaller own part (``EDGE_SPREAD``)."""
     extent = np.asarray(extent)
-    share = np.where(measured_on_own_part(extent, full), extent.prod(axis=1) / (full[0] * full[1]), 1.0)
+    share = np.where(_measured_on_own_part(extent, full), extent.prod(axis=1) / (full[0] * full[1]), 1.0)
     return 1.0 + EDGE_SPREAD * (1.0 / np.sqrt(share) - 1.0)
 
 
@@ -242,7 +242,7 @@ def motion_score(tiles: np.ndarray, mpp: float | None = None, extent: np.ndarray
     return score / edge_margin(extent, tiles.shape[1:3])
 
 
-def measured_motion_probability(score: np.ndarray) -> np.ndarray:
+def _measured_motion_probability(score: np.ndarray) -> np.ndarray:
     return expit((np.asarray(score, dtype=np.float64) - 1.0) / MOTION_SOFTNESS)
 
 
@@ -251,6 +251,6 @@ def judge_motion(probabilities: np.ndarray, classes: list[str], score: np.ndarra
     classes rescaled to the rest, keeping their ratios; unchanged for a model without a motion class."""
     if "motion" not in classes:
         return probabilities
-    return set_class_probability(probabilities, classes.index("motion"), measured_motion_probability(score)).astype(
+    return set_class_probability(probabilities, classes.index("motion"), _measured_motion_probability(score)).astype(
         np.float32
     )

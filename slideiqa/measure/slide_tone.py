@@ -45,7 +45,7 @@ check; only the network's own exposure class (which catches gain and flat exposu
 clip or darken the glass out of :data:`CALIBRATED_GLASS`, so nothing is cleared there) and a reference
 of the lab's own slides can judge it. A wrong tone curve throughout leaves the glass calibrated, and
 clearing costs the network's few flags on it (γ ½ and 2 at ±1 EV: 0.16 → 0.09 and 0.44 → 0.40 of
-tiles on average). :func:`glass_exposure` names a slide whose glass is out of the calibrated range,
+tiles on average). :func:`_glass_exposure` names a slide whose glass is out of the calibrated range,
 and :func:`cohort_deviation` compares each slide of a batch with the others the same way, for the
 batch report. The thresholds were set on physical
 grounds, and their effect is measured on held-out sources in ``docs/model/default-model.md``.
@@ -215,7 +215,7 @@ def tone_deviation(features: np.ndarray, context: np.ndarray | ToneReference | N
     return np.nan_to_num(tone_z(features, context), nan=0.0).max(axis=1, initial=0.0)
 
 
-def glass_exposure(glass: float | None) -> str | None:
+def _glass_exposure(glass: float | None) -> str | None:
     """What a slide's median glass level says of its exposure as a whole: "over-exposed" where it is
     clipped, "under-exposed" where it is more than 1 EV below white, None where it is what a
     calibrated scanner writes (:data:`CALIBRATED_GLASS`) or the slide has no glass to tell by. A
@@ -228,9 +228,9 @@ def glass_exposure(glass: float | None) -> str | None:
 
 
 def glass_warning(glass: float | None) -> str | None:
-    """What a slide's median glass level calls for a warning of (:func:`glass_exposure`), as "glass is
+    """What a slide's median glass level calls for a warning of (:func:`_glass_exposure`), as "glass is
     at … the whole slide may be over-exposed"; None where it calls for none."""
-    exposed = glass_exposure(glass)
+    exposed = _glass_exposure(glass)
     if not exposed:
         return None
     low, high = CALIBRATED_GLASS
@@ -249,7 +249,7 @@ def fit_probability(features: np.ndarray, context: np.ndarray | ToneReference | 
     features = np.asarray(features, dtype=np.float64)
     reference = _reference(features, context)
     glass = reference.median[TONE_FEATURES.index("glass")]
-    if not np.isfinite(glass) or glass_exposure(glass):  # no glass to tell by, or not calibrated
+    if not np.isfinite(glass) or _glass_exposure(glass):  # no glass to tell by, or not calibrated
         return np.zeros(len(features))
     z = np.nan_to_num(tone_z(features, reference), nan=np.inf)
     limits = {"glass": FIT_GLASS_Z, "stain_density": FIT_DENSITY_Z}

@@ -63,7 +63,7 @@ def choose_device(device: str) -> str:
     return device
 
 
-def exported_graph(checkpoint: Path) -> Path:
+def _exported_graph(checkpoint: Path) -> Path:
     """The ONNX graph of ``checkpoint``: the one shipped beside it when its card vouches for it,
     else one exported into the cache (named by everything baked into it) on first use."""
     card = load_card(checkpoint)
@@ -110,7 +110,7 @@ def onnx_session_options(threads: int | None = None):
     return options
 
 
-def graph_card_mismatch(session, card) -> str | None:
+def _graph_card_mismatch(session, card) -> str | None:
     """How an ONNX graph's inputs and outputs disagree with the card that describes it, or None: a
     card edited to list other classes would otherwise label every column of the output wrongly."""
     shapes = {node.name: node.shape for node in [*session.get_inputs(), *session.get_outputs()]}
@@ -171,11 +171,11 @@ class Predictor:
     def _onnx_session(self, threads: int | None):
         import onnxruntime
 
-        path = exported_graph(self.checkpoint)
+        path = _exported_graph(self.checkpoint)
         session = onnxruntime.InferenceSession(
             str(path), onnx_session_options(threads), providers=["CPUExecutionProvider"]
         )
-        problem = graph_card_mismatch(session, self.card)
+        problem = _graph_card_mismatch(session, self.card)
         if problem:
             raise ModelError(f"{path}: the graph does not fit its model card {self.checkpoint}: {problem}")
         return session

@@ -178,7 +178,7 @@ def is_quality_map(path: Path) -> bool:
         return False
 
 
-def remove_map(path: Path) -> None:
+def _remove_map(path: Path) -> None:
     """Delete a map so that a kill half-way never leaves something that passes for one: it is
     renamed away first (atomic), then deleted."""
     if not is_quality_map(path):
@@ -200,7 +200,7 @@ def create_map(path: Path, layout: MapLayout, attributes: dict[str, Any], replac
     try:
         _build_map(building, layout, attributes)
         if replace and path.exists():
-            remove_map(path)
+            _remove_map(path)
         building.rename(path)
     except OSError as error:
         _remove_half_built(building)
@@ -332,7 +332,7 @@ def _build_cell_image(root: zarr.Group, layout: MapLayout, entries: list[tuple[i
     )
 
 
-def most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
+def _most_likely_label(probabilities: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
     """Label values of (c, …) probabilities: the most likely class + 1, background where NaN, and a
     fixed label (:data:`FIXED_LABELS`) wherever ``fixed`` has one."""
     assessed = ~np.isnan(probabilities[0])
@@ -391,7 +391,7 @@ def write_probabilities(
     ``cols`` (whole chunks, or the whole map: one writer at a time)."""
     _array(root, ARRAY_PATHS["probs"])[:, rows, cols] = probabilities
     _array(root, ARRAY_PATHS["score"])[rows, cols] = probabilities[good_index]
-    _array(root, ARRAY_PATHS["label"])[rows, cols] = most_likely_label(probabilities, fixed)
+    _array(root, ARRAY_PATHS["label"])[rows, cols] = _most_likely_label(probabilities, fixed)
 
 
 def write_cell_probabilities(
@@ -411,7 +411,7 @@ def write_cell_probabilities(
     if tile_fixed is not None:
         k = probabilities.shape[1] // tile_fixed.shape[0]
         fixed = np.kron(tile_fixed, np.ones((k, k), tile_fixed.dtype))
-    _array(root, ARRAY_PATHS["cell_label"])[rows, cols] = most_likely_label(probabilities, fixed)
+    _array(root, ARRAY_PATHS["cell_label"])[rows, cols] = _most_likely_label(probabilities, fixed)
 
 
 def cell_bands(root: zarr.Group) -> Iterator[tuple[slice, slice]]:

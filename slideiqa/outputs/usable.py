@@ -133,7 +133,7 @@ def _index_of(pixels: int, level0_per_px: float, step: float, count: int) -> np.
     return np.minimum(((np.arange(pixels) + 0.5) * level0_per_px / step).astype(int), count - 1)
 
 
-def mask_png(usable: UsableTissue) -> bytes:
+def _mask_png(usable: UsableTissue) -> bytes:
     """The mask as an 8-bit PNG (255 usable) whose pHYs says its µm/px, as QuPath and Fiji read it."""
     dpi = MICROMETRES_PER_INCH / usable.um_per_px
     buffer = io.BytesIO()
@@ -181,6 +181,6 @@ def _row_runs(mask: np.ndarray) -> np.ndarray:
 
 def write_usable(usable: UsableTissue, png: Path, geojson: Path | None) -> None:
     """Both files written atomically: an interrupted export leaves no half-written mask."""
-    write_atomically(png, mask_png(usable))
+    write_atomically(png, _mask_png(usable))
     if geojson is not None:
         write_atomically(geojson, json.dumps(mask_geojson(usable)) + "\n")

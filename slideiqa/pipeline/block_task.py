@@ -104,13 +104,13 @@ def _load_predictor(identity: tuple[str, int, int], device: str, threads: int | 
     return Predictor(identity[0], device=device, threads=threads)
 
 
-def cached_slide(path: str) -> Slide:
+def _cached_slide(path: str) -> Slide:
     """One open handle per slide per process (OpenSlide keeps its own tile cache inside)."""
     with _cache_lock:
         return _open_slide(_file_identity(path))
 
 
-def cached_predictor(model: str, device: str, threads: int | None) -> Predictor:
+def _cached_predictor(model: str, device: str, threads: int | None) -> Predictor:
     """One model per process, shared by its threads; the lock stops two threads loading (and
     exporting) it at once. ``model`` is a checkpoint path (``.safetensors``)."""
     with _cache_lock:
@@ -177,8 +177,8 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
     left NaN: the model was never taught what a speck of dirt looks like.
     """
     tune_worker_process()
-    slide = cached_slide(task.slide_path)
-    predictor = cached_predictor(task.model, task.device, task.threads)
+    slide = _cached_slide(task.slide_path)
+    predictor = _cached_predictor(task.model, task.device, task.threads)
     plan = read_plan(slide, task.grid)
     (r0, r1), (c0, c1) = task.tile_rows, task.tile_cols
     classes = len(predictor.classes)

@@ -95,16 +95,16 @@ class MapFingerprint:
         return dict(self.__dict__)
 
 
-def default_output(slide_path: Path) -> Path:
+def _default_output(slide_path: Path) -> Path:
     return slide_path.with_name(slide_path.stem + ".quality.zarr")
 
 
 def output_path(slide_path: str | Path, out: str | Path | None) -> Path:
     """Where a map goes: ``out``, or beside the slide."""
-    return Path(out) if out else default_output(Path(slide_path).resolve())
+    return Path(out) if out else _default_output(Path(slide_path).resolve())
 
 
-def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
+def _slide_pixel_size(slide: Slide, mpp: float | None) -> float:
     if mpp is not None:
         if not math.isfinite(mpp) or mpp <= 0:
             raise SlideError(f"{slide.path}: --mpp must be a positive number, got {mpp}")
@@ -117,7 +117,7 @@ def slide_pixel_size(slide: Slide, mpp: float | None) -> float:
 def slide_grid(slide: Slide, mpp: float | None, card: ModelCard) -> TileGrid:
     """The grid a map lays on ``slide`` for a model with ``card`` (``mpp`` overriding the file's), or
     a one-line error for a slide too coarse to judge."""
-    slide_mpp = slide_pixel_size(slide, mpp)
+    slide_mpp = _slide_pixel_size(slide, mpp)
     if slide_mpp > card.mpp * COARSEST_RATIO:
         raise MapError(
             f"{slide.path}: {slide_mpp:g} µm/px is more than {COARSEST_RATIO - 1:.0%} coarser than the "
@@ -174,7 +174,7 @@ def tissue_map(
 CLIPPED_WHITE_SHARE = 0.5
 
 
-def no_tissue_message(slide_path: Path, min_tissue: float, thumbnail: np.ndarray) -> str:
+def _no_tissue_message(slide_path: Path, min_tissue: float, thumbnail: np.ndarray) -> str:
     """The one-line error of a slide with no tissue tile. Twice the light turns pale tissue (a faint
     IHC counterstain) into glass, so where most of the slide is clipped to pure white the message
     says so: the scan may hold tissue that its exposure erased."""
@@ -297,7 +297,7 @@ def plan_map(
     tissue, fixed = found.tissue, found.fixed
     to_assess = (tissue >= options.min_tissue if options.use_tissue_mask else np.ones_like(tissue, bool)) & (fixed == 0)
     if not to_assess.any() and not fixed.any():
-        raise MapError(no_tissue_message(slide_path, options.min_tissue, found.thumbnail))
+        raise MapError(_no_tissue_message(slide_path, options.min_tissue, found.thumbnail))
     checksum = file_checksum(slide_path)
     settings = MapFingerprint(
         card.weights_sha256,

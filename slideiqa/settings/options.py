@@ -67,7 +67,7 @@ class MapOptions:
     def __post_init__(self) -> None:
         # Named as the command line spells them: that is where most values come from.
         for name in (f.name for f in fields(self)):
-            problem = option_problem(name, getattr(self, name))
+            problem = _option_problem(name, getattr(self, name))
             if problem:
                 raise SettingsError(f"{_option(name)} {problem}")
         object.__setattr__(self, "artefacts", tuple(self.artefacts))  # a settings file's list, kept as given
@@ -130,7 +130,7 @@ def _is_kind(value: Any, kind: str) -> bool:
     return isinstance(value, str)
 
 
-def option_problem(name: str, value: Any) -> str | None:
+def _option_problem(name: str, value: Any) -> str | None:
     """What is wrong with ``value`` for option ``name`` (its kind, then its range), or None.
     ``mpp`` may be None (taken from the slide)."""
     if name == "mpp" and value is None:
@@ -206,7 +206,7 @@ def load_settings(path: Path, base: MapOptions | None = None) -> MapOptions:
     if unknown:
         raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS_KEYS)}")
     for key, value in values.items():  # named as the file spells them
-        problem = option_problem(key, value)
+        problem = _option_problem(key, value)
         if problem:
             raise SettingsError(f"{path}: {key} {problem}")
     return (base or MapOptions()).updated(**values)

@@ -109,7 +109,7 @@ def disk_psf(radius_px: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def line_psf(length_px: float, angle_deg: float, ramp: bool = False) -> np.ndarray:
+def _line_psf(length_px: float, angle_deg: float, ramp: bool = False) -> np.ndarray:
     """A motion PSF: a line of ``length_px`` at ``angle_deg``, drawn by dense sampling. With ``ramp``
     the weight grows linearly along the line (an accelerating stage spends less time at the start)."""
     half = int(np.ceil(length_px / 2)) + 1
@@ -134,7 +134,7 @@ def gaussian_psf(sigma_px: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def aberrated_psf(radius_px: float, stretch: float, angle_deg: float) -> np.ndarray:
+def _aberrated_psf(radius_px: float, stretch: float, angle_deg: float) -> np.ndarray:
     """A defocus disk whose weight grows towards the rim (``0.5 + r²/R²``), as spherical aberration
     gives on one side of focus, stretched by ``stretch`` along ``angle_deg`` (astigmatism)."""
     half = int(np.ceil(radius_px * stretch)) + 1
@@ -164,7 +164,7 @@ def defocus(
         return _convolve_rgb(image, gaussian_psf(radius_px / 2))
     if kind == "aberrated":
         rng = _rng(seed)
-        return _convolve_rgb(image, aberrated_psf(radius_px, rng.uniform(1.0, 1.5), rng.uniform(0, 180)))
+        return _convolve_rgb(image, _aberrated_psf(radius_px, rng.uniform(1.0, 1.5), rng.uniform(0, 180)))
     return _convolve_rgb(image, disk_psf(radius_px))
 
 
@@ -184,7 +184,7 @@ def motion(
     if length_px <= 0:
         return image.copy()
     angle = _rng(seed).uniform(0, 180) if angle_deg is None else angle_deg
-    return _convolve_rgb(image, line_psf(length_px, angle, ramp=kind == "ramp"))
+    return _convolve_rgb(image, _line_psf(length_px, angle, ramp=kind == "ramp"))
 
 
 NOISE_GAUSSIAN_SIGMA = 30.0

@@ -189,7 +189,7 @@ def test_a_pale_field_whose_tissue_twice_the_light_erased_says_so(tmp_path):
     field = np.full((512, 512, 3), (211, 207, 198), np.uint8)  # a pale Ki67 field's stroma
     yy, xx = np.mgrid[:512, :512]
     field[(np.hypot(yy % 32 - 16, xx % 32 - 16) < 6)] = (150, 170, 210)  # pale nuclei every 16 µm
-    assert _mapped(field, tmp_path, 0.5)[0]["verdict"] == "pass"
+    assert _mapped(field, tmp_path, 0.5)[0].verdict == "pass"
     for image, clipped in (
         (exposure(field, 0.5, kind="flat", direction=1, seed=0), True),
         (np.full((512, 512, 3), 238, np.uint8), False),

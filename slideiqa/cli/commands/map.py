@@ -70,12 +70,12 @@ def map_command(
         result = map_slide(
             slide, out, options, workers=workers, scheduler=scheduler, progress=update, notice=output.note
         )
-    output.fields(f"{result.path}" + (" (already complete)" if result.skipped else ""), summary_rows(result.summary))
+    output.fields(f"{result.path}" + (" (already complete)" if result.skipped else ""), _summary_rows(result.summary))
     for warning in result.warnings:
         output.warning(warning)
 
 
-def summary_rows(summary: MapSummary) -> list[tuple[str, str]]:
+def _summary_rows(summary: MapSummary) -> list[tuple[str, str]]:
     """A map's summary as the lines a person reads: verdict, tissue, then where the tissue went.
 
     *below threshold or lost* is the verdict's figure: tiles scoring below the threshold, plus tissue
