@@ -58,7 +58,7 @@ def vary_stain(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     scale = torch.tensor(1.0 + rng.uniform(-STAIN_SCALE, STAIN_SCALE, 3), dtype=torch.float32).view(3, 1, 1)
     shift = torch.tensor(rng.uniform(-STAIN_SHIFT, STAIN_SHIFT, 3), dtype=torch.float32).view(3, 1, 1)
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
-    varied = _JITTER.apply(tensor, scale, shift)
+    varied = _JITTER.jitter(tensor, scale, shift)
     return (varied * 255.0).round().byte().permute(1, 2, 0).numpy()
 
 
@@ -101,7 +101,7 @@ def scanner_jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def scanner_jpeg2000(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    encoded = imagecodecs.jpeg2k_encode(np.ascontiguousarray(image), level=float(rng.uniform(*JPEG2000_PSNR)))
+    encoded = imagecodecs.jpeg2k_encode(np.ascontiguousarray(image), level=float(rng.uniform(*JPEG2000_PSNR)))  # type: ignore[arg-type]  # a PSNR target in dB: the stub says int, the codec takes any number
     return imagecodecs.jpeg2k_decode(encoded)
 
 

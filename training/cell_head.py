@@ -134,7 +134,7 @@ def backbone_features(classifier: TileClassifier, tiles: np.ndarray, batch: int 
     with torch.inference_mode():
         for start in range(0, len(tiles), batch):
             x = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch])).permute(0, 3, 1, 2).float()
-            out.append(classifier.model.backbone(x * classifier.scale - classifier.offset))
+            out.append(classifier.model.backbone(x * classifier.scale - classifier.offset))  # type: ignore[operator]  # the network is typed as nn.Module
     return torch.cat(out)
 
 
@@ -237,7 +237,7 @@ def add_cell_head(
         features, examples.targets, len(card.classes), epochs, seed=seed, good=card.good_index, log=log
     )
     with_cells = copy.deepcopy(network)
-    with_cells.cell_head = head
+    with_cells.cell_head = head  # type: ignore[assignment]  # the fitted head is the Sequential cell_head() builds
     card.cell_hidden, card.cell_px = HIDDEN, cell_px
     card.training_data = card.training_data | {
         "cell_head": {

@@ -222,8 +222,8 @@ def reproduce_default(
     started = time.perf_counter()
     data = workdir / "defects"
     if not (data / "manifest.csv").exists():
-        config = BuildConfig(crops, 224, mpp, seed=seed, vary_references=True, source_mpp=_parse_mpp(source_mpp))
-        build_dataset("defects", find_sources(sources), data, config)
+        build_config = BuildConfig(crops, 224, mpp, seed=seed, vary_references=True, source_mpp=_parse_mpp(source_mpp))
+        build_dataset("defects", find_sources(sources), data, build_config)
     dataset = ImageFolder(data)
     config = TrainConfig(epochs, batch_size, lr, seed=seed, schedule="cosine", label_smoothing=label_smoothing)
     metrics = {}
@@ -248,14 +248,19 @@ def reproduce_default(
 
     if not skip_loso:
 
-        def report(row: dict) -> None:
+        def echo_fold(row: dict) -> None:
             typer.echo(
                 f"held out {row['held_out']:>20}: AUC good-vs-bad {row['auc_good_vs_bad']:.4f}, "
                 f"accuracy good-vs-bad {row['accuracy_good_vs_bad']:.4f}, classes {row['accuracy_classes']:.4f}"
             )
 
         metrics["leave_one_source_out"] = leave_one_source_out(
-            dataset, spec, config, on_result=report, teaching_for=teaching_for, predictions_dir=workdir / "predictions"
+            dataset,
+            spec,
+            config,
+            on_result=echo_fold,
+            teaching_for=teaching_for,
+            predictions_dir=workdir / "predictions",
         )
     card = make_card(
         spec,

@@ -59,10 +59,10 @@ def _motion_cv2(image, severity, mpp, rng):
     """A streak drawn with OpenCV's anti-aliased line into a kernel, rotated to a random angle."""
     length = MOTION_MAX_LENGTH_UM * severity / mpp
     size = int(np.ceil(length)) | 1
-    kernel = np.zeros((size, size), np.float32)
-    cv2.line(kernel, (0, size // 2), (size - 1, size // 2), 1.0, thickness=1, lineType=cv2.LINE_AA)
+    line = np.zeros((size, size), np.float32)
+    cv2.line(line, (0, size // 2), (size - 1, size // 2), 1.0, thickness=1, lineType=cv2.LINE_AA)
     rotation = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
-    kernel = cv2.warpAffine(kernel, rotation, (size, size))
+    kernel = np.asarray(cv2.warpAffine(line, rotation, (size, size)), np.float32)
     return cv2.filter2D(image, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
 
 
@@ -79,7 +79,9 @@ def _gaussian_noise_albumentations(image, severity, mpp, rng):
 
 def _jpeg_cv2(image, severity, mpp, rng):
     ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality_for(severity)])
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    assert ok and decoded is not None  # OpenCV encodes and decodes its own JPEG
+    return decoded[..., ::-1].copy()
 
 
 def _jpeg_albumentations(image, severity, mpp, rng):

@@ -105,7 +105,8 @@ def random_crops(source: Source, config: BuildConfig, rng: np.random.Generator) 
     if source.width < size or source.height < size:
         raise SourceError(f"{source.path}: {source.width}×{source.height} px is smaller than one {size} px crop")
     base = source_downsample(source, config)
-    crops, attempts = [], 0
+    crops: list[tuple[int, int, np.ndarray]] = []
+    attempts = 0
     while len(crops) < config.crops_per_source and attempts < 50 * config.crops_per_source:
         attempts += 1
         # Half the varied references are also seen at a random coarser scale (down to half):

@@ -43,7 +43,7 @@ def teacher_logits(
             f"{checkpoint}: the teacher's classes {card.classes} differ from the dataset's {dataset.classes}"
         )
     torch_device = auto_device(device)
-    model = model.to(torch_device, memory_format=torch.channels_last).eval()
+    model = model.to(torch_device).to(memory_format=torch.channels_last).eval()
     images = TransformedSubset(dataset, indices, build_transform(card.input_size, card.mean, card.std, "none"))
     logits = [
         model(batch.to(torch_device, memory_format=torch.channels_last)).cpu()

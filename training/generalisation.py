@@ -128,7 +128,8 @@ def _small_field(source: Source, group: SourceGroup, plan: CropPlan, rng: np.ran
     model's scale (a 640 × 480 field at 0.045 µm/px gives 108 px at 0.2 µm/px)."""
     read = min(source.width, source.height)
     x, y = int(rng.integers(0, source.width - read + 1)), int(rng.integers(0, source.height - read + 1))
-    side = max(1, round(read * (source.slide.mpp or group.mpp) * plan.max_magnification / plan.mpp))
+    assert plan.max_magnification is not None  # only a plan that allows magnification shrinks a small field
+    side = max(1, round(read * (source.slide.mpp or group.mpp or plan.mpp) * plan.max_magnification / plan.mpp))
     return np.asarray(Image.fromarray(source.crop(x, y, read)).resize((side, side), Image.Resampling.LANCZOS))
 
 

@@ -74,8 +74,8 @@ class RunSpec:
         del fields["init_label"]  # wording for the tables, not part of what was trained
         fields["data"] = Path(self.data).name
         if self.init not in INITS:
-            init = Path(self.init)
-            fields["init"] = str(init.relative_to(out)) if init.is_relative_to(out) else init.name
+            init_path = Path(self.init)
+            fields["init"] = str(init_path.relative_to(out)) if init_path.is_relative_to(out) else init_path.name
         init = self.init if self.init in INITS else "transfer"
         tag = "-os" if self.oversample else ""
         return (
@@ -360,7 +360,8 @@ def run_model2(runner: Runner, config: dict, model1: dict) -> dict:
         if training.get("hyperparameters", "model1") == "model1" and base in model1["bases"]:
             setting = Setting(**model1["bases"][base]["chosen"])
         else:
-            chosen = training.get("hyperparameters") if isinstance(training.get("hyperparameters"), dict) else {}
+            asked = training.get("hyperparameters")
+            chosen: dict = asked if isinstance(asked, dict) else {}
             setting = Setting(**{**PAPER_BEST_SETTING, **chosen})
         if source == "model1":
             if base not in model1["bases"]:

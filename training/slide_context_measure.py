@@ -82,7 +82,7 @@ def context_table(rows: list[ContextMeasurement]) -> str:
     for row in rows:
         family = min(FAMILIES, key=lambda f: np.nanmin(row.defective_throughout[f]))
         throughout = np.nanmin(row.defective_throughout[family])
-        right = min(row.sharp_slide.right_family, key=row.sharp_slide.right_family.get)
+        right = min(row.sharp_slide.right_family, key=lambda name: row.sharp_slide.right_family[name])
         lines.append(
             f"| {row.group} | {row.raw.sharp_pass:.2f} / {row.sharp_slide.sharp_pass:.2f} / "
             f"{row.mostly_defective.sharp_pass:.2f} | {row.sharp_slide_shift:.1f} / {row.mostly_defective_shift:.1f} | "

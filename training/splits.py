@@ -106,7 +106,7 @@ def cross_lab_splits(
     names = sorted(set(labs.tolist()))
     if len(names) < 2:
         raise SplitError(f"a cross-lab control needs two labs; the data has {len(names)}")
-    splits = []
+    splits: list[Split] = []
     for train_lab in names:
         members = np.flatnonzero(labs == train_lab)
         lab_groups = None if groups is None else np.asarray(groups)[members]

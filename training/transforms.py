@@ -49,9 +49,9 @@ class RandomStainJitter(torch.nn.Module):
         shape = (*image.shape[:-3], 3, 1, 1)
         scale = 1.0 + (torch.rand(shape, device=image.device, dtype=image.dtype) * 2.0 - 1.0) * self.sigma
         shift = (torch.rand(shape, device=image.device, dtype=image.dtype) * 2.0 - 1.0) * self.sigma
-        return self.apply(image, scale, shift)
+        return self.jitter(image, scale, shift)
 
-    def apply(self, image: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    def jitter(self, image: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """The jitter with given per-stain ``scale`` and ``shift`` (shape ``(..., 3, 1, 1)``)."""
         intensity = (image * 255.0 + 1.0) / 256.0
         density = -torch.log(intensity)

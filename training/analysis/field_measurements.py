@@ -91,13 +91,15 @@ def tile_sets(
     degraded by ``copies_of``."""
     sources, _, _ = catalogue_fields(data)
     rng = np.random.default_rng(2026)
-    clean, looks, degraded = [], [], {}
+    clean: list = []
+    looks: list = []
+    degraded: dict = {}
     for source, fields in sources.items():
         if not keep(source):
             continue
         for item in fields:
             with open_slide(item.path) as slide:
-                mpp = item.mpp or slide.mpp
+                mpp = item.mpp or slide.mpp or MODEL_MPP
                 pixels = slide.read_region((0, 0), 0, slide.dimensions)
             if mpp > MODEL_MPP * 1.1:
                 continue

@@ -22,8 +22,8 @@ def field_at_model_scale(path: Path, mpp: float | None) -> np.ndarray:
     """The whole field at 0.5 µm/px (Lanczos); ``mpp`` None: the file's own, 0: taken as 0.5."""
     with open_slide(path) as slide:
         pixels = slide.read_region((0, 0), 0, slide.dimensions)
-        mpp = MODEL_MPP if mpp == 0 else mpp or slide.mpp
-    return resampled(pixels, mpp, MODEL_MPP) if abs(mpp - MODEL_MPP) > 0.01 else pixels
+        scale = MODEL_MPP if mpp == 0 else mpp or slide.mpp or MODEL_MPP
+    return resampled(pixels, scale, MODEL_MPP) if abs(scale - MODEL_MPP) > 0.01 else pixels
 
 
 def tissue_tiles(field: np.ndarray, min_tissue: float = MIN_TISSUE) -> list[np.ndarray]:

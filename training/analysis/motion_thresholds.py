@@ -44,6 +44,8 @@ def choose_thresholds(
             good_flagged, missed = flagged[good].mean(), 1.0 - flagged[streaked].mean()
             if good_flagged <= MAX_GOOD_FLAGGED and (best is None or missed < best[2]):
                 best = (float(fine), float(ratio), float(missed), float(good_flagged))
+    if best is None:
+        raise SystemExit(f"no pair on the grid flags at most {MAX_GOOD_FLAGGED:.1%} of the good looks")
     return best
 
 

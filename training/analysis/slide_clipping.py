@@ -75,14 +75,25 @@ def main() -> None:
             clean.append(slide_median(field))
             looks += [slide_median(vary_good(field, rng)) for _ in range(args.looks)]
             bright += [slide_median(np.ascontiguousarray(degrade(field))) for degrade in BRIGHTER.values()]
-        clean, looks, bright = ([v for v in values if v is not None] for values in (clean, looks, bright))
-        if not clean:
+        clean_medians, look_medians, bright_medians = (
+            [float(v) for v in values if v is not None] for values in (clean, looks, bright)
+        )
+        if not clean_medians:
             continue
-        beyond = f"{np.mean(np.array(bright) > OVER_EXPOSED_STAIN):.2f} of {len(bright)}" if bright else "–"
-        looks_beyond = f"{np.mean(np.array(looks) > OVER_EXPOSED_STAIN):.2f} of {len(looks)}" if looks else "–"
+        beyond = (
+            f"{np.mean(np.array(bright_medians) > OVER_EXPOSED_STAIN):.2f} of {len(bright_medians)}"
+            if bright_medians
+            else "–"
+        )
+        looks_beyond = (
+            f"{np.mean(np.array(look_medians) > OVER_EXPOSED_STAIN):.2f} of {len(look_medians)}"
+            if look_medians
+            else "–"
+        )
         print(
-            f"| {name} | {len(clean)} | {max(clean):.3f} | {max(looks, default=float('nan')):.3f} | {looks_beyond} | "
-            f"{min(bright, default=float('nan')):.3f} | {beyond} |",
+            f"| {name} | {len(clean_medians)} | {max(clean_medians):.3f} | "
+            f"{max(look_medians, default=float('nan')):.3f} | {looks_beyond} | "
+            f"{min(bright_medians, default=float('nan')):.3f} | {beyond} |",
             flush=True,
         )
 

@@ -30,6 +30,7 @@ import sys
 import time
 from multiprocessing import Pool, get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ FOLD_ORDER = ["cmu_small_region", "blood_smear", "he_tumour_target", "ihc_colon"
 TEST_REFERENCES = 150
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "arch": "iqanet",
     "init": "random",
     "crops": 150,
@@ -65,7 +66,7 @@ DEFAULTS = {
     "weight_decay": 0.0,
 }
 MOBILENET = {"arch": "mobilenet_v2", "init": "imagenet", "epochs": 3, "lr": 1e-4}
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
     "big": {"crops": 300},
     "ep24": {"epochs": 24},
@@ -212,15 +213,15 @@ def run_job(data: dict, job: dict, device) -> dict:
                     x = x.flip(-1) if flip else x
                     chunks.append(torch.softmax(model(normalised(x)), 1)[:, good].cpu().numpy())
                 views.append(np.concatenate(chunks))
-    views = np.stack(views)
+    stacked = np.stack(views)
     truth = labels[test_idx] == good
     return {
         **job,
         "best_epoch": best_epoch,
         "val_loss": best_loss,
-        "auc": float(roc_auc_score(truth, views[0])),
-        "auc_tta2": float(roc_auc_score(truth, views[[0, 5]].mean(0))),
-        "auc_tta8": float(roc_auc_score(truth, views.mean(0))),
+        "auc": float(roc_auc_score(truth, stacked[0])),
+        "auc_tta2": float(roc_auc_score(truth, stacked[[0, 5]].mean(0))),
+        "auc_tta8": float(roc_auc_score(truth, stacked.mean(0))),
         "test_idx": test_idx.tolist(),
         "is_good": truth.tolist(),
         "p_good": views[0].round(5).tolist(),
