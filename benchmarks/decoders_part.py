@@ -32,7 +32,13 @@ from slideiqa.io.slide import open_slide
 from slideiqa.measure.slide_tone import DEPARTURE_Z, tone_features, tone_z
 from slideiqa.models.predictor import Predictor
 
-NETWORK_ONLY = {"measure_noise": False, "measure_motion": False, "measure_jpeg": False, "measure_exposure": False}
+NETWORK_ONLY = {
+    "measure_noise": False,
+    "measure_motion": False,
+    "measure_defocus": False,
+    "measure_jpeg": False,
+    "measure_exposure": False,
+}
 
 
 def both_ways(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

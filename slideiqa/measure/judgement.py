@@ -1,21 +1,24 @@
 """The defect families judged by measuring them, applied in one place for maps, explanations and
 the generalisation benchmark.
 
-Four families have a physical signature a network trained on a few labs does not reliably learn:
+Five families have a physical signature a network trained on a few labs does not reliably learn:
 noise (``noise_level``: fine-scale energy everywhere in the tile), motion (``motion_blur``: fine
-detail gone along one direction only), JPEG (``jpeg_quantisation``: the DCT lattice of the block
-grid, read as the quality's step) and exposure (``exposure_evidence``: a white point no light
-source leaves, stain clipped to white, a crushed black level — never a tile's darkness alone). Where
-a model sees tiles at the scale the noise and motion measurements were calibrated on, its P(noise)
-and P(motion) are replaced by the measurements' and the other classes keep their ratios; its
-P(jpeg) is raised to the measured step's wherever the lattice shows, and its P(exposure) is capped
-by the exposure evidence, at any scale. Elsewhere the network's own probabilities stand.
+detail gone along one direction only), defocus (``defocus_evidence``: fine detail gone in every
+direction, coarse structure kept), JPEG (``jpeg_quantisation``: the DCT lattice of the block grid,
+read as the quality's step) and exposure (``exposure_evidence``: a white point no light source
+leaves, stain clipped to white, a crushed black level — never a tile's darkness alone). Where a
+model sees tiles at the scale the noise and motion measurements were calibrated on, its P(noise)
+and P(motion) are replaced by the measurements' and its P(defocus) is capped where the tile shows
+fine detail no defocused tile has; the other classes keep their ratios. Its P(jpeg) is raised to
+the measured step's wherever the lattice shows, and its P(exposure) is capped by the exposure
+evidence, at any scale. Elsewhere the network's own probabilities stand.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from slideiqa.measure.defocus_evidence import defocus_judgement, judge_defocus, measures_defocus
 from slideiqa.measure.exposure_evidence import (
     ExposureEvidence,
     exposure_evidence,
@@ -24,11 +27,11 @@ from slideiqa.measure.exposure_evidence import (
     measures_exposure,
 )
 from slideiqa.measure.jpeg_quantisation import jpeg_judgement, jpeg_scale, judge_jpeg, measures_jpeg
-from slideiqa.measure.motion_blur import judge_motion, measures_motion, motion_judgement, motion_score
+from slideiqa.measure.motion_blur import judge_motion, measures_motion, motion_judgement, motion_score, sector_energies
 from slideiqa.measure.noise_level import PatchNoise, judge_noise, measures_noise, noise_judgement, patch_noise
 
 #: Every family that can be measured, in the order the measurements are applied.
-MEASURABLE = ("noise", "motion", "jpeg", "exposure")
+MEASURABLE = ("noise", "motion", "defocus", "jpeg", "exposure")
 
 
 def measured_families(classes: list[str], mpp: float) -> list[str]:
@@ -36,6 +39,7 @@ def measured_families(classes: list[str], mpp: float) -> list[str]:
     applies = {
         "noise": measures_noise(classes, mpp),
         "motion": measures_motion(classes, mpp),
+        "defocus": measures_defocus(classes, mpp),
         "jpeg": measures_jpeg(classes),
         "exposure": measures_exposure(classes),
     }
@@ -59,8 +63,14 @@ def judge_measured(
     model's, as for a slide judged at its own slightly coarser pixels)."""
     if "noise" in families:
         probabilities = judge_noise(probabilities, classes, (patch_noise(tiles) if noise is None else noise).per_tile())
+    spectral = {"motion", "defocus"} & set(families)
+    energies = sector_energies(tiles, mpp, extent) if spectral else None  # one spectrum for both
     if "motion" in families:
-        probabilities = judge_motion(probabilities, classes, motion_score(tiles, mpp, extent))
+        probabilities = judge_motion(probabilities, classes, motion_score(tiles, mpp, extent, energies))
+    if "defocus" in families and energies is not None:
+        # After motion: what the cap takes goes to the families not measured, never into a measured one.
+        measured = tuple(family for family in ("noise", "motion") if family in families)
+        probabilities = judge_defocus(probabilities, classes, energies.detail(), measured)
     if "jpeg" in families:
         probabilities = judge_jpeg(probabilities, classes, jpeg_scale(tiles, extent) if jpeg is None else jpeg)
     if "exposure" in families:
@@ -69,10 +79,11 @@ def judge_measured(
 
 
 def judgement_attributes(classes: list[str], mpp: float) -> dict:
-    """How a map's P(noise), P(motion) and P(exposure) were made, for its attributes."""
+    """How a map's measured families' probabilities were made, for its attributes."""
     return {
         "noise": noise_judgement(classes, mpp),
         "motion": motion_judgement(classes, mpp),
+        "defocus": defocus_judgement(classes, mpp),
         "jpeg": jpeg_judgement(classes),
         "exposure": exposure_judgement(classes),
     }

@@ -57,6 +57,7 @@ missed than through the mirror at every size measured (``training/analysis/motio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -186,16 +187,39 @@ def _own_part_energies(
     return _sector_energy(power, fine_band), _sector_energy(power, coarse_band)
 
 
-def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
-    """(N, 2) log-ratios (fine anisotropy, fine-to-coarse anisotropy) of (N, H, W, 3) uint8 tiles
-    at ``mpp`` µm/px (default ``MOTION_MPP``); an edge tile's spectrum is read on its own part
-    (``extent``: ``edge_tiles.own_extent`` of the tiles, where the caller has it already)."""
+@dataclass(frozen=True)
+class SectorEnergies:
+    """Each tile's power spectrum summed over the fine and the coarse band in each of ``SECTORS``
+    directions: (N, SECTORS) each. Motion reads how unequal the directions are; the defocus
+    evidence (``defocus_evidence``) reads how much fine detail there is beside the coarse structure."""
+
+    fine: np.ndarray
+    coarse: np.ndarray
+
+    def anisotropy(self) -> np.ndarray:
+        """(N, 2) log-ratios: fine anisotropy, fine-to-coarse anisotropy."""
+        ratio = self.fine / self.coarse
+        return np.stack(
+            [np.log(self.fine.max(axis=1) / self.fine.min(axis=1)), np.log(ratio.max(axis=1) / ratio.min(axis=1))],
+            axis=1,
+        )
+
+    def detail(self) -> np.ndarray:
+        """(N,) log of the fine band's energy over the coarse band's, every direction together."""
+        return np.log(self.fine.sum(axis=1) / self.coarse.sum(axis=1))
+
+
+def sector_energies(tiles: np.ndarray, mpp: float | None = None, extent: np.ndarray | None = None) -> SectorEnergies:
+    """The fine and coarse bands' energy per sector of (N, H, W, 3) uint8 tiles at ``mpp`` µm/px
+    (default ``MOTION_MPP``); an edge tile's spectrum is read on its own part (``extent``:
+    ``edge_tiles.own_extent`` of the tiles, where the caller has it already)."""
     tiles = np.asarray(tiles)
     full, scale = tiles.shape[1:3], band_scale(mpp)
     window, fine_band, coarse_band = _sector_bins(*full, scale)
     extent = own_extent(tiles) if extent is None else np.asarray(extent)
     own_part = _measured_on_own_part(extent, full)
-    out = np.empty((len(tiles), 2), np.float64)
+    fine_out = np.empty((len(tiles), SECTORS), np.float64)
+    coarse_out = np.empty((len(tiles), SECTORS), np.float64)
     for start in range(0, len(tiles), _CHUNK):
         chunk = tiles[start : start + _CHUNK]
         # The sum of the channels (3 × luminance; only ratios are used): numpy's mean over a last
@@ -212,10 +236,14 @@ def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.nd
         for index in np.flatnonzero(own_part[start : start + _CHUNK]):
             height, width = extent[start + index]
             fine[index], coarse[index] = _own_part_energies(summed[index], int(height), int(width), full, scale)
-        ratio = fine / coarse
-        out[start : start + _CHUNK, 0] = np.log(fine.max(axis=1) / fine.min(axis=1))
-        out[start : start + _CHUNK, 1] = np.log(ratio.max(axis=1) / ratio.min(axis=1))
-    return out
+        fine_out[start : start + len(chunk)], coarse_out[start : start + len(chunk)] = fine, coarse
+    return SectorEnergies(fine_out, coarse_out)
+
+
+def motion_anisotropy(tiles: np.ndarray, mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
+    """(N, 2) log-ratios (fine anisotropy, fine-to-coarse anisotropy) of (N, H, W, 3) uint8 tiles,
+    ``mpp`` and ``extent`` as :func:`sector_energies`."""
+    return sector_energies(tiles, mpp, extent).anisotropy()
 
 
 def _measured_on_own_part(extent: np.ndarray, full: tuple[int, int]) -> np.ndarray:
@@ -232,12 +260,17 @@ def edge_margin(extent: np.ndarray, full: tuple[int, int]) -> np.ndarray:
     return 1.0 + EDGE_SPREAD * (1.0 / np.sqrt(share) - 1.0)
 
 
-def motion_score(tiles: np.ndarray, mpp: float | None = None, extent: np.ndarray | None = None) -> np.ndarray:
+def motion_score(
+    tiles: np.ndarray,
+    mpp: float | None = None,
+    extent: np.ndarray | None = None,
+    energies: SectorEnergies | None = None,
+) -> np.ndarray:
     """How far each tile is past both thresholds: > 1 streaked, < 1 not (the lower of the two ratios);
-    ``mpp`` and ``extent`` as :func:`motion_anisotropy`."""
+    ``mpp`` and ``extent`` as :func:`sector_energies`, ``energies`` where the caller has them already."""
     tiles = np.asarray(tiles)
     extent = own_extent(tiles) if extent is None else np.asarray(extent)
-    anisotropy = motion_anisotropy(tiles, mpp, extent)
+    anisotropy = (sector_energies(tiles, mpp, extent) if energies is None else energies).anisotropy()
     score = np.minimum(anisotropy[:, 0] / MOTION_FINE, anisotropy[:, 1] / MOTION_RATIO)
     return score / edge_margin(extent, tiles.shape[1:3])
 

@@ -154,11 +154,25 @@ def measured_noise_probability(sigma: np.ndarray) -> np.ndarray:
     return expit((np.asarray(sigma, dtype=np.float64) - NOISE_SIGMA) / NOISE_SOFTNESS)
 
 
-def set_class_probability(probabilities: np.ndarray, index: int, values: np.ndarray) -> np.ndarray:
+def set_class_probability(
+    probabilities: np.ndarray, index: int, values: np.ndarray, keep: tuple[int, ...] = ()
+) -> np.ndarray:
     """``probabilities`` (tiles × classes) with class ``index`` set to ``values`` and the other
-    classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero)."""
+    classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero);
+    the classes ``keep`` names (measured already) keep their probabilities as they are."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
+    if keep:
+        kept = probabilities[:, list(keep)].sum(axis=1)
+        free = [i for i in range(probabilities.shape[1]) if i != index and i not in keep]
+        judged = probabilities.copy()
+        judged[:, index] = values
+        rest = probabilities[:, free]
+        total = rest.sum(axis=1, keepdims=True)
+        even = np.full_like(rest, 1.0 / len(free))
+        share = np.where(total > 1e-12, rest / np.maximum(total, 1e-12), even)
+        judged[:, free] = share * np.maximum(1.0 - values - kept, 0.0)[:, None]
+        return judged
     others = np.delete(probabilities, index, axis=1)
     total = others.sum(axis=1, keepdims=True)
     even = np.full_like(others, 1.0 / others.shape[1])

@@ -145,6 +145,7 @@ class Predictor:
         measure_motion: bool = True,
         measure_jpeg: bool = True,
         measure_exposure: bool = True,
+        measure_defocus: bool = True,
     ) -> None:
         self.checkpoint = resolve_model(model)
         self.card = load_card(self.checkpoint)
@@ -154,9 +155,15 @@ class Predictor:
         self.engine = engine
         # Noise and motion are measured, not guessed, where the model sees tiles at the scale the
         # measurements were calibrated on, and exposure is capped by its physical evidence
-        # (judgement.py); measure_noise, measure_motion, measure_jpeg or measure_exposure=False gives
-        # the network's own P(noise), P(motion), P(jpeg) or P(exposure).
-        asked = {"noise": measure_noise, "motion": measure_motion, "jpeg": measure_jpeg, "exposure": measure_exposure}
+        # (judgement.py); measure_noise, measure_motion, measure_defocus, measure_jpeg or
+        # measure_exposure=False gives the network's own P(noise), P(motion), P(defocus), P(jpeg) or P(exposure).
+        asked = {
+            "noise": measure_noise,
+            "motion": measure_motion,
+            "defocus": measure_defocus,
+            "jpeg": measure_jpeg,
+            "exposure": measure_exposure,
+        }
         #: The defect families this predictor measures rather than takes from the network.
         self.measured_families = [
             family for family in measured_families(self.card.classes, self.card.mpp) if asked[family]
@@ -239,8 +246,8 @@ class Predictor:
         cell_probabilities = outputs[1] if cells else None
         evidence = exposure_evidence(tiles) if "exposure" in self.measured_families else None
         noise = patch_noise(tiles) if "noise" in self.measured_families else None  # once, for tiles and cells
-        # Edge tiles' own parts, found once for the two measurements that read them (edge_tiles.py).
-        extent = own_extent(tiles) if {"jpeg", "motion"} & set(self.measured_families) else None
+        # Edge tiles' own parts, found once for the measurements that read them (edge_tiles.py).
+        extent = own_extent(tiles) if {"jpeg", "motion", "defocus"} & set(self.measured_families) else None
         jpeg = jpeg_scale(tiles, extent) if "jpeg" in self.measured_families else None
         probabilities = judge_measured(
             probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg, mpp, extent

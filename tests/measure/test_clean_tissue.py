@@ -97,8 +97,9 @@ def test_oriented_collagen_bundles_pass_and_the_same_field_streaked_fails(tmp_pa
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known miss: the network passes it (P(good) 0.95) and no measurement here "
-    "separates it from clean tissue (benchmarks/README.md, Defects still found)",
+    reason="known miss: the network passes it (P(good) 0.95); its spectral detail (-3.2, its sibling's "
+    "-0.71) is lower than all but 2 of 1101 clean tiles', but the defocus evidence only caps, it never "
+    "raises P(defocus) (docs/how-it-works/stages/defocus.md; docs/history.md row 49)",
 )
 def test_the_real_out_of_focus_tile_is_flagged_and_its_clean_sibling_passes(tmp_path):
     """HistoArtifacts' real out-of-focus tile and its artefact-free sibling, neither seen by any model

@@ -3,7 +3,7 @@ probabilities, as the last deliberate change of judgement left them, pinned in
 ``tests/data/regression/judgement.npz``.
 
 A change that is meant to judge differently (and raises ``pipeline.plan.JUDGEMENT``) writes the file
-again: ``python tests/measure/test_judgement_pinned.py --write``, and says so in its commit.
+again: ``PYTHONPATH=tests python tests/measure/test_judgement_pinned.py --write``, and says so in its commit.
 """
 
 import sys
@@ -59,7 +59,6 @@ def test_the_sample_map_and_the_heldout_tiles_are_judged_as_pinned(tmp_path):
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     import tempfile
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: paths, slides
     with tempfile.TemporaryDirectory() as folder:
         np.savez_compressed(PINNED, **judged(Path(folder) / "sample.quality.zarr"))
     print(f"wrote {PINNED}")

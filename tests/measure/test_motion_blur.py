@@ -117,16 +117,15 @@ def test_judging_motion_keeps_the_other_classes_ratios():
     assert judged[1, 2] > 0.999  # a streak the network missed
     assert judge_motion(probabilities, ["good", "a", "b", "c"], np.zeros(2)) is probabilities
     assert measures_motion(classes, 0.5) and not measures_motion(classes, 1.0)
-    assert measured_families(classes, 0.5) == ["noise", "motion"] and measured_families(["good", "noise"], 0.5) == [
-        "noise"
-    ]
+    assert measured_families(classes, 0.5) == ["noise", "motion", "defocus"]
+    assert measured_families(["good", "noise"], 0.5) == ["noise"]
     assert measured_families([*classes, "jpeg", "exposure"], 1.0) == ["jpeg", "exposure"]  # these hold at any scale
 
 
 def test_the_predictor_measures_motion_and_can_be_asked_not_to(heldout_tiles):
     measured, network = Predictor("default"), Predictor("default", measure_motion=False)
-    assert measured.measured_families == ["noise", "motion", "jpeg", "exposure"]
-    assert network.measured_families == ["noise", "jpeg", "exposure"]
+    assert measured.measured_families == ["noise", "motion", "defocus", "jpeg", "exposure"]
+    assert network.measured_families == ["noise", "defocus", "jpeg", "exposure"]
     index = measured.classes.index("motion")
     streaked = np.stack([motion(tile, FLOORS["motion"], seed=i) for i, tile in enumerate(heldout_tiles)])
     judged = measured.predict(np.concatenate([heldout_tiles, streaked]))

@@ -332,6 +332,6 @@ def test_a_fold_is_measured_with_motion_measured_and_can_be_recorded_in_a_card(h
     card = load_card(stem)
     [recorded] = card.metrics["leave_one_source_out"]
     assert recorded["right_family"] == record["right_family"] and recorded["sharp_pass"] == 1.0
-    assert card.metrics["measured_families"] == ["noise", "motion", "jpeg", "exposure"]
+    assert card.metrics["measured_families"] == ["noise", "motion", "defocus", "jpeg", "exposure"]
     assert card.metrics["judged_against_the_slide"] == ["tone"]
     assert file_sha256(stem.with_suffix(".safetensors")) == before == card.weights_sha256

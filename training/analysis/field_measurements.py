@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -80,20 +80,12 @@ def copies_of(field: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarr
 Copies = Callable[[np.ndarray, np.random.Generator], dict[str, np.ndarray]]
 
 
-def tile_sets(
-    data: Path,
-    copies_of: Copies = copies_of,
-    keep: Callable[[str], bool] = lambda source: True,
-    at_mpp: float = MODEL_MPP,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(clean tiles, their good looks, {copy: tiles}) of every clean field at ``at_mpp`` µm/px (the
-    model's, or a 20× scanner's slightly coarser one), of the sources ``keep`` names, each field
-    degraded by ``copies_of``."""
+def clean_fields(
+    data: Path, keep: Callable[[str], bool] = lambda source: True, at_mpp: float = MODEL_MPP
+) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, pixels at ``at_mpp`` µm/px) of every clean field of the catalogue's sources ``keep``
+    names, at or finer than the model's scale (10 % coarser allowed), one at a time."""
     sources, _, _ = catalogue_fields(data)
-    rng = np.random.default_rng(2026)
-    clean: list = []
-    looks: list = []
-    degraded: dict = {}
     for source, fields in sources.items():
         if not keep(source):
             continue
@@ -103,18 +95,34 @@ def tile_sets(
                 pixels = slide.read_region((0, 0), 0, slide.dimensions)
             if mpp > MODEL_MPP * 1.1:
                 continue
-            field = pixels if abs(mpp - at_mpp) < 0.01 else resampled(pixels, mpp, at_mpp)
-            copies = copies_of(field, rng)
-            height, width = field.shape[:2]
-            for top in range(0, height - TILE + 1, STRIDE):
-                for left in range(0, width - TILE + 1, STRIDE):
-                    window = np.s_[top : top + TILE, left : left + TILE]
-                    if (field[window].astype(np.int32).sum(axis=-1) < DARK_SUM).mean() < MIN_TISSUE:
-                        continue
-                    clean.append(field[window])
-                    looks.extend(vary_good(field[window], rng) for _ in range(GOOD_LOOKS))
-                    for name, copy in copies.items():
-                        degraded.setdefault(name, []).append(copy[window])
+            yield Path(str(item.path)), pixels if abs(mpp - at_mpp) < 0.01 else resampled(pixels, mpp, at_mpp)
+
+
+def tile_sets(
+    data: Path,
+    copies_of: Copies = copies_of,
+    keep: Callable[[str], bool] = lambda source: True,
+    at_mpp: float = MODEL_MPP,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(clean tiles, their good looks, {copy: tiles}) of every clean field at ``at_mpp`` µm/px (the
+    model's, or a 20× scanner's slightly coarser one), of the sources ``keep`` names, each field
+    degraded by ``copies_of``."""
+    rng = np.random.default_rng(2026)
+    clean: list = []
+    looks: list = []
+    degraded: dict = {}
+    for _, field in clean_fields(data, keep, at_mpp):
+        copies = copies_of(field, rng)
+        height, width = field.shape[:2]
+        for top in range(0, height - TILE + 1, STRIDE):
+            for left in range(0, width - TILE + 1, STRIDE):
+                window = np.s_[top : top + TILE, left : left + TILE]
+                if (field[window].astype(np.int32).sum(axis=-1) < DARK_SUM).mean() < MIN_TISSUE:
+                    continue
+                clean.append(field[window])
+                looks.extend(vary_good(field[window], rng) for _ in range(GOOD_LOOKS))
+                for name, copy in copies.items():
+                    degraded.setdefault(name, []).append(copy[window])
     return np.stack(clean), np.stack(looks), {name: np.stack(tiles) for name, tiles in degraded.items()}
 
 
