@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logit
 
-from slideiqa.measure.noise_level import set_class_probability
+from slideiqa.measure.families import set_class_probability
 
 #: Which of a slide's tissue tiles stands for its good tissue (the best tenth of it).
 REFERENCE_QUANTILE = 0.9

@@ -28,11 +28,13 @@ P(defocus) stands. A cell keeps its own: a 32 px cell is too small a window for 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.special import expit
 
+from slideiqa.measure.families import set_class_probability
 from slideiqa.measure.motion_blur import MOTION_MPP, MOTION_TOLERANCE
-from slideiqa.measure.noise_level import set_class_probability
 
 #: Fine-to-coarse log-ratio above which no tile defocused at the floor was measured.
 FOCUS_DETAIL = -2.0
@@ -45,16 +47,12 @@ def measures_defocus(classes: list[str], mpp: float) -> bool:
     return "defocus" in classes and abs(mpp - MOTION_MPP) <= MOTION_TOLERANCE * MOTION_MPP
 
 
-def defocus_judgement(classes: list[str], mpp: float) -> dict:
-    """How a map's P(defocus) was made, for its attributes."""
-    if not measures_defocus(classes, mpp):
-        return {"measured": False}
-    return {
-        "measured": True,
-        "rule": "min(P_network, cap): the cap falls to 0 where the fine-to-coarse spectral ratio shows detail",
-        "focus_detail": FOCUS_DETAIL,
-        "softness": FOCUS_SOFTNESS,
-    }
+#: How a map's P(defocus) is made, recorded in its attributes (``judgement.judgement_attributes``).
+DEFOCUS_RULE: dict[str, Any] = {
+    "rule": "min(P_network, cap): the cap falls to 0 where the fine-to-coarse spectral ratio shows detail",
+    "focus_detail": FOCUS_DETAIL,
+    "softness": FOCUS_SOFTNESS,
+}
 
 
 def defocus_cap(detail: np.ndarray) -> np.ndarray:

@@ -36,11 +36,12 @@ hospitals no model saw, mapped alone: ``benchmarks/clean_tissue.py`` and ``defec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
-from slideiqa.measure.noise_level import set_class_probability
+from slideiqa.measure.families import set_class_probability
 from slideiqa.measure.slide_tone import sampled_pixels
 
 #: Pixels sampled: every SUBSAMPLE-th along each axis (the measurements are quantiles and shares).
@@ -135,17 +136,13 @@ def measures_exposure(classes: list[str]) -> bool:
     return "exposure" in classes and "good" in classes
 
 
-def exposure_judgement(classes: list[str]) -> dict:
-    """How a map's P(exposure) was made, for its attributes."""
-    if not measures_exposure(classes):
-        return {"measured": False}
-    return {
-        "measured": True,
-        "rule": "min(P_network, evidence), at least certain evidence of too little or too much light",
-        "dark_white_point": DARK_WHITE_POINT,
-        "clipped_stain": CLIPPED_STAIN,
-        "clipped_tile": CLIPPED_TILE,
-        "black_share": BLACK_SHARE,
-        "certain_clipped_stain": CERTAIN_CLIPPED_STAIN,
-        "certain_clipped_tile": CERTAIN_CLIPPED_TILE,
-    }
+#: How a map's P(exposure) is made, recorded in its attributes (``judgement.judgement_attributes``).
+EXPOSURE_RULE: dict[str, Any] = {
+    "rule": "min(P_network, evidence), at least certain evidence of too little or too much light",
+    "dark_white_point": DARK_WHITE_POINT,
+    "clipped_stain": CLIPPED_STAIN,
+    "clipped_tile": CLIPPED_TILE,
+    "black_share": BLACK_SHARE,
+    "certain_clipped_stain": CERTAIN_CLIPPED_STAIN,
+    "certain_clipped_tile": CERTAIN_CLIPPED_TILE,
+}

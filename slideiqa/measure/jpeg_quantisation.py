@@ -26,12 +26,14 @@ OpenCV) mix the channels into another luminance; both orders are read and the la
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.fft
 from scipy.special import expit
 
 from slideiqa.io.edge_tiles import own_extent
-from slideiqa.measure.noise_level import set_class_probability
+from slideiqa.measure.families import set_class_probability
 
 #: The standard (Annex K) luminance table's entries at the coefficients read, (row, column).
 COEFFICIENTS = {(0, 1): 11, (1, 0): 12, (1, 1): 14, (0, 2): 10, (2, 0): 14}
@@ -179,13 +181,9 @@ def measures_jpeg(classes: list[str]) -> bool:
     return "jpeg" in classes
 
 
-def jpeg_judgement(classes: list[str]) -> dict:
-    """How a map's P(jpeg) was made, for its attributes."""
-    if not measures_jpeg(classes):
-        return {"measured": False}
-    return {
-        "measured": True,
-        "rule": "max(P_network, measured), the 8x8 DCT quantisation step read from the tile",
-        "threshold_scale": JPEG_SCALE,
-        "min_blockiness": MIN_BLOCKINESS,
-    }
+#: How a map's P(jpeg) is made, recorded in its attributes (``judgement.judgement_attributes``).
+JPEG_RULE: dict[str, Any] = {
+    "rule": "max(P_network, measured), the 8x8 DCT quantisation step read from the tile",
+    "threshold_scale": JPEG_SCALE,
+    "min_blockiness": MIN_BLOCKINESS,
+}

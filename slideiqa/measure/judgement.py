@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from slideiqa.measure.defocus_evidence import defocus_judgement, judge_defocus, measures_defocus
+from slideiqa.measure.defocus_evidence import DEFOCUS_RULE, judge_defocus, measures_defocus
 from slideiqa.measure.exposure_evidence import (
+    EXPOSURE_RULE,
     ExposureEvidence,
     exposure_evidence,
-    exposure_judgement,
     judge_exposure,
     measures_exposure,
 )
-from slideiqa.measure.jpeg_quantisation import jpeg_judgement, jpeg_scale, judge_jpeg, measures_jpeg
-from slideiqa.measure.motion_blur import judge_motion, measures_motion, motion_judgement, motion_score, sector_energies
-from slideiqa.measure.noise_level import PatchNoise, judge_noise, measures_noise, noise_judgement, patch_noise
+from slideiqa.measure.families import how_measured
+from slideiqa.measure.jpeg_quantisation import JPEG_RULE, jpeg_scale, judge_jpeg, measures_jpeg
+from slideiqa.measure.motion_blur import MOTION_RULE, judge_motion, measures_motion, motion_score, sector_energies
+from slideiqa.measure.noise_level import NOISE_RULE, PatchNoise, judge_noise, measures_noise, patch_noise
 
 #: Every family that can be measured, in the order the measurements are applied.
 MEASURABLE = ("noise", "motion", "defocus", "jpeg", "exposure")
@@ -78,12 +79,17 @@ def judge_measured(
     return probabilities
 
 
+#: What each measured family's attributes record (its estimator or rule and thresholds).
+RULES = {
+    "noise": NOISE_RULE,
+    "motion": MOTION_RULE,
+    "defocus": DEFOCUS_RULE,
+    "jpeg": JPEG_RULE,
+    "exposure": EXPOSURE_RULE,
+}
+
+
 def judgement_attributes(classes: list[str], mpp: float) -> dict:
     """How a map's measured families' probabilities were made, for its attributes."""
-    return {
-        "noise": noise_judgement(classes, mpp),
-        "motion": motion_judgement(classes, mpp),
-        "defocus": defocus_judgement(classes, mpp),
-        "jpeg": jpeg_judgement(classes),
-        "exposure": exposure_judgement(classes),
-    }
+    measured = measured_families(classes, mpp)
+    return {family: how_measured(family in measured, **RULES[family]) for family in RULES}

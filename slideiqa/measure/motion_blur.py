@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -66,7 +67,7 @@ from scipy.special import expit
 
 from slideiqa.io.edge_tiles import own_extent
 from slideiqa.io.grid import COARSEST_RATIO
-from slideiqa.measure.noise_level import set_class_probability
+from slideiqa.measure.families import replace_class
 
 #: Log-ratio of the strongest to the weakest sector of fine detail above which a tile may be streaked.
 MOTION_FINE = 2.6
@@ -118,21 +119,17 @@ def band_scale(mpp: float | None) -> float:
     return round(ratio, 3)
 
 
-def motion_judgement(classes: list[str], mpp: float) -> dict:
-    """How a map's P(motion) was made, for its attributes."""
-    if not measures_motion(classes, mpp):
-        return {"measured": False}
-    return {
-        "measured": True,
-        "estimator": "directional power spectrum, fine and fine/coarse anisotropy",
-        "threshold_fine": MOTION_FINE,
-        "threshold_ratio": MOTION_RATIO,
-        "softness": MOTION_SOFTNESS,
-        "bands_cycles_per_um": {
-            "fine": [f / MOTION_MPP for f in FINE_BAND],
-            "coarse": [f / MOTION_MPP for f in COARSE_BAND],
-        },
-    }
+#: How a map's P(motion) is made, recorded in its attributes (``judgement.judgement_attributes``).
+MOTION_RULE: dict[str, Any] = {
+    "estimator": "directional power spectrum, fine and fine/coarse anisotropy",
+    "threshold_fine": MOTION_FINE,
+    "threshold_ratio": MOTION_RATIO,
+    "softness": MOTION_SOFTNESS,
+    "bands_cycles_per_um": {
+        "fine": [f / MOTION_MPP for f in FINE_BAND],
+        "coarse": [f / MOTION_MPP for f in COARSE_BAND],
+    },
+}
 
 
 @lru_cache(maxsize=8)
@@ -282,8 +279,4 @@ def _measured_motion_probability(score: np.ndarray) -> np.ndarray:
 def judge_motion(probabilities: np.ndarray, classes: list[str], score: np.ndarray) -> np.ndarray:
     """``probabilities`` (tiles × classes) with P(motion) from the measured ``score`` and the other
     classes rescaled to the rest, keeping their ratios; unchanged for a model without a motion class."""
-    if "motion" not in classes:
-        return probabilities
-    return set_class_probability(probabilities, classes.index("motion"), _measured_motion_probability(score)).astype(
-        np.float32
-    )
+    return replace_class(probabilities, classes, "motion", _measured_motion_probability(score))

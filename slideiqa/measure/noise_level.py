@@ -30,10 +30,13 @@ averages noise away, so models at other scales keep their own P(noise).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pywt
 from scipy.special import expit
+
+from slideiqa.measure.families import replace_class
 
 #: Noise σ (grey levels of the green channel) above which a tile is noisy: 5 of 3303 good looks of
 #: the clean fields' tiles above it, at most 0.2 % of their copies with noise at the floor (σ 15
@@ -58,16 +61,12 @@ def measures_noise(classes: list[str], mpp: float) -> bool:
     return "noise" in classes and abs(mpp - NOISE_MPP) <= 0.05 * NOISE_MPP
 
 
-def noise_judgement(classes: list[str], mpp: float) -> dict:
-    """How a map's P(noise) was made, for its attributes."""
-    if not measures_noise(classes, mpp):
-        return {"measured": False}
-    return {
-        "measured": True,
-        "estimator": "wavelet MAD, green channel, 10th percentile of unclipped 16 px patches",
-        "threshold_sigma": NOISE_SIGMA,
-        "softness": NOISE_SOFTNESS,
-    }
+#: How a map's P(noise) is made, recorded in its attributes (``judgement.judgement_attributes``).
+NOISE_RULE: dict[str, Any] = {
+    "estimator": "wavelet MAD, green channel, 10th percentile of unclipped 16 px patches",
+    "threshold_sigma": NOISE_SIGMA,
+    "softness": NOISE_SOFTNESS,
+}
 
 
 @dataclass(frozen=True)
@@ -154,37 +153,7 @@ def measured_noise_probability(sigma: np.ndarray) -> np.ndarray:
     return expit((np.asarray(sigma, dtype=np.float64) - NOISE_SIGMA) / NOISE_SOFTNESS)
 
 
-def set_class_probability(
-    probabilities: np.ndarray, index: int, values: np.ndarray, keep: tuple[int, ...] = ()
-) -> np.ndarray:
-    """``probabilities`` (tiles × classes) with class ``index`` set to ``values`` and the other
-    classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero);
-    the classes ``keep`` names (measured already) keep their probabilities as they are."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
-    if keep:
-        kept = probabilities[:, list(keep)].sum(axis=1)
-        free = [i for i in range(probabilities.shape[1]) if i != index and i not in keep]
-        judged = probabilities.copy()
-        judged[:, index] = values
-        rest = probabilities[:, free]
-        total = rest.sum(axis=1, keepdims=True)
-        even = np.full_like(rest, 1.0 / len(free))
-        share = np.where(total > 1e-12, rest / np.maximum(total, 1e-12), even)
-        judged[:, free] = share * np.maximum(1.0 - values - kept, 0.0)[:, None]
-        return judged
-    others = np.delete(probabilities, index, axis=1)
-    total = others.sum(axis=1, keepdims=True)
-    even = np.full_like(others, 1.0 / others.shape[1])
-    others = np.where(total > 1e-12, others / np.maximum(total, 1e-12), even) * (1.0 - values)[:, None]
-    return np.insert(others, index, values, axis=1)
-
-
 def judge_noise(probabilities: np.ndarray, classes: list[str], sigma: np.ndarray) -> np.ndarray:
     """``probabilities`` (tiles × classes) with P(noise) from the measured ``sigma`` and the other
     classes rescaled to the rest, keeping their ratios; unchanged for a model without a noise class."""
-    if "noise" not in classes:
-        return probabilities
-    return set_class_probability(probabilities, classes.index("noise"), measured_noise_probability(sigma)).astype(
-        np.float32
-    )
+    return replace_class(probabilities, classes, "noise", measured_noise_probability(sigma))

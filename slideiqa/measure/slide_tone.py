@@ -60,7 +60,7 @@ import numpy as np
 from scipy.special import expit
 
 from slideiqa.measure.block_means import block_means
-from slideiqa.measure.noise_level import set_class_probability
+from slideiqa.measure.families import set_class_probability
 
 #: The measurements, in the order of a tone array's first axis.
 TONE_FEATURES = ("glass", "stain_density", "white_point")

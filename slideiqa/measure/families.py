@@ -1,0 +1,49 @@
+"""What every measured family shares: setting one class's probability from a measurement, and the
+record of how it was made that a map keeps in its attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def set_class_probability(
+    probabilities: np.ndarray, index: int, values: np.ndarray, keep: tuple[int, ...] = ()
+) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with class ``index`` set to ``values`` and the other
+    classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero);
+    the classes ``keep`` names (measured already) keep their probabilities as they are."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if keep:
+        kept = probabilities[:, list(keep)].sum(axis=1)
+        free = [i for i in range(probabilities.shape[1]) if i != index and i not in keep]
+        judged = probabilities.copy()
+        judged[:, index] = values
+        rest = probabilities[:, free]
+        total = rest.sum(axis=1, keepdims=True)
+        even = np.full_like(rest, 1.0 / len(free))
+        share = np.where(total > 1e-12, rest / np.maximum(total, 1e-12), even)
+        judged[:, free] = share * np.maximum(1.0 - values - kept, 0.0)[:, None]
+        return judged
+    others = np.delete(probabilities, index, axis=1)
+    total = others.sum(axis=1, keepdims=True)
+    even = np.full_like(others, 1.0 / others.shape[1])
+    others = np.where(total > 1e-12, others / np.maximum(total, 1e-12), even) * (1.0 - values)[:, None]
+    return np.insert(others, index, values, axis=1)
+
+
+def replace_class(probabilities: np.ndarray, classes: list[str], name: str, values: np.ndarray) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with class ``name`` set to the measured ``values`` and the
+    others rescaled to the rest, keeping their ratios; unchanged for a model without that class."""
+    if name not in classes:
+        return probabilities
+    return set_class_probability(probabilities, classes.index(name), values).astype(np.float32)
+
+
+def how_measured(measured: bool, **how: Any) -> dict[str, Any]:
+    """How a map's P(family) was made, for its attributes: ``{"measured": False}`` where the network's
+    own probability stands, else ``{"measured": True}`` and ``how`` (the estimator or rule and its
+    thresholds), so that a map says which rule judged it."""
+    return {"measured": True, **how} if measured else {"measured": False}
