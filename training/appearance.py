@@ -6,7 +6,7 @@ in colour calibration, in the sharpening filter the scanner applies and in the c
 takes any unfamiliar look for a defect, so every reference crop is shown to it in many such looks,
 all labelled good, while the defects (``slideiqa.synthetic.distortions``) are applied on top of them.
 
-Stain is varied in optical density (``RandomStainJitter.apply``), where glass stays white: a paler or
+Stain is varied in optical density (``RandomStainJitter.jitter``), where glass stays white: a paler or
 darker *stain* changes how much light the tissue absorbs, not how much light the lamp gives, which
 is what an exposure error changes. Keeping that difference in the training data is what lets a model
 tell a pale stain from an over-exposed scan.

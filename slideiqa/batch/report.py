@@ -274,7 +274,7 @@ def _complete_summary(map_path: Path) -> MapSummary | None:
 
         opened = open_map(map_path)
         return opened.summary if opened.complete else None
-    except (SlideIQAError, OSError, ValueError):
+    except (SlideIQAError, OSError, ValueError, KeyError, TypeError, AttributeError):  # any unreadable summary
         return None
 
 

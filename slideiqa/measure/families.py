@@ -13,12 +13,16 @@ def set_class_probability(
 ) -> np.ndarray:
     """``probabilities`` (tiles × classes) with class ``index`` set to ``values`` and the other
     classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero);
-    the classes ``keep`` names (measured already) keep their probabilities as they are."""
+    the classes ``keep`` names (measured already) keep their probabilities as they are. With ``keep``,
+    ``values`` may only lower the class's probability (as a cap does): the free classes share what it
+    gives up, and there must be at least one."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     if keep:
         kept = probabilities[:, list(keep)].sum(axis=1)
         free = [i for i in range(probabilities.shape[1]) if i != index and i not in keep]
+        if not free or (values > probabilities[:, index] + 1e-6).any():
+            raise ValueError("with classes kept, a class's probability can only be lowered, towards free classes")
         judged = probabilities.copy()
         judged[:, index] = values
         rest = probabilities[:, free]

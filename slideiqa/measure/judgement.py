@@ -9,7 +9,8 @@ read as the quality's step) and exposure (``exposure_evidence``: a white point n
 leaves, stain clipped to white, a crushed black level — never a tile's darkness alone). Where a
 model sees tiles at the scale the noise and motion measurements were calibrated on, its P(noise)
 and P(motion) are replaced by the measurements' and its P(defocus) is capped where the tile shows
-fine detail no defocused tile has; the other classes keep their ratios. Its P(jpeg) is raised to
+fine detail no defocused tile has (what it takes goes to the families not measured); the other
+classes keep their ratios. Its P(jpeg) is raised to
 the measured step's wherever the lattice shows, and its P(exposure) is capped by the exposure
 evidence, at any scale. Elsewhere the network's own probabilities stand.
 """

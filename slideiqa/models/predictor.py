@@ -226,7 +226,7 @@ class Predictor:
         return probabilities, cell_probabilities
 
     def _run(self, tiles: np.ndarray, cells: bool, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(tile probabilities, cell probabilities or None) with noise and motion judged, by either
+        """(tile probabilities, cell probabilities or None) with the measured families judged, by either
         engine. Motion is judged per tile only: a 32 px cell is too small a window for its spectrum."""
         tiles = np.ascontiguousarray(tiles, dtype=np.uint8)
         size = self.card.input_size

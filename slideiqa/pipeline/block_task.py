@@ -208,18 +208,22 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
             probabilities, cell_probabilities = predictor.predict_with_cells(pixels, judged_mpp)
         else:
             probabilities, cell_probabilities = predictor.predict(pixels, judged_mpp), None
-        for artefact in tile_artefacts(task.tile_artefacts):
+        claimed, dyed = np.zeros(len(batch), bool), np.zeros(len(batch), bool)
+        for artefact in tile_artefacts(task.tile_artefacts):  # the lowest claim first: it keeps its tiles
             # Searched as at the model's scale even on a slide judged at its own slightly coarser
             # pixels: told 0.55, debris's particle sizes in pixels shrank and clean DAB was called
             # debris (benchmarks/README.md, A 20x scanner's 0.55 um/px).
-            found, dyed = artefact.find_in_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
-            result.dye += [(r0 + r, c0 + c) for (r, c), speck in zip(batch, dyed) if speck]
+            found, specks = artefact.find_in_tiles(pixels, predictor.card.mpp, probabilities, predictor.classes)
+            found = np.asarray(found, bool) & ~claimed
+            claimed |= found
+            dyed |= np.asarray(specks, bool)
             result.labelled.setdefault(artefact.name, []).extend(
                 (r0 + r, c0 + c) for (r, c), holds in zip(batch, found) if holds
             )
             probabilities[found] = np.nan  # labelled with the artefact, not judged by the model
             if cell_probabilities is not None:
                 cell_probabilities[found] = np.nan
+        result.dye += [(r0 + r, c0 + c) for (r, c), speck in zip(batch, dyed) if speck]
         tone = tone_features(pixels)
         for index, ((r, c), p) in enumerate(zip(batch, probabilities)):
             result.probabilities[:, r, c] = p

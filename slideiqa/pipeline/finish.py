@@ -126,6 +126,8 @@ def report_complete(plan: MapPlan) -> MapResult:
         **_slide_facts(plan, existing.array("tissue")),
         cells=_cell_summary(plan, existing.group) or earlier.cells,
     )
+    if not summary.warnings:  # a map made before its summary kept them
+        summary = replace(summary, warnings=map_warnings(summary, existing.notes.first_unreadable_error))
     _write_reports(plan, existing.group, summary, score, label)
     if existing.saved_summary != summary:  # readers of the attributes see the new rule too
         update_attributes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from slideiqa import open_map
@@ -67,3 +68,28 @@ def test_a_verdict_record_tells_a_new_rule_from_the_same_one_given_again(changed
     again = VerdictRecord.from_dict(given.to_dict() | {"at": "2026-06-01T00:00:00+00:00"})
     assert given.same_verdict(again)
     assert not given.same_verdict(VerdictRecord.from_dict(given.to_dict() | changed))
+
+
+def test_a_batch_report_passes_over_a_summary_it_cannot_read(phantom_map, tmp_path):
+    """A map whose summary.json a later version cannot read is left out of the report's earlier rows,
+    as a partial map is, rather than stopping the whole report."""
+    import shutil
+
+    from slideiqa.batch.report import _complete_summary
+
+    copy = tmp_path / "odd.quality.zarr"
+    shutil.copytree(phantom_map.path, copy)
+    assert _complete_summary(copy) == phantom_map.summary
+    written = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps(written | {"cells": {"assessed_cells": 3}, "warnings": [1, 2]}))
+    assert _complete_summary(copy) is None
+
+
+def test_a_kept_class_cannot_be_raised_past_the_free_ones():
+    from slideiqa.measure.families import set_class_probability
+
+    probabilities = np.array([[0.5, 0.3, 0.2]])
+    lowered = set_class_probability(probabilities, 1, np.array([0.1]), keep=(2,))
+    np.testing.assert_allclose(lowered, [[0.7, 0.1, 0.2]])
+    with pytest.raises(ValueError, match="only be lowered"):
+        set_class_probability(probabilities, 1, np.array([0.9]), keep=(2,))
