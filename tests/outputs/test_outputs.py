@@ -329,3 +329,20 @@ def test_help_reads_as_plain_usage_text():
             assert syntax not in text, (name, syntax)
     assert "Usage: slideiqa map [OPTIONS] SLIDE\n" in _cli("map", "--help").stdout
     assert "Usage: slideiqa batch [OPTIONS] PATH...\n" in _cli("batch", "--help").stdout
+
+
+def test_a_map_made_before_summaries_kept_warnings_gets_them_when_reported_again(tmp_path):
+    """An earlier version's complete map has no ``warnings`` in its summary; reported again under
+    another threshold, its summary.json says what the terminal says (the sample's dye specks)."""
+    from slideiqa.outputs.store import open_for_update, update_attributes
+
+    out = tmp_path / "cmu.quality.zarr"
+    first = map_slide(CMU_SLIDE, out)
+    assert [warning.code for warning in first.summary.warnings] == ["dye"]
+    older = {key: value for key, value in first.summary.to_dict().items() if key != "warnings"}
+    (out / "summary.json").write_text(json.dumps(older, indent=2) + "\n")
+    update_attributes(open_for_update(out), summary=older)
+    again = map_slide(CMU_SLIDE, out, threshold=0.6)
+    assert again.skipped and [warning.code for warning in again.summary.warnings] == ["dye"]
+    written = json.loads((out / "summary.json").read_text())
+    assert [warning["code"] for warning in written["warnings"]] == ["dye"] and written["threshold"] == 0.6

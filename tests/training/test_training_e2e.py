@@ -58,11 +58,16 @@ def test_training_beats_chance_on_unseen_crops(trained):
     sources = [FIELDS / "he_tumour_target.png", CMU_SLIDE]
     held_out = build_dataset("defects", sources, trained / "test", BuildConfig(15, 96, seed=9))
     dataset = ImageFolder(held_out)
-    # The network alone: the measured families (noise, motion, JPEG, exposure) would answer for their
-    # classes whatever the training did — a network trained one epoch scores 0.69 / 0.81 through
+    # The network alone: the measured families (noise, motion, defocus, JPEG, exposure) would answer for
+    # their classes whatever the training did — a network trained one epoch scores 0.69 / 0.81 through
     # them, 0.23 / 0.44 alone.
     predictor = Predictor(
-        trained / "model", measure_noise=False, measure_motion=False, measure_jpeg=False, measure_exposure=False
+        trained / "model",
+        measure_noise=False,
+        measure_motion=False,
+        measure_defocus=False,
+        measure_jpeg=False,
+        measure_exposure=False,
     )
     assert predictor.measured_families == []
     tiles = np.stack([dataset.load(i) for i in range(len(dataset))])
