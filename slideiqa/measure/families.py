@@ -18,24 +18,17 @@ def set_class_probability(
     gives up, and there must be at least one."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
-    if keep:
-        kept = probabilities[:, list(keep)].sum(axis=1)
-        free = [i for i in range(probabilities.shape[1]) if i != index and i not in keep]
-        if not free or (values > probabilities[:, index] + 1e-6).any():
-            raise ValueError("with classes kept, a class's probability can only be lowered, towards free classes")
-        judged = probabilities.copy()
-        judged[:, index] = values
-        rest = probabilities[:, free]
-        total = rest.sum(axis=1, keepdims=True)
-        even = np.full_like(rest, 1.0 / len(free))
-        share = np.where(total > 1e-12, rest / np.maximum(total, 1e-12), even)
-        judged[:, free] = share * np.maximum(1.0 - values - kept, 0.0)[:, None]
-        return judged
-    others = np.delete(probabilities, index, axis=1)
-    total = others.sum(axis=1, keepdims=True)
-    even = np.full_like(others, 1.0 / others.shape[1])
-    others = np.where(total > 1e-12, others / np.maximum(total, 1e-12), even) * (1.0 - values)[:, None]
-    return np.insert(others, index, values, axis=1)
+    free = [i for i in range(probabilities.shape[1]) if i != index and i not in keep]
+    if keep and (not free or (values > probabilities[:, index] + 1e-6).any()):
+        raise ValueError("with classes kept, a class's probability can only be lowered, towards free classes")
+    rest = probabilities[:, free]
+    total = rest.sum(axis=1, keepdims=True)
+    even = np.full_like(rest, 1.0 / len(free))
+    room = np.maximum(1.0 - values - probabilities[:, list(keep)].sum(axis=1), 0.0)
+    judged = probabilities.copy()
+    judged[:, index] = values
+    judged[:, free] = np.where(total > 1e-12, rest / np.maximum(total, 1e-12), even) * room[:, None]
+    return judged
 
 
 def replace_class(probabilities: np.ndarray, classes: list[str], name: str, values: np.ndarray) -> np.ndarray:

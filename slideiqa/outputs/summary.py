@@ -9,12 +9,19 @@ version does not know are kept as they were).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+class _Record:
+    """A record whose JSON form is its fields in order, nested records and containers copied."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+
 @dataclass(frozen=True)
-class MapWarning:
+class MapWarning(_Record):
     """What a person must know beyond the figures: ``code`` (an artefact's name, ``unreadable``,
     ``tone``, ``dye`` or ``glass``), ``count`` (tissue tiles; 1 for the slide's glass), ``message``."""
 
@@ -22,16 +29,13 @@ class MapWarning:
     count: int
     message: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "count": self.count, "message": self.message}
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MapWarning:
         return cls(str(data.get("code", "")), int(data.get("count") or 0), str(data.get("message", "")))
 
 
 @dataclass(frozen=True)
-class CellSummary:
+class CellSummary(_Record):
     """What the cell arrays add: of the cells of assessed tiles, the share below the threshold and
     how many of those each class has (defects smaller than a tile, which the tile figures miss)."""
 
@@ -39,14 +43,6 @@ class CellSummary:
     assessed_cells: int
     share_below_threshold: float
     below_threshold_by_class: dict[str, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cell_um": self.cell_um,
-            "assessed_cells": self.assessed_cells,
-            "share_below_threshold": self.share_below_threshold,
-            "below_threshold_by_class": dict(self.below_threshold_by_class),
-        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellSummary:
@@ -59,7 +55,7 @@ class CellSummary:
 
 
 @dataclass(frozen=True)
-class ToneSummary:
+class ToneSummary(_Record):
     """The slide's tone, as its tiles were judged against it (``measure.slide_tone``): per tone
     measurement its median and allowed spread (``reference``), and how many tiles were compared,
     depart from it, and fit it."""
@@ -73,14 +69,6 @@ class ToneSummary:
     def glass_median(self) -> float | None:
         """The slide's median glass level, or None where too few tiles showed glass."""
         return (self.reference.get("glass") or {}).get("median")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reference": {name: dict(values) for name, values in self.reference.items()},
-            "tiles_compared": self.tiles_compared,
-            "tiles_departing": self.tiles_departing,
-            "tiles_fitting": self.tiles_fitting,
-        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToneSummary:
@@ -152,19 +140,12 @@ class MapSummary(VerdictFigures):
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as ``summary.json`` holds it (sections the map lacks left out)."""
-        document: dict[str, Any] = {}
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            if spec.name == "extra" or (spec.name in _OPTIONAL_SECTIONS and value is None):
-                continue
-            if spec.name == "warnings":
-                value = [warning.to_dict() for warning in value]
-            elif hasattr(value, "to_dict"):
-                value = value.to_dict()
-            elif isinstance(value, dict | list):
-                value = type(value)(value)
-            document[spec.name] = value
-        return document | self.extra
+        document = asdict(self)
+        extra = document.pop("extra")
+        for name in _OPTIONAL_SECTIONS:
+            if document[name] is None:
+                del document[name]
+        return document | extra
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MapSummary:
@@ -180,7 +161,7 @@ class MapSummary(VerdictFigures):
 
 
 @dataclass(frozen=True)
-class VerdictRecord:
+class VerdictRecord(_Record):
     """One verdict a map was given, kept in its attributes' history (a rerun under another rule
     adds one, so a verdict never changes silently)."""
 
@@ -205,9 +186,6 @@ class VerdictRecord:
     def same_verdict(self, other: VerdictRecord) -> bool:
         """Whether two records give the same verdict under the same rule, whenever given."""
         return {**self.to_dict(), "at": None} == {**other.to_dict(), "at": None}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {spec.name: getattr(self, spec.name) for spec in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VerdictRecord:

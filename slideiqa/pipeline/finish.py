@@ -24,7 +24,6 @@ from slideiqa.outputs.store import (
     block_notes,
     cell_bands,
     open_for_update,
-    open_map,
     read_array,
     read_cell_band,
     update_attributes,
@@ -46,13 +45,9 @@ class MapResult:
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know beyond the figures (:func:`map_warnings`), one sentence each; a
-        map made before its summary kept them has them worked out again."""
-        found = self.summary.warnings
-        if not found:
-            unreadable = open_map(self.path).notes.first_unreadable_error if self.summary.unreadable_tiles else ""
-            found = map_warnings(self.summary, unreadable)
-        return [warning.message for warning in found]
+        """What a person must know beyond the figures (:func:`map_warnings`), one sentence each: the
+        summary holds them, also a re-reported map's made before summaries kept them (:func:`report_complete`)."""
+        return [warning.message for warning in self.summary.warnings]
 
 
 def map_warnings(summary: MapSummary, first_unreadable_error: str = "") -> list[MapWarning]:
