@@ -3,8 +3,9 @@
 Measures, at batch 32 and the model input size, PyTorch eager (NCHW), PyTorch channels_last and
 ONNX Runtime (the engine ``slideiqa.models.predictor.Predictor`` uses on CPU), all fp32, with the same
 uint8-in / probabilities-out graph the predictor runs, and ONNX Runtime followed by the noise,
-motion and exposure measurements the predictor adds for models at 0.5 µm/px (``slideiqa.measure.noise_level``,
-``slideiqa.measure.motion_blur``, ``slideiqa.measure.exposure_evidence``): what a map pays
+motion, defocus-evidence, JPEG and exposure measurements the predictor adds for models at 0.5 µm/px
+(``slideiqa.measure.noise_level``, ``motion_blur``, ``defocus_evidence``, ``jpeg_quantisation``,
+``exposure_evidence``): what a map pays
 per tile. ``iqanet+cells`` is iqanet with the default model's cell head: both outputs, and noise
 measured per tile and per cell, as ``Predictor.predict_with_cells`` runs it. Weights are random: speed
 does not depend on them.
@@ -24,9 +25,10 @@ import numpy as np
 import onnxruntime
 import torch
 
+from slideiqa.measure.defocus_evidence import defocus_cap
 from slideiqa.measure.exposure_evidence import exposure_evidence
 from slideiqa.measure.jpeg_quantisation import jpeg_scale
-from slideiqa.measure.motion_blur import motion_score
+from slideiqa.measure.motion_blur import motion_score, sector_energies
 from slideiqa.measure.noise_level import patch_noise
 from slideiqa.models import ModelCard, build_model
 from slideiqa.models.export import TileClassifier, export_onnx
@@ -70,7 +72,9 @@ def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float
             session.run(None, {"tiles": tiles})
             noise = patch_noise(tiles)  # once, for the tiles and their cells
             noise.per_tile()
-            motion_score(tiles)
+            energies = sector_energies(tiles)  # once, for motion and the defocus evidence
+            motion_score(tiles, energies=energies)
+            defocus_cap(energies.detail())
             jpeg_scale(tiles)
             exposure_evidence(tiles)
             if cells:
@@ -93,9 +97,7 @@ def main() -> None:
         f"# {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"onnxruntime {onnxruntime.__version__}, batch {args.batch}, {args.size} px, fp32"
     )
-    print(
-        "| architecture | torch eager | torch channels_last | ONNX Runtime | ONNX Runtime + measured noise, motion, exposure |"
-    )
+    print("| architecture | torch eager | torch channels_last | ONNX Runtime | ONNX Runtime + every measurement |")
     print("|---|---|---|---|---|")
     for architecture in args.archs:
         r = measure(architecture, args.batch, args.size, args.seconds)
