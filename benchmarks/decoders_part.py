@@ -20,13 +20,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from map_speed import tissue_cells
 from map_speed_40x import HEIGHT, LEVEL_STEP, LEVELS, MPP, SLIDE, TILE, WIDTH
 from synthetic_slides import build_slide
 
-from slideiqa.artefacts.debris import debris_tiles
+from slideiqa.artefacts.debris import debris_tiles, speck_pixels
 from slideiqa.io.grid import read_tile
 from slideiqa.io.slide import open_slide
 from slideiqa.measure.slide_tone import DEPARTURE_Z, tone_features, tone_z
@@ -41,9 +42,9 @@ NETWORK_ONLY = {
 }
 
 
-def both_ways(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def both_ways(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` random tissue tiles of the 40× benchmark slide, read by the general path and by the
-    scaled decode."""
+    scaled decode, and each tile's level-0 (x, y) origin."""
     with open_slide(build_slide(SLIDE, WIDTH, HEIGHT, LEVELS, mpp=MPP, tile=TILE, level_step=LEVEL_STEP)) as slide:
         grid, plan, cells = tissue_cells(slide)
         picked = cells[np.random.default_rng(seed).choice(len(cells), min(count, len(cells)), replace=False)]
@@ -51,14 +52,32 @@ def both_ways(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         def read(how) -> np.ndarray:
             return np.stack([read_tile(slide, grid, how, row, col)[0] for row, col in picked])
 
-        return read(dataclasses.replace(plan, decode_factor=1, jpeg_tiles=False)), read(plan)
+        origins = np.array([grid.origin(row, col) for row, col in picked])
+        return read(dataclasses.replace(plan, decode_factor=1, jpeg_tiles=False)), read(plan), origins
+
+
+def seam_distances(tiles: np.ndarray, origins: np.ndarray, mpp: float) -> np.ndarray:
+    """For each tile the general path calls debris, the distance in µm from its largest particle's
+    centre to the nearest seam between the slide's pieces (every ``TILE`` px of level 0: each JPEG tile
+    of the benchmark slide is a different real piece)."""
+    particles, _, um_per_px = speck_pixels(tiles, mpp)
+    level0_per_px = um_per_px / MPP
+    distances = []
+    for index in np.flatnonzero(debris_tiles(tiles, mpp)):
+        labels, _ = ndimage.label(particles[index])
+        largest = np.bincount(labels.ravel())[1:].argmax() + 1
+        rows, cols = np.nonzero(labels == largest)
+        centre = origins[index] + np.array([cols.mean(), rows.mean()]) * level0_per_px
+        offset = centre % TILE
+        distances.append(np.minimum(offset, TILE - offset).min() * MPP)
+    return np.array(distances)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiles", type=int, default=600)
     args = parser.parse_args()
-    general, scaled = both_ways(args.tiles)
+    general, scaled, origins = both_ways(args.tiles)
     print(f"{len(general)} tissue tiles of the {WIDTH} × {HEIGHT} px 40× benchmark slide")
     for name, predictor in (
         ("network alone", Predictor("default", **NETWORK_ONLY)),
@@ -73,6 +92,14 @@ def main() -> None:
     print(
         f"debris: general {int(debris_a.sum())}, scaled {int(debris_b.sum())}, "
         f"tiles labelled differently {int((debris_a != debris_b).sum())}"
+    )
+    # Uniform positions would put a share d / (TILE · MPP / 2) of particles within d µm of a seam.
+    near = seam_distances(general, origins, predictor.card.mpp)
+    half_piece = TILE * MPP / 2
+    print(
+        f"debris particles (general path) within {half_piece / 4:.0f} µm of a seam between the slide's "
+        f"{TILE * MPP:.0f} µm pieces: {int((near <= half_piece / 4).sum())} of {len(near)} "
+        f"(a quarter if they lay anywhere); median distance {np.median(near) if len(near) else float('nan'):.1f} µm"
     )
     tone_a, tone_b = tone_features(general), tone_features(scaled)
     print(

@@ -6,9 +6,9 @@ of one scan — a JPEG decoded at half size in the DCT, or in full and then shru
 the same tile's pixels that differ by a few grey levels each, while their block means agree. Read on
 every 4th pixel, the same tiles' glass came out 1.3 grey levels apart between the two decodes and
 4.5 % of them were judged to depart from their slide's tone on one and not the other; read on 4 × 4
-means, 0.25 and 0.5 % (``benchmarks/decoders_part.py``). Debris keeps its own shrink: averaged
-blocks mix a DAB-brown pixel with its haematoxylin-blue neighbour into a grey that its colour rule
-takes for dirt (a clean DeepLIIF tile was labelled debris).
+means, 0.25 and 0.5 % (``benchmarks/decoders_part.py``). Debris starts from 2 × 2 means too and
+averages the rest as optical densities (``debris.density_shrunk``): averaged as light, a DAB-brown
+pixel and its haematoxylin-blue neighbour make a grey that its colour rule takes for dirt.
 """
 
 from __future__ import annotations
