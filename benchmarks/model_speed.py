@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from slideiqa.measure.defocus_evidence import defocus_cap
+from slideiqa.measure.defocus_evidence import defocus_cap, defocus_floor, tissue_share
 from slideiqa.measure.exposure_evidence import exposure_evidence
 from slideiqa.measure.jpeg_quantisation import jpeg_scale
 from slideiqa.measure.motion_blur import motion_score, sector_energies
@@ -74,7 +74,9 @@ def measure(name: str, batch: int, size: int, seconds: float) -> dict[str, float
             noise.per_tile()
             energies = sector_energies(tiles)  # once, for motion and the defocus evidence
             motion_score(tiles, energies=energies)
-            defocus_cap(energies.detail())
+            detail = energies.detail()
+            defocus_cap(detail)
+            defocus_floor(detail, tissue_share(tiles))
             jpeg_scale(tiles)
             exposure_evidence(tiles)
             if cells:

@@ -14,17 +14,18 @@ def set_class_probability(
     """``probabilities`` (tiles × classes) with class ``index`` set to ``values`` and the other
     classes rescaled to the rest, keeping their ratios (shared evenly where they were all zero);
     the classes ``keep`` names (measured already) keep their probabilities as they are. With ``keep``,
-    ``values`` may only lower the class's probability (as a cap does): the free classes share what it
-    gives up, and there must be at least one."""
+    ``values`` may not exceed what the kept classes leave (1 − their sum): the free classes share the
+    rest, and there must be at least one."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     free = [i for i in range(probabilities.shape[1]) if i != index and i not in keep]
-    if keep and (not free or (values > probabilities[:, index] + 1e-6).any()):
-        raise ValueError("with classes kept, a class's probability can only be lowered, towards free classes")
+    kept = probabilities[:, list(keep)].sum(axis=1)
+    if keep and (not free or (values + kept > 1.0 + 1e-6).any()):
+        raise ValueError("with classes kept, a class's probability can only take what they leave, from free classes")
     rest = probabilities[:, free]
     total = rest.sum(axis=1, keepdims=True)
     even = np.full_like(rest, 1.0 / len(free))
-    room = np.maximum(1.0 - values - probabilities[:, list(keep)].sum(axis=1), 0.0)
+    room = np.maximum(1.0 - values - kept, 0.0)
     judged = probabilities.copy()
     judged[:, index] = values
     judged[:, free] = np.where(total > 1e-12, rest / np.maximum(total, 1e-12), even) * room[:, None]

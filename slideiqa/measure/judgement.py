@@ -9,7 +9,8 @@ read as the quality's step) and exposure (``exposure_evidence``: a white point n
 leaves, stain clipped to white, a crushed black level — never a tile's darkness alone). Where a
 model sees tiles at the scale the noise and motion measurements were calibrated on, its P(noise)
 and P(motion) are replaced by the measurements' and its P(defocus) is capped where the tile shows
-fine detail no defocused tile has (what it takes goes to the families not measured); the other
+fine detail no defocused tile has and raised where a tile full of tissue has almost none (what it
+takes or gives goes to the families not measured); the other
 classes keep their ratios. Its P(jpeg) is raised to
 the measured step's wherever the lattice shows, and its P(exposure) is capped by the exposure
 evidence, at any scale. Elsewhere the network's own probabilities stand.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slideiqa.measure.defocus_evidence import DEFOCUS_RULE, judge_defocus, measures_defocus
+from slideiqa.measure.defocus_evidence import DEFOCUS_RULE, judge_defocus, measures_defocus, tissue_share
 from slideiqa.measure.exposure_evidence import (
     EXPOSURE_RULE,
     ExposureEvidence,
@@ -72,7 +73,7 @@ def judge_measured(
     if "defocus" in families and energies is not None:
         # After motion: what the cap takes goes to the families not measured, never into a measured one.
         measured = tuple(family for family in ("noise", "motion") if family in families)
-        probabilities = judge_defocus(probabilities, classes, energies.detail(), measured)
+        probabilities = judge_defocus(probabilities, classes, energies.detail(), measured, tissue_share(tiles))
     if "jpeg" in families:
         probabilities = judge_jpeg(probabilities, classes, jpeg_scale(tiles, extent) if jpeg is None else jpeg)
     if "exposure" in families:

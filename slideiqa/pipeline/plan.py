@@ -59,8 +59,9 @@ log = logging.getLogger(__name__)
 #: block means, motion on a fine band from 0.13 cycles/px, and floors P(exposure) on certain over-exposure;
 #: 4 reads motion on an edge tile's own part and on bands scaled to a slightly coarser slide's µm/px;
 #: 5 caps P(defocus) where the tile's spectrum shows fine detail no defocused tile has (defocus_evidence);
-#: 6 searches debris on averaged optical densities and counts a grey speck touching marking dye as dye.
-JUDGEMENT = 6
+#: 6 searches debris on averaged optical densities and counts a grey speck touching marking dye as dye;
+#: 7 raises P(defocus) on a tile full of tissue with almost no fine detail (defocus_evidence's floor).
+JUDGEMENT = 7
 
 
 @dataclass

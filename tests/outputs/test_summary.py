@@ -85,11 +85,13 @@ def test_a_batch_report_passes_over_a_summary_it_cannot_read(phantom_map, tmp_pa
     assert _complete_summary(copy) is None
 
 
-def test_a_kept_class_cannot_be_raised_past_the_free_ones():
+def test_a_class_beside_kept_ones_takes_only_what_they_leave():
     from slideiqa.measure.families import set_class_probability
 
     probabilities = np.array([[0.5, 0.3, 0.2]])
     lowered = set_class_probability(probabilities, 1, np.array([0.1]), keep=(2,))
     np.testing.assert_allclose(lowered, [[0.7, 0.1, 0.2]])
-    with pytest.raises(ValueError, match="only be lowered"):
+    raised = set_class_probability(probabilities, 1, np.array([0.8]), keep=(2,))
+    np.testing.assert_allclose(raised, [[0.0, 0.8, 0.2]], atol=1e-12)
+    with pytest.raises(ValueError, match="only take what they leave"):
         set_class_probability(probabilities, 1, np.array([0.9]), keep=(2,))

@@ -1,6 +1,7 @@
 """The fine-to-coarse spectral ratio (``motion_blur.SectorEnergies.detail``) on every clean field's
 tiles and on the same fields defocused at the floor: the figures ``slideiqa/measure/defocus_evidence.py``
-quotes, and the margin of its ``FOCUS_DETAIL``.
+quotes, the margin of its ``FOCUS_DETAIL`` (the cap) and of its ``FOCUS_FLOOR`` on tiles at least
+``FULL_TISSUE`` tissue (the floor), with the real out-of-focus tile of ``natural_focus/``.
 
     python training/analysis/defocus_detail.py [--data ../shared/data]
 
@@ -22,10 +23,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the training package, run as a script
-from slideiqa.measure.defocus_evidence import FOCUS_DETAIL  # noqa: E402
+from slideiqa.measure.defocus_evidence import FOCUS_DETAIL, FOCUS_FLOOR, FULL_TISSUE, tissue_share  # noqa: E402
 from slideiqa.measure.motion_blur import sector_energies  # noqa: E402
 from slideiqa.synthetic.distortions import KINDS, distort, jpeg_round_trip  # noqa: E402
 from training.analysis.field_measurements import (  # noqa: E402
@@ -83,32 +85,52 @@ def detail(tiles: list[np.ndarray]) -> np.ndarray:
     return sector_energies(np.stack(tiles)).detail()
 
 
+def full(tiles: list[np.ndarray]) -> np.ndarray:
+    """Which tiles are at least ``FULL_TISSUE`` tissue: those the floor applies to."""
+    return tissue_share(np.stack(tiles)) >= FULL_TISSUE
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     rng = np.random.default_rng(2026)
     measured: dict[tuple[bool, str], list[np.ndarray]] = defaultdict(list)
+    floor_applies: dict[tuple[bool, str], list[np.ndarray]] = defaultdict(list)
+
+    def measure(featureless: bool, kind: str, tiles: list[np.ndarray]) -> None:
+        measured[featureless, kind].append(detail(tiles))
+        floor_applies[featureless, kind].append(full(tiles))
+
     for path, field in clean_fields(args.data):
         windows = tissue_windows(field)
         if not windows:
             continue
         featureless = path.stem == FEATURELESS
-        measured[featureless, "clean"].append(detail([field[w] for w in windows]))
-        measured[featureless, "good looks"].append(
-            detail([vary_good(field[w], rng) for w in windows for _ in range(3)])
-        )
+        measure(featureless, "clean", [field[w] for w in windows])
+        measure(featureless, "good looks", [vary_good(field[w], rng) for w in windows for _ in range(3)])
         for copy in defocused(field).values():
             for kind, tiles in with_scanner(copy, rng).items():
-                measured[featureless, kind].append(detail([tiles[w] for w in windows]))
-    print(f"FOCUS_DETAIL = {FOCUS_DETAIL}: P(defocus) is capped above it\n")
-    print("| tiles | of | count | highest | 99th percentile | above FOCUS_DETAIL |\n|---|---|---|---|---|---|")
+                measure(featureless, kind, [tiles[w] for w in windows])
+    print(
+        f"FOCUS_DETAIL = {FOCUS_DETAIL}: P(defocus) is capped above it; FOCUS_FLOOR = {FOCUS_FLOOR}: raised "
+        f"below it on tiles at least {FULL_TISSUE:.0%} tissue\n"
+    )
+    print(
+        "| tiles | of | count | highest | 99th percentile | above FOCUS_DETAIL | full of tissue | "
+        "their lowest | below FOCUS_FLOOR |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for (featureless, kind), values in sorted(measured.items(), key=lambda item: (item[0][0], item[0][1])):
-        joined = np.concatenate(values)
+        joined, applies = np.concatenate(values), np.concatenate(floor_applies[featureless, kind])
+        lowest = f"{joined[applies].min():.2f}" if applies.any() else "–"
         print(
             f"| {kind} | {FEATURELESS if featureless else 'every other clean field'} | {len(joined)} | "
-            f"{joined.max():.2f} | {np.percentile(joined, 99):.2f} | {np.mean(joined > FOCUS_DETAIL):.1%} |"
+            f"{joined.max():.2f} | {np.percentile(joined, 99):.2f} | {np.mean(joined > FOCUS_DETAIL):.1%} | "
+            f"{int(applies.sum())} | {lowest} | {np.mean(joined[applies] < FOCUS_FLOOR) if applies.any() else 0:.1%} |"
         )
+    for path in sorted((args.data / "natural_focus").glob("histoart_*.png")):
+        tile = np.asarray(Image.open(path).convert("RGB"))
+        print(f"{path.name}: detail {detail([tile])[0]:.2f}, tissue {tissue_share(tile[None])[0]:.0%}")
 
 
 if __name__ == "__main__":
