@@ -16,8 +16,8 @@ defocused tiles of 1062 (``training/analysis/defocus_detail.py``): none measures
 is fine detail too (σ 9 is flagged as noise). Of the clean tiles, 97 % measure above it, and 93 % of
 the featureless-eosin field's (histolab's ``very-low-nuclei-score``), which a model trained without
 its lab called defocus. ``judge_defocus`` therefore caps the network's P(defocus) where the tile shows
-more fine detail than a defocused tile can; elsewhere the network's call stands. It never raises
-P(defocus): defocus is still the network's to find. What the cap takes goes to the classes not
+more fine detail than a defocused tile can; elsewhere the network's call stands. The cap never raises
+P(defocus) (the floor below does, on other evidence). What the cap takes goes to the classes not
 measured (good, JPEG, exposure) in the network's ratios: a measured P(noise) or P(motion) stays as
 measured, so the cap never turns a featureless tile's defocus into motion.
 
