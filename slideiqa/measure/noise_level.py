@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pywt
 from scipy.special import expit
 
 from slideiqa.measure.families import replace_class
@@ -111,8 +110,8 @@ def patch_noise(tiles: np.ndarray) -> PatchNoise:
     rows, cols = tiles.shape[1] // side, tiles.shape[2] // side
     if rows == 0 or cols == 0:
         raise ValueError(f"tiles of {tiles.shape[2]}×{tiles.shape[1]} px are too small to measure noise")
-    green = tiles[:, : rows * side, : cols * side, 1]
-    diagonal = np.abs(_diagonal_detail(green.astype(np.float32))[:, : rows * PATCH, : cols * PATCH])
+    green = np.ascontiguousarray(tiles[:, : rows * side, : cols * side, 1])
+    diagonal = np.abs(_diagonal_detail(green))
     patches = diagonal.reshape(len(tiles), rows, PATCH, cols, PATCH).transpose(0, 1, 3, 2, 4)
     sigma = _median(patches.reshape(len(tiles), rows, cols, -1)) / _GAUSSIAN_MAD
     # Pixels at 0 or 255 (one comparison: adding 1 wraps 255 to 0), counted per patch a band of rows
@@ -134,11 +133,29 @@ def noise_sigma_patches(tile: np.ndarray) -> np.ndarray:
     return patch_noise(np.asarray(tile)[None]).sigma[0]
 
 
-def _diagonal_detail(images: np.ndarray) -> np.ndarray:
-    """The finest diagonal wavelet coefficients (db2) of (N, H, W) float32 images: exactly
-    ``pywt.dwt2(images, "db2", axes=(-2, -1))[1][2]``, without the three subbands it is not asked for."""
-    _, rows_detail = pywt.dwt(images, "db2", axis=-2)
-    return pywt.dwt(rows_detail, "db2", axis=-1)[1]
+#: db2's decomposition high-pass filter (``pywt.Wavelet("db2").dec_hi``), in the precision it is applied in.
+_DB2_HIGH = np.array([-0.48296291314469025, 0.836516303737469, -0.22414386804185735, -0.12940952255092145], np.float32)
+
+
+def _diagonal_detail(green: np.ndarray) -> np.ndarray:
+    """The finest diagonal wavelet coefficients (db2) of (N, H, W) uint8 images of even sides, the
+    first H/2 × W/2 of them: bit for bit ``pywt.dwt2(green.astype(np.float32), "db2")[1][2]`` cropped
+    so, in about half its time (PyWavelets filters along rows through strided copies)."""
+    return _high_pass_halved(_high_pass_halved(green, axis=1), axis=2)
+
+
+def _high_pass_halved(values: np.ndarray, axis: int) -> np.ndarray:
+    """db2's high-pass filter along ``axis``, every other sample: d[k] = Σ_j h[j]·x[2k + 1 − j], with
+    PyWavelets' symmetric extension before the start (x[−1] = x[0], x[−2] = x[1]), summed in its order."""
+    samples = np.moveaxis(values, axis, 0)
+    even, odd = samples[0::2], samples[1::2]
+    detail = odd * _DB2_HIGH[0]
+    detail += even * _DB2_HIGH[1]
+    detail[1:] += odd[:-1] * _DB2_HIGH[2]
+    detail[0] += even[0] * _DB2_HIGH[2]
+    detail[1:] += even[:-1] * _DB2_HIGH[3]
+    detail[0] += odd[0] * _DB2_HIGH[3]
+    return np.moveaxis(detail, 0, axis)
 
 
 def _median(values: np.ndarray) -> np.ndarray:

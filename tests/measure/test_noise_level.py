@@ -4,7 +4,14 @@ with the noise, and the Predictor hands the network's P(noise) over to it."""
 import numpy as np
 import pytest
 
-from slideiqa.measure.noise_level import NOISE_SIGMA, judge_noise, measures_noise, noise_sigma, patch_noise
+from slideiqa.measure.noise_level import (
+    NOISE_SIGMA,
+    _diagonal_detail,
+    judge_noise,
+    measures_noise,
+    noise_sigma,
+    patch_noise,
+)
 from slideiqa.models.predictor import Predictor
 from slideiqa.synthetic.distortions import KINDS, noise
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
@@ -16,6 +23,18 @@ from paths import HELDOUT
 def test_sharp_unseen_tiles_measure_below_the_threshold(heldout_tiles, tissue_crop):
     sigma = noise_sigma(np.concatenate([heldout_tiles, tissue_crop[None]]))
     assert sigma.max() < NOISE_SIGMA - 1.0, sigma.round(2)
+
+
+@pytest.mark.parametrize("shape", [(2, 224, 224), (3, 48, 34), (1, 16, 16)])
+def test_the_diagonal_detail_is_pywavelets_db2_bit_for_bit(shape):
+    """The estimator is Donoho & Johnstone's on PyWavelets' db2 coefficients; slideiqa filters them
+    itself (half the time), and must not move the threshold's meaning by a single bit."""
+    pywt = pytest.importorskip("pywt")
+    green = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    even = green[:, : shape[1] // 2 * 2, : shape[2] // 2 * 2]
+    expected = pywt.dwt2(even.astype(np.float32), "db2", axes=(-2, -1))[1][2]
+    rows, cols = even.shape[1] // 2, even.shape[2] // 2
+    np.testing.assert_array_equal(_diagonal_detail(even), expected[:, :rows, :cols])
 
 
 @pytest.mark.parametrize("kind", KINDS["noise"])
