@@ -18,8 +18,12 @@ evidence, at any scale. Elsewhere the network's own probabilities stand.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from slideiqa.io.edge_tiles import own_extent
+from slideiqa.measure.blas_threads import one_blas_thread
 from slideiqa.measure.defocus_evidence import DEFOCUS_RULE, judge_defocus, measures_defocus, tissue_share
 from slideiqa.measure.exposure_evidence import (
     EXPOSURE_RULE,
@@ -49,36 +53,83 @@ def measured_families(classes: list[str], mpp: float) -> list[str]:
     return [family for family in MEASURABLE if applies[family]]
 
 
-def judge_measured(
-    probabilities: np.ndarray,
-    classes: list[str],
-    tiles: np.ndarray,
-    families: list[str],
-    evidence: ExposureEvidence | None = None,
-    noise: PatchNoise | None = None,
-    jpeg: np.ndarray | None = None,
-    mpp: float | None = None,
-    extent: np.ndarray | None = None,
+@dataclass(frozen=True)
+class TileMeasurements:
+    """What the measured families read from a batch of tiles, per tile (None where a family is not
+    measured): taken from the pixels alone, then applied to the network's probabilities of the
+    tiles (:func:`judge_tiles`) and of their cells (:func:`judge_cells`)."""
+
+    noise: PatchNoise | None = None
+    motion: np.ndarray | None = None
+    detail: np.ndarray | None = None
+    tissue: np.ndarray | None = None
+    jpeg: np.ndarray | None = None
+    exposure: ExposureEvidence | None = None
+
+
+def measure_tiles(tiles: np.ndarray, families: list[str], mpp: float | None = None) -> TileMeasurements:
+    """The measurements ``families`` need of (N, H, W, 3) uint8 ``tiles``; ``mpp``: the tiles' µm/px
+    where not the model's, as for a slide judged at its own slightly coarser pixels."""
+    wanted = set(families)
+    with one_blas_thread():
+        # Edge tiles' own parts, found once for the measurements that read them (edge_tiles.py).
+        extent = own_extent(tiles) if {"jpeg", "motion", "defocus"} & wanted else None
+        # One spectrum for motion and the defocus evidence.
+        energies = sector_energies(tiles, mpp, extent) if {"motion", "defocus"} & wanted else None
+        return TileMeasurements(
+            noise=patch_noise(tiles) if "noise" in wanted else None,  # once, for tiles and cells
+            motion=motion_score(tiles, mpp, extent, energies) if "motion" in wanted else None,
+            detail=energies.detail() if energies is not None and "defocus" in wanted else None,
+            tissue=tissue_share(tiles) if "defocus" in wanted else None,
+            jpeg=jpeg_scale(tiles, extent) if "jpeg" in wanted else None,
+            exposure=exposure_evidence(tiles) if "exposure" in wanted else None,
+        )
+
+
+def judge_tiles(
+    probabilities: np.ndarray, classes: list[str], families: list[str], measured: TileMeasurements
 ) -> np.ndarray:
-    """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured
-    (``evidence``, ``noise``, ``jpeg``, ``extent``: the tiles' exposure evidence, patch noise, JPEG
-    scale and own parts, where the caller has them already; ``mpp``: the tiles' µm/px where not the
-    model's, as for a slide judged at its own slightly coarser pixels)."""
-    if "noise" in families:
-        probabilities = judge_noise(probabilities, classes, (patch_noise(tiles) if noise is None else noise).per_tile())
-    spectral = {"motion", "defocus"} & set(families)
-    energies = sector_energies(tiles, mpp, extent) if spectral else None  # one spectrum for both
-    if "motion" in families:
-        probabilities = judge_motion(probabilities, classes, motion_score(tiles, mpp, extent, energies))
-    if "defocus" in families and energies is not None:
+    """``probabilities`` (tiles × classes) with each of ``families`` judged from ``measured``."""
+    if "noise" in families and measured.noise is not None:
+        probabilities = judge_noise(probabilities, classes, measured.noise.per_tile())
+    if "motion" in families and measured.motion is not None:
+        probabilities = judge_motion(probabilities, classes, measured.motion)
+    if "defocus" in families and measured.detail is not None and measured.tissue is not None:
         # After motion: what the cap takes goes to the families not measured, never into a measured one.
-        measured = tuple(family for family in ("noise", "motion") if family in families)
-        probabilities = judge_defocus(probabilities, classes, energies.detail(), measured, tissue_share(tiles))
-    if "jpeg" in families:
-        probabilities = judge_jpeg(probabilities, classes, jpeg_scale(tiles, extent) if jpeg is None else jpeg)
-    if "exposure" in families:
-        probabilities = judge_exposure(probabilities, classes, evidence or exposure_evidence(tiles))
+        kept = tuple(family for family in ("noise", "motion") if family in families)
+        probabilities = judge_defocus(probabilities, classes, measured.detail, kept, measured.tissue)
+    if "jpeg" in families and measured.jpeg is not None:
+        probabilities = judge_jpeg(probabilities, classes, measured.jpeg)
+    if "exposure" in families and measured.exposure is not None:
+        probabilities = judge_exposure(probabilities, classes, measured.exposure)
     return probabilities
+
+
+def judge_cells(
+    cell_probabilities: np.ndarray, classes: list[str], measured: TileMeasurements, cell_px: int
+) -> np.ndarray:
+    """(N, rows, cols, classes) cell probabilities judged as tiles are where a cell can be: noise
+    measured per cell; compression and light are the tile's, so a cell takes its tile's JPEG step and
+    exposure evidence. Motion and defocus are judged per tile only: a 32 px cell is too small a
+    window for their spectrum."""
+    shape = cell_probabilities.shape
+    per_tile = shape[1] * shape[2]
+    judged = cell_probabilities.reshape(-1, shape[-1])
+    if measured.noise is not None:
+        judged = judge_noise(judged, classes, measured.noise.per_cell(cell_px).reshape(-1))
+    if measured.jpeg is not None:
+        judged = judge_jpeg(judged, classes, np.repeat(measured.jpeg, per_tile))
+    if measured.exposure is not None:
+        judged = judge_exposure(judged, classes, measured.exposure.per_cell(per_tile))
+    return judged.reshape(shape)
+
+
+def judge_measured(
+    probabilities: np.ndarray, classes: list[str], tiles: np.ndarray, families: list[str], mpp: float | None = None
+) -> np.ndarray:
+    """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured and judged
+    (``mpp`` as :func:`measure_tiles`)."""
+    return judge_tiles(probabilities, classes, families, measure_tiles(tiles, families, mpp))
 
 
 #: What each measured family's attributes record (its estimator or rule and thresholds).

@@ -132,33 +132,57 @@ MOTION_RULE: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class _SectorBins:
+    """Where each band's sectors lie in a tile's half-spectrum, for tiles of one size and scale."""
+
+    #: (H, W) Hann window.
+    window: np.ndarray
+    #: Columns of ``rfft2``'s half-spectrum computed: those up to the fine band's top frequency.
+    columns: int
+    #: Indices into the flattened (H, ``columns``) spectrum: the fine band's bins grouped by sector,
+    #: then the coarse band's.
+    indices: np.ndarray
+    #: Where each of the 2 × ``SECTORS`` groups of ``indices`` starts.
+    starts: np.ndarray
+
+
 @lru_cache(maxsize=8)
-def _sector_bins(
-    height: int, width: int, scale: float = 1.0
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(Hann window, fine band, coarse band) for tiles of this size, the bands' cycles/px times
-    ``scale``; each band is (indices into the flattened half-spectrum of ``rfft2``, grouped by
-    sector; where each sector's indices start)."""
+def _sector_bins(height: int, width: int, scale: float = 1.0) -> _SectorBins:
+    """The window and the bands' bins for tiles of this size, the bands' cycles/px times ``scale``."""
     window = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
-    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+    columns = min(width // 2 + 1, int(np.ceil(FINE_BAND[1] * scale * width)) + 1)
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :columns]
     radius = np.hypot(fx, fy).ravel()
     sector = (np.degrees(np.arctan2(fy, fx)) % 180 // (180 / SECTORS)).astype(int).ravel()
-
-    def band(low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
-        inside = np.flatnonzero((radius >= low) & (radius < high))
+    indices: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    for low, high in (FINE_BAND, COARSE_BAND):
+        inside = np.flatnonzero((radius >= low * scale) & (radius < high * scale))
         by_sector = inside[np.argsort(sector[inside], kind="stable")]
-        starts = np.searchsorted(sector[by_sector], np.arange(SECTORS))
-        return by_sector, starts
+        starts.append(np.searchsorted(sector[by_sector], np.arange(SECTORS)) + sum(len(i) for i in indices))
+        indices.append(by_sector)
+    return _SectorBins(window, columns, np.concatenate(indices), np.concatenate(starts))
 
-    return window, band(*(f * scale for f in FINE_BAND)), band(*(f * scale for f in COARSE_BAND))
+
+def _band_power(images: np.ndarray, bins: _SectorBins, size: tuple[int, int]) -> np.ndarray:
+    """(N, bins) power of the bands' bins (``bins.indices``) of (N, h, w) float32 windowed images
+    zero-padded to ``size``. Only the spectrum's columns below the fine band's top are transformed
+    along the second axis (the same values as ``rfft2``'s, bit for bit), and only the bands' bins are
+    squared."""
+    rows = scipy.fft.rfft(images, n=size[1], axis=-1)[:, :, : bins.columns]
+    spectrum = scipy.fft.fft(rows, n=size[0], axis=-2, overwrite_x=True).reshape(len(images), -1)
+    power = np.abs(spectrum[:, bins.indices])
+    power *= power
+    return power
 
 
-def _sector_energy(power: np.ndarray, band: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(N, SECTORS) energy of a band in each sector of (N, bins) flattened power spectra. Summed
-    with ``np.add.reduceat`` rather than a matrix product: BLAS would start threads of its own
-    inside a map's block threads."""
-    indices, starts = band
-    return np.add.reduceat(power[:, indices], starts, axis=1) + _FLAT
+def _sector_sums(power: np.ndarray, bins: _SectorBins) -> tuple[np.ndarray, np.ndarray]:
+    """(fine, coarse) energy per sector, (N, SECTORS) each, of :func:`_band_power`'s (N, bins). Summed
+    with ``np.add.reduceat`` rather than a matrix product: BLAS would start threads of its own inside
+    a map's block threads."""
+    energy = np.add.reduceat(power, bins.starts, axis=1) + _FLAT
+    return energy[:, :SECTORS], energy[:, SECTORS:]
 
 
 def _own_part_energies(
@@ -175,13 +199,12 @@ def _own_part_energies(
         [summed[:side, o : o + side] if width > height else summed[o : o + side, :side] for o in offsets]
     ).astype(np.float32)
     squares -= squares.mean(axis=(1, 2), keepdims=True)
-    squares *= _sector_bins(side, side)[0]
-    # Zero-padded to the tile's size, so the bands keep every sector's bins at any side.
-    _, fine_band, coarse_band = _sector_bins(*full, scale)
-    power = np.abs(scipy.fft.rfft2(squares, s=full)).reshape(len(squares), -1)
-    # Energy grows with the window's area; scaled to a whole tile's, so that _FLAT means the same.
-    power = (power * power).mean(axis=0, keepdims=True) * (full[0] * full[1] / side**2)
-    return _sector_energy(power, fine_band), _sector_energy(power, coarse_band)
+    squares *= _sector_bins(side, side).window
+    # Zero-padded to the tile's size, so the bands keep every sector's bins at any side. Energy grows
+    # with the window's area; scaled to a whole tile's, so that _FLAT means the same.
+    bins = _sector_bins(*full, scale)
+    power = _band_power(squares, bins, full).mean(axis=0, keepdims=True) * (full[0] * full[1] / side**2)
+    return _sector_sums(power, bins)
 
 
 @dataclass(frozen=True)
@@ -212,7 +235,7 @@ def sector_energies(tiles: np.ndarray, mpp: float | None = None, extent: np.ndar
     ``edge_tiles.own_extent`` of the tiles, where the caller has it already)."""
     tiles = np.asarray(tiles)
     full, scale = tiles.shape[1:3], band_scale(mpp)
-    window, fine_band, coarse_band = _sector_bins(*full, scale)
+    bins = _sector_bins(*full, scale)
     extent = own_extent(tiles) if extent is None else np.asarray(extent)
     own_part = _measured_on_own_part(extent, full)
     fine_out = np.empty((len(tiles), SECTORS), np.float64)
@@ -226,10 +249,8 @@ def sector_energies(tiles: np.ndarray, mpp: float | None = None, extent: np.ndar
         summed += chunk[..., 2]
         luminance = summed.astype(np.float32)
         luminance -= luminance.mean(axis=(1, 2), keepdims=True)
-        luminance *= window
-        power = np.abs(scipy.fft.rfft2(luminance)).reshape(len(luminance), -1)
-        power *= power
-        fine, coarse = _sector_energy(power, fine_band), _sector_energy(power, coarse_band)
+        luminance *= bins.window
+        fine, coarse = _sector_sums(_band_power(luminance, bins, full), bins)
         for index in np.flatnonzero(own_part[start : start + _CHUNK]):
             height, width = extent[start + index]
             fine[index], coarse[index] = _own_part_energies(summed[index], int(height), int(width), full, scale)

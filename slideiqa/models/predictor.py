@@ -21,11 +21,7 @@ import numpy as np
 
 from slideiqa.errors import SlideIQAError
 from slideiqa.extras import require_torch, torch_installed
-from slideiqa.io.edge_tiles import own_extent
-from slideiqa.measure.exposure_evidence import exposure_evidence, judge_exposure
-from slideiqa.measure.jpeg_quantisation import jpeg_scale, judge_jpeg
-from slideiqa.measure.judgement import judge_measured, measured_families
-from slideiqa.measure.noise_level import judge_noise, patch_noise
+from slideiqa.measure.judgement import judge_cells, judge_tiles, measure_tiles, measured_families
 from slideiqa.models.card import ModelError, file_sha256, graph_path, load_card
 from slideiqa.models.zoo import resolve_model
 from slideiqa.settings.options import DEVICE_PATTERN
@@ -227,48 +223,33 @@ class Predictor:
 
     def _run(self, tiles: np.ndarray, cells: bool, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(tile probabilities, cell probabilities or None) with the measured families judged, by either
-        engine. Motion is judged per tile only: a 32 px cell is too small a window for its spectrum."""
+        engine."""
         tiles = np.ascontiguousarray(tiles, dtype=np.uint8)
         size = self.card.input_size
         if tiles.ndim != 4 or tiles.shape[1:] != (size, size, 3):
             raise ValueError(f"expected tiles of shape (N, {size}, {size}, 3), got {tiles.shape}")
-        if self._session is not None:
-            names = ["probabilities", "cell_probabilities"] if cells else ["probabilities"]
-            outputs = self._session.run(names, {"tiles": tiles})
-        else:
-            import torch
-
-            with torch.inference_mode():
-                result = self._classifier(torch.from_numpy(tiles).to(self.device))
-                result = result if isinstance(result, tuple) else (result,)
-                outputs = [r.float().cpu().numpy() for r in result[: 2 if cells else 1]]
+        outputs = self._network(tiles, cells)
         probabilities = outputs[0]
         cell_probabilities = outputs[1] if cells else None
-        evidence = exposure_evidence(tiles) if "exposure" in self.measured_families else None
-        noise = patch_noise(tiles) if "noise" in self.measured_families else None  # once, for tiles and cells
-        # Edge tiles' own parts, found once for the measurements that read them (edge_tiles.py).
-        extent = own_extent(tiles) if {"jpeg", "motion", "defocus"} & set(self.measured_families) else None
-        jpeg = jpeg_scale(tiles, extent) if "jpeg" in self.measured_families else None
-        probabilities = judge_measured(
-            probabilities, self.classes, tiles, self.measured_families, evidence, noise, jpeg, mpp, extent
-        )
+        if not self.measured_families:
+            return probabilities, cell_probabilities
+        measured = measure_tiles(tiles, self.measured_families, mpp)
+        probabilities = judge_tiles(probabilities, self.classes, self.measured_families, measured)
         if cell_probabilities is not None:
-            per_tile = cell_probabilities.shape[1] * cell_probabilities.shape[2]
-            if noise is not None:  # one σ per cell
-                cell_probabilities = self._judge_cells(
-                    judge_noise, cell_probabilities, noise.per_cell(self.card.cell_px).reshape(-1)
-                )
-            if jpeg is not None:  # compression is the tile's: a cell takes its tile's step
-                cell_probabilities = self._judge_cells(judge_jpeg, cell_probabilities, np.repeat(jpeg, per_tile))
-            if evidence is not None:  # so is the light: a cell takes its tile's evidence
-                cell_probabilities = self._judge_cells(judge_exposure, cell_probabilities, evidence.per_cell(per_tile))
+            cell_probabilities = judge_cells(cell_probabilities, self.classes, measured, self.card.cell_px)
         return probabilities, cell_probabilities
 
-    def _judge_cells(self, judge, cell_probabilities: np.ndarray, measured) -> np.ndarray:
-        """(N, rows, cols, classes) cell probabilities judged as tiles are, by ``judge(probabilities,
-        classes, measured)`` with one measurement per cell."""
-        shape = cell_probabilities.shape
-        return judge(cell_probabilities.reshape(-1, shape[-1]), self.classes, measured).reshape(shape)
+    def _network(self, tiles: np.ndarray, cells: bool) -> list[np.ndarray]:
+        """The network's outputs for ``tiles``: the tile probabilities, and the cells' where asked."""
+        if self._session is not None:
+            names = ["probabilities", "cell_probabilities"] if cells else ["probabilities"]
+            return self._session.run(names, {"tiles": tiles})
+        import torch
+
+        with torch.inference_mode():
+            result = self._classifier(torch.from_numpy(tiles).to(self.device))
+            result = result if isinstance(result, tuple) else (result,)
+            return [r.float().cpu().numpy() for r in result[: 2 if cells else 1]]
 
     def score(self, probabilities: np.ndarray) -> np.ndarray:
         """Quality score = P(good)."""
