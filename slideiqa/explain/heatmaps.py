@@ -139,10 +139,13 @@ class CellMaps:
     def classes(self) -> list[str]:
         return self.card.classes
 
-    def explain_tiles(self, tiles: np.ndarray, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def explain_tiles(
+        self, tiles: np.ndarray, mpp: float | None = None, native: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (N, classes), heatmaps (N, classes, H, W) in 0–1): each class's P per cell,
-        enlarged over the tile; ``good``'s heatmap is 0. ``mpp``: the tiles' µm/px, where not the model's."""
-        probabilities, cells = self.predictor.predict_with_cells(tiles, mpp)
+        enlarged over the tile; ``good``'s heatmap is 0. ``mpp``: the tiles' µm/px, where not the
+        model's; ``native`` as ``Predictor.predict``."""
+        probabilities, cells = self.predictor.predict_with_cells(tiles, mpp, native)
         heatmaps = np.zeros((len(tiles), len(self.classes), *tiles.shape[1:3]), np.float32)
         for index in range(len(self.classes)):
             if index != self.card.good_index:
@@ -189,17 +192,21 @@ class GradCam:
     def classes(self) -> list[str]:
         return self.card.classes
 
-    def explain_tiles(self, tiles: np.ndarray, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def explain_tiles(
+        self, tiles: np.ndarray, mpp: float | None = None, native: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (N, classes), heatmaps (N, classes, H, W) in 0–1) of (N, H, W, 3) uint8
         tiles at the model's input size, as the module docstring says; ``good``'s heatmap is 0.
-        ``mpp``: the tiles' µm/px, where not the model's."""
+        ``mpp``: the tiles' µm/px, where not the model's; ``native`` as ``Predictor.predict``."""
         probabilities, heatmaps = [], []
         for start in range(0, len(tiles), BATCH):
             chunk = np.ascontiguousarray(tiles[start : start + BATCH], dtype=np.uint8)
             chunk_probabilities, cams = self._grad_cam(chunk)
             top = cams.max(axis=(2, 3), keepdims=True)
             chunk_heatmaps = np.where(top > 0, cams / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
-            chunk_probabilities = judge_measured(chunk_probabilities, self.classes, chunk, self.measured, mpp=mpp)
+            chunk_probabilities = judge_measured(
+                chunk_probabilities, self.classes, chunk, self.measured, mpp=mpp, native=native
+            )
             chunk_heatmaps *= chunk_probabilities[:, :, None, None].astype(np.float32)
             if "noise" in self.measured:
                 chunk_heatmaps[:, self.classes.index("noise")] = [
@@ -260,7 +267,10 @@ def explain_field(
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = explainer.card.input_size
     field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
-    explanation = explain_image(mirrored_to_tile(field, size), explainer, str(path), measured_at(judged_mpp, model_mpp))
+    native = field is image  # not resized: the file's own pixels
+    explanation = explain_image(
+        mirrored_to_tile(field, size), explainer, str(path), measured_at(judged_mpp, model_mpp), native
+    )
     # A field mirrored out to a tile is shown as itself: its mirror images are the model's view only.
     height, width = field.shape[:2]
     return replace(
@@ -271,10 +281,15 @@ def explain_field(
 
 
 def explain_image(
-    image: np.ndarray, explainer: CellMaps | GradCam, name: str = "image", mpp: float | None = None
+    image: np.ndarray,
+    explainer: CellMaps | GradCam,
+    name: str = "image",
+    mpp: float | None = None,
+    native: bool = False,
 ) -> Explanation:
     """Heatmaps of an (H, W, 3) uint8 image already at the scale it is judged at (``mpp``: the
-    model's µm/px where None, else a slightly coarser slide's own), tile by tile."""
+    model's µm/px where None, else a slightly coarser slide's own), tile by tile; ``native``: the
+    image is its file's own pixels, not resampled (judged as a map judges such tiles)."""
     size = explainer.card.input_size
     origins = tile_origins(image, size, name)
     defects = [
@@ -288,7 +303,7 @@ def explain_image(
     for start in range(0, len(origins), BATCH):
         batch = origins[start : start + BATCH]
         tiles = np.stack([image[y : y + size, x : x + size] for y, x in batch])
-        batch_probabilities, tile_heatmaps = explainer.explain_tiles(tiles, mpp)
+        batch_probabilities, tile_heatmaps = explainer.explain_tiles(tiles, mpp, native)
         probabilities.append(batch_probabilities)
         for index, name_of_class in defects:
             heat = heatmaps[name_of_class]
@@ -328,8 +343,9 @@ def explain_map_tile(
         raise ValueError(f"{quality.path}: no tile ({row}, {col}); the map has {rows} × {cols}")
     explainer = explainer or explainer_for(quality.options.model)
     with open_slide(slide_path or quality.slide.path) as slide:
-        tile, _ = read_tile(slide, grid, read_plan(slide, grid), row, col)
-    return explain_image(tile, explainer, f"{quality.path} tile ({row}, {col})", grid.model_mpp)
+        plan = read_plan(slide, grid)
+        tile, _ = read_tile(slide, grid, plan, row, col)
+    return explain_image(tile, explainer, f"{quality.path} tile ({row}, {col})", grid.model_mpp, plan.native)
 
 
 @dataclass(frozen=True)
@@ -397,7 +413,9 @@ def explain_slide_region(
             for col in range(tiles.cols):
                 pixels, _ = read_tile(slide, grid, plan, tiles.row0 + row, tiles.col0 + col)
                 image[row * size : (row + 1) * size, col * size : (col + 1) * size] = pixels
-    explanation = explain_image(image, explainer, str(path), measured_at(grid.model_mpp, explainer.card.mpp))
+    explanation = explain_image(
+        image, explainer, str(path), measured_at(grid.model_mpp, explainer.card.mpp), plan.native
+    )
     # Shown as far as the slide goes (an edge tile's mirror image is the model's view only), its
     # tiles in explain_image's order (row by row) assessed where the map would: tissue enough.
     height = min(image.shape[0], math.ceil((grid.height / grid.step - tiles.row0) * size))

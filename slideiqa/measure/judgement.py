@@ -87,9 +87,14 @@ def measure_tiles(tiles: np.ndarray, families: list[str], mpp: float | None = No
 
 
 def judge_tiles(
-    probabilities: np.ndarray, classes: list[str], families: list[str], measured: TileMeasurements
+    probabilities: np.ndarray,
+    classes: list[str],
+    families: list[str],
+    measured: TileMeasurements,
+    native: bool = False,
 ) -> np.ndarray:
-    """``probabilities`` (tiles × classes) with each of ``families`` judged from ``measured``."""
+    """``probabilities`` (tiles × classes) with each of ``families`` judged from ``measured``;
+    ``native``: the tiles are their file's own pixels, not resampled (``jpeg_quantisation.judge_jpeg``)."""
     if "noise" in families and measured.noise is not None:
         probabilities = judge_noise(probabilities, classes, measured.noise.per_tile())
     if "motion" in families and measured.motion is not None:
@@ -99,37 +104,42 @@ def judge_tiles(
         kept = tuple(family for family in ("noise", "motion") if family in families)
         probabilities = judge_defocus(probabilities, classes, measured.detail, kept, measured.tissue)
     if "jpeg" in families and measured.jpeg is not None:
-        probabilities = judge_jpeg(probabilities, classes, measured.jpeg)
+        probabilities = judge_jpeg(probabilities, classes, measured.jpeg, native)
     if "exposure" in families and measured.exposure is not None:
         probabilities = judge_exposure(probabilities, classes, measured.exposure)
     return probabilities
 
 
 def judge_cells(
-    cell_probabilities: np.ndarray, classes: list[str], measured: TileMeasurements, cell_px: int
+    cell_probabilities: np.ndarray, classes: list[str], measured: TileMeasurements, cell_px: int, native: bool = False
 ) -> np.ndarray:
     """(N, rows, cols, classes) cell probabilities judged as tiles are where a cell can be: noise
     measured per cell; compression and light are the tile's, so a cell takes its tile's JPEG step and
     exposure evidence. Motion and defocus are judged per tile only: a 32 px cell is too small a
-    window for their spectrum."""
+    window for their spectrum. ``native`` as :func:`judge_tiles`."""
     shape = cell_probabilities.shape
     per_tile = shape[1] * shape[2]
     judged = cell_probabilities.reshape(-1, shape[-1])
     if measured.noise is not None:
         judged = judge_noise(judged, classes, measured.noise.per_cell(cell_px).reshape(-1))
     if measured.jpeg is not None:
-        judged = judge_jpeg(judged, classes, np.repeat(measured.jpeg, per_tile))
+        judged = judge_jpeg(judged, classes, np.repeat(measured.jpeg, per_tile), native)
     if measured.exposure is not None:
         judged = judge_exposure(judged, classes, measured.exposure.per_cell(per_tile))
     return judged.reshape(shape)
 
 
 def judge_measured(
-    probabilities: np.ndarray, classes: list[str], tiles: np.ndarray, families: list[str], mpp: float | None = None
+    probabilities: np.ndarray,
+    classes: list[str],
+    tiles: np.ndarray,
+    families: list[str],
+    mpp: float | None = None,
+    native: bool = False,
 ) -> np.ndarray:
     """``probabilities`` of (N, H, W, 3) uint8 ``tiles`` with each of ``families`` measured and judged
-    (``mpp`` as :func:`measure_tiles`)."""
-    return judge_tiles(probabilities, classes, families, measure_tiles(tiles, families, mpp))
+    (``mpp`` as :func:`measure_tiles`, ``native`` as :func:`judge_tiles`)."""
+    return judge_tiles(probabilities, classes, families, measure_tiles(tiles, families, mpp), native)
 
 
 #: What each measured family's attributes record (its estimator or rule and thresholds).

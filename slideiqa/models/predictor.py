@@ -206,22 +206,29 @@ class Predictor:
     def has_cells(self) -> bool:
         return self.card.has_cells
 
-    def predict(self, tiles: np.ndarray, mpp: float | None = None) -> np.ndarray:
+    def predict(self, tiles: np.ndarray, mpp: float | None = None, native: bool = False) -> np.ndarray:
         """(N, classes) probabilities of (N, size, size, 3) uint8 tiles; ``mpp``: the tiles' µm/px
         where it is not the model's (a slide judged at its own, slightly coarser pixels), which
-        the measurements that read detail of a physical size scale to."""
-        return self._run(tiles, cells=False, mpp=mpp)[0]
+        the measurements that read detail of a physical size scale to; ``native``: the tiles are
+        their file's own pixels, not resampled, so a JPEG artefact would show its lattice
+        (``jpeg_quantisation.judge_jpeg``)."""
+        return self._run(tiles, cells=False, mpp=mpp, native=native)[0]
 
-    def predict_with_cells(self, tiles: np.ndarray, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_cells(
+        self, tiles: np.ndarray, mpp: float | None = None, native: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(tile probabilities (N, classes), cell probabilities (N, rows, cols, classes)) from one
-        pass; noise measured per cell as per tile (``noise_level.PatchNoise.per_cell``)."""
+        pass; noise measured per cell as per tile (``noise_level.PatchNoise.per_cell``); ``mpp`` and
+        ``native`` as :meth:`predict`."""
         if not self.has_cells:
             raise ModelError(f"{self.checkpoint}: this model has no cell head; it judges whole tiles only")
-        probabilities, cell_probabilities = self._run(tiles, cells=True, mpp=mpp)
+        probabilities, cell_probabilities = self._run(tiles, cells=True, mpp=mpp, native=native)
         assert cell_probabilities is not None  # asked for, and the model has a cell head
         return probabilities, cell_probabilities
 
-    def _run(self, tiles: np.ndarray, cells: bool, mpp: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(
+        self, tiles: np.ndarray, cells: bool, mpp: float | None = None, native: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """(tile probabilities, cell probabilities or None) with the measured families judged, by either
         engine."""
         tiles = np.ascontiguousarray(tiles, dtype=np.uint8)
@@ -234,9 +241,9 @@ class Predictor:
         if not self.measured_families:
             return probabilities, cell_probabilities
         measured = measure_tiles(tiles, self.measured_families, mpp)
-        probabilities = judge_tiles(probabilities, self.classes, self.measured_families, measured)
+        probabilities = judge_tiles(probabilities, self.classes, self.measured_families, measured, native)
         if cell_probabilities is not None:
-            cell_probabilities = judge_cells(cell_probabilities, self.classes, measured, self.card.cell_px)
+            cell_probabilities = judge_cells(cell_probabilities, self.classes, measured, self.card.cell_px, native)
         return probabilities, cell_probabilities
 
     def _network(self, tiles: np.ndarray, cells: bool) -> list[np.ndarray]:

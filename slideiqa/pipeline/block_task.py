@@ -205,9 +205,9 @@ def assess_block(task: BlockTask, assess: np.ndarray) -> BlockResult:
         pixels = np.stack(tiles)
         judged_mpp = task.grid.model_mpp  # the model's, or a slightly coarser slide's own (grid.judging_scale)
         if k:
-            probabilities, cell_probabilities = predictor.predict_with_cells(pixels, judged_mpp)
+            probabilities, cell_probabilities = predictor.predict_with_cells(pixels, judged_mpp, plan.native)
         else:
-            probabilities, cell_probabilities = predictor.predict(pixels, judged_mpp), None
+            probabilities, cell_probabilities = predictor.predict(pixels, judged_mpp, plan.native), None
         claimed, dyed = np.zeros(len(batch), bool), np.zeros(len(batch), bool)
         for artefact in tile_artefacts(task.tile_artefacts):  # the lowest claim first: it keeps its tiles
             # Searched as at the model's scale even on a slide judged at its own slightly coarser

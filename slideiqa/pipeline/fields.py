@@ -144,7 +144,8 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     size = predictor.card.input_size
     field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
     tiles = field_tiles(mirrored_to_tile(field, size), size, str(path))
-    probabilities = predictor.predict(tiles, measured_at(judged_mpp, model_mpp)).mean(axis=0)
+    native = field is image  # not resized: the file's own pixels
+    probabilities = predictor.predict(tiles, measured_at(judged_mpp, model_mpp), native).mean(axis=0)
     return FieldQuality(
         len(tiles),
         float(probabilities[predictor.card.good_index]),

@@ -60,8 +60,9 @@ log = logging.getLogger(__name__)
 #: 4 reads motion on an edge tile's own part and on bands scaled to a slightly coarser slide's µm/px;
 #: 5 caps P(defocus) where the tile's spectrum shows fine detail no defocused tile has (defocus_evidence);
 #: 6 searches debris on averaged optical densities and counts a grey speck touching marking dye as dye;
-#: 7 raises P(defocus) on a tile full of tissue with almost no fine detail (defocus_evidence's floor).
-JUDGEMENT = 7
+#: 7 raises P(defocus) on a tile full of tissue with almost no fine detail (defocus_evidence's floor);
+#: 8 lets the measured JPEG step decide P(jpeg) on tiles that are the file's own pixels (judge_jpeg).
+JUDGEMENT = 8
 
 
 @dataclass
@@ -328,6 +329,7 @@ def plan_map(
             "level": reading.level,
             "read_px": reading.read_size,
             "decode_factor": reading.decode_factor,
+            "native_pixels": reading.native,
             "decoder": reading.decoder or info.reader,
         },
     }

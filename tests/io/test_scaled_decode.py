@@ -80,6 +80,7 @@ def test_a_40x_map_by_scaled_decode_agrees_with_the_openslide_path(slide_40x, tm
         "level": 0,
         "read_px": 448,
         "decode_factor": 2,
+        "native_pixels": False,  # shrunk: a JPEG lattice would not survive, the network's call stands
         "decoder": "scaled JPEG",
         "fallback_tiles": 0,
     }
@@ -112,6 +113,7 @@ def test_a_20x_map_decoded_directly_is_the_openslide_map_bit_for_bit(tmp_path, m
         "level": 0,
         "read_px": 224,
         "decode_factor": 1,
+        "native_pixels": True,  # the file's own pixels: the measured JPEG step decides
         "decoder": "direct JPEG",
         "fallback_tiles": 0,
     }

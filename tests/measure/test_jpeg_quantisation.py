@@ -84,7 +84,7 @@ def test_a_tile_resampled_after_compression_shows_no_lattice(tumour_field):
     assert jpeg_scale(tiles_of(shrunk, 0, count=2)).max() == 0.0
 
 
-def test_the_measurement_only_raises_p_jpeg():
+def test_the_measurement_only_raises_p_jpeg_on_resampled_tiles():
     classes = ["good", "jpeg", "noise"]
     probabilities = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.8, 0.1, 0.1]])
     judged = judge_jpeg(probabilities, classes, np.array([3.4, 0.0, 1.7]))
@@ -102,3 +102,24 @@ def test_the_predictor_flags_every_tile_at_the_floor(heldout_tiles):
     assert (judged[:, index] > 0.99).all()
     assert measured.predict(heldout_tiles)[:, index].max() < 0.05
     assert "jpeg" not in network.measured_families
+
+
+def test_on_a_files_own_pixels_the_measured_step_decides_p_jpeg_both_ways():
+    """A JPEG artefact on a tile that is its file's own pixels shows the encoder's lattice: a network's
+    JPEG call on a tile without one (featureless tissue of a lab it never saw) is set aside."""
+    classes = ["good", "jpeg", "noise"]
+    probabilities = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.8, 0.1, 0.1]])
+    judged = judge_jpeg(probabilities, classes, np.array([3.4, 0.0, 1.7]), native=True)
+    np.testing.assert_allclose(judged.sum(1), 1.0, atol=1e-6)
+    assert judged[0, 1] > 0.999
+    assert judged[1:, 1].max() < 1e-6  # no lattice, or a scanner's fine step: not compressed past the floor
+    # the rest keeps the network's ratios: good 2 : noise 1, and 8 : 1
+    np.testing.assert_allclose(judged[1:, 0] / judged[1:, 2], [2.0, 8.0], rtol=1e-5)
+
+
+def test_the_predictor_told_tiles_are_native_still_flags_the_floor_and_clears_clean_tiles(heldout_tiles):
+    predictor = Predictor("default")
+    index = predictor.classes.index("jpeg")
+    compressed = np.stack([jpeg(tile, FLOORS["jpeg"]) for tile in heldout_tiles])
+    assert (predictor.predict(compressed, native=True)[:, index] > 0.99).all()
+    assert predictor.predict(heldout_tiles, native=True)[:, index].max() < 1e-6
