@@ -79,6 +79,8 @@ def measure_fold(
     whole test set, ten defective tiles to one sharp one; under ``tile_only`` no slide at all; under
     ``model_only`` the network's own judgement."""
     model_mpp = plan_mpp * held.images.shape[1] / recipe.input_size
+    # Judged as resampled tiles (native=False): the network's JPEG call stands beside the measured step,
+    # as when the recorded tables were made; a map of a file's own pixels lets the step decide.
     judged = judge_measured(probabilities, list(CLASSES), held.images, measured_families(list(CLASSES), model_mpp))
     tone = tone_features(held.images)
     in_good_slide = judge_against_slide(judged, list(CLASSES), tone, tone[held.families == "none"])

@@ -266,8 +266,7 @@ def explain_field(
     model_mpp = explainer.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = explainer.card.input_size
-    field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
-    native = field is image  # not resized: the file's own pixels
+    field, judged_mpp, native = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
     explanation = explain_image(
         mirrored_to_tile(field, size), explainer, str(path), measured_at(judged_mpp, model_mpp), native
     )

@@ -94,8 +94,9 @@ class ReadPlan:
     read_size: int
     decode_factor: int = 1
     jpeg_tiles: bool = False
-    #: The tiles are the level's own pixels (read at their size, decoded in full): what the scanner's
-    #: compression left is there as it left it (``jpeg_quantisation.judge_jpeg``).
+    #: The tiles are the file's own level-0 pixels (read at their size, decoded in full): what the
+    #: scanner's compression left is there as it left it (``jpeg_quantisation.judge_jpeg``). Only level
+    #: 0: some readers build a lower level by decoding level 0's JPEG at reduced size, not from stored pixels.
     native: bool = False
 
     @property
@@ -112,7 +113,8 @@ def read_plan(slide: Slide, grid: TileGrid) -> ReadPlan:
     read_size = max(1, int(round(grid.step / downsample)))
     direct = slide.scaled is not None and level in slide.scaled.levels
     factor = scale_factor(read_size, grid.tile_size) if direct else 1
-    return ReadPlan(level, downsample, read_size, factor, direct, native=read_size == grid.tile_size and factor == 1)
+    native = level == 0 and read_size == grid.tile_size and factor == 1
+    return ReadPlan(level, downsample, read_size, factor, direct, native)
 
 
 def read_tile(slide: Slide, grid: TileGrid, plan: ReadPlan, row: int, col: int) -> tuple[np.ndarray, bool]:

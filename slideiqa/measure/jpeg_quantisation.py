@@ -167,24 +167,46 @@ def _measured_jpeg_probability(scale: np.ndarray) -> np.ndarray:
 
 
 def judge_jpeg(
-    probabilities: np.ndarray, classes: list[str], scale: np.ndarray, native: bool | np.ndarray = False
+    probabilities: np.ndarray,
+    classes: list[str],
+    scale: np.ndarray,
+    native: bool | np.ndarray = False,
+    measured: tuple[str, ...] = (),
 ) -> np.ndarray:
     """``probabilities`` (tiles × classes) with P(jpeg) from the measured ``scale`` and the other classes
     rescaled to the rest, keeping their ratios; unchanged for a model without a jpeg class. On tiles
-    that are their file's own pixels (``native``: neither shrunk nor enlarged since the file was
-    written) a JPEG artefact shows the encoder's lattice, so the measurement decides; on resampled
-    tiles it shows none, and the measurement only raises the network's P(jpeg)."""
+    that are their file's own pixels and large enough to read (``native``, per tile or for all: see
+    :func:`readable`) a JPEG artefact shows the encoder's lattice, so the measurement decides; on
+    resampled tiles it shows none, and the measurement only raises the network's P(jpeg). What a
+    lowered P(jpeg) gives up goes to the classes not ``measured`` already, in their ratios: a
+    measured P(noise) or P(motion) stays as measured, never pushed over its threshold by it."""
     if "jpeg" not in classes:
         return probabilities
     index = classes.index("jpeg")
     current = np.asarray(probabilities, dtype=np.float64)[:, index]
-    measured = _measured_jpeg_probability(scale)
-    judged = np.where(native, measured, np.maximum(current, measured))
-    return set_class_probability(probabilities, index, judged).astype(np.float32)
+    from_step = _measured_jpeg_probability(scale)
+    judged_values = np.where(native, from_step, np.maximum(current, from_step))
+    judged = set_class_probability(probabilities, index, judged_values)
+    lowered = judged_values < current
+    keep = tuple(classes.index(family) for family in measured if family in classes)
+    if keep and lowered.any():
+        judged[lowered] = set_class_probability(probabilities[lowered], index, judged_values[lowered], keep)
+    return judged.astype(np.float32)
+
+
+#: An edge tile's own part (``edge_tiles.own_extent``) narrower than this, either way, holds too few
+#: blocks for the step to be read (a tile of 4 × 4 blocks read it at the floor, one of 30 × 30 px did
+#: not): there the reading is no evidence of *no* compression, and the network's call stands.
+MIN_READABLE_PX = 64
+
+
+def readable(extent: np.ndarray) -> np.ndarray:
+    """(N,) whether each tile's own part (rows, columns) is large enough to read its JPEG step."""
+    return np.asarray(extent).min(axis=1) >= MIN_READABLE_PX
 
 
 def measures_jpeg(classes: list[str]) -> bool:
-    """Whether a model with these classes has its P(jpeg) raised by the measured quantisation step."""
+    """Whether a model with these classes has its P(jpeg) judged by the measured quantisation step."""
     return "jpeg" in classes
 
 

@@ -11,9 +11,9 @@ model sees tiles at the scale the noise and motion measurements were calibrated 
 and P(motion) are replaced by the measurements' and its P(defocus) is capped where the tile shows
 fine detail no defocused tile has and raised where a tile full of tissue has almost none (what it
 takes or gives goes to the families not measured); the other
-classes keep their ratios. Its P(jpeg) is raised to
-the measured step's wherever the lattice shows, and its P(exposure) is capped by the exposure
-evidence, at any scale. Elsewhere the network's own probabilities stand.
+classes keep their ratios. Its P(jpeg) is the measured step's on tiles that are their file's own
+pixels (compression leaves its lattice there) and raised to it elsewhere, and its P(exposure) is
+capped by the exposure evidence, at any scale. Elsewhere the network's own probabilities stand.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from slideiqa.measure.exposure_evidence import (
     measures_exposure,
 )
 from slideiqa.measure.families import how_measured
-from slideiqa.measure.jpeg_quantisation import JPEG_RULE, jpeg_scale, judge_jpeg, measures_jpeg
+from slideiqa.measure.jpeg_quantisation import JPEG_RULE, jpeg_scale, judge_jpeg, measures_jpeg, readable
 from slideiqa.measure.motion_blur import MOTION_RULE, judge_motion, measures_motion, motion_score, sector_energies
 from slideiqa.measure.noise_level import NOISE_RULE, PatchNoise, judge_noise, measures_noise, patch_noise
 
@@ -64,6 +64,8 @@ class TileMeasurements:
     detail: np.ndarray | None = None
     tissue: np.ndarray | None = None
     jpeg: np.ndarray | None = None
+    #: Whether each tile is large enough to read its JPEG step (an edge tile's own part may not be).
+    jpeg_readable: np.ndarray | None = None
     exposure: ExposureEvidence | None = None
 
 
@@ -82,6 +84,7 @@ def measure_tiles(tiles: np.ndarray, families: list[str], mpp: float | None = No
             detail=energies.detail() if energies is not None and "defocus" in wanted else None,
             tissue=tissue_share(tiles) if "defocus" in wanted else None,
             jpeg=jpeg_scale(tiles, extent) if "jpeg" in wanted else None,
+            jpeg_readable=readable(extent) if extent is not None and "jpeg" in wanted else None,
             exposure=exposure_evidence(tiles) if "exposure" in wanted else None,
         )
 
@@ -101,10 +104,12 @@ def judge_tiles(
         probabilities = judge_motion(probabilities, classes, measured.motion)
     if "defocus" in families and measured.detail is not None and measured.tissue is not None:
         # After motion: what the cap takes goes to the families not measured, never into a measured one.
-        kept = tuple(family for family in ("noise", "motion") if family in families)
-        probabilities = judge_defocus(probabilities, classes, measured.detail, kept, measured.tissue)
+        spectral_kept = tuple(family for family in ("noise", "motion") if family in families)
+        probabilities = judge_defocus(probabilities, classes, measured.detail, spectral_kept, measured.tissue)
     if "jpeg" in families and measured.jpeg is not None:
-        probabilities = judge_jpeg(probabilities, classes, measured.jpeg, native)
+        # A lowered P(jpeg) gives to the families not judged already: a measured class stays as judged.
+        judged_before = tuple(family for family in ("noise", "motion", "defocus") if family in families)
+        probabilities = judge_jpeg(probabilities, classes, measured.jpeg, _decides(measured, native), judged_before)
     if "exposure" in families and measured.exposure is not None:
         probabilities = judge_exposure(probabilities, classes, measured.exposure)
     return probabilities
@@ -123,10 +128,19 @@ def judge_cells(
     if measured.noise is not None:
         judged = judge_noise(judged, classes, measured.noise.per_cell(cell_px).reshape(-1))
     if measured.jpeg is not None:
-        judged = judge_jpeg(judged, classes, np.repeat(measured.jpeg, per_tile), native)
+        decides = np.repeat(_decides(measured, native), per_tile)
+        kept = ("noise",) if measured.noise is not None else ()
+        judged = judge_jpeg(judged, classes, np.repeat(measured.jpeg, per_tile), decides, kept)
     if measured.exposure is not None:
         judged = judge_exposure(judged, classes, measured.exposure.per_cell(per_tile))
     return judged.reshape(shape)
+
+
+def _decides(measured: TileMeasurements, native: bool) -> np.ndarray:
+    """(N,) where the JPEG step decides P(jpeg): tiles of the file's own pixels, large enough to read."""
+    count = 0 if measured.jpeg is None else len(measured.jpeg)
+    readable_tiles = np.ones(count, bool) if measured.jpeg_readable is None else measured.jpeg_readable
+    return readable_tiles & native
 
 
 def judge_measured(

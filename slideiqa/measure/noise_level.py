@@ -111,7 +111,8 @@ def patch_noise(tiles: np.ndarray) -> PatchNoise:
     if rows == 0 or cols == 0:
         raise ValueError(f"tiles of {tiles.shape[2]}×{tiles.shape[1]} px are too small to measure noise")
     green = np.ascontiguousarray(tiles[:, : rows * side, : cols * side, 1])
-    diagonal = np.abs(_diagonal_detail(green))
+    # uint8 as tiles come; anything else in float32, as PyWavelets computed it.
+    diagonal = np.abs(_diagonal_detail(green if green.dtype == np.uint8 else green.astype(np.float32)))
     patches = diagonal.reshape(len(tiles), rows, PATCH, cols, PATCH).transpose(0, 1, 3, 2, 4)
     sigma = _median(patches.reshape(len(tiles), rows, cols, -1)) / _GAUSSIAN_MAD
     # Pixels at 0 or 255 (one comparison: adding 1 wraps 255 to 0), counted per patch a band of rows
@@ -138,8 +139,8 @@ _DB2_HIGH = np.array([-0.48296291314469025, 0.836516303737469, -0.22414386804185
 
 
 def _diagonal_detail(green: np.ndarray) -> np.ndarray:
-    """The finest diagonal wavelet coefficients (db2) of (N, H, W) uint8 images of even sides, the
-    first H/2 × W/2 of them: bit for bit ``pywt.dwt2(green.astype(np.float32), "db2")[1][2]`` cropped
+    """The finest diagonal wavelet coefficients (db2) of (N, H, W) uint8 (or float32) images of even
+    sides, the first H/2 × W/2 of them: bit for bit ``pywt.dwt2(green.astype(np.float32), "db2")[1][2]`` cropped
     so, in about half its time (PyWavelets filters along rows through strided copies)."""
     return _high_pass_halved(_high_pass_halved(green, axis=1), axis=2)
 

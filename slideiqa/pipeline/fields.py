@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -91,7 +92,16 @@ def mirrored_to_tile(field: np.ndarray, size: int) -> np.ndarray:
     return np.pad(field, pad, mode="symmetric")
 
 
-def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> tuple[np.ndarray, float]:
+class JudgedField(NamedTuple):
+    """A field as it is judged: its pixels, their µm/px, and whether they are the file's own (not
+    resized: what a scanner's compression left is there as it left it, ``jpeg_quantisation.judge_jpeg``)."""
+
+    pixels: np.ndarray
+    mpp: float
+    native: bool
+
+
+def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str, tile: int) -> JudgedField:
     """The field resized to the µm/px of :func:`judging_mpp` (Lanczos, as the map's tiles are), and
     the µm/px it is judged at; judged as it is within :data:`SAME_SCALE` of that; refused when more
     than :data:`~slideiqa.io.grid.COARSEST_RATIO` coarser than the model, or when smaller than
@@ -112,10 +122,10 @@ def at_judging_scale(image: np.ndarray, mpp: float, model_mpp: float, name: str,
             "model is measured to judge"
         )
     if target / SAME_SCALE <= mpp <= target * SAME_SCALE:
-        return image, mpp
+        return JudgedField(image, mpp, native=True)
     from PIL import Image
 
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)), target
+    return JudgedField(np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)), target, native=False)
 
 
 def tile_origins(image: np.ndarray, size: int, name: str = "field") -> list[tuple[int, int]]:
@@ -142,9 +152,8 @@ def score_field(path: str | Path, predictor: Predictor, mpp: float | None = None
     model_mpp = predictor.card.mpp
     field_mpp = float(mpp) if mpp is not None else (float(stated) if stated else model_mpp)
     size = predictor.card.input_size
-    field, judged_mpp = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
+    field, judged_mpp, native = at_judging_scale(image, field_mpp, model_mpp, str(path), size)
     tiles = field_tiles(mirrored_to_tile(field, size), size, str(path))
-    native = field is image  # not resized: the file's own pixels
     probabilities = predictor.predict(tiles, measured_at(judged_mpp, model_mpp), native).mean(axis=0)
     return FieldQuality(
         len(tiles),

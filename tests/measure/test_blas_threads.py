@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from slideiqa.measure import judgement
 from slideiqa.measure.blas_threads import one_blas_thread
-from slideiqa.measure.judgement import MEASURABLE, measure_tiles
+from slideiqa.measure.jpeg_quantisation import jpeg_scale
 
 
 def blas_threads() -> int:
@@ -29,8 +30,16 @@ def test_overlapping_callers_share_one_limit_and_the_last_restores_the_process_l
         assert blas_threads() == 2
 
 
-def test_measuring_tiles_leaves_the_process_limit_as_it_was(heldout_tiles):
+def test_the_jpeg_products_run_on_one_thread_and_the_process_limit_comes_back(heldout_tiles, monkeypatch):
+    seen = []
+
+    def jpeg_scale_noting_threads(*arguments):
+        seen.append(blas_threads())
+        return jpeg_scale(*arguments)
+
+    monkeypatch.setattr(judgement, "jpeg_scale", jpeg_scale_noting_threads)
     with threadpool_limits(limits=2, user_api="blas"):
-        measured = measure_tiles(np.asarray(heldout_tiles[:4]), list(MEASURABLE))
+        measured = judgement.measure_tiles(np.asarray(heldout_tiles[:4]), list(judgement.MEASURABLE))
         assert blas_threads() == 2
+    assert seen == [1]
     assert measured.jpeg is not None and len(measured.jpeg) == 4

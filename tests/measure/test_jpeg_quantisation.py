@@ -1,13 +1,13 @@
 """JPEG read from its quantisation step: quality 15 is seen by every encoder on any block grid, a
-scanner's quality 30 and sharp tiles are not, a tile resampled after compression shows nothing,
-and the measurement only ever raises the network's P(jpeg)."""
+scanner's quality 30 and sharp tiles are not, a tile resampled after compression shows nothing; on a
+file's own pixels the step decides P(jpeg), elsewhere it only raises the network's."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from slideiqa.io.edge_tiles import own_extent
-from slideiqa.measure.jpeg_quantisation import JPEG_SCALE, block_grid, jpeg_scale, judge_jpeg
+from slideiqa.measure.jpeg_quantisation import JPEG_SCALE, block_grid, jpeg_scale, judge_jpeg, readable
 from slideiqa.models.predictor import Predictor
 from slideiqa.synthetic.distortions import jpeg, jpeg_round_trip
 from slideiqa_training.cross_implementation import IMPLEMENTATIONS, degrade
@@ -123,3 +123,27 @@ def test_the_predictor_told_tiles_are_native_still_flags_the_floor_and_clears_cl
     compressed = np.stack([jpeg(tile, FLOORS["jpeg"]) for tile in heldout_tiles])
     assert (predictor.predict(compressed, native=True)[:, index] > 0.99).all()
     assert predictor.predict(heldout_tiles, native=True)[:, index].max() < 1e-6
+
+
+def test_a_lowered_p_jpeg_never_pushes_a_measured_class_over_its_line():
+    """What the step takes from the network's P(jpeg) goes to the classes not judged already: a
+    measured P(motion) of 0.42 stays 0.42 (shared in the network's ratios it became 0.76, a motion
+    flag the JPEG rule made)."""
+    classes = ["good", "motion", "jpeg"]
+    probabilities = np.array([[0.0, 0.417, 0.583], [0.1, 0.2, 0.7]])
+    judged = judge_jpeg(probabilities, classes, np.zeros(2), native=True, measured=("motion",))
+    np.testing.assert_allclose(judged[:, 1], probabilities[:, 1], atol=1e-6)
+    np.testing.assert_allclose(judged[:, 2], 0.0, atol=1e-6)
+    np.testing.assert_allclose(judged.sum(1), 1.0, atol=1e-6)
+
+
+def test_an_edge_tile_too_small_to_read_keeps_the_networks_call(tumour_field):
+    """A 30 × 30 px own part holds too few blocks to read a step (it reads 0): that is no evidence of
+    no compression, so there the network's P(jpeg) stands even on the file's own pixels."""
+    compressed = jpeg(tumour_field, FLOORS["jpeg"])
+    edge = np.pad(compressed[224:254, 448:478], ((0, 194), (0, 194), (0, 0)), mode="symmetric")
+    tiles = np.stack([edge, tiles_of(compressed, 0, count=1)[0]])
+    assert readable(own_extent(tiles)).tolist() == [False, True]
+    predictor = Predictor("default")
+    native, resampled = predictor.predict(tiles, native=True), predictor.predict(tiles, native=False)
+    np.testing.assert_allclose(native[0], resampled[0], atol=1e-6)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage.filters import gaussian
 
-from slideiqa.pipeline.fields import judging_mpp, mirrored_to_tile
+from slideiqa.pipeline.fields import at_judging_scale, judging_mpp, mirrored_to_tile
 
 from paths import SMEARS
 
@@ -27,6 +27,16 @@ def test_the_judging_scale_is_the_models_unless_the_field_would_be_smaller_than_
     assert judging_mpp((100, 100, 3), 0.5, 0.5, 224) == 0.5
     # BCCD's fields would need 5.2×: judged 2.5× magnified, mirrored out to a tile.
     assert judging_mpp((480, 640, 3), 0.045, 0.5, 224) == pytest.approx(0.2)
+
+
+def test_a_field_is_judged_on_its_own_pixels_only_where_it_is_not_resized():
+    """Only a field judged as the file holds it still shows a scanner's JPEG lattice where there was
+    one, so only there does the measured step decide P(jpeg)."""
+    field = np.random.default_rng(1).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    as_it_is = at_judging_scale(field, 0.5, 0.5, "field", 224)
+    assert as_it_is.native and as_it_is.pixels is field and as_it_is.mpp == 0.5
+    shrunk = at_judging_scale(field, 0.25, 0.5, "field", 224)
+    assert not shrunk.native and shrunk.pixels.shape == (300, 400, 3) and shrunk.mpp == 0.5
 
 
 def test_a_small_field_is_mirrored_out_to_a_tile_without_a_new_edge():

@@ -96,7 +96,7 @@ def smear_tiles(data: Path) -> dict[str, np.ndarray]:
     for name, paths, mpp in catalogue_fields(data)[2]:
         tiles = []
         for path in paths[:: max(1, len(paths) // SMEAR_FIELDS)][:SMEAR_FIELDS]:
-            field, _ = at_judging_scale(read_field(path)[0], mpp, MODEL_MPP, str(path), TILE)
+            field = at_judging_scale(read_field(path)[0], mpp, MODEL_MPP, str(path), TILE).pixels
             tiles.append(field_tiles(mirrored_to_tile(field, TILE), TILE))
         collections[name] = np.concatenate(tiles)
     return collections
