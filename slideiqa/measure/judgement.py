@@ -18,7 +18,8 @@ capped by the exposure evidence, at any scale. Elsewhere the network's own proba
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,20 @@ def measure_tiles(tiles: np.ndarray, families: list[str], mpp: float | None = No
             jpeg_readable=readable(extent) if extent is not None and "jpeg" in wanted else None,
             exposure=exposure_evidence(tiles) if "exposure" in wanted else None,
         )
+
+
+def joined(parts: list[TileMeasurements]) -> TileMeasurements:
+    """The measurements of consecutive parts of a batch as one record, tile for tile as
+    :func:`measure_tiles` of the whole batch gives them (every measurement is a tile's own)."""
+
+    def join(values: list[Any]) -> Any:
+        if values[0] is None:
+            return None
+        if isinstance(values[0], np.ndarray):
+            return np.concatenate(values)
+        return type(values[0])(*(join([getattr(v, f.name) for v in values]) for f in fields(values[0])))
+
+    return TileMeasurements(*(join([getattr(part, f.name) for part in parts]) for f in fields(TileMeasurements)))
 
 
 def judge_tiles(
