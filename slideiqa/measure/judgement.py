@@ -152,10 +152,10 @@ def judge_cells(
 
 
 def _decides(measured: TileMeasurements, native: bool) -> np.ndarray:
-    """(N,) where the JPEG step decides P(jpeg): tiles of the file's own pixels, large enough to read."""
-    count = 0 if measured.jpeg is None else len(measured.jpeg)
-    readable_tiles = np.ones(count, bool) if measured.jpeg_readable is None else measured.jpeg_readable
-    return readable_tiles & native
+    """(N,) where the JPEG step decides P(jpeg): tiles of the file's own pixels, large enough to read
+    (``jpeg_readable`` is measured wherever the step is)."""
+    assert measured.jpeg_readable is not None
+    return measured.jpeg_readable & native
 
 
 def judge_measured(
